@@ -9,3 +9,14 @@
 pub mod backoff;
 
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};
+
+/// How the response body is split into messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// Each message ends in `\r\n`; a blank `\r\n` line is a keep-alive (the default).
+    #[default]
+    Crlf,
+    /// `delimited=length`: a decimal byte count (which counts the message and its trailing
+    /// `\r\n`), `\r\n`, then exactly that many bytes; blank keep-alive lines may precede a count.
+    Length,
+}
