@@ -7,8 +7,12 @@
 //! move bytes and wait for deadlines.
 
 pub mod backoff;
+pub mod config;
+pub mod request;
 
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};
+pub use config::{Config, ConfigBuilder, ConfigError, Credentials, Endpoint, UrlError, With};
+pub use request::{make_nonce, signed_request, stream_request, Method};
 
 /// How the response body is split into messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -1,0 +1,1535 @@
+//! What a stream is: who it follows, how it signs in, where it connects and its limits.
+//!
+//! [`Config`] is built with [`Config::builder`], which checks every value and returns a
+//! [`ConfigError`] naming the value and the rule it broke. A built `Config` is always valid:
+//! the follow list holds 1 to [`FOLLOW_LIMIT`] distinct, sorted ids, no credential is empty,
+//! the URL parsed into an [`Endpoint`], and every limit is in range.
+//!
+//! ```
+//! use sitebucket_proto::config::{Config, Credentials, With};
+//!
+//! let credentials = Credentials::new("ck", "cs", "t", "ts");
+//! let config = Config::builder([3, 1, 2, 1], credentials)
+//!     .with(With::Followings)
+//!     .stall_warnings(true)
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(config.follow(), &[1, 2, 3]);
+//! assert_eq!(config.url(), "https://sitestream.twitter.com/1.1/site.json");
+//! ```
+//!
+//! Secrets stay out of sight: the `Debug` output of [`Credentials`], [`Config`] and
+//! [`ConfigBuilder`] shows the consumer key and the token but never either secret.
+
+use core::fmt;
+use core::net::Ipv6Addr;
+use core::str::FromStr;
+use core::time::Duration;
+
+use crate::backoff::{BackoffPolicy, Jitter};
+use crate::Framing;
+
+/// Most user ids one stream may follow when it connects (the seed's `FOLLOW_LIMIT`).
+pub const FOLLOW_LIMIT: usize = 100;
+
+/// The Site Streams endpoint used when no URL is given.
+pub const DEFAULT_URL: &str = "https://sitestream.twitter.com/1.1/site.json";
+
+/// Consecutive failed attempts after which the squared policy gives up, unless a retry limit
+/// was set explicitly (the seed's `RETRY_LIMIT`).
+pub const RETRY_LIMIT: u32 = 10;
+
+/// Longest message payload accepted by default: 8 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The largest `max_message_bytes` a config accepts: 1 GiB.
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// No byte for this long means the stream stalled: three keep-alive periods.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a connection attempt may take by default (the seed's `TIMEOUT`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The `with` query parameter: whose messages the stream carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum With {
+    /// Only events about the followed users themselves (`with=user`, the default).
+    #[default]
+    User,
+    /// Also messages from the accounts the followed users follow (`with=followings`).
+    Followings,
+}
+
+impl With {
+    /// The query value: `"user"` or `"followings"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            With::User => "user",
+            With::Followings => "followings",
+        }
+    }
+}
+
+impl fmt::Display for With {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for With {
+    type Err = ConfigError;
+
+    /// Parses `"user"` or `"followings"` exactly (the query values are lower case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(With::User),
+            "followings" => Ok(With::Followings),
+            other => Err(ConfigError::InvalidWith {
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The four OAuth 1.0a strings that sign every request.
+///
+/// `Debug` shows the consumer key and the token and redacts both secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    consumer_key: String,
+    consumer_secret: String,
+    token: String,
+    token_secret: String,
+}
+
+impl Credentials {
+    /// Bundles the consumer (application) key pair and the access token pair.
+    pub fn new(
+        consumer_key: impl Into<String>,
+        consumer_secret: impl Into<String>,
+        token: impl Into<String>,
+        token_secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            consumer_key: consumer_key.into(),
+            consumer_secret: consumer_secret.into(),
+            token: token.into(),
+            token_secret: token_secret.into(),
+        }
+    }
+
+    /// The consumer (application) key, sent as `oauth_consumer_key`.
+    pub fn consumer_key(&self) -> &str {
+        &self.consumer_key
+    }
+
+    /// The consumer secret: part of the signing key, never sent.
+    pub fn consumer_secret(&self) -> &str {
+        &self.consumer_secret
+    }
+
+    /// The access token, sent as `oauth_token`.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The access token secret: part of the signing key, never sent.
+    pub fn token_secret(&self) -> &str {
+        &self.token_secret
+    }
+
+    /// The first empty credential, by name, if any.
+    fn first_empty(&self) -> Option<&'static str> {
+        [
+            ("consumer_key", &self.consumer_key),
+            ("consumer_secret", &self.consumer_secret),
+            ("token", &self.token),
+            ("token_secret", &self.token_secret),
+        ]
+        .into_iter()
+        .find(|(_, value)| value.is_empty())
+        .map(|(name, _)| name)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("consumer_key", &self.consumer_key)
+            .field("consumer_secret", &"<redacted>")
+            .field("token", &self.token)
+            .field("token_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where a stream connects: scheme, host, port and path of an `http://` or `https://` URL.
+///
+/// The host is stored lower-cased and, for an IPv6 literal, without its brackets (`::1`), so
+/// `(host, port)` can be handed to a resolver as is. [`Endpoint::host_header`] and
+/// [`Endpoint::url`] put the brackets back.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// `true` for `https://` (TLS), `false` for `http://` (plain TCP).
+    pub tls: bool,
+    /// Host name or IP address, lower-cased; IPv6 without brackets.
+    pub host: String,
+    /// TCP port: the URL's, or 443 for `https` and 80 for `http`.
+    pub port: u16,
+    /// Path, always starting with `/` (`/` when the URL had none).
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Parses an `http://` or `https://` URL (the scheme is case-insensitive).
+    ///
+    /// Rejected, each with its own [`UrlError`]: any other scheme, user information
+    /// (`user:password@`), a query or fragment, an empty or malformed host, a port that is not
+    /// a number from 1 to 65535, and a path with bytes that must be percent-encoded.
+    pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
+        let (scheme, rest) = url.split_once("://").ok_or(UrlError::MissingScheme)?;
+        let tls = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return Err(UrlError::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+            });
+        };
+        match rest.find(['?', '#']) {
+            Some(at) if rest[at..].starts_with('?') => return Err(UrlError::Query),
+            Some(_) => return Err(UrlError::Fragment),
+            None => {}
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(UrlError::UserInfo);
+        }
+        let (host, port) = split_host_port(authority)?;
+        let port = match port {
+            None => default_port(tls),
+            Some(text) => parse_port(text)?,
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        check_path(path)?;
+        Ok(Endpoint {
+            tls,
+            host,
+            port,
+            path: path.to_owned(),
+        })
+    }
+
+    /// `"https"` or `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Whether the port is the scheme's default (443 for `https`, 80 for `http`).
+    pub fn is_default_port(&self) -> bool {
+        self.port == default_port(self.tls)
+    }
+
+    /// The `Host` header value: the host, bracketed if IPv6, with `:port` when the port is
+    /// not the scheme's default.
+    pub fn host_header(&self) -> String {
+        let mut out = bracketed(&self.host);
+        if !self.is_default_port() {
+            out.push(':');
+            out.push_str(&self.port.to_string());
+        }
+        out
+    }
+
+    /// The URL again: `scheme://host_header/path`, with no query.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme(), self.host_header(), self.path)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url())
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = UrlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Endpoint::parse(s)
+    }
+}
+
+/// What was wrong with a URL given to [`Endpoint::parse`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// No `scheme://` at the start.
+    MissingScheme,
+    /// A scheme other than `http` or `https`.
+    UnsupportedScheme {
+        /// The scheme as written.
+        scheme: String,
+    },
+    /// `user@` or `user:password@` before the host.
+    UserInfo,
+    /// A `?query` part.
+    Query,
+    /// A `#fragment` part.
+    Fragment,
+    /// Nothing between `://` and the port or path.
+    EmptyHost,
+    /// A host that is not a name, an IPv4 address or a bracketed IPv6 address.
+    InvalidHost {
+        /// The host as written.
+        host: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// A port that is not a number from 1 to 65535.
+    InvalidPort {
+        /// The port as written.
+        port: String,
+    },
+    /// A path byte that must be percent-encoded, or a `%` not followed by two hex digits.
+    InvalidPath {
+        /// The path as written.
+        path: String,
+    },
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::MissingScheme => {
+                f.write_str("it has no scheme; it must start with http:// or https://")
+            }
+            UrlError::UnsupportedScheme { scheme } => write!(
+                f,
+                "unsupported scheme {scheme:?}; only http and https are supported"
+            ),
+            UrlError::UserInfo => f.write_str(
+                "user information (user@ or user:password@) is not allowed; \
+                 pass credentials through Credentials",
+            ),
+            UrlError::Query => f.write_str(
+                "a query (?...) is not allowed; the query parameters are built from the config",
+            ),
+            UrlError::Fragment => f.write_str("a fragment (#...) is not allowed"),
+            UrlError::EmptyHost => f.write_str("the host is empty"),
+            UrlError::InvalidHost { host, reason } => write!(f, "invalid host {host:?}: {reason}"),
+            UrlError::InvalidPort { port } => write!(
+                f,
+                "invalid port {port:?}; it must be a number from 1 to 65535"
+            ),
+            UrlError::InvalidPath { path } => write!(
+                f,
+                "invalid path {path:?}; spaces, control characters, non-ASCII and other \
+                 unsafe bytes must be percent-encoded (%XX)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// Why [`ConfigBuilder::build`] (or parsing a [`With`]) refused a value.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The follow list has no ids.
+    EmptyFollow,
+    /// More than [`FOLLOW_LIMIT`] distinct ids.
+    TooManyFollows {
+        /// How many distinct ids were given.
+        count: usize,
+    },
+    /// User id 0, which no user has.
+    ZeroFollowId,
+    /// One of the four credentials is the empty string.
+    EmptyCredential {
+        /// `"consumer_key"`, `"consumer_secret"`, `"token"` or `"token_secret"`.
+        which: &'static str,
+    },
+    /// A `with` value other than `user` or `followings`.
+    InvalidWith {
+        /// The value as given.
+        value: String,
+    },
+    /// The stream URL did not parse.
+    InvalidUrl {
+        /// The URL as given, with any user information replaced by `***`.
+        url: String,
+        /// What was wrong with it.
+        error: UrlError,
+    },
+    /// `max_message_bytes` of 0 or above [`MAX_MESSAGE_BYTES_LIMIT`].
+    MaxMessageBytesOutOfRange {
+        /// The value given.
+        value: usize,
+    },
+    /// A stall timeout of zero.
+    ZeroStallTimeout,
+    /// A connect timeout of zero.
+    ZeroConnectTimeout,
+    /// A jitter fraction outside `0.0..=1.0` (or not a number).
+    InvalidJitterFraction {
+        /// The fraction given.
+        fraction: f64,
+    },
+    /// `retry_limit(Some(0))`: no attempt would ever be allowed.
+    ZeroRetryLimit,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::EmptyFollow => write!(
+                f,
+                "follow list is empty; give 1 to {FOLLOW_LIMIT} user ids"
+            ),
+            ConfigError::TooManyFollows { count } => write!(
+                f,
+                "follow list has {count} ids; at most {FOLLOW_LIMIT} are allowed"
+            ),
+            ConfigError::ZeroFollowId => {
+                f.write_str("follow list contains user id 0; user ids start at 1")
+            }
+            ConfigError::EmptyCredential { which } => {
+                write!(f, "credential {which} is empty; all four are required")
+            }
+            ConfigError::InvalidWith { value } => write!(
+                f,
+                "with value {value:?} is invalid; it must be \"user\" or \"followings\""
+            ),
+            ConfigError::InvalidUrl { url, error } => write!(f, "invalid URL {url:?}: {error}"),
+            ConfigError::MaxMessageBytesOutOfRange { value } => write!(
+                f,
+                "max_message_bytes is {value}; it must be from 1 to {MAX_MESSAGE_BYTES_LIMIT} (1 GiB)"
+            ),
+            ConfigError::ZeroStallTimeout => {
+                f.write_str("stall_timeout is 0s; it must be greater than zero")
+            }
+            ConfigError::ZeroConnectTimeout => {
+                f.write_str("connect_timeout is 0s; it must be greater than zero")
+            }
+            ConfigError::InvalidJitterFraction { fraction } => write!(
+                f,
+                "jitter fraction is {fraction}; it must be a number from 0.0 to 1.0"
+            ),
+            ConfigError::ZeroRetryLimit => f.write_str(
+                "retry_limit is 0, which allows no attempt; use None for unlimited or at least 1",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A checked stream configuration. Build one with [`Config::builder`].
+#[derive(Clone)]
+pub struct Config {
+    follow: Vec<u64>,
+    credentials: Credentials,
+    with: With,
+    replies_all: bool,
+    stringify_friend_ids: bool,
+    framing: Framing,
+    stall_warnings: bool,
+    gzip: bool,
+    endpoint: Endpoint,
+    max_message_bytes: usize,
+    stall_timeout: Duration,
+    connect_timeout: Duration,
+    backoff: BackoffPolicy,
+    jitter: Option<Jitter>,
+    retry_limit: Option<u32>,
+    extra_root_certs_pem: Vec<u8>,
+    rng_seed: u64,
+}
+
+impl Config {
+    /// Starts a config for the users `follow`, signed with `credentials`; every other value
+    /// has its default until a [`ConfigBuilder`] setter changes it.
+    pub fn builder(
+        follow: impl IntoIterator<Item = u64>,
+        credentials: Credentials,
+    ) -> ConfigBuilder {
+        ConfigBuilder {
+            follow: follow.into_iter().collect(),
+            credentials,
+            with: With::default(),
+            replies_all: false,
+            stringify_friend_ids: false,
+            framing: Framing::default(),
+            stall_warnings: false,
+            gzip: false,
+            url: DEFAULT_URL.to_owned(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            backoff: BackoffPolicy::default(),
+            jitter: None,
+            retry_limit: None,
+            extra_root_certs_pem: Vec::new(),
+            rng_seed: 0,
+        }
+    }
+
+    /// A builder holding every value of this config, e.g. to make a stream with another
+    /// follow list. Its retry limit counts as set explicitly.
+    pub fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder {
+            follow: self.follow.clone(),
+            credentials: self.credentials.clone(),
+            with: self.with,
+            replies_all: self.replies_all,
+            stringify_friend_ids: self.stringify_friend_ids,
+            framing: self.framing,
+            stall_warnings: self.stall_warnings,
+            gzip: self.gzip,
+            url: self.endpoint.url(),
+            max_message_bytes: self.max_message_bytes,
+            stall_timeout: self.stall_timeout,
+            connect_timeout: self.connect_timeout,
+            backoff: self.backoff.clone(),
+            jitter: self.jitter,
+            retry_limit: Some(self.retry_limit),
+            extra_root_certs_pem: self.extra_root_certs_pem.clone(),
+            rng_seed: self.rng_seed,
+        }
+    }
+
+    /// The followed user ids: sorted, without duplicates, 1 to [`FOLLOW_LIMIT`] of them.
+    pub fn follow(&self) -> &[u64] {
+        &self.follow
+    }
+
+    /// The OAuth credentials.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The `with` parameter.
+    pub fn with(&self) -> With {
+        self.with
+    }
+
+    /// Whether `replies=all` is sent.
+    pub fn replies_all(&self) -> bool {
+        self.replies_all
+    }
+
+    /// Whether `stringify_friend_ids=true` is sent.
+    pub fn stringify_friend_ids(&self) -> bool {
+        self.stringify_friend_ids
+    }
+
+    /// How the body is split into messages; [`Framing::Length`] sends `delimited=length`.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Whether `stall_warnings=true` is sent.
+    pub fn stall_warnings(&self) -> bool {
+        self.stall_warnings
+    }
+
+    /// Whether `Accept-Encoding: deflate, gzip` is sent and the body decoded.
+    pub fn gzip(&self) -> bool {
+        self.gzip
+    }
+
+    /// Where the stream connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The stream URL without its query (the seed's `url`).
+    pub fn url(&self) -> String {
+        self.endpoint.url()
+    }
+
+    /// Longest message payload accepted, without its trailing CRLF.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// No byte for this long, before or after the response head, means a stall.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
+    }
+
+    /// How long a connection attempt may take (the seed's `timeout`).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The reconnect policy.
+    pub fn backoff(&self) -> &BackoffPolicy {
+        &self.backoff
+    }
+
+    /// Seeded jitter applied to each wait, if any.
+    pub fn jitter(&self) -> Option<Jitter> {
+        self.jitter
+    }
+
+    /// Consecutive failed attempts after which the stream gives up; `None` is unlimited.
+    pub fn retry_limit(&self) -> Option<u32> {
+        self.retry_limit
+    }
+
+    /// Extra trusted root certificates, PEM, as given (parsed by the TLS layer).
+    pub fn extra_root_certs_pem(&self) -> &[u8] {
+        &self.extra_root_certs_pem
+    }
+
+    /// Seed of the RNG that draws OAuth nonces.
+    pub fn rng_seed(&self) -> u64 {
+        self.rng_seed
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("follow", &self.follow)
+            .field("credentials", &self.credentials)
+            .field("with", &self.with)
+            .field("replies_all", &self.replies_all)
+            .field("stringify_friend_ids", &self.stringify_friend_ids)
+            .field("framing", &self.framing)
+            .field("stall_warnings", &self.stall_warnings)
+            .field("gzip", &self.gzip)
+            .field("endpoint", &self.endpoint)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .field("jitter", &self.jitter)
+            .field("retry_limit", &self.retry_limit)
+            .field(
+                "extra_root_certs_pem",
+                &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
+            )
+            .field("rng_seed", &self.rng_seed)
+            .finish()
+    }
+}
+
+/// Collects a [`Config`]'s values; [`ConfigBuilder::build`] checks them.
+///
+/// Every setter takes and returns the builder, so calls chain.
+#[derive(Clone)]
+pub struct ConfigBuilder {
+    follow: Vec<u64>,
+    credentials: Credentials,
+    with: With,
+    replies_all: bool,
+    stringify_friend_ids: bool,
+    framing: Framing,
+    stall_warnings: bool,
+    gzip: bool,
+    url: String,
+    max_message_bytes: usize,
+    stall_timeout: Duration,
+    connect_timeout: Duration,
+    backoff: BackoffPolicy,
+    jitter: Option<Jitter>,
+    /// `None`: not set, so the policy's default applies.
+    retry_limit: Option<Option<u32>>,
+    extra_root_certs_pem: Vec<u8>,
+    rng_seed: u64,
+}
+
+impl ConfigBuilder {
+    /// Replaces the follow list.
+    pub fn follow(mut self, follow: impl IntoIterator<Item = u64>) -> Self {
+        self.follow = follow.into_iter().collect();
+        self
+    }
+
+    /// Replaces the credentials.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The `with` parameter (default [`With::User`]).
+    pub fn with(mut self, with: With) -> Self {
+        self.with = with;
+        self
+    }
+
+    /// Send `replies=all` (default off).
+    pub fn replies_all(mut self, on: bool) -> Self {
+        self.replies_all = on;
+        self
+    }
+
+    /// Send `stringify_friend_ids=true` (default off).
+    pub fn stringify_friend_ids(mut self, on: bool) -> Self {
+        self.stringify_friend_ids = on;
+        self
+    }
+
+    /// The body framing (default [`Framing::Crlf`]); [`Framing::Length`] sends
+    /// `delimited=length`.
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// Send `stall_warnings=true` (default off).
+    pub fn stall_warnings(mut self, on: bool) -> Self {
+        self.stall_warnings = on;
+        self
+    }
+
+    /// Ask for a compressed body with `Accept-Encoding: deflate, gzip` (default off).
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
+    }
+
+    /// The stream URL, `http://` or `https://` (default [`DEFAULT_URL`]).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// Longest message payload accepted, from 1 to [`MAX_MESSAGE_BYTES_LIMIT`]
+    /// (default [`DEFAULT_MAX_MESSAGE_BYTES`]).
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// No byte for this long means a stall; non-zero (default [`DEFAULT_STALL_TIMEOUT`]).
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// How long a connection attempt may take; non-zero
+    /// (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The reconnect policy (default [`BackoffPolicy::Twitter`]).
+    pub fn backoff(mut self, policy: BackoffPolicy) -> Self {
+        self.backoff = policy;
+        self
+    }
+
+    /// Seeded jitter on each wait; the fraction must be within `0.0..=1.0` (default none).
+    pub fn jitter(mut self, jitter: Option<Jitter>) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Give up after this many consecutive failed attempts; `None` is unlimited.
+    ///
+    /// When never called, the limit is `None` for the Twitter policy and
+    /// `Some(`[`RETRY_LIMIT`]`)` for the squared one, as in the seed. `Some(0)` is an error.
+    pub fn retry_limit(mut self, limit: Option<u32>) -> Self {
+        self.retry_limit = Some(limit);
+        self
+    }
+
+    /// Extra trusted root certificates, PEM (default none). Stored as given; the TLS layer
+    /// parses them.
+    pub fn extra_root_certs_pem(mut self, pem: Vec<u8>) -> Self {
+        self.extra_root_certs_pem = pem;
+        self
+    }
+
+    /// Seed of the RNG that draws OAuth nonces (default 0).
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = seed;
+        self
+    }
+
+    /// Checks every value and returns the config, or the first rule broken.
+    ///
+    /// The follow list is sorted and stripped of duplicates before it is counted.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut follow = self.follow;
+        follow.sort_unstable();
+        follow.dedup();
+        if follow.is_empty() {
+            return Err(ConfigError::EmptyFollow);
+        }
+        if follow.len() > FOLLOW_LIMIT {
+            return Err(ConfigError::TooManyFollows {
+                count: follow.len(),
+            });
+        }
+        if follow.first() == Some(&0) {
+            return Err(ConfigError::ZeroFollowId);
+        }
+        if let Some(which) = self.credentials.first_empty() {
+            return Err(ConfigError::EmptyCredential { which });
+        }
+        let endpoint = Endpoint::parse(&self.url).map_err(|error| ConfigError::InvalidUrl {
+            url: redact_userinfo(&self.url),
+            error,
+        })?;
+        if self.max_message_bytes == 0 || self.max_message_bytes > MAX_MESSAGE_BYTES_LIMIT {
+            return Err(ConfigError::MaxMessageBytesOutOfRange {
+                value: self.max_message_bytes,
+            });
+        }
+        if self.stall_timeout.is_zero() {
+            return Err(ConfigError::ZeroStallTimeout);
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::ZeroConnectTimeout);
+        }
+        if let Some(jitter) = self.jitter {
+            // `contains` is false for NaN, so this also rejects NaN and the infinities.
+            if !(0.0..=1.0).contains(&jitter.fraction) {
+                return Err(ConfigError::InvalidJitterFraction {
+                    fraction: jitter.fraction,
+                });
+            }
+        }
+        let retry_limit = match self.retry_limit {
+            Some(Some(0)) => return Err(ConfigError::ZeroRetryLimit),
+            Some(explicit) => explicit,
+            None => match self.backoff {
+                BackoffPolicy::Squared(_) => Some(RETRY_LIMIT),
+                BackoffPolicy::Twitter(_) => None,
+            },
+        };
+        Ok(Config {
+            follow,
+            credentials: self.credentials,
+            with: self.with,
+            replies_all: self.replies_all,
+            stringify_friend_ids: self.stringify_friend_ids,
+            framing: self.framing,
+            stall_warnings: self.stall_warnings,
+            gzip: self.gzip,
+            endpoint,
+            max_message_bytes: self.max_message_bytes,
+            stall_timeout: self.stall_timeout,
+            connect_timeout: self.connect_timeout,
+            backoff: self.backoff,
+            jitter: self.jitter,
+            retry_limit,
+            extra_root_certs_pem: self.extra_root_certs_pem,
+            rng_seed: self.rng_seed,
+        })
+    }
+}
+
+impl fmt::Debug for ConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigBuilder")
+            .field("follow", &self.follow)
+            .field("credentials", &self.credentials)
+            .field("with", &self.with)
+            .field("replies_all", &self.replies_all)
+            .field("stringify_friend_ids", &self.stringify_friend_ids)
+            .field("framing", &self.framing)
+            .field("stall_warnings", &self.stall_warnings)
+            .field("gzip", &self.gzip)
+            .field("url", &redact_userinfo(&self.url))
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .field("jitter", &self.jitter)
+            .field("retry_limit", &self.retry_limit)
+            .field(
+                "extra_root_certs_pem",
+                &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
+            )
+            .field("rng_seed", &self.rng_seed)
+            .finish()
+    }
+}
+
+fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
+    }
+}
+
+/// `host`, in brackets when it is an IPv6 address (the only hosts containing `:`).
+pub(crate) fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Splits an authority (without user information) into a lower-cased host and the port text.
+fn split_host_port(authority: &str) -> Result<(String, Option<&str>), UrlError> {
+    if authority.is_empty() {
+        return Err(UrlError::EmptyHost);
+    }
+    if let Some(inner_and_rest) = authority.strip_prefix('[') {
+        let invalid = |reason| UrlError::InvalidHost {
+            host: authority.to_owned(),
+            reason,
+        };
+        let (inner, after) = inner_and_rest
+            .split_once(']')
+            .ok_or_else(|| invalid("the IPv6 address has no closing bracket"))?;
+        if inner.parse::<Ipv6Addr>().is_err() {
+            return Err(invalid("not a valid IPv6 address"));
+        }
+        let port = if after.is_empty() {
+            None
+        } else {
+            Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| invalid("only :port may follow the closing bracket"))?,
+            )
+        };
+        return Ok((inner.to_ascii_lowercase(), port));
+    }
+    if authority.bytes().filter(|&b| b == b':').count() > 1 {
+        return Err(UrlError::InvalidHost {
+            host: authority.to_owned(),
+            reason: "an IPv6 address must be written in brackets, like [::1]",
+        });
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(UrlError::EmptyHost);
+    }
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if !host.bytes().all(name_byte) {
+        return Err(UrlError::InvalidHost {
+            host: host.to_owned(),
+            reason: "a host name may only hold ASCII letters, digits, '-', '.', '_' and '~'",
+        });
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+fn parse_port(text: &str) -> Result<u16, UrlError> {
+    let invalid = || UrlError::InvalidPort {
+        port: text.to_owned(),
+    };
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    match text.parse::<u16>() {
+        Ok(0) | Err(_) => Err(invalid()),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// Whether `b` may appear unescaped in a URL path (RFC 3986 `pchar` or `/`), `%` aside.
+pub(crate) fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+        )
+}
+
+/// Whether `bytes[at]` is a `%` followed by two hex digits.
+pub(crate) fn is_percent_escape(bytes: &[u8], at: usize) -> bool {
+    matches!(
+        bytes.get(at..at.saturating_add(3)),
+        Some([b'%', hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit()
+    )
+}
+
+fn check_path(path: &str) -> Result<(), UrlError> {
+    let bytes = path.as_bytes();
+    let ok = bytes
+        .iter()
+        .enumerate()
+        .all(|(at, &b)| is_path_byte(b) || is_percent_escape(bytes, at));
+    if ok {
+        Ok(())
+    } else {
+        Err(UrlError::InvalidPath {
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// `url` with anything between `://` and an `@` in the authority replaced by `***`, so a
+/// password written into a URL never reaches an error message or `Debug` output.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // `authority_end` is a char boundary: `find` returned the start of an ASCII char.
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::{SquaredBackoff, TwitterBackoff};
+    use proptest::prelude::*;
+
+    fn creds() -> Credentials {
+        Credentials::new("ckey", "SECRET-CONSUMER", "tkey", "SECRET-TOKEN")
+    }
+
+    fn build(builder: ConfigBuilder) -> Config {
+        match builder.build() {
+            Ok(config) => config,
+            Err(e) => panic!("config should build: {e}"),
+        }
+    }
+
+    fn err(builder: ConfigBuilder) -> ConfigError {
+        match builder.build() {
+            Ok(config) => panic!("config should be refused: {config:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = build(Config::builder([5], creds()));
+        assert_eq!(c.follow(), &[5]);
+        assert_eq!(c.with(), With::User);
+        assert!(!c.replies_all() && !c.stringify_friend_ids() && !c.stall_warnings() && !c.gzip());
+        assert_eq!(c.framing(), Framing::Crlf);
+        assert_eq!(c.url(), DEFAULT_URL);
+        assert_eq!(
+            c.endpoint(),
+            &Endpoint {
+                tls: true,
+                host: "sitestream.twitter.com".into(),
+                port: 443,
+                path: "/1.1/site.json".into()
+            }
+        );
+        assert_eq!(c.max_message_bytes(), 8_388_608);
+        assert_eq!(c.stall_timeout(), Duration::from_secs(90));
+        assert_eq!(c.connect_timeout(), Duration::from_secs(40));
+        assert_eq!(
+            c.backoff(),
+            &BackoffPolicy::Twitter(TwitterBackoff::default())
+        );
+        assert_eq!(c.jitter(), None);
+        assert_eq!(c.retry_limit(), None);
+        assert!(c.extra_root_certs_pem().is_empty());
+        assert_eq!(c.rng_seed(), 0);
+        assert_eq!(c.credentials(), &creds());
+    }
+
+    #[test]
+    fn every_setter_is_kept() {
+        let jitter = Some(Jitter {
+            fraction: 0.25,
+            seed: 9,
+        });
+        let c = build(
+            Config::builder([9, 3], creds())
+                .with(With::Followings)
+                .replies_all(true)
+                .stringify_friend_ids(true)
+                .framing(Framing::Length)
+                .stall_warnings(true)
+                .gzip(true)
+                .url("HTTP://Example.COM:8080")
+                .max_message_bytes(1)
+                .stall_timeout(Duration::from_millis(1))
+                .connect_timeout(Duration::from_secs(3))
+                .backoff(BackoffPolicy::Squared(SquaredBackoff::default()))
+                .jitter(jitter)
+                .retry_limit(Some(3))
+                .extra_root_certs_pem(b"-----BEGIN CERTIFICATE-----".to_vec())
+                .rng_seed(77),
+        );
+        assert_eq!(c.follow(), &[3, 9]);
+        assert_eq!(c.with(), With::Followings);
+        assert!(c.replies_all() && c.stringify_friend_ids() && c.stall_warnings() && c.gzip());
+        assert_eq!(c.framing(), Framing::Length);
+        assert_eq!(c.url(), "http://example.com:8080/");
+        assert_eq!(c.max_message_bytes(), 1);
+        assert_eq!(c.stall_timeout(), Duration::from_millis(1));
+        assert_eq!(c.connect_timeout(), Duration::from_secs(3));
+        assert_eq!(
+            c.backoff(),
+            &BackoffPolicy::Squared(SquaredBackoff::default())
+        );
+        assert_eq!(c.jitter(), jitter);
+        assert_eq!(c.retry_limit(), Some(3));
+        assert_eq!(c.extra_root_certs_pem(), b"-----BEGIN CERTIFICATE-----");
+        assert_eq!(c.rng_seed(), 77);
+
+        // Round trip through `to_builder`, replacing only the follow list.
+        let d = build(c.to_builder().follow([1]));
+        assert_eq!(d.follow(), &[1]);
+        assert_eq!(
+            format!("{:?}", d.to_builder().follow([3, 9]).build().unwrap()),
+            format!("{c:?}")
+        );
+    }
+
+    #[test]
+    fn follow_is_sorted_and_deduplicated_before_counting() {
+        let c = build(Config::builder([7, 1, 7, 3, 1], creds()));
+        assert_eq!(c.follow(), &[1, 3, 7]);
+        // 150 ids with only 100 distinct values are fine.
+        let c = build(Config::builder((1..=100).chain(1..=50), creds()));
+        assert_eq!(c.follow().len(), 100);
+        assert_eq!(c.follow().first(), Some(&1));
+        assert_eq!(c.follow().last(), Some(&100));
+        let c = build(Config::builder([u64::MAX], creds()));
+        assert_eq!(c.follow(), &[u64::MAX]);
+    }
+
+    #[test]
+    fn follow_errors() {
+        let e = err(Config::builder([], creds()));
+        assert_eq!(e, ConfigError::EmptyFollow);
+        assert_eq!(
+            e.to_string(),
+            "follow list is empty; give 1 to 100 user ids"
+        );
+
+        let e = err(Config::builder(1..=101, creds()));
+        assert_eq!(e, ConfigError::TooManyFollows { count: 101 });
+        assert_eq!(
+            e.to_string(),
+            "follow list has 101 ids; at most 100 are allowed"
+        );
+
+        let e = err(Config::builder([4, 0], creds()));
+        assert_eq!(e, ConfigError::ZeroFollowId);
+        assert_eq!(
+            e.to_string(),
+            "follow list contains user id 0; user ids start at 1"
+        );
+    }
+
+    #[test]
+    fn each_empty_credential_is_named() {
+        let cases = [
+            (Credentials::new("", "a", "b", "c"), "consumer_key"),
+            (Credentials::new("a", "", "b", "c"), "consumer_secret"),
+            (Credentials::new("a", "b", "", "c"), "token"),
+            (Credentials::new("a", "b", "c", ""), "token_secret"),
+        ];
+        for (credentials, which) in cases {
+            let e = err(Config::builder([1], credentials));
+            assert_eq!(e, ConfigError::EmptyCredential { which });
+            assert_eq!(
+                e.to_string(),
+                format!("credential {which} is empty; all four are required")
+            );
+        }
+    }
+
+    #[test]
+    fn with_parses_and_displays() {
+        assert_eq!("user".parse::<With>(), Ok(With::User));
+        assert_eq!("followings".parse::<With>(), Ok(With::Followings));
+        assert_eq!(With::User.to_string(), "user");
+        assert_eq!(With::Followings.to_string(), "followings");
+        for bad in ["", "User", "following", "users", " user"] {
+            let e = bad.parse::<With>().unwrap_err();
+            assert_eq!(e, ConfigError::InvalidWith { value: bad.into() });
+            assert_eq!(
+                e.to_string(),
+                format!("with value {bad:?} is invalid; it must be \"user\" or \"followings\"")
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        for bad in [0, MAX_MESSAGE_BYTES_LIMIT + 1, usize::MAX] {
+            let e = err(Config::builder([1], creds()).max_message_bytes(bad));
+            assert_eq!(e, ConfigError::MaxMessageBytesOutOfRange { value: bad });
+            assert_eq!(
+                e.to_string(),
+                format!("max_message_bytes is {bad}; it must be from 1 to 1073741824 (1 GiB)")
+            );
+        }
+        let c = build(Config::builder([1], creds()).max_message_bytes(MAX_MESSAGE_BYTES_LIMIT));
+        assert_eq!(c.max_message_bytes(), 1 << 30);
+
+        let e = err(Config::builder([1], creds()).stall_timeout(Duration::ZERO));
+        assert_eq!(e, ConfigError::ZeroStallTimeout);
+        assert_eq!(
+            e.to_string(),
+            "stall_timeout is 0s; it must be greater than zero"
+        );
+
+        let e = err(Config::builder([1], creds()).connect_timeout(Duration::ZERO));
+        assert_eq!(e, ConfigError::ZeroConnectTimeout);
+        assert_eq!(
+            e.to_string(),
+            "connect_timeout is 0s; it must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn jitter_fraction_is_checked() {
+        for good in [0.0, 0.5, 1.0] {
+            let jitter = Some(Jitter {
+                fraction: good,
+                seed: 1,
+            });
+            assert_eq!(
+                build(Config::builder([1], creds()).jitter(jitter)).jitter(),
+                jitter
+            );
+        }
+        for bad in [-0.1, 1.5, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = err(Config::builder([1], creds()).jitter(Some(Jitter {
+                fraction: bad,
+                seed: 1,
+            })));
+            assert_eq!(e, ConfigError::InvalidJitterFraction { fraction: bad });
+            assert_eq!(
+                e.to_string(),
+                format!("jitter fraction is {bad}; it must be a number from 0.0 to 1.0")
+            );
+        }
+        let e = err(Config::builder([1], creds()).jitter(Some(Jitter {
+            fraction: f64::NAN,
+            seed: 1,
+        })));
+        assert!(matches!(e, ConfigError::InvalidJitterFraction { fraction } if fraction.is_nan()));
+        assert_eq!(
+            e.to_string(),
+            "jitter fraction is NaN; it must be a number from 0.0 to 1.0"
+        );
+    }
+
+    #[test]
+    fn retry_limit_defaults_follow_the_policy() {
+        let squared = BackoffPolicy::Squared(SquaredBackoff::default());
+        let twitter = BackoffPolicy::Twitter(TwitterBackoff::default());
+        let c = build(Config::builder([1], creds()).backoff(squared.clone()));
+        assert_eq!(c.retry_limit(), Some(RETRY_LIMIT));
+        let c = build(Config::builder([1], creds()).backoff(twitter));
+        assert_eq!(c.retry_limit(), None);
+        // An explicit choice wins over the policy's default, in either order of calls.
+        let c = build(
+            Config::builder([1], creds())
+                .retry_limit(None)
+                .backoff(squared.clone()),
+        );
+        assert_eq!(c.retry_limit(), None);
+        let c = build(
+            Config::builder([1], creds())
+                .backoff(squared)
+                .retry_limit(Some(2)),
+        );
+        assert_eq!(c.retry_limit(), Some(2));
+        let c = build(Config::builder([1], creds()).retry_limit(Some(u32::MAX)));
+        assert_eq!(c.retry_limit(), Some(u32::MAX));
+
+        let e = err(Config::builder([1], creds()).retry_limit(Some(0)));
+        assert_eq!(e, ConfigError::ZeroRetryLimit);
+        assert_eq!(
+            e.to_string(),
+            "retry_limit is 0, which allows no attempt; use None for unlimited or at least 1"
+        );
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        let cases: &[(&str, bool, &str, u16, &str, &str, &str)] = &[
+            // url, tls, host, port, path, host_header, url()
+            (
+                "https://sitestream.twitter.com/1.1/site.json",
+                true,
+                "sitestream.twitter.com",
+                443,
+                "/1.1/site.json",
+                "sitestream.twitter.com",
+                "https://sitestream.twitter.com/1.1/site.json",
+            ),
+            (
+                "http://127.0.0.1:8080/1.1/site.json",
+                false,
+                "127.0.0.1",
+                8080,
+                "/1.1/site.json",
+                "127.0.0.1:8080",
+                "http://127.0.0.1:8080/1.1/site.json",
+            ),
+            (
+                "HtTpS://Host.Example",
+                true,
+                "host.example",
+                443,
+                "/",
+                "host.example",
+                "https://host.example/",
+            ),
+            ("http://h:80/", false, "h", 80, "/", "h", "http://h/"),
+            (
+                "https://h:80/x",
+                true,
+                "h",
+                80,
+                "/x",
+                "h:80",
+                "https://h:80/x",
+            ),
+            (
+                "http://h:443/x",
+                false,
+                "h",
+                443,
+                "/x",
+                "h:443",
+                "http://h:443/x",
+            ),
+            (
+                "http://h:00081/x",
+                false,
+                "h",
+                81,
+                "/x",
+                "h:81",
+                "http://h:81/x",
+            ),
+            (
+                "http://[::1]/s",
+                false,
+                "::1",
+                80,
+                "/s",
+                "[::1]",
+                "http://[::1]/s",
+            ),
+            (
+                "https://[::1]:8443/s",
+                true,
+                "::1",
+                8443,
+                "/s",
+                "[::1]:8443",
+                "https://[::1]:8443/s",
+            ),
+            (
+                "http://[2001:DB8::1]:65535",
+                false,
+                "2001:db8::1",
+                65535,
+                "/",
+                "[2001:db8::1]:65535",
+                "http://[2001:db8::1]:65535/",
+            ),
+            (
+                "http://h/a%2Fb/c;d=e,f:g@h~!$&'()*+",
+                false,
+                "h",
+                80,
+                "/a%2Fb/c;d=e,f:g@h~!$&'()*+",
+                "h",
+                "http://h/a%2Fb/c;d=e,f:g@h~!$&'()*+",
+            ),
+        ];
+        for &(url, tls, host, port, path, host_header, again) in cases {
+            let e = Endpoint::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(
+                (e.tls, e.host.as_str(), e.port, e.path.as_str()),
+                (tls, host, port, path),
+                "{url}"
+            );
+            assert_eq!(e.host_header(), host_header, "{url}");
+            assert_eq!(e.url(), again, "{url}");
+            assert_eq!(e.to_string(), again, "{url}");
+            assert_eq!(again.parse::<Endpoint>(), Ok(e.clone()), "{url}");
+            assert_eq!(
+                e.is_default_port(),
+                !host_header.ends_with(&format!(":{port}")),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoint_errors_have_clear_messages() {
+        let cases: &[(&str, UrlError, &str)] = &[
+            ("sitestream.twitter.com/1.1", UrlError::MissingScheme, "it has no scheme; it must start with http:// or https://"),
+            ("ftp://h/", UrlError::UnsupportedScheme { scheme: "ftp".into() }, "unsupported scheme \"ftp\"; only http and https are supported"),
+            ("://h/", UrlError::UnsupportedScheme { scheme: "".into() }, "unsupported scheme \"\"; only http and https are supported"),
+            ("https://user:pw@h/", UrlError::UserInfo, "user information (user@ or user:password@) is not allowed; pass credentials through Credentials"),
+            ("https://h/p?follow=1", UrlError::Query, "a query (?...) is not allowed; the query parameters are built from the config"),
+            ("https://h?x", UrlError::Query, "a query (?...) is not allowed; the query parameters are built from the config"),
+            ("https://h/p#top", UrlError::Fragment, "a fragment (#...) is not allowed"),
+            ("https://h/p#a?b", UrlError::Fragment, "a fragment (#...) is not allowed"),
+            ("https://", UrlError::EmptyHost, "the host is empty"),
+            ("https:///path", UrlError::EmptyHost, "the host is empty"),
+            ("https://:443/path", UrlError::EmptyHost, "the host is empty"),
+            ("https://ho st/", UrlError::InvalidHost { host: "ho st".into(), reason: "a host name may only hold ASCII letters, digits, '-', '.', '_' and '~'" }, "invalid host \"ho st\": a host name may only hold ASCII letters, digits, '-', '.', '_' and '~'"),
+            ("https://hé/", UrlError::InvalidHost { host: "hé".into(), reason: "a host name may only hold ASCII letters, digits, '-', '.', '_' and '~'" }, "invalid host \"hé\": a host name may only hold ASCII letters, digits, '-', '.', '_' and '~'"),
+            ("http://::1/", UrlError::InvalidHost { host: "::1".into(), reason: "an IPv6 address must be written in brackets, like [::1]" }, "invalid host \"::1\": an IPv6 address must be written in brackets, like [::1]"),
+            ("http://[::1/", UrlError::InvalidHost { host: "[::1".into(), reason: "the IPv6 address has no closing bracket" }, "invalid host \"[::1\": the IPv6 address has no closing bracket"),
+            ("http://[nope]/", UrlError::InvalidHost { host: "[nope]".into(), reason: "not a valid IPv6 address" }, "invalid host \"[nope]\": not a valid IPv6 address"),
+            ("http://[::1]x/", UrlError::InvalidHost { host: "[::1]x".into(), reason: "only :port may follow the closing bracket" }, "invalid host \"[::1]x\": only :port may follow the closing bracket"),
+            ("http://h:/", UrlError::InvalidPort { port: "".into() }, "invalid port \"\"; it must be a number from 1 to 65535"),
+            ("http://h:0/", UrlError::InvalidPort { port: "0".into() }, "invalid port \"0\"; it must be a number from 1 to 65535"),
+            ("http://h:65536/", UrlError::InvalidPort { port: "65536".into() }, "invalid port \"65536\"; it must be a number from 1 to 65535"),
+            ("http://h:+80/", UrlError::InvalidPort { port: "+80".into() }, "invalid port \"+80\"; it must be a number from 1 to 65535"),
+            ("http://h:http/", UrlError::InvalidPort { port: "http".into() }, "invalid port \"http\"; it must be a number from 1 to 65535"),
+            ("http://[::1]:x/", UrlError::InvalidPort { port: "x".into() }, "invalid port \"x\"; it must be a number from 1 to 65535"),
+            ("http://h/a b", UrlError::InvalidPath { path: "/a b".into() }, "invalid path \"/a b\"; spaces, control characters, non-ASCII and other unsafe bytes must be percent-encoded (%XX)"),
+            ("http://h/ü", UrlError::InvalidPath { path: "/ü".into() }, "invalid path \"/ü\"; spaces, control characters, non-ASCII and other unsafe bytes must be percent-encoded (%XX)"),
+            ("http://h/%zz", UrlError::InvalidPath { path: "/%zz".into() }, "invalid path \"/%zz\"; spaces, control characters, non-ASCII and other unsafe bytes must be percent-encoded (%XX)"),
+            ("http://h/50%", UrlError::InvalidPath { path: "/50%".into() }, "invalid path \"/50%\"; spaces, control characters, non-ASCII and other unsafe bytes must be percent-encoded (%XX)"),
+            ("http://h/a\r\nX: y", UrlError::InvalidPath { path: "/a\r\nX: y".into() }, "invalid path \"/a\\r\\nX: y\"; spaces, control characters, non-ASCII and other unsafe bytes must be percent-encoded (%XX)"),
+        ];
+        for (url, error, message) in cases {
+            assert_eq!(Endpoint::parse(url).as_ref(), Err(error), "{url}");
+            assert_eq!(error.to_string(), *message, "{url}");
+        }
+    }
+
+    #[test]
+    fn config_url_errors_name_the_url_without_userinfo() {
+        let e = err(Config::builder([1], creds()).url("gopher://h/"));
+        assert_eq!(
+            e,
+            ConfigError::InvalidUrl {
+                url: "gopher://h/".into(),
+                error: UrlError::UnsupportedScheme {
+                    scheme: "gopher".into()
+                }
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid URL \"gopher://h/\": unsupported scheme \"gopher\"; only http and https are supported"
+        );
+
+        let builder = Config::builder([1], creds()).url("https://me:hunter2@h/p");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        let e = err(builder);
+        assert_eq!(
+            e,
+            ConfigError::InvalidUrl {
+                url: "https://***@h/p".into(),
+                error: UrlError::UserInfo
+            }
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+    }
+
+    #[test]
+    fn redact_userinfo_cases() {
+        assert_eq!(
+            redact_userinfo("https://a:b@h:1/p?q@x"),
+            "https://***@h:1/p?q@x"
+        );
+        assert_eq!(redact_userinfo("https://a@b@h/"), "https://***@h/");
+        assert_eq!(redact_userinfo("https://h/p@q"), "https://h/p@q");
+        assert_eq!(redact_userinfo("no scheme@all"), "no scheme@all");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let credentials = creds();
+        let debug = format!("{credentials:?}");
+        assert_eq!(
+            debug,
+            "Credentials { consumer_key: \"ckey\", consumer_secret: \"<redacted>\", \
+             token: \"tkey\", token_secret: \"<redacted>\" }"
+        );
+        assert_eq!(credentials.consumer_secret(), "SECRET-CONSUMER");
+        assert_eq!(credentials.token_secret(), "SECRET-TOKEN");
+        assert_eq!(credentials.consumer_key(), "ckey");
+        assert_eq!(credentials.token(), "tkey");
+
+        let builder = Config::builder([1], creds()).extra_root_certs_pem(vec![b'x'; 5]);
+        let config = build(builder.clone());
+        for debug in [
+            format!("{builder:?}"),
+            format!("{config:?}"),
+            format!("{config:#?}"),
+        ] {
+            assert!(!debug.contains("SECRET"), "{debug}");
+            assert!(debug.contains("ckey") && debug.contains("tkey"), "{debug}");
+            assert!(debug.contains("<5 bytes>"), "{debug}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn endpoint_parse_never_panics(url in ".{0,40}") {
+            let _ = Endpoint::parse(&url);
+        }
+
+        #[test]
+        fn endpoint_parse_of_url_round_trips(
+            tls in any::<bool>(),
+            host in prop_oneof![
+                "[a-z0-9][a-z0-9.-]{0,20}",
+                any::<[u16; 8]>().prop_map(|s| Ipv6Addr::from(s).to_string()),
+            ],
+            port in 1u16..,
+            path in "(/[a-zA-Z0-9._~%;=:@-]{0,8}){0,4}",
+        ) {
+            // A `%` must start an escape; replace the ones the regex put anywhere.
+            let path = path.replace('%', "%2F");
+            let endpoint = Endpoint { tls, host, port, path: if path.is_empty() { "/".into() } else { path } };
+            prop_assert_eq!(Endpoint::parse(&endpoint.url()), Ok(endpoint.clone()));
+        }
+
+        #[test]
+        fn follow_lists_normalise(ids in proptest::collection::vec(1u64.., 1..300)) {
+            let mut expected = ids.clone();
+            expected.sort_unstable();
+            expected.dedup();
+            match Config::builder(ids, creds()).build() {
+                Ok(c) => prop_assert_eq!(c.follow(), &expected[..]),
+                Err(e) => prop_assert_eq!(e, ConfigError::TooManyFollows { count: expected.len() }),
+            }
+        }
+    }
+}

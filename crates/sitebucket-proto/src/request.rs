@@ -1,0 +1,1108 @@
+//! The HTTP/1.1 request heads sitebucket sends, signed with OAuth 1.0a HMAC-SHA1 (RFC 5849).
+//!
+//! Everything here is a pure function of its arguments: the wall-clock seconds and the nonce
+//! are passed in, so the same inputs always give the same bytes. [`make_nonce`] draws a nonce
+//! from the caller's (seeded) RNG.
+//!
+//! Parameters are percent-encoded once, with the RFC 3986 unreserved set (`A-Z a-z 0-9 - . _ ~`
+//! stay, everything else becomes `%XX` of its UTF-8 bytes, a space `%20`), and that same
+//! encoding is used in the request line, in the form body and in the signature base string.
+//! No `oauth_*` parameter ever goes in the query: they travel in the `Authorization` header.
+//!
+//! ```
+//! use sitebucket_proto::config::{Config, Credentials};
+//! use sitebucket_proto::request::stream_request;
+//!
+//! let config = Config::builder([12, 13], Credentials::new("ck", "cs", "t", "ts"))
+//!     .build()
+//!     .unwrap();
+//! let head = stream_request(&config, 1_700_000_000, "abc");
+//! assert!(head.starts_with(b"GET /1.1/site.json?follow=12%2C13&with=user HTTP/1.1\r\n"));
+//! assert!(head.ends_with(b"\r\n\r\n"));
+//! ```
+
+use core::fmt::Write as _;
+use core::net::Ipv6Addr;
+use core::num::NonZeroU64;
+
+use oauth::serializer::Serializer;
+use oauth::signature_method::SignatureMethod;
+use oauth1_request as oauth;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+use crate::config::{bracketed, is_path_byte, is_percent_escape, Config, Credentials, Endpoint};
+use crate::Framing;
+
+/// The `User-Agent` header value: `sitebucket/<crate version>`.
+pub const USER_AGENT: &str = concat!("sitebucket/", env!("CARGO_PKG_VERSION"));
+
+/// Length of a nonce from [`make_nonce`].
+pub const NONCE_LEN: usize = 32;
+
+/// Every byte but the RFC 3986 unreserved characters is percent-encoded (RFC 5849 §3.6).
+const ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The HTTP method of a signed request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET`: the stream itself and read-only control requests (`info.json`).
+    Get,
+    /// `POST`: control requests that change a stream (`add_user.json`, `remove_user.json`).
+    Post,
+}
+
+impl Method {
+    /// `"GET"` or `"POST"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// The query parameters of the stream request, in the order they are sent: `follow` (the ids
+/// comma-joined) and `with` always, then `replies=all`, `stringify_friend_ids=true`,
+/// `delimited=length` and `stall_warnings=true`, each only when the config asks for it.
+///
+/// Values are not percent-encoded yet; [`signed_request`] does that.
+pub fn query_pairs(config: &Config) -> Vec<(&'static str, String)> {
+    let follow = config
+        .follow()
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut pairs = vec![("follow", follow), ("with", config.with().to_string())];
+    if config.replies_all() {
+        pairs.push(("replies", "all".to_owned()));
+    }
+    if config.stringify_friend_ids() {
+        pairs.push(("stringify_friend_ids", "true".to_owned()));
+    }
+    if config.framing() == Framing::Length {
+        pairs.push(("delimited", "length".to_owned()));
+    }
+    if config.stall_warnings() {
+        pairs.push(("stall_warnings", "true".to_owned()));
+    }
+    pairs
+}
+
+/// The complete, signed request head that opens the stream of `config`.
+///
+/// `GET <path>?<query> HTTP/1.1`, then `Host`, `User-Agent`, `Accept-Encoding: deflate, gzip`
+/// (only when [`Config::gzip`] is on) and `Authorization: OAuth ...`, each line ending in CRLF,
+/// and a blank line. `unix_secs` is the wall-clock time in seconds since the Unix epoch and
+/// `nonce` a fresh random string (see [`make_nonce`]); both go into the signature.
+pub fn stream_request(config: &Config, unix_secs: u64, nonce: &str) -> Vec<u8> {
+    let query = query_pairs(config);
+    let gzip: &[(&str, &str)] = if config.gzip() {
+        &[("Accept-Encoding", "deflate, gzip")]
+    } else {
+        &[]
+    };
+    let endpoint = config.endpoint();
+    signed_request(
+        Method::Get,
+        endpoint,
+        &endpoint.path,
+        &query,
+        &[],
+        config.credentials(),
+        unix_secs,
+        nonce,
+        gzip,
+    )
+}
+
+/// A signed HTTP/1.1 request for `endpoint`'s host and port, for any path (the stream and its
+/// control requests alike).
+///
+/// The bytes are the request line `METHOD <path>?<query> HTTP/1.1` (no `?` when `query` is
+/// empty), then `Host`, `User-Agent`, the `extra_headers` in order, `Authorization: OAuth ...`,
+/// and, when there is a body, `Content-Type: application/x-www-form-urlencoded` and
+/// `Content-Length`; a blank line; then the body. A `POST` always carries `Content-Length`
+/// (0 without `form`). `endpoint.path` is not used: `path` is.
+///
+/// `query` and `form` hold unencoded names and values. Both are signed, per RFC 5849 §3.4.1.3,
+/// with the `oauth_*` parameters (including `oauth_version="1.0"`) and HMAC-SHA1 keyed by both
+/// secrets. `unix_secs` becomes `oauth_timestamp`; 0 is not a valid timestamp (RFC 5849 §3.3)
+/// and is sent as 1.
+///
+/// The head is always well formed, whatever the inputs: bytes that a path may not hold
+/// (`?`, `#`, spaces, controls, non-ASCII, a `%` that starts no escape) are percent-encoded,
+/// as are bytes outside a host's alphabet; CR, LF and NUL in a header value become spaces
+/// (RFC 9110 §5.5) and bytes that are not token characters in a header name become `-`.
+/// Inputs from a checked [`Config`] and ordinary names are never changed by this.
+#[allow(clippy::too_many_arguments)] // The agreed signature; every argument is a distinct input.
+pub fn signed_request(
+    method: Method,
+    endpoint: &Endpoint,
+    path: &str,
+    query: &[(&str, String)],
+    form: &[(&str, String)],
+    credentials: &Credentials,
+    unix_secs: u64,
+    nonce: &str,
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let path = safe_path(path);
+    let host = safe_host(&endpoint.host);
+    let mut authority = bracketed(&host);
+    if !endpoint.is_default_port() {
+        let _ = write!(authority, ":{}", endpoint.port);
+    }
+    let base_uri = format!("{}://{}{}", endpoint.scheme(), authority, path);
+
+    let params = SortedParams::new(query.iter().chain(form));
+    let authorization = authorization_header(
+        oauth::HMAC_SHA1,
+        method.as_str(),
+        &base_uri,
+        &params,
+        credentials,
+        unix_secs,
+        nonce,
+        true,
+    );
+
+    let mut head = String::with_capacity(512);
+    head.push_str(method.as_str());
+    head.push(' ');
+    head.push_str(&path);
+    if !query.is_empty() {
+        head.push('?');
+        head.push_str(&urlencode(query));
+    }
+    head.push_str(" HTTP/1.1\r\n");
+    push_header(&mut head, "Host", &authority);
+    push_header(&mut head, "User-Agent", USER_AGENT);
+    for (name, value) in extra_headers {
+        push_header(&mut head, name, value);
+    }
+    push_header(&mut head, "Authorization", &authorization);
+    let body = urlencode(form);
+    if !form.is_empty() {
+        push_header(
+            &mut head,
+            "Content-Type",
+            "application/x-www-form-urlencoded",
+        );
+    }
+    if !form.is_empty() || method == Method::Post {
+        push_header(&mut head, "Content-Length", &body.len().to_string());
+    }
+    head.push_str("\r\n");
+    head.push_str(&body);
+    head.into_bytes()
+}
+
+/// A nonce of [`NONCE_LEN`] ASCII letters and digits drawn from `rng`.
+///
+/// Seed `rng` (e.g. from [`Config::rng_seed`]) and the nonces are reproducible.
+pub fn make_nonce(rng: &mut impl rand::RngCore) -> String {
+    (0..NONCE_LEN)
+        .map(|_| char::from(rng.sample(Alphanumeric)))
+        .collect()
+}
+
+/// Percent-encodes `s` with the RFC 3986 unreserved set (RFC 5849 §3.6).
+pub fn percent_encode(s: &str) -> String {
+    utf8_percent_encode(s, ENCODE_SET).to_string()
+}
+
+/// `name=value` pairs, each side percent-encoded, joined by `&`, in the order given.
+fn urlencode(pairs: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(&percent_encode(name));
+        out.push('=');
+        out.push_str(&percent_encode(value));
+    }
+    out
+}
+
+/// Request parameters, percent-encoded and sorted as RFC 5849 §3.4.1.3.2 asks: by encoded
+/// name, then by encoded value.
+struct SortedParams {
+    /// `(encode(encode(name)), encode(value))`: the signer writes names into the base string
+    /// as given but encodes values once more, and the base string holds both encoded twice.
+    /// Encoding `%` as `%25` keeps the byte order, so these are sorted as the RFC asks.
+    pairs: Vec<(String, String)>,
+}
+
+impl SortedParams {
+    fn new<'a>(pairs: impl IntoIterator<Item = &'a (&'a str, String)>) -> Self {
+        let mut encoded: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(name, value)| (percent_encode(name), percent_encode(value)))
+            .collect();
+        encoded.sort_unstable();
+        let pairs = encoded
+            .into_iter()
+            .map(|(name, value)| (percent_encode(&name), value))
+            .collect();
+        Self { pairs }
+    }
+}
+
+impl oauth::Request for SortedParams {
+    fn serialize<S: Serializer>(&self, mut serializer: S) -> S::Output {
+        // The protocol parameters go in between, in byte order, like the crate's own
+        // `AssertSorted` does; each call is a no-op for a parameter that is not set.
+        type Emit<S> = fn(&mut S);
+        let oauth_params: [(&str, Emit<S>); 8] = [
+            ("oauth_callback", |s| s.serialize_oauth_callback()),
+            ("oauth_consumer_key", |s| s.serialize_oauth_consumer_key()),
+            ("oauth_nonce", |s| s.serialize_oauth_nonce()),
+            ("oauth_signature_method", |s| {
+                s.serialize_oauth_signature_method()
+            }),
+            ("oauth_timestamp", |s| s.serialize_oauth_timestamp()),
+            ("oauth_token", |s| s.serialize_oauth_token()),
+            ("oauth_verifier", |s| s.serialize_oauth_verifier()),
+            ("oauth_version", |s| s.serialize_oauth_version()),
+        ];
+        let mut pending = oauth_params.iter().peekable();
+        for (name, value) in &self.pairs {
+            while let Some((_, emit)) =
+                pending.next_if(|(oauth_name, _)| *oauth_name < name.as_str())
+            {
+                emit(&mut serializer);
+            }
+            serializer.serialize_parameter_encoded(name, value);
+        }
+        for (_, emit) in pending {
+            emit(&mut serializer);
+        }
+        serializer.end()
+    }
+}
+
+/// The `Authorization` header value for `params`, signed with `signature_method`.
+/// `base_uri` must hold no `?` (the signer asserts that in debug builds).
+#[allow(clippy::too_many_arguments)] // Private; mirrors `signed_request` plus two test knobs.
+fn authorization_header<SM: SignatureMethod + Clone>(
+    signature_method: SM,
+    method: &str,
+    base_uri: &str,
+    params: &SortedParams,
+    credentials: &Credentials,
+    unix_secs: u64,
+    nonce: &str,
+    version: bool,
+) -> String {
+    let client = oauth::Credentials::new(credentials.consumer_key(), credentials.consumer_secret());
+    let token = oauth::Credentials::new(credentials.token(), credentials.token_secret());
+    let mut builder = oauth::Builder::<_, &str, &str>::new(client, signature_method);
+    builder
+        .token(token)
+        .nonce(nonce)
+        // Always `Some`: with `None` the signer would read the system clock.
+        .timestamp(NonZeroU64::new(unix_secs.max(1)))
+        .version(version);
+    builder.authorize(method, base_uri, params)
+}
+
+/// `path` made safe for a request line and a base string URI: a leading `/` added if
+/// missing; bytes that are neither path characters nor part of a `%XX` escape encoded.
+fn safe_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(bytes.len() + 1);
+    if !path.starts_with('/') {
+        out.push('/');
+    }
+    for (at, &b) in bytes.iter().enumerate() {
+        if is_path_byte(b) || is_percent_escape(bytes, at) {
+            out.push(char::from(b));
+        } else {
+            push_escape(&mut out, b);
+        }
+    }
+    out
+}
+
+/// `host` lower-cased, with bytes outside a host name's alphabet encoded; the colons of an
+/// IPv6 address are kept (and only those, so only an IPv6 host gets brackets).
+fn safe_host(host: &str) -> String {
+    let ipv6 = host.parse::<Ipv6Addr>().is_ok();
+    let mut out = String::with_capacity(host.len());
+    for b in host.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (ipv6 && b == b':')
+        {
+            out.push(char::from(b.to_ascii_lowercase()));
+        } else {
+            push_escape(&mut out, b);
+        }
+    }
+    out
+}
+
+fn push_escape(out: &mut String, b: u8) {
+    let _ = write!(out, "%{b:02X}");
+}
+
+/// Appends `name: value\r\n`, keeping the head well formed whatever the strings hold.
+fn push_header(head: &mut String, name: &str, value: &str) {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() {
+        head.push('-');
+    }
+    head.extend(name.chars().map(|c| if is_tchar(c) { c } else { '-' }));
+    head.push_str(": ");
+    head.extend(value.chars().map(|c| {
+        if matches!(c, '\r' | '\n' | '\0') {
+            ' '
+        } else {
+            c
+        }
+    }));
+    head.push_str("\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::With;
+    use base64::Engine as _;
+    use core::fmt::Display;
+    use hmac::{Hmac, Mac};
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// A signature method whose "signature" is the signature base string itself, to check the
+    /// base string byte for byte against the RFC.
+    #[derive(Clone)]
+    struct BaseString;
+
+    struct BaseStringSign(String);
+
+    impl SignatureMethod for BaseString {
+        type Sign = BaseStringSign;
+        fn sign_with(self, _: &str, _: Option<&str>) -> BaseStringSign {
+            BaseStringSign(String::new())
+        }
+    }
+
+    impl oauth::signature_method::Sign for BaseStringSign {
+        type Signature = String;
+        fn get_signature_method_name(&self) -> &'static str {
+            "HMAC-SHA1"
+        }
+        fn request_method(&mut self, method: &str) {
+            self.0.push_str(method);
+            self.0.push('&');
+        }
+        fn uri<T: Display>(&mut self, uri: T) {
+            let _ = write!(self.0, "{uri}&");
+        }
+        fn parameter<V: Display>(&mut self, key: &str, value: V) {
+            let _ = write!(self.0, "{key}%3D{value}");
+        }
+        fn delimiter(&mut self) {
+            self.0.push_str("%26");
+        }
+        fn end(self) -> String {
+            self.0
+        }
+    }
+
+    fn base_string(
+        method: &str,
+        base_uri: &str,
+        params: &[(&str, String)],
+        credentials: &Credentials,
+        unix_secs: u64,
+        nonce: &str,
+        version: bool,
+    ) -> String {
+        let header = authorization_header(
+            BaseString,
+            method,
+            base_uri,
+            &SortedParams::new(params),
+            credentials,
+            unix_secs,
+            nonce,
+            version,
+        );
+        let (_, signature) = header
+            .split_once("oauth_signature=\"")
+            .unwrap_or_else(|| panic!("no signature in {header}"));
+        signature.trim_end_matches('"').to_owned()
+    }
+
+    /// HMAC-SHA1 of `base` keyed by the two secrets, base64, computed without oauth1-request.
+    fn reference_signature(base: &str, consumer_secret: &str, token_secret: &str) -> String {
+        let key = format!(
+            "{}&{}",
+            percent_encode(consumer_secret),
+            percent_encode(token_secret)
+        );
+        let mut mac = match Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()) {
+            Ok(mac) => mac,
+            Err(e) => panic!("HMAC takes keys of any length: {e}"),
+        };
+        mac.update(base.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    fn text(bytes: &[u8]) -> &str {
+        match core::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => panic!("request is not UTF-8: {e}"),
+        }
+    }
+
+    fn pairs(list: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        list.iter().map(|&(k, v)| (k, v.to_owned())).collect()
+    }
+
+    // Twitter's "Creating a signature" example (developer.twitter.com, OAuth 1.0a).
+    const TW_CONSUMER_KEY: &str = "xvz1evFS4wEEPTGEFPHBog";
+    const TW_CONSUMER_SECRET: &str = "kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw";
+    const TW_TOKEN: &str = "370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb";
+    const TW_TOKEN_SECRET: &str = "LswwdoUaIvS8ltyTt5jkRh4J50vUPVVHtR2YPi5kE";
+    const TW_NONCE: &str = "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg";
+    const TW_STATUS: &str = "Hello Ladies + Gentlemen, a signed OAuth request!";
+
+    fn twitter_credentials() -> Credentials {
+        Credentials::new(
+            TW_CONSUMER_KEY,
+            TW_CONSUMER_SECRET,
+            TW_TOKEN,
+            TW_TOKEN_SECRET,
+        )
+    }
+
+    #[test]
+    fn twitter_documented_example_base_string() {
+        // The example was first published for `/1/statuses/update.json`, with the signature
+        // tnnArxj06cWHq44gCs1OSKk/jLY=; the page was later moved to `/1.1/`, which changes
+        // the base string and so the signature, to hCtSmYh+iHYCEqBWrE7C7hYmtUk=.
+        let params = pairs(&[("include_entities", "true"), ("status", TW_STATUS)]);
+        for (version, signature) in [
+            ("1", "tnnArxj06cWHq44gCs1OSKk/jLY="),
+            ("1.1", "hCtSmYh+iHYCEqBWrE7C7hYmtUk="),
+        ] {
+            let base = base_string(
+                "POST",
+                &format!("https://api.twitter.com/{version}/statuses/update.json"),
+                &params,
+                &twitter_credentials(),
+                1318622958,
+                TW_NONCE,
+                true,
+            );
+            assert_eq!(
+                base,
+                format!("POST&https%3A%2F%2Fapi.twitter.com%2F{version}%2Fstatuses%2Fupdate.json&include_entities%3Dtrue%26oauth_consumer_key%3Dxvz1evFS4wEEPTGEFPHBog%26oauth_nonce%3DkYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D1318622958%26oauth_token%3D370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb%26oauth_version%3D1.0%26status%3DHello%2520Ladies%2520%252B%2520Gentlemen%252C%2520a%2520signed%2520OAuth%2520request%2521")
+            );
+            assert_eq!(
+                reference_signature(&base, TW_CONSUMER_SECRET, TW_TOKEN_SECRET),
+                signature
+            );
+        }
+    }
+
+    #[test]
+    fn twitter_documented_example_request() {
+        for (version, signature) in [
+            ("1", "tnnArxj06cWHq44gCs1OSKk%2FjLY%3D"),
+            ("1.1", "hCtSmYh%2BiHYCEqBWrE7C7hYmtUk%3D"),
+        ] {
+            let endpoint = Endpoint::parse(&format!(
+                "https://api.twitter.com/{version}/statuses/update.json"
+            ))
+            .unwrap_or_else(|e| panic!("{e}"));
+            let request = signed_request(
+                Method::Post,
+                &endpoint,
+                &endpoint.path,
+                &pairs(&[("include_entities", "true")]),
+                &pairs(&[("status", TW_STATUS)]),
+                &twitter_credentials(),
+                1318622958,
+                TW_NONCE,
+                &[],
+            );
+            // The body is the documented one but for the case of its hex digits (%2B, %2C).
+            let body =
+                "status=Hello%20Ladies%20%2B%20Gentlemen%2C%20a%20signed%20OAuth%20request%21";
+            let expected = format!(
+                "POST /{version}/statuses/update.json?include_entities=true HTTP/1.1\r\n\
+                 Host: api.twitter.com\r\n\
+                 User-Agent: {USER_AGENT}\r\n\
+                 Authorization: OAuth \
+                 oauth_consumer_key=\"xvz1evFS4wEEPTGEFPHBog\",\
+                 oauth_nonce=\"kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg\",\
+                 oauth_signature_method=\"HMAC-SHA1\",\
+                 oauth_timestamp=\"1318622958\",\
+                 oauth_token=\"370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb\",\
+                 oauth_version=\"1.0\",\
+                 oauth_signature=\"{signature}\"\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 76\r\n\
+                 \r\n\
+                 {body}"
+            );
+            assert_eq!(text(&request), expected);
+        }
+    }
+
+    #[test]
+    fn rfc5849_section_1_2_example() {
+        // GET http://photos.example.net/photos?file=vacation.jpg&size=original, no oauth_version.
+        let credentials = Credentials::new(
+            "dpf43f3p2l4k3l03",
+            "kd94hf93k423kf44",
+            "nnch734d00sl2jdk",
+            "pfkkdhi9sl3r4s00",
+        );
+        let params = pairs(&[("file", "vacation.jpg"), ("size", "original")]);
+        let base = base_string(
+            "GET",
+            "http://photos.example.net/photos",
+            &params,
+            &credentials,
+            137131202,
+            "chapoH",
+            false,
+        );
+        assert_eq!(
+            base,
+            "GET&http%3A%2F%2Fphotos.example.net%2Fphotos&file%3Dvacation.jpg%26oauth_consumer_key%3Ddpf43f3p2l4k3l03%26oauth_nonce%3DchapoH%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D137131202%26oauth_token%3Dnnch734d00sl2jdk%26size%3Doriginal"
+        );
+        let header = authorization_header(
+            oauth::HMAC_SHA1,
+            "GET",
+            "http://photos.example.net/photos",
+            &SortedParams::new(&params),
+            &credentials,
+            137131202,
+            "chapoH",
+            false,
+        );
+        assert_eq!(
+            header,
+            "OAuth oauth_consumer_key=\"dpf43f3p2l4k3l03\",oauth_nonce=\"chapoH\",\
+             oauth_signature_method=\"HMAC-SHA1\",oauth_timestamp=\"137131202\",\
+             oauth_token=\"nnch734d00sl2jdk\",oauth_signature=\"MdpQcU8iPSUjWoN%2FUDMsK2sui9I%3D\""
+        );
+    }
+
+    #[test]
+    fn rfc5849_section_3_4_1_base_string_and_request_line() {
+        // POST /request?b5=%3D%253D&a3=a&c%40=&a2=r%20b with body c2&a3=2+q (RFC 5849 §3.4.1.1).
+        // The RFC gives no secrets for this example, so the base string is what is checked.
+        let credentials = Credentials::new("9djdj82h48djs9d2", "s1", "kkk9d7dh3k39sjv7", "s2");
+        let query = pairs(&[("b5", "=%3D"), ("a3", "a"), ("c@", ""), ("a2", "r b")]);
+        let form = pairs(&[("c2", ""), ("a3", "2 q")]);
+        let all: Vec<_> = query.iter().chain(&form).cloned().collect();
+        let base = base_string(
+            "POST",
+            "http://example.com/request",
+            &all,
+            &credentials,
+            137131201,
+            "7d8f3e4a",
+            false,
+        );
+        assert_eq!(
+            base,
+            "POST&http%3A%2F%2Fexample.com%2Frequest&a2%3Dr%2520b%26a3%3D2%2520q%26a3%3Da%26b5%3D%253D%25253D%26c%2540%3D%26c2%3D%26oauth_consumer_key%3D9djdj82h48djs9d2%26oauth_nonce%3D7d8f3e4a%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D137131201%26oauth_token%3Dkkk9d7dh3k39sjv7"
+        );
+
+        let endpoint = Endpoint::parse("http://example.com/").unwrap_or_else(|e| panic!("{e}"));
+        let request = signed_request(
+            Method::Post,
+            &endpoint,
+            "/request",
+            &query,
+            &form,
+            &credentials,
+            137131201,
+            "7d8f3e4a",
+            &[],
+        );
+        let request = text(&request);
+        assert!(
+            request.starts_with(
+                "POST /request?b5=%3D%253D&a3=a&c%40=&a2=r%20b HTTP/1.1\r\nHost: example.com\r\n"
+            ),
+            "{request}"
+        );
+        assert!(request.ends_with("\r\n\r\nc2=&a3=2%20q"), "{request}");
+        // With oauth_version, the real signature matches an independent HMAC of the base string.
+        let base = base_string(
+            "POST",
+            "http://example.com/request",
+            &all,
+            &credentials,
+            137131201,
+            "7d8f3e4a",
+            true,
+        );
+        let expected = percent_encode(&reference_signature(&base, "s1", "s2"));
+        assert!(
+            request.contains(&format!(",oauth_signature=\"{expected}\"\r\n")),
+            "{request}"
+        );
+    }
+
+    #[test]
+    fn percent_encoding_of_every_kind_of_byte() {
+        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(percent_encode(" "), "%20");
+        assert_eq!(percent_encode("+"), "%2B");
+        assert_eq!(percent_encode("1,2"), "1%2C2");
+        assert_eq!(
+            percent_encode(":/?#[]@!$&'()*+,;=%\"<>\\^`{|}"),
+            "%3A%2F%3F%23%5B%5D%40%21%24%26%27%28%29%2A%2B%2C%3B%3D%25%22%3C%3E%5C%5E%60%7B%7C%7D"
+        );
+        assert_eq!(percent_encode("\0\r\n\x7f"), "%00%0D%0A%7F");
+        assert_eq!(percent_encode("é☃🦀"), "%C3%A9%E2%98%83%F0%9F%A6%80");
+        for b in 0u8..=127 {
+            let s = char::from(b).to_string();
+            let unreserved = b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+            let expected = if unreserved {
+                s.clone()
+            } else {
+                format!("%{b:02X}")
+            };
+            assert_eq!(percent_encode(&s), expected, "byte {b}");
+        }
+    }
+
+    #[test]
+    fn query_and_signature_encode_alike() {
+        // Every parameter the query shows appears in the base string encoded once more, so a
+        // server that decodes the query and re-encodes it gets the same signature.
+        let query = pairs(&[("q", "a b+c,d/é~*"), ("k y", "ü")]);
+        let endpoint = Endpoint::parse("https://h/p").unwrap_or_else(|e| panic!("{e}"));
+        let credentials = Credentials::new("ck", "cs", "t", "ts");
+        let request = signed_request(
+            Method::Get,
+            &endpoint,
+            "/p",
+            &query,
+            &[],
+            &credentials,
+            5,
+            "n",
+            &[],
+        );
+        let request = text(&request);
+        assert!(
+            request.starts_with("GET /p?q=a%20b%2Bc%2Cd%2F%C3%A9~%2A&k%20y=%C3%BC HTTP/1.1\r\n"),
+            "{request}"
+        );
+        let base = base_string("GET", "https://h/p", &query, &credentials, 5, "n", true);
+        assert_eq!(
+            base,
+            "GET&https%3A%2F%2Fh%2Fp&k%2520y%3D%25C3%25BC%26oauth_consumer_key%3Dck%26oauth_nonce%3Dn%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D5%26oauth_token%3Dt%26oauth_version%3D1.0%26q%3Da%2520b%252Bc%252Cd%252F%25C3%25A9~%252A"
+        );
+        let signature = percent_encode(&reference_signature(&base, "cs", "ts"));
+        assert!(
+            request.contains(&format!("oauth_signature=\"{signature}\"")),
+            "{request}"
+        );
+    }
+
+    fn config(
+        builder: impl FnOnce(crate::config::ConfigBuilder) -> crate::config::ConfigBuilder,
+    ) -> Config {
+        let credentials = Credentials::new("ck", "cs-SECRET", "tok", "ts-SECRET");
+        match builder(Config::builder([22, 11], credentials)).build() {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn stream_request_exact_bytes() {
+        let c = config(|b| b);
+        let request = stream_request(&c, 1_700_000_000, "NONCE123");
+        let base = "GET&https%3A%2F%2Fsitestream.twitter.com%2F1.1%2Fsite.json&follow%3D11%252C22%26oauth_consumer_key%3Dck%26oauth_nonce%3DNONCE123%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D1700000000%26oauth_token%3Dtok%26oauth_version%3D1.0%26with%3Duser";
+        let signature = percent_encode(&reference_signature(base, "cs-SECRET", "ts-SECRET"));
+        let expected = format!(
+            "GET /1.1/site.json?follow=11%2C22&with=user HTTP/1.1\r\n\
+             Host: sitestream.twitter.com\r\n\
+             User-Agent: sitebucket/{}\r\n\
+             Authorization: OAuth oauth_consumer_key=\"ck\",oauth_nonce=\"NONCE123\",\
+             oauth_signature_method=\"HMAC-SHA1\",oauth_timestamp=\"1700000000\",\
+             oauth_token=\"tok\",oauth_version=\"1.0\",oauth_signature=\"{signature}\"\r\n\
+             \r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(text(&request), expected);
+        // The same inputs give the same bytes; another nonce or time gives another signature.
+        assert_eq!(stream_request(&c, 1_700_000_000, "NONCE123"), request);
+        assert_ne!(stream_request(&c, 1_700_000_001, "NONCE123"), request);
+        assert_ne!(stream_request(&c, 1_700_000_000, "NONCE124"), request);
+    }
+
+    #[test]
+    fn stream_request_with_every_option() {
+        let c = config(|b| {
+            b.with(With::Followings)
+                .replies_all(true)
+                .stringify_friend_ids(true)
+                .framing(Framing::Length)
+                .stall_warnings(true)
+                .gzip(true)
+                .url("http://127.0.0.1:8080/2b/site.json")
+        });
+        let request = stream_request(&c, 42, "n0nce");
+        let base = "GET&http%3A%2F%2F127.0.0.1%3A8080%2F2b%2Fsite.json&delimited%3Dlength%26follow%3D11%252C22%26oauth_consumer_key%3Dck%26oauth_nonce%3Dn0nce%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D42%26oauth_token%3Dtok%26oauth_version%3D1.0%26replies%3Dall%26stall_warnings%3Dtrue%26stringify_friend_ids%3Dtrue%26with%3Dfollowings";
+        let signature = percent_encode(&reference_signature(base, "cs-SECRET", "ts-SECRET"));
+        let expected = format!(
+            "GET /2b/site.json?follow=11%2C22&with=followings&replies=all&stringify_friend_ids=true&delimited=length&stall_warnings=true HTTP/1.1\r\n\
+             Host: 127.0.0.1:8080\r\n\
+             User-Agent: {USER_AGENT}\r\n\
+             Accept-Encoding: deflate, gzip\r\n\
+             Authorization: OAuth oauth_consumer_key=\"ck\",oauth_nonce=\"n0nce\",\
+             oauth_signature_method=\"HMAC-SHA1\",oauth_timestamp=\"42\",\
+             oauth_token=\"tok\",oauth_version=\"1.0\",oauth_signature=\"{signature}\"\r\n\
+             \r\n"
+        );
+        assert_eq!(text(&request), expected);
+    }
+
+    #[test]
+    fn each_optional_parameter_alone() {
+        type Set = fn(crate::config::ConfigBuilder) -> crate::config::ConfigBuilder;
+        let cases: [(Set, &str); 5] = [
+            (|b| b.replies_all(true), "replies=all"),
+            (
+                |b| b.stringify_friend_ids(true),
+                "stringify_friend_ids=true",
+            ),
+            (|b| b.framing(Framing::Length), "delimited=length"),
+            (|b| b.stall_warnings(true), "stall_warnings=true"),
+            (|b| b.with(With::Followings), "with=followings"),
+        ];
+        let plain = query_pairs(&config(|b| b));
+        assert_eq!(plain, pairs(&[("follow", "11,22"), ("with", "user")]));
+        for (set, expected) in cases {
+            let c = config(set);
+            let query = urlencode(&query_pairs(&c));
+            let request = stream_request(&c, 1, "n");
+            let line = text(&request).lines().next().unwrap_or_default().to_owned();
+            if expected.starts_with("with=") {
+                assert_eq!(query, format!("follow=11%2C22&{expected}"));
+            } else {
+                assert_eq!(query, format!("follow=11%2C22&with=user&{expected}"));
+            }
+            assert_eq!(line, format!("GET /1.1/site.json?{query} HTTP/1.1"));
+            assert!(!text(&request).contains("Accept-Encoding"));
+        }
+        // gzip changes only the header, never the query.
+        let c = config(|b| b.gzip(true));
+        assert_eq!(query_pairs(&c), plain);
+        assert!(
+            text(&stream_request(&c, 1, "n")).contains("\r\nAccept-Encoding: deflate, gzip\r\n")
+        );
+    }
+
+    #[test]
+    fn no_oauth_parameter_in_the_query() {
+        let c = config(|b| b.replies_all(true).stall_warnings(true));
+        let request = stream_request(&c, 1, "n");
+        let line = text(&request).lines().next().unwrap_or_default().to_owned();
+        assert!(!line.contains("oauth"), "{line}");
+        assert!(query_pairs(&c)
+            .iter()
+            .all(|(k, _)| !k.starts_with("oauth_")));
+    }
+
+    #[test]
+    fn host_header_with_custom_port_and_ipv6() {
+        let cases = [
+            (
+                "https://h.example/x",
+                "h.example",
+                "https%3A%2F%2Fh.example%2Fx",
+            ),
+            (
+                "https://h.example:8443/x",
+                "h.example:8443",
+                "https%3A%2F%2Fh.example%3A8443%2Fx",
+            ),
+            (
+                "http://H.Example:80/x",
+                "h.example",
+                "http%3A%2F%2Fh.example%2Fx",
+            ),
+            ("http://[::1]/x", "[::1]", "http%3A%2F%2F%5B%3A%3A1%5D%2Fx"),
+            (
+                "https://[FE80::1]:9000/x",
+                "[fe80::1]:9000",
+                "https%3A%2F%2F%5Bfe80%3A%3A1%5D%3A9000%2Fx",
+            ),
+        ];
+        for (url, host, base_uri) in cases {
+            let c = config(|b| b.url(url));
+            let request = stream_request(&c, 9, "n");
+            let request = text(&request);
+            assert!(
+                request.contains(&format!("\r\nHost: {host}\r\n")),
+                "{request}"
+            );
+            let base = format!(
+                "GET&{base_uri}&follow%3D11%252C22%26oauth_consumer_key%3Dck%26oauth_nonce%3Dn%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D9%26oauth_token%3Dtok%26oauth_version%3D1.0%26with%3Duser"
+            );
+            let signature = percent_encode(&reference_signature(&base, "cs-SECRET", "ts-SECRET"));
+            assert!(
+                request.contains(&format!("oauth_signature=\"{signature}\"")),
+                "{url}: {request}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_head_never_carries_a_secret() {
+        let c = config(|b| b.gzip(true));
+        let request = stream_request(&c, 1, "n");
+        assert!(!text(&request).contains("SECRET"));
+    }
+
+    #[test]
+    fn control_requests() {
+        let endpoint = Endpoint::parse("https://sitestream.twitter.com/1.1/site.json")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let credentials = Credentials::new("ck", "cs", "t", "ts");
+        // A POST with a form body.
+        let request = signed_request(
+            Method::Post,
+            &endpoint,
+            "/1.1/site/c/1_2_abc/add_user.json",
+            &[],
+            &pairs(&[("user_id", "1,2,3")]),
+            &credentials,
+            100,
+            "nn",
+            &[("X-Extra", "yes")],
+        );
+        let request = text(&request);
+        let base = "POST&https%3A%2F%2Fsitestream.twitter.com%2F1.1%2Fsite%2Fc%2F1_2_abc%2Fadd_user.json&oauth_consumer_key%3Dck%26oauth_nonce%3Dnn%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D100%26oauth_token%3Dt%26oauth_version%3D1.0%26user_id%3D1%252C2%252C3";
+        let signature = percent_encode(&reference_signature(base, "cs", "ts"));
+        assert_eq!(
+            request,
+            format!(
+                "POST /1.1/site/c/1_2_abc/add_user.json HTTP/1.1\r\n\
+                 Host: sitestream.twitter.com\r\n\
+                 User-Agent: {USER_AGENT}\r\n\
+                 X-Extra: yes\r\n\
+                 Authorization: OAuth oauth_consumer_key=\"ck\",oauth_nonce=\"nn\",\
+                 oauth_signature_method=\"HMAC-SHA1\",oauth_timestamp=\"100\",\
+                 oauth_token=\"t\",oauth_version=\"1.0\",oauth_signature=\"{signature}\"\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 17\r\n\
+                 \r\n\
+                 user_id=1%2C2%2C3"
+            )
+        );
+        // A POST without a body still says so; a GET without query or form has neither.
+        let post = signed_request(
+            Method::Post,
+            &endpoint,
+            "/x",
+            &[],
+            &[],
+            &credentials,
+            1,
+            "n",
+            &[],
+        );
+        let post = text(&post);
+        assert!(post.starts_with("POST /x HTTP/1.1\r\n"), "{post}");
+        assert!(
+            post.ends_with("\r\nContent-Length: 0\r\n\r\n") && !post.contains("Content-Type"),
+            "{post}"
+        );
+        let get = signed_request(
+            Method::Get,
+            &endpoint,
+            "/1.1/site/c/s/info.json",
+            &[],
+            &[],
+            &credentials,
+            1,
+            "n",
+            &[],
+        );
+        let get = text(&get);
+        assert!(
+            get.starts_with("GET /1.1/site/c/s/info.json HTTP/1.1\r\n"),
+            "{get}"
+        );
+        assert!(!get.contains("Content-"), "{get}");
+    }
+
+    #[test]
+    fn hostile_inputs_keep_the_head_well_formed() {
+        let endpoint = Endpoint {
+            tls: false,
+            host: "Evil\r\nX-Injected: 1".into(),
+            port: 81,
+            path: String::new(),
+        };
+        let credentials = Credentials::new("c\r\nk", "cs", "t\"k", "ts");
+        let request = signed_request(
+            Method::Get,
+            &endpoint,
+            "a b?c#d%zz%41\r\n",
+            &pairs(&[("q\r\n", "v\r\n")]),
+            &[],
+            &credentials,
+            0,
+            "n\r\n\"",
+            &[("Bad Name:\r\n", "v\r\nX-Injected: 2\0")],
+        );
+        let request = text(&request);
+        assert_eq!(request.matches("\r\n").count(), 6, "{request}");
+        assert!(request.ends_with("\r\n\r\n"));
+        assert!(!request.contains("\nX-Injected"), "{request}");
+        let lines: Vec<&str> = request.split("\r\n").collect();
+        assert_eq!(
+            lines[0],
+            "GET /a%20b%3Fc%23d%25zz%41%0D%0A?q%0D%0A=v%0D%0A HTTP/1.1"
+        );
+        assert_eq!(lines[1], "Host: evil%0D%0Ax-injected%3A%201:81");
+        // Only an IPv6 address keeps its colons, and its brackets.
+        let v6 = Endpoint {
+            host: "FE80::1".into(),
+            ..endpoint.clone()
+        };
+        let v6 = signed_request(Method::Get, &v6, "/", &[], &[], &credentials, 1, "n", &[]);
+        assert!(text(&v6).contains("\r\nHost: [fe80::1]:81\r\n"));
+        assert_eq!(lines[3], "Bad-Name---: v  X-Injected: 2 ");
+        assert!(
+            lines[4].starts_with(
+                "Authorization: OAuth oauth_consumer_key=\"c%0D%0Ak\",oauth_nonce=\"n%0D%0A%22\","
+            ),
+            "{}",
+            lines[4]
+        );
+        // Timestamp 0 is sent as 1 rather than letting the signer read the clock.
+        assert!(lines[4].contains("oauth_timestamp=\"1\""), "{}", lines[4]);
+        assert!(lines[4].contains("oauth_token=\"t%22k\""), "{}", lines[4]);
+    }
+
+    #[test]
+    fn nonces_are_alphanumeric_and_reproducible() {
+        let mut a = ChaCha8Rng::seed_from_u64(7);
+        let mut b = ChaCha8Rng::seed_from_u64(7);
+        let mut other = ChaCha8Rng::seed_from_u64(8);
+        let first = make_nonce(&mut a);
+        assert_eq!(first.len(), NONCE_LEN);
+        assert!(first.bytes().all(|b| b.is_ascii_alphanumeric()), "{first}");
+        assert_eq!(make_nonce(&mut b), first);
+        assert_ne!(make_nonce(&mut a), first);
+        assert_ne!(make_nonce(&mut other), first);
+        // Over many draws, every class of character shows up.
+        let many: String = (0..100).map(|_| make_nonce(&mut a)).collect();
+        assert!(many.bytes().any(|b| b.is_ascii_lowercase()));
+        assert!(many.bytes().any(|b| b.is_ascii_uppercase()));
+        assert!(many.bytes().any(|b| b.is_ascii_digit()));
+    }
+
+    proptest! {
+        #[test]
+        fn percent_encode_round_trips(s in any::<String>()) {
+            let encoded = percent_encode(&s);
+            prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+            let decoded = percent_encoding::percent_decode_str(&encoded).decode_utf8();
+            prop_assert_eq!(decoded.as_deref(), Ok(s.as_str()));
+        }
+
+        #[test]
+        fn signature_matches_an_independent_hmac(
+            params in proptest::collection::vec(("[a-z@ %]{1,4}", any::<String>()), 0..5),
+            secret in any::<String>(),
+            unix_secs in 1u64..,
+            nonce in "[a-zA-Z0-9]{1,32}",
+        ) {
+            let query: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let credentials = Credentials::new("ck", secret.clone(), "t", "ts");
+            let endpoint = Endpoint::parse("https://h/p").unwrap_or_else(|e| panic!("{e}"));
+            let request = signed_request(Method::Get, &endpoint, "/p", &query, &[], &credentials, unix_secs, &nonce, &[]);
+            // Build the base string by hand, straight from RFC 5849 §3.4.1.
+            let mut all: Vec<(String, String)> = query
+                .iter()
+                .map(|(k, v)| (percent_encode(k), percent_encode(v)))
+                .chain([
+                    ("oauth_consumer_key".to_owned(), "ck".to_owned()),
+                    ("oauth_nonce".to_owned(), nonce.clone()),
+                    ("oauth_signature_method".to_owned(), "HMAC-SHA1".to_owned()),
+                    ("oauth_timestamp".to_owned(), unix_secs.to_string()),
+                    ("oauth_token".to_owned(), "t".to_owned()),
+                    ("oauth_version".to_owned(), "1.0".to_owned()),
+                ])
+                .collect();
+            all.sort();
+            let normalized = all.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+            let base = format!("GET&{}&{}", percent_encode("https://h/p"), percent_encode(&normalized));
+            let signature = percent_encode(&reference_signature(&base, &secret, "ts"));
+            let request = text(&request);
+            prop_assert!(request.contains(&format!("oauth_signature=\"{}\"", signature)), "{}", request);
+            if !query.is_empty() {
+                let line = format!("GET /p?{} HTTP/1.1\r\n", urlencode(&query));
+                prop_assert!(request.starts_with(&line), "{}", request);
+            }
+        }
+
+        #[test]
+        fn any_input_gives_one_well_formed_head(
+            host in any::<String>(),
+            port in any::<u16>(),
+            path in any::<String>(),
+            query in proptest::collection::vec((any::<String>(), any::<String>()), 0..3),
+            form in proptest::collection::vec((any::<String>(), any::<String>()), 0..3),
+            header in (any::<String>(), any::<String>()),
+            keys in any::<[String; 4]>(),
+            unix_secs in any::<u64>(),
+            nonce in any::<String>(),
+            post in any::<bool>(),
+        ) {
+            let endpoint = Endpoint { tls: port % 2 == 0, host, port, path: String::new() };
+            let [a, b, c, d] = keys;
+            let credentials = Credentials::new(a, b, c, d);
+            let query: Vec<(&str, String)> = query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let method = if post { Method::Post } else { Method::Get };
+            let request = signed_request(
+                method, &endpoint, &path, &query, &form, &credentials, unix_secs, &nonce,
+                &[(header.0.as_str(), header.1.as_str())],
+            );
+            let text = text(&request);
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no blank line: {text:?}"));
+            prop_assert_eq!(body, urlencode(&form));
+            prop_assert!(head.split("\r\n").all(|line| !line.contains(['\r', '\n'])), "{:?}", head);
+            let lines: Vec<&str> = head.split("\r\n").collect();
+            let expected_lines = 5 + usize::from(!form.is_empty()) + usize::from(!form.is_empty() || post);
+            prop_assert_eq!(lines.len(), expected_lines);
+            let request_line: Vec<&str> = lines[0].split(' ').collect();
+            prop_assert_eq!(request_line.len(), 3, "{:?}", lines[0]);
+            prop_assert!(request_line[1].starts_with('/'));
+            prop_assert!(request_line[1].is_ascii());
+            for line in &lines[1..] {
+                prop_assert!(line.split_once(": ").is_some(), "{:?}", line);
+            }
+        }
+    }
+}
