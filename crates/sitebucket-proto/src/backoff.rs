@@ -178,9 +178,7 @@ impl Backoff {
                         .saturating_mul(self.network_errors)
                         .min(t.network_max)
                 }
-                FailureKind::Http => {
-                    doubling(&mut self.http_next, t.http_start, t.http_max)
-                }
+                FailureKind::Http => doubling(&mut self.http_next, t.http_start, t.http_max),
                 FailureKind::RateLimited => doubling(
                     &mut self.rate_limit_next,
                     t.rate_limit_start,
@@ -222,7 +220,9 @@ mod tests {
     #[test]
     fn twitter_network_is_linear_and_capped() {
         let mut b = Backoff::new(BackoffPolicy::default(), None);
-        let waits: Vec<_> = (0..70).map(|_| b.next_delay(FailureKind::Network)).collect();
+        let waits: Vec<_> = (0..70)
+            .map(|_| b.next_delay(FailureKind::Network))
+            .collect();
         assert_eq!(waits[0], Duration::from_millis(250));
         assert_eq!(waits[1], Duration::from_millis(500));
         assert_eq!(waits[63], secs(16));
@@ -235,7 +235,10 @@ mod tests {
         assert_eq!(b.next_delay(FailureKind::Http), secs(5));
         assert_eq!(b.next_delay(FailureKind::RateLimited), secs(60));
         assert_eq!(b.next_delay(FailureKind::Http), secs(10));
-        assert_eq!(b.next_delay(FailureKind::Network), Duration::from_millis(250));
+        assert_eq!(
+            b.next_delay(FailureKind::Network),
+            Duration::from_millis(250)
+        );
         assert_eq!(b.next_delay(FailureKind::RateLimited), secs(120));
         for _ in 0..10 {
             b.next_delay(FailureKind::Http);
@@ -243,25 +246,37 @@ mod tests {
         assert_eq!(b.next_delay(FailureKind::Http), secs(320));
         b.reset();
         assert_eq!(b.next_delay(FailureKind::Http), secs(5));
-        assert_eq!(b.next_delay(FailureKind::Network), Duration::from_millis(250));
+        assert_eq!(
+            b.next_delay(FailureKind::Network),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]
     fn squared_squares_and_caps() {
         let mut b = Backoff::new(BackoffPolicy::Squared(SquaredBackoff::default()), None);
         let waits: Vec<_> = (0..6).map(|_| b.next_delay(FailureKind::Network)).collect();
-        assert_eq!(waits, [secs(2), secs(4), secs(16), secs(256), secs(320), secs(320)]);
+        assert_eq!(
+            waits,
+            [secs(2), secs(4), secs(16), secs(256), secs(320), secs(320)]
+        );
     }
 
     #[test]
     fn jitter_stays_in_bounds_and_is_reproducible() {
-        let jitter = Some(Jitter { fraction: 0.5, seed: 7 });
+        let jitter = Some(Jitter {
+            fraction: 0.5,
+            seed: 7,
+        });
         let mut a = Backoff::new(BackoffPolicy::default(), jitter);
         let mut b = Backoff::new(BackoffPolicy::default(), jitter);
         for _ in 0..100 {
             let wa = a.next_delay(FailureKind::Http);
             assert_eq!(wa, b.next_delay(FailureKind::Http));
-            assert!(wa <= secs(320) && wa >= Duration::from_millis(2500), "{wa:?}");
+            assert!(
+                wa <= secs(320) && wa >= Duration::from_millis(2500),
+                "{wa:?}"
+            );
         }
     }
 }

@@ -11,18 +11,24 @@ pub mod chunked;
 pub mod config;
 pub mod content;
 pub mod framer;
+pub mod pipeline;
 pub mod request;
 pub mod response;
+pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};
 pub use chunked::{ChunkStep, ChunkedDecoder, ChunkedError};
 pub use config::{Config, ConfigBuilder, ConfigError, Credentials, Endpoint, UrlError, With};
 pub use content::{ContentDecoder, DecodeError};
 pub use framer::{Frame, FrameError, Framer};
+pub use pipeline::{ReadError, ResponseReader};
 pub use request::{make_nonce, signed_request, stream_request, Method};
 pub use response::{
     classify, parse_head, BodyKind, ContentEncoding, HeadError, ResponseHead, StatusClass,
 };
+pub use stream::{Action, Event, Outcome, SiteStream, Stats, StreamError};
 
 /// How the response body is split into messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

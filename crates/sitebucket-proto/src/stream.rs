@@ -1,0 +1,1194 @@
+//! [`SiteStream`]: the reconnecting Site Streams client as a pure state machine.
+//!
+//! The stream owns no socket and reads no clock. Its methods fall into four families, as in
+//! quinn-proto's `Connection`:
+//!
+//! - **getters** (`&self`): [`running`](SiteStream::running),
+//!   [`retry_ok`](SiteStream::retry_ok), [`stats`](SiteStream::stats), …
+//! - **`handle_*`** — what happened: the transport connected or failed, bytes arrived, the
+//!   peer closed, a deadline passed. Each takes the current `now`.
+//! - **commands**: [`disconnect`](SiteStream::disconnect) and
+//!   [`reset_throttles`](SiteStream::reset_throttles).
+//! - **[`poll_action`](SiteStream::poll_action)** — what to do next.
+//!
+//! ## The drain contract
+//! After creating the stream and after **every** `handle_*` call or command, call
+//! `poll_action(now)` until it returns [`Action::Wait`] or [`Action::Finished`]; carry out
+//! each action in order. Then wait until the deadline, new bytes, or a command — whichever
+//! comes first — and hand that in. A driver loop is therefore:
+//!
+//! ```text
+//! loop {
+//!     match stream.poll_action(now) {
+//!         Action::Connect { host, port, tls: _ } => start connecting (then handle_connected
+//!                                                   or handle_connect_failed)
+//!         Action::Transmit(bytes)  => write all of it to the socket
+//!         Action::Event(event)     => hand it to the user (Message → the Parser)
+//!         Action::Close            => drop the socket
+//!         Action::Wait(deadline)   => wait for bytes (handle_input / handle_eof), the deadline
+//!                                     (handle_timeout) or a command (disconnect)
+//!         Action::Finished(outcome) => stop
+//!     }
+//! }
+//! ```
+//! `poll_action` fires any deadline that is already due, so `Wait(deadline)` always lies in
+//! the future of the `now` it was given, and a spurious `handle_timeout` is a no-op.
+//!
+//! ## Reconnect rules
+//! Every failure before a `200` head counts against `retry_limit`; a `200` head establishes
+//! the stream and resets the failure count and every backoff. Network errors (refused,
+//! reset, timeout, TLS, a drop, a stall, a bad frame, a `disconnect` message) back off
+//! linearly, HTTP errors exponentially, `420`/`429` from a minute, doubling (see
+//! [`backoff`](crate::backoff)). Statuses that retrying cannot fix (401, 403, 404, 406, 413,
+//! 416) and `disconnect` codes 6 and 7 finish the stream at once.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::backoff::{Backoff, FailureKind};
+use crate::config::Config;
+use crate::framer::Frame;
+use crate::pipeline::{ReadError, ResponseReader};
+use crate::request::{make_nonce, stream_request};
+use crate::response::StatusClass;
+#[cfg(feature = "tls")]
+use crate::tls::{TlsContext, TlsSession};
+
+/// What the driver should do next. Returned by [`SiteStream::poll_action`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+#[must_use]
+pub enum Action {
+    /// Open a TCP connection to `host:port`; then call `handle_connected` or
+    /// `handle_connect_failed`. With `tls`, the core does the handshake itself: the driver
+    /// only moves bytes.
+    Connect {
+        /// Host name or IP literal (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Whether the bytes on this connection are TLS (the core handles it).
+        tls: bool,
+    },
+    /// Write these bytes to the connection, all of them, in order.
+    Transmit(Bytes),
+    /// Something for the user.
+    Event(Event),
+    /// Close the connection (or abandon the connection attempt).
+    Close,
+    /// Nothing to do until this instant, new input, or a command.
+    Wait(Instant),
+    /// The stream is over; nothing more will happen.
+    Finished(Outcome),
+}
+
+/// Something that happened on the stream.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A response head arrived (any status; `200` establishes the stream).
+    Connected {
+        /// HTTP status code.
+        status: u16,
+        /// Reason phrase as sent.
+        reason: String,
+    },
+    /// One complete message: its exact payload bytes, without the `\r\n` (zero-copy).
+    Message(Bytes),
+    /// A blank keep-alive line.
+    KeepAlive,
+    /// The connection (or attempt) failed; the next attempt starts after `retry_in`.
+    Disconnected {
+        /// Why.
+        error: StreamError,
+        /// The backoff wait before reconnecting.
+        retry_in: Duration,
+    },
+}
+
+/// Why a connection attempt or an established connection failed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The TCP connection could not be made.
+    ConnectFailed(io::ErrorKind),
+    /// No connection within the connect timeout.
+    ConnectTimeout(Duration),
+    /// The TLS handshake or record layer failed (an untrusted certificate included).
+    Tls(String),
+    /// The server sent something unreadable.
+    Read(ReadError),
+    /// The server closed the connection.
+    Closed,
+    /// No byte (keep-alives count) for this long.
+    Stall(Duration),
+    /// A non-200 status.
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// Reason phrase as sent.
+        reason: String,
+    },
+    /// A `disconnect` message from the server.
+    DisconnectMessage {
+        /// The disconnect code (1–12).
+        code: u32,
+        /// The reason given.
+        reason: String,
+    },
+}
+
+impl StreamError {
+    /// How backoff treats this error, or `None` when retrying cannot help.
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            StreamError::Status { status, .. } => match crate::response::classify(*status) {
+                StatusClass::RateLimited => Some(FailureKind::RateLimited),
+                StatusClass::Fatal => None,
+                StatusClass::HttpError | StatusClass::Success => Some(FailureKind::Http),
+            },
+            StreamError::DisconnectMessage { code, .. } if is_final_disconnect(*code) => None,
+            _ => Some(FailureKind::Network),
+        }
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamError::ConnectFailed(kind) => write!(f, "connection failed: {kind}"),
+            StreamError::ConnectTimeout(d) => write!(f, "no connection within {d:?}"),
+            StreamError::Tls(e) => write!(f, "{e}"),
+            StreamError::Read(e) => write!(f, "{e}"),
+            StreamError::Closed => f.write_str("connection closed by the server"),
+            StreamError::Stall(d) => write!(f, "stall detected: no data for {d:?}"),
+            StreamError::Status { status, reason } => write!(f, "HTTP {status} {reason}"),
+            StreamError::DisconnectMessage { code, reason } => {
+                write!(f, "disconnect message code {code}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+/// How a stream ended.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// [`SiteStream::disconnect`] was called.
+    Stopped,
+    /// A status that retrying cannot fix (401, 403, 404, 406, 413, 416).
+    Fatal {
+        /// HTTP status code.
+        status: u16,
+        /// Reason phrase as sent.
+        reason: String,
+    },
+    /// A `disconnect` message with code 6 (token revoked) or 7 (admin logout).
+    Revoked {
+        /// The disconnect code.
+        code: u32,
+        /// The reason given.
+        reason: String,
+    },
+    /// `retry_limit` consecutive attempts failed.
+    GaveUp {
+        /// How many consecutive attempts failed.
+        attempts: u32,
+        /// The last failure.
+        last_error: StreamError,
+    },
+    /// The configuration cannot be used (e.g. `https://` without the `tls` feature).
+    InvalidConfig(String),
+}
+
+impl Outcome {
+    /// Whether the stream ended because of a failure rather than a request.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Outcome::Stopped)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Stopped => f.write_str("stopped on request"),
+            Outcome::Fatal { status, reason } => {
+                write!(f, "HTTP {status} {reason}: retrying cannot fix this status")
+            }
+            Outcome::Revoked { code, reason } => {
+                write!(
+                    f,
+                    "disconnect message code {code} ({reason}): not reconnecting"
+                )
+            }
+            Outcome::GaveUp {
+                attempts,
+                last_error,
+            } => write!(
+                f,
+                "gave up after {attempts} consecutive failed attempts; last: {last_error}"
+            ),
+            Outcome::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+        }
+    }
+}
+
+/// Live counters of one stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Messages handed out.
+    pub messages: u64,
+    /// Keep-alive lines seen.
+    pub keep_alives: u64,
+    /// Bytes received from the connection (before TLS and decoding).
+    pub bytes: u64,
+    /// Connection attempts started.
+    pub attempts: u64,
+    /// Reconnects scheduled after a failure.
+    pub reconnects: u64,
+    /// The last failure, if any.
+    pub last_error: Option<StreamError>,
+    /// When the last byte arrived.
+    pub last_byte_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    stall_deadline: Instant,
+    reader: ResponseReader,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsSession>,
+    established: bool,
+    eof: bool,
+}
+
+#[derive(Debug)]
+enum State {
+    Idle,
+    Connecting { deadline: Instant },
+    Open(Box<Connection>),
+    Backoff { until: Instant },
+    Finished(Outcome),
+}
+
+/// The reconnecting Site Streams client, without I/O. See the [module docs](self).
+#[derive(Debug)]
+pub struct SiteStream {
+    config: Config,
+    backoff: Backoff,
+    rng: ChaCha8Rng,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsContext>,
+    state: State,
+    queue: VecDeque<Action>,
+    error_count: u32,
+    disconnect_issued: bool,
+    stream_id: Option<String>,
+    last_request: Option<Bytes>,
+    stats: Stats,
+}
+
+impl SiteStream {
+    /// A stream that will connect on the first [`poll_action`](Self::poll_action).
+    pub fn new(config: Config) -> Self {
+        let backoff = Backoff::new(config.backoff().clone(), config.jitter());
+        let rng = ChaCha8Rng::seed_from_u64(config.rng_seed());
+        Self {
+            config,
+            backoff,
+            rng,
+            #[cfg(feature = "tls")]
+            tls: None,
+            state: State::Idle,
+            queue: VecDeque::new(),
+            error_count: 0,
+            disconnect_issued: false,
+            stream_id: None,
+            last_request: None,
+            stats: Stats::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The endpoint URL (the seed's `url`), without the query.
+    pub fn url(&self) -> String {
+        self.config.url()
+    }
+
+    /// Whether the stream has not finished (connecting, streaming or backing off).
+    pub fn running(&self) -> bool {
+        !matches!(self.state, State::Finished(_))
+    }
+
+    /// Whether [`disconnect`](Self::disconnect) was called (and not reset since).
+    pub fn disconnect_issued(&self) -> bool {
+        self.disconnect_issued
+    }
+
+    /// Consecutive attempts that got no `200` head.
+    pub fn error_count(&self) -> u32 {
+        self.error_count
+    }
+
+    /// The retry limit, if any.
+    pub fn retry_limit(&self) -> Option<u32> {
+        self.config.retry_limit()
+    }
+
+    /// Whether another attempt is allowed by the retry limit.
+    pub fn retry_ok(&self) -> bool {
+        self.config
+            .retry_limit()
+            .is_none_or(|limit| self.error_count < limit)
+    }
+
+    /// The next HTTP-error wait (for the squared policy, the seed's `retry_time`).
+    pub fn retry_time(&self) -> Duration {
+        self.backoff.retry_time()
+    }
+
+    /// The connect timeout (the seed's `timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.config.connect_timeout()
+    }
+
+    /// The control stream id announced by the current connection, if any.
+    pub fn stream_id(&self) -> Option<&str> {
+        self.stream_id.as_deref()
+    }
+
+    /// The last signed request sent (the seed's cached `_last_request`). It carries the
+    /// OAuth signature: do not log it.
+    pub fn last_request(&self) -> Option<&Bytes> {
+        self.last_request.as_ref()
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// How the stream ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.state {
+            State::Finished(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Whether the current connection got a `200` head.
+    pub fn is_established(&self) -> bool {
+        matches!(&self.state, State::Open(c) if c.established)
+    }
+
+    /// The seed's `connection_healthy`, done right: true while the stream is starting,
+    /// streaming, reconnecting or was stopped on request; false once it finished because of
+    /// a failure (gave up, fatal status, revoked).
+    pub fn connection_healthy(&self) -> bool {
+        !matches!(&self.state, State::Finished(o) if o.is_failure())
+    }
+
+    /// Bytes buffered by the current connection's reader.
+    pub fn buffered(&self) -> usize {
+        match &self.state {
+            State::Open(c) => c.reader.buffered(),
+            _ => 0,
+        }
+    }
+
+    // ----- commands -----
+
+    /// Stops the stream: closes any connection and finishes with [`Outcome::Stopped`].
+    pub fn disconnect(&mut self) {
+        self.disconnect_issued = true;
+        if matches!(self.state, State::Finished(_)) {
+            return;
+        }
+        self.queue.clear();
+        if matches!(self.state, State::Open(_) | State::Connecting { .. }) {
+            self.queue.push_back(Action::Close);
+        }
+        self.stream_id = None;
+        self.state = State::Finished(Outcome::Stopped);
+    }
+
+    /// The seed's `reset_throttles`: clears the failure count, every backoff and the
+    /// `disconnect_issued` flag. A finished or backing-off stream connects again at the next
+    /// `poll_action`; an open connection is left alone (its buffers hold data in flight).
+    pub fn reset_throttles(&mut self) {
+        self.error_count = 0;
+        self.backoff.reset();
+        self.disconnect_issued = false;
+        if matches!(self.state, State::Finished(_) | State::Backoff { .. }) {
+            self.state = State::Idle;
+        }
+    }
+
+    // ----- inputs -----
+
+    /// The transport is up: the request is signed (fresh nonce, `unix_secs` as timestamp)
+    /// and queued for transmission. Ignored unless a `Connect` is outstanding.
+    pub fn handle_connected(&mut self, now: Instant, unix_secs: u64) {
+        if !matches!(self.state, State::Connecting { .. }) {
+            return;
+        }
+        let nonce = make_nonce(&mut self.rng);
+        let request = Bytes::from(stream_request(&self.config, unix_secs, &nonce));
+        self.last_request = Some(request.clone());
+        let mut conn = Box::new(Connection {
+            stall_deadline: now + self.config.stall_timeout(),
+            reader: ResponseReader::new(self.config.framing(), self.config.max_message_bytes()),
+            #[cfg(feature = "tls")]
+            tls: None,
+            established: false,
+            eof: false,
+        });
+        if self.config.endpoint().tls {
+            #[cfg(feature = "tls")]
+            {
+                let session = match &self.tls {
+                    Some(ctx) => ctx.connect(&self.config.endpoint().host, unix_secs),
+                    None => Err("TLS context missing".into()),
+                };
+                match session {
+                    Ok(mut session) => {
+                        session.write_plaintext(&request);
+                        let hello = session.take_transmit();
+                        conn.tls = Some(session);
+                        self.state = State::Open(conn);
+                        self.queue.push_back(Action::Transmit(Bytes::from(hello)));
+                    }
+                    Err(e) => {
+                        self.state = State::Open(conn);
+                        self.fail(now, StreamError::Tls(e));
+                    }
+                }
+                return;
+            }
+        }
+        self.state = State::Open(conn);
+        self.queue.push_back(Action::Transmit(request));
+    }
+
+    /// The connection attempt failed before the transport was up.
+    pub fn handle_connect_failed(&mut self, now: Instant, error: io::ErrorKind) {
+        if matches!(self.state, State::Connecting { .. }) {
+            self.fail(now, StreamError::ConnectFailed(error));
+        }
+    }
+
+    /// Bytes arrived on the connection. Ignored unless a connection is open.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        let State::Open(conn) = &mut self.state else {
+            return;
+        };
+        self.stats.bytes += bytes.len() as u64;
+        self.stats.last_byte_at = Some(now);
+        conn.stall_deadline = now + self.config.stall_timeout();
+        let mut head = None;
+        let mut error = None;
+        let conn = &mut **conn;
+        let reader = &mut conn.reader;
+        let mut push = |plain: &[u8]| -> bool {
+            match reader.push(plain) {
+                Ok(Some(h)) => {
+                    let ok = h.status == 200;
+                    head = Some(h);
+                    ok
+                }
+                Ok(None) => true,
+                Err(e) => {
+                    error = Some(StreamError::Read(e));
+                    false
+                }
+            }
+        };
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut conn.tls {
+            if let Err(e) = tls.read_ciphertext(bytes, &mut push) {
+                error = error.or(Some(StreamError::Tls(e)));
+            }
+            let out = tls.take_transmit();
+            if !out.is_empty() {
+                self.queue.push_back(Action::Transmit(Bytes::from(out)));
+            }
+        } else {
+            push(bytes);
+        }
+        #[cfg(not(feature = "tls"))]
+        push(bytes);
+
+        if let Some(head) = head {
+            self.queue.push_back(Action::Event(Event::Connected {
+                status: head.status,
+                reason: head.reason.clone(),
+            }));
+            if head.status == 200 {
+                conn.established = true;
+                self.error_count = 0;
+                self.backoff.reset();
+            } else {
+                self.fail(
+                    now,
+                    StreamError::Status {
+                        status: head.status,
+                        reason: head.reason,
+                    },
+                );
+                return;
+            }
+        }
+        if let Some(error) = error {
+            self.fail(now, error);
+        }
+    }
+
+    /// The peer closed the connection. Frames already received are still handed out; then
+    /// the drop is handled as a network error.
+    pub fn handle_eof(&mut self, _now: Instant) {
+        if let State::Open(conn) = &mut self.state {
+            conn.eof = true;
+        }
+    }
+
+    /// A deadline may have passed. Spurious calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &self.state {
+            State::Connecting { deadline } if *deadline <= now => {
+                self.queue.push_back(Action::Close);
+                let timeout = self.config.connect_timeout();
+                self.fail(now, StreamError::ConnectTimeout(timeout));
+            }
+            State::Open(conn) if conn.stall_deadline <= now => {
+                let stall = self.config.stall_timeout();
+                self.fail(now, StreamError::Stall(stall));
+            }
+            State::Backoff { until } if *until <= now => self.state = State::Idle,
+            _ => {}
+        }
+    }
+
+    // ----- output -----
+
+    /// The next thing to do. See the drain contract in the [module docs](self).
+    pub fn poll_action(&mut self, now: Instant) -> Action {
+        loop {
+            if let Some(action) = self.queue.pop_front() {
+                return action;
+            }
+            // Frames already in hand go out before any deadline is looked at.
+            if let State::Open(conn) = &mut self.state {
+                match conn.reader.poll_frame() {
+                    Ok(Some(Frame::Message(message))) => {
+                        self.stats.messages += 1;
+                        self.inspect(now, &message);
+                        return Action::Event(Event::Message(message));
+                    }
+                    Ok(Some(Frame::KeepAlive)) => {
+                        self.stats.keep_alives += 1;
+                        return Action::Event(Event::KeepAlive);
+                    }
+                    Ok(None) if conn.eof => {
+                        self.fail(now, StreamError::Closed);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.fail(now, StreamError::Read(e));
+                        continue;
+                    }
+                }
+            }
+            if self.deadline().is_some_and(|d| d <= now) {
+                // A due deadline always moves the state on (to backoff, a new attempt or
+                // the end), so this loop makes progress.
+                self.handle_timeout(now);
+                continue;
+            }
+            return match &self.state {
+                State::Idle => self.start_attempt(now),
+                State::Connecting { deadline } => Action::Wait(*deadline),
+                State::Open(conn) => Action::Wait(conn.stall_deadline),
+                State::Backoff { until } => Action::Wait(*until),
+                State::Finished(outcome) => Action::Finished(outcome.clone()),
+            };
+        }
+    }
+
+    /// The next deadline, if the state has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Connecting { deadline } => Some(*deadline),
+            State::Open(conn) => Some(conn.stall_deadline),
+            State::Backoff { until } => Some(*until),
+            State::Idle | State::Finished(_) => None,
+        }
+    }
+
+    fn start_attempt(&mut self, now: Instant) -> Action {
+        let endpoint = self.config.endpoint();
+        if endpoint.tls {
+            #[cfg(feature = "tls")]
+            if self.tls.is_none() {
+                match TlsContext::new(self.config.extra_root_certs_pem()) {
+                    Ok(ctx) => self.tls = Some(ctx),
+                    Err(e) => {
+                        self.state = State::Finished(Outcome::InvalidConfig(e.to_string()));
+                        return self.poll_action(now);
+                    }
+                }
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                self.state = State::Finished(Outcome::InvalidConfig(
+                    "https:// needs sitebucket-proto's `tls` feature".into(),
+                ));
+                return self.poll_action(now);
+            }
+        }
+        let endpoint = self.config.endpoint();
+        let action = Action::Connect {
+            host: endpoint
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: endpoint.port,
+            tls: endpoint.tls,
+        };
+        self.stats.attempts += 1;
+        self.state = State::Connecting {
+            deadline: now + self.config.connect_timeout(),
+        };
+        action
+    }
+
+    /// Looks at a message for what the core must act on: control and disconnect.
+    fn inspect(&mut self, now: Instant, message: &[u8]) {
+        match special_message(message) {
+            Some(Special::Control(uri)) => {
+                self.stream_id = uri.rsplit('/').next().map(str::to_owned);
+            }
+            Some(Special::Disconnect { code, reason }) => {
+                self.fail(now, StreamError::DisconnectMessage { code, reason });
+            }
+            None => {}
+        }
+    }
+
+    /// The current attempt or connection failed: close it, then finish or back off.
+    fn fail(&mut self, now: Instant, error: StreamError) {
+        let established = match &self.state {
+            State::Open(conn) => {
+                self.queue.push_back(Action::Close);
+                conn.established
+            }
+            _ => false,
+        };
+        self.stream_id = None;
+        self.stats.last_error = Some(error.clone());
+        let Some(kind) = error.failure_kind() else {
+            let outcome = match error {
+                StreamError::Status { status, reason } => Outcome::Fatal { status, reason },
+                StreamError::DisconnectMessage { code, reason } => {
+                    Outcome::Revoked { code, reason }
+                }
+                other => Outcome::InvalidConfig(other.to_string()),
+            };
+            self.state = State::Finished(outcome);
+            return;
+        };
+        if !established {
+            self.error_count = self.error_count.saturating_add(1);
+        }
+        if !self.retry_ok() {
+            self.state = State::Finished(Outcome::GaveUp {
+                attempts: self.error_count,
+                last_error: error,
+            });
+            return;
+        }
+        let retry_in = self.backoff.next_delay(kind);
+        self.stats.reconnects += 1;
+        self.queue
+            .push_back(Action::Event(Event::Disconnected { error, retry_in }));
+        self.state = State::Backoff {
+            until: now + retry_in,
+        };
+    }
+}
+
+/// Disconnect codes after which reconnecting is pointless: 6 token revoked, 7 admin logout.
+pub fn is_final_disconnect(code: u32) -> bool {
+    matches!(code, 6 | 7)
+}
+
+enum Special {
+    Control(String),
+    Disconnect { code: u32, reason: String },
+}
+
+/// Cheaply recognises `{"control":…}` and `{"disconnect":…}` by their first key, and only
+/// then parses them.
+fn special_message(message: &[u8]) -> Option<Special> {
+    let rest = message
+        .trim_ascii_start()
+        .strip_prefix(b"{")?
+        .trim_ascii_start();
+    if rest.starts_with(b"\"control\"") {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            control: Control,
+        }
+        #[derive(Deserialize)]
+        struct Control {
+            control_uri: String,
+        }
+        let w: Wrapper = serde_json::from_slice(message).ok()?;
+        Some(Special::Control(w.control.control_uri))
+    } else if rest.starts_with(b"\"disconnect\"") {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            disconnect: Disconnect,
+        }
+        #[derive(Deserialize)]
+        struct Disconnect {
+            code: u32,
+            #[serde(default)]
+            reason: String,
+        }
+        let w: Wrapper = serde_json::from_slice(message).ok()?;
+        Some(Special::Disconnect {
+            code: w.disconnect.code,
+            reason: w.disconnect.reason,
+        })
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Credentials;
+    use crate::{BackoffPolicy, Config, Framing};
+
+    fn config() -> crate::ConfigBuilder {
+        Config::builder([3, 1, 2], Credentials::new("ck", "cs", "tk", "ts"))
+            .url("http://127.0.0.1:8080/1.1/site.json")
+    }
+
+    fn chunk(data: &[u8]) -> Vec<u8> {
+        let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    const OK_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    /// Drains until Wait/Finished, returning everything it saw.
+    fn drain(stream: &mut SiteStream, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            let action = stream.poll_action(now);
+            let last = matches!(action, Action::Wait(_) | Action::Finished(_));
+            if let Action::Wait(deadline) = action {
+                assert!(deadline > now, "Wait must lie in the future");
+            }
+            out.push(action);
+            if last {
+                return out;
+            }
+        }
+        panic!("poll_action never settled");
+    }
+
+    /// Connects a fresh stream and returns the request it transmitted.
+    fn connect(stream: &mut SiteStream, now: Instant) -> Bytes {
+        let actions = drain(stream, now);
+        assert!(
+            matches!(actions[0], Action::Connect { ref host, port: 8080, tls: false } if host == "127.0.0.1"),
+            "{actions:?}"
+        );
+        stream.handle_connected(now, 1_700_000_000);
+        match drain(stream, now).as_slice() {
+            [Action::Transmit(request), Action::Wait(_)] => request.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn messages(actions: &[Action]) -> Vec<&[u8]> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event(Event::Message(m)) => Some(&m[..]),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn happy_path_signs_the_request_and_hands_out_messages() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let request = connect(&mut stream, t0);
+        let text = std::str::from_utf8(&request).unwrap();
+        assert!(text.starts_with("GET /1.1/site.json?follow=1%2C2%2C3&with=user HTTP/1.1\r\n"));
+        assert!(text.contains("Authorization: OAuth "), "{text}");
+        assert_eq!(stream.last_request(), Some(&request));
+
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(
+            b"{\"control\":{\"control_uri\":\"/1.1/site/c/1_1_abc\"}}\r\n\r\n{\"a\":",
+        ));
+        input.extend(chunk(b"1}\r\n"));
+        stream.handle_input(t0, &input);
+        let actions = drain(&mut stream, t0);
+        assert_eq!(
+            actions[0],
+            Action::Event(Event::Connected {
+                status: 200,
+                reason: "OK".into()
+            })
+        );
+        assert_eq!(
+            messages(&actions),
+            [
+                &b"{\"control\":{\"control_uri\":\"/1.1/site/c/1_1_abc\"}}"[..],
+                b"{\"a\":1}"
+            ]
+        );
+        assert!(actions.contains(&Action::Event(Event::KeepAlive)));
+        assert_eq!(stream.stream_id(), Some("1_1_abc"));
+        assert!(stream.is_established());
+        assert_eq!(stream.stats().messages, 2);
+        assert_eq!(stream.stats().keep_alives, 1);
+        assert_eq!(
+            actions.last(),
+            Some(&Action::Wait(t0 + Duration::from_secs(90)))
+        );
+    }
+
+    #[test]
+    fn every_attempt_is_signed_afresh() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let first = connect(&mut stream, t0);
+        stream.handle_eof(t0);
+        let actions = drain(&mut stream, t0);
+        assert!(actions.contains(&Action::Close));
+        let t1 = t0 + Duration::from_millis(250);
+        let second = connect(&mut stream, t1);
+        assert_ne!(first, second, "a fresh nonce each attempt");
+    }
+
+    #[test]
+    fn rate_limited_backs_off_a_minute_then_doubles() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let mut now = t0;
+        for expected in [60, 120, 240] {
+            connect(&mut stream, now);
+            stream.handle_input(
+                now,
+                b"HTTP/1.1 420 Enhance Your Calm\r\nContent-Length: 0\r\n\r\n",
+            );
+            let actions = drain(&mut stream, now);
+            let wait = Duration::from_secs(expected);
+            assert_eq!(
+                actions[1..],
+                [
+                    Action::Close,
+                    Action::Event(Event::Disconnected {
+                        error: StreamError::Status {
+                            status: 420,
+                            reason: "Enhance Your Calm".into()
+                        },
+                        retry_in: wait
+                    }),
+                    Action::Wait(now + wait)
+                ]
+            );
+            // A spurious timeout changes nothing.
+            stream.handle_timeout(now + wait / 2);
+            assert_eq!(stream.poll_action(now + wait / 2), Action::Wait(now + wait));
+            now += wait;
+        }
+        assert_eq!(stream.error_count(), 3);
+    }
+
+    #[test]
+    fn fatal_status_finishes_without_retry() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_input(t0, b"HTTP/1.1 401 Unauthorized\r\n\r\n");
+        let actions = drain(&mut stream, t0);
+        let outcome = Outcome::Fatal {
+            status: 401,
+            reason: "Unauthorized".into(),
+        };
+        assert_eq!(
+            actions[1..],
+            [Action::Close, Action::Finished(outcome.clone())]
+        );
+        assert!(!stream.connection_healthy());
+        assert!(!stream.running());
+        assert_eq!(
+            stream.poll_action(t0 + Duration::from_secs(3600)),
+            Action::Finished(outcome)
+        );
+    }
+
+    #[test]
+    fn stall_before_and_after_the_head_reconnects() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        // Silent server: no head at all.
+        let t1 = t0 + Duration::from_secs(90);
+        let actions = drain(&mut stream, t1);
+        assert_eq!(actions[0], Action::Close);
+        assert!(matches!(
+            actions[1],
+            Action::Event(Event::Disconnected { error: StreamError::Stall(_), retry_in }) if retry_in == Duration::from_millis(250)
+        ));
+        // After a head, keep-alives hold the stall off.
+        let t2 = t1 + Duration::from_millis(250);
+        connect(&mut stream, t2);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"\r\n"));
+        stream.handle_input(t2, &input);
+        drain(&mut stream, t2);
+        let t3 = t2 + Duration::from_secs(89);
+        stream.handle_input(t3, &chunk(b"\r\n"));
+        let actions = drain(&mut stream, t3);
+        assert_eq!(
+            actions,
+            [
+                Action::Event(Event::KeepAlive),
+                Action::Wait(t3 + Duration::from_secs(90))
+            ]
+        );
+        let actions = drain(&mut stream, t3 + Duration::from_secs(90));
+        assert_eq!(actions[0], Action::Close);
+        assert_eq!(
+            stream.error_count(),
+            0,
+            "an established stream's drop is no failed attempt"
+        );
+    }
+
+    #[test]
+    fn eof_mid_stream_keeps_framed_messages_and_reconnects_after_one_step() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"{\"a\":1}\r\n{\"b\":"));
+        stream.handle_input(t0, &input);
+        stream.handle_eof(t0);
+        let actions = drain(&mut stream, t0);
+        assert_eq!(messages(&actions), [&b"{\"a\":1}"[..]]);
+        assert!(actions.contains(&Action::Event(Event::Disconnected {
+            error: StreamError::Closed,
+            retry_in: Duration::from_millis(250)
+        })));
+    }
+
+    #[test]
+    fn disconnect_messages_reconnect_except_codes_6_and_7() {
+        for (code, finishes) in [(1, false), (4, false), (6, true), (7, true), (12, false)] {
+            let t0 = Instant::now();
+            let mut stream = SiteStream::new(config().build().unwrap());
+            connect(&mut stream, t0);
+            let message = format!(
+                "{{\"disconnect\":{{\"code\":{code},\"stream_name\":\"x\",\"reason\":\"why\"}}}}\r\n{{\"after\":1}}\r\n"
+            );
+            let mut input = OK_HEAD.to_vec();
+            input.extend(chunk(message.as_bytes()));
+            stream.handle_input(t0, &input);
+            let actions = drain(&mut stream, t0);
+            assert_eq!(
+                messages(&actions).len(),
+                1,
+                "printed first, nothing after it"
+            );
+            assert!(actions.contains(&Action::Close));
+            match actions.last() {
+                Some(Action::Finished(Outcome::Revoked { code: c, .. })) => {
+                    assert!(finishes);
+                    assert_eq!(*c, code);
+                }
+                Some(Action::Wait(_)) => assert!(!finishes, "code {code} must finish"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn retry_limit_gives_up_and_reset_throttles_revives() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().retry_limit(Some(3)).build().unwrap());
+        let mut now = t0;
+        let mut connects = 0;
+        loop {
+            match stream.poll_action(now) {
+                Action::Connect { .. } => {
+                    connects += 1;
+                    stream.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+                }
+                Action::Wait(deadline) => now = deadline,
+                Action::Finished(outcome) => {
+                    assert_eq!(
+                        outcome,
+                        Outcome::GaveUp {
+                            attempts: 3,
+                            last_error: StreamError::ConnectFailed(
+                                io::ErrorKind::ConnectionRefused
+                            )
+                        }
+                    );
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(connects, 3);
+        assert!(!stream.retry_ok());
+        assert!(!stream.connection_healthy());
+        stream.reset_throttles();
+        assert!(stream.retry_ok() && stream.running());
+        assert!(matches!(stream.poll_action(now), Action::Connect { .. }));
+    }
+
+    #[test]
+    fn disconnect_stops_in_every_state_and_never_connects_again() {
+        let t0 = Instant::now();
+        // While connecting.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        assert!(matches!(stream.poll_action(t0), Action::Connect { .. }));
+        stream.disconnect();
+        assert_eq!(
+            drain(&mut stream, t0),
+            [Action::Close, Action::Finished(Outcome::Stopped)]
+        );
+        stream.handle_connected(t0, 1);
+        assert_eq!(drain(&mut stream, t0), [Action::Finished(Outcome::Stopped)]);
+        // While backing off.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let _ = stream.poll_action(t0);
+        stream.handle_connect_failed(t0, io::ErrorKind::TimedOut);
+        drain(&mut stream, t0);
+        stream.disconnect();
+        assert!(stream.disconnect_issued());
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(
+            drain(&mut stream, later),
+            [Action::Finished(Outcome::Stopped)]
+        );
+        // While streaming.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_input(t0, OK_HEAD);
+        drain(&mut stream, t0);
+        stream.disconnect();
+        assert_eq!(
+            drain(&mut stream, t0),
+            [Action::Close, Action::Finished(Outcome::Stopped)]
+        );
+        assert!(
+            stream.connection_healthy(),
+            "a requested stop is not a failure"
+        );
+    }
+
+    #[test]
+    fn connect_timeout_is_a_network_error() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(
+            config()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        );
+        assert!(matches!(stream.poll_action(t0), Action::Connect { .. }));
+        assert_eq!(
+            stream.poll_action(t0),
+            Action::Wait(t0 + Duration::from_secs(5))
+        );
+        let actions = drain(&mut stream, t0 + Duration::from_secs(5));
+        assert_eq!(actions[0], Action::Close);
+        assert!(matches!(
+            actions[1],
+            Action::Event(Event::Disconnected {
+                error: StreamError::ConnectTimeout(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn oversized_frame_drops_the_connection() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().max_message_bytes(8).build().unwrap());
+        connect(&mut stream, t0);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"12345678\r\n123456789"));
+        stream.handle_input(t0, &input);
+        let actions = drain(&mut stream, t0);
+        assert_eq!(messages(&actions), [&b"12345678"[..]]);
+        assert!(matches!(
+            actions[actions.len() - 2],
+            Action::Event(Event::Disconnected {
+                error: StreamError::Read(ReadError::Frame(_)),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn squared_policy_waits_retry_time_then_squares_it() {
+        let t0 = Instant::now();
+        let policy = BackoffPolicy::Squared(Default::default());
+        let mut stream = SiteStream::new(
+            config()
+                .backoff(policy)
+                .framing(Framing::Length)
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(stream.retry_limit(), Some(10));
+        let mut now = t0;
+        let mut waits = Vec::new();
+        while waits.len() < 4 {
+            match stream.poll_action(now) {
+                Action::Connect { .. } => {
+                    stream.handle_connect_failed(now, io::ErrorKind::ConnectionReset)
+                }
+                Action::Event(Event::Disconnected { retry_in, .. }) => {
+                    waits.push(retry_in.as_secs())
+                }
+                Action::Wait(deadline) => now = deadline,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(waits, [2, 4, 16, 256]);
+    }
+}

@@ -1,0 +1,200 @@
+//! TLS inside the byte pipeline, with rustls (itself sans-IO).
+//!
+//! Drivers never see TLS: the core turns ciphertext from the socket into plaintext for the
+//! HTTP reader, and plaintext requests into ciphertext to transmit. Verification is always
+//! on: Mozilla's roots (`webpki-roots`) plus any extra PEM roots from the config. The clock
+//! rustls checks certificates against is the wall-clock time the driver passed in, through
+//! rustls's time-provider hook, so this module reads no clock either. The handshake's own
+//! cryptographic randomness is the one use of OS randomness in the core.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::time_provider::TimeProvider;
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+/// A TLS setup error: the extra root certificates could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfigError(pub String);
+
+impl std::fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsConfigError {}
+
+/// Parses PEM text into root certificates; an input with no certificate is an error.
+pub fn parse_pem_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let mut roots = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| TlsConfigError(format!("invalid PEM certificate: {e}")))?;
+        roots.push(cert);
+    }
+    if roots.is_empty() {
+        return Err(TlsConfigError(
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) found in the extra roots".into(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// Wall-clock seconds handed in by the driver, read by rustls when it checks certificates.
+#[derive(Debug, Default)]
+struct HandedTime(AtomicU64);
+
+impl TimeProvider for HandedTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            self.0.load(Ordering::Relaxed),
+        )))
+    }
+}
+
+/// The client-side TLS settings of one stream, built once.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsContext {
+    config: Arc<ClientConfig>,
+    time: Arc<HandedTime>,
+}
+
+impl TlsContext {
+    /// Mozilla roots plus `extra_pem` (may be empty).
+    pub(crate) fn new(extra_pem: &[u8]) -> Result<Self, TlsConfigError> {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if !extra_pem.is_empty() {
+            for cert in parse_pem_roots(extra_pem)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsConfigError(format!("unusable root certificate: {e}")))?;
+            }
+        }
+        let time = Arc::new(HandedTime::default());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_details(provider, time.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsConfigError(format!("TLS setup failed: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            config: Arc::new(config),
+            time,
+        })
+    }
+
+    /// Starts a handshake with `host` at wall-clock time `unix_secs`.
+    pub(crate) fn connect(&self, host: &str, unix_secs: u64) -> Result<TlsSession, String> {
+        self.time.0.store(unix_secs, Ordering::Relaxed);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("invalid TLS server name {host:?}: {e}"))?;
+        let conn = ClientConnection::new(self.config.clone(), name)
+            .map_err(|e| format!("TLS setup failed: {e}"))?;
+        Ok(TlsSession { conn })
+    }
+}
+
+/// One TLS connection's state.
+#[derive(Debug)]
+pub(crate) struct TlsSession {
+    conn: ClientConnection,
+}
+
+impl TlsSession {
+    /// Queues plaintext to send (buffered until the handshake completes).
+    pub(crate) fn write_plaintext(&mut self, data: &[u8]) {
+        // rustls buffers plaintext written before the handshake ends; its default buffer
+        // limit (64 KiB) is far above a request head, so the whole head is accepted.
+        let _ = io::Write::write_all(&mut self.conn.writer(), data);
+    }
+
+    /// Ciphertext waiting to go to the peer.
+    pub(crate) fn take_transmit(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while self.conn.wants_write() {
+            // Writing into a Vec cannot fail.
+            if self.conn.write_tls(&mut out).is_err() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Feeds ciphertext; plaintext is handed to `sink` as it is decrypted.
+    pub(crate) fn read_ciphertext(
+        &mut self,
+        mut input: &[u8],
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), String> {
+        let mut plain = [0u8; 16 * 1024];
+        while !input.is_empty() {
+            let n = self
+                .conn
+                .read_tls(&mut input)
+                .map_err(|e| format!("TLS read failed: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            self.conn
+                .process_new_packets()
+                .map_err(|e| format!("TLS error: {e}"))?;
+            loop {
+                match self.conn.reader().read(&mut plain) {
+                    Ok(0) => break,
+                    Ok(len) => {
+                        if !sink(&plain[..len]) {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(format!("TLS read failed: {e}")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_without_certificates_is_a_clear_error() {
+        let err = parse_pem_roots(b"hello").unwrap_err();
+        assert!(err.0.contains("no PEM certificate"), "{err}");
+        assert!(TlsContext::new(b"not pem").is_err());
+    }
+
+    #[test]
+    fn default_roots_build_and_start_a_handshake() {
+        let ctx = TlsContext::new(b"").expect("Mozilla roots alone are valid");
+        let mut session = ctx
+            .connect("sitestream.twitter.com", 1_700_000_000)
+            .unwrap();
+        session.write_plaintext(b"GET / HTTP/1.1\r\n\r\n");
+        let hello = session.take_transmit();
+        // A TLS record of type handshake (22) opens the ClientHello.
+        assert_eq!(hello.first(), Some(&22));
+        assert!(ctx.connect("[::1]", 0).is_ok());
+        assert!(ctx.connect("bad name!", 0).is_err());
+    }
+
+    #[test]
+    fn garbage_from_the_server_is_an_error_not_a_panic() {
+        let ctx = TlsContext::new(b"").unwrap();
+        let mut session = ctx.connect("example.com", 1_700_000_000).unwrap();
+        let _ = session.take_transmit();
+        let err = session
+            .read_ciphertext(b"HTTP/1.1 200 OK\r\n\r\n", &mut |_| true)
+            .unwrap_err();
+        assert!(err.contains("TLS"), "{err}");
+    }
+}
