@@ -11,6 +11,8 @@ pub mod chunked;
 pub mod config;
 pub mod content;
 pub mod framer;
+pub mod message;
+pub mod parser;
 pub mod pipeline;
 pub mod request;
 pub mod response;
@@ -23,6 +25,8 @@ pub use chunked::{ChunkStep, ChunkedDecoder, ChunkedError};
 pub use config::{Config, ConfigBuilder, ConfigError, Credentials, Endpoint, UrlError, With};
 pub use content::{ContentDecoder, DecodeError};
 pub use framer::{Frame, FrameError, Framer};
+pub use message::{Message, ParseError, UserMessage};
+pub use parser::{Collect, DefaultParser, Parser};
 pub use pipeline::{ReadError, ResponseReader};
 pub use request::{make_nonce, signed_request, stream_request, Method};
 pub use response::{
