@@ -1,0 +1,19 @@
+//! # sitebucket-thread — one handle for every driver
+//!
+//! The original sitebucket ran each stream in a `ListenThread`. Here [`ListenThread`] is the
+//! same handle whatever runs the stream underneath: a [`Driver`] (std threads, mio, smol, or
+//! your own). The handle and the driver share a [`Control`]: the handle asks for a stop and
+//! reads live [`Status`]; the driver publishes status after every drain of the core and
+//! registers a wake-up so a stop takes effect at once, even while it is blocked on a silent
+//! socket, backing off, or connecting.
+//!
+//! Architecture invariant: this crate knows nothing of sockets and makes no protocol decision.
+
+mod control;
+mod listen;
+mod monitor;
+
+pub use control::{Control, Status};
+pub use listen::{Driver, Finished, ListenThread, RunHandle};
+pub use monitor::Monitor;
+pub use sitebucket_proto::{self as proto, Parser, SiteStream};
