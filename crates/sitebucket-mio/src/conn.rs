@@ -1,0 +1,387 @@
+//! One stream's transport on a mio loop: its socket, unsent bytes and next deadline.
+//!
+//! A [`Conn`] carries out the core's actions and feeds it what the socket says; it makes no
+//! protocol decision. It holds no read buffer: the loop lends it one shared buffer per event,
+//! so an idle stream costs a few words here plus the core's own state.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::vec;
+
+use bytes::{Buf, Bytes};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use sitebucket_proto::stream::{Action, Event, Outcome};
+use sitebucket_proto::{Parser, SiteStream};
+use sitebucket_thread::Control;
+
+/// What one run works on: the core, the user's parser and the shared control.
+pub(crate) struct Parts<'a> {
+    pub stream: &'a mut SiteStream,
+    pub parser: &'a mut dyn Parser,
+    pub control: &'a Control,
+}
+
+enum Socket {
+    None,
+    /// A non-blocking connect in progress, and the addresses to try if it fails.
+    Connecting {
+        tcp: TcpStream,
+        rest: vec::IntoIter<SocketAddr>,
+    },
+    Open(TcpStream),
+}
+
+/// One stream's socket state on a loop, registered under `token`.
+pub(crate) struct Conn {
+    token: Token,
+    socket: Socket,
+    /// Bytes the socket did not take yet, in order (the front may be partly written).
+    out: VecDeque<Bytes>,
+    /// The interest the socket is registered with, if it is registered.
+    interest: Option<Interest>,
+    /// The core's current deadline (from its last `Wait`).
+    pub deadline: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new(token: Token) -> Self {
+        Self {
+            token,
+            socket: Socket::None,
+            out: VecDeque::new(),
+            interest: None,
+            deadline: None,
+        }
+    }
+
+    /// Drains the core (after a stop request, a deadline or new input), carrying out each
+    /// action, then publishes the status. `Some` once the stream has finished.
+    pub fn drive(&mut self, registry: &Registry, parts: &mut Parts<'_>) -> Option<Outcome> {
+        if parts.control.stop_requested() {
+            parts.stream.disconnect();
+        }
+        let outcome = loop {
+            let now = Instant::now();
+            match parts.stream.poll_action(now) {
+                Action::Connect { host, port, .. } => {
+                    self.connect(registry, &host, port, parts.stream, now)
+                }
+                Action::Transmit(bytes) => {
+                    self.out.push_back(bytes);
+                    self.flush_or_fail(registry, parts.stream, now);
+                }
+                Action::Event(Event::Message(message)) => parts.parser.parse(message),
+                Action::Close => self.close(registry),
+                Action::Wait(deadline) => {
+                    self.deadline = Some(deadline);
+                    if self.update_interest(registry).is_ok() {
+                        break None;
+                    }
+                    // The socket cannot be watched: for the core, the connection is lost.
+                    parts.stream.handle_eof(now);
+                    self.close(registry);
+                }
+                Action::Finished(outcome) => {
+                    self.close(registry);
+                    self.deadline = None;
+                    break Some(outcome);
+                }
+                // Other events (connected, keep-alive, disconnected) are status only.
+                _ => {}
+            }
+        };
+        parts.control.publish(parts.stream);
+        outcome
+    }
+
+    /// Handles a readiness event for this conn's token, then drains the core.
+    pub fn ready(
+        &mut self,
+        registry: &Registry,
+        writable: bool,
+        buf: &mut [u8],
+        parts: &mut Parts<'_>,
+    ) -> Option<Outcome> {
+        let now = Instant::now();
+        if matches!(self.socket, Socket::Connecting { .. }) {
+            // Any event (writable, error, hang-up) on a connecting socket: learn the result.
+            self.finish_connect(registry, parts.stream, now);
+        } else if writable {
+            self.flush_or_fail(registry, parts.stream, now);
+        }
+        if let Some(outcome) = self.drive(registry, parts) {
+            return Some(outcome);
+        }
+        // Read until WouldBlock, draining the core after every read so its actions (a
+        // `Close` after a bad status, a TLS reply) happen in order.
+        while let Socket::Open(tcp) = &mut self.socket {
+            let now = Instant::now();
+            match tcp.read(buf) {
+                Ok(0) => {
+                    parts.stream.handle_eof(now);
+                    self.close(registry);
+                }
+                Ok(n) => parts.stream.handle_input(now, &buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // A reset or other failure: for the core, the connection is gone.
+                    parts.stream.handle_eof(now);
+                    self.close(registry);
+                }
+            }
+            if let Some(outcome) = self.drive(registry, parts) {
+                return Some(outcome);
+            }
+        }
+        None
+    }
+
+    fn connect(
+        &mut self,
+        registry: &Registry,
+        host: &str,
+        port: u16,
+        stream: &mut SiteStream,
+        now: Instant,
+    ) {
+        self.close(registry);
+        match resolve(host, port) {
+            Ok(addrs) => self.try_connect(registry, addrs.into_iter(), stream, now),
+            Err(e) => stream.handle_connect_failed(now, e.kind()),
+        }
+    }
+
+    /// Starts a non-blocking connect to the first address that accepts one; tells the core
+    /// the attempt failed if none does.
+    fn try_connect(
+        &mut self,
+        registry: &Registry,
+        mut rest: vec::IntoIter<SocketAddr>,
+        stream: &mut SiteStream,
+        now: Instant,
+    ) {
+        let mut last = io::ErrorKind::AddrNotAvailable;
+        while let Some(addr) = rest.next() {
+            let started = TcpStream::connect(addr).and_then(|mut tcp| {
+                registry.register(&mut tcp, self.token, Interest::WRITABLE)?;
+                Ok(tcp)
+            });
+            match started {
+                Ok(tcp) => {
+                    self.interest = Some(Interest::WRITABLE);
+                    self.socket = Socket::Connecting { tcp, rest };
+                    return;
+                }
+                Err(e) => last = e.kind(),
+            }
+        }
+        stream.handle_connect_failed(now, last);
+    }
+
+    /// Per mio's docs: after an event, `take_error()`, then `peer_addr()` tells whether the
+    /// connect succeeded, failed, or is still in progress (a spurious event).
+    fn finish_connect(&mut self, registry: &Registry, stream: &mut SiteStream, now: Instant) {
+        let Socket::Connecting { tcp, .. } = &self.socket else {
+            return;
+        };
+        let result = match tcp.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match tcp.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(e),
+            },
+        };
+        let Socket::Connecting { mut tcp, rest } =
+            std::mem::replace(&mut self.socket, Socket::None)
+        else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                // Small requests go out at once; a failure here only costs latency.
+                let _ = tcp.set_nodelay(true);
+                self.socket = Socket::Open(tcp);
+                stream.handle_connected(now, unix_secs());
+            }
+            Err(e) => {
+                let _ = registry.deregister(&mut tcp);
+                self.interest = None;
+                drop(tcp);
+                if rest.len() == 0 {
+                    stream.handle_connect_failed(now, e.kind());
+                } else {
+                    self.try_connect(registry, rest, stream, now);
+                }
+            }
+        }
+    }
+
+    /// Writes what it can of the queued bytes; a write error is a lost connection.
+    fn flush_or_fail(&mut self, registry: &Registry, stream: &mut SiteStream, now: Instant) {
+        if let Err(_e) = self.flush() {
+            stream.handle_eof(now);
+            self.close(registry);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let Socket::Open(tcp) = &mut self.socket else {
+            // Nothing to write to (the core closes the connection itself).
+            self.out.clear();
+            return Ok(());
+        };
+        while let Some(front) = self.out.front_mut() {
+            match tcp.write(front) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    front.advance(n);
+                    if front.is_empty() {
+                        self.out.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers for writable only while bytes wait to be written.
+    fn update_interest(&mut self, registry: &Registry) -> io::Result<()> {
+        let Socket::Open(tcp) = &mut self.socket else {
+            return Ok(());
+        };
+        let want = if self.out.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if self.interest != Some(want) {
+            registry.reregister(tcp, self.token, want)?;
+            self.interest = Some(want);
+        }
+        Ok(())
+    }
+
+    /// Drops the socket (deregistered first) and anything unsent.
+    pub fn close(&mut self, registry: &Registry) {
+        match std::mem::replace(&mut self.socket, Socket::None) {
+            Socket::None => {}
+            Socket::Connecting { mut tcp, .. } | Socket::Open(mut tcp) => {
+                let _ = registry.deregister(&mut tcp);
+            }
+        }
+        self.interest = None;
+        self.out.clear();
+    }
+}
+
+/// The addresses of `host:port`. An IP literal needs no lookup; a name is resolved by the
+/// system resolver (blocking this loop for the lookup's duration).
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Wall-clock seconds for the request's OAuth timestamp.
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+    use std::time::Duration;
+
+    /// A connected pair: the conn's end (non-blocking, registered) and a std peer.
+    fn pair(poll: &Poll) -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut tcp = TcpStream::from_std(ours);
+        let mut conn = Conn::new(Token(7));
+        poll.registry()
+            .register(&mut tcp, conn.token, Interest::READABLE)
+            .unwrap();
+        conn.interest = Some(Interest::READABLE);
+        conn.socket = Socket::Open(tcp);
+        (conn, peer)
+    }
+
+    #[test]
+    fn unsent_bytes_wait_for_writable_and_go_out_in_order() {
+        let mut poll = Poll::new().unwrap();
+        let (mut conn, mut peer) = pair(&poll);
+        // Far more than loopback socket buffers hold, so the first flush is partial.
+        let data: Vec<u8> = (0..32 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let half = data.len() / 2;
+        conn.out.push_back(Bytes::copy_from_slice(&data[..half]));
+        conn.out.push_back(Bytes::copy_from_slice(&data[half..]));
+        conn.flush().unwrap();
+        assert!(!conn.out.is_empty(), "the socket took only part of it");
+        conn.update_interest(poll.registry()).unwrap();
+        assert_eq!(
+            conn.interest,
+            Some(Interest::READABLE | Interest::WRITABLE),
+            "writable interest while bytes wait"
+        );
+
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut events = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !conn.out.is_empty() {
+            assert!(Instant::now() < deadline, "the flush did not finish");
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            conn.flush().unwrap();
+        }
+        conn.update_interest(poll.registry()).unwrap();
+        assert_eq!(
+            conn.interest,
+            Some(Interest::READABLE),
+            "writable dropped once flushed"
+        );
+        conn.close(poll.registry());
+        assert!(matches!(conn.socket, Socket::None));
+        let got = reader.join().unwrap();
+        assert!(got == data, "every byte arrived once, in order");
+    }
+
+    #[test]
+    fn ip_literals_resolve_without_a_lookup() {
+        assert_eq!(
+            resolve("::1", 443).unwrap(),
+            vec![SocketAddr::new(
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+                443
+            )]
+        );
+        assert_eq!(
+            resolve("127.0.0.1", 80).unwrap(),
+            vec![SocketAddr::from(([127, 0, 0, 1], 80))]
+        );
+    }
+}

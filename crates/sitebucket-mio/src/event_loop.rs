@@ -1,0 +1,337 @@
+//! The shared event-loop thread that runs many streams, and the private one-stream loop
+//! behind `Driver::run`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use mio::{Events, Poll, Token, Waker};
+use sitebucket_proto::stream::{Action, Outcome};
+use sitebucket_proto::{Parser, SiteStream};
+use sitebucket_thread::{Control, Finished, RunHandle};
+
+use crate::conn::{Conn, Parts};
+
+/// The token of the loop's `mio::Waker`; streams use their id as token.
+const WAKER: Token = Token(usize::MAX);
+
+/// Size of the one read buffer each loop shares among its streams.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// A stream handed to the loop thread.
+struct Spawn {
+    id: usize,
+    stream: SiteStream,
+    parser: Box<dyn Parser>,
+    control: Arc<Control>,
+    done: mpsc::Sender<Finished>,
+}
+
+/// What other threads hand the loop; the loop takes it all after each wake-up.
+#[derive(Default)]
+struct Inbox {
+    spawns: Vec<Spawn>,
+    /// Ids of streams whose control asked for a stop.
+    stops: Vec<usize>,
+    /// Every `MioDriver` handle is gone: exit once no stream is left.
+    closed: bool,
+    /// The loop thread has exited; nothing more is accepted.
+    exited: bool,
+}
+
+/// The part of a loop that other threads share: its waker, inbox and stream count.
+pub(crate) struct Shared {
+    waker: Waker,
+    inbox: Mutex<Inbox>,
+    live: AtomicUsize,
+    next_id: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The inbox is plain data; a panic elsewhere while holding it leaves it usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// Starts a loop thread.
+    pub fn start() -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let shared = Arc::new(Shared {
+            waker,
+            inbox: Mutex::new(Inbox::default()),
+            live: AtomicUsize::new(0),
+            next_id: AtomicUsize::new(0),
+        });
+        let event_loop = EventLoop {
+            poll,
+            shared: shared.clone(),
+            entries: HashMap::new(),
+            timers: BTreeSet::new(),
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sitebucket-mio".into())
+            .spawn(move || event_loop.run())?;
+        Ok((shared, thread))
+    }
+
+    /// Hands a stream to the loop and wakes it.
+    pub fn spawn(
+        self: &Arc<Self>,
+        stream: SiteStream,
+        parser: Box<dyn Parser>,
+        control: Arc<Control>,
+    ) -> io::Result<RunHandle> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done, finished) = mpsc::channel();
+        // A weak reference: a control that outlives the loop keeps nothing of it alive.
+        let shared = Arc::downgrade(self);
+        control.set_waker(Arc::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                lock(&shared.inbox).stops.push(id);
+                shared.wake();
+            }
+        }));
+        {
+            let mut inbox = lock(&self.inbox);
+            if inbox.exited {
+                control.clear_waker();
+                return Err(io::Error::other("the mio event loop thread has exited"));
+            }
+            self.live.fetch_add(1, Ordering::SeqCst);
+            inbox.spawns.push(Spawn {
+                id,
+                stream,
+                parser,
+                control,
+                done,
+            });
+        }
+        self.wake();
+        Ok(RunHandle::new(finished, None))
+    }
+
+    /// Streams handed to the loop and not yet finished.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Tells the loop that no handle is left: it exits once its last stream finishes.
+    pub fn close(&self) {
+        lock(&self.inbox).closed = true;
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // Waking fails only if the loop's poll is gone, i.e. the loop has exited.
+        let _ = self.waker.wake();
+    }
+}
+
+/// One stream on the shared loop.
+struct Entry {
+    stream: SiteStream,
+    parser: Box<dyn Parser>,
+    control: Arc<Control>,
+    done: mpsc::Sender<Finished>,
+    conn: Conn,
+    /// The deadline this entry is filed under in the timer set.
+    timer: Option<Instant>,
+}
+
+struct EventLoop {
+    poll: Poll,
+    shared: Arc<Shared>,
+    entries: HashMap<usize, Entry>,
+    /// Every stream's next deadline, nearest first.
+    timers: BTreeSet<(Instant, usize)>,
+    buf: Box<[u8]>,
+}
+
+/// Marks the loop exited (even if it panicked), so later spawns fail instead of hanging.
+struct ExitGuard(Arc<Shared>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let mut inbox = lock(&self.0.inbox);
+        inbox.exited = true;
+        // Their `done` senders drop with them: their joins return `None`.
+        inbox.spawns.clear();
+    }
+}
+
+impl EventLoop {
+    fn run(mut self) {
+        let _exit = ExitGuard(self.shared.clone());
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let (spawns, stops, closed) = {
+                let mut inbox = lock(&self.shared.inbox);
+                let spawns = std::mem::take(&mut inbox.spawns);
+                let stops = std::mem::take(&mut inbox.stops);
+                (spawns, stops, inbox.closed)
+            };
+            for spawn in spawns {
+                let id = spawn.id;
+                let entry = Entry {
+                    stream: spawn.stream,
+                    parser: spawn.parser,
+                    control: spawn.control,
+                    done: spawn.done,
+                    conn: Conn::new(Token(id)),
+                    timer: None,
+                };
+                self.entries.insert(id, entry);
+                self.step(id, None);
+            }
+            for id in stops {
+                self.step(id, None);
+            }
+            if closed && self.entries.is_empty() {
+                // No handle is left, so no spawn can arrive any more.
+                return;
+            }
+            let timeout = self
+                .timers
+                .first()
+                .map(|(deadline, _)| deadline.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The loop cannot go on: its streams drop, and their joins return `None`.
+                Err(_) => return,
+            }
+            for event in events.iter() {
+                if event.token() != WAKER {
+                    self.step(event.token().0, Some(event.is_writable()));
+                }
+            }
+            let now = Instant::now();
+            while let Some(&(deadline, id)) = self.timers.first() {
+                if deadline > now {
+                    break;
+                }
+                self.step(id, None);
+                // `step` refiles the entry under its new deadline, which the core always
+                // sets after `now`; drop the due one in case the entry is gone.
+                self.timers.remove(&(deadline, id));
+            }
+        }
+    }
+
+    /// Drives one stream (after input readiness if `ready` holds `writable`, else after a
+    /// stop request or a deadline), then refiles its timer or finishes it.
+    fn step(&mut self, id: usize, ready: Option<bool>) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let mut parts = Parts {
+            stream: &mut entry.stream,
+            parser: entry.parser.as_mut(),
+            control: &entry.control,
+        };
+        let outcome = match ready {
+            Some(writable) => entry
+                .conn
+                .ready(registry, writable, &mut self.buf, &mut parts),
+            None => entry.conn.drive(registry, &mut parts),
+        };
+        let next = if outcome.is_some() {
+            None
+        } else {
+            entry.conn.deadline
+        };
+        if entry.timer != next {
+            if let Some(old) = entry.timer.take() {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(new) = next {
+                self.timers.insert((new, id));
+                entry.timer = Some(new);
+            }
+        }
+        if let Some(outcome) = outcome {
+            if let Some(entry) = self.entries.remove(&id) {
+                entry.control.clear_waker();
+                self.shared.live.fetch_sub(1, Ordering::SeqCst);
+                // The receiver may be gone (the handle was dropped unjoined): nothing to do.
+                let _ = entry.done.send(Finished {
+                    stream: entry.stream,
+                    parser: entry.parser,
+                    outcome,
+                });
+            }
+        }
+    }
+}
+
+/// Runs one stream on a private loop in the current thread (`Driver::run`).
+pub(crate) fn run_here(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &Arc<Control>,
+) -> Outcome {
+    let mut poll = match Poll::new() {
+        Ok(poll) => poll,
+        Err(e) => return loop_failed(stream, control, &e),
+    };
+    let waker = match Waker::new(poll.registry(), WAKER) {
+        Ok(waker) => Arc::new(waker),
+        Err(e) => return loop_failed(stream, control, &e),
+    };
+    control.set_waker(Arc::new(move || {
+        let _ = waker.wake();
+    }));
+    let token = Token(0);
+    let mut conn = Conn::new(token);
+    let mut buf = vec![0; READ_BUFFER];
+    let mut events = Events::with_capacity(16);
+    let mut parts = Parts {
+        stream,
+        parser,
+        control,
+    };
+    let mut outcome = conn.drive(poll.registry(), &mut parts);
+    let outcome = loop {
+        if let Some(outcome) = outcome {
+            break outcome;
+        }
+        let timeout = conn
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        match poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                conn.close(poll.registry());
+                control.clear_waker();
+                return loop_failed(parts.stream, control, &e);
+            }
+        }
+        for event in events.iter() {
+            if event.token() == token && outcome.is_none() {
+                outcome = conn.ready(poll.registry(), event.is_writable(), &mut buf, &mut parts);
+            }
+        }
+        if outcome.is_none() {
+            // A stop request or a deadline (spurious drives are no-ops).
+            outcome = conn.drive(poll.registry(), &mut parts);
+        }
+    };
+    control.clear_waker();
+    outcome
+}
+
+/// The loop could not be set up or failed: stop the stream and say why.
+fn loop_failed(stream: &mut SiteStream, control: &Control, error: &io::Error) -> Outcome {
+    stream.disconnect();
+    // Drain the core's `Close` (there is no socket left to close) to its end.
+    while !matches!(stream.poll_action(Instant::now()), Action::Finished(_)) {}
+    control.publish(stream);
+    Outcome::InvalidConfig(format!("the mio event loop failed: {error}"))
+}

@@ -1,0 +1,145 @@
+//! # sitebucket-mio — many Site Streams on one mio event loop
+//!
+//! [`MioDriver`] runs every stream spawned on it on ONE event-loop thread, so thousands of
+//! streams cost one thread, one 64 KiB read buffer and, per stream, the core's state plus
+//! a socket. Hand it to [`ListenThread`](sitebucket_thread::ListenThread) like any other
+//! [`Driver`]:
+//!
+//! ```no_run
+//! use sitebucket_mio::MioDriver;
+//! use sitebucket_proto::{Config, Credentials, SiteStream};
+//! use sitebucket_thread::ListenThread;
+//!
+//! let credentials = Credentials::new("consumer key", "consumer secret", "token", "token secret");
+//! let driver = MioDriver::new();
+//! let mut streams = Vec::new();
+//! for shard in [[1u64, 2, 3], [4, 5, 6]] {
+//!     let config = Config::builder(shard, credentials.clone()).build()?;
+//!     let parser = |message: bytes::Bytes| println!("{}", String::from_utf8_lossy(&message));
+//!     streams.push(ListenThread::spawn(driver.clone(), SiteStream::new(config), parser)?);
+//! }
+//! assert_eq!(driver.streams(), 2); // both on the same loop thread
+//! for stream in &streams {
+//!     stream.close(); // takes effect within milliseconds, whatever the stream is doing
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The driver only moves bytes and waits for the core's deadlines: connecting (non-blocking,
+//! per mio's "writable, then `take_error()` / `peer_addr()`"), reading until `WouldBlock`,
+//! buffering what a socket does not take until it is writable, and sleeping in
+//! `Poll::poll` until the nearest deadline of any stream. Every protocol decision (retries,
+//! backoff, timeouts, TLS) is the core's. A stream's `close()` reaches the loop through its
+//! `mio::Waker`.
+//!
+//! Host names are resolved with the system resolver on the loop thread (IP literals need no
+//! lookup), so a slow DNS server delays every stream of that loop while it answers.
+
+mod conn;
+mod event_loop;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::{Parser, SiteStream};
+use sitebucket_thread::{Control, Driver, RunHandle};
+
+use crate::event_loop::Shared;
+
+/// A driver running all its spawned streams on one mio event-loop thread.
+///
+/// Clones share the loop. The thread starts with the first [`spawn`](Driver::spawn) and
+/// exits once every clone is dropped and no stream is left on it; dropping the last clone
+/// while no stream runs waits for the thread to end, so none is left behind.
+/// [`run`](Driver::run) uses a private loop in the calling thread instead.
+#[derive(Clone, Default)]
+pub struct MioDriver {
+    handle: Arc<Handle>,
+}
+
+/// The lazily started loop, shared by every clone of a driver.
+#[derive(Default)]
+struct Handle {
+    started: Mutex<Option<(Arc<Shared>, JoinHandle<()>)>>,
+}
+
+impl MioDriver {
+    /// A driver; its loop thread starts with the first spawned stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many streams are on the loop: spawned and not yet finished.
+    pub fn streams(&self) -> usize {
+        match &*lock(&self.handle.started) {
+            Some((shared, _)) => shared.live(),
+            None => 0,
+        }
+    }
+
+    fn shared(&self) -> io::Result<Arc<Shared>> {
+        let mut started = lock(&self.handle.started);
+        if let Some((shared, _)) = &*started {
+            return Ok(shared.clone());
+        }
+        let (shared, thread) = Shared::start()?;
+        *started = Some((shared.clone(), thread));
+        Ok(shared)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere while holding the lock leaves it usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl std::fmt::Debug for MioDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MioDriver")
+            .field("streams", &self.streams())
+            .finish()
+    }
+}
+
+impl Driver for MioDriver {
+    fn name(&self) -> &'static str {
+        "mio"
+    }
+
+    /// Runs the stream on a private mio loop in the current thread.
+    fn run(
+        &self,
+        stream: &mut SiteStream,
+        parser: &mut dyn Parser,
+        control: &Arc<Control>,
+    ) -> Outcome {
+        event_loop::run_here(stream, parser, control)
+    }
+
+    /// Hands the stream to the shared loop thread (starting it if needed).
+    fn spawn(
+        &self,
+        stream: SiteStream,
+        parser: Box<dyn Parser>,
+        control: Arc<Control>,
+    ) -> io::Result<RunHandle> {
+        self.shared()?.spawn(stream, parser, control)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let Some((shared, thread)) = lock(&self.started).take() else {
+            return;
+        };
+        shared.close();
+        // With no stream left the loop exits at once: wait for it. Otherwise it exits
+        // when its last stream finishes (never join from the loop thread itself, which can
+        // happen if a parser held the last clone).
+        if shared.live() == 0 && thread.thread().id() != std::thread::current().id() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Many streams on one mio loop thread, against one loopback test server.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{config_for, numbered, wait_for, Collected, CLOSE_WITHIN};
+use sitebucket_mio::MioDriver;
+use sitebucket_proto::stream::{Outcome, StreamError};
+use sitebucket_proto::{Credentials, SiteStream};
+use sitebucket_testserver::{
+    AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
+};
+use sitebucket_thread::{Driver, ListenThread};
+
+fn steps(messages: &[Vec<u8>]) -> Vec<Step> {
+    messages.iter().cloned().map(Step::Message).collect()
+}
+
+fn as_bytes(messages: &[Vec<u8>]) -> Vec<Bytes> {
+    messages.iter().cloned().map(Bytes::from).collect()
+}
+
+/// Closes and joins every stream, asserting each stop took effect within the contract.
+fn close_each(streams: &mut [(ListenThread<MioDriver>, Collected)], state: &str) {
+    for (stream, _) in streams.iter_mut() {
+        let started = Instant::now();
+        stream.close();
+        let outcome = stream.join();
+        let took = started.elapsed();
+        assert!(
+            took < CLOSE_WITHIN,
+            "close() while {state} took {took:?} with many streams on the loop"
+        );
+        assert_eq!(outcome, Some(Outcome::Stopped), "close() while {state}");
+    }
+}
+
+#[test]
+fn a_hundred_streams_on_one_loop_each_get_every_message_byte_exact() {
+    let sent = numbered("hundred", 20);
+    let plan = AttemptPlan::ok(steps(&sent))
+        .with_chunks(ChunkPlan::Random {
+            seed: 11,
+            min: 1,
+            max: 90,
+        })
+        .with_end(End::Stall);
+    let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        let collected = Collected::default();
+        let config = config_for(&server).build().unwrap();
+        let stream =
+            ListenThread::spawn(driver.clone(), SiteStream::new(config), collected.clone())
+                .unwrap();
+        streams.push((stream, collected));
+    }
+    assert_eq!(driver.streams(), 100);
+    wait_for("every stream to get all 20 messages", || {
+        streams.iter().all(|(_, c)| c.len() >= sent.len())
+    });
+    let expected = as_bytes(&sent);
+    for (stream, collected) in &streams {
+        assert_eq!(collected.messages(), expected);
+        let status = stream.status();
+        assert_eq!(status.stats.messages, 20);
+        assert_eq!(status.stats.attempts, 1, "no stream reconnected");
+        assert!(status.healthy && status.running);
+    }
+    assert_eq!(server.attempts().len(), 100);
+    assert!(server.attempts().iter().all(|a| a.signature_ok));
+    close_each(&mut streams, "streaming");
+    assert_eq!(driver.streams(), 0);
+    assert!(
+        server.wait_for_open_connections(0, Duration::from_secs(5)),
+        "every socket was closed"
+    );
+}
+
+#[test]
+fn stops_are_prompt_with_many_streams_silent_or_backing_off() {
+    let silent = TestServer::start(
+        Scenario::single(AttemptPlan::never_answers()),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let limited = TestServer::start(
+        Scenario::single(AttemptPlan::status(420, "Enhance Your Calm")),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let driver = MioDriver::new();
+    let mut quiet = Vec::new();
+    let mut waiting = Vec::new();
+    for _ in 0..60 {
+        let collected = Collected::default();
+        let config = config_for(&silent).build().unwrap();
+        quiet.push((
+            ListenThread::spawn(driver.clone(), SiteStream::new(config), collected.clone())
+                .unwrap(),
+            collected,
+        ));
+        // A rate-limit backoff of ten minutes: only a stop can end it.
+        let backoff = sitebucket_proto::BackoffPolicy::Twitter(sitebucket_proto::TwitterBackoff {
+            rate_limit_start: Duration::from_secs(600),
+            ..sitebucket_proto::TwitterBackoff::default()
+        });
+        let config = config_for(&limited).backoff(backoff).build().unwrap();
+        let collected = Collected::default();
+        waiting.push((
+            ListenThread::spawn(driver.clone(), SiteStream::new(config), collected.clone())
+                .unwrap(),
+            collected,
+        ));
+    }
+    assert_eq!(driver.streams(), 120);
+    assert!(silent.wait_for_attempts(60, Duration::from_secs(10)));
+    wait_for("every limited stream to back off", || {
+        waiting
+            .iter()
+            .all(|(s, _)| s.status().stats.reconnects == 1)
+    });
+    close_each(&mut quiet, "silent");
+    close_each(&mut waiting, "backing off");
+    assert_eq!(driver.streams(), 0);
+    assert_eq!(
+        limited.attempts().len(),
+        60,
+        "nobody retried during the backoff"
+    );
+}
+
+#[test]
+fn killed_connections_reconnect_and_nothing_is_lost_or_duplicated() {
+    let first = numbered("first", 5);
+    let second = numbered("second", 5);
+    let scenario = Scenario::new(vec![
+        AttemptPlan::ok(steps(&first)).with_end(End::Stall),
+        AttemptPlan::ok(steps(&second)).with_end(End::Stall),
+    ]);
+    let server = TestServer::start(scenario, ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    // One stream first, so it alone gets attempt 0; the rest get the second plan.
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let collected = Collected::default();
+        let config = config_for(&server).build().unwrap();
+        streams.push((
+            ListenThread::spawn(driver.clone(), SiteStream::new(config), collected.clone())
+                .unwrap(),
+            collected,
+        ));
+        if i == 0 {
+            wait_for("the first stream's messages", || streams[0].1.len() == 5);
+        }
+    }
+    wait_for("every stream's first messages", || {
+        streams.iter().all(|(_, c)| c.len() == 5)
+    });
+    assert_eq!(server.kill_connections(), 20);
+    wait_for("every stream to reconnect and get five more", || {
+        streams.iter().all(|(_, c)| c.len() == 10)
+    });
+    let mut expected = as_bytes(&first);
+    expected.extend(as_bytes(&second));
+    assert_eq!(streams[0].1.messages(), expected);
+    let twice: Vec<Bytes> = as_bytes(&second).into_iter().cycle().take(10).collect();
+    for (stream, collected) in &streams[1..] {
+        assert_eq!(collected.messages(), twice);
+        assert_eq!(stream.status().stats.attempts, 2);
+        assert_eq!(
+            stream.status().stats.last_error,
+            Some(StreamError::Closed),
+            "the kill was seen as a close"
+        );
+    }
+    assert_eq!(server.attempts().len(), 40);
+    close_each(&mut streams, "streaming after a reconnect");
+}
+
+#[test]
+fn tls_streams_share_the_loop() {
+    let sent = numbered("tls", 10);
+    let plan = AttemptPlan::ok(steps(&sent)).with_end(End::Stall);
+    let server = TestServer::start(Scenario::single(plan), ServerOptions::tls()).unwrap();
+    let driver = MioDriver::new();
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let collected = Collected::default();
+        let config = config_for(&server).build().unwrap();
+        streams.push((
+            ListenThread::spawn(driver.clone(), SiteStream::new(config), collected.clone())
+                .unwrap(),
+            collected,
+        ));
+    }
+    wait_for("every TLS stream's messages", || {
+        streams.iter().all(|(_, c)| c.len() >= sent.len())
+    });
+    for (_, collected) in &streams {
+        assert_eq!(collected.messages(), as_bytes(&sent));
+    }
+    assert!(server.attempts().iter().all(|a| a.tls && a.signature_ok));
+    close_each(&mut streams, "streaming over TLS");
+}
+
+#[test]
+fn run_uses_a_private_loop_in_the_current_thread_and_stops_on_401() {
+    let sent = numbered("run", 3);
+    let scenario = Scenario::new(vec![
+        AttemptPlan::ok(steps(&sent)).with_end(End::Close),
+        AttemptPlan::status(401, "Unauthorized"),
+    ]);
+    let server = TestServer::start(scenario, ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    let collected = Collected::default();
+    let config = config_for(&server).build().unwrap();
+    let mut stream = ListenThread::new(driver.clone(), SiteStream::new(config), collected.clone());
+    let outcome = stream.run().unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Fatal {
+            status: 401,
+            reason: "Unauthorized".into()
+        }
+    );
+    assert_eq!(collected.messages(), as_bytes(&sent));
+    assert_eq!(server.attempts().len(), 2);
+    assert_eq!(driver.streams(), 0, "run does not use the shared loop");
+    assert!(!stream.connection_healthy());
+}
+
+#[test]
+fn a_wrong_secret_is_fatal_on_the_shared_loop() {
+    let server = TestServer::start(
+        Scenario::single(AttemptPlan::ok(vec![])),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let c = server.credentials();
+    let wrong = Credentials::new(
+        c.consumer_key.clone(),
+        "not the consumer secret",
+        c.token.clone(),
+        c.token_secret.clone(),
+    );
+    let config = config_for(&server).credentials(wrong).build().unwrap();
+    let driver = MioDriver::new();
+    let handle = driver
+        .spawn(
+            SiteStream::new(config),
+            Box::new(Collected::default()),
+            sitebucket_thread::Control::new(),
+        )
+        .unwrap();
+    let finished = handle.join().expect("the loop answers");
+    assert!(
+        matches!(finished.outcome, Outcome::Fatal { status: 401, .. }),
+        "{:?}",
+        finished.outcome
+    );
+    assert_eq!(finished.stream.outcome(), Some(&finished.outcome));
+    assert_eq!(driver.streams(), 0);
+}
+
+#[test]
+fn refused_connections_back_off_until_the_retry_limit() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = TestServer::start(
+        Scenario::single(AttemptPlan::ok(vec![])),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let config = config_for(&server)
+        .url(format!("http://127.0.0.1:{port}/1.1/site.json"))
+        .retry_limit(Some(3))
+        .build()
+        .unwrap();
+    let driver = MioDriver::new();
+    let collected = Collected::default();
+    let mut stream = ListenThread::spawn(driver, SiteStream::new(config), collected).unwrap();
+    let started = Instant::now();
+    let outcome = stream.join();
+    assert_eq!(
+        outcome,
+        Some(Outcome::GaveUp {
+            attempts: 3,
+            last_error: StreamError::ConnectFailed(std::io::ErrorKind::ConnectionRefused),
+        })
+    );
+    // Two backoffs of 20 ms and 40 ms lie between the three attempts.
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    assert_eq!(stream.status().stats.attempts, 3);
+}
+
+#[test]
+fn restart_runs_the_same_stream_again_on_the_loop() {
+    let sent = numbered("restart", 4);
+    let plan = AttemptPlan::ok(steps(&sent)).with_end(End::Stall);
+    let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    let collected = Collected::default();
+    let config = config_for(&server).build().unwrap();
+    let mut stream =
+        ListenThread::spawn(driver.clone(), SiteStream::new(config), collected.clone()).unwrap();
+    wait_for("the first run's messages", || collected.len() == 4);
+    stream.restart().unwrap();
+    wait_for("the second run's messages", || collected.len() == 8);
+    assert_eq!(
+        collected.messages(),
+        as_bytes(&sent)
+            .into_iter()
+            .cycle()
+            .take(8)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(server.attempts().len(), 2);
+    assert_eq!(driver.streams(), 1);
+    let started = Instant::now();
+    stream.close();
+    assert_eq!(stream.join(), Some(Outcome::Stopped));
+    assert!(started.elapsed() < CLOSE_WITHIN);
+    assert_eq!(driver.streams(), 0);
+}
