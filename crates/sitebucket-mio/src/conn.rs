@@ -106,14 +106,17 @@ impl Conn {
         parts: &mut Parts<'_>,
     ) -> Option<Outcome> {
         let now = Instant::now();
-        if matches!(self.socket, Socket::Connecting { .. }) {
+        let connecting = matches!(self.socket, Socket::Connecting { .. });
+        if connecting {
             // Any event (writable, error, hang-up) on a connecting socket: learn the result.
             self.finish_connect(registry, parts.stream, now);
         } else if writable {
             self.flush_or_fail(registry, parts.stream, now);
         }
-        if let Some(outcome) = self.drive(registry, parts) {
-            return Some(outcome);
+        if connecting || writable {
+            if let Some(outcome) = self.drive(registry, parts) {
+                return Some(outcome);
+            }
         }
         // Read until WouldBlock, draining the core after every read so its actions (a
         // `Close` after a bad status, a TLS reply) happen in order.
