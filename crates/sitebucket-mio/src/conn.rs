@@ -74,6 +74,7 @@ impl Conn {
                     self.flush_or_fail(registry, parts.stream, now);
                 }
                 Action::Event(Event::Message(message)) => parts.parser.parse(message),
+                Action::Event(event) => parts.control.observe(&event),
                 Action::Close => self.close(registry),
                 Action::Wait(deadline) => {
                     self.deadline = Some(deadline);
@@ -89,7 +90,7 @@ impl Conn {
                     self.deadline = None;
                     break Some(outcome);
                 }
-                // Other events (connected, keep-alive, disconnected) are status only.
+                // `Action` is non-exhaustive: nothing else exists today.
                 _ => {}
             }
         };

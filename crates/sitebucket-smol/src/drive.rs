@@ -112,7 +112,7 @@ async fn run_loop(
                     }
                 }
                 Action::Event(Event::Message(message)) => parser.parse(message),
-                Action::Event(_) => {}
+                Action::Event(event) => control.observe(&event),
                 Action::Close => {
                     connecting = None;
                     link = None;

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sitebucket_proto::stream::{Outcome, SiteStream, Stats};
+use sitebucket_proto::stream::{Event, Outcome, SiteStream, Stats};
 
 /// A snapshot of a running stream, published by its driver.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,11 +22,33 @@ pub struct Status {
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// Watches a run from inside its driver, on the driver's thread: what the core reports
+/// besides messages, and the moment each drain ends. Install one with
+/// [`Control::set_observer`]; both methods default to doing nothing.
+///
+/// `drained` is the "batch end" signal: the driver has handed out every message in hand
+/// and is about to wait, so it is the time to flush buffered output.
+pub trait Observer: Send + Sync {
+    /// An event of the core other than a message (connected, keep-alive, disconnected),
+    /// in order with the messages given to the parser. Drivers forward them with
+    /// [`Control::observe`].
+    fn event(&self, event: &Event) {
+        let _ = event;
+    }
+
+    /// The driver drained the core (it is about to wait, or the run is over), as reported
+    /// by [`Control::publish`]. The stream is read-only here.
+    fn drained(&self, stream: &SiteStream) {
+        let _ = stream;
+    }
+}
+
 /// Stop flag, wake-up hook and published status of one run.
 pub struct Control {
     stop: AtomicBool,
     waker: Mutex<Option<Waker>>,
     status: Mutex<Status>,
+    observer: Mutex<Option<Arc<dyn Observer>>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -54,6 +76,7 @@ impl Control {
                 running: true,
                 ..Status::default()
             }),
+            observer: Mutex::new(None),
         })
     }
 
@@ -86,18 +109,90 @@ impl Control {
         *lock(&self.waker) = None;
     }
 
-    /// Copies the stream's counters and health into the shared status.
+    /// Copies the stream's counters and health into the shared status, then tells the
+    /// observer, if any, that a drain ended ([`Observer::drained`]).
     pub fn publish(&self, stream: &SiteStream) {
-        let mut status = lock(&self.status);
-        status.stats.clone_from(stream.stats());
-        status.healthy = stream.connection_healthy();
-        status.running = stream.running();
-        status.outcome = stream.outcome().cloned();
-        status.stream_id = stream.stream_id().map(str::to_owned);
+        {
+            let mut status = lock(&self.status);
+            status.stats.clone_from(stream.stats());
+            status.healthy = stream.connection_healthy();
+            status.running = stream.running();
+            status.outcome = stream.outcome().cloned();
+            status.stream_id = stream.stream_id().map(str::to_owned);
+        }
+        if let Some(observer) = self.observer() {
+            observer.drained(stream);
+        }
+    }
+
+    /// Installs the observer of this run (replacing any earlier one).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        *lock(&self.observer) = Some(observer);
+    }
+
+    /// Hands an event other than a message to the observer, if any. Drivers call it for
+    /// each `Action::Event` that is not a `Message` (messages go to the parser).
+    pub fn observe(&self, event: &Event) {
+        if let Some(observer) = self.observer() {
+            observer.event(event);
+        }
+    }
+
+    fn observer(&self) -> Option<Arc<dyn Observer>> {
+        lock(&self.observer).clone()
     }
 
     /// The last published status.
     pub fn status(&self) -> Status {
         lock(&self.status).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sitebucket_proto::{Config, Credentials};
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Seen {
+        events: Mutex<Vec<Event>>,
+        drained: Mutex<Vec<u64>>,
+    }
+
+    impl Observer for Seen {
+        fn event(&self, event: &Event) {
+            lock(&self.events).push(event.clone());
+        }
+        fn drained(&self, stream: &SiteStream) {
+            lock(&self.drained).push(stream.stats().attempts);
+        }
+    }
+
+    #[test]
+    fn the_observer_sees_forwarded_events_and_every_publish() {
+        let control = Control::new();
+        let stream = SiteStream::new(
+            Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
+                .build()
+                .unwrap(),
+        );
+        // Without an observer, both calls do nothing.
+        control.observe(&Event::KeepAlive);
+        control.publish(&stream);
+
+        let seen = Arc::new(Seen::default());
+        control.set_observer(seen.clone());
+        let disconnected = Event::Disconnected {
+            error: sitebucket_proto::StreamError::Closed,
+            retry_in: Duration::from_millis(250),
+        };
+        control.observe(&Event::KeepAlive);
+        control.observe(&disconnected);
+        control.publish(&stream);
+        control.publish(&stream);
+        assert_eq!(*lock(&seen.events), [Event::KeepAlive, disconnected]);
+        assert_eq!(*lock(&seen.drained), [0, 0]);
+        assert!(control.status().running);
     }
 }

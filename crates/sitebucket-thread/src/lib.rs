@@ -13,7 +13,7 @@ mod control;
 mod listen;
 mod monitor;
 
-pub use control::{Control, Status};
+pub use control::{Control, Observer, Status};
 pub use listen::{Driver, Finished, ListenThread, RunHandle};
 pub use monitor::Monitor;
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};

@@ -56,8 +56,8 @@ impl RunHandle {
 /// Runs streams: std threads, a mio event loop, smol tasks, or your own runtime.
 ///
 /// A driver only moves bytes and waits for deadlines: every protocol decision is the core's.
-/// It must follow the core's drain contract, publish status to the [`Control`] after each
-/// drain, register a waker with [`Control::set_waker`] that interrupts any wait (socket read,
+/// It must follow the core's drain contract, hand every event other than a message to
+/// [`Control::observe`], publish status to the [`Control`] after each drain, register a waker with [`Control::set_waker`] that interrupts any wait (socket read,
 /// connect, backoff sleep) at once, and on a stop request call `stream.disconnect()` and
 /// drain, so the run ends with [`Outcome::Stopped`].
 pub trait Driver: Clone + Send + Sync + 'static {
