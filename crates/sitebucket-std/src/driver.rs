@@ -1,0 +1,317 @@
+//! [`StdDriver`]: the core over a blocking std socket, one thread per stream.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::{Events, Interest, Poll, Token};
+use sitebucket_proto::stream::{Action, Event, Outcome};
+use sitebucket_proto::{Parser, SiteStream};
+use sitebucket_thread::{Control, Driver};
+
+/// Bytes asked of the socket per read.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+const CONNECTING: Token = Token(0);
+const WAKE: Token = Token(1);
+
+/// Runs a [`SiteStream`] on blocking std sockets: one thread per stream.
+///
+/// The connect is non-blocking (a `mio` poll, so a stop interrupts it); reads block with a
+/// read timeout set to the core's next deadline; backoff waits sleep on a condition
+/// variable. A stop shuts the socket down from the stopping thread, wakes the poll and the
+/// condition variable, so [`ListenThread::close`](sitebucket_thread::ListenThread::close)
+/// takes effect at once in every state.
+///
+/// The driver decides nothing about the protocol: it connects where the core says, writes
+/// what it transmits, feeds it what arrives and waits until its deadline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdDriver;
+
+impl StdDriver {
+    /// The driver (it has no settings).
+    pub fn new() -> Self {
+        StdDriver
+    }
+}
+
+impl Driver for StdDriver {
+    fn name(&self) -> &'static str {
+        "std"
+    }
+
+    fn run(
+        &self,
+        stream: &mut SiteStream,
+        parser: &mut dyn Parser,
+        control: &Arc<Control>,
+    ) -> Outcome {
+        let poll = match Poll::new().and_then(|poll| {
+            let waker = mio::Waker::new(poll.registry(), WAKE)?;
+            Ok((poll, waker))
+        }) {
+            Ok(pair) => pair,
+            Err(e) => {
+                return Outcome::InvalidConfig(format!("cannot create a poller for connects: {e}"))
+            }
+        };
+        let (mut poll, waker) = poll;
+        let wake = Arc::new(Wake {
+            state: Mutex::new(WakeState {
+                socket: None,
+                poll_waker: Some(waker),
+            }),
+            cond: Condvar::new(),
+        });
+        let hook = wake.clone();
+        control.set_waker(Arc::new(move || hook.wake()));
+        let outcome = drive(stream, parser, control, &wake, &mut poll);
+        control.clear_waker();
+        control.publish(stream);
+        outcome
+    }
+}
+
+/// What a stop must reach: the open socket, the connect poll, the backoff sleep.
+struct Wake {
+    state: Mutex<WakeState>,
+    cond: Condvar,
+}
+
+struct WakeState {
+    /// A clone of the open socket, shut down on a stop so a blocked read returns.
+    socket: Option<TcpStream>,
+    /// Wakes the poll a connect waits in.
+    poll_waker: Option<mio::Waker>,
+}
+
+impl Wake {
+    fn lock(&self) -> MutexGuard<'_, WakeState> {
+        // The state is a socket clone and a waker: still usable after a panic elsewhere.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Called by `Control::request_stop` (after the stop flag is set), from any thread.
+    fn wake(&self) {
+        let state = self.lock();
+        if let Some(socket) = &state.socket {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        if let Some(waker) = &state.poll_waker {
+            let _ = waker.wake();
+        }
+        // Notified under the lock, so a sleeper that checked the flag is already waiting.
+        self.cond.notify_all();
+    }
+
+    fn set_socket(&self, socket: Option<TcpStream>) {
+        self.lock().socket = socket;
+    }
+
+    /// Sleeps until `deadline` or a stop, whichever comes first.
+    fn sleep_until(&self, deadline: Instant, control: &Control) {
+        let mut state = self.lock();
+        loop {
+            let now = Instant::now();
+            if control.stop_requested() || now >= deadline {
+                return;
+            }
+            state = match self.cond.wait_timeout(state, deadline - now) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The drain loop of the core's contract (see `sitebucket_proto::stream`).
+fn drive(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &Control,
+    wake: &Wake,
+    poll: &mut Poll,
+) -> Outcome {
+    let mut socket: Option<TcpStream> = None;
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        if control.stop_requested() && !stream.disconnect_issued() {
+            stream.disconnect();
+        }
+        match stream.poll_action(Instant::now()) {
+            Action::Connect { host, port, .. } => {
+                // The connect blocks this thread: show the attempt first.
+                control.publish(stream);
+                let deadline = stream.deadline();
+                match connect(&host, port, deadline, control, poll) {
+                    Connected::Up(up) => {
+                        wake.set_socket(up.try_clone().ok());
+                        socket = Some(up);
+                        stream.handle_connected(Instant::now(), unix_secs());
+                    }
+                    Connected::Failed(kind) => stream.handle_connect_failed(Instant::now(), kind),
+                    Connected::TimedOut => stream.handle_timeout(Instant::now()),
+                    // The next turn of the loop disconnects.
+                    Connected::Stopped => {}
+                }
+            }
+            Action::Transmit(bytes) => {
+                if let Some(up) = &mut socket {
+                    // `write_all` retries partial writes. A failed write means the
+                    // connection is gone: the core hears it as the peer closing.
+                    if up.write_all(&bytes).is_err() {
+                        stream.handle_eof(Instant::now());
+                    }
+                }
+            }
+            Action::Event(Event::Message(message)) => parser.parse(message),
+            Action::Event(event) => control.observe(&event),
+            Action::Close => {
+                wake.set_socket(None);
+                if let Some(up) = socket.take() {
+                    let _ = up.shutdown(Shutdown::Both);
+                }
+            }
+            Action::Wait(deadline) => {
+                control.publish(stream);
+                match &mut socket {
+                    Some(up) => read_until(stream, up, &mut buf, deadline),
+                    None => {
+                        wake.sleep_until(deadline, control);
+                        stream.handle_timeout(Instant::now());
+                    }
+                }
+            }
+            Action::Finished(outcome) => return outcome,
+            // `Action` is non-exhaustive: nothing else exists today.
+            _ => {}
+        }
+    }
+}
+
+/// One blocking read, bounded by `deadline`; its result goes to the core.
+fn read_until(stream: &mut SiteStream, socket: &mut TcpStream, buf: &mut [u8], deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    // A zero read timeout means "block forever" to the OS: treat it as due at once.
+    if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+        stream.handle_timeout(Instant::now());
+        return;
+    }
+    match socket.read(buf) {
+        // A stop shuts the socket down, which also lands here; the loop checks the flag.
+        Ok(0) => stream.handle_eof(Instant::now()),
+        Ok(n) => stream.handle_input(Instant::now(), &buf[..n]),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            stream.handle_timeout(Instant::now())
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(_) => stream.handle_eof(Instant::now()),
+    }
+}
+
+enum Connected {
+    Up(TcpStream),
+    Failed(io::ErrorKind),
+    TimedOut,
+    Stopped,
+}
+
+/// Resolves `host` and connects to its addresses in turn, without blocking a stop: each
+/// attempt is a non-blocking connect waited for in `poll` (which the stop wakes).
+fn connect(
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+    control: &Control,
+    poll: &mut Poll,
+) -> Connected {
+    let addrs = match (host, port).to_socket_addrs() {
+        Ok(addrs) => addrs,
+        Err(e) => return Connected::Failed(e.kind()),
+    };
+    let mut last = Connected::Failed(io::ErrorKind::NotFound);
+    for addr in addrs {
+        last = match mio::net::TcpStream::connect(addr) {
+            Ok(pending) => wait_connected(pending, deadline, control, poll),
+            Err(e) => Connected::Failed(e.kind()),
+        };
+        if !matches!(last, Connected::Failed(_)) {
+            break;
+        }
+    }
+    last
+}
+
+fn wait_connected(
+    mut pending: mio::net::TcpStream,
+    deadline: Option<Instant>,
+    control: &Control,
+    poll: &mut Poll,
+) -> Connected {
+    if let Err(e) = poll
+        .registry()
+        .register(&mut pending, CONNECTING, Interest::WRITABLE)
+    {
+        return Connected::Failed(e.kind());
+    }
+    let mut events = Events::with_capacity(4);
+    let connected = loop {
+        if control.stop_requested() {
+            break Err(Connected::Stopped);
+        }
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout.is_some_and(|t| t.is_zero()) {
+            break Err(Connected::TimedOut);
+        }
+        // Round up so a sub-millisecond wait does not spin.
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break Err(Connected::Failed(e.kind()));
+        }
+        if !events.iter().any(|e| e.token() == CONNECTING) {
+            continue;
+        }
+        // Writable: the connect finished, one way or the other (mio's documented check).
+        match pending.take_error() {
+            Ok(Some(e)) | Err(e) => break Err(Connected::Failed(e.kind())),
+            Ok(None) => {}
+        }
+        match pending.peer_addr() {
+            Ok(_) => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+            Err(e) => break Err(Connected::Failed(e.kind())),
+        }
+    };
+    let _ = poll.registry().deregister(&mut pending);
+    match connected {
+        Ok(()) => {
+            let socket = TcpStream::from(pending);
+            // Reads and writes block from here on (with a read timeout).
+            match socket.set_nonblocking(false) {
+                Ok(()) => {
+                    let _ = socket.set_nodelay(true);
+                    Connected::Up(socket)
+                }
+                Err(e) => Connected::Failed(e.kind()),
+            }
+        }
+        Err(other) => other,
+    }
+}

@@ -1,0 +1,41 @@
+//! # sitebucket-std — the blocking driver
+//!
+//! [`StdDriver`] runs a [`SiteStream`] on blocking std sockets, one thread per stream, under
+//! the shared [`ListenThread`] handle (or the [`Monitor`]). [`messages`] turns a stream into a
+//! blocking iterator for the simplest programs.
+//!
+//! ```no_run
+//! use sitebucket_proto::{Config, Credentials, SiteStream};
+//! use sitebucket_std::StdDriver;
+//! use sitebucket_thread::ListenThread;
+//!
+//! let credentials = Credentials::new("consumer key", "consumer secret", "token", "token secret");
+//! let config = Config::builder([12, 13], credentials).build()?;
+//!
+//! // The seed's ListenThread: run the stream on its own thread, close it from here.
+//! let parser = |message: bytes::Bytes| println!("{}", String::from_utf8_lossy(&message));
+//! let mut listener = ListenThread::spawn(StdDriver, SiteStream::new(config.clone()), parser)?;
+//! listener.close();
+//! println!("ended: {:?}", listener.join());
+//!
+//! // Or iterate over the messages.
+//! let mut messages = sitebucket_std::messages(SiteStream::new(config))?;
+//! for message in &mut messages {
+//!     println!("{}", String::from_utf8_lossy(&message));
+//! }
+//! println!("ended: {:?}", messages.outcome());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Architecture invariant: the driver makes no protocol decision. It connects where the core
+//! says, writes what it transmits, feeds it what arrives and waits until its deadline.
+//!
+//! [`ListenThread`]: sitebucket_thread::ListenThread
+//! [`Monitor`]: sitebucket_thread::Monitor
+
+mod driver;
+mod messages;
+
+pub use driver::{StdDriver, READ_BUFFER_BYTES};
+pub use messages::{messages, Closer, Messages, DEFAULT_CAPACITY};
+pub use sitebucket_proto::SiteStream;
