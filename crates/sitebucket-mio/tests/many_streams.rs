@@ -329,3 +329,63 @@ fn restart_runs_the_same_stream_again_on_the_loop() {
     assert!(started.elapsed() < CLOSE_WITHIN);
     assert_eq!(driver.streams(), 0);
 }
+
+#[test]
+fn the_observer_sees_every_event_in_order_and_each_drain() {
+    use sitebucket_proto::stream::Event;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Seen {
+        events: Mutex<Vec<Event>>,
+        drains: Mutex<usize>,
+    }
+    impl sitebucket_thread::Observer for Seen {
+        fn event(&self, event: &Event) {
+            self.events.lock().unwrap().push(event.clone());
+        }
+        fn drained(&self, _stream: &SiteStream) {
+            *self.drains.lock().unwrap() += 1;
+        }
+    }
+
+    let sent = numbered("observed", 2);
+    let plan = AttemptPlan::ok(vec![
+        Step::Message(sent[0].clone()),
+        Step::KeepAlive,
+        Step::Message(sent[1].clone()),
+    ])
+    .with_end(End::Stall);
+    let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    let control = sitebucket_thread::Control::new();
+    let seen = Arc::new(Seen::default());
+    control.set_observer(seen.clone());
+    let collected = Collected::default();
+    let config = config_for(&server).build().unwrap();
+    let handle = driver
+        .spawn(
+            SiteStream::new(config),
+            Box::new(collected.clone()),
+            control.clone(),
+        )
+        .unwrap();
+    wait_for("both messages", || collected.len() == 2);
+    control.request_stop();
+    assert_eq!(handle.join().unwrap().outcome, Outcome::Stopped);
+    assert_eq!(
+        *seen.events.lock().unwrap(),
+        [
+            Event::Connected {
+                status: 200,
+                reason: "OK".into()
+            },
+            Event::KeepAlive
+        ]
+    );
+    assert!(
+        *seen.drains.lock().unwrap() >= 2,
+        "a drain per wake-up, and the last one"
+    );
+    assert_eq!(collected.messages(), as_bytes(&sent));
+}
