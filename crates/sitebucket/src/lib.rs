@@ -1,0 +1,33 @@
+//! # sitebucket
+//!
+//! A client for Twitter-style Site Streams, as a sans-IO core ([`proto`]) with thin drivers
+//! that share one handle, [`ListenThread`]. This crate only re-exports: the names a user of
+//! the original Python library expects, and each driver behind its feature (`std` by default,
+//! `mio`, `smol`).
+//!
+//! ```no_run
+//! use sitebucket::{Config, Credentials, ListenThread, SiteStream, StdDriver};
+//!
+//! let config = Config::builder([12, 13], Credentials::new("ck", "cs", "token", "ts")).build()?;
+//! let parser = |message: sitebucket::Bytes| println!("{}", String::from_utf8_lossy(&message));
+//! let mut thread = ListenThread::spawn(StdDriver::default(), SiteStream::new(config), parser)?;
+//! println!("healthy: {}", thread.connection_healthy());
+//! thread.close();
+//! println!("ended: {:?}", thread.join());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use bytes::Bytes;
+pub use sitebucket_proto as proto;
+pub use sitebucket_proto::{
+    Action, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials, DefaultParser, Event,
+    Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
+};
+pub use sitebucket_thread::{Control, Driver, ListenThread, Monitor, Status};
+
+#[cfg(feature = "mio")]
+pub use sitebucket_mio::MioDriver;
+#[cfg(feature = "smol")]
+pub use sitebucket_smol::SmolDriver;
+#[cfg(feature = "std")]
+pub use sitebucket_std::StdDriver;
