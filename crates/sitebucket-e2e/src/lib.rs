@@ -598,16 +598,7 @@ pub fn monitor_restores_killed_streams<D: Driver>(driver: D) {
     assert_eq!(server.attempts().len(), 6, "one restart per stream");
 
     // Every user is covered exactly once by the live connections' requests.
-    let mut followed: Vec<u64> = server.attempts()[4..]
-        .iter()
-        .flat_map(|a| {
-            a.query_param("follow")
-                .unwrap_or_default()
-                .split(',')
-                .map(|id| id.parse::<u64>().expect("numeric id"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut followed: Vec<u64> = server.attempts()[4..].iter().flat_map(follow_of).collect();
     followed.sort_unstable();
     assert_eq!(followed, users);
 
@@ -619,6 +610,67 @@ pub fn monitor_restores_killed_streams<D: Driver>(driver: D) {
         started.elapsed()
     );
     assert!(monitor.streams().is_empty());
+    assert!(
+        server.wait_for_open_connections(0, PATIENCE),
+        "every socket is closed"
+    );
+}
+
+/// The user ids of an attempt's `follow` parameter.
+pub fn follow_of(attempt: &sitebucket_testserver::AttemptRecord) -> Vec<u64> {
+    attempt
+        .query_param("follow")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|id| id.parse().ok())
+        .collect()
+}
+
+/// The [`Monitor`] grows, shrinks and merges live streams: each change opens a connection
+/// with the new follow list, and the replaced connections close.
+pub fn monitor_reshapes_streams<D: Driver>(driver: D) {
+    let hold =
+        AttemptPlan::ok(Vec::new()).with_end(End::HoldWithKeepAlives(Duration::from_millis(50)));
+    let server = server(Scenario::single(hold), Transport::Plain);
+    let template = config_for(&server, [1]).build().expect("valid config");
+    let range = |r: std::ops::RangeInclusive<u64>| r.collect::<Vec<u64>>();
+    let monitor = Monitor::spawn(driver, template, &range(1..=150), || {
+        Box::new(Collected::new())
+    })
+    .expect("start the monitor");
+    let settle = |attempts: usize, open: usize| {
+        assert!(
+            server.wait_for_attempts(attempts, PATIENCE),
+            "{attempts} attempts"
+        );
+        assert!(
+            server.wait_for_open_connections(open, PATIENCE),
+            "{open} connections"
+        );
+        assert_eq!(server.attempts().len(), attempts);
+    };
+    settle(2, 2);
+
+    monitor.add_follows(&range(151..=180)).expect("add");
+    settle(3, 2);
+    assert_eq!(follow_of(&server.attempts()[2]), range(101..=180));
+
+    let gone: Vec<u64> = range(1..=70).into_iter().chain(121..=180).collect();
+    assert_eq!(monitor.remove_follows(&gone).expect("remove"), 0);
+    settle(5, 2);
+    let mut shrunk: Vec<Vec<u64>> = server.attempts()[3..].iter().map(follow_of).collect();
+    shrunk.sort();
+    assert_eq!(shrunk, [range(71..=100), range(101..=120)]);
+
+    assert_eq!(monitor.consolidate().expect("consolidate"), 2);
+    settle(6, 1);
+    assert_eq!(follow_of(&server.attempts()[5]), range(71..=120));
+    assert_eq!(monitor.follows(), range(71..=120));
+    let streams = monitor.streams();
+    assert_eq!(streams.len(), 1);
+    assert!(streams[0].status.healthy);
+
+    monitor.disconnect();
     assert!(
         server.wait_for_open_connections(0, PATIENCE),
         "every socket is closed"
@@ -701,6 +753,10 @@ macro_rules! suite {
         #[test]
         fn monitor_restores_killed_streams() {
             $crate::monitor_restores_killed_streams($driver);
+        }
+        #[test]
+        fn monitor_reshapes_streams() {
+            $crate::monitor_reshapes_streams($driver);
         }
     };
 }

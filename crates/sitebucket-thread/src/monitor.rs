@@ -1,36 +1,5 @@
-//! [`Monitor`]: the seed's `ListenThreadMonitor`, over any [`Driver`].
-//!
-//! A monitor covers a follow list of any size with streams of at most
-//! [`FOLLOW_LIMIT`] users each, built from one [`Config`] template, each run by its own
-//! [`ListenThread`]. It restarts streams that failed ([`check`](Monitor::check), by hand or
-//! every [`CHECK_INTERVAL`] in the background), adds users, merges half-empty streams and
-//! closes everything on [`disconnect`](Monitor::disconnect).
-//!
-//! Whenever a stream's follow list changes, the replacement stream is started **before** the
-//! old one is closed, so no user is ever left uncovered; a user is never in two lists at once.
-//! The planning (which users go where) is a set of pure functions, tested on their own.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use sitebucket_proto::{Config, Credentials};
-//! use sitebucket_thread::{Driver, Monitor, SharedParser, CHECK_INTERVAL};
-//!
-//! fn watch<D: Driver>(driver: D) -> Result<(), Box<dyn std::error::Error>> {
-//!     let credentials = Credentials::new("key", "secret", "token", "token secret");
-//!     // The template's own follow list is replaced by each stream's share.
-//!     let template = Config::builder([1], credentials).build()?;
-//!     let users: Vec<u64> = (1..=250).collect();
-//!     // One parser shared by every stream (or build one per stream in the closure).
-//!     let parser = SharedParser::new(|message: bytes::Bytes| println!("{} bytes", message.len()));
-//!     let monitor = Monitor::spawn(driver, template, &users, move || Box::new(parser.clone()))?;
-//!     assert_eq!(monitor.streams().len(), 3);
-//!     monitor.run_every(CHECK_INTERVAL);
-//!     monitor.add_follows(&[251, 252])?;
-//!     std::thread::sleep(Duration::from_secs(60));
-//!     monitor.disconnect();
-//!     Ok(())
-//! }
-//! ```
+//! [`Monitor`]: the seed's `ListenThreadMonitor`, over any [`Driver`]. The planning (which
+//! users go where) is a set of pure functions at the end of this file, tested on their own.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -126,8 +95,39 @@ impl<P: Parser> Parser for SharedParser<P> {
 }
 
 /// The seed's `ListenThreadMonitor`: many streams, at most [`FOLLOW_LIMIT`] users each, kept
-/// healthy. See the [module docs](self). Every method takes `&self`, so a monitor can be
-/// shared between threads; dropping it disconnects every stream.
+/// healthy. Every method takes `&self`, so a monitor can be shared between threads; dropping
+/// it disconnects every stream.
+///
+/// It covers a follow list of any size with streams built from one [`Config`] template, each
+/// run by its own [`ListenThread`]. It restarts streams that failed ([`check`](Monitor::check),
+/// by hand or every [`CHECK_INTERVAL`] in the background), adds and removes users, merges
+/// non-full streams ([`consolidate`](Monitor::consolidate)) and closes everything on
+/// [`disconnect`](Monitor::disconnect).
+///
+/// Whenever a stream's follow list changes, the replacement stream is started **before** the
+/// old one is closed, so no user is left uncovered; each user is in exactly one list.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use sitebucket_proto::{Config, Credentials};
+/// use sitebucket_thread::{Driver, Monitor, SharedParser, CHECK_INTERVAL};
+///
+/// fn watch<D: Driver>(driver: D) -> Result<(), Box<dyn std::error::Error>> {
+///     let credentials = Credentials::new("key", "secret", "token", "token secret");
+///     // The template's own follow list is replaced by each stream's share.
+///     let template = Config::builder([1], credentials).build()?;
+///     let users: Vec<u64> = (1..=250).collect();
+///     // One parser shared by every stream (or build one per stream in the closure).
+///     let parser = SharedParser::new(|message: bytes::Bytes| println!("{} bytes", message.len()));
+///     let monitor = Monitor::spawn(driver, template, &users, move || Box::new(parser.clone()))?;
+///     assert_eq!(monitor.streams().len(), 3);
+///     monitor.run_every(CHECK_INTERVAL);
+///     monitor.add_follows(&[251, 252])?;
+///     std::thread::sleep(Duration::from_secs(60));
+///     monitor.disconnect();
+///     Ok(())
+/// }
+/// ```
 pub struct Monitor<D: Driver> {
     inner: Arc<Mutex<Inner<D>>>,
     checker: Mutex<Option<Checker>>,
@@ -214,6 +214,28 @@ impl<D: Driver> Monitor<D> {
             inner.shards.push(Shard { follow, listener });
         }
         Ok(())
+    }
+
+    /// Stops covering `users`. Each stream that followed some of them is replaced by a
+    /// stream with the shorter list (started before the old one closes), or closed if
+    /// none of its users is left. Returns how many streams were closed for good; see
+    /// [`consolidate`](Self::consolidate) to merge the shrunk streams.
+    pub fn remove_follows(&self, users: &[u64]) -> Result<usize, MonitorError> {
+        let mut inner = lock(&self.inner);
+        let plan = plan_remove(&inner.follow_lists(), users);
+        for (index, follow) in plan.shrink {
+            let listener = inner.start(&follow)?;
+            let old = std::mem::replace(&mut inner.shards[index], Shard { follow, listener });
+            close_all(vec![old.listener]);
+        }
+        let mut old = Vec::with_capacity(plan.close.len());
+        // Highest index first, so the lower indices stay valid.
+        for &index in plan.close.iter().rev() {
+            old.push(inner.shards.remove(index).listener);
+        }
+        let closed = old.len();
+        close_all(old);
+        Ok(closed)
     }
 
     /// Merges streams that are not full into as few streams as their users need, when that
@@ -422,6 +444,36 @@ fn plan_add(current: &[&[u64]], users: &[u64], limit: usize) -> AddPlan {
     plan
 }
 
+/// Which streams lose users.
+#[derive(Debug, Default, PartialEq)]
+struct RemovePlan {
+    /// Streams (by index) to replace with these shorter, non-empty lists.
+    shrink: Vec<(usize, Vec<u64>)>,
+    /// Indices (ascending) of streams left with no user.
+    close: Vec<usize>,
+}
+
+fn plan_remove(current: &[&[u64]], users: &[u64]) -> RemovePlan {
+    let gone: BTreeSet<u64> = users.iter().copied().collect();
+    let mut plan = RemovePlan::default();
+    for (index, follow) in current.iter().enumerate() {
+        if !follow.iter().any(|u| gone.contains(u)) {
+            continue;
+        }
+        let kept: Vec<u64> = follow
+            .iter()
+            .copied()
+            .filter(|u| !gone.contains(u))
+            .collect();
+        if kept.is_empty() {
+            plan.close.push(index);
+        } else {
+            plan.shrink.push((index, kept));
+        }
+    }
+    plan
+}
+
 /// Which non-full streams to replace, and with what.
 #[derive(Debug, PartialEq)]
 struct Consolidation {
@@ -477,6 +529,26 @@ mod tests {
             .collect();
         after.extend(plan.with);
         after
+    }
+
+    fn apply_remove(current: &[Vec<u64>], plan: RemovePlan) -> Vec<Vec<u64>> {
+        let mut after: Vec<Option<Vec<u64>>> = current.iter().cloned().map(Some).collect();
+        for (i, list) in plan.shrink {
+            after[i] = Some(list);
+        }
+        for i in plan.close {
+            after[i] = None;
+        }
+        after.into_iter().flatten().collect()
+    }
+
+    #[test]
+    fn remove_shrinks_streams_and_closes_emptied_ones() {
+        let current = vec![vec![1, 2, 3], vec![4, 5], vec![6]];
+        let plan = plan_remove(&refs(&current), &[2, 4, 5, 99]);
+        assert_eq!(plan.shrink, vec![(0, vec![1, 3])]);
+        assert_eq!(plan.close, vec![1]);
+        assert_eq!(plan_remove(&refs(&current), &[7]), RemovePlan::default());
     }
 
     #[test]
@@ -595,6 +667,22 @@ mod tests {
             );
             assert!(after.iter().all(|l| !l.is_empty() && l.len() <= limit));
 
+            let removed: Vec<u64> = (0..lcg(&mut seed) % 30)
+                .map(|_| lcg(&mut seed) % (next_id + 30))
+                .collect();
+            let after = apply_remove(&after, plan_remove(&refs(&after), &removed));
+            let mut left: Vec<u64> = covered(&current);
+            left.extend(users.iter().copied());
+            left.sort_unstable();
+            left.dedup();
+            left.retain(|u| !removed.contains(u));
+            assert_eq!(
+                covered(&after),
+                left,
+                "round {round}: remove drops only those"
+            );
+            assert!(after.iter().all(|l| !l.is_empty() && l.len() <= limit));
+
             if let Some(plan) = plan_consolidation(&refs(&after), limit) {
                 let merged = apply_consolidation(&after, plan);
                 assert_eq!(covered(&merged), covered(&after), "round {round}: no loss");
@@ -606,5 +694,226 @@ mod tests {
                 );
             }
         }
+    }
+
+    // ----- the monitor itself, over a fake driver (no sockets) -----
+
+    use crate::control::Control;
+    use sitebucket_proto::stream::{Action, Outcome};
+    use sitebucket_proto::Credentials;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    /// Logs `start <first>-<last user>` when a run is spawned and `stop <first>-<last>` when
+    /// it ends on a stop (before `join` returns); its first `refuse` runs fail at once
+    /// (the core is told the connect was refused, and the template allows one attempt).
+    #[derive(Clone, Default)]
+    struct FakeDriver {
+        log: Arc<Mutex<Vec<String>>>,
+        refuse: Arc<AtomicUsize>,
+    }
+
+    impl FakeDriver {
+        fn log(&self) -> Vec<String> {
+            lock(&self.log).clone()
+        }
+    }
+
+    impl Driver for FakeDriver {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+
+        fn spawn(
+            &self,
+            mut stream: SiteStream,
+            mut parser: Box<dyn Parser>,
+            control: Arc<Control>,
+        ) -> io::Result<crate::RunHandle> {
+            // Logged here, not in the run's thread, so the log follows the monitor's order.
+            lock(&self.log).push(format!("start {}", span(&stream)));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let driver = self.clone();
+            let thread = std::thread::spawn(move || {
+                let outcome = driver.run(&mut stream, parser.as_mut(), &control);
+                control.publish(&stream);
+                let _ = tx.send(crate::Finished {
+                    stream,
+                    parser,
+                    outcome,
+                });
+            });
+            Ok(crate::RunHandle::new(rx, Some(thread)))
+        }
+
+        fn run(
+            &self,
+            stream: &mut SiteStream,
+            _parser: &mut dyn Parser,
+            control: &Arc<Control>,
+        ) -> Outcome {
+            let refuse = self
+                .refuse
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if refuse {
+                loop {
+                    match stream.poll_action(Instant::now()) {
+                        Action::Connect { .. } => stream.handle_connect_failed(
+                            Instant::now(),
+                            io::ErrorKind::ConnectionRefused,
+                        ),
+                        Action::Finished(outcome) => {
+                            control.publish(stream);
+                            return outcome;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let woken = Arc::new((Mutex::new(()), Condvar::new()));
+            let hook = woken.clone();
+            control.set_waker(Arc::new(move || {
+                let _guard = lock(&hook.0);
+                hook.1.notify_all();
+            }));
+            let mut guard = lock(&woken.0);
+            while !control.stop_requested() {
+                guard = woken.1.wait(guard).unwrap_or_else(|p| p.into_inner());
+            }
+            drop(guard);
+            control.clear_waker();
+            stream.disconnect();
+            lock(&self.log).push(format!("stop {}", span(stream)));
+            Outcome::Stopped
+        }
+    }
+
+    fn span(stream: &SiteStream) -> String {
+        let follow = stream.config().follow();
+        format!("{}-{}", follow[0], follow[follow.len() - 1])
+    }
+
+    fn fake_monitor(
+        driver: &FakeDriver,
+        users: impl IntoIterator<Item = u64>,
+    ) -> Monitor<FakeDriver> {
+        let credentials = Credentials::new("key", "secret", "token", "token secret");
+        let template = Config::builder([1], credentials)
+            .retry_limit(Some(1))
+            .build()
+            .expect("valid config");
+        let users: Vec<u64> = users.into_iter().collect();
+        Monitor::spawn(driver.clone(), template, &users, || {
+            Box::new(|_message: Bytes| {})
+        })
+        .expect("spawn")
+    }
+
+    fn lists(monitor: &Monitor<FakeDriver>) -> Vec<Vec<u64>> {
+        monitor.streams().into_iter().map(|s| s.follow).collect()
+    }
+
+    #[test]
+    fn monitor_starts_replacements_before_closing_the_streams_they_replace() {
+        let driver = FakeDriver::default();
+        let monitor = fake_monitor(&driver, 1..=150);
+        assert_eq!(
+            lists(&monitor),
+            vec![(1..=100).collect::<Vec<u64>>(), (101..=150).collect()]
+        );
+
+        // Remove users from both streams, then merge the two half streams.
+        assert_eq!(
+            monitor
+                .remove_follows(&(1..=70).chain(121..=150).collect::<Vec<u64>>())
+                .expect("remove"),
+            0
+        );
+        assert_eq!(
+            lists(&monitor),
+            vec![(71..=100).collect::<Vec<u64>>(), (101..=120).collect()]
+        );
+        assert_eq!(monitor.consolidate().expect("consolidate"), 2);
+        assert_eq!(lists(&monitor), vec![(71..=120).collect::<Vec<u64>>()]);
+        assert_eq!(monitor.follows(), (71..=120).collect::<Vec<u64>>());
+
+        // Growing the merged stream replaces it too.
+        monitor.add_follows(&[500, 71]).expect("add");
+        let mut grown: Vec<u64> = (71..=120).collect();
+        grown.push(500);
+        assert_eq!(lists(&monitor), vec![grown]);
+
+        monitor.disconnect();
+        assert!(monitor.streams().is_empty());
+        let mut log = driver.log();
+        // The merge closes its two streams together: their stops may come in either order.
+        log[7..9].sort();
+        assert_eq!(
+            log,
+            [
+                "start 1-100",
+                "start 101-150",
+                // remove: each shrunk stream starts before the one it replaces stops
+                "start 71-100",
+                "stop 1-100",
+                "start 101-120",
+                "stop 101-150",
+                // consolidate: the merged stream starts before both halves stop
+                "start 71-120",
+                "stop 101-120",
+                "stop 71-100",
+                // add: the grown stream, then the one it replaces stops
+                "start 71-500",
+                "stop 71-120",
+                // disconnect
+                "stop 71-500",
+            ]
+        );
+    }
+
+    #[test]
+    fn check_restarts_failed_streams_and_the_background_check_stops_promptly() {
+        let driver = FakeDriver {
+            refuse: Arc::new(AtomicUsize::new(1)),
+            ..FakeDriver::default()
+        };
+        let monitor = fake_monitor(&driver, 1..=150);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while monitor.streams().iter().all(|s| s.status.healthy) {
+            assert!(Instant::now() < deadline, "the refused stream never failed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(monitor.check().expect("check"), 1);
+        assert!(monitor.streams().iter().all(|s| s.status.healthy));
+        assert_eq!(monitor.check().expect("check"), 0);
+
+        // Background checks: a second failure is repaired without a call to check().
+        driver.refuse.store(1, Ordering::SeqCst);
+        monitor
+            .remove_follows(&[150])
+            .expect("shrink, so a new run starts and fails");
+        monitor.run_every(Duration::from_millis(5));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while driver.refuse.load(Ordering::SeqCst) > 0
+            || !monitor
+                .streams()
+                .iter()
+                .all(|s| s.status.healthy && s.status.running)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the background check never repaired it"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        monitor.run_every(Duration::from_secs(3600));
+        let started = Instant::now();
+        monitor.stop_checking();
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "stop_checking waited"
+        );
+        monitor.disconnect();
     }
 }
