@@ -34,11 +34,11 @@ use std::sync::Arc;
 
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Driver};
+use sitebucket_thread::Driver;
 
 pub use drive::drive;
 pub use messages::MessageStream;
-pub use sitebucket_thread::ListenThread;
+pub use sitebucket_thread::{Control, ListenThread, Observer, Status};
 
 /// The smol [`Driver`]: [`run`](Driver::run) is `smol::block_on(drive(..))` in the calling
 /// thread, and [`spawn`](Driver::spawn) (the trait's default) does the same on a new thread

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::future::or;
 use futures_lite::StreamExt;
-use sitebucket_proto::stream::{Outcome, StreamError};
+use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::{
     BackoffPolicy, Config, ConfigBuilder, Credentials, SiteStream, TwitterBackoff,
 };
@@ -19,6 +19,7 @@ use sitebucket_smol::{ListenThread, MessageStream, SmolDriver};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
 };
+use sitebucket_thread::Observer;
 use smol::Timer;
 
 /// The promise every driver makes for `close()`.
@@ -297,6 +298,54 @@ fn a_finished_stream_comes_back_for_a_restart() {
     bounded(expect_messages(&mut again, &messages));
     assert_eq!(server.attempts().len(), 2);
     assert_eq!(again.status().stats.attempts, 2, "the counters carry over");
+}
+
+#[derive(Default)]
+struct Seen {
+    events: Mutex<Vec<Event>>,
+    drains: Mutex<u32>,
+}
+
+impl Observer for Seen {
+    fn event(&self, event: &Event) {
+        self.events.lock().unwrap().push(event.clone());
+    }
+    fn drained(&self, _stream: &SiteStream) {
+        *self.drains.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn the_observer_sees_every_event_but_messages_and_each_drain() {
+    let plan = AttemptPlan::ok(vec![
+        Step::Message(br#"{"n":1}"#.to_vec()),
+        Step::KeepAlive,
+        Step::Wait(Duration::from_millis(10)),
+        Step::Message(br#"{"n":2}"#.to_vec()),
+    ])
+    .with_end(End::Stall);
+    let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
+    let mut stream = MessageStream::new(SiteStream::new(config(&server).build().unwrap()));
+    let seen = Arc::new(Seen::default());
+    stream.control().set_observer(seen.clone());
+    bounded(async {
+        assert_eq!(stream.next().await.as_deref(), Some(&br#"{"n":1}"#[..]));
+        assert_eq!(stream.next().await.as_deref(), Some(&br#"{"n":2}"#[..]));
+        stream.stop();
+        assert_eq!(stream.next().await, None);
+    });
+    assert_eq!(
+        *seen.events.lock().unwrap(),
+        [
+            Event::Connected {
+                status: 200,
+                reason: "OK".into()
+            },
+            Event::KeepAlive
+        ]
+    );
+    // At least: before the connect, after it, after the head, after each message, the end.
+    assert!(*seen.drains.lock().unwrap() >= 4);
 }
 
 #[test]
