@@ -6,8 +6,9 @@ fn main() {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("ci") => ci(),
+        Some("demo") => demo(),
         _ => {
-            eprintln!("usage: cargo xtask <ci>");
+            eprintln!("usage: cargo xtask <ci | demo>");
             exit(2);
         }
     };
@@ -28,6 +29,13 @@ fn run(mut command: Command) -> Result<(), String> {
     } else {
         Err(format!("{command:?} failed: {status}"))
     }
+}
+
+/// `cargo xtask demo`: the whole stack against a scripted loopback server, on every driver.
+fn demo() -> Result<(), String> {
+    let mut demo = cargo();
+    demo.args(["run", "--quiet", "--package", "sitebucket-demo"]);
+    run(demo)
 }
 
 /// Format check, clippy, and the workspace tests: what `.ci/run` calls.

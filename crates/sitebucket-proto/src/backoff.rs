@@ -186,11 +186,13 @@ impl Backoff {
                 ),
             },
             BackoffPolicy::Squared(s) => {
-                let current = self.squared_next.unwrap_or(s.start).min(s.max);
+                // The sequence squares the uncapped wait (in seconds) and never shrinks, so a
+                // ceiling below one second holds the wait at the ceiling instead of shrinking it.
+                let current = self.squared_next.unwrap_or(s.start);
                 let secs = current.as_secs_f64();
-                let squared = Duration::try_from_secs_f64(secs * secs).unwrap_or(s.max);
-                self.squared_next = Some(squared.min(s.max));
-                current
+                let squared = Duration::try_from_secs_f64(secs * secs).unwrap_or(Duration::MAX);
+                self.squared_next = Some(squared.max(current));
+                current.min(s.max)
             }
         };
         match &mut self.jitter {
@@ -259,6 +261,31 @@ mod tests {
         assert_eq!(
             waits,
             [secs(2), secs(4), secs(16), secs(256), secs(320), secs(320)]
+        );
+    }
+
+    #[test]
+    fn squared_with_a_ceiling_below_a_second_stays_at_the_ceiling() {
+        let policy = SquaredBackoff {
+            start: secs(2),
+            max: Duration::from_millis(150),
+        };
+        let mut b = Backoff::new(BackoffPolicy::Squared(policy), None);
+        for _ in 0..5 {
+            assert_eq!(b.next_delay(FailureKind::Http), Duration::from_millis(150));
+        }
+        let mut b = Backoff::new(
+            BackoffPolicy::Squared(SquaredBackoff {
+                start: Duration::from_millis(500),
+                max: secs(10),
+            }),
+            None,
+        );
+        let waits: Vec<_> = (0..3).map(|_| b.next_delay(FailureKind::Http)).collect();
+        assert_eq!(
+            waits,
+            [Duration::from_millis(500); 3],
+            "a sub-second start never shrinks"
         );
     }
 
