@@ -2,8 +2,8 @@
 //!
 //! A client for Twitter-style Site Streams, as a sans-IO core ([`proto`]) with thin drivers
 //! that share one handle, [`ListenThread`]. This crate only re-exports: the names a user of
-//! the original Python library expects, and each driver behind its feature (`std` by default,
-//! `mio`, `smol`).
+//! the original Python library expects, and each driver behind its feature (`std`, `mio`,
+//! `smol`; all three by default).
 //!
 //! ```no_run
 //! use sitebucket::{Config, Credentials, ListenThread, SiteStream, StdDriver};
@@ -26,8 +26,13 @@ pub use sitebucket_proto::{
 pub use sitebucket_thread::{Control, Driver, ListenThread, Monitor, Status};
 
 #[cfg(feature = "mio")]
-pub use sitebucket_mio::MioDriver;
+pub use sitebucket_mio::{self as mio_driver, MioDriver};
 #[cfg(feature = "smol")]
-pub use sitebucket_smol::SmolDriver;
+pub use sitebucket_smol::{self as smol_driver, SmolDriver};
 #[cfg(feature = "std")]
-pub use sitebucket_std::StdDriver;
+pub use sitebucket_std::{self as std_driver, StdDriver};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(all(doctest, feature = "std", feature = "mio", feature = "smol"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExamples;
