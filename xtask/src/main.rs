@@ -7,8 +7,9 @@ fn main() {
     let result = match task.as_deref() {
         Some("ci") => ci(),
         Some("demo") => demo(),
+        Some("sim") => sim(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | demo>");
+            eprintln!("usage: cargo xtask <ci | demo | sim --seeds N [--start S] [--hours H]>");
             exit(2);
         }
     };
@@ -44,9 +45,59 @@ fn ci() -> Result<(), String> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy)?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
+    run(test)
+}
+
+/// `sim --seeds N [--start S] [--hours H]`: the deterministic simulation's seed sweep over
+/// seeds `S..S+N` (default 0, 1000) and `H` virtual hours (default 24; 0 skips it) of the
+/// `flaky` scenario over a flaky network, in release mode. Both print the virtual hours
+/// simulated per wall-clock second; a failing seed prints the command that replays it.
+fn sim(args: &[String]) -> Result<(), String> {
+    const USAGE: &str = "usage: cargo xtask sim --seeds N [--start S] [--hours H]";
+    let (mut seeds, mut start, mut hours) = ("1000", "0", "24");
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            return Err(format!("{} needs a value; {USAGE}", pair[0]));
+        };
+        match flag.as_str() {
+            "--seeds" => seeds = value,
+            "--start" => start = value,
+            "--hours" => hours = value,
+            other => return Err(format!("unknown option {other}; {USAGE}")),
+        }
+    }
+    for (flag, value) in [("--seeds", seeds), ("--start", start)] {
+        value
+            .parse::<u64>()
+            .map_err(|_| format!("{flag} {value}: not a whole number; {USAGE}"))?;
+    }
+    match hours.parse::<f64>() {
+        Ok(h) if h >= 0.0 && h.is_finite() => {}
+        _ => return Err(format!("--hours {hours}: not a number of hours; {USAGE}")),
+    }
+    let mut test = cargo();
+    test.args([
+        "test",
+        "--release",
+        "--package",
+        "sitebucket-sim",
+        "--test",
+        "sweep",
+    ])
+    .args(["--", "--nocapture", "--test-threads=1"])
+    .env("SITEBUCKET_SIM_SEEDS", seeds)
+    .env("SITEBUCKET_SIM_START", start)
+    .env("SITEBUCKET_SIM_HOURS", hours);
     run(test)
 }
