@@ -62,7 +62,10 @@ use crate::response::StatusClass;
 use crate::tls::{TlsContext, TlsSession};
 
 /// What the driver should do next. Returned by [`SiteStream::poll_action`].
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` shows only the length of a [`Transmit`](Action::Transmit): those bytes are the
+/// signed request (its OAuth signature included) or TLS records.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 #[must_use]
 pub enum Action {
@@ -87,6 +90,27 @@ pub enum Action {
     Wait(Instant),
     /// The stream is over; nothing more will happen.
     Finished(Outcome),
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Connect { host, port, tls } => f
+                .debug_struct("Connect")
+                .field("host", host)
+                .field("port", port)
+                .field("tls", tls)
+                .finish(),
+            Action::Transmit(bytes) => f
+                .debug_tuple("Transmit")
+                .field(&format_args!("<{} bytes>", bytes.len()))
+                .finish(),
+            Action::Event(event) => f.debug_tuple("Event").field(event).finish(),
+            Action::Close => f.write_str("Close"),
+            Action::Wait(deadline) => f.debug_tuple("Wait").field(deadline).finish(),
+            Action::Finished(outcome) => f.debug_tuple("Finished").field(outcome).finish(),
+        }
+    }
 }
 
 /// Something that happened on the stream.
@@ -281,7 +305,10 @@ enum State {
 }
 
 /// The reconnecting Site Streams client, without I/O. See the [module docs](self).
-#[derive(Debug)]
+///
+/// `Debug` shows no secret: the config redacts the credentials, the last request and queued
+/// transmissions (which carry the OAuth signature) show only their length, and the nonce
+/// generator is left out.
 pub struct SiteStream {
     config: Config,
     backoff: Backoff,
@@ -295,6 +322,36 @@ pub struct SiteStream {
     stream_id: Option<String>,
     last_request: Option<Bytes>,
     stats: Stats,
+}
+
+/// How `Debug` shows a signed request: its length only.
+struct SignedRequest(usize);
+
+impl fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes, signed: redacted>", self.0)
+    }
+}
+
+impl fmt::Debug for SiteStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("SiteStream");
+        s.field("config", &self.config)
+            .field("backoff", &self.backoff)
+            .field("state", &self.state)
+            .field("queue", &self.queue)
+            .field("error_count", &self.error_count)
+            .field("disconnect_issued", &self.disconnect_issued)
+            .field("stream_id", &self.stream_id)
+            .field(
+                "last_request",
+                &self.last_request.as_ref().map(|r| SignedRequest(r.len())),
+            )
+            .field("stats", &self.stats);
+        #[cfg(feature = "tls")]
+        s.field("tls", &self.tls.as_ref().map(|_| "<TLS context>"));
+        s.finish_non_exhaustive()
+    }
 }
 
 impl SiteStream {
@@ -1190,5 +1247,114 @@ mod tests {
             }
         }
         assert_eq!(waits, [2, 4, 16, 256]);
+    }
+
+    /// The `oauth_signature` of a request, as sent (percent-encoded) and decoded.
+    fn signature_of(request: &[u8]) -> [String; 2] {
+        let text = std::str::from_utf8(request).unwrap();
+        let sent = text
+            .split("oauth_signature=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        let decoded = sent
+            .replace("%2B", "+")
+            .replace("%2F", "/")
+            .replace("%3D", "=");
+        [sent.to_owned(), decoded]
+    }
+
+    fn assert_hidden(debug: &str, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(!debug.contains(secret), "{secret:?} shows in:\n{debug}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret_and_no_signature_in_any_state() {
+        const CONSUMER_SECRET: &str = "debug-consumer-secret-Xq7";
+        const TOKEN_SECRET: &str = "debug-token-secret-Zr4";
+        let credentials = Credentials::new("debug-ck", CONSUMER_SECRET, "debug-tk", TOKEN_SECRET);
+        let build = |url: &str| {
+            Config::builder([3, 1, 2], credentials.clone())
+                .url(url)
+                .build()
+                .unwrap()
+        };
+        let t0 = Instant::now();
+
+        // Plain HTTP: the request, with its signature, is queued, then kept as last_request.
+        let mut stream = SiteStream::new(build("http://127.0.0.1:8080/1.1/site.json"));
+        assert!(matches!(stream.poll_action(t0), Action::Connect { .. }));
+        stream.handle_connected(t0, 1_700_000_000);
+        let queued = format!("{stream:?}{stream:#?}");
+        let action = stream.poll_action(t0);
+        let Action::Transmit(request) = &action else {
+            panic!("{action:?}")
+        };
+        let [sent, decoded] = signature_of(request);
+        let secrets = [
+            CONSUMER_SECRET,
+            TOKEN_SECRET,
+            &sent,
+            &decoded,
+            "oauth_signature",
+        ];
+        assert_hidden(&queued, &secrets);
+        assert!(
+            queued.contains(&format!("Transmit(<{} bytes>)", request.len())),
+            "{queued}"
+        );
+        assert_hidden(&format!("{action:?}{action:#?}"), &secrets);
+        assert_eq!(
+            format!("{action:?}"),
+            format!("Transmit(<{} bytes>)", request.len())
+        );
+        let after = format!("{stream:?}{stream:#?}");
+        assert_hidden(&after, &secrets);
+        assert!(after.contains("signed: redacted"), "{after}");
+        assert_hidden(
+            &format!("{:?}{:#?}", stream.config(), stream.config()),
+            &secrets,
+        );
+        assert_hidden(&format!("{credentials:?}"), &secrets);
+
+        // Streaming, then failed and backing off: the last request stays hidden.
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"{\"a\":1}\r\n"));
+        stream.handle_input(t0, &input);
+        let actions = drain(&mut stream, t0);
+        assert_hidden(&format!("{actions:?}{stream:?}"), &secrets);
+        stream.handle_eof(t0);
+        let actions = drain(&mut stream, t0);
+        assert_hidden(&format!("{actions:?}{stream:?}"), &secrets);
+
+        // The other actions print as before.
+        assert_eq!(format!("{:?}", Action::Close), "Close");
+        assert_eq!(
+            format!("{:?}", Action::Event(Event::KeepAlive)),
+            "Event(KeepAlive)"
+        );
+
+        // TLS: the plaintext request waits inside the TLS session.
+        #[cfg(feature = "tls")]
+        {
+            let mut stream = SiteStream::new(build("https://127.0.0.1:8443/1.1/site.json"));
+            assert!(matches!(stream.poll_action(t0), Action::Connect { .. }));
+            stream.handle_connected(t0, 1_700_000_000);
+            let request = stream.last_request().unwrap().clone();
+            let [sent, decoded] = signature_of(&request);
+            let debug = format!("{stream:?}{stream:#?}");
+            assert_hidden(
+                &debug,
+                &[
+                    CONSUMER_SECRET,
+                    TOKEN_SECRET,
+                    &sent,
+                    &decoded,
+                    "oauth_signature",
+                ],
+            );
+        }
     }
 }

@@ -274,6 +274,8 @@ impl Running {
             "{}: the run ignored the stop; the watchdog ended it:\n{stderr}",
             self.label
         );
+        // Every run's log, whatever its test also checks: no test secret may show in it.
+        assert_no_secrets(&stderr, None, &[]);
         Finished {
             status,
             stdout: self.stdout.snapshot(),
