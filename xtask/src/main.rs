@@ -6,6 +6,7 @@ fn main() {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("ci") => ci(),
+        Some("bench") => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("demo") => demo(),
         Some("sim") => sim(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
@@ -100,4 +101,80 @@ fn sim(args: &[String]) -> Result<(), String> {
     .env("SITEBUCKET_SIM_START", start)
     .env("SITEBUCKET_SIM_HOURS", hours);
     run(test)
+}
+
+/// `cargo xtask bench [--quick]`: every benchmark figure, one `figure ...` line each (see
+/// `crates/sitebucket-bench`). Builds first, then runs the criterion bench of the in-process
+/// figures (its report goes to `target/bench/inproc.log`; only `figure` and `#` lines are
+/// shown) and `bench-figures` for the loopback, memory, tweepy and simulator figures.
+/// `--quick` shortens every measurement (under ten minutes on two cores).
+fn bench(args: &[String]) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let quick = match args {
+        [] => false,
+        [flag] if flag == "--quick" => true,
+        _ => return Err("usage: cargo xtask bench [--quick]".into()),
+    };
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "sitebucket-bench",
+        "--bins",
+    ]);
+    build.args(["--bench", "inproc"]);
+    run(build)?;
+
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        std::path::PathBuf::from,
+    );
+    let log_path = target.join("bench").join("inproc.log");
+    std::fs::create_dir_all(target.join("bench")).map_err(|e| e.to_string())?;
+    let mut log = std::fs::File::create(&log_path).map_err(|e| format!("{log_path:?}: {e}"))?;
+    let mut inproc = cargo();
+    inproc.args([
+        "bench",
+        "--package",
+        "sitebucket-bench",
+        "--bench",
+        "inproc",
+    ]);
+    if quick {
+        inproc.env("SITEBUCKET_BENCH_QUICK", "1");
+    }
+    inproc.stdout(Stdio::piped());
+    let mut child = inproc.spawn().map_err(|e| format!("{inproc:?}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("the bench has no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let _ = writeln!(log, "{line}");
+        if line.starts_with("figure ") || line.starts_with("# ") {
+            println!("{line}");
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!(
+            "the in-process bench failed ({status}); see {log_path:?}"
+        ));
+    }
+
+    let mut figures = cargo();
+    figures.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "sitebucket-bench",
+        "--bin",
+        "bench-figures",
+        "--",
+    ]);
+    if quick {
+        figures.arg("--quick");
+    }
+    run(figures)
 }

@@ -1,0 +1,117 @@
+//! One client run against `bench-server firehose`, in its own process, measuring its own CPU.
+//!
+//! ```text
+//! bench-client --driver discard|std|mio|smol [--parse raw|typed] --addr HOST:PORT
+//! ```
+//!
+//! `discard` is the baseline: a plain socket that sends a request, then reads 64 KiB at a time
+//! and throws the bytes away. The drivers run a `SiteStream` (the server's final `disconnect`
+//! message, code 7, ends the run) with a parser that drops each message (`raw`) or decodes it with
+//! `DefaultParser` (`typed`). It prints one line:
+//! `result driver=.. parse=.. bytes=.. messages=.. typed_ok=.. cpu_ns=.. wall_ns=..`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sitebucket_bench::args::Args;
+use sitebucket_bench::os;
+use sitebucket_mio::MioDriver;
+use sitebucket_proto::parser::DefaultParser;
+use sitebucket_proto::{Config, Credentials, Parser, SiteStream};
+use sitebucket_smol::SmolDriver;
+use sitebucket_std::StdDriver;
+use sitebucket_thread::{Driver, ListenThread};
+
+fn main() {
+    let args = Args::from_env();
+    let addr = args.value("--addr").unwrap_or("127.0.0.1:8080").to_owned();
+    let driver = args.value("--driver").unwrap_or("std").to_owned();
+    let typed = args.value("--parse") == Some("typed");
+    let ok = Arc::new(AtomicU64::new(0));
+    let parser: Box<dyn Parser> = if typed {
+        let ok = ok.clone();
+        Box::new(DefaultParser::new(move |message: Result<_, _>| {
+            if let Ok(message) = message {
+                std::hint::black_box(&message);
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+        }))
+    } else {
+        Box::new(|message: Bytes| {
+            std::hint::black_box(message);
+        })
+    };
+    let config = Config::builder(
+        [783_214],
+        Credentials::new(
+            "bench-consumer",
+            "bench-secret",
+            "bench-token",
+            "bench-token-secret",
+        ),
+    )
+    .url(format!("http://{addr}/1.1/site.json"))
+    .retry_limit(Some(1))
+    .build()
+    .unwrap_or_else(|e| fail(&e));
+
+    let (cpu0, wall0) = (os::cpu_time(), Instant::now());
+    let (bytes, messages) = match driver.as_str() {
+        "discard" => (discard(&addr), 0),
+        "std" => run(StdDriver, config, parser),
+        "mio" => run(MioDriver::new(), config, parser),
+        "smol" => run(SmolDriver, config, parser),
+        other => fail(&format!("unknown driver {other}")),
+    };
+    let (cpu, wall) = (os::cpu_time() - cpu0, wall0.elapsed());
+    println!(
+        "result driver={driver} parse={} bytes={bytes} messages={messages} typed_ok={} cpu_ns={} wall_ns={}",
+        if typed { "typed" } else { "raw" },
+        ok.load(Ordering::Relaxed),
+        cpu.as_nanos(),
+        wall.as_nanos()
+    );
+}
+
+/// Runs the stream in this thread until the server's close ends it; (bytes, messages).
+fn run<D: Driver>(driver: D, config: Config, parser: Box<dyn Parser>) -> (u64, u64) {
+    let mut listen = ListenThread::new(driver, SiteStream::new(config), parser);
+    let outcome = listen.run().unwrap_or_else(|e| fail(&e));
+    let stats = listen
+        .stream()
+        .map(|s| s.stats().clone())
+        .unwrap_or_default();
+    if stats.messages == 0 {
+        fail(&format!(
+            "no message received; the run ended with {outcome:?}"
+        ));
+    }
+    (stats.bytes, stats.messages)
+}
+
+/// The baseline: request, then read and discard until the server closes; bytes read.
+fn discard(addr: &str) -> u64 {
+    let mut socket = TcpStream::connect(addr).unwrap_or_else(|e| fail(&e));
+    socket
+        .write_all(b"GET /1.1/site.json?follow=783214 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap_or_else(|e| fail(&e));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => fail(&e),
+        }
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("bench-client: {e}");
+    std::process::exit(1)
+}

@@ -1,0 +1,415 @@
+//! The out-of-process figures: every loopback client in its own process against
+//! `bench-server` in another, plus the allocation count, the idle streams, tweepy and the
+//! simulator. Prints one `figure ...` line per figure (and `# ...` context lines).
+//!
+//! ```text
+//! bench-figures [--quick]
+//! ```
+//!
+//! The sibling binaries (`bench-server`, `bench-client`, `bench-idle`, `bench-alloc`,
+//! `bench-sim`) are found next to this one. tweepy 4.13 is installed with pip into a venv
+//! under `<target>/bench/venv` when `python3` is there; without Python (or without network
+//! access to PyPI) that figure is skipped with a note.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use sitebucket_bench::args::Args;
+use sitebucket_bench::figure::{Figure, Op, Target};
+
+/// The seed of the stream every loopback figure streams (the in-process one's too).
+const SEED: u64 = 20_240_601;
+const TWEEPY_SCRIPT: &str = include_str!("../../python/tweepy_stream.py");
+
+/// How much each section does.
+struct Plan {
+    raw_bytes: u64,
+    rounds: usize,
+    typed_bytes: u64,
+    idle_streams: usize,
+    idle_tls_streams: usize,
+    sim_hours: f64,
+}
+
+fn main() {
+    let args = Args::from_env();
+    let quick = args.has("--quick");
+    let plan = if quick {
+        Plan {
+            raw_bytes: 1 << 30,
+            rounds: 3,
+            typed_bytes: 128 << 20,
+            idle_streams: 10_000,
+            idle_tls_streams: 10_000,
+            sim_hours: 10.0,
+        }
+    } else {
+        Plan {
+            raw_bytes: 4 << 30,
+            rounds: 5,
+            typed_bytes: 512 << 20,
+            idle_streams: 10_000,
+            idle_tls_streams: 10_000,
+            sim_hours: 100.0,
+        }
+    };
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| fail("cannot find the bench binaries"));
+    let target = bin.parent().map_or_else(|| bin.clone(), Path::to_path_buf);
+    let only = args.value("--only").map(str::to_owned);
+    let run = |section: &str| only.as_deref().is_none_or(|o| o == section);
+
+    if run("raw") {
+        raw_end_to_end(&bin, &plan);
+    }
+    if run("typed") {
+        typed_vs_tweepy(&bin, &target, &plan);
+    }
+    if run("idle") {
+        idle(&bin, &target, &plan);
+    }
+    if run("sim") {
+        let out = output(
+            Command::new(bin.join("bench-sim")).args(["--hours", &plan.sim_hours.to_string()]),
+        );
+        print!("{out}");
+    }
+}
+
+/// A `bench-server` child; it exits when its stdin (held here) closes.
+struct Server {
+    child: Child,
+    line: String,
+}
+
+impl Server {
+    fn start(bin: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(bin.join("bench-server"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| fail(&format!("starting bench-server: {e}")));
+        let mut line = String::new();
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| fail("bench-server has no stdout"));
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap_or_else(|e| fail(&format!("reading bench-server: {e}")));
+        if !line.starts_with("listening ") {
+            fail(&format!("bench-server said {line:?}"));
+        }
+        Server { child, line }
+    }
+
+    fn addr(&self) -> String {
+        self.line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// A `key=value` of the server's announcement.
+    fn value(&self, key: &str) -> u64 {
+        fields(&self.line).get(key).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The numeric `key=value` fields of a line.
+fn fields(line: &str) -> HashMap<String, u64> {
+    line.split_whitespace()
+        .filter_map(|f| {
+            let (k, v) = f.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs a command to completion; its stdout. Exits if it fails.
+fn output(command: &mut Command) -> String {
+    let out = command
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| fail(&format!("{command:?}: {e}")));
+    if !out.status.success() {
+        fail(&format!("{command:?} failed: {}", out.status));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `result ...` line of a client run, as fields.
+fn client(bin: &Path, driver: &str, parse: &str, addr: &str) -> HashMap<String, u64> {
+    let out = output(
+        Command::new(bin.join("bench-client"))
+            .args(["--driver", driver, "--parse", parse, "--addr", addr]),
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .unwrap_or_else(|| fail(&format!("bench-client {driver} printed no result")));
+    fields(line)
+}
+
+const DRIVERS: [&str; 3] = ["std", "mio", "smol"];
+
+fn raw_end_to_end(bin: &Path, plan: &Plan) {
+    let server = Server::start(
+        bin,
+        &[
+            "firehose",
+            "--seed",
+            &SEED.to_string(),
+            "--bytes",
+            &plan.raw_bytes.to_string(),
+        ],
+    );
+    let (addr, expected, wire) = (
+        server.addr(),
+        server.value("messages"),
+        server.value("wire"),
+    );
+    println!(
+        "# loopback raw: {} bytes per run ({expected} messages), best of {} rounds, CPU from getrusage of the client process",
+        wire, plan.rounds
+    );
+    let mut best: HashMap<&str, f64> = HashMap::new();
+    for _ in 0..plan.rounds {
+        for driver in ["discard", "std", "mio", "smol"] {
+            let r = client(bin, driver, "raw", &addr);
+            if r["bytes"] != wire || (driver != "discard" && r["messages"] != expected) {
+                fail(&format!(
+                    "{driver}: got {r:?}, expected {wire} bytes, {expected} messages"
+                ));
+            }
+            let ns_per_byte = r["cpu_ns"] as f64 / r["bytes"] as f64;
+            let slot = best.entry(driver).or_insert(f64::INFINITY);
+            *slot = slot.min(ns_per_byte);
+        }
+    }
+    for driver in DRIVERS {
+        println!(
+            "{}",
+            Figure::new(
+                &format!("e2e_raw_cpu_per_byte_{driver}"),
+                best[driver],
+                "ns/B",
+                "read_and_discard",
+                best["discard"],
+                Target::Ratio(Op::AtMost, 1.5),
+            )
+        );
+    }
+    print!(
+        "{}",
+        output(Command::new(bin.join("bench-alloc")).args(["--addr", &addr]))
+    );
+}
+
+fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
+    let server = Server::start(
+        bin,
+        &[
+            "firehose",
+            "--seed",
+            &SEED.to_string(),
+            "--bytes",
+            &plan.typed_bytes.to_string(),
+        ],
+    );
+    let (addr, expected) = (server.addr(), server.value("messages"));
+    let mut rates = Vec::new();
+    for driver in DRIVERS {
+        let mut best: f64 = 0.0;
+        for _ in 0..plan.rounds {
+            let r = client(bin, driver, "typed", &addr);
+            if r["messages"] != expected || r["typed_ok"] != expected {
+                fail(&format!(
+                    "typed {driver}: got {r:?}, expected {expected} messages"
+                ));
+            }
+            best = best.max(r["messages"] as f64 * 1e9 / r["wall_ns"] as f64);
+        }
+        rates.push((driver, best));
+    }
+    let (best_driver, best) =
+        rates
+            .iter()
+            .copied()
+            .fold(("none", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    let listed: Vec<String> = rates.iter().map(|(d, r)| format!("{d} {r:.0}")).collect();
+    println!(
+        "# typed end to end ({expected} messages of the same stream, DefaultParser, msgs/s of wall time, best of {}): {}",
+        plan.rounds,
+        listed.join(", ")
+    );
+    match tweepy(target, &addr) {
+        Ok(r) => {
+            if r["messages"] != expected {
+                fail(&format!("tweepy: got {r:?}, expected {expected} messages"));
+            }
+            let tweepy_rate = r["messages"] as f64 * 1e9 / r["wall_ns"] as f64;
+            println!(
+                "{}",
+                Figure::new(
+                    &format!("typed_e2e_best_driver_{best_driver}"),
+                    best,
+                    "msgs/s",
+                    "tweepy_4.13_stream",
+                    tweepy_rate,
+                    Target::Ratio(Op::AtLeast, 20.0),
+                )
+            );
+        }
+        Err(why) => println!("# tweepy figure skipped: {why}"),
+    }
+}
+
+/// Installs tweepy 4.13 into `<target>/bench/venv` if needed and runs the script against
+/// `addr`; the result fields.
+fn tweepy(target: &Path, addr: &str) -> Result<HashMap<String, u64>, String> {
+    let dir = target.join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    let installed = Command::new(&python)
+        .args([
+            "-c",
+            "import tweepy, sys; sys.exit(tweepy.__version__ != '4.13.0')",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .map_err(|e| format!("python3 is not available ({e})"))?;
+        if !made.success() {
+            return Err("python3 -m venv failed".into());
+        }
+        let pip = Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "tweepy==4.13.0"])
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !pip.success() {
+            return Err("pip install tweepy==4.13.0 failed".into());
+        }
+    }
+    let script = dir.join("tweepy_stream.py");
+    std::fs::File::create(&script)
+        .and_then(|mut f| f.write_all(TWEEPY_SCRIPT.as_bytes()))
+        .map_err(|e| e.to_string())?;
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(format!("http://{addr}/1.1/site.json"))
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .ok_or_else(|| format!("the tweepy script printed no result ({})", out.status))?;
+    Ok(fields(line))
+}
+
+fn idle(bin: &Path, target: &Path, plan: &Plan) {
+    let run_idle = |server: &Server, extra: &[&str], streams: usize| {
+        let mut args = vec![
+            "--addr".to_owned(),
+            server.addr(),
+            "--streams".into(),
+            streams.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = output(Command::new(bin.join("bench-idle")).args(&args));
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("result "))
+            .unwrap_or_else(|| fail("bench-idle printed no result"))
+            .to_owned();
+        fields(&line)
+    };
+    let per_stream = |r: &HashMap<String, u64>| {
+        (r["rss_after_kib"].saturating_sub(r["rss_before_kib"])) as f64
+            / r["measured"].max(1) as f64
+    };
+    let plain = Server::start(bin, &["idle"]);
+    let bare = run_idle(&plain, &["--bare"], plan.idle_streams);
+    let ours = run_idle(&plain, &[], plan.idle_streams);
+    drop(plain);
+    println!(
+        "# idle: {} streams spawned on one MioDriver; the client process had {} threads (main + the loop)",
+        ours["streams"], ours["threads"]
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "idle_streams_one_mio_thread",
+            ours["open"] as f64,
+            "streams",
+            "streams_requested",
+            plan.idle_streams as f64,
+            Target::Ratio(Op::AtLeast, 1.0),
+        )
+    );
+    let plain_kib = per_stream(&ours);
+    println!(
+        "{}",
+        Figure::new(
+            "idle_rss_per_stream_plain",
+            plain_kib,
+            "KiB",
+            "bare_socket",
+            per_stream(&bare),
+            Target::Value(Op::AtMost, 64.0),
+        )
+    );
+    let ca: PathBuf = target.join("bench").join("idle-ca.pem");
+    let _ = std::fs::create_dir_all(target.join("bench"));
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let tls_server = Server::start(bin, &["idle", "--tls", "--ca-out", &ca_arg]);
+    let tls = run_idle(
+        &tls_server,
+        &["--tls", "--ca", &ca_arg],
+        plan.idle_tls_streams,
+    );
+    drop(tls_server);
+    if tls["open"] != plan.idle_tls_streams as u64 {
+        println!(
+            "# idle TLS: only {} of {} streams came up",
+            tls["open"], plan.idle_tls_streams
+        );
+    }
+    println!(
+        "{}",
+        Figure::new(
+            "idle_rss_per_stream_tls",
+            per_stream(&tls),
+            "KiB",
+            "idle_rss_per_stream_plain",
+            plain_kib,
+            Target::Reported,
+        )
+    );
+}
+
+fn fail(why: &str) -> ! {
+    eprintln!("bench-figures: {why}");
+    std::process::exit(1)
+}

@@ -1,0 +1,224 @@
+//! The in-process work behind each figure, and its baselines, as plain functions (the
+//! criterion bench times them; the tests check they do the whole job).
+
+use std::io::Read;
+
+use bytes::Bytes;
+use serde::de::IgnoredAny;
+use sitebucket_proto::config::DEFAULT_MAX_MESSAGE_BYTES;
+use sitebucket_proto::framer::Frame;
+use sitebucket_proto::parser::{DefaultParser, Parser};
+use sitebucket_proto::{Framing, ResponseReader};
+
+/// Messages and keep-alives seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages.
+    pub messages: usize,
+    /// Keep-alive lines.
+    pub keep_alives: usize,
+    /// Message bytes (without line ends).
+    pub bytes: usize,
+}
+
+/// The full byte pipeline: `wire` (head and chunked body) pushed `read` bytes at a time
+/// into a [`ResponseReader`], every frame drained after each push and dropped.
+pub fn pipeline(wire: &[u8], framing: Framing, read: usize) -> Counts {
+    let mut reader = ResponseReader::new(framing, DEFAULT_MAX_MESSAGE_BYTES);
+    let mut counts = Counts::default();
+    for piece in wire.chunks(read) {
+        if reader.push(piece).is_err() {
+            break;
+        }
+        while let Ok(Some(frame)) = reader.poll_frame() {
+            match frame {
+                Frame::Message(message) => {
+                    counts.messages += 1;
+                    counts.bytes += std::hint::black_box(message).len();
+                }
+                Frame::KeepAlive => counts.keep_alives += 1,
+            }
+        }
+    }
+    counts
+}
+
+/// Occurrences of `\r\n` in `body`, by `memchr::memmem`.
+pub fn memmem_scan(finder: &memchr::memmem::Finder<'_>, body: &[u8]) -> usize {
+    finder.find_iter(body).count()
+}
+
+/// A naive but competent client in memory: buffers the input, parses the head with
+/// `httparse`, decodes complete chunks into a body buffer, splits the body on `\r\n` with
+/// `memmem` and hands out each message as a slice; consumed bytes are drained.
+pub fn naive_client(wire: &[u8], read: usize) -> Counts {
+    let mut input: Vec<u8> = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut head_done = false;
+    let mut counts = Counts::default();
+    let crlf = memchr::memmem::Finder::new(b"\r\n");
+    for piece in wire.chunks(read) {
+        input.extend_from_slice(piece);
+        let mut at = 0;
+        if !head_done {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&input) {
+                Ok(httparse::Status::Complete(n)) => {
+                    head_done = true;
+                    at = n;
+                }
+                Ok(httparse::Status::Partial) => continue,
+                Err(_) => return counts,
+            }
+        }
+        // Whole chunks only: size line, data, CRLF.
+        while let Some(line) = crlf.find(&input[at..]) {
+            let digits = &input[at..at + line];
+            let Some(size) = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| usize::from_str_radix(d.split(';').next()?.trim(), 16).ok())
+            else {
+                return counts;
+            };
+            let data = at + line + 2;
+            if size == 0 || input.len() < data + size + 2 {
+                break;
+            }
+            body.extend_from_slice(&input[data..data + size]);
+            at = data + size + 2;
+        }
+        input.drain(..at);
+        let mut start = 0;
+        for end in crlf.find_iter(&body) {
+            let message = &body[start..end];
+            if message.is_empty() {
+                counts.keep_alives += 1;
+            } else {
+                counts.messages += 1;
+                counts.bytes += std::hint::black_box(message).len();
+            }
+            start = end + 2;
+        }
+        body.drain(..start);
+    }
+    counts
+}
+
+/// `compressed` (one gzip member) decoded by `flate2` alone into a 64 KiB buffer; returns
+/// the decoded length.
+pub fn gzip_decode_alone(compressed: &[u8], out: &mut [u8]) -> usize {
+    let mut decoder = flate2::read::GzDecoder::new(compressed);
+    let mut total = 0;
+    loop {
+        match decoder.read(out) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += std::hint::black_box(n),
+        }
+    }
+}
+
+/// Every message through [`DefaultParser`] into the typed `Message`; returns how many
+/// decoded.
+pub fn parse_typed(messages: &[Bytes]) -> usize {
+    let mut ok = 0usize;
+    {
+        let mut parser = DefaultParser::new(|message: Result<_, _>| {
+            if let Ok(message) = message {
+                std::hint::black_box(&message);
+                ok += 1;
+            }
+        });
+        for message in messages {
+            parser.parse(message.clone());
+        }
+    }
+    ok
+}
+
+/// Every message into a `serde_json::Value`; returns how many decoded.
+pub fn parse_value(messages: &[Bytes]) -> usize {
+    messages
+        .iter()
+        .filter(|m| {
+            serde_json::from_slice::<serde_json::Value>(m)
+                .map(std::hint::black_box)
+                .is_ok()
+        })
+        .count()
+}
+
+/// Every message into `IgnoredAny` (a full syntax check, nothing kept); returns how many.
+pub fn parse_ignored(messages: &[Bytes]) -> usize {
+    messages
+        .iter()
+        .filter(|m| serde_json::from_slice::<IgnoredAny>(m).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::{self, BenchStream, HEAD, HEAD_GZIP, READ_BYTES};
+
+    #[test]
+    fn every_path_sees_every_message_of_the_stream() {
+        let stream = BenchStream::generate(11, 2 << 20);
+        let body = stream.crlf();
+        let chunks = stream::chunked(&body.bytes, &body.line_ends, 11);
+        let wire = stream::response(HEAD, &chunks.wire);
+        let expected = Counts {
+            messages: body.messages,
+            keep_alives: body.keep_alives,
+            bytes: stream.payload_bytes(),
+        };
+        for read in [READ_BYTES, 999] {
+            assert_eq!(
+                pipeline(&wire, Framing::Crlf, read),
+                expected,
+                "pipeline {read}"
+            );
+            assert_eq!(naive_client(&wire, read), expected, "naive {read}");
+        }
+        let finder = memchr::memmem::Finder::new(b"\r\n");
+        assert_eq!(
+            memmem_scan(&finder, &body.bytes),
+            body.messages + body.keep_alives
+        );
+
+        let length = stream.length();
+        let chunks = stream::chunked(&length.bytes, &length.line_ends, 11);
+        let wire = stream::response(HEAD, &chunks.wire);
+        assert_eq!(
+            pipeline(&wire, Framing::Length, READ_BYTES),
+            Counts {
+                keep_alives: length.keep_alives,
+                ..expected
+            }
+        );
+
+        let compressed = stream::gzip(&body.bytes, &body.line_ends);
+        let mut out = vec![0; READ_BYTES];
+        assert_eq!(gzip_decode_alone(&compressed, &mut out), body.bytes.len());
+        let chunks = stream::chunked(&compressed, &[], 11);
+        let wire = stream::response(HEAD_GZIP, &chunks.wire);
+        assert_eq!(pipeline(&wire, Framing::Crlf, READ_BYTES), expected);
+    }
+
+    #[test]
+    fn every_parser_decodes_every_message() {
+        let stream = BenchStream::generate(12, 1 << 20);
+        let messages: Vec<Bytes> = stream
+            .messages
+            .iter()
+            .map(|m| Bytes::from(m.clone()))
+            .collect();
+        assert_eq!(parse_typed(&messages), messages.len());
+        assert_eq!(parse_value(&messages), messages.len());
+        assert_eq!(parse_ignored(&messages), messages.len());
+        let broken = [Bytes::from_static(b"{\"for_user\":1,")];
+        assert_eq!(parse_typed(&broken), 0);
+        assert_eq!(parse_value(&broken), 0);
+        assert_eq!(parse_ignored(&broken), 0);
+    }
+}

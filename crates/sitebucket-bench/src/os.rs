@@ -1,0 +1,93 @@
+//! What the operating system says about this process: CPU time, resident memory, file
+//! descriptor limits.
+
+use std::time::Duration;
+
+/// User plus system CPU time of this whole process (every thread), from `getrusage`.
+#[allow(unsafe_code)]
+pub fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` writes a `rusage` into the zeroed struct we own and pass by
+    // pointer; RUSAGE_SELF is always a valid `who`.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The process's resident set size in KiB (`VmRSS` of `/proc/self/status`).
+pub fn vm_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_field_kib(&status, "VmRSS:")
+}
+
+/// A `kB` field of a `/proc/<pid>/status` text.
+pub fn status_field_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Raises the soft limit on open files towards `want` (up to the hard limit); returns the
+/// soft limit in force afterwards.
+#[allow(unsafe_code)]
+pub fn raise_fd_limit(want: u64) -> u64 {
+    // SAFETY: get/setrlimit read and write the `rlimit` we own; RLIMIT_NOFILE is valid.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        let target = (want as libc::rlim_t).min(limit.rlim_max);
+        if limit.rlim_cur < target {
+            let raised = libc::rlimit {
+                rlim_cur: target,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = target;
+            }
+        }
+        limit.rlim_cur as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = cpu_time();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let spent = cpu_time() - before;
+        assert!(spent >= Duration::from_millis(20), "{spent:?}");
+    }
+
+    #[test]
+    fn rss_is_read_and_grows_with_touched_memory() {
+        let before = vm_rss_kib().expect("Linux has /proc/self/status");
+        // Large next to what other tests running in parallel may free meanwhile.
+        let block = vec![1u8; 256 << 20];
+        let after = vm_rss_kib().unwrap();
+        assert!(after >= before + 128 * 1024, "{before} -> {after}");
+        drop(std::hint::black_box(block));
+        assert_eq!(
+            status_field_kib("Name:\tx\nVmRSS:\t  1234 kB\n", "VmRSS:"),
+            Some(1234)
+        );
+        assert_eq!(status_field_kib("VmHWM: 1 kB\n", "VmRSS:"), None);
+    }
+
+    #[test]
+    fn the_fd_limit_can_be_read() {
+        assert!(raise_fd_limit(256) >= 256);
+    }
+}

@@ -1,0 +1,461 @@
+//! The loopback servers of the out-of-process figures.
+//!
+//! - [`Firehose`] replays the seeded benchmark stream (the same bytes as the in-process
+//!   figures): after the request head it writes the response head, then one pre-rendered
+//!   chunked segment again and again until the byte budget is spent, then a `disconnect`
+//!   message with code 7 (so a client stops instead of reconnecting), the last chunk, and
+//!   closes. Writing from memory costs the server almost nothing per byte, so the
+//!   client, not the server, sets the pace.
+//! - [`run_idle`] answers every connection with `200`, a chunked head and one `control`
+//!   message, then holds it open without a byte more: thousands of idle streams on one
+//!   mio thread, plain or TLS.
+//!
+//! Both read the request head and ignore it (no OAuth check: the test server's
+//! thread-per-connection design and its per-step rendering would be what is measured).
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+
+use mio::net::TcpListener as MioListener;
+use mio::{Events, Interest, Poll, Token};
+use sitebucket_testserver::corpus;
+
+use crate::stream::{self, BenchStream, HEAD, LAST_CHUNK};
+
+/// The longest request head read before answering anyway.
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// The firehose: a pre-rendered chunked segment of the benchmark stream, repeated.
+#[derive(Debug, Clone)]
+pub struct Firehose {
+    segment: Vec<u8>,
+    /// A chunk with a final `disconnect` message (code 7, so the client stops at once
+    /// instead of reconnecting), then the last chunk.
+    last: Vec<u8>,
+    segment_messages: u64,
+    segment_keep_alives: u64,
+    segment_body: u64,
+    repeats: u64,
+}
+
+impl Firehose {
+    /// The stream of `seed` with a segment of about `segment_bytes` of body, repeated until
+    /// at least `total_bytes` of body have been sent.
+    pub fn new(seed: u64, segment_bytes: usize, total_bytes: u64) -> Self {
+        let stream = BenchStream::generate(seed, segment_bytes);
+        let body = stream.crlf();
+        let chunks = stream::chunked(&body.bytes, &body.line_ends, seed);
+        let segment_body = body.bytes.len() as u64;
+        let mut farewell = corpus::disconnect(7, "the benchmark's byte budget is spent");
+        farewell.extend_from_slice(b"\r\n");
+        let mut last = format!("{:x}\r\n", farewell.len()).into_bytes();
+        last.extend_from_slice(&farewell);
+        last.extend_from_slice(b"\r\n");
+        last.extend_from_slice(LAST_CHUNK);
+        Firehose {
+            last,
+            segment: chunks.wire,
+            segment_messages: body.messages as u64,
+            segment_keep_alives: body.keep_alives as u64,
+            segment_body,
+            repeats: total_bytes.div_ceil(segment_body).max(1),
+        }
+    }
+
+    /// Messages a client receives in one response (the final `disconnect` included).
+    pub fn messages(&self) -> u64 {
+        self.segment_messages * self.repeats + 1
+    }
+
+    /// Keep-alive lines in one response.
+    pub fn keep_alives(&self) -> u64 {
+        self.segment_keep_alives * self.repeats
+    }
+
+    /// Decoded body bytes of one response.
+    pub fn body_bytes(&self) -> u64 {
+        self.segment_body * self.repeats
+    }
+
+    /// Bytes on the wire of one response (head, chunks, last chunk).
+    pub fn wire_bytes(&self) -> u64 {
+        (HEAD.len() + self.last.len()) as u64 + self.segment.len() as u64 * self.repeats
+    }
+
+    /// Answers one connection: reads the request head, writes the whole response, closes.
+    pub fn serve(&self, mut socket: TcpStream) -> io::Result<()> {
+        read_request_head(&mut socket)?;
+        let _ = socket.set_nodelay(true);
+        socket.write_all(HEAD)?;
+        for _ in 0..self.repeats {
+            socket.write_all(&self.segment)?;
+        }
+        socket.write_all(&self.last)?;
+        socket.flush()?;
+        // Close only after the client has: bytes of its request left unread here (a POST
+        // body) would make the close a reset, which can destroy response bytes the client
+        // has not read yet.
+        socket.shutdown(std::net::Shutdown::Write)?;
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        let mut sink = [0u8; 4096];
+        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+        Ok(())
+    }
+
+    /// Serves every connection of `listener` (one thread each), forever.
+    pub fn run(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        for socket in listener.incoming() {
+            let socket = socket?;
+            let firehose = self.clone();
+            std::thread::spawn(move || {
+                // A client that hangs up early is not the server's problem.
+                let _ = firehose.serve(socket);
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads until the end of an HTTP request head (`\r\n\r\n`), EOF, or [`MAX_REQUEST`].
+fn read_request_head(socket: &mut TcpStream) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    while memchr::memmem::find(&buf, b"\r\n\r\n").is_none() && buf.len() < MAX_REQUEST {
+        let n = socket.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
+}
+
+/// What an idle stream gets: the head and a chunk with the `control` message.
+pub fn idle_response() -> Vec<u8> {
+    let mut line = corpus::control(corpus::STREAM_ID);
+    line.extend_from_slice(b"\r\n");
+    let mut out = HEAD.to_vec();
+    out.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
+    out.extend_from_slice(&line);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A certificate authority and a server config for `localhost` and `127.0.0.1`.
+pub struct TlsMaterial {
+    /// The CA, PEM, for the client's extra roots.
+    pub ca_pem: String,
+    /// The server's config.
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+/// Makes a fresh CA and a leaf (ECDSA P-256) signed by it.
+pub fn tls_material() -> io::Result<TlsMaterial> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let err = |e: &dyn std::fmt::Display| io::Error::other(format!("bench TLS material: {e}"));
+    let mut ca_params = CertificateParams::new(Vec::new()).map_err(|e| err(&e))?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sitebucket-bench CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(&e))?;
+    let mut leaf_params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| err(&e))?;
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf_params.use_authority_key_identifier_extension = true;
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = KeyPair::generate().map_err(|e| err(&e))?;
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(|e| err(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone(), ca.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .map_err(|e| err(&e))?;
+    Ok(TlsMaterial {
+        ca_pem: ca.pem(),
+        config: Arc::new(config),
+    })
+}
+
+/// One held connection of the idle server.
+struct Held {
+    socket: mio::net::TcpStream,
+    tls: Option<rustls::ServerConnection>,
+    request: Vec<u8>,
+    answered: bool,
+}
+
+const LISTENER: Token = Token(usize::MAX);
+
+/// Runs the idle server on `listener` forever (see the [module docs](self)); `tls` makes it
+/// a TLS server. `on_change` is told the number of answered connections whenever it grows.
+pub fn run_idle(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut on_change: impl FnMut(usize),
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut listener = MioListener::from_std(listener);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let response = idle_response();
+    let mut held: HashMap<usize, Held> = HashMap::new();
+    let mut next = 0usize;
+    let mut answered = 0usize;
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        poll.poll(&mut events, None)?;
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                loop {
+                    match listener.accept() {
+                        Ok((mut socket, _)) => {
+                            let token = Token(next);
+                            next += 1;
+                            poll.registry().register(
+                                &mut socket,
+                                token,
+                                Interest::READABLE | Interest::WRITABLE,
+                            )?;
+                            let tls = match &tls {
+                                Some(config) => Some(
+                                    rustls::ServerConnection::new(config.clone())
+                                        .map_err(io::Error::other)?,
+                                ),
+                                None => None,
+                            };
+                            held.insert(
+                                token.0,
+                                Held {
+                                    socket,
+                                    tls,
+                                    request: Vec::new(),
+                                    answered: false,
+                                },
+                            );
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        // Out of descriptors or similar: try again on the next event.
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            let id = event.token().0;
+            let Some(conn) = held.get_mut(&id) else {
+                continue;
+            };
+            let was_answered = conn.answered;
+            let keep = conn.step(&response, &mut buf);
+            if !keep {
+                if let Some(mut conn) = held.remove(&id) {
+                    let _ = poll.registry().deregister(&mut conn.socket);
+                    if conn.answered {
+                        answered -= 1;
+                        on_change(answered);
+                    }
+                }
+            } else if conn.answered && !was_answered {
+                answered += 1;
+                on_change(answered);
+            }
+        }
+    }
+}
+
+impl Held {
+    /// Moves what it can; `false` once the connection is over.
+    fn step(&mut self, response: &[u8], buf: &mut [u8]) -> bool {
+        match &mut self.tls {
+            None => {
+                loop {
+                    match self.socket.read(buf) {
+                        Ok(0) => return false,
+                        Ok(n) => {
+                            if !self.answered {
+                                self.request.extend_from_slice(&buf[..n]);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => return false,
+                    }
+                }
+                if !self.answered && request_complete(&self.request) {
+                    self.answered = true;
+                    self.request = Vec::new();
+                    // A fresh socket's send buffer takes a few hundred bytes at once.
+                    if self.socket.write_all(response).is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+            Some(tls) => {
+                loop {
+                    match tls.read_tls(&mut self.socket) {
+                        Ok(0) => return false,
+                        Ok(_) => {
+                            if tls.process_new_packets().is_err() {
+                                let _ = tls.write_tls(&mut self.socket);
+                                return false;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => return false,
+                    }
+                }
+                loop {
+                    match tls.reader().read(buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if !self.answered {
+                                self.request.extend_from_slice(&buf[..n]);
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !self.answered && request_complete(&self.request) {
+                    self.answered = true;
+                    self.request = Vec::new();
+                    if tls.writer().write_all(response).is_err() {
+                        return false;
+                    }
+                }
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.socket) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => return false,
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+fn request_complete(request: &[u8]) -> bool {
+    request.len() >= MAX_REQUEST || memchr::memmem::find(request, b"\r\n\r\n").is_some()
+}
+
+/// Binds 127.0.0.1 on any free port with a long accept queue.
+pub fn bind_loopback() -> io::Result<(TcpListener, SocketAddr)> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    socket.listen(4096)?;
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inproc;
+    use rustls::pki_types::pem::PemObject;
+    use sitebucket_proto::Framing;
+
+    #[test]
+    fn the_firehose_sends_its_budget_as_a_valid_stream() {
+        let firehose = Arc::new(Firehose::new(21, 256 * 1024, 1 << 20));
+        assert_eq!(firehose.repeats, 4);
+        let (listener, addr) = bind_loopback().unwrap();
+        std::thread::spawn({
+            let firehose = firehose.clone();
+            move || firehose.run(listener)
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET /1.1/site.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut wire = Vec::new();
+        client.read_to_end(&mut wire).unwrap();
+        assert_eq!(wire.len() as u64, firehose.wire_bytes());
+        let counts = inproc::pipeline(&wire, Framing::Crlf, 65536);
+        assert_eq!(counts.messages as u64, firehose.messages());
+        assert_eq!(counts.keep_alives as u64, firehose.keep_alives());
+        assert!(firehose.body_bytes() >= 1 << 20);
+    }
+
+    #[test]
+    fn the_idle_server_answers_and_holds_plain_and_tls() {
+        for tls in [false, true] {
+            let material = tls_material().unwrap();
+            let (listener, addr) = bind_loopback().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let config = tls.then(|| material.config.clone());
+            std::thread::spawn(move || {
+                run_idle(listener, config, move |n| {
+                    let _ = tx.send(n);
+                })
+            });
+            let mut socket = TcpStream::connect(addr).unwrap();
+            let request = b"GET /1.1/site.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+            let expected = idle_response();
+            let got = if tls {
+                let mut roots = rustls::RootCertStore::empty();
+                let der =
+                    rustls::pki_types::CertificateDer::from_pem_slice(material.ca_pem.as_bytes())
+                        .unwrap();
+                roots.add(der).unwrap();
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+                let mut tls_stream = rustls::Stream::new(&mut conn, &mut socket);
+                tls_stream.write_all(request).unwrap();
+                let mut got = vec![0u8; expected.len()];
+                tls_stream.read_exact(&mut got).unwrap();
+                got
+            } else {
+                socket.write_all(request).unwrap();
+                let mut got = vec![0u8; expected.len()];
+                socket.read_exact(&mut got).unwrap();
+                got
+            };
+            assert_eq!(got, expected, "tls {tls}");
+            assert_eq!(rx.recv().unwrap(), 1);
+            // Held: nothing more arrives.
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            let mut more = [0u8; 16];
+            assert!(
+                socket.read(&mut more).is_err(),
+                "tls {tls}: the server stays silent"
+            );
+            drop(socket);
+            assert_eq!(rx.recv().unwrap(), 0, "a closed connection is forgotten");
+        }
+    }
+}
