@@ -484,6 +484,14 @@ impl SiteStream {
         self.state = State::Finished(Outcome::Stopped);
     }
 
+    /// Mixes `entropy` into the seed of the nonce generator (the configured `rng_seed`).
+    /// The driver handles call this with OS entropy, so two processes started with the same
+    /// configuration never sign with the same nonces; code that wants reproducible requests
+    /// (tests, the simulator) drives the core directly and does not call it.
+    pub fn seed_nonces(&mut self, entropy: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(self.config.rng_seed() ^ entropy);
+    }
+
     /// The seed's `reset_throttles`: clears the failure count, every backoff and the
     /// `disconnect_issued` flag. A finished or backing-off stream connects again at the next
     /// `poll_action`; an open connection is left alone (its buffers hold data in flight).

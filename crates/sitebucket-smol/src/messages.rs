@@ -70,7 +70,8 @@ impl std::fmt::Debug for MessageStream {
 
 impl MessageStream {
     /// Wraps `stream`; nothing happens until the first poll.
-    pub fn new(stream: SiteStream) -> Self {
+    pub fn new(mut stream: SiteStream) -> Self {
+        stream.seed_nonces(sitebucket_thread::os_entropy());
         let inbox = Inbox::default();
         let control = Control::new();
         control.publish(&stream);

@@ -14,6 +14,6 @@ mod listen;
 mod monitor;
 
 pub use control::{Control, Observer, Status};
-pub use listen::{Driver, Finished, ListenThread, RunHandle};
+pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL};
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};

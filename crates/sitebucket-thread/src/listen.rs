@@ -10,6 +10,15 @@ use sitebucket_proto::{Parser, SiteStream};
 
 use crate::control::{Control, Status};
 
+/// 64 bits of OS entropy, from the standard library's randomly keyed hasher (no extra
+/// dependency). Driver handles mix it into each stream's nonce seed: the core itself draws no
+/// unseeded randomness.
+pub fn os_entropy() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    RandomState::new().build_hasher().finish()
+}
+
 /// What a run hands back when it ends: the same stream (for a restart) and parser.
 pub struct Finished {
     /// The stream, as the run left it.
@@ -119,8 +128,10 @@ impl<D: Driver> std::fmt::Debug for ListenThread<D> {
 }
 
 impl<D: Driver> ListenThread<D> {
-    /// A handle for `stream`, not yet started.
-    pub fn new(driver: D, stream: SiteStream, parser: impl Parser + 'static) -> Self {
+    /// A handle for `stream`, not yet started. OS entropy is mixed into the stream's nonce
+    /// seed (see [`os_entropy`]), so no two processes sign with the same nonces.
+    pub fn new(driver: D, mut stream: SiteStream, parser: impl Parser + 'static) -> Self {
+        stream.seed_nonces(os_entropy());
         Self {
             driver,
             control: Control::new(),
@@ -243,5 +254,58 @@ impl<D: Driver> Drop for ListenThread<D> {
     fn drop(&mut self) {
         self.close();
         self.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use sitebucket_proto::{Action, Config, Credentials};
+
+    use super::*;
+
+    #[derive(Clone)]
+    struct NeverRuns;
+
+    impl Driver for NeverRuns {
+        fn name(&self) -> &'static str {
+            "never"
+        }
+        fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<Control>) -> Outcome {
+            Outcome::Stopped
+        }
+    }
+
+    fn first_request(thread: &mut ListenThread<NeverRuns>) -> Bytes {
+        let stream = thread.stream_mut().expect("not started");
+        let now = Instant::now();
+        assert!(matches!(stream.poll_action(now), Action::Connect { .. }));
+        stream.handle_connected(now, 1_700_000_000);
+        match stream.poll_action(now) {
+            Action::Transmit(request) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn handles_never_share_nonces_across_identical_configs() {
+        let config = Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
+            .url("http://127.0.0.1:1/1.1/site.json")
+            .build()
+            .unwrap();
+        let mut a = ListenThread::new(NeverRuns, SiteStream::new(config.clone()), |_: Bytes| {});
+        let mut b = ListenThread::new(NeverRuns, SiteStream::new(config.clone()), |_: Bytes| {});
+        assert_ne!(first_request(&mut a), first_request(&mut b));
+        // The bare core stays reproducible: same config, same time, same bytes.
+        let mut c = SiteStream::new(config.clone());
+        let mut d = SiteStream::new(config);
+        let now = Instant::now();
+        for s in [&mut c, &mut d] {
+            let _ = s.poll_action(now);
+            s.handle_connected(now, 1_700_000_000);
+        }
+        assert_eq!(c.poll_action(now), d.poll_action(now));
     }
 }
