@@ -21,8 +21,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest, FIRST_CURSOR};
 use sitebucket_proto::stream::{Outcome, StreamError};
-use sitebucket_proto::{BackoffPolicy, Config, ConfigBuilder, Credentials, Parser, TwitterBackoff};
+use sitebucket_proto::{
+    BackoffPolicy, Config, ConfigBuilder, Credentials, Parser, TwitterBackoff, With,
+};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
 };
@@ -677,6 +680,273 @@ pub fn monitor_reshapes_streams<D: Driver>(driver: D) {
     );
 }
 
+/// Every attempt accepted so far, once each has settled (its request arrived, or its
+/// connection ended), so its path says what it was.
+fn settled_attempts(server: &TestServer) -> Vec<sitebucket_testserver::AttemptRecord> {
+    let accepted = server.attempts().len();
+    assert!(
+        server.wait_for_attempts(accepted, PATIENCE),
+        "every accepted connection sent its request"
+    );
+    server.attempts()
+}
+
+/// The control requests the server saw (attempts whose path is a control path), in order.
+pub fn control_requests(server: &TestServer) -> Vec<sitebucket_testserver::AttemptRecord> {
+    settled_attempts(server)
+        .into_iter()
+        .filter(|a| a.path.contains("/c/"))
+        .collect()
+}
+
+/// The stream connections the server saw (attempts that are not control requests).
+pub fn stream_attempts(server: &TestServer) -> Vec<sitebucket_testserver::AttemptRecord> {
+    settled_attempts(server)
+        .into_iter()
+        .filter(|a| !a.path.contains("/c/"))
+        .collect()
+}
+
+/// The user ids of a control request's `user_id` form parameter.
+pub fn user_ids_of(attempt: &sitebucket_testserver::AttemptRecord) -> Vec<u64> {
+    attempt
+        .form_param("user_id")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|id| id.parse().ok())
+        .collect()
+}
+
+/// Control streams on a live connection, through the handle: a change before the stream
+/// announced its control stream is refused without a request; adds (split into requests of
+/// at most 100), removes, `info` and `friends/ids` paging go over their own signed
+/// connections while the stream keeps streaming; the 1,000-user cap is enforced before
+/// anything is sent; a stale or unknown stream id is a clear error; after a reconnect,
+/// `sync_follows` puts the changes on the new connection.
+pub fn control_streams<D: Driver>(driver: D, transport: Transport) {
+    let plan = AttemptPlan::ok(vec![Step::Wait(Duration::from_millis(300)), Step::Control])
+        .with_end(End::HoldWithKeepAlives(Duration::from_millis(20)));
+    let server = server(Scenario::single(plan), transport);
+    let config = config_for(&server, [12, 13]).build().expect("valid config");
+    let mut listener =
+        ListenThread::spawn(driver, SiteStream::new(config.clone()), Collected::new())
+            .expect("spawn the stream");
+
+    // Before the control message, nothing can be sent.
+    assert_eq!(listener.add_users(&[14]), Err(ControlError::NotAnnounced));
+    assert_eq!(listener.info(), Err(ControlError::NotAnnounced));
+    wait_for("the control stream", || listener.stream_id().is_some());
+    let id = listener.stream_id().expect("announced");
+    assert_eq!(id, "sb_0");
+    assert!(
+        control_requests(&server).is_empty(),
+        "nothing was sent early"
+    );
+
+    // 150 users: two signed requests on their own connections, 100 and 50 users.
+    let added: Vec<u64> = (1000..1150).collect();
+    listener.add_users(&added).expect("add users");
+    let requests = control_requests(&server);
+    assert_eq!(requests.len(), 2);
+    for (request, users) in requests.iter().zip([&added[..100], &added[100..]]) {
+        assert!(request.signature_ok, "the server accepted the signature");
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/1.1/site/c/sb_0/add_user.json");
+        assert_eq!(request.tls, transport == Transport::Tls);
+        assert_eq!(request.status, Some(200));
+        assert_eq!(user_ids_of(request), users);
+    }
+    let mut expected: Vec<u64> = vec![12, 13];
+    expected.extend(&added);
+    assert_eq!(server.control_stream(&id).expect("live").follow, expected);
+    assert_eq!(listener.follows(), expected);
+
+    listener.remove_users(&[12, 1000, 5]).expect("remove users");
+    expected.retain(|u| ![12, 1000].contains(u));
+    assert_eq!(server.control_stream(&id).expect("live").follow, expected);
+    assert_eq!(listener.follows(), expected);
+
+    let info = listener.info().expect("info");
+    assert_eq!(info.user_ids(), expected);
+    assert_eq!(info.options.with_mode(), Some(With::User));
+
+    let mut cursor = FIRST_CURSOR;
+    let mut friends = Vec::new();
+    let mut cursors = Vec::new();
+    loop {
+        let page = listener.friends_ids(13, cursor).expect("friends/ids");
+        assert_eq!(page.user.id, 13);
+        friends.extend(page.friends.iter().copied());
+        match page.next() {
+            Some(next) => {
+                cursors.push(next);
+                cursor = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(friends, sitebucket_testserver::control::friends_of(13));
+    assert!(
+        cursors.iter().all(|c| *c > 1 << 53),
+        "cursors past 2^53: {cursors:?}"
+    );
+
+    // The cap: 150 followed now, 851 more would make 1,001. Nothing is sent.
+    assert_eq!(listener.follows().len(), 150);
+    let sent = server.attempts().len();
+    let too_many: Vec<u64> = (5000..5851).collect();
+    assert_eq!(
+        listener.add_users(&too_many),
+        Err(ControlError::OverStreamLimit { would_follow: 1001 })
+    );
+    assert_eq!(server.attempts().len(), sent, "nothing sent over the cap");
+
+    // An id the server does not know.
+    let call = ControlCall::for_stream(&config, Some("sb_999"), ControlRequest::info());
+    assert_eq!(
+        listener.driver().control(call),
+        Err(ControlError::UnknownStream {
+            stream_id: "sb_999".into()
+        })
+    );
+
+    // The stream kept streaming all along, on its own connection.
+    let keep_alives = listener.status().stats.keep_alives;
+    wait_for("more keep-alives", || {
+        listener.status().stats.keep_alives > keep_alives
+    });
+    assert_eq!(
+        stream_attempts(&server).len(),
+        1,
+        "one stream connection so far"
+    );
+
+    // A reconnect: the old id is forgotten at once, the new connection has only the follow
+    // list until the changes are synced onto it.
+    assert_eq!(server.kill_connections(), 1);
+    wait_for("a new control stream", || {
+        listener.stream_id().is_some_and(|new| new != id)
+    });
+    let new_id = listener.stream_id().expect("announced");
+    let stale = ControlCall::for_stream(&config, Some(&id), ControlRequest::info());
+    assert_eq!(
+        listener.driver().control(stale),
+        Err(ControlError::UnknownStream { stream_id: id })
+    );
+    assert_eq!(
+        server.control_stream(&new_id).expect("live").follow,
+        [12, 13]
+    );
+    assert_eq!(listener.sync_follows(), Ok(true));
+    assert_eq!(
+        server.control_stream(&new_id).expect("live").follow,
+        expected
+    );
+    assert_eq!(listener.sync_follows(), Ok(false), "nothing left to sync");
+
+    close_promptly(&mut listener, "streaming after control requests");
+    assert!(
+        server.wait_for_open_connections(0, PATIENCE),
+        "every socket is closed"
+    );
+    assert!(server.control_streams().is_empty());
+}
+
+/// The [`Monitor`] grows announced streams through control instead of opening new
+/// connections, empties a stream into another (users added to the target before the source
+/// closes, so no gap), re-applies its changes when a stream reconnects, and removes through
+/// control.
+pub fn monitor_fills_streams_through_control<D: Driver>(driver: D) {
+    let plan = AttemptPlan::ok(vec![Step::Control])
+        .with_end(End::HoldWithKeepAlives(Duration::from_millis(20)));
+    let server = server(Scenario::single(plan), Transport::Plain);
+    let template = config_for(&server, [1]).build().expect("valid config");
+    let range = |r: std::ops::RangeInclusive<u64>| r.collect::<Vec<u64>>();
+    let monitor = Monitor::spawn(driver, template, &range(1..=150), || {
+        Box::new(Collected::new())
+    })
+    .expect("start the monitor");
+    assert_eq!(monitor.streams().len(), 2, "100 and 50 at connect time");
+    wait_for("both control streams", || {
+        monitor
+            .streams()
+            .iter()
+            .all(|s| s.status.stream_id.is_some())
+    });
+    let ids: Vec<String> = monitor
+        .streams()
+        .iter()
+        .filter_map(|s| s.status.stream_id.clone())
+        .collect();
+
+    // 250 more users: all onto the first stream, no new connection.
+    monitor.add_follows(&range(151..=400)).expect("add");
+    assert_eq!(stream_attempts(&server).len(), 2, "no new connection");
+    let mut first = range(1..=100);
+    first.extend(151..=400);
+    assert_eq!(server.control_stream(&ids[0]).expect("live").follow, first);
+    assert_eq!(control_requests(&server).len(), 3, "100 + 100 + 50");
+
+    // Consolidate: the second stream's 50 users move onto the first, then it closes.
+    assert_eq!(monitor.consolidate().expect("consolidate"), 1);
+    assert!(
+        server.wait_for_open_connections(1, PATIENCE),
+        "one connection left"
+    );
+    assert_eq!(
+        server.control_stream(&ids[0]).expect("live").follow,
+        range(1..=400)
+    );
+    assert!(
+        server.control_stream(&ids[1]).is_none(),
+        "the emptied stream is gone"
+    );
+    assert_eq!(monitor.follows(), range(1..=400));
+    let attempts = server.attempts();
+    let moved = attempts
+        .iter()
+        .find(|a| a.path.contains("/c/") && user_ids_of(a) == range(101..=150))
+        .expect("the move's add request");
+    let source = attempts
+        .iter()
+        .find(|a| a.announced.as_deref() == Some(ids[1].as_str()))
+        .expect("the emptied stream's connection");
+    // The server took the users in when the whole add request had arrived; the client
+    // closes the old stream only after the answer.
+    let added_at = moved.request_at.expect("the add arrived");
+    let closed_at = source.ended_at.expect("the source closed");
+    assert!(
+        added_at < closed_at,
+        "the users were added ({added_at:?}) before their old stream closed ({closed_at:?})"
+    );
+
+    // A reconnect: the background checker re-adds the 300 users to the new connection as
+    // soon as it announces itself.
+    monitor.run_every(Duration::from_secs(3600));
+    assert_eq!(server.kill_connections(), 1);
+    wait_for("the changes on the new connection", || {
+        server
+            .control_streams()
+            .iter()
+            .any(|s| s.stream_id != ids[0] && s.follow == range(1..=400))
+    });
+
+    // Removals through control: no new connection.
+    let connections = stream_attempts(&server).len();
+    assert_eq!(monitor.remove_follows(&range(1..=350)).expect("remove"), 0);
+    let live = server.control_streams();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].follow, range(351..=400));
+    assert_eq!(stream_attempts(&server).len(), connections);
+    assert_eq!(monitor.follows(), range(351..=400));
+
+    monitor.disconnect();
+    assert!(
+        server.wait_for_open_connections(0, PATIENCE),
+        "every socket is closed"
+    );
+}
+
 /// Expands to one `#[test]` per check of the suite, for the driver `$driver` (an expression
 /// evaluated once per test).
 #[macro_export]
@@ -757,6 +1027,18 @@ macro_rules! suite {
         #[test]
         fn monitor_reshapes_streams() {
             $crate::monitor_reshapes_streams($driver);
+        }
+        #[test]
+        fn control_streams_plain() {
+            $crate::control_streams($driver, $crate::Transport::Plain);
+        }
+        #[test]
+        fn control_streams_tls() {
+            $crate::control_streams($driver, $crate::Transport::Tls);
+        }
+        #[test]
+        fn monitor_fills_streams_through_control() {
+            $crate::monitor_fills_streams_through_control($driver);
         }
     };
 }

@@ -288,7 +288,7 @@ impl Conn {
 
 /// The addresses of `host:port`. An IP literal needs no lookup; a name is resolved by the
 /// system resolver (blocking this loop for the lookup's duration).
-fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
@@ -303,7 +303,7 @@ fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 }
 
 /// Wall-clock seconds for the request's OAuth timestamp.
-fn unix_secs() -> u64 {
+pub(crate) fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

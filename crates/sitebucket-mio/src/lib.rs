@@ -36,16 +36,19 @@
 //! lookup), so a slow DNS server delays every stream of that loop while it answers.
 
 mod conn;
+mod control;
 mod event_loop;
 
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver, RunHandle};
 
+pub use crate::control::run_control;
 use crate::event_loop::Shared;
 
 /// A driver running all its spawned streams on one mio event-loop thread.
@@ -126,6 +129,13 @@ impl Driver for MioDriver {
         control: Arc<Control>,
     ) -> io::Result<RunHandle> {
         self.shared()?.spawn(stream, parser, control)
+    }
+
+    /// Runs the call on a socket of its own, polled by a private mio `Poll` in the calling
+    /// thread ([`run_control`]): never on the shared loop, whose streams it neither delays
+    /// nor shares.
+    fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
+        run_control(call)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod chunked;
 pub mod config;
 pub mod content;
+pub mod control;
 pub mod framer;
 pub mod message;
 pub mod parser;
@@ -24,6 +25,9 @@ pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, T
 pub use chunked::{ChunkStep, ChunkedDecoder, ChunkedError};
 pub use config::{Config, ConfigBuilder, ConfigError, Credentials, Endpoint, UrlError, With};
 pub use content::{ContentDecoder, DecodeError};
+pub use control::{
+    ControlAction, ControlCall, ControlError, ControlPacer, ControlRequest, ControlResponse,
+};
 pub use framer::{Frame, FrameError, Framer};
 pub use message::{Message, ParseError, UserMessage};
 pub use parser::{Collect, DefaultParser, Parser};

@@ -747,7 +747,8 @@ impl SiteStream {
     fn inspect(&mut self, now: Instant, message: &[u8]) {
         match special_message(message) {
             Some(Special::Control(uri)) => {
-                self.stream_id = uri.rsplit('/').next().map(str::to_owned);
+                // An id that could not go in a control path is not kept.
+                self.stream_id = crate::control::stream_id_from_uri(&uri).map(str::to_owned);
             }
             Some(Special::Disconnect { code, reason }) => {
                 self.fail(now, StreamError::DisconnectMessage { code, reason });
@@ -948,6 +949,42 @@ mod tests {
             actions.last(),
             Some(&Action::Wait(t0 + Duration::from_secs(90)))
         );
+    }
+
+    #[test]
+    fn the_control_stream_id_is_forgotten_when_the_connection_drops() {
+        let control = |uri: &str| {
+            chunk(format!("{{\"control\":{{\"control_uri\":\"{uri}\"}}}}\r\n").as_bytes())
+        };
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        let mut input = OK_HEAD.to_vec();
+        // An id that could not go in a control path is not kept.
+        input.extend(control("/1.1/site/c/a b"));
+        stream.handle_input(t0, &input);
+        let _ = drain(&mut stream, t0);
+        assert_eq!(stream.stream_id(), None);
+        stream.handle_input(t0, &control("/1.1/site/c/"));
+        let _ = drain(&mut stream, t0);
+        assert_eq!(stream.stream_id(), None);
+        stream.handle_input(t0, &control("/1.1/site/c/9_9_ok/info.json"));
+        let _ = drain(&mut stream, t0);
+        assert_eq!(stream.stream_id(), Some("9_9_ok"));
+
+        // The drop forgets it at once, before any reconnect.
+        stream.handle_eof(t0);
+        let _ = drain(&mut stream, t0);
+        assert_eq!(stream.stream_id(), None);
+        let t1 = t0 + Duration::from_millis(250);
+        connect(&mut stream, t1);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(control("/1.1/site/c/10_10_new"));
+        stream.handle_input(t1, &input);
+        let _ = drain(&mut stream, t1);
+        assert_eq!(stream.stream_id(), Some("10_10_new"));
+        stream.disconnect();
+        assert_eq!(stream.stream_id(), None, "and on disconnect()");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! # sitebucket-smol — the async driver, on smol
 //!
-//! Runs a sans-IO [`SiteStream`] over smol's sockets and timers. Three ways in:
+//! Runs a sans-IO [`SiteStream`] over smol's sockets and timers. Four ways in:
 //!
 //! - [`drive`]: the async loop itself, for your own executor or task.
 //! - [`SmolDriver`]: a [`Driver`] for [`ListenThread`] (the handle with `close`, `restart`,
 //!   `join` and live stats), running each stream with `smol::block_on` on its own thread.
 //! - [`MessageStream`]: the messages as a `futures_core::Stream`, for
 //!   `while let Some(message) = messages.next().await`.
+//! - [`control`]: one control request (add or remove users, info) on a socket of its own,
+//!   as a future; `SmolDriver` runs it for `ListenThread::add_users` and its siblings.
 //!
 //! ```no_run
 //! use sitebucket_proto::{Config, Credentials, SiteStream};
@@ -27,15 +29,18 @@
 //! Architecture invariant: the driver only moves bytes and waits for the core's deadlines;
 //! connect and stall timeouts, retries and backoff are all decided by `sitebucket-proto`.
 
+mod control;
 mod drive;
 mod messages;
 
 use std::sync::Arc;
 
+use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::Driver;
 
+pub use control::control;
 pub use drive::drive;
 pub use messages::MessageStream;
 pub use sitebucket_thread::{Control, ListenThread, Observer, Status};
@@ -65,5 +70,12 @@ impl Driver for SmolDriver {
         control: &Arc<Control>,
     ) -> Outcome {
         smol::block_on(drive(stream, parser, control))
+    }
+
+    /// `smol::block_on(`[`control`]`(call))` in the calling thread: a socket of its own,
+    /// never the stream's. Do not call it from inside an async task (it blocks): await
+    /// [`control`] there instead.
+    fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
+        smol::block_on(control(call))
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Interest, Poll, Token};
+use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::stream::{Action, Event, Outcome};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver};
@@ -70,6 +71,12 @@ impl Driver for StdDriver {
         control.clear_waker();
         control.publish(stream);
         outcome
+    }
+
+    /// Runs the call on a blocking socket of its own in the calling thread
+    /// ([`run_control`](crate::run_control)).
+    fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
+        crate::run_control(call)
     }
 }
 

@@ -33,9 +33,11 @@
 //! [`ListenThread`]: sitebucket_thread::ListenThread
 //! [`Monitor`]: sitebucket_thread::Monitor
 
+mod control;
 mod driver;
 mod messages;
 
+pub use control::run_control;
 pub use driver::{StdDriver, READ_BUFFER_BYTES};
 pub use messages::{messages, Closer, Messages, DEFAULT_CAPACITY};
 pub use sitebucket_proto::SiteStream;

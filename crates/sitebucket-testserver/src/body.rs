@@ -447,6 +447,13 @@ impl Player {
                 let repeat = repeat.clone();
                 self.repeat(&repeat, out)
             }
+            Step::Control => {
+                // A session puts the connection's own id in place of this step; a bare
+                // player announces the corpus id.
+                self.message(&corpus::control(corpus::STREAM_ID), out);
+                self.next_step();
+                Advance::Continue
+            }
         }
     }
 

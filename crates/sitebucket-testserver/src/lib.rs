@@ -20,6 +20,7 @@
 //! ```
 
 mod body;
+pub mod control;
 pub mod corpus;
 mod oauth;
 mod rng;
@@ -28,6 +29,7 @@ pub mod server;
 pub mod session;
 mod tls;
 
+pub use control::{ControlStream, ControlStreams};
 pub use oauth::Credentials;
 pub use scenario::{
     AfterList, AttemptPlan, BodyEncoding, ChunkPlan, End, Framing, Head, Repeat, Scenario, Step,

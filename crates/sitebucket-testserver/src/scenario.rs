@@ -309,6 +309,12 @@ pub enum Step {
     CloseNow,
     /// Many messages from a shared pool, possibly forever: see [`Repeat`].
     Repeat(Repeat),
+    /// A framed control message announcing this connection's control stream:
+    /// `{"control":{"control_uri":"/1.1/site/c/<id>"}}`. The server gives the connection
+    /// its own id (`sb_<attempt index>`) and answers control requests for it while the
+    /// connection lives (see [`control`](crate::control)); played outside a server's session
+    /// (no id assigned), the id is [`corpus::STREAM_ID`].
+    Control,
 }
 
 /// A [`Step`] that sends messages from a shared pool in turn, with an optional interval and

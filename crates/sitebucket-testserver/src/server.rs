@@ -4,6 +4,10 @@
 //! index, and a thread that moves bytes between the socket and the session with real time:
 //! it writes what the session transmits, and reads (with a timeout up to the session's next
 //! deadline) while the session waits, so input and output interleave.
+//!
+//! Control requests (`…/c/<id>/add_user.json` and the others) are connections like any
+//! other: each is an attempt, in accept order, answered from the server's live control
+//! streams rather than from its plan (see [`control`](crate::control)).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -14,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::control::{ControlStream, ControlStreams};
 use crate::oauth::Credentials;
 use crate::scenario::Scenario;
 use crate::session::{AttemptRecord, Output, Session};
@@ -80,6 +85,7 @@ struct Shared {
     stop: AtomicBool,
     state: Mutex<State>,
     changed: Condvar,
+    control: ControlStreams,
 }
 
 impl Shared {
@@ -95,6 +101,9 @@ impl Shared {
         let i = record.index;
         if let Some(slot) = state.attempts.get_mut(i) {
             *slot = record.clone();
+            if ended {
+                slot.ended_at = Some(Instant::now());
+            }
         }
         if let Some(settled) = state.settled.get_mut(i) {
             *settled |= ended || record.request_complete();
@@ -167,6 +176,7 @@ impl TestServer {
             stop: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
+            control: ControlStreams::new(),
         });
         let acceptor_shared = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
@@ -226,6 +236,17 @@ impl TestServer {
     /// Every attempt so far, in accept order, as the server saw it up to now.
     pub fn attempts(&self) -> Vec<AttemptRecord> {
         self.shared.state().attempts.clone()
+    }
+
+    /// The live control streams: each connection whose plan announced one
+    /// ([`Step::Control`](crate::Step::Control)) and has not ended, with whom it follows now.
+    pub fn control_streams(&self) -> Vec<ControlStream> {
+        self.shared.control.streams()
+    }
+
+    /// The live control stream `id`, if any.
+    pub fn control_stream(&self, id: &str) -> Option<ControlStream> {
+        self.shared.control.get(id)
     }
 
     /// How many connections are open now.
@@ -342,8 +363,9 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 fn start_connection(shared: &Arc<Shared>, stream: TcpStream, index: usize) -> io::Result<()> {
     let accepted_at = Instant::now();
     let plan = shared.scenario.plan_for(index);
-    let session =
-        Session::new(plan, &shared.credentials, index, accepted_at).with_tls(shared.tls.is_some());
+    let session = Session::new(plan, &shared.credentials, index, accepted_at)
+        .with_tls(shared.tls.is_some())
+        .with_control(shared.control.clone());
     let killed = Arc::new(AtomicBool::new(false));
     {
         let mut state = shared.state();

@@ -31,8 +31,10 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::body::{Advance, Player, ResolvedEncoding, ResolvedFraming};
+use crate::control::{Answer, ControlStreams};
+use crate::corpus;
 use crate::oauth::{self, Credentials, SignedRequest};
-use crate::scenario::{AttemptPlan, BodyEncoding, Framing, Head, Transfer};
+use crate::scenario::{AttemptPlan, BodyEncoding, Framing, Head, Step, Transfer};
 
 /// The longest request head accepted (start line, headers and the blank line); a longer one
 /// gets `400 Bad Request`.
@@ -75,6 +77,8 @@ pub struct AttemptRecord {
     pub path: String,
     /// The query parameters, decoded, in order.
     pub query: Vec<(String, String)>,
+    /// The parameters of an `application/x-www-form-urlencoded` body, decoded, in order.
+    pub form: Vec<(String, String)>,
     /// The request headers in order, values as (lossy) UTF-8. `Debug` hides the
     /// `Authorization` value.
     pub headers: Vec<(String, String)>,
@@ -87,6 +91,11 @@ pub struct AttemptRecord {
     pub rejection: Option<String>,
     /// The status code of the head sent, if a standard head was sent.
     pub status: Option<u16>,
+    /// The control stream id this connection announced ([`Step::Control`]), if any.
+    pub announced: Option<String>,
+    /// When the connection ended, as the server saw it (set by the
+    /// [`TestServer`](crate::TestServer); a bare session leaves it `None`).
+    pub ended_at: Option<Instant>,
 }
 
 impl AttemptRecord {
@@ -99,12 +108,23 @@ impl AttemptRecord {
             method: String::new(),
             path: String::new(),
             query: Vec::new(),
+            form: Vec::new(),
             headers: Vec::new(),
             oauth_params: Vec::new(),
             signature_ok: false,
             rejection: None,
             status: None,
+            announced: None,
+            ended_at: None,
         }
+    }
+
+    /// The first form parameter with this name.
+    pub fn form_param(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first header with this name (case-insensitive).
@@ -158,11 +178,14 @@ impl fmt::Debug for AttemptRecord {
             .field("method", &self.method)
             .field("path", &self.path)
             .field("query", &self.query)
+            .field("form", &self.form)
             .field("headers", &headers)
             .field("oauth_params", &self.oauth_params)
             .field("signature_ok", &self.signature_ok)
             .field("rejection", &self.rejection)
             .field("status", &self.status)
+            .field("announced", &self.announced)
+            .field("ended_at", &self.ended_at)
             .finish()
     }
 }
@@ -194,6 +217,8 @@ pub struct Session {
     script_time: Instant,
     wait_until: Option<Instant>,
     clean_close: bool,
+    /// The server's control streams, if control requests are answered.
+    control: Option<ControlStreams>,
 }
 
 impl fmt::Debug for Session {
@@ -233,7 +258,17 @@ impl Session {
             script_time: now,
             wait_until: None,
             clean_close: false,
+            control: None,
         }
+    }
+
+    /// Answers control requests (`…/c/<id>/add_user.json` and the others, see
+    /// [`control`](crate::control)) from `streams`, and registers this connection's control
+    /// stream there when its plan announces one ([`Step::Control`]). Call it before any
+    /// input. Without it, every request plays the plan.
+    pub fn with_control(mut self, streams: ControlStreams) -> Self {
+        self.control = Some(streams);
+        self
     }
 
     /// Says whether the connection is TLS: the signed URL's scheme is then `https`. Call it
@@ -289,6 +324,14 @@ impl Session {
             self.phase = Phase::Closed;
             self.out.clear();
         }
+        self.retire();
+    }
+
+    /// The connection is over: its control stream, if any, is no longer live.
+    fn retire(&mut self) {
+        if let (Some(streams), Some(id)) = (&self.control, &self.record.announced) {
+            streams.unregister(id);
+        }
     }
 
     /// The next thing to do. See the [module docs](self) for the drain contract.
@@ -302,6 +345,7 @@ impl Session {
                         return Output::Transmit(std::mem::take(&mut self.out));
                     }
                     self.phase = Phase::Closed;
+                    self.retire();
                     return Output::Close;
                 }
                 Phase::Closed => return Output::Close,
@@ -447,7 +491,8 @@ impl Session {
         });
         let mut params = self.record.query.clone();
         if is_form {
-            params.extend(oauth::parse_form(&String::from_utf8_lossy(body)));
+            self.record.form = oauth::parse_form(&String::from_utf8_lossy(body));
+            params.extend(self.record.form.iter().cloned());
         }
         if let Some(header) = self.record.header("authorization") {
             if let Ok(all) = oauth::parse_authorization(header) {
@@ -472,13 +517,60 @@ impl Session {
         match verdict {
             Ok(_) => {
                 self.record.signature_ok = true;
-                self.start_response(now);
+                let answer = self.control.as_ref().and_then(|streams| {
+                    streams.answer(&self.record.method, &self.record.path, &params)
+                });
+                match answer {
+                    Some(answer) => self.answer_control(answer),
+                    None => self.start_response(now),
+                }
             }
             Err(error) => self.reject(now, 401, "Unauthorized", error.to_string()),
         }
     }
 
+    /// Sends a control endpoint's answer and closes.
+    fn answer_control(&mut self, answer: Answer) {
+        let Answer {
+            status,
+            reason,
+            body,
+        } = answer;
+        self.out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        self.record.status = Some(status);
+        self.clean_close = true;
+        self.phase = Phase::Closing;
+    }
+
+    /// Gives a `200` stream whose plan announces a control stream its id (registered when
+    /// the server answers control requests), and puts the control message in place of
+    /// [`Step::Control`].
+    fn announce_control(&mut self) {
+        let announces = self.plan.steps.iter().any(|s| matches!(s, Step::Control));
+        if !announces || self.plan.status != 200 || self.plan.head != Head::Standard {
+            return;
+        }
+        let id = match &self.control {
+            Some(streams) => streams.register(self.record.index, &self.record.query),
+            None => format!("sb_{}", self.record.index),
+        };
+        let message = corpus::control(&id);
+        for step in &mut self.plan.steps {
+            if matches!(step, Step::Control) {
+                *step = Step::Message(message.clone());
+            }
+        }
+        self.record.announced = Some(id);
+    }
+
     fn start_response(&mut self, now: Instant) {
+        self.announce_control();
         let encoding = match self.plan.encoding {
             BodyEncoding::Identity => ResolvedEncoding::Identity,
             BodyEncoding::Gzip => ResolvedEncoding::Gzip,
@@ -561,6 +653,12 @@ impl Session {
 /// The first position of `needle` in `haystack`.
 fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.retire();
+    }
 }
 
 #[cfg(test)]

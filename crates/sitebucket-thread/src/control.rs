@@ -22,6 +22,9 @@ pub struct Status {
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// Called with the new stream id when a run announces a control stream.
+pub type AnnounceHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Watches a run from inside its driver, on the driver's thread: what the core reports
 /// besides messages, and the moment each drain ends. Install one with
 /// [`Control::set_observer`]; both methods default to doing nothing.
@@ -49,6 +52,7 @@ pub struct Control {
     waker: Mutex<Option<Waker>>,
     status: Mutex<Status>,
     observer: Mutex<Option<Arc<dyn Observer>>>,
+    announce: Mutex<Option<AnnounceHook>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -77,6 +81,7 @@ impl Control {
                 ..Status::default()
             }),
             observer: Mutex::new(None),
+            announce: Mutex::new(None),
         })
     }
 
@@ -111,18 +116,38 @@ impl Control {
 
     /// Copies the stream's counters and health into the shared status, then tells the
     /// observer, if any, that a drain ended ([`Observer::drained`]).
+    ///
+    /// When the stream id changed to a new one, the announce hook (if any) is called with it
+    /// first ([`set_announce_hook`](Self::set_announce_hook)).
     pub fn publish(&self, stream: &SiteStream) {
-        {
+        let announced = {
             let mut status = lock(&self.status);
             status.stats.clone_from(stream.stats());
             status.healthy = stream.connection_healthy();
             status.running = stream.running();
             status.outcome = stream.outcome().cloned();
-            status.stream_id = stream.stream_id().map(str::to_owned);
+            let id = stream.stream_id();
+            let changed = status.stream_id.as_deref() != id;
+            status.stream_id = id.map(str::to_owned);
+            id.filter(|_| changed).map(str::to_owned)
+        };
+        if let Some(id) = announced {
+            let hook = lock(&self.announce).clone();
+            if let Some(hook) = hook {
+                hook(&id);
+            }
         }
         if let Some(observer) = self.observer() {
             observer.drained(stream);
         }
+    }
+
+    /// Installs the hook called, on the driver's thread, each time the run publishes a new
+    /// control stream id (after a connect or a reconnect). It must return quickly: a
+    /// [`Monitor`](crate::Monitor) uses it to wake its checker, which re-applies control
+    /// changes to the new connection.
+    pub fn set_announce_hook(&self, hook: AnnounceHook) {
+        *lock(&self.announce) = Some(hook);
     }
 
     /// Installs the observer of this run (replacing any earlier one).
@@ -167,6 +192,54 @@ mod tests {
         fn drained(&self, stream: &SiteStream) {
             lock(&self.drained).push(stream.stats().attempts);
         }
+    }
+
+    #[test]
+    fn the_announce_hook_hears_each_new_stream_id_once() {
+        use sitebucket_proto::stream::Action;
+        use std::time::Instant;
+
+        let control = Control::new();
+        let heard = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log = heard.clone();
+        control.set_announce_hook(Arc::new(move |id: &str| lock(&log).push(id.to_owned())));
+        let mut stream = SiteStream::new(
+            Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
+                .url("http://127.0.0.1:1/1.1/site.json")
+                .build()
+                .unwrap(),
+        );
+        let now = Instant::now();
+        let drain = |stream: &mut SiteStream| loop {
+            if matches!(
+                stream.poll_action(now),
+                Action::Wait(_) | Action::Finished(_)
+            ) {
+                break;
+            }
+        };
+        drain(&mut stream);
+        stream.handle_connected(now, 1);
+        drain(&mut stream);
+        control.publish(&stream);
+        let body = |uri: &str| {
+            let message = format!("{{\"control\":{{\"control_uri\":\"{uri}\"}}}}\r\n");
+            format!("{:x}\r\n{message}\r\n", message.len())
+        };
+        let mut input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        input.extend(body("/1.1/site/c/a1").bytes());
+        stream.handle_input(now, &input);
+        drain(&mut stream);
+        control.publish(&stream);
+        control.publish(&stream);
+        assert_eq!(control.status().stream_id.as_deref(), Some("a1"));
+        stream.handle_input(now, body("/1.1/site/c/b2").as_bytes());
+        drain(&mut stream);
+        control.publish(&stream);
+        stream.disconnect();
+        control.publish(&stream);
+        assert_eq!(control.status().stream_id, None);
+        assert_eq!(*lock(&heard), ["a1", "b2"]);
     }
 
     #[test]

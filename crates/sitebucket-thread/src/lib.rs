@@ -10,10 +10,12 @@
 //! Architecture invariant: this crate knows nothing of sockets and makes no protocol decision.
 
 mod control;
+mod follows;
 mod listen;
 mod monitor;
 
-pub use control::{Control, Observer, Status};
+pub use control::{AnnounceHook, Control, Observer, Status};
+pub use follows::SharedPacer;
 pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL};
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};

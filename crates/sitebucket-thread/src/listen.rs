@@ -4,11 +4,16 @@ use std::io;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use sitebucket_proto::control::{
+    ControlCall, ControlError, ControlRequest, ControlResponse, FriendsPage, StreamInfo,
+};
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
-use crate::control::{Control, Status};
+use crate::control::{AnnounceHook, Control, Status};
+use crate::follows::{FollowState, SharedPacer};
 
 /// 64 bits of OS entropy, from the standard library's randomly keyed hasher (no extra
 /// dependency). Driver handles mix it into each stream's nonce seed: the core itself draws no
@@ -104,6 +109,20 @@ pub trait Driver: Clone + Send + Sync + 'static {
             })?;
         Ok(RunHandle::new(rx, Some(thread)))
     }
+
+    /// Carries out one control request ([`ControlCall`]) on a connection of its own — never
+    /// the stream's, which it neither blocks nor shares — and returns its answer, blocking
+    /// the calling thread until the call finishes (the call's deadline bounds that). The
+    /// call's `poll_action` says what to do, as for a stream.
+    ///
+    /// The default refuses with [`ControlError::Unsupported`], so a driver without control
+    /// support still works for everything else.
+    fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
+        let _ = call;
+        Err(ControlError::Unsupported {
+            driver: self.name(),
+        })
+    }
 }
 
 /// The seed's `ListenThread`: runs one stream with a driver; `close`, `restart`, `join`,
@@ -115,6 +134,8 @@ pub struct ListenThread<D: Driver> {
     idle: Option<(SiteStream, Box<dyn Parser>)>,
     running: Option<RunHandle>,
     outcome: Option<Outcome>,
+    follows: FollowState,
+    announce: Option<AnnounceHook>,
 }
 
 impl<D: Driver> std::fmt::Debug for ListenThread<D> {
@@ -135,9 +156,11 @@ impl<D: Driver> ListenThread<D> {
         Self {
             driver,
             control: Control::new(),
+            follows: FollowState::new(stream.config()),
             idle: Some((stream, Box::new(parser))),
             running: None,
             outcome: None,
+            announce: None,
         }
     }
 
@@ -154,7 +177,7 @@ impl<D: Driver> ListenThread<D> {
         let Some((stream, parser)) = self.idle.take() else {
             return Err(io::Error::other("the stream is already running"));
         };
-        self.control = Control::new();
+        self.control = self.new_control();
         self.control.publish(&stream);
         self.outcome = None;
         match self.driver.spawn(stream, parser, self.control.clone()) {
@@ -171,7 +194,7 @@ impl<D: Driver> ListenThread<D> {
         let Some((mut stream, mut parser)) = self.idle.take() else {
             return Err(io::Error::other("the stream is already running"));
         };
-        self.control = Control::new();
+        self.control = self.new_control();
         let outcome = self.driver.run(&mut stream, parser.as_mut(), &self.control);
         self.control.publish(&stream);
         self.idle = Some((stream, parser));
@@ -248,6 +271,113 @@ impl<D: Driver> ListenThread<D> {
     pub fn driver(&self) -> &D {
         &self.driver
     }
+
+    fn new_control(&self) -> Arc<Control> {
+        let control = Control::new();
+        if let Some(hook) = &self.announce {
+            control.set_announce_hook(hook.clone());
+        }
+        control
+    }
+
+    // ----- control streams -----
+
+    /// The control stream id the live connection announced, if any (`None` before the
+    /// stream announced one and from the moment its connection drops).
+    pub fn stream_id(&self) -> Option<String> {
+        self.control.status().stream_id
+    }
+
+    /// Adds `users` to the live connection through its control stream, without
+    /// reconnecting, in requests of at most 100 users, paced.
+    ///
+    /// Users already followed are skipped. Fails, sending nothing, with
+    /// [`ControlError::OverStreamLimit`] when the stream would follow more than 1,000 users
+    /// (the follow list plus users added), and with [`ControlError::NotAnnounced`] while the
+    /// stream has no control stream id. Changes made earlier on another connection of this
+    /// stream are re-applied first (see [`sync_follows`](Self::sync_follows)). On an error
+    /// part way, the requests that succeeded stay recorded.
+    pub fn add_users(&mut self, users: &[u64]) -> Result<(), ControlError> {
+        let live = self.stream_id();
+        self.follows.add(&self.driver, live, users)
+    }
+
+    /// Removes `users` from the live connection through its control stream, like
+    /// [`add_users`](Self::add_users). Users not followed are skipped.
+    pub fn remove_users(&mut self, users: &[u64]) -> Result<(), ControlError> {
+        let live = self.stream_id();
+        self.follows.remove(&self.driver, live, users)
+    }
+
+    /// Re-applies the users added and removed through control to the live connection, if
+    /// it has not seen them: after a reconnect, a connection follows only the stream's
+    /// `follow` list. Returns whether it sent anything. A [`Monitor`](crate::Monitor) does
+    /// this by itself; a lone handle calls it after its stream reconnects (the announce hook,
+    /// [`set_announce_hook`](Self::set_announce_hook), says when).
+    pub fn sync_follows(&mut self) -> Result<bool, ControlError> {
+        let live = self.stream_id();
+        self.follows.sync(&self.driver, live)
+    }
+
+    /// Records `users` to add through control once the stream has announced a control
+    /// stream, at the next [`sync_follows`](Self::sync_follows); sends nothing now.
+    pub(crate) fn follow_later(&mut self, users: &[u64]) {
+        self.follows.add_later(users);
+    }
+
+    /// Every user this handle wants followed, sorted: the `follow` list, plus users added and
+    /// minus users removed through control.
+    pub fn follows(&self) -> Vec<u64> {
+        self.follows.desired()
+    }
+
+    /// Asks the live connection who it follows and with which options (`info.json`).
+    pub fn info(&self) -> Result<StreamInfo, ControlError> {
+        let id = self.stream_id().ok_or(ControlError::NotAnnounced)?;
+        match self
+            .follows
+            .call(&self.driver, &id, ControlRequest::info())?
+        {
+            ControlResponse::Info(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of the ids `user` follows, from the live connection (`friends/ids.json`):
+    /// start with [`FIRST_CURSOR`](sitebucket_proto::control::FIRST_CURSOR), then pass each
+    /// page's `next_cursor` until it is `0`.
+    pub fn friends_ids(&self, user: u64, cursor: i64) -> Result<FriendsPage, ControlError> {
+        let id = self.stream_id().ok_or(ControlError::NotAnnounced)?;
+        let request = ControlRequest::friends_ids(user, cursor);
+        match self.follows.call(&self.driver, &id, request)? {
+            ControlResponse::Friends(page) => Ok(page),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Shares `pacer` with this handle's control requests (by default each handle has its
+    /// own).
+    pub fn set_control_pacer(&mut self, pacer: SharedPacer) {
+        self.follows.pacer = pacer;
+    }
+
+    /// The deadline of each control request (connect to last byte); 10 s by default.
+    pub fn set_control_timeout(&mut self, timeout: Duration) {
+        self.follows.timeout = timeout;
+    }
+
+    /// Calls `hook`, on the driver's thread, with each new control stream id the stream
+    /// announces, for this run and every later one. It must return quickly.
+    pub fn set_announce_hook(&mut self, hook: AnnounceHook) {
+        self.control.set_announce_hook(hook.clone());
+        self.announce = Some(hook);
+    }
+}
+
+fn unexpected(response: ControlResponse) -> ControlError {
+    ControlError::Decode(format!(
+        "the driver returned {response:?} for another request"
+    ))
 }
 
 impl<D: Driver> Drop for ListenThread<D> {

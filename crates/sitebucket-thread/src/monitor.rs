@@ -6,13 +6,15 @@ use std::fmt;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sitebucket_proto::config::FOLLOW_LIMIT;
+use sitebucket_proto::control::{ControlError, MAX_USERS_PER_STREAM};
 use sitebucket_proto::{Config, ConfigError, Parser, SiteStream};
 
 use crate::control::Status;
+use crate::follows::SharedPacer;
 use crate::listen::{Driver, ListenThread};
 
 /// The seed's interval between two health checks: 10 seconds.
@@ -21,7 +23,7 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// Makes the parser of each new stream.
 type ParserFactory = Arc<dyn Fn() -> Box<dyn Parser> + Send + Sync>;
 
-/// Why the monitor could not start a stream.
+/// Why the monitor could not do what it was asked.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MonitorError {
@@ -29,6 +31,8 @@ pub enum MonitorError {
     Config(ConfigError),
     /// The driver could not start the stream.
     Spawn(io::Error),
+    /// A control request failed and no other way was left (the users stay where they were).
+    Control(ControlError),
 }
 
 impl fmt::Display for MonitorError {
@@ -36,6 +40,7 @@ impl fmt::Display for MonitorError {
         match self {
             MonitorError::Config(e) => write!(f, "cannot configure a monitored stream: {e}"),
             MonitorError::Spawn(e) => write!(f, "cannot start a monitored stream: {e}"),
+            MonitorError::Control(e) => write!(f, "cannot change a monitored stream: {e}"),
         }
     }
 }
@@ -45,6 +50,7 @@ impl std::error::Error for MonitorError {
         match self {
             MonitorError::Config(e) => Some(e),
             MonitorError::Spawn(e) => Some(e),
+            MonitorError::Control(e) => Some(e),
         }
     }
 }
@@ -52,9 +58,10 @@ impl std::error::Error for MonitorError {
 /// One monitored stream, as [`Monitor::streams`] shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamInfo {
-    /// The users it follows (sorted).
+    /// The users it follows (sorted): its `follow` list and the users moved onto it through
+    /// its control stream.
     pub follow: Vec<u64>,
-    /// Its live status.
+    /// Its live status (its control stream id included).
     pub status: Status,
 }
 
@@ -94,18 +101,31 @@ impl<P: Parser> Parser for SharedParser<P> {
     }
 }
 
-/// The seed's `ListenThreadMonitor`: many streams, at most [`FOLLOW_LIMIT`] users each, kept
-/// healthy. Every method takes `&self`, so a monitor can be shared between threads; dropping
-/// it disconnects every stream.
+/// The seed's `ListenThreadMonitor`: many streams kept healthy, covering a follow list of
+/// any size. Every method takes `&self`, so a monitor can be shared between threads;
+/// dropping it disconnects every stream.
 ///
-/// It covers a follow list of any size with streams built from one [`Config`] template, each
-/// run by its own [`ListenThread`]. It restarts streams that failed ([`check`](Monitor::check),
-/// by hand or every [`CHECK_INTERVAL`] in the background), adds and removes users, merges
-/// non-full streams ([`consolidate`](Monitor::consolidate)) and closes everything on
-/// [`disconnect`](Monitor::disconnect).
+/// Streams are built from one [`Config`] template, each run by its own [`ListenThread`],
+/// and start with at most [`FOLLOW_LIMIT`] users in their `follow` list. Once a stream has
+/// announced its control stream, the monitor grows it through control requests instead of
+/// opening connections: up to [`MAX_USERS_PER_STREAM`] users each, paced under Twitter's
+/// rate by one pacer shared by all its streams.
 ///
-/// Whenever a stream's follow list changes, the replacement stream is started **before** the
-/// old one is closed, so no user is left uncovered; each user is in exactly one list.
+/// - [`add_follows`](Monitor::add_follows) fills announced streams through control first,
+///   then grows streams not yet announced by replacing them, then opens new streams.
+/// - [`remove_follows`](Monitor::remove_follows) removes through control, or replaces.
+/// - [`consolidate`](Monitor::consolidate) empties the least-full streams into announced
+///   ones with room (added to the target first, the source closed after), then merges
+///   what is left by replacement.
+/// - [`check`](Monitor::check) (by hand, or every [`CHECK_INTERVAL`] in the background with
+///   [`run_every`](Monitor::run_every)) restarts failed streams and re-applies control
+///   changes to connections that lost them in a reconnect. With `run_every`, a stream that
+///   announces a new control stream wakes the checker at once for that.
+///
+/// No user is ever left uncovered by a change: a replacement starts **before** the stream it
+/// replaces closes, and a move adds users to their new stream before the old one lets them
+/// go. Each user is in exactly one stream's list (a failed move may briefly leave a user on
+/// two; [`follows`](Monitor::follows) lists each user once).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -122,7 +142,11 @@ impl<P: Parser> Parser for SharedParser<P> {
 ///     let monitor = Monitor::spawn(driver, template, &users, move || Box::new(parser.clone()))?;
 ///     assert_eq!(monitor.streams().len(), 3);
 ///     monitor.run_every(CHECK_INTERVAL);
+///     std::thread::sleep(Duration::from_secs(5));
+///     // Announced streams take new users through control, without reconnecting…
 ///     monitor.add_follows(&[251, 252])?;
+///     // …and the three streams fit in one connection.
+///     monitor.consolidate()?;
 ///     std::thread::sleep(Duration::from_secs(60));
 ///     monitor.disconnect();
 ///     Ok(())
@@ -130,26 +154,41 @@ impl<P: Parser> Parser for SharedParser<P> {
 /// ```
 pub struct Monitor<D: Driver> {
     inner: Arc<Mutex<Inner<D>>>,
-    checker: Mutex<Option<Checker>>,
+    signal: Arc<Signal>,
+    checker: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Inner<D: Driver> {
     driver: D,
     template: Config,
     parsers: ParserFactory,
-    shards: Vec<Shard<D>>,
+    shards: Vec<ListenThread<D>>,
     /// Streams started so far: salts each stream's nonce seed so no two share nonces.
     started: u64,
+    /// One pacer for every stream's control requests.
+    pacer: SharedPacer,
+    signal: Arc<Signal>,
 }
 
-struct Shard<D: Driver> {
-    follow: Vec<u64>,
-    listener: ListenThread<D>,
+/// Wakes the background checker: to stop, or because a stream announced a new control
+/// stream.
+#[derive(Default)]
+struct Signal {
+    state: Mutex<SignalState>,
+    wake: Condvar,
 }
 
-struct Checker {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: JoinHandle<()>,
+#[derive(Default)]
+struct SignalState {
+    stopped: bool,
+    announced: bool,
+}
+
+impl Signal {
+    fn notify(&self, change: impl FnOnce(&mut SignalState)) {
+        change(&mut lock(&self.state));
+        self.wake.notify_all();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,6 +213,7 @@ impl<D: Driver> Monitor<D> {
         template: Config,
         parsers: impl Fn() -> Box<dyn Parser> + Send + Sync + 'static,
     ) -> Self {
+        let signal = Arc::new(Signal::default());
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 driver,
@@ -181,7 +221,10 @@ impl<D: Driver> Monitor<D> {
                 parsers: Arc::new(parsers),
                 shards: Vec::new(),
                 started: 0,
+                pacer: SharedPacer::default(),
+                signal: signal.clone(),
             })),
+            signal,
             checker: Mutex::new(None),
         }
     }
@@ -198,117 +241,238 @@ impl<D: Driver> Monitor<D> {
         Ok(monitor)
     }
 
-    /// Covers more users. Users already covered are skipped; the rest first fill streams
-    /// that have room (each is replaced by a stream with the longer list, started before the
-    /// old one closes), then go into new streams.
+    /// Covers more users. Users already covered are skipped. The rest go, in order: to
+    /// streams that announced a control stream and have room (up to
+    /// [`MAX_USERS_PER_STREAM`]), through control requests, without reconnecting; then to
+    /// streams not announced yet with fewer than [`FOLLOW_LIMIT`] users, each replaced by a
+    /// stream with the longer list (started before the old one closes); then to new streams.
+    /// A control request that fails only sends its users down that list.
     pub fn add_follows(&self, users: &[u64]) -> Result<(), MonitorError> {
         let mut inner = lock(&self.inner);
-        let plan = plan_add(&inner.follow_lists(), users, FOLLOW_LIMIT);
+        let covered: BTreeSet<u64> = inner.shards.iter().flat_map(|s| s.follows()).collect();
+        let mut fresh: Vec<u64> = users
+            .iter()
+            .copied()
+            .filter(|u| !covered.contains(u))
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .collect();
+        for shard in &mut inner.shards {
+            if fresh.is_empty() {
+                break;
+            }
+            let room = MAX_USERS_PER_STREAM.saturating_sub(shard.follows().len());
+            if room == 0 || shard.stream_id().is_none() {
+                continue;
+            }
+            let take = room.min(fresh.len());
+            // On failure these users try the next stream, then the other ways.
+            if shard.add_users(&fresh[..take]).is_ok() {
+                fresh.drain(..take);
+            }
+        }
+        let plan = plan_add(&slices(&inner.follow_lists()), &fresh, FOLLOW_LIMIT);
         for (index, follow) in plan.grow {
             let listener = inner.start(&follow)?;
-            let old = std::mem::replace(&mut inner.shards[index], Shard { follow, listener });
-            close_all(vec![old.listener]);
+            let old = std::mem::replace(&mut inner.shards[index], listener);
+            close_all(vec![old]);
         }
         for follow in plan.new {
             let listener = inner.start(&follow)?;
-            inner.shards.push(Shard { follow, listener });
+            inner.shards.push(listener);
         }
         Ok(())
     }
 
-    /// Stops covering `users`. Each stream that followed some of them is replaced by a
-    /// stream with the shorter list (started before the old one closes), or closed if
-    /// none of its users is left. Returns how many streams were closed for good; see
+    /// Stops covering `users`. A stream left with none of its users is closed. Otherwise an
+    /// announced stream lets them go through control requests; a stream that cannot (not
+    /// announced, or the request failed) is replaced by a stream with the shorter list,
+    /// started before the old one closes, when that list fits in a `follow` list. Returns
+    /// how many streams were closed for good, or the first control error for a stream that
+    /// could do neither (the other streams are changed all the same); see
     /// [`consolidate`](Self::consolidate) to merge the shrunk streams.
     pub fn remove_follows(&self, users: &[u64]) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
-        let plan = plan_remove(&inner.follow_lists(), users);
+        let plan = plan_remove(&slices(&inner.follow_lists()), users);
+        let gone: BTreeSet<u64> = users.iter().copied().collect();
+        let mut failed = None;
         for (index, follow) in plan.shrink {
-            let listener = inner.start(&follow)?;
-            let old = std::mem::replace(&mut inner.shards[index], Shard { follow, listener });
-            close_all(vec![old.listener]);
+            let shard = &mut inner.shards[index];
+            let leaving: Vec<u64> = shard
+                .follows()
+                .into_iter()
+                .filter(|u| gone.contains(u))
+                .collect();
+            let by_control = match shard.stream_id() {
+                Some(_) => shard.remove_users(&leaving),
+                None => Err(ControlError::NotAnnounced),
+            };
+            match by_control {
+                Ok(()) => {}
+                Err(_) if follow.len() <= FOLLOW_LIMIT => {
+                    let listener = inner.start(&follow)?;
+                    let old = std::mem::replace(&mut inner.shards[index], listener);
+                    close_all(vec![old]);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
         let mut old = Vec::with_capacity(plan.close.len());
         // Highest index first, so the lower indices stay valid.
         for &index in plan.close.iter().rev() {
-            old.push(inner.shards.remove(index).listener);
+            old.push(inner.shards.remove(index));
         }
         let closed = old.len();
         close_all(old);
-        Ok(closed)
+        match failed {
+            Some(e) => Err(MonitorError::Control(e)),
+            None => Ok(closed),
+        }
     }
 
-    /// Merges streams that are not full into as few streams as their users need, when that
-    /// saves a connection. The new streams start before the old ones close. Returns how many
-    /// streams were closed.
+    /// Saves connections. First, through control, the least-full streams are emptied into
+    /// announced streams with room (up to [`MAX_USERS_PER_STREAM`] each): every user is
+    /// added to its new stream before the old stream closes. Then streams not announced
+    /// with fewer than [`FOLLOW_LIMIT`] users are merged by replacement (the new streams
+    /// start before the old ones close). Returns how many streams were closed.
+    ///
+    /// If a move fails part way, the users already added to other streams are taken off
+    /// them again, the stream they came from stays open, and the error is returned.
     pub fn consolidate(&self) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
-        let Some(plan) = plan_consolidation(&inner.follow_lists(), FOLLOW_LIMIT) else {
-            return Ok(0);
+        let mut closed = 0;
+
+        let lists = inner.follow_lists();
+        let announced: Vec<bool> = inner
+            .shards
+            .iter()
+            .map(|s| s.stream_id().is_some())
+            .collect();
+        let moves = plan_moves(&lists, &announced, MAX_USERS_PER_STREAM);
+        let mut emptied = Vec::new();
+        let mut failed = None;
+        for step in moves {
+            let mut done: Vec<(usize, &[u64])> = Vec::new();
+            for (target, users) in &step.to {
+                match inner.shards[*target].add_users(users) {
+                    Ok(()) => done.push((*target, users)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if failed.is_none() {
+                emptied.push(step.from);
+                continue;
+            }
+            // Undo, so each user stays on one stream: the source still has them all.
+            for (target, users) in done {
+                let _ = inner.shards[target].remove_users(users);
+            }
+            break;
+        }
+        emptied.sort_unstable();
+        let mut old = Vec::with_capacity(emptied.len());
+        for &index in emptied.iter().rev() {
+            old.push(inner.shards.remove(index));
+        }
+        closed += old.len();
+        close_all(old);
+        if let Some(e) = failed {
+            return Err(MonitorError::Control(e));
+        }
+
+        // What is left, among streams without a control stream: merge by replacement.
+        let candidates: Vec<usize> = (0..inner.shards.len())
+            .filter(|&i| inner.shards[i].stream_id().is_none())
+            .collect();
+        let lists = inner.follow_lists();
+        let candidate_lists: Vec<&[u64]> =
+            candidates.iter().map(|&i| lists[i].as_slice()).collect();
+        let Some(plan) = plan_consolidation(&candidate_lists, FOLLOW_LIMIT) else {
+            return Ok(closed);
         };
         let mut started = Vec::with_capacity(plan.with.len());
         for follow in plan.with {
             match inner.start(&follow) {
-                Ok(listener) => started.push(Shard { follow, listener }),
+                Ok(listener) => started.push(listener),
                 Err(e) => {
                     // Nothing changes: the old streams still cover everyone.
-                    close_all(started.into_iter().map(|s| s.listener).collect());
+                    close_all(started);
                     return Err(e);
                 }
             }
         }
-        let mut old = Vec::with_capacity(plan.replace.len());
+        let mut replaced: Vec<usize> = plan.replace.iter().map(|&i| candidates[i]).collect();
+        replaced.sort_unstable();
+        let mut old = Vec::with_capacity(replaced.len());
         // Highest index first, so the lower indices stay valid.
-        for &index in plan.replace.iter().rev() {
-            old.push(inner.shards.remove(index).listener);
+        for &index in replaced.iter().rev() {
+            old.push(inner.shards.remove(index));
         }
-        let closed = old.len();
+        closed += old.len();
         close_all(old);
         inner.shards.extend(started);
         Ok(closed)
     }
 
     /// Restarts every stream that is unhealthy or whose run ended with a failure (the
-    /// seed's periodic check, which never fired there). Returns how many were restarted.
+    /// seed's periodic check, which never fired there), and re-applies control changes to
+    /// connections that lost them in a reconnect. Returns how many streams were restarted.
     pub fn check(&self) -> Result<usize, MonitorError> {
-        lock(&self.inner).check()
+        let mut inner = lock(&self.inner);
+        let restarted = inner.check()?;
+        inner.sync_all();
+        Ok(restarted)
     }
 
     /// Runs [`check`](Self::check) on a background thread every `interval` (the seed's is
-    /// [`CHECK_INTERVAL`]), replacing any earlier schedule. Stopped by
+    /// [`CHECK_INTERVAL`]), replacing any earlier schedule; in between, re-applies control
+    /// changes as soon as a stream announces a new control stream. Stopped by
     /// [`stop_checking`](Self::stop_checking), [`disconnect`](Self::disconnect) or drop, at
     /// once.
     pub fn run_every(&self, interval: Duration) {
         self.stop_checking();
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        self.signal.notify(|s| s.stopped = false);
         let inner = self.inner.clone();
-        let thread_stop = stop.clone();
+        let signal = self.signal.clone();
         let thread = std::thread::spawn(move || {
-            let (stopped, wake) = &*thread_stop;
+            let mut next_check = Instant::now() + interval;
             loop {
-                let guard = lock(stopped);
-                let (guard, _) = wake
-                    .wait_timeout_while(guard, interval, |stopped| !*stopped)
+                let guard = lock(&signal.state);
+                let wait = next_check.saturating_duration_since(Instant::now());
+                let (mut guard, _) = signal
+                    .wake
+                    .wait_timeout_while(guard, wait, |s| !s.stopped && !s.announced)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if *guard {
+                if guard.stopped {
                     return;
                 }
+                let announced = std::mem::take(&mut guard.announced);
                 drop(guard);
-                // A stream that cannot be restarted now is tried again next time.
-                let _ = lock(&inner).check();
+                if Instant::now() >= next_check {
+                    next_check = Instant::now() + interval;
+                    // A stream that cannot be restarted now is tried again next time.
+                    let mut inner = lock(&inner);
+                    let _ = inner.check();
+                    inner.sync_all();
+                } else if announced {
+                    lock(&inner).sync_all();
+                }
             }
         });
-        *lock(&self.checker) = Some(Checker { stop, thread });
+        *lock(&self.checker) = Some(thread);
     }
 
     /// Stops the background checks started by [`run_every`](Self::run_every).
     pub fn stop_checking(&self) {
         let checker = lock(&self.checker).take();
-        if let Some(checker) = checker {
-            let (stopped, wake) = &*checker.stop;
-            *lock(stopped) = true;
-            wake.notify_all();
-            let _ = checker.thread.join();
+        if let Some(thread) = checker {
+            self.signal.notify(|s| s.stopped = true);
+            let _ = thread.join();
         }
     }
 
@@ -317,15 +481,14 @@ impl<D: Driver> Monitor<D> {
     pub fn disconnect(&self) {
         self.stop_checking();
         let shards = std::mem::take(&mut lock(&self.inner).shards);
-        close_all(shards.into_iter().map(|s| s.listener).collect());
+        close_all(shards);
     }
 
-    /// Every user covered, sorted.
+    /// Every user covered, sorted, each once.
     pub fn follows(&self) -> Vec<u64> {
         let inner = lock(&self.inner);
-        let mut all: Vec<u64> = inner.shards.iter().flat_map(|s| s.follow.clone()).collect();
-        all.sort_unstable();
-        all
+        let all: BTreeSet<u64> = inner.shards.iter().flat_map(|s| s.follows()).collect();
+        all.into_iter().collect()
     }
 
     /// Each stream's follow list and live status.
@@ -334,8 +497,8 @@ impl<D: Driver> Monitor<D> {
             .shards
             .iter()
             .map(|s| StreamInfo {
-                follow: s.follow.clone(),
-                status: s.listener.status(),
+                follow: s.follows(),
+                status: s.status(),
             })
             .collect()
     }
@@ -348,11 +511,12 @@ impl<D: Driver> Drop for Monitor<D> {
 }
 
 impl<D: Driver> Inner<D> {
-    fn follow_lists(&self) -> Vec<&[u64]> {
-        self.shards.iter().map(|s| s.follow.as_slice()).collect()
+    fn follow_lists(&self) -> Vec<Vec<u64>> {
+        self.shards.iter().map(ListenThread::follows).collect()
     }
 
-    /// Starts a stream following `follow`.
+    /// Starts a stream following `follow` (at most [`FOLLOW_LIMIT`] users: its `follow`
+    /// list), with the shared pacer and the announce hook that wakes the checker.
     fn start(&mut self, follow: &[u64]) -> Result<ListenThread<D>, MonitorError> {
         // A distinct, deterministic nonce seed per stream (golden-ratio increments).
         let seed = self
@@ -368,26 +532,44 @@ impl<D: Driver> Inner<D> {
             .map_err(MonitorError::Config)?;
         self.started += 1;
         let parser = (self.parsers)();
-        ListenThread::spawn(self.driver.clone(), SiteStream::new(config), parser)
-            .map_err(MonitorError::Spawn)
+        let mut listener = ListenThread::new(self.driver.clone(), SiteStream::new(config), parser);
+        listener.set_control_pacer(self.pacer.clone());
+        let signal = self.signal.clone();
+        listener.set_announce_hook(Arc::new(move |_id: &str| {
+            signal.notify(|s| s.announced = true);
+        }));
+        listener.start().map_err(MonitorError::Spawn)?;
+        Ok(listener)
     }
 
     fn check(&mut self) -> Result<usize, MonitorError> {
         let mut restarted = 0;
         for index in 0..self.shards.len() {
-            let status = self.shards[index].listener.status();
+            let status = self.shards[index].status();
             let failed = status.outcome.as_ref().is_some_and(|o| o.is_failure());
             if status.healthy && !failed {
                 continue;
             }
-            if self.shards[index].listener.restart().is_err() {
-                // The run lost its stream (the driver panicked): start afresh.
-                let follow = self.shards[index].follow.clone();
-                self.shards[index].listener = self.start(&follow)?;
+            if self.shards[index].restart().is_err() {
+                // The run lost its stream (the driver panicked): start afresh, with the
+                // users beyond a `follow` list added through control once it announces.
+                let follow = self.shards[index].follows();
+                let (first, rest) = follow.split_at(follow.len().min(FOLLOW_LIMIT));
+                let mut listener = self.start(first)?;
+                listener.follow_later(rest);
+                self.shards[index] = listener;
             }
             restarted += 1;
         }
         Ok(restarted)
+    }
+
+    /// Re-applies control changes to every stream whose connection has not seen them.
+    /// A stream that cannot take them now is tried again at the next check or announcement.
+    fn sync_all(&mut self) {
+        for shard in &mut self.shards {
+            let _ = shard.sync_follows();
+        }
     }
 }
 
@@ -496,6 +678,69 @@ fn plan_consolidation(current: &[&[u64]], limit: usize) -> Option<Consolidation>
     (with.len() < replace.len()).then_some(Consolidation { replace, with })
 }
 
+/// The lists as slices, for the planners.
+fn slices(lists: &[Vec<u64>]) -> Vec<&[u64]> {
+    lists.iter().map(Vec::as_slice).collect()
+}
+
+/// Emptying one stream into others through control: `to` lists each target and the users
+/// it takes; together they are all of the source's users.
+#[derive(Debug, PartialEq)]
+struct Move {
+    from: usize,
+    to: Vec<(usize, Vec<u64>)>,
+}
+
+/// Which streams to empty into which, through control, to save connections.
+///
+/// The least-full streams are emptied first, each only if the announced streams (the only
+/// ones that take users through control) have room for all its users together, up to
+/// `limit` each; the fullest targets are filled first, so few streams are left part full.
+/// A stream that takes users is never emptied later, and an emptied one never takes any.
+fn plan_moves(current: &[Vec<u64>], announced: &[bool], limit: usize) -> Vec<Move> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Role {
+        Free,
+        Target,
+        Emptied,
+    }
+    let n = current.len().min(announced.len());
+    let mut size: Vec<usize> = current.iter().take(n).map(Vec::len).collect();
+    let mut role = vec![Role::Free; n];
+    let mut sources: Vec<usize> = (0..n).collect();
+    sources.sort_by_key(|&i| (size[i], i));
+    let mut moves = Vec::new();
+    for source in sources {
+        if role[source] != Role::Free || size[source] == 0 {
+            continue;
+        }
+        let mut targets: Vec<usize> = (0..n)
+            .filter(|&t| t != source && announced[t] && role[t] != Role::Emptied && size[t] < limit)
+            .collect();
+        targets.sort_by_key(|&t| (std::cmp::Reverse(size[t]), t));
+        let room: usize = targets.iter().map(|&t| limit - size[t]).sum();
+        if room < size[source] {
+            continue;
+        }
+        let mut users = current[source].as_slice();
+        let mut to = Vec::new();
+        for target in targets {
+            if users.is_empty() {
+                break;
+            }
+            let take = (limit - size[target]).min(users.len());
+            let (taken, rest) = users.split_at(take);
+            to.push((target, taken.to_vec()));
+            size[target] += take;
+            role[target] = Role::Target;
+            users = rest;
+        }
+        size[source] = 0;
+        role[source] = Role::Emptied;
+        moves.push(Move { from: source, to });
+    }
+    moves
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,9 +941,136 @@ mod tests {
         }
     }
 
+    fn apply_moves(current: &[Vec<u64>], moves: &[Move]) -> Vec<Vec<u64>> {
+        let mut after: Vec<Option<Vec<u64>>> = current.iter().cloned().map(Some).collect();
+        for step in moves {
+            for (target, users) in &step.to {
+                let list = after[*target].as_mut().expect("a target is never emptied");
+                list.extend(users);
+                list.sort_unstable();
+            }
+            after[step.from] = None;
+        }
+        after.into_iter().flatten().collect()
+    }
+
+    #[test]
+    fn moves_empty_the_smallest_streams_into_the_fullest_announced_ones() {
+        let current = vec![
+            (1..=995).collect::<Vec<u64>>(),
+            (2001..=2990).collect(),
+            (3001..=3008).collect(),
+            (4001..=4050).collect(),
+        ];
+        let moves = plan_moves(&current, &[true, true, false, false], 1000);
+        assert_eq!(
+            moves,
+            vec![
+                // The 8 users fill the fullest target first, then the next.
+                Move {
+                    from: 2,
+                    to: vec![(0, (3001..=3005).collect()), (1, (3006..=3008).collect())]
+                },
+                // 50 more do not fit in the 7 places left.
+            ]
+        );
+        // Unannounced streams never take users; announced ones can be emptied.
+        let small = vec![vec![1, 2], vec![3], vec![4, 5, 6]];
+        let moves = plan_moves(&small, &[false, true, false], 1000);
+        assert_eq!(
+            moves,
+            vec![
+                Move {
+                    from: 0,
+                    to: vec![(1, vec![1, 2])]
+                },
+                Move {
+                    from: 2,
+                    to: vec![(1, vec![4, 5, 6])]
+                }
+            ]
+        );
+        assert!(plan_moves(&small, &[false, false, false], 1000).is_empty());
+        assert!(
+            plan_moves(&[vec![1]], &[true], 1000).is_empty(),
+            "nowhere to go"
+        );
+        assert!(plan_moves(&[], &[], 1000).is_empty());
+    }
+
+    #[test]
+    fn every_move_plan_keeps_coverage_and_limits_and_saves_streams() {
+        let mut seed = 7;
+        for round in 0..500 {
+            let limit = 1 + (lcg(&mut seed) % 20) as usize;
+            let mut next_id = 0u64;
+            let mut current = Vec::new();
+            let mut announced = Vec::new();
+            for _ in 0..lcg(&mut seed) % 8 {
+                let len = 1 + lcg(&mut seed) % limit as u64;
+                current.push((next_id..next_id + len).collect::<Vec<u64>>());
+                announced.push(lcg(&mut seed) % 3 != 0);
+                next_id += len;
+            }
+            let moves = plan_moves(&current, &announced, limit);
+            let after = apply_moves(&current, &moves);
+            assert_eq!(covered(&after), covered(&current), "round {round}: no loss");
+            assert_eq!(after.len(), current.len() - moves.len(), "round {round}");
+            assert!(after.iter().all(|l| !l.is_empty() && l.len() <= limit));
+            let mut sources = BTreeSet::new();
+            for step in &moves {
+                assert!(sources.insert(step.from), "round {round}: emptied once");
+                let mut moved: Vec<u64> = step.to.iter().flat_map(|(_, u)| u.clone()).collect();
+                moved.sort_unstable();
+                assert_eq!(
+                    moved, current[step.from],
+                    "round {round}: all its users move"
+                );
+                for (target, _) in &step.to {
+                    assert!(
+                        announced[*target],
+                        "round {round}: only announced streams take users"
+                    );
+                    assert!(
+                        !sources.contains(target),
+                        "round {round}: an emptied stream takes none"
+                    );
+                }
+            }
+            // Nothing more could be moved: no stream fits into the others' room.
+            let moved: BTreeSet<usize> = moves.iter().map(|m| m.from).collect();
+            let targets: BTreeSet<usize> = moves
+                .iter()
+                .flat_map(|m| m.to.iter().map(|t| t.0))
+                .collect();
+            let left: Vec<usize> = (0..current.len()).filter(|i| !moved.contains(i)).collect();
+            let size_after = |i: usize| {
+                current[i].len()
+                    + moves
+                        .iter()
+                        .flat_map(|m| &m.to)
+                        .filter(|(t, _)| *t == i)
+                        .map(|(_, u)| u.len())
+                        .sum::<usize>()
+            };
+            for &source in left.iter().filter(|i| !targets.contains(i)) {
+                let room: usize = left
+                    .iter()
+                    .filter(|&&t| t != source && announced[t])
+                    .map(|&t| limit - size_after(t))
+                    .sum();
+                assert!(
+                    room < current[source].len(),
+                    "round {round}: stream {source} could still have been emptied"
+                );
+            }
+        }
+    }
+
     // ----- the monitor itself, over a fake driver (no sockets) -----
 
     use crate::control::Control;
+    use sitebucket_proto::control::{ControlCall, ControlKind, ControlResponse};
     use sitebucket_proto::stream::{Action, Outcome};
     use sitebucket_proto::Credentials;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -707,16 +1079,67 @@ mod tests {
     /// Logs `start <first>-<last user>` when a run is spawned and `stop <first>-<last>` when
     /// it ends on a stop (before `join` returns); its first `refuse` runs fail at once
     /// (the core is told the connect was refused, and the template allows one attempt).
+    ///
+    /// With `announce`, each run gets a `200` and a control message with the stream id
+    /// `s<first user>x<run number>` (runs numbered from 0 in spawn order); control calls
+    /// are logged as `<kind> <stream id> <first>-<last user>` and succeed, except the one
+    /// `fail_in` counts down to (logged with a `failed ` prefix, answered with a 503).
     #[derive(Clone, Default)]
     struct FakeDriver {
         log: Arc<Mutex<Vec<String>>>,
         refuse: Arc<AtomicUsize>,
+        announce: bool,
+        runs: Arc<AtomicUsize>,
+        fail_in: Arc<Mutex<Option<usize>>>,
     }
 
     impl FakeDriver {
+        fn announcing() -> Self {
+            FakeDriver {
+                announce: true,
+                ..FakeDriver::default()
+            }
+        }
+
         fn log(&self) -> Vec<String> {
             lock(&self.log).clone()
         }
+
+        /// The control calls logged so far.
+        fn calls(&self) -> Vec<String> {
+            self.log()
+                .into_iter()
+                .filter(|e| !e.starts_with("start ") && !e.starts_with("stop "))
+                .collect()
+        }
+
+        /// Makes the `n`th control call from now (1-based) fail.
+        fn fail_call(&self, n: usize) {
+            *lock(&self.fail_in) = Some(n);
+        }
+    }
+
+    /// Feeds `stream` a connect, a `200` and a control message announcing `id`.
+    fn announce(stream: &mut SiteStream, id: &str) {
+        let now = Instant::now();
+        let settle = |stream: &mut SiteStream| loop {
+            if matches!(
+                stream.poll_action(now),
+                Action::Wait(_) | Action::Finished(_)
+            ) {
+                break;
+            }
+        };
+        settle(stream);
+        stream.handle_connected(now, 1);
+        settle(stream);
+        let message = format!("{{\"control\":{{\"control_uri\":\"/1.1/site/c/{id}\"}}}}\r\n");
+        let input = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{message}\r\n",
+            message.len()
+        );
+        stream.handle_input(now, input.as_bytes());
+        settle(stream);
     }
 
     impl Driver for FakeDriver {
@@ -727,15 +1150,16 @@ mod tests {
         fn spawn(
             &self,
             mut stream: SiteStream,
-            mut parser: Box<dyn Parser>,
+            parser: Box<dyn Parser>,
             control: Arc<Control>,
         ) -> io::Result<crate::RunHandle> {
             // Logged here, not in the run's thread, so the log follows the monitor's order.
             lock(&self.log).push(format!("start {}", span(&stream)));
+            let run = self.runs.fetch_add(1, Ordering::SeqCst);
             let (tx, rx) = std::sync::mpsc::channel();
             let driver = self.clone();
             let thread = std::thread::spawn(move || {
-                let outcome = driver.run(&mut stream, parser.as_mut(), &control);
+                let outcome = driver.serve(run, &mut stream, &control);
                 control.publish(&stream);
                 let _ = tx.send(crate::Finished {
                     stream,
@@ -752,6 +1176,48 @@ mod tests {
             _parser: &mut dyn Parser,
             control: &Arc<Control>,
         ) -> Outcome {
+            let run = self.runs.fetch_add(1, Ordering::SeqCst);
+            self.serve(run, stream, control)
+        }
+
+        fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
+            let request = call.request();
+            let kind = match request.kind() {
+                ControlKind::AddUsers => "add",
+                ControlKind::RemoveUsers => "remove",
+                ControlKind::Info => "info",
+                ControlKind::FriendsIds => "friends",
+            };
+            let id = call.stream_id().unwrap_or("-");
+            let mut entry = format!("{kind} {id}");
+            if let (Some(first), Some(last)) = (request.users().first(), request.users().last()) {
+                entry.push_str(&format!(" {first}-{last}"));
+            }
+            let fail = {
+                let mut fail_in = lock(&self.fail_in);
+                let due = *fail_in == Some(1);
+                *fail_in = fail_in.and_then(|n| n.checked_sub(1)).filter(|n| *n > 0);
+                due
+            };
+            if fail {
+                lock(&self.log).push(format!("failed {entry}"));
+                return Err(ControlError::Http {
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                    detail: String::new(),
+                });
+            }
+            lock(&self.log).push(entry);
+            Ok(match request.kind() {
+                ControlKind::Info => ControlResponse::Info(Default::default()),
+                ControlKind::FriendsIds => ControlResponse::Friends(Default::default()),
+                _ => ControlResponse::Done,
+            })
+        }
+    }
+
+    impl FakeDriver {
+        fn serve(&self, run: usize, stream: &mut SiteStream, control: &Arc<Control>) -> Outcome {
             let refuse = self
                 .refuse
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -770,6 +1236,11 @@ mod tests {
                         _ => {}
                     }
                 }
+            }
+            if self.announce {
+                let id = format!("s{}x{run}", stream.config().follow()[0]);
+                announce(stream, &id);
+                control.publish(stream);
             }
             let woken = Arc::new((Mutex::new(()), Condvar::new()));
             let hook = woken.clone();
@@ -800,6 +1271,7 @@ mod tests {
     ) -> Monitor<FakeDriver> {
         let credentials = Credentials::new("key", "secret", "token", "token secret");
         let template = Config::builder([1], credentials)
+            .url("http://127.0.0.1:1/1.1/site.json")
             .retry_limit(Some(1))
             .build()
             .expect("valid config");
@@ -915,5 +1387,287 @@ mod tests {
             "stop_checking waited"
         );
         monitor.disconnect();
+    }
+
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn all_announced(monitor: &Monitor<FakeDriver>) -> bool {
+        monitor
+            .streams()
+            .iter()
+            .all(|s| s.status.stream_id.is_some())
+    }
+
+    fn range(r: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+        r.collect()
+    }
+
+    #[test]
+    fn announced_streams_grow_through_control_and_take_in_the_streams_they_replace() {
+        let driver = FakeDriver::announcing();
+        let monitor = fake_monitor(&driver, 1..=150);
+        wait_until("both streams to announce", || all_announced(&monitor));
+
+        // 250 new users all go onto the first stream, through control, in requests of 100.
+        monitor.add_follows(&range(151..=400)).expect("add");
+        let mut first: Vec<u64> = range(1..=100);
+        first.extend(151..=400);
+        assert_eq!(lists(&monitor), vec![first, range(101..=150)]);
+
+        // The second stream's 50 users move onto the first; then it closes.
+        assert_eq!(monitor.consolidate().expect("consolidate"), 1);
+        assert_eq!(lists(&monitor), vec![range(1..=400)]);
+        assert_eq!(
+            monitor.consolidate().expect("consolidate"),
+            0,
+            "nothing left to merge"
+        );
+
+        // Removals through control too.
+        assert_eq!(monitor.remove_follows(&range(1..=300)).expect("remove"), 0);
+        assert_eq!(lists(&monitor), vec![range(301..=400)]);
+
+        // Past 1,000 users per stream, the rest open new streams of 100.
+        monitor.add_follows(&range(401..=1500)).expect("add");
+        assert_eq!(
+            lists(&monitor),
+            vec![range(301..=1300), range(1301..=1400), range(1401..=1500)]
+        );
+        assert_eq!(monitor.follows(), range(301..=1500));
+        monitor.disconnect();
+        let mut log = driver.log();
+        let adds_to_first: Vec<String> = (0..9)
+            .map(|k| format!("add s1x0 {}-{}", 401 + 100 * k, 500 + 100 * k))
+            .collect();
+        let mut expected: Vec<String> = [
+            "start 1-100",
+            "start 101-150",
+            "add s1x0 151-250",
+            "add s1x0 251-350",
+            "add s1x0 351-400",
+            // The move: added to its new stream, then the old one closes.
+            "add s1x0 101-150",
+            "stop 101-150",
+            "remove s1x0 1-100",
+            "remove s1x0 101-200",
+            "remove s1x0 201-300",
+        ]
+        .map(String::from)
+        .to_vec();
+        expected.extend(adds_to_first);
+        expected.extend(["start 1301-1400", "start 1401-1500"].map(String::from));
+        // The three streams stop together at the end, in any order.
+        let stops = log.split_off(expected.len());
+        assert_eq!(log, expected);
+        let mut stops = stops;
+        stops.sort();
+        assert_eq!(stops, ["stop 1-100", "stop 1301-1400", "stop 1401-1500"]);
+    }
+
+    #[test]
+    fn a_failed_control_request_falls_back_to_replacement() {
+        let driver = FakeDriver::announcing();
+        let monitor = fake_monitor(&driver, 1..=50);
+        wait_until("the stream to announce", || all_announced(&monitor));
+        driver.fail_call(1);
+        monitor.add_follows(&range(51..=60)).expect("add");
+        assert_eq!(lists(&monitor), vec![range(1..=60)]);
+        wait_until("the replacement to announce", || {
+            monitor.streams()[0].status.stream_id.as_deref() == Some("s1x1")
+        });
+        // Removing through control fails too: the shorter list fits a follow list.
+        driver.fail_call(1);
+        assert_eq!(monitor.remove_follows(&[60]).expect("remove"), 0);
+        assert_eq!(lists(&monitor), vec![range(1..=59)]);
+        monitor.disconnect();
+        assert_eq!(
+            driver.log(),
+            [
+                "start 1-50",
+                "failed add s1x0 51-60",
+                "start 1-60",
+                "stop 1-50",
+                "failed remove s1x1 60-60",
+                "start 1-59",
+                "stop 1-60",
+                "stop 1-59",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_move_that_fails_part_way_is_undone() {
+        let driver = FakeDriver::announcing();
+        let monitor = fake_monitor(&driver, 1..=205);
+        wait_until("the streams to announce", || all_announced(&monitor));
+        // Streams of 997, 997 and 5 users.
+        monitor.add_follows(&range(1001..=1897)).expect("add");
+        monitor.add_follows(&range(2001..=2897)).expect("add");
+        monitor.add_follows(&range(3001..=3003)).expect("add");
+        assert_eq!(monitor.remove_follows(&range(1..=3)).expect("remove"), 0);
+        let sizes: Vec<usize> = lists(&monitor).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [997, 997, 5]);
+        let before = lists(&monitor);
+        let calls_before = driver.calls().len();
+
+        // The five users would go 3 + 2; the second add fails.
+        driver.fail_call(2);
+        let error = monitor.consolidate().expect_err("the move fails");
+        assert!(
+            error.to_string().contains("HTTP 503"),
+            "the error says what failed: {error}"
+        );
+        assert_eq!(lists(&monitor), before, "every user where it was");
+        assert_eq!(
+            driver.calls()[calls_before..],
+            [
+                "add s1x0 201-203",
+                "failed add s101x1 204-205",
+                "remove s1x0 201-203",
+            ]
+        );
+        // Once the server works again, the move goes through.
+        assert_eq!(monitor.consolidate().expect("consolidate"), 1);
+        assert_eq!(lists(&monitor).len(), 2);
+        assert_eq!(monitor.follows().len(), 997 + 997 + 5);
+        monitor.disconnect();
+    }
+
+    #[test]
+    fn check_reapplies_control_changes_after_a_restart() {
+        let driver = FakeDriver::announcing();
+        let monitor = fake_monitor(&driver, 1..=10);
+        wait_until("the stream to announce", || all_announced(&monitor));
+        monitor.add_follows(&[11, 12]).expect("add");
+        assert_eq!(monitor.remove_follows(&[1]).expect("remove"), 0);
+        assert_eq!(monitor.check().expect("check"), 0);
+        {
+            // A new run of the same stream (as after a reconnect) announces a new id.
+            let mut inner = lock(&monitor.inner);
+            inner.shards[0].restart().expect("restart");
+        }
+        wait_until("the new run to announce", || {
+            monitor.streams()[0].status.stream_id.as_deref() == Some("s1x1")
+        });
+        assert_eq!(monitor.check().expect("check"), 0);
+        assert_eq!(monitor.check().expect("check"), 0);
+        monitor.disconnect();
+        assert_eq!(
+            driver.calls(),
+            [
+                "add s1x0 11-12",
+                "remove s1x0 1-1",
+                // The restarted run follows 1..=10 again: 11 and 12 back on, 1 off.
+                "add s1x1 11-12",
+                "remove s1x1 1-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_background_checker_reapplies_changes_as_soon_as_a_stream_reannounces() {
+        let driver = FakeDriver::announcing();
+        let monitor = fake_monitor(&driver, 1..=10);
+        wait_until("the stream to announce", || all_announced(&monitor));
+        monitor.add_follows(&[11]).expect("add");
+        monitor.run_every(Duration::from_secs(3600));
+        {
+            let mut inner = lock(&monitor.inner);
+            inner.shards[0].restart().expect("restart");
+        }
+        wait_until("the change on the new run", || {
+            driver.calls().iter().any(|c| c == "add s1x1 11-11")
+        });
+        monitor.disconnect();
+    }
+
+    #[test]
+    fn a_handle_tracks_what_it_follows_through_control() {
+        let driver = FakeDriver::announcing();
+        let config = Config::builder([1, 2], Credentials::new("k", "s", "t", "ts"))
+            .url("http://127.0.0.1:1/1.1/site.json")
+            .build()
+            .expect("valid config");
+        let mut handle = ListenThread::new(driver.clone(), SiteStream::new(config), |_: Bytes| {});
+        assert_eq!(handle.add_users(&[3]), Err(ControlError::NotAnnounced));
+        assert_eq!(handle.info(), Err(ControlError::NotAnnounced));
+        handle.start().expect("start");
+        wait_until("the announcement", || handle.stream_id().is_some());
+        assert_eq!(handle.stream_id().as_deref(), Some("s1x0"));
+
+        let too_many: Vec<u64> = (2..=1001).collect();
+        assert_eq!(
+            handle.add_users(&too_many),
+            Err(ControlError::OverStreamLimit { would_follow: 1001 }),
+            "1 and 2 plus 999 new users"
+        );
+        assert!(driver.calls().is_empty(), "nothing sent over the limit");
+        handle.add_users(&[2, 3, 3, 4]).expect("add");
+        handle.remove_users(&[1, 99]).expect("remove");
+        assert_eq!(handle.follows(), [2, 3, 4]);
+        handle.info().expect("info");
+        handle.friends_ids(2, -1).expect("friends");
+        assert_eq!(
+            handle.sync_follows(),
+            Ok(false),
+            "this connection has every change"
+        );
+
+        handle.restart().expect("restart");
+        wait_until("the new announcement", || {
+            handle.stream_id().as_deref() == Some("s1x1")
+        });
+        assert_eq!(handle.sync_follows(), Ok(true));
+        assert_eq!(handle.sync_follows(), Ok(false));
+        assert_eq!(handle.follows(), [2, 3, 4]);
+        // Adding back a removed user of the follow list undoes the removal.
+        handle.add_users(&[1]).expect("add");
+        assert_eq!(handle.follows(), [1, 2, 3, 4]);
+        handle.close();
+        handle.join();
+        assert_eq!(handle.add_users(&[5]), Err(ControlError::NotAnnounced));
+        assert_eq!(
+            driver.calls(),
+            [
+                "add s1x0 3-4",
+                "remove s1x0 1-1",
+                "info s1x0",
+                "friends s1x0 2-2",
+                "add s1x1 3-4",
+                "remove s1x1 1-1",
+                "add s1x1 1-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_driver_without_control_support_says_so() {
+        #[derive(Clone)]
+        struct Bare;
+        impl Driver for Bare {
+            fn name(&self) -> &'static str {
+                "bare"
+            }
+            fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<Control>) -> Outcome {
+                Outcome::Stopped
+            }
+        }
+        let config = Config::builder([1], Credentials::new("k", "s", "t", "ts"))
+            .build()
+            .expect("valid config");
+        let call =
+            ControlCall::for_stream(&config, Some("x"), sitebucket_proto::ControlRequest::info());
+        let error = Bare.control(call).expect_err("unsupported");
+        assert_eq!(error, ControlError::Unsupported { driver: "bare" });
+        assert_eq!(
+            error.to_string(),
+            "the bare driver does not carry out control requests"
+        );
     }
 }

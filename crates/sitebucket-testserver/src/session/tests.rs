@@ -1034,3 +1034,173 @@ fn flaky_plays_each_failure_in_turn() {
         ]
     );
 }
+
+// ----- control streams -----
+
+/// A signed control request from an independent signer.
+fn control_request(method: &str, path: &str, form: &[(&str, &str)]) -> Vec<u8> {
+    let url = format!("http://{HOST}{path}");
+    let (auth, _) = sign(method, &url, form, &creds(), "nonce-control", "1318622958");
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", testutil::pct(k), testutil::pct(v)))
+        .collect();
+    let body = body.join("&");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: {auth}\r\n");
+    if method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    request.into_bytes()
+}
+
+/// Runs one control request through a fresh session; returns the status and body.
+fn control_call(
+    streams: &ControlStreams,
+    index: usize,
+    request: &[u8],
+) -> (u16, String, AttemptRecord) {
+    let t0 = Instant::now();
+    let mut session = Session::new(AttemptPlan::ok(vec![Step::KeepAlive]), &creds(), index, t0)
+        .with_control(streams.clone());
+    session.handle_input(t0, request);
+    let played = play(&mut session, t0, usize::MAX);
+    assert_eq!(
+        played.ended, "close",
+        "a control answer closes the connection"
+    );
+    let decoded = decode(&played.bytes);
+    (
+        decoded.status,
+        String::from_utf8(decoded.body).expect("UTF-8 body"),
+        session.record().clone(),
+    )
+}
+
+#[test]
+fn a_stream_announces_its_own_control_stream_and_requests_change_it() {
+    let streams = ControlStreams::new();
+    let t0 = Instant::now();
+    let plan = AttemptPlan::ok(vec![Step::Control, Step::KeepAlive]).with_end(End::Stall);
+    let mut stream = Session::new(plan, &creds(), 4, t0).with_control(streams.clone());
+    stream.handle_input(
+        t0,
+        &site_request(
+            &creds(),
+            false,
+            HOST,
+            &[("follow", "12,13"), ("with", "user")],
+            &[],
+        ),
+    );
+    let played = play(&mut stream, t0, usize::MAX);
+    assert_eq!(played.ended, "idle");
+    let (items, _) = split_crlf(&decode(&played.bytes).body);
+    // As Twitter wrote it: `{"control":{"control_uri":"\/1.1\/site\/c\/sb_4"}}`.
+    assert_eq!(
+        items[0],
+        Item::Message(br#"{"control":{"control_uri":"\/1.1\/site\/c\/sb_4"}}"#.to_vec())
+    );
+    assert_eq!(stream.record().announced.as_deref(), Some("sb_4"));
+    assert_eq!(streams.get("sb_4").map(|s| s.follow), Some(vec![12, 13]));
+
+    let add = control_request(
+        "POST",
+        "/1.1/site/c/sb_4/add_user.json",
+        &[("user_id", "14,15")],
+    );
+    let (status, body, record) = control_call(&streams, 5, &add);
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert!(
+        record.signature_ok,
+        "the form body is part of the signature"
+    );
+    assert_eq!(record.form_param("user_id"), Some("14,15"));
+    assert_eq!(record.status, Some(200));
+    assert_eq!(
+        streams.get("sb_4").map(|s| s.follow),
+        Some(vec![12, 13, 14, 15])
+    );
+
+    let info = control_request("GET", "/1.1/site/c/sb_4/info.json", &[]);
+    let (status, body, _) = control_call(&streams, 6, &info);
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["info"]["users"].as_array().map(Vec::len), Some(4));
+
+    // A forged signature is refused before the registry is touched.
+    let mut forged = add.clone();
+    let at = forged.len() - 1;
+    forged[at] = b'9';
+    let (status, _, record) = control_call(&streams, 7, &forged);
+    assert_eq!(status, 401);
+    assert!(!record.signature_ok);
+    assert_eq!(streams.get("sb_4").map(|s| s.follow.len()), Some(4));
+
+    // Once the stream's connection ends, its id is unknown.
+    stream.handle_eof(t0);
+    assert!(streams.get("sb_4").is_none());
+    let (status, body, _) = control_call(&streams, 8, &info);
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown stream"), "{body}");
+}
+
+#[test]
+fn a_dropped_or_failed_stream_leaves_no_control_stream() {
+    let streams = ControlStreams::new();
+    let t0 = Instant::now();
+    let request = site_request(&creds(), false, HOST, &[("follow", "1")], &[]);
+    {
+        let plan = AttemptPlan::ok(vec![Step::Control]).with_end(End::Stall);
+        let mut session = Session::new(plan, &creds(), 0, t0).with_control(streams.clone());
+        session.handle_input(t0, &request);
+        let _ = play(&mut session, t0, usize::MAX);
+        assert_eq!(streams.streams().len(), 1);
+    }
+    assert!(
+        streams.streams().is_empty(),
+        "dropping the session retires it"
+    );
+
+    // A plan that closes by itself retires it too; an error status never registers one.
+    let plan = AttemptPlan::ok(vec![Step::Control]);
+    let mut session = Session::new(plan, &creds(), 1, t0).with_control(streams.clone());
+    session.handle_input(t0, &request);
+    assert_eq!(play(&mut session, t0, usize::MAX).ended, "close");
+    assert!(streams.streams().is_empty());
+    let plan = AttemptPlan::status(503, "Service Unavailable").with_steps(vec![Step::Control]);
+    let mut session = Session::new(plan, &creds(), 2, t0).with_control(streams.clone());
+    session.handle_input(t0, &request);
+    let _ = play(&mut session, t0, usize::MAX);
+    assert_eq!(session.record().announced, None);
+    assert!(streams.streams().is_empty());
+}
+
+#[test]
+fn without_a_registry_control_paths_play_the_plan() {
+    let t0 = Instant::now();
+    let plan = AttemptPlan::ok(vec![Step::Control, Step::Message(b"{}".to_vec())]);
+    let mut session = Session::new(plan, &creds(), 9, t0);
+    session.handle_input(
+        t0,
+        &control_request(
+            "POST",
+            "/1.1/site/c/sb_4/add_user.json",
+            &[("user_id", "1")],
+        ),
+    );
+    let played = play(&mut session, t0, usize::MAX);
+    let (items, _) = split_crlf(&decode(&played.bytes).body);
+    assert_eq!(
+        items,
+        [
+            Item::Message(corpus::control("sb_9")),
+            Item::Message(b"{}".to_vec())
+        ]
+    );
+}

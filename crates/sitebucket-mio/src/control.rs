@@ -1,0 +1,208 @@
+//! Control calls on a mio socket of their own, polled in the calling thread.
+//!
+//! A control call is one short request made by a handle that waits for its answer, so it
+//! runs on a private `Poll` in the caller's thread rather than on the shared loop: the
+//! loop's streams are never delayed by its name lookup, and the call never shares their
+//! sockets.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use std::vec;
+
+use bytes::{Buf, Bytes};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, ControlResponse};
+
+use crate::conn::{resolve, unix_secs};
+
+const CALL: Token = Token(0);
+
+enum Socket {
+    None,
+    /// A non-blocking connect in progress, and the addresses left to try.
+    Connecting {
+        tcp: TcpStream,
+        rest: vec::IntoIter<SocketAddr>,
+    },
+    Open(TcpStream),
+}
+
+/// Carries out `call` on a new non-blocking socket, polled by a private mio `Poll` in the
+/// calling thread until the call finishes (its deadline bounds the wait). It makes no
+/// protocol decision; the call says what to do.
+///
+/// This is what [`MioDriver`](crate::MioDriver) runs for
+/// [`ListenThread::add_users`](sitebucket_thread::ListenThread::add_users) and its siblings.
+pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlError> {
+    let mut poll = Poll::new().map_err(|e| {
+        ControlError::InvalidConfig(format!("cannot create a mio poller for the call: {e}"))
+    })?;
+    let mut events = Events::with_capacity(8);
+    let mut socket = Socket::None;
+    let mut out: VecDeque<Bytes> = VecDeque::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let now = Instant::now();
+        match call.poll_action(now) {
+            ControlAction::Connect { host, port, .. } => match resolve(&host, port) {
+                Ok(addrs) => {
+                    socket = start_connect(&poll, addrs.into_iter(), &mut call);
+                }
+                Err(e) => call.handle_connect_failed(now, e.kind()),
+            },
+            ControlAction::Transmit(bytes) => {
+                out.push_back(bytes);
+                if flush(&mut socket, &mut out).is_err() {
+                    call.handle_eof(now);
+                }
+            }
+            ControlAction::Close => {
+                close(&poll, &mut socket);
+                out.clear();
+            }
+            ControlAction::Wait(deadline) => {
+                // Round up so a sub-millisecond wait does not spin.
+                let timeout = deadline
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1));
+                match poll.poll(&mut events, Some(timeout)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        call.cancel();
+                        continue;
+                    }
+                }
+                if events.is_empty() {
+                    call.handle_timeout(Instant::now());
+                    continue;
+                }
+                if matches!(socket, Socket::Connecting { .. }) {
+                    socket = finish_connect(&poll, socket, &mut call);
+                    continue;
+                }
+                if flush(&mut socket, &mut out).is_err() {
+                    call.handle_eof(Instant::now());
+                    continue;
+                }
+                read_available(&mut socket, &mut buf, &mut call);
+            }
+            ControlAction::Finished(result) => {
+                close(&poll, &mut socket);
+                return result;
+            }
+        }
+    }
+}
+
+/// Starts a non-blocking connect to the first address that takes one.
+fn start_connect(
+    poll: &Poll,
+    mut rest: vec::IntoIter<SocketAddr>,
+    call: &mut ControlCall,
+) -> Socket {
+    let mut last = io::ErrorKind::AddrNotAvailable;
+    while let Some(addr) = rest.next() {
+        let started = TcpStream::connect(addr).and_then(|mut tcp| {
+            poll.registry()
+                .register(&mut tcp, CALL, Interest::READABLE | Interest::WRITABLE)?;
+            Ok(tcp)
+        });
+        match started {
+            Ok(tcp) => return Socket::Connecting { tcp, rest },
+            Err(e) => last = e.kind(),
+        }
+    }
+    call.handle_connect_failed(Instant::now(), last);
+    Socket::None
+}
+
+/// Per mio's docs: after an event, `take_error()`, then `peer_addr()` tells whether the
+/// connect succeeded, failed, or is still in progress (a spurious event).
+fn finish_connect(poll: &Poll, socket: Socket, call: &mut ControlCall) -> Socket {
+    let Socket::Connecting { mut tcp, rest } = socket else {
+        return socket;
+    };
+    let result = match tcp.take_error() {
+        Ok(Some(e)) | Err(e) => Err(e),
+        Ok(None) => match tcp.peer_addr() {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                return Socket::Connecting { tcp, rest };
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => {
+            let _ = tcp.set_nodelay(true);
+            call.handle_connected(Instant::now(), unix_secs());
+            Socket::Open(tcp)
+        }
+        Err(e) => {
+            let _ = poll.registry().deregister(&mut tcp);
+            if rest.len() == 0 {
+                call.handle_connect_failed(Instant::now(), e.kind());
+                Socket::None
+            } else {
+                start_connect(poll, rest, call)
+            }
+        }
+    }
+}
+
+/// Writes what the socket takes of `out`; an error means the connection is gone.
+fn flush(socket: &mut Socket, out: &mut VecDeque<Bytes>) -> io::Result<()> {
+    let Socket::Open(tcp) = socket else {
+        return Ok(());
+    };
+    while let Some(front) = out.front_mut() {
+        match tcp.write(front) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                front.advance(n);
+                if front.is_empty() {
+                    out.pop_front();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads until `WouldBlock` (readiness is edge-triggered), handing everything to the call.
+fn read_available(socket: &mut Socket, buf: &mut [u8], call: &mut ControlCall) {
+    while let Socket::Open(tcp) = socket {
+        match tcp.read(buf) {
+            Ok(0) => {
+                call.handle_eof(Instant::now());
+                return;
+            }
+            Ok(n) => call.handle_input(Instant::now(), &buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                call.handle_eof(Instant::now());
+                return;
+            }
+        }
+        if call.result().is_some() {
+            return;
+        }
+    }
+}
+
+fn close(poll: &Poll, socket: &mut Socket) {
+    match std::mem::replace(socket, Socket::None) {
+        Socket::None => {}
+        Socket::Connecting { mut tcp, .. } | Socket::Open(mut tcp) => {
+            let _ = poll.registry().deregister(&mut tcp);
+        }
+    }
+}
