@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sitebucket_proto::config::{DEFAULT_URL, FOLLOW_LIMIT};
+use sitebucket_proto::control::{
+    is_valid_stream_id, stream_id_from_uri, MAX_STREAM_ID_BYTES, MAX_USERS_PER_STREAM,
+};
 use sitebucket_testserver::BUILTIN_SCENARIOS;
 
 /// The longest duration any option accepts: a week. Longer values are certainly typos, and
@@ -35,6 +38,75 @@ pub enum Command {
     Listen(ListenArgs),
     /// Run the scripted test server on 127.0.0.1 until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Change or inspect a live stream through its control stream, without reconnecting it.
+    ///
+    /// The stream id is the one its control message announced
+    /// ({"control":{"control_uri":"/1.1/site/c/ID"}}, printed by `listen`). Exit status:
+    /// 0 done, 1 the request failed (the error says why), 2 usage error (nothing sent).
+    Control(ControlArgs),
+}
+
+/// Options of `sitebucket control`.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ControlCommand,
+}
+
+/// The `control` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ControlCommand {
+    /// Add users to the live stream (POST …/add_user.json, 100 users per request).
+    Add(ControlUsersArgs),
+    /// Remove users from the live stream (POST …/remove_user.json, 100 per request).
+    Remove(ControlUsersArgs),
+    /// Print whom the live stream follows, and its options, as one line of JSON
+    /// (GET …/info.json).
+    Info(ControlTarget),
+}
+
+/// Which live stream a control request goes to, and how.
+#[derive(Debug, Args)]
+pub struct ControlTarget {
+    /// The stream's endpoint (the control path sits beside it: /1.1/site.json →
+    /// /1.1/site/c/ID/...).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_URL)]
+    pub url: String,
+
+    /// The control stream id, or the whole control URI (/1.1/site/c/ID).
+    #[arg(long, value_name = "ID", required = true, value_parser = parse_stream_id)]
+    pub stream_id: String,
+
+    /// Which driver carries out the request.
+    #[arg(long, value_enum, default_value_t = DriverName::Thread)]
+    pub driver: DriverName,
+
+    /// How long each request may take, connect to last byte.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Extra trusted root certificate(s) for TLS, PEM.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Options of `sitebucket control add` and `remove`.
+#[derive(Debug, Args)]
+pub struct ControlUsersArgs {
+    /// Where the request goes.
+    #[command(flatten)]
+    pub target: ControlTarget,
+
+    /// User ids, comma-separated: 1 to 1000 decimal ids (a stream follows at most 1000).
+    #[arg(
+        long,
+        value_name = "ID[,ID...]",
+        required = true,
+        allow_negative_numbers = true,
+        value_parser = parse_users
+    )]
+    pub users: FollowIds,
 }
 
 /// Options of `sitebucket listen`.
@@ -179,9 +251,39 @@ pub struct FollowIds(pub Vec<u64>);
 
 /// Parses `--follow`: 1 to [`FOLLOW_LIMIT`] comma-separated decimal `u64` ids, none of them 0.
 pub fn parse_follow(text: &str) -> Result<FollowIds, String> {
+    parse_ids(text, FOLLOW_LIMIT)
+}
+
+/// Parses `control --users`: 1 to [`MAX_USERS_PER_STREAM`] ids, like `--follow`.
+pub fn parse_users(text: &str) -> Result<FollowIds, String> {
+    parse_ids(text, MAX_USERS_PER_STREAM)
+}
+
+/// Parses `control --stream-id`: an id, or a control URI (`/1.1/site/c/ID`, also a whole
+/// URL) whose id is taken.
+pub fn parse_stream_id(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let id = if text.contains('/') {
+        stream_id_from_uri(text).ok_or_else(|| {
+            format!("{text:?} is not a control URI; expected an id or /1.1/site/c/ID")
+        })?
+    } else {
+        text
+    };
+    if !is_valid_stream_id(id) {
+        return Err(format!(
+            "{id:?} is not a stream id; ids are 1 to {MAX_STREAM_ID_BYTES} letters, digits, \
+             '_', '-', '.' or '~'"
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+/// Parses 1 to `limit` comma-separated decimal `u64` ids, none of them 0.
+fn parse_ids(text: &str, limit: usize) -> Result<FollowIds, String> {
     if text.trim().is_empty() {
         return Err(format!(
-            "the list is empty; give 1 to {FOLLOW_LIMIT} user ids, comma-separated"
+            "the list is empty; give 1 to {limit} user ids, comma-separated"
         ));
     }
     let mut ids = Vec::new();
@@ -211,9 +313,9 @@ pub fn parse_follow(text: &str) -> Result<FollowIds, String> {
         }
         ids.push(id);
     }
-    if ids.len() > FOLLOW_LIMIT {
+    if ids.len() > limit {
         return Err(format!(
-            "{} user ids given; at most {FOLLOW_LIMIT} are allowed",
+            "{} user ids given; at most {limit} are allowed",
             ids.len()
         ));
     }

@@ -467,7 +467,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Listen(args) => args,
-            Command::Serve(_) => panic!("listen expected"),
+            _ => panic!("listen expected"),
         }
     }
 

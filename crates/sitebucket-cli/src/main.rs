@@ -2,12 +2,14 @@
 //!
 //! `sitebucket listen --follow ID[,ID...]` connects to a Site Streams endpoint and prints
 //! its messages, one per line, on stdout; log lines go to stderr. `sitebucket serve` runs
-//! the scripted test server on 127.0.0.1. The contract (options, the request, output, exit
+//! the scripted test server on 127.0.0.1. `sitebucket control add|remove|info` changes or
+//! inspects a live stream through its control stream. The contract (options, the request, output, exit
 //! statuses, reconnect rules) is `CLI.md`; `sitebucket --help` summarises it.
 //!
 //! Exit status: 0 stopped on request, 1 gave up, 2 usage error.
 
 mod args;
+mod control;
 mod listen;
 mod serve;
 
@@ -33,5 +35,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Listen(args) => listen::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Control(args) => control::run(args),
     }
 }
