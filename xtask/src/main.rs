@@ -8,9 +8,12 @@ fn main() {
         Some("ci") => ci(),
         Some("bench") => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("demo") => demo(),
+        Some("fuzz") => fuzz(std::env::args().skip(2).collect()),
         Some("sim") => sim(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | demo | sim --seeds N [--start S] [--hours H]>");
+            eprintln!(
+                "usage: cargo xtask <ci | demo | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H]>"
+            );
             exit(2);
         }
     };
@@ -58,6 +61,164 @@ fn ci() -> Result<(), String> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run(test)
+}
+
+/// `cargo xtask fuzz [--secs N] [--target T]...`: runs every fuzz target (or the named ones)
+/// for N seconds each (default 60) with `cargo +nightly fuzz run`, starting from the committed
+/// seeds, and prints each target's executions and coverage (`cov`/`ft`) from libFuzzer's last
+/// stats line. Installs the nightly toolchain and cargo-fuzz when they are missing. Corpora
+/// grow in `fuzz/corpus/<target>/`, full logs go to `fuzz/logs/<target>.log`, crashes to
+/// `fuzz/artifacts/<target>/`.
+fn fuzz(args: Vec<String>) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    const TARGETS: [&str; 5] = ["framer", "chunked", "response_head", "gzip_body", "stream"];
+    let mut secs: u64 = 60;
+    let mut targets: Vec<String> = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--secs" => {
+                let value = args.next().ok_or("--secs needs a number")?;
+                secs = value
+                    .parse()
+                    .map_err(|_| format!("--secs {value:?}: not a number"))?;
+            }
+            "--target" => {
+                let value = args.next().ok_or("--target needs a name")?;
+                if !TARGETS.contains(&value.as_str()) {
+                    return Err(format!("unknown target {value:?}; targets: {TARGETS:?}"));
+                }
+                targets.push(value);
+            }
+            other => return Err(format!("fuzz: unknown argument {other:?}")),
+        }
+    }
+    if targets.is_empty() {
+        targets = TARGETS.iter().map(|t| t.to_string()).collect();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("xtask has no parent directory")?
+        .to_path_buf();
+    // `+nightly` is understood by rustup's `cargo` proxy, so call `cargo` from PATH, without
+    // the variables this (stable) cargo set for us; the fuzz build lives in fuzz/target.
+    let rustup_cargo = || {
+        let mut command = Command::new("cargo");
+        command.current_dir(&root);
+        for var in [
+            "CARGO",
+            "CARGO_TARGET_DIR",
+            "RUSTC",
+            "RUSTDOC",
+            "RUSTUP_TOOLCHAIN",
+        ] {
+            command.env_remove(var);
+        }
+        command
+    };
+    let quiet = |mut command: Command| {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        command.status().is_ok_and(|s| s.success())
+    };
+    let mut probe = rustup_cargo();
+    probe.args(["+nightly", "--version"]);
+    if !quiet(probe) {
+        let mut install = Command::new("rustup");
+        install.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+        run(install)?;
+    }
+    let mut probe = rustup_cargo();
+    probe.args(["fuzz", "--version"]);
+    if !quiet(probe) {
+        let mut install = rustup_cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run(install)?;
+    }
+    std::fs::create_dir_all(root.join("fuzz/logs")).map_err(|e| format!("fuzz/logs: {e}"))?;
+    let mut summary = Vec::new();
+    let mut failed = Vec::new();
+    for target in &targets {
+        let seeds = root.join("fuzz/seeds").join(target);
+        let corpus = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        let entries = std::fs::read_dir(&seeds).map_err(|e| format!("{}: {e}", seeds.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, corpus.join(name)).map_err(|e| format!("{path:?}: {e}"))?;
+            }
+        }
+        println!("fuzzing {target} for {secs} s ...");
+        let mut command = rustup_cargo();
+        command
+            .args(["+nightly", "fuzz", "run", target])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={secs}"))
+            .args(["-timeout=60", "-print_final_stats=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|e| format!("cargo fuzz: {e}"))?;
+        // libFuzzer reports on stderr; keep cargo's stdout too, in the same log.
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let forward = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        let log_path = root.join("fuzz/logs").join(format!("{target}.log"));
+        let mut log = std::fs::File::create(&log_path).map_err(|e| format!("{log_path:?}: {e}"))?;
+        let (mut execs, mut cov, mut ft) =
+            (String::from("?"), String::from("?"), String::from("?"));
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |key: &str| {
+                let at = words.iter().position(|w| *w == key)?;
+                words.get(at + 1).map(|v| v.to_string())
+            };
+            if line.starts_with('#') && line.contains("cov:") {
+                if let Some(n) = words.first() {
+                    execs = n.trim_start_matches('#').to_string();
+                }
+                cov = after("cov:").unwrap_or(cov);
+                ft = after("ft:").unwrap_or(ft);
+            }
+            if let Some(n) = line.strip_prefix("stat::number_of_executed_units: ") {
+                execs = n.trim().to_string();
+            }
+            if line.contains("ERROR: libFuzzer") || line.contains("panicked at") {
+                eprintln!("{target}: {line}");
+            }
+        }
+        for line in forward.join().unwrap_or_default() {
+            let _ = writeln!(log, "{line}");
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        let verdict = if status.success() { "ok" } else { "FAILED" };
+        if !status.success() {
+            failed.push(format!("{target} (see {})", log_path.display()));
+        }
+        println!("{target}: execs {execs}, cov {cov}, ft {ft}: {verdict}");
+        summary.push(format!(
+            "{target:<14} {execs:>12} {cov:>8} {ft:>8}  {verdict}"
+        ));
+    }
+    println!(
+        "\n{:<14} {:>12} {:>8} {:>8}",
+        "target", "execs", "cov", "ft"
+    );
+    for line in &summary {
+        println!("{line}");
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("fuzz targets failed: {}", failed.join(", ")))
+    }
 }
 
 /// `sim --seeds N [--start S] [--hours H]`: the deterministic simulation's seed sweep over

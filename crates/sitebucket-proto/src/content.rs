@@ -235,7 +235,8 @@ impl ContentDecoder {
     /// `0` means more input is needed (or the stream is finished, see
     /// [`is_finished`](Self::is_finished)); a caller that got `max_out` bytes should call again
     /// after draining `out`, as more may be ready. After an error, every later call returns the
-    /// same error.
+    /// same error; bytes decoded in the failing call before the error (at most `max_out`) stay
+    /// appended to `out`.
     pub fn decode_into(
         &mut self,
         out: &mut BytesMut,

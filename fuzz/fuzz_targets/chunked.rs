@@ -1,0 +1,8 @@
+//! `chunked`: see `sitebucket_fuzz::chunked` (crates/sitebucket-proto/tests/support/fuzz_logic.rs).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    sitebucket_fuzz::chunked(data);
+});
