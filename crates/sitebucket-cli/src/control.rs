@@ -19,7 +19,7 @@ use sitebucket_proto::Credentials;
 use sitebucket_thread::{os_entropy, Driver};
 
 use crate::args::{ControlArgs, ControlCommand, ControlTarget, DriverName};
-use crate::listen::CREDENTIAL_VARS;
+use crate::listen::credentials_from_env;
 
 /// Runs `sitebucket control` and returns the process's exit status.
 pub fn run(args: ControlArgs) -> ExitCode {
@@ -86,26 +86,7 @@ fn prepare(
 ) -> Result<(Endpoint, Credentials, Vec<u8>), String> {
     let endpoint =
         Endpoint::parse(&target.url).map_err(|e| format!("invalid --url {:?}: {e}", target.url))?;
-    let mut values = Vec::with_capacity(CREDENTIAL_VARS.len());
-    let mut missing = Vec::new();
-    for name in CREDENTIAL_VARS {
-        match env(name).map(OsString::into_string) {
-            Some(Ok(value)) if !value.is_empty() => values.push(value),
-            Some(Ok(_)) | None => missing.push(name),
-            Some(Err(_)) => return Err(format!("environment variable {name} is not valid UTF-8")),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(format!(
-            "missing credential: environment variable(s) {} not set (credentials come from {})",
-            missing.join(", "),
-            CREDENTIAL_VARS.join(", ")
-        ));
-    }
-    let [consumer_key, consumer_secret, token, token_secret]: [String; 4] = values
-        .try_into()
-        .map_err(|_| "internal error: credential count".to_owned())?;
-    let credentials = Credentials::new(consumer_key, consumer_secret, token, token_secret);
+    let credentials = credentials_from_env(env)?;
     let roots = match &target.ca_file {
         None => Vec::new(),
         Some(path) => {
@@ -258,7 +239,7 @@ mod tests {
         })
         .unwrap_err();
         assert!(
-            missing.contains("SITEBUCKET_TOKEN_SECRET not set"),
+            missing.contains("environment variable SITEBUCKET_TOKEN_SECRET is not set"),
             "{missing}"
         );
         let no_file = target(&["--ca-file", "/nonexistent/ca.pem"]);

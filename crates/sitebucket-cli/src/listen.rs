@@ -191,12 +191,9 @@ fn finish(outcome: &Outcome, output: &Output) -> ExitCode {
     }
 }
 
-/// Maps the options and the credential variables (read through `env`) onto a checked
-/// [`Config`]. Every problem is a usage error, found before anything is sent.
-pub fn build_config(
-    args: &ListenArgs,
-    env: impl Fn(&str) -> Option<OsString>,
-) -> Result<Config, String> {
+/// Reads the four credential variables through `env`. A missing, empty or non-UTF-8 one is a
+/// usage error that names the variable(s).
+pub fn credentials_from_env(env: impl Fn(&str) -> Option<OsString>) -> Result<Credentials, String> {
     let mut values = Vec::with_capacity(CREDENTIAL_VARS.len());
     let mut missing = Vec::new();
     for name in CREDENTIAL_VARS {
@@ -221,7 +218,21 @@ pub fn build_config(
     let [consumer_key, consumer_secret, token, token_secret]: [String; 4] = values
         .try_into()
         .map_err(|_| "internal error: credential count".to_owned())?;
-    let credentials = Credentials::new(consumer_key, consumer_secret, token, token_secret);
+    Ok(Credentials::new(
+        consumer_key,
+        consumer_secret,
+        token,
+        token_secret,
+    ))
+}
+
+/// Maps the options and the credential variables (read through `env`) onto a checked
+/// [`Config`]. Every problem is a usage error, found before anything is sent.
+pub fn build_config(
+    args: &ListenArgs,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<Config, String> {
+    let credentials = credentials_from_env(&env)?;
 
     let backoff = match args.backoff {
         BackoffName::Twitter => BackoffPolicy::Twitter(TwitterBackoff {
