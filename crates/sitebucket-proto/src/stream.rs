@@ -515,6 +515,7 @@ impl SiteStream {
         let nonce = make_nonce(&mut self.rng);
         let request = Bytes::from(stream_request(&self.config, unix_secs, &nonce));
         self.last_request = Some(request.clone());
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut conn = Box::new(Connection {
             stall_deadline: now + self.config.stall_timeout(),
             reader: ResponseReader::new(self.config.framing(), self.config.max_message_bytes()),
