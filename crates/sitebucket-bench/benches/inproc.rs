@@ -97,6 +97,10 @@ fn main() {
             std::hint::black_box(&copy);
         })
     });
+    let mut read_buffer = vec![0u8; READ_BYTES];
+    group.bench_function("copy_in_reads", |b| {
+        b.iter(|| inproc::copy_in_reads(&crlf.bytes, &mut read_buffer))
+    });
     group.bench_function("pipeline_crlf", |b| {
         b.iter(|| inproc::pipeline(&crlf_wire, Framing::Crlf, READ_BYTES))
     });
@@ -165,6 +169,19 @@ fn main() {
             )
         }),
         "memcpy_body",
+    );
+    add(
+        both(pipeline, mbps(body, "copy_in_reads")).map(|(v, b)| {
+            Figure::new(
+                "pipeline_crlf_vs_copy",
+                v,
+                "MB/s",
+                "copy_in_64k_reads",
+                b,
+                Target::Reported,
+            )
+        }),
+        "copy_in_reads",
     );
     add(
         both(pipeline, mbps(body, "naive_client")).map(|(v, b)| {

@@ -43,6 +43,17 @@ pub fn pipeline(wire: &[u8], framing: Framing, read: usize) -> Counts {
     counts
 }
 
+/// `body` copied `read` bytes at a time into one reused buffer of that size: the copy every
+/// pipeline that hands out owned messages must make, and nothing else.
+pub fn copy_in_reads(body: &[u8], buffer: &mut [u8]) -> usize {
+    let mut total = 0;
+    for piece in body.chunks(buffer.len().max(1)) {
+        buffer[..piece.len()].copy_from_slice(piece);
+        total += std::hint::black_box(&buffer[..piece.len()]).len();
+    }
+    total
+}
+
 /// Occurrences of `\r\n` in `body`, by `memchr::memmem`.
 pub fn memmem_scan(finder: &memchr::memmem::Finder<'_>, body: &[u8]) -> usize {
     finder.find_iter(body).count()
@@ -184,6 +195,14 @@ mod tests {
         assert_eq!(
             memmem_scan(&finder, &body.bytes),
             body.messages + body.keep_alives
+        );
+        let mut buffer = vec![0u8; READ_BYTES];
+        assert_eq!(copy_in_reads(&body.bytes, &mut buffer), body.bytes.len());
+        let last = body.bytes.chunks(READ_BYTES).last().unwrap();
+        assert_eq!(
+            &buffer[..last.len()],
+            last,
+            "the last read is in the buffer"
         );
 
         let length = stream.length();
