@@ -12,7 +12,7 @@ fn main() {
         Some("sim") => sim(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | demo | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H]>"
+                "usage: cargo xtask <ci | demo | bench [--quick] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H]>"
             );
             exit(2);
         }
