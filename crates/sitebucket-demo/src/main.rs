@@ -157,13 +157,11 @@ fn run_driver<D: Driver>(driver: D, typed: bool) -> Verdict {
     let parser = move |message: Bytes| sink.messages.lock().unwrap().push(message);
     let started = Instant::now();
     let mut thread = ListenThread::new(driver.clone(), SiteStream::new(config(&server)), parser);
-    thread.control().set_observer(recorder.clone());
+    thread.set_observer(recorder.clone());
     if let Err(e) = thread.start() {
         println!("  could not start the stream: {e}");
         return Verdict { ok: false };
     }
-    // `start` made a fresh control: observe that one.
-    thread.control().set_observer(recorder.clone());
     while recorder.messages.lock().unwrap().len() < expected.len() && started.elapsed() < PATIENCE {
         std::thread::sleep(Duration::from_millis(20));
     }

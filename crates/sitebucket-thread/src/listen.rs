@@ -12,7 +12,7 @@ use sitebucket_proto::control::{
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
-use crate::control::{AnnounceHook, Control, Status};
+use crate::control::{AnnounceHook, Control, Observer, Status};
 use crate::follows::{FollowState, SharedPacer};
 
 /// 64 bits of OS entropy, from the standard library's randomly keyed hasher (no extra
@@ -136,6 +136,7 @@ pub struct ListenThread<D: Driver> {
     outcome: Option<Outcome>,
     follows: FollowState,
     announce: Option<AnnounceHook>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl<D: Driver> std::fmt::Debug for ListenThread<D> {
@@ -161,6 +162,7 @@ impl<D: Driver> ListenThread<D> {
             running: None,
             outcome: None,
             announce: None,
+            observer: None,
         }
     }
 
@@ -277,6 +279,9 @@ impl<D: Driver> ListenThread<D> {
         if let Some(hook) = &self.announce {
             control.set_announce_hook(hook.clone());
         }
+        if let Some(observer) = &self.observer {
+            control.set_observer(observer.clone());
+        }
         control
     }
 
@@ -366,6 +371,14 @@ impl<D: Driver> ListenThread<D> {
         self.follows.timeout = timeout;
     }
 
+    /// Installs `observer` (events besides messages, and the end of each drain) for this run
+    /// and every later one: each `start`, `run` and `restart` makes a fresh [`Control`], and
+    /// the observer is carried over to it.
+    pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
+        self.control.set_observer(observer.clone());
+        self.observer = Some(observer);
+    }
+
     /// Calls `hook`, on the driver's thread, with each new control stream id the stream
     /// announces, for this run and every later one. It must return quickly.
     pub fn set_announce_hook(&mut self, hook: AnnounceHook) {
@@ -416,6 +429,39 @@ mod tests {
         match stream.poll_action(now) {
             Action::Transmit(request) => request,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[derive(Default)]
+    struct Drains(std::sync::Mutex<u32>);
+
+    impl Observer for Drains {
+        fn drained(&self, _: &SiteStream) {
+            *self.0.lock().unwrap() += 1;
+        }
+    }
+
+    #[test]
+    fn the_observer_is_carried_over_to_every_run() {
+        let config = Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
+            .url("http://127.0.0.1:1/1.1/site.json")
+            .build()
+            .unwrap();
+        let mut thread = ListenThread::new(NeverRuns, SiteStream::new(config), |_: Bytes| {});
+        let drains = Arc::new(Drains::default());
+        thread.set_observer(drains.clone());
+        // Each run publishes through a fresh Control; the observer must hear every one.
+        let count = || *drains.0.lock().unwrap();
+        let mut seen = count();
+        for step in 0..3 {
+            if step < 2 {
+                thread.run().unwrap();
+            } else {
+                thread.start().unwrap();
+                thread.join();
+            }
+            assert!(count() > seen, "run {step} was not observed");
+            seen = count();
         }
     }
 
