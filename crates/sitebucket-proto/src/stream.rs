@@ -850,6 +850,7 @@ fn special_message(message: &[u8]) -> Option<Special> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // `Instant::now()` is only the base of virtual time here
 mod tests {
     use super::*;
     use crate::config::Credentials;

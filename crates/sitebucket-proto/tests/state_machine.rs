@@ -3,6 +3,8 @@
 //! in the future of the `now` they were handed, the retry limit honoured, fatal statuses never
 //! retried — whatever sequence of inputs, time jumps and commands arrives.
 
+#![allow(clippy::disallowed_methods)] // tests use Instant::now() only as a base for virtual time
+
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;

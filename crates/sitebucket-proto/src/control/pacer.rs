@@ -104,6 +104,7 @@ impl ControlPacer {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // `Instant::now()` is only the base of virtual time here
 mod tests {
     use super::*;
     use proptest::prelude::*;

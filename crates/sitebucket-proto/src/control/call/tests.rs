@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests use Instant::now() only as a base for virtual time
 use std::io::Write as _;
 
 use proptest::prelude::*;
