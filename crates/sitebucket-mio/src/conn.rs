@@ -5,33 +5,24 @@
 //! so an idle stream costs a few words here plus the core's own state.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use std::vec;
 
-use bytes::{Buf, Bytes};
-use mio::net::TcpStream;
+use bytes::Bytes;
 use mio::{Interest, Registry, Token};
 use sitebucket_proto::stream::{Action, Event, Outcome};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::Control;
+
+use crate::socket::{connect_result, write_queue, Socket};
 
 /// What one run works on: the core, the user's parser and the shared control.
 pub(crate) struct Parts<'a> {
     pub stream: &'a mut SiteStream,
     pub parser: &'a mut dyn Parser,
     pub control: &'a Control,
-}
-
-enum Socket {
-    None,
-    /// A non-blocking connect in progress, and the addresses to try if it fails.
-    Connecting {
-        tcp: TcpStream,
-        rest: vec::IntoIter<SocketAddr>,
-    },
-    Open(TcpStream),
 }
 
 /// One stream's socket state on a loop, registered under `token`.
@@ -164,41 +155,26 @@ impl Conn {
     fn try_connect(
         &mut self,
         registry: &Registry,
-        mut rest: vec::IntoIter<SocketAddr>,
+        rest: vec::IntoIter<SocketAddr>,
         stream: &mut SiteStream,
         now: Instant,
     ) {
-        let mut last = io::ErrorKind::AddrNotAvailable;
-        while let Some(addr) = rest.next() {
-            let started = TcpStream::connect(addr).and_then(|mut tcp| {
-                registry.register(&mut tcp, self.token, Interest::WRITABLE)?;
-                Ok(tcp)
-            });
-            match started {
-                Ok(tcp) => {
-                    self.interest = Some(Interest::WRITABLE);
-                    self.socket = Socket::Connecting { tcp, rest };
-                    return;
-                }
-                Err(e) => last = e.kind(),
+        match Socket::connect(registry, self.token, Interest::WRITABLE, rest) {
+            Ok(socket) => {
+                self.interest = Some(Interest::WRITABLE);
+                self.socket = socket;
             }
+            Err(kind) => stream.handle_connect_failed(now, kind),
         }
-        stream.handle_connect_failed(now, last);
     }
 
-    /// Per mio's docs: after an event, `take_error()`, then `peer_addr()` tells whether the
-    /// connect succeeded, failed, or is still in progress (a spurious event).
+    /// Learns how the connect ended (see [`connect_result`]); a spurious event changes nothing.
     fn finish_connect(&mut self, registry: &Registry, stream: &mut SiteStream, now: Instant) {
         let Socket::Connecting { tcp, .. } = &self.socket else {
             return;
         };
-        let result = match tcp.take_error() {
-            Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => match tcp.peer_addr() {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => Err(e),
-            },
+        let Some(result) = connect_result(tcp) else {
+            return;
         };
         let Socket::Connecting { mut tcp, rest } =
             std::mem::replace(&mut self.socket, Socket::None)
@@ -239,21 +215,7 @@ impl Conn {
             self.out.clear();
             return Ok(());
         };
-        while let Some(front) = self.out.front_mut() {
-            match tcp.write(front) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    front.advance(n);
-                    if front.is_empty() {
-                        self.out.pop_front();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        write_queue(tcp, &mut self.out)
     }
 
     /// Registers for writable only while bytes wait to be written.
@@ -275,12 +237,7 @@ impl Conn {
 
     /// Drops the socket (deregistered first) and anything unsent.
     pub fn close(&mut self, registry: &Registry) {
-        match std::mem::replace(&mut self.socket, Socket::None) {
-            Socket::None => {}
-            Socket::Connecting { mut tcp, .. } | Socket::Open(mut tcp) => {
-                let _ = registry.deregister(&mut tcp);
-            }
-        }
+        self.socket.close(registry);
         self.interest = None;
         self.out.clear();
     }
@@ -312,6 +269,7 @@ pub(crate) fn unix_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mio::net::TcpStream;
     use mio::{Events, Poll};
     use std::time::Duration;
 

@@ -6,29 +6,19 @@
 //! sockets.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use std::vec;
 
-use bytes::{Buf, Bytes};
-use mio::net::TcpStream;
+use bytes::Bytes;
 use mio::{Events, Interest, Poll, Token};
 use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, ControlResponse};
 
 use crate::conn::{resolve, unix_secs};
+use crate::socket::{connect_result, write_queue, Socket};
 
 const CALL: Token = Token(0);
-
-enum Socket {
-    None,
-    /// A non-blocking connect in progress, and the addresses left to try.
-    Connecting {
-        tcp: TcpStream,
-        rest: vec::IntoIter<SocketAddr>,
-    },
-    Open(TcpStream),
-}
 
 /// Carries out `call` on a new non-blocking socket, polled by a private mio `Poll` in the
 /// calling thread until the call finishes (its deadline bounds the wait). It makes no
@@ -60,7 +50,7 @@ pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlErro
                 }
             }
             ControlAction::Close => {
-                close(&poll, &mut socket);
+                socket.close(poll.registry());
                 out.clear();
             }
             ControlAction::Wait(deadline) => {
@@ -91,7 +81,7 @@ pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlErro
                 read_available(&mut socket, &mut buf, &mut call);
             }
             ControlAction::Finished(result) => {
-                close(&poll, &mut socket);
+                socket.close(poll.registry());
                 return result;
             }
         }
@@ -99,42 +89,21 @@ pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlErro
 }
 
 /// Starts a non-blocking connect to the first address that takes one.
-fn start_connect(
-    poll: &Poll,
-    mut rest: vec::IntoIter<SocketAddr>,
-    call: &mut ControlCall,
-) -> Socket {
-    let mut last = io::ErrorKind::AddrNotAvailable;
-    while let Some(addr) = rest.next() {
-        let started = TcpStream::connect(addr).and_then(|mut tcp| {
-            poll.registry()
-                .register(&mut tcp, CALL, Interest::READABLE | Interest::WRITABLE)?;
-            Ok(tcp)
-        });
-        match started {
-            Ok(tcp) => return Socket::Connecting { tcp, rest },
-            Err(e) => last = e.kind(),
-        }
-    }
-    call.handle_connect_failed(Instant::now(), last);
-    Socket::None
+fn start_connect(poll: &Poll, rest: vec::IntoIter<SocketAddr>, call: &mut ControlCall) -> Socket {
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    Socket::connect(poll.registry(), CALL, interest, rest).unwrap_or_else(|kind| {
+        call.handle_connect_failed(Instant::now(), kind);
+        Socket::None
+    })
 }
 
-/// Per mio's docs: after an event, `take_error()`, then `peer_addr()` tells whether the
-/// connect succeeded, failed, or is still in progress (a spurious event).
+/// Learns how the connect ended (see [`connect_result`]); a spurious event changes nothing.
 fn finish_connect(poll: &Poll, socket: Socket, call: &mut ControlCall) -> Socket {
     let Socket::Connecting { mut tcp, rest } = socket else {
         return socket;
     };
-    let result = match tcp.take_error() {
-        Ok(Some(e)) | Err(e) => Err(e),
-        Ok(None) => match tcp.peer_addr() {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                return Socket::Connecting { tcp, rest };
-            }
-            Err(e) => Err(e),
-        },
+    let Some(result) = connect_result(&tcp) else {
+        return Socket::Connecting { tcp, rest };
     };
     match result {
         Ok(()) => {
@@ -159,21 +128,7 @@ fn flush(socket: &mut Socket, out: &mut VecDeque<Bytes>) -> io::Result<()> {
     let Socket::Open(tcp) = socket else {
         return Ok(());
     };
-    while let Some(front) = out.front_mut() {
-        match tcp.write(front) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                front.advance(n);
-                if front.is_empty() {
-                    out.pop_front();
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    write_queue(tcp, out)
 }
 
 /// Reads until `WouldBlock` (readiness is edge-triggered), handing everything to the call.
@@ -194,15 +149,6 @@ fn read_available(socket: &mut Socket, buf: &mut [u8], call: &mut ControlCall) {
         }
         if call.result().is_some() {
             return;
-        }
-    }
-}
-
-fn close(poll: &Poll, socket: &mut Socket) {
-    match std::mem::replace(socket, Socket::None) {
-        Socket::None => {}
-        Socket::Connecting { mut tcp, .. } | Socket::Open(mut tcp) => {
-            let _ = poll.registry().deregister(&mut tcp);
         }
     }
 }

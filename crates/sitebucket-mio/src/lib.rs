@@ -38,6 +38,7 @@
 mod conn;
 mod control;
 mod event_loop;
+mod socket;
 
 use std::io;
 use std::sync::{Arc, Mutex};
