@@ -5,7 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{config_for, numbered, wait_for, Collected, CLOSE_WITHIN};
+use common::{config_for, numbered, wait_for};
+use sitebucket_e2e::{Collected, CLOSE_WITHIN};
 use sitebucket_mio::MioDriver;
 use sitebucket_proto::stream::{Outcome, StreamError};
 use sitebucket_proto::{Credentials, SiteStream};

@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config_for, threads_named, wait_for, Collected};
+use common::{config_for, threads_named, wait_for};
+use sitebucket_e2e::Collected;
 use sitebucket_mio::MioDriver;
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::SiteStream;

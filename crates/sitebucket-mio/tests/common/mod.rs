@@ -2,77 +2,22 @@
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use sitebucket_proto::{BackoffPolicy, Config, ConfigBuilder, Credentials, Parser, TwitterBackoff};
+use sitebucket_proto::config::DEFAULT_STALL_TIMEOUT;
+use sitebucket_proto::ConfigBuilder;
 use sitebucket_testserver::TestServer;
 
 /// The longest any wait in these tests lasts before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The stop contract: `close()` takes effect within this long.
-pub const CLOSE_WITHIN: Duration = Duration::from_millis(100);
-
-/// A parser keeping every message, shared with the test.
-#[derive(Clone, Default)]
-pub struct Collected(Arc<Mutex<Vec<Bytes>>>);
-
-impl Collected {
-    fn lock(&self) -> MutexGuard<'_, Vec<Bytes>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Every message so far.
-    pub fn messages(&self) -> Vec<Bytes> {
-        self.lock().clone()
-    }
-
-    /// How many messages so far.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-impl Parser for Collected {
-    fn parse(&mut self, message: Bytes) {
-        self.lock().push(message);
-    }
-}
-
-/// A config aimed at `server`, signed with its credentials, trusting its CA, with fast
-/// backoff (20 ms network steps, 50 ms HTTP and rate-limit starts).
+/// The cross-driver suite's config for `server` (its credentials, its CA, fast backoff),
+/// following users 1, 2 and 3, with these tests' longer connect timeout and the default
+/// stall timeout.
 pub fn config_for(server: &TestServer) -> ConfigBuilder {
-    let c = server.credentials();
-    let credentials = Credentials::new(
-        c.consumer_key.clone(),
-        c.consumer_secret.clone(),
-        c.token.clone(),
-        c.token_secret.clone(),
-    );
-    let mut builder = Config::builder([1, 2, 3], credentials)
-        .url(server.url())
+    sitebucket_e2e::config_for(server, [1, 2, 3])
         .connect_timeout(Duration::from_secs(5))
-        .backoff(fast_backoff());
-    if let Some(pem) = server.ca_pem() {
-        builder = builder.extra_root_certs_pem(pem.into_bytes());
-    }
-    builder
-}
-
-/// Twitter's policy scaled down for tests.
-pub fn fast_backoff() -> BackoffPolicy {
-    BackoffPolicy::Twitter(TwitterBackoff {
-        network_step: Duration::from_millis(20),
-        network_max: Duration::from_millis(200),
-        http_start: Duration::from_millis(50),
-        http_max: Duration::from_millis(400),
-        rate_limit_start: Duration::from_millis(50),
-        rate_limit_max: Duration::from_millis(400),
-    })
+        .stall_timeout(DEFAULT_STALL_TIMEOUT)
 }
 
 /// Polls `done` until it holds; panics naming `what` after [`PATIENCE`].
