@@ -24,6 +24,7 @@
 //! ```
 
 use std::fmt;
+use std::ops::Range;
 
 /// The most hex digits a chunk size may have (a `u64`).
 pub const MAX_SIZE_DIGITS: u32 = 16;
@@ -102,6 +103,15 @@ pub struct ChunkStep<'a> {
     pub data: &'a [u8],
     /// The terminal zero-size chunk and its trailers have been read; the body is over.
     pub done: bool,
+}
+
+impl ChunkStep<'_> {
+    /// Where [`data`](Self::data) lies in the input: always the last `data.len()` bytes of
+    /// the `consumed` prefix. A caller holding the input as `Bytes` can slice this range out
+    /// of it instead of copying the data.
+    pub fn data_range(&self) -> Range<usize> {
+        self.consumed.saturating_sub(self.data.len())..self.consumed
+    }
 }
 
 /// Where the decoder is in the chunked grammar.
@@ -398,9 +408,12 @@ mod tests {
                 };
                 assert!(step.consumed <= before);
                 if !step.data.is_empty() {
-                    // The data is a sub-slice of the consumed prefix, ending at `consumed`.
-                    let start = step.consumed - step.data.len();
-                    assert_eq!(&input[start..step.consumed], step.data);
+                    // The data is the sub-slice of the consumed prefix `data_range` names,
+                    // ending at `consumed` (the very bytes, so a caller may slice them).
+                    let range = step.data_range();
+                    assert_eq!(range.end, step.consumed);
+                    assert_eq!(input[range.clone()].as_ptr(), step.data.as_ptr());
+                    assert_eq!(&input[range], step.data);
                 }
                 payload.extend_from_slice(step.data);
                 input = &input[step.consumed..];

@@ -1,14 +1,24 @@
 //! The whole byte pipeline of one response: head, transfer decoding, content decoding and
 //! framing, glued together.
 //!
-//! [`ResponseReader::push`] takes plaintext bytes as they arrive (any split) and returns the
-//! response head once it is complete; [`ResponseReader::poll_frame`] then hands out one frame
-//! at a time. Content decoding (gzip, deflate) is lazy and bounded: compressed bytes wait in
-//! their own buffer and are inflated [`DECODE_STEP`] bytes at a time, only when the framer
-//! has no complete frame left to give. So a decompression bomb never holds more than
-//! `max_message_bytes` plus one step of decoded data, and the memory of the whole reader is
-//! bounded by the head cap, `max_message_bytes`, and what the caller pushed since it last
-//! drained the reader.
+//! [`ResponseReader::push_bytes`] (or [`push`](ResponseReader::push) for a borrowed slice)
+//! takes plaintext bytes as they arrive (any split) and returns the response head once it is
+//! complete; [`ResponseReader::poll_frame`] then hands out one frame at a time. Content
+//! decoding (gzip, deflate) is lazy and bounded: compressed bytes wait in their own buffer and
+//! are inflated [`DECODE_STEP`] bytes at a time, only when the framer has no complete frame
+//! left to give. So a decompression bomb never holds more than `max_message_bytes` plus one
+//! step of decoded data, and the memory of the whole reader is bounded by the head cap,
+//! `max_message_bytes`, and what the caller pushed since it last drained the reader.
+//!
+//! ## Zero-copy
+//!
+//! Given [`Bytes`], the reader copies no body byte of an uncompressed body: the data of each
+//! chunk (or the `Content-Length` or until-EOF body) is handed to the [`Framer`] as a slice of
+//! the input, and a message that lies inside one such slice comes out as a slice of it too.
+//! Only a message split across chunks or pushes is copied (see [`framer`](crate::framer)).
+//! Decompressed bytes are written into a window owned by the reader, one [`DECODE_STEP`] at a
+//! time, and each step is handed to the framer the same way. A message handed out keeps the
+//! input block (or window step) it was sliced from alive until it is dropped.
 //!
 //! Errors in the body (bad chunked framing, corrupt compression, an oversized frame) come out
 //! of [`poll_frame`](ResponseReader::poll_frame) in stream order: every frame completed by the
@@ -16,6 +26,8 @@
 //! not change what comes out — a head and a broken chunk in the same push still report the
 //! head. (One exception the inflater imposes: how much of the output before corrupt deflate
 //! data it hands out before reporting the error depends on its buffer sizes.)
+
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::chunked::{ChunkedDecoder, ChunkedError};
 use crate::content::{ContentDecoder, DecodeError};
@@ -79,6 +91,9 @@ pub struct ResponseReader {
     /// A content-decoding error. The decoder only ever got bytes from before any transfer
     /// error, so this one comes first.
     decode_failed: Option<ReadError>,
+    /// Where content decoding writes, one [`DECODE_STEP`] at a time; each step is frozen and
+    /// handed to the framer (empty and unallocated for an uncompressed body).
+    window: BytesMut,
 }
 
 impl ResponseReader {
@@ -90,6 +105,7 @@ impl ResponseReader {
             body_done: false,
             failed: None,
             decode_failed: None,
+            window: BytesMut::new(),
         }
     }
 
@@ -110,22 +126,32 @@ impl ResponseReader {
     /// Feeds plaintext from the connection. Returns the head when this call completed it;
     /// body bytes that followed the head in `input` are taken in as well.
     ///
+    /// `input` is copied once into a [`Bytes`]; [`push_bytes`](Self::push_bytes) takes an
+    /// owned one without copying.
+    ///
     /// Only a bad head is an error here. A body error is kept and returned by
     /// [`poll_frame`](Self::poll_frame) after the frames before it; bytes pushed after it are
     /// ignored.
     pub fn push(&mut self, input: &[u8]) -> Result<Option<ResponseHead>, ReadError> {
+        self.push_bytes(Bytes::copy_from_slice(input))
+    }
+
+    /// Feeds plaintext from the connection without copying it: messages of an uncompressed
+    /// body that lie inside `input` (and inside one chunk) are handed out as slices of it.
+    /// Otherwise the same as [`push`](Self::push).
+    pub fn push_bytes(&mut self, input: Bytes) -> Result<Option<ResponseHead>, ReadError> {
         let mut head_out = None;
         let mut body = input;
         if let Stage::Head(buf) = &mut self.stage {
             let before = buf.len();
-            buf.extend_from_slice(input);
+            buf.extend_from_slice(&body);
             match parse_head(buf).map_err(ReadError::Head)? {
                 None => return Ok(None),
                 Some((head, consumed)) => {
                     // `consumed` covers only bytes in `buf`, of which the first `before`
                     // came from earlier pushes and were not a complete head.
-                    let from_input = consumed.saturating_sub(before).min(input.len());
-                    body = &input[from_input..];
+                    let from_input = consumed.saturating_sub(before).min(body.len());
+                    body = body.slice(from_input..); // In bounds: from_input <= len.
                     let transfer = match head.body {
                         BodyKind::Chunked => Transfer::Chunked(ChunkedDecoder::new()),
                         BodyKind::ContentLength(n) => Transfer::Remaining(n),
@@ -149,21 +175,28 @@ impl ResponseReader {
         Ok(head_out)
     }
 
-    fn push_body(&mut self, mut input: &[u8]) -> Result<(), ReadError> {
+    fn push_body(&mut self, mut input: Bytes) -> Result<(), ReadError> {
         let Stage::Body { transfer, content } = &mut self.stage else {
             return Ok(());
         };
         let framer = &mut self.framer;
-        let mut deliver = |data: &[u8]| match content {
-            Some(decoder) => decoder.push(data),
-            None => framer.push(data),
+        let mut deliver = |data: Bytes| match content {
+            Some(decoder) => decoder.push(&data),
+            None => framer.push_bytes(data),
         };
         while !input.is_empty() && !self.body_done {
             match transfer {
                 Transfer::Chunked(decoder) => {
-                    let step = decoder.decode(input).map_err(ReadError::Chunked)?;
+                    let step = decoder.decode(&input).map_err(ReadError::Chunked)?;
                     if !step.data.is_empty() {
-                        deliver(step.data);
+                        // The chunk's data as a slice of the input, not a copy. (The range
+                        // is always within the input; the copy only guards the slice.)
+                        let range = step.data_range();
+                        deliver(if range.end <= input.len() {
+                            input.slice(range)
+                        } else {
+                            Bytes::copy_from_slice(step.data)
+                        });
                     }
                     if step.done {
                         self.body_done = true;
@@ -171,20 +204,18 @@ impl ResponseReader {
                     if step.consumed == 0 {
                         break;
                     }
-                    input = &input[step.consumed.min(input.len())..];
+                    input.advance(step.consumed.min(input.len()));
                 }
                 Transfer::Remaining(left) => {
                     let take = usize::try_from(*left)
                         .unwrap_or(usize::MAX)
                         .min(input.len());
-                    deliver(&input[..take]);
+                    deliver(input.split_to(take)); // In bounds: take <= input.len().
                     *left -= take as u64;
                     self.body_done = *left == 0;
-                    input = &input[take..];
                 }
                 Transfer::UntilEof => {
-                    deliver(input);
-                    input = &[];
+                    deliver(std::mem::take(&mut input));
                 }
             }
         }
@@ -208,10 +239,17 @@ impl ResponseReader {
                 },
             ) = (&self.decode_failed, &mut self.stage)
             {
-                match decoder.decode_into(self.framer.buffer_mut(), DECODE_STEP) {
+                // One step's room at the window's end: the previous steps' memory stays with
+                // the frames sliced from it, and is reused once they are all dropped.
+                self.window.reserve(DECODE_STEP);
+                let decoded = decoder.decode_into(&mut self.window, DECODE_STEP);
+                // What was decoded, even before an error, goes to the framer: frame it first.
+                if !self.window.is_empty() {
+                    self.framer.push_bytes(self.window.split().freeze());
+                }
+                match decoded {
                     Ok(0) => {}
                     Ok(_) => continue,
-                    // What was decoded before the error is in the framer: frame it first.
                     Err(e) => {
                         self.decode_failed = Some(ReadError::Decode(e));
                         continue;
@@ -233,12 +271,35 @@ mod tests {
 
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
 
-    /// Pushes `pieces`, draining frames after each; returns the statuses, frames and error.
-    fn run(pieces: &[&[u8]]) -> (Vec<u16>, Vec<Frame>, Option<ReadError>) {
-        let mut reader = ResponseReader::new(Framing::Crlf, 100);
+    /// Statuses of the heads seen, the frames, and the error reading stopped on.
+    type Outcome = (Vec<u16>, Vec<Frame>, Option<ReadError>);
+
+    /// How pieces are handed to the reader.
+    #[derive(Clone, Copy, Debug)]
+    enum Feed {
+        /// `push(&[u8])`.
+        Copy,
+        /// `push_bytes`, each piece a slice of one `Bytes` holding the whole input.
+        Slices,
+        /// `push_bytes` and `push` in turn.
+        Mixed,
+    }
+
+    /// Pushes `pieces` the `feed` way into a reader with `max` as message limit, draining
+    /// frames after each.
+    fn run_fed(pieces: &[&[u8]], feed: Feed, framing: Framing, max: usize) -> Outcome {
+        let whole = Bytes::from(pieces.concat());
+        let mut reader = ResponseReader::new(framing, max);
         let (mut heads, mut frames) = (Vec::new(), Vec::new());
-        for piece in pieces {
-            match reader.push(piece) {
+        let mut at = 0;
+        for (i, piece) in pieces.iter().enumerate() {
+            let pushed = match feed {
+                Feed::Slices => reader.push_bytes(whole.slice(at..at + piece.len())),
+                Feed::Mixed if i % 2 == 0 => reader.push_bytes(whole.slice(at..at + piece.len())),
+                Feed::Copy | Feed::Mixed => reader.push(piece),
+            };
+            at += piece.len();
+            match pushed {
                 Ok(Some(head)) => heads.push(head.status),
                 Ok(None) => {}
                 Err(e) => return (heads, frames, Some(e)),
@@ -255,6 +316,21 @@ mod tests {
             }
         }
         (heads, frames, None)
+    }
+
+    /// Pushes `pieces` every way (copied, as slices of one `Bytes`, both in turn), asserts the
+    /// ways agree, and returns the outcome.
+    fn run_with(pieces: &[&[u8]], framing: Framing, max: usize) -> Outcome {
+        let copied = run_fed(pieces, Feed::Copy, framing, max);
+        for feed in [Feed::Slices, Feed::Mixed] {
+            assert_eq!(run_fed(pieces, feed, framing, max), copied, "{feed:?}");
+        }
+        copied
+    }
+
+    /// [`run_with`] for CRLF framing and a limit of 100 bytes.
+    fn run(pieces: &[&[u8]]) -> Outcome {
+        run_with(pieces, Framing::Crlf, 100)
     }
 
     #[test]
@@ -364,5 +440,244 @@ mod tests {
             reader.push(b"SSH-2.0-OpenSSH\r\n\r\n"),
             Err(ReadError::Head(_))
         ));
+    }
+
+    /// `data` as chunks of the given sizes (cycled), then the last chunk.
+    fn chunked(data: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = data;
+        let mut sizes = sizes.iter().cycle();
+        while !rest.is_empty() {
+            let n = sizes
+                .next()
+                .copied()
+                .unwrap_or(rest.len())
+                .clamp(1, rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+            rest = tail;
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    fn message(frame: &Option<Frame>) -> &Bytes {
+        match frame {
+            Some(Frame::Message(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Whether `part` lies inside `whole`'s memory.
+    fn inside(part: &Bytes, whole: &Bytes) -> bool {
+        let (p, w) = (part.as_ptr() as usize, whole.as_ptr() as usize);
+        p >= w && p + part.len() <= w + whole.len()
+    }
+
+    #[test]
+    fn identity_messages_are_slices_of_the_input() {
+        // Chunked: a and b lie inside the first chunk, c straddles two chunks (so it alone is
+        // copied), d lies inside the third.
+        let mut wire = HEAD.to_vec();
+        wire.extend_from_slice(b"12\r\n{\"a\":1}\r\n{\"b\":2}\r\n\r\n5\r\n{\"c\":\r\n");
+        wire.extend_from_slice(b"d\r\n3}\r\n{\"d\":4}\r\n\r\n0\r\n\r\n");
+        let input = Bytes::from(wire);
+        let mut reader = ResponseReader::new(Framing::Crlf, 100);
+        assert_eq!(
+            reader.push_bytes(input.clone()).unwrap().map(|h| h.status),
+            Some(200)
+        );
+        let frames: Vec<_> = std::iter::from_fn(|| reader.poll_frame().unwrap()).collect();
+        let messages: Vec<&Bytes> = frames
+            .iter()
+            .map(|f| match f {
+                Frame::Message(m) => m,
+                Frame::KeepAlive => panic!("no keep-alive was sent"),
+            })
+            .collect();
+        assert_eq!(
+            messages,
+            ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}", "{\"d\":4}"]
+        );
+        assert!(inside(messages[0], &input) && inside(messages[1], &input));
+        assert!(
+            !inside(messages[2], &input),
+            "c straddles two chunks: a copy"
+        );
+        assert!(inside(messages[3], &input));
+        assert!(reader.body_done());
+        assert_eq!(reader.buffered(), 0);
+
+        // Content-Length and until-EOF bodies, split over two pushes.
+        for head in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+        ] {
+            let first = Bytes::from([head, b"{\"a\":1}\r\n{\"b\""].concat());
+            let second = Bytes::from_static(b":2}\r\n");
+            let mut reader = ResponseReader::new(Framing::Crlf, 100);
+            assert!(reader.push_bytes(first.clone()).unwrap().is_some());
+            let a = reader.poll_frame().unwrap();
+            assert_eq!(reader.poll_frame(), Ok(None));
+            assert!(reader.push_bytes(second.clone()).unwrap().is_none());
+            let b = reader.poll_frame().unwrap();
+            assert_eq!(
+                (&message(&a)[..], &message(&b)[..]),
+                (&b"{\"a\":1}"[..], &b"{\"b\":2}"[..])
+            );
+            assert!(inside(message(&a), &first), "a lies inside the first push");
+            assert!(!inside(message(&b), &first) && !inside(message(&b), &second));
+        }
+    }
+
+    #[test]
+    fn decoded_bytes_reach_the_framer_one_step_at_a_time() {
+        // 4 MiB of keep-alives in a few KiB of gzip: the reader never holds more than a step.
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..(2 << 20) {
+            encoder.write_all(b"\r\n").unwrap();
+        }
+        encoder.write_all(b"{\"end\":1}\r\n").unwrap();
+        let gzip = encoder.finish().unwrap();
+        let mut wire = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n".to_vec();
+        wire.extend_from_slice(&gzip);
+        let mut reader = ResponseReader::new(Framing::Crlf, 100);
+        reader.push_bytes(Bytes::from(wire)).unwrap();
+        let (mut keep_alives, mut last) = (0, None);
+        while let Some(frame) = reader.poll_frame().unwrap() {
+            assert!(reader.buffered() <= gzip.len() + DECODE_STEP);
+            match frame {
+                Frame::KeepAlive => keep_alives += 1,
+                Frame::Message(m) => last = Some(m),
+            }
+        }
+        assert_eq!(keep_alives, 2 << 20);
+        assert_eq!(last.as_deref(), Some(&b"{\"end\":1}"[..]));
+    }
+
+    mod split_invariance {
+        use super::*;
+        use proptest::prelude::*;
+        use std::io::Write;
+
+        /// A message: no `\r`, not starting with `\n`, maybe with bare `\n`s inside.
+        fn message_strategy() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'x'), Just(b'"'), 0x20u8..0x7f],
+                0..60,
+            )
+            .prop_map(|mut m| {
+                m.insert(0, b'{');
+                m
+            })
+        }
+
+        fn body(items: &[Option<Vec<u8>>], framing: Framing) -> Vec<u8> {
+            let mut out = Vec::new();
+            for item in items {
+                match (item, framing) {
+                    (None, _) => out.extend_from_slice(b"\r\n"),
+                    (Some(m), Framing::Crlf) => {
+                        out.extend_from_slice(m);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    (Some(m), Framing::Length) => {
+                        out.extend_from_slice(format!("{}\r\n", m.len() + 2).as_bytes());
+                        out.extend_from_slice(m);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+            out
+        }
+
+        /// `body` compressed like a streaming server: a sync flush every `flush_every` bytes.
+        fn encode(body: &[u8], encoding: ContentEncoding, flush_every: usize) -> Vec<u8> {
+            fn stream(mut w: impl Write, body: &[u8], every: usize) {
+                for piece in body.chunks(every.max(1)) {
+                    w.write_all(piece).unwrap();
+                    w.flush().unwrap();
+                }
+            }
+            let level = flate2::Compression::default();
+            match encoding {
+                ContentEncoding::Identity => body.to_vec(),
+                ContentEncoding::Gzip => {
+                    let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+                    stream(&mut e, body, flush_every);
+                    e.finish().unwrap()
+                }
+                ContentEncoding::Deflate => {
+                    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+                    stream(&mut e, body, flush_every);
+                    e.finish().unwrap()
+                }
+            }
+        }
+
+        fn cut<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+            points.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut last = 0;
+            for p in points {
+                pieces.push(&input[last..p]);
+                last = p;
+            }
+            pieces.push(&input[last..]);
+            pieces
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn chunked_compressed_and_framed_the_same_however_fed(
+                items in proptest::collection::vec(
+                    proptest::option::weighted(0.85, message_strategy()), 0..24),
+                chunk_sizes in proptest::collection::vec(1usize..200, 1..8),
+                cuts in proptest::collection::vec(any::<usize>(), 0..12),
+                encoding in prop_oneof![
+                    Just(ContentEncoding::Identity),
+                    Just(ContentEncoding::Gzip),
+                    Just(ContentEncoding::Deflate),
+                ],
+                length in any::<bool>(),
+                flush_every in 1usize..300,
+            ) {
+                let framing = if length { Framing::Length } else { Framing::Crlf };
+                let encoded = encode(&body(&items, framing), encoding, flush_every);
+                let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n".to_vec();
+                match encoding {
+                    ContentEncoding::Identity => {}
+                    ContentEncoding::Gzip => wire.extend_from_slice(b"Content-Encoding: gzip\r\n"),
+                    ContentEncoding::Deflate => {
+                        wire.extend_from_slice(b"Content-Encoding: deflate\r\n")
+                    }
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(&chunked(&encoded, &chunk_sizes));
+                let expected: Outcome = (
+                    vec![200],
+                    items
+                        .iter()
+                        .map(|item| match item {
+                            Some(m) => Frame::Message(Bytes::copy_from_slice(m)),
+                            None => Frame::KeepAlive,
+                        })
+                        .collect(),
+                    None,
+                );
+                // run_with checks push, push_bytes and both in turn agree.
+                prop_assert_eq!(&run_with(&[&wire], framing, 100), &expected);
+                prop_assert_eq!(&run_with(&cut(&wire, &cuts), framing, 100), &expected);
+                let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+                prop_assert_eq!(&run_with(&bytes, framing, 100), &expected);
+            }
+        }
     }
 }

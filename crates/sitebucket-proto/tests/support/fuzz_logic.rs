@@ -131,9 +131,10 @@ pub struct FramerOutcome {
     pub error: Option<FrameError>,
 }
 
-/// The `framer` target: [`Framer`] fed whole, byte by byte and in `split`-chosen pieces must
-/// agree with [`reference_frames`], and hold at most `max + 2` bytes (12 while reading a
-/// count) between pushes.
+/// The `framer` target: [`Framer`] fed whole, byte by byte and in `split`-chosen pieces, each
+/// way ([`Feed`]: copied in by `push`, handed over as `Bytes` by `push_bytes`, or both in
+/// turn), must agree with [`reference_frames`], and hold at most `max + 2` bytes (12 while
+/// reading a count) between pushes.
 pub fn framer(data: &[u8]) -> FramerOutcome {
     let ([mode, max_lo, max_hi, split], body) = header::<4>(data);
     let framing = if mode & 1 == 0 {
@@ -147,19 +148,51 @@ pub fn framer(data: &[u8]) -> FramerOutcome {
         if cut == 1 && body.len() > BYTEWISE_LIMIT {
             continue;
         }
-        let got = run_framer(framing, max, &pieces(body, cut));
-        let what = format!("{framing:?} max {max}, split {cut}");
-        same_items(&expected.frames, &got.frames, &what);
-        assert_eq!(expected.error, got.error, "{what}");
+        for feed in [Feed::Copy, Feed::Bytes, Feed::Mixed] {
+            let got = run_framer(framing, max, &pieces(body, cut), feed);
+            let what = format!("{framing:?} max {max}, split {cut}, {feed:?}");
+            same_items(&expected.frames, &got.frames, &what);
+            assert_eq!(expected.error, got.error, "{what}");
+        }
     }
     expected
 }
 
-fn run_framer(framing: Framing, max: usize, pieces: &[&[u8]]) -> FramerOutcome {
+/// How pieces are handed to a [`Framer`] or a [`ResponseReader`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// `push(&[u8])`: copied in.
+    Copy,
+    /// `push_bytes(Bytes)`: each piece a slice of one `Bytes` holding the whole input, as a
+    /// driver reading into one block hands them over (zero-copy).
+    Bytes,
+    /// `push_bytes` and `push` in turn.
+    Mixed,
+}
+
+/// `pieces` (consecutive slices of one input) as slices of one `Bytes` copy of that input.
+fn as_bytes_slices(pieces: &[&[u8]]) -> Vec<bytes::Bytes> {
+    let whole = bytes::Bytes::from(pieces.concat());
+    let mut at = 0;
+    pieces
+        .iter()
+        .map(|piece| {
+            at += piece.len();
+            whole.slice(at - piece.len()..at)
+        })
+        .collect()
+}
+
+fn run_framer(framing: Framing, max: usize, pieces: &[&[u8]], feed: Feed) -> FramerOutcome {
     let mut framer = Framer::new(framing, max);
     let mut out = FramerOutcome::default();
-    for piece in pieces {
-        framer.push(piece);
+    let slices = as_bytes_slices(pieces);
+    for (i, (piece, slice)) in pieces.iter().zip(slices).enumerate() {
+        if feed == Feed::Bytes || (feed == Feed::Mixed && i % 2 == 0) {
+            framer.push_bytes(slice);
+        } else {
+            framer.push(piece);
+        }
         loop {
             match framer.next_frame() {
                 Ok(Some(frame)) => out.frames.push(frame),
