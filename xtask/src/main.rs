@@ -265,9 +265,9 @@ fn sim(args: &[String]) -> Result<(), String> {
 }
 
 /// `cargo xtask bench [--quick]`: every benchmark figure, one `figure ...` line each (see
-/// `crates/sitebucket-bench`). Builds first, then runs the criterion bench of the in-process
-/// figures (its report goes to `target/bench/inproc.log`; only `figure` and `#` lines are
-/// shown) and `bench-figures` for the loopback, memory, tweepy and simulator figures.
+/// `crates/sitebucket-bench`), with the `json-crates` comparison turned on. Builds first,
+/// then runs the criterion bench of the in-process figures (its report goes to
+/// `target/bench/inproc.log`; only `figure` and `#` lines are shown) and `bench-figures` for the loopback, memory, tweepy and simulator figures.
 /// `--quick` shortens every measurement (under ten minutes on two cores).
 fn bench(args: &[String]) -> Result<(), String> {
     use std::io::{BufRead, BufReader, Write};
@@ -283,6 +283,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         "--release",
         "--package",
         "sitebucket-bench",
+        "--features",
+        "json-crates",
         "--bins",
     ]);
     build.args(["--bench", "inproc"]);
@@ -300,6 +302,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         "bench",
         "--package",
         "sitebucket-bench",
+        "--features",
+        "json-crates",
         "--bench",
         "inproc",
     ]);
@@ -330,6 +334,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         "--release",
         "--package",
         "sitebucket-bench",
+        "--features",
+        "json-crates",
         "--bin",
         "bench-figures",
         "--",

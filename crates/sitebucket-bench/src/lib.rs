@@ -7,6 +7,8 @@
 pub mod args;
 pub mod figure;
 pub mod inproc;
+#[cfg(feature = "json-crates")]
+pub mod json_crates;
 pub mod os;
 pub mod server;
 pub mod stream;

@@ -1,13 +1,14 @@
 //! One client run against `bench-server firehose`, in its own process, measuring its own CPU.
 //!
 //! ```text
-//! bench-client --driver discard|std|mio|smol [--parse raw|typed] --addr HOST:PORT
+//! bench-client --driver discard|std|mio|smol [--parse raw|typed|validate] --addr HOST:PORT
 //! ```
 //!
 //! `discard` is the baseline: a plain socket that sends a request, then reads 64 KiB at a time
 //! and throws the bytes away. The drivers run a `SiteStream` (the server's final `disconnect`
-//! message, code 7, ends the run) with a parser that drops each message (`raw`) or decodes it with
-//! `DefaultParser` (`typed`). It prints one line:
+//! message, code 7, ends the run) with a parser that drops each message (`raw`), decodes it with
+//! `DefaultParser` (`typed`), or only checks that it is valid JSON, keeping nothing (`validate`:
+//! `serde_json` into `IgnoredAny`, the floor of any parser that checks its input). It prints one line:
 //! `result driver=.. parse=.. bytes=.. messages=.. typed_ok=.. cpu_ns=.. wall_ns=..`.
 
 use std::io::{Read, Write};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::de::IgnoredAny;
 use sitebucket_bench::args::Args;
 use sitebucket_bench::os;
 use sitebucket_mio::MioDriver;
@@ -30,20 +32,30 @@ fn main() {
     let args = Args::from_env();
     let addr = args.value("--addr").unwrap_or("127.0.0.1:8080").to_owned();
     let driver = args.value("--driver").unwrap_or("std").to_owned();
-    let typed = args.value("--parse") == Some("typed");
+    let parse = args.value("--parse").unwrap_or("raw").to_owned();
     let ok = Arc::new(AtomicU64::new(0));
-    let parser: Box<dyn Parser> = if typed {
-        let ok = ok.clone();
-        Box::new(DefaultParser::new(move |message: Result<_, _>| {
-            if let Ok(message) = message {
-                std::hint::black_box(&message);
-                ok.fetch_add(1, Ordering::Relaxed);
-            }
-        }))
-    } else {
-        Box::new(|message: Bytes| {
+    let parser: Box<dyn Parser> = match parse.as_str() {
+        "typed" => {
+            let ok = ok.clone();
+            Box::new(DefaultParser::new(move |message: Result<_, _>| {
+                if let Ok(message) = message {
+                    std::hint::black_box(&message);
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }))
+        }
+        "validate" => {
+            let ok = ok.clone();
+            Box::new(move |message: Bytes| {
+                if serde_json::from_slice::<IgnoredAny>(&message).is_ok() {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        }
+        "raw" => Box::new(|message: Bytes| {
             std::hint::black_box(message);
-        })
+        }),
+        other => fail(&format!("unknown --parse {other}")),
     };
     let config = Config::builder(
         [783_214],
@@ -69,8 +81,7 @@ fn main() {
     };
     let (cpu, wall) = (os::cpu_time() - cpu0, wall0.elapsed());
     println!(
-        "result driver={driver} parse={} bytes={bytes} messages={messages} typed_ok={} cpu_ns={} wall_ns={}",
-        if typed { "typed" } else { "raw" },
+        "result driver={driver} parse={parse} bytes={bytes} messages={messages} typed_ok={} cpu_ns={} wall_ns={}",
         ok.load(Ordering::Relaxed),
         cpu.as_nanos(),
         wall.as_nanos()

@@ -238,6 +238,9 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
     let (addr, expected) = (server.addr(), server.value("messages"));
     let mut rates: Vec<(&'static str, f64)> = DRIVERS.iter().map(|d| (*d, 0.0)).collect();
     let mut cpu_rates = rates.clone();
+    // The std driver with a parser that only validates each message: the ceiling of any
+    // checking parser end to end (std reads with the least CPU per byte).
+    let mut validate_rate = 0.0f64;
     // tweepy's best (wall, CPU), or why it could not run.
     let mut tweepy_best: Result<(f64, f64), String> = Ok((0.0, 0.0));
     // Round by round, every driver then tweepy, so all see the same moments of the machine.
@@ -253,6 +256,13 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
             rates[i].1 = rates[i].1.max(messages / r["wall_ns"] as f64);
             cpu_rates[i].1 = cpu_rates[i].1.max(messages / r["cpu_ns"].max(1) as f64);
         }
+        let r = client(bin, "std", "validate", &addr);
+        if r["messages"] != expected || r["typed_ok"] != expected {
+            fail(&format!(
+                "validate std: got {r:?}, expected {expected} messages"
+            ));
+        }
+        validate_rate = validate_rate.max(r["messages"] as f64 * 1e9 / r["wall_ns"] as f64);
         if let Ok((best, best_cpu)) = tweepy_best {
             tweepy_best = tweepy(target, &addr).map(|r| {
                 if r["messages"] != expected {
@@ -306,12 +316,11 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
                     Target::Ratio(Op::AtLeast, 20.0),
                 )
             );
-            // What no end-to-end run can beat: parsing alone, in memory, on one core.
-            let (typed_alone, ignored_alone) = parse_ceiling(plan.rounds);
-            for (name, rate) in [
-                ("default_parser_in_memory", typed_alone),
-                ("ignored_any_in_memory", ignored_alone),
-            ] {
+            // What no end-to-end run can beat: parsing alone, in memory, on one core; and the
+            // same stream end to end with a parser that only validates.
+            let mut ceilings = parse_ceiling(plan.rounds);
+            ceilings.push(("typed_e2e_validate_only_std", validate_rate));
+            for (name, rate) in ceilings {
                 println!(
                     "{}",
                     Figure::new(
@@ -329,9 +338,13 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
     }
 }
 
+/// Parses every message one way; how many were valid.
+type ParseAll = fn(&[Bytes]) -> usize;
+
 /// Messages per second of `DefaultParser` and of `serde_json` into `IgnoredAny` over the
-/// messages of the same stream, in memory, best of `rounds` passes.
-fn parse_ceiling(rounds: usize) -> (f64, f64) {
+/// messages of the same stream, in memory, best of `rounds` passes; with the `json-crates`
+/// feature, also of the SIMD JSON crates (simd-json, sonic-rs) doing no more than validating.
+fn parse_ceiling(rounds: usize) -> Vec<(&'static str, f64)> {
     let stream = BenchStream::generate(SEED, 16 << 20);
     let messages: Vec<Bytes> = stream
         .messages
@@ -343,13 +356,30 @@ fn parse_ceiling(rounds: usize) -> (f64, f64) {
         let n = parse(&messages);
         n as f64 / began.elapsed().as_secs_f64()
     };
-    // Alternate the two, so both see the same moments of the machine.
-    (0..rounds.max(1)).fold((0.0f64, 0.0f64), |(typed, ignored), _| {
+    #[cfg_attr(not(feature = "json-crates"), allow(unused_mut))]
+    let mut parsers: Vec<(&'static str, ParseAll)> = vec![
+        ("default_parser_in_memory", inproc::parse_typed),
+        ("ignored_any_in_memory", inproc::parse_ignored),
+    ];
+    #[cfg(feature = "json-crates")]
+    parsers.extend([
         (
-            typed.max(rate(inproc::parse_typed)),
-            ignored.max(rate(inproc::parse_ignored)),
-        )
-    })
+            "simd_json_tape_in_memory",
+            sitebucket_bench::json_crates::simd_json_tape as ParseAll,
+        ),
+        (
+            "sonic_rs_ignored_any_in_memory",
+            sitebucket_bench::json_crates::sonic_rs_ignored,
+        ),
+    ]);
+    let mut best = vec![0.0f64; parsers.len()];
+    // Round by round, so all see the same moments of the machine.
+    for _ in 0..rounds.max(1) {
+        for ((_, parse), best) in parsers.iter().zip(&mut best) {
+            *best = best.max(rate(*parse));
+        }
+    }
+    parsers.iter().map(|(name, _)| *name).zip(best).collect()
 }
 
 /// Installs tweepy 4.13 into `<target>/bench/venv` if needed and runs the script against
