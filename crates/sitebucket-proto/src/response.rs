@@ -110,6 +110,9 @@ pub enum HeadError {
     },
     /// The bytes are not an HTTP/1.x response head.
     Malformed(httparse::Error),
+    /// A status code outside 100–599 (RFC 9110 §15), such as `000`: three digits, but no
+    /// response status a client can act on.
+    InvalidStatus(u16),
     /// A `Transfer-Encoding` other than exactly `chunked`.
     UnsupportedTransferEncoding(String),
     /// A `Content-Length` that is not a decimal number fitting in 64 bits.
@@ -136,6 +139,9 @@ impl fmt::Display for HeadError {
                 write!(f, "response head has more than {limit} headers")
             }
             HeadError::Malformed(e) => write!(f, "malformed response head: {e}"),
+            HeadError::InvalidStatus(code) => {
+                write!(f, "invalid status code {code:03} (expected 100 to 599)")
+            }
             HeadError::UnsupportedTransferEncoding(v) => write!(
                 f,
                 "unsupported Transfer-Encoding {v:?} (only \"chunked\" is supported)"
@@ -190,6 +196,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError
     let status = response
         .code
         .ok_or(HeadError::Malformed(httparse::Error::Status))?;
+    if !(100..=599).contains(&status) {
+        return Err(HeadError::InvalidStatus(status));
+    }
     let reason = response.reason.unwrap_or("").to_string();
     let headers: Vec<(String, String)> = response
         .headers
@@ -342,6 +351,23 @@ mod tests {
         assert_eq!(head.class(), StatusClass::Success);
         assert_eq!(head.headers.len(), 3);
         assert_eq!(head.header("content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn status_codes_outside_100_to_599_are_refused() {
+        for (line, code) in [("000", 0), ("099", 99), ("600", 600), ("999", 999)] {
+            let head = format!("HTTP/1.1 {line} Odd\r\nContent-Length: 0\r\n\r\n");
+            let error = parse_all(head.as_bytes()).unwrap_err();
+            assert_eq!(error, HeadError::InvalidStatus(code));
+            assert_eq!(
+                error.to_string(),
+                format!("invalid status code {line} (expected 100 to 599)")
+            );
+        }
+        for code in [100, 599] {
+            let head = format!("HTTP/1.1 {code} Edge\r\n\r\n");
+            assert_eq!(parse_all(head.as_bytes()).unwrap().unwrap().0.status, code);
+        }
     }
 
     #[test]
