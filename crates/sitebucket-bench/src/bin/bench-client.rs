@@ -1,13 +1,14 @@
 //! One client run against `bench-server firehose`, in its own process, measuring its own CPU.
 //!
 //! ```text
-//! bench-client --driver discard|std|mio|smol [--parse raw|typed|validate] --addr HOST:PORT
+//! bench-client --driver discard|std|mio|smol [--parse raw|typed|threaded|validate] --addr HOST:PORT
 //! ```
 //!
 //! `discard` is the baseline: a plain socket that sends a request, then reads 64 KiB at a time
 //! and throws the bytes away. The drivers run a `SiteStream` (the server's final `disconnect`
 //! message, code 7, ends the run) with a parser that drops each message (`raw`), decodes it with
-//! `DefaultParser` (`typed`), or only checks that it is valid JSON, keeping nothing (`validate`:
+//! `DefaultParser` (`typed`; `threaded`: the same in a `ThreadedParser`, on a thread of its own),
+//! or only checks that it is valid JSON, keeping nothing (`validate`:
 //! `serde_json` into `IgnoredAny`, the floor of any parser that checks its input). It prints one line:
 //! `result driver=.. parse=.. bytes=.. messages=.. typed_ok=.. cpu_ns=.. wall_ns=..`.
 
@@ -26,7 +27,7 @@ use sitebucket_proto::parser::DefaultParser;
 use sitebucket_proto::{Config, Credentials, Parser, SiteStream};
 use sitebucket_smol::SmolDriver;
 use sitebucket_std::StdDriver;
-use sitebucket_thread::{Driver, ListenThread};
+use sitebucket_thread::{Driver, ListenThread, ThreadedParser};
 
 fn main() {
     let args = Args::from_env();
@@ -34,16 +35,18 @@ fn main() {
     let driver = args.value("--driver").unwrap_or("std").to_owned();
     let parse = args.value("--parse").unwrap_or("raw").to_owned();
     let ok = Arc::new(AtomicU64::new(0));
+    let typed = {
+        let ok = ok.clone();
+        DefaultParser::new(move |message: Result<_, _>| {
+            if let Ok(message) = message {
+                std::hint::black_box(&message);
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
     let parser: Box<dyn Parser> = match parse.as_str() {
-        "typed" => {
-            let ok = ok.clone();
-            Box::new(DefaultParser::new(move |message: Result<_, _>| {
-                if let Ok(message) = message {
-                    std::hint::black_box(&message);
-                    ok.fetch_add(1, Ordering::Relaxed);
-                }
-            }))
-        }
+        "typed" => Box::new(typed),
+        "threaded" => Box::new(ThreadedParser::spawn(typed).unwrap_or_else(|e| fail(&e))),
         "validate" => {
             let ok = ok.clone();
             Box::new(move |message: Bytes| {

@@ -236,7 +236,13 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
         ],
     );
     let (addr, expected) = (server.addr(), server.value("messages"));
-    let mut rates: Vec<(&'static str, f64)> = DRIVERS.iter().map(|d| (*d, 0.0)).collect();
+    // Each driver parsing inline, and std with the parser on a thread of its own.
+    let runs: Vec<(&'static str, &'static str, &'static str)> = DRIVERS
+        .iter()
+        .map(|d| (*d, *d, "typed"))
+        .chain([("std_parser_thread", "std", "threaded")])
+        .collect();
+    let mut rates: Vec<(&'static str, f64)> = runs.iter().map(|r| (r.0, 0.0)).collect();
     let mut cpu_rates = rates.clone();
     // The std driver with a parser that only validates each message: the ceiling of any
     // checking parser end to end (std reads with the least CPU per byte).
@@ -245,11 +251,11 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
     let mut tweepy_best: Result<(f64, f64), String> = Ok((0.0, 0.0));
     // Round by round, every driver then tweepy, so all see the same moments of the machine.
     for _ in 0..plan.rounds {
-        for (i, driver) in DRIVERS.iter().enumerate() {
-            let r = client(bin, driver, "typed", &addr);
+        for (i, (name, driver, parse)) in runs.iter().enumerate() {
+            let r = client(bin, driver, parse, &addr);
             if r["messages"] != expected || r["typed_ok"] != expected {
                 fail(&format!(
-                    "typed {driver}: got {r:?}, expected {expected} messages"
+                    "typed {name}: got {r:?}, expected {expected} messages"
                 ));
             }
             let messages = r["messages"] as f64 * 1e9;
