@@ -143,58 +143,9 @@ pub fn idle_response() -> Vec<u8> {
     out
 }
 
-/// A certificate authority and a server config for `localhost` and `127.0.0.1`.
-pub struct TlsMaterial {
-    /// The CA, PEM, for the client's extra roots.
-    pub ca_pem: String,
-    /// The server's config.
-    pub config: Arc<rustls::ServerConfig>,
-}
-
-/// Makes a fresh CA and a leaf (ECDSA P-256) signed by it.
-pub fn tls_material() -> io::Result<TlsMaterial> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let err = |e: &dyn std::fmt::Display| io::Error::other(format!("bench TLS material: {e}"));
-    let mut ca_params = CertificateParams::new(Vec::new()).map_err(|e| err(&e))?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sitebucket-bench CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(&e))?;
-    let mut leaf_params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .map_err(|e| err(&e))?;
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    leaf_params.use_authority_key_identifier_extension = true;
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_key = KeyPair::generate().map_err(|e| err(&e))?;
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(|e| err(&e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(&e))?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone(), ca.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .map_err(|e| err(&e))?;
-    Ok(TlsMaterial {
-        ca_pem: ca.pem(),
-        config: Arc::new(config),
-    })
-}
+/// A certificate authority and a server config for `localhost` and `127.0.0.1`: the test
+/// server's, made fresh for every call.
+pub use sitebucket_testserver::tls::{generate as tls_material, TlsMaterial};
 
 /// One held connection of the idle server.
 struct Held {

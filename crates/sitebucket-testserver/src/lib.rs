@@ -27,7 +27,7 @@ mod rng;
 pub mod scenario;
 pub mod server;
 pub mod session;
-mod tls;
+pub mod tls;
 
 pub use control::{ControlStream, ControlStreams};
 pub use oauth::Credentials;

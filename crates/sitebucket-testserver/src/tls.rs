@@ -10,10 +10,13 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A fresh CA, and a rustls server config whose certificate it signed.
-pub(crate) struct TlsMaterial {
-    pub(crate) ca_pem: String,
-    pub(crate) ca_der: Vec<u8>,
-    pub(crate) config: Arc<rustls::ServerConfig>,
+pub struct TlsMaterial {
+    /// The CA certificate, PEM, for a client's extra roots.
+    pub ca_pem: String,
+    /// The same CA certificate, DER.
+    pub ca_der: Vec<u8>,
+    /// A server config presenting the leaf (and the CA) for `localhost` and `127.0.0.1`.
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 fn tls_error(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -23,7 +26,7 @@ fn tls_error(what: &str, e: impl std::fmt::Display) -> io::Error {
 }
 
 /// Makes a new CA and leaf certificate (ECDSA P-256) and the server config that presents them.
-pub(crate) fn generate() -> io::Result<TlsMaterial> {
+pub fn generate() -> io::Result<TlsMaterial> {
     let mut ca_params = CertificateParams::new(Vec::new()).map_err(|e| tls_error("CA", e))?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
