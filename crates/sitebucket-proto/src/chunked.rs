@@ -196,6 +196,10 @@ impl ChunkedDecoder {
     fn decode_inner<'a>(&mut self, input: &'a [u8]) -> Result<ChunkStep<'a>, ChunkedError> {
         let mut pos = 0;
         while pos < input.len() {
+            if let Some(used) = self.fast_line(input.get(pos..).unwrap_or(&[])) {
+                pos += used;
+                continue;
+            }
             let byte = input[pos]; // In bounds: pos < input.len().
             let in_trailer = matches!(self.state, State::Trailer { .. } | State::TrailerLf { .. });
             match self.state {
@@ -303,6 +307,44 @@ impl ChunkedDecoder {
             data: &[],
             done: self.state == State::Done,
         })
+    }
+
+    /// The common case in one step: the `\r\n` after a chunk's data, or a whole size line
+    /// of bare hex digits and `\r\n` at the start of `input`. Returns the bytes used, or
+    /// `None` (nothing changed) to let the byte-by-byte path take them — which reaches the
+    /// same state, or the error, either way.
+    fn fast_line(&mut self, input: &[u8]) -> Option<usize> {
+        match self.state {
+            State::DataCr if input.starts_with(b"\r\n") => {
+                self.state = State::Size {
+                    value: 0,
+                    digits: 0,
+                    len: 0,
+                };
+                Some(2)
+            }
+            State::Size {
+                value: 0,
+                digits: 0,
+                len: 0,
+            } => {
+                let mut value = 0u64;
+                let mut digits = 0;
+                for &byte in input.iter().take(MAX_SIZE_DIGITS as usize) {
+                    let Some(d) = hex_value(byte) else { break };
+                    // At most 16 hex digits: the shift loses no bits.
+                    value = (value << 4) | u64::from(d);
+                    digits += 1;
+                }
+                let line_end = input.get(digits..digits + 2)?;
+                if digits == 0 || line_end != b"\r\n" {
+                    return None;
+                }
+                self.end_size_line(value);
+                Some(digits + 2)
+            }
+            _ => None,
+        }
     }
 
     /// Handles a byte after the size digits: whitespace, `;extension`, or the line end.

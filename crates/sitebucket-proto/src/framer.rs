@@ -243,14 +243,6 @@ impl Framer {
         self.frame_len = None;
     }
 
-    /// Copies `data` to the end of the pending buffer.
-    fn keep_pending(&mut self, data: &[u8]) {
-        if self.pending.capacity() - self.pending.len() < data.len() {
-            self.pending.reserve(data.len().max(PENDING_RESERVE));
-        }
-        self.pending.extend_from_slice(data);
-    }
-
     fn too_long(&self) -> FrameError {
         FrameError::TooLong {
             limit: self.max_message_bytes,
@@ -258,7 +250,8 @@ impl Framer {
     }
 
     fn next_crlf(&mut self) -> Result<Option<Frame>, FrameError> {
-        while let Some(mut segment) = self.segments.pop_front() {
+        let max = self.max_message_bytes;
+        while let Some(segment) = self.segments.front_mut() {
             // Where to search from in `segment`: bytes before it are part of the message.
             let mut from = 0;
             while let Some(offset) = memchr::memchr(b'\n', segment.get(from..).unwrap_or(&[])) {
@@ -272,21 +265,23 @@ impl Framer {
                     Some(i) => segment.get(i).copied(),
                     None => self.pending.last().copied(),
                 };
-                match before {
+                let frame = match before {
                     None => {
                         // A lone `\n` where a message would start: a keep-alive.
                         segment.advance(1);
-                        self.put_back(segment);
-                        return Ok(Some(Frame::KeepAlive));
+                        Frame::KeepAlive
                     }
-                    Some(b'\r') => {
-                        let frame = self.end_crlf_message(&mut segment, newline)?;
-                        self.put_back(segment);
-                        return Ok(Some(frame));
-                    }
+                    Some(b'\r') => end_crlf_message(&mut self.pending, segment, newline, max)?,
                     // A bare `\n` inside a message is part of it.
-                    Some(_) => from = newline + 1,
+                    Some(_) => {
+                        from = newline + 1;
+                        continue;
+                    }
+                };
+                if segment.is_empty() {
+                    self.segments.pop_front();
                 }
+                return Ok(Some(frame));
             }
             #[cfg(test)]
             {
@@ -296,50 +291,13 @@ impl Framer {
             // pending message, less a final `\r` that may start its `\r\n`. Refuse it now
             // rather than buffer more.
             let cr = usize::from(segment.last() == Some(&b'\r'));
-            if self.pending.len() + segment.len() - cr > self.max_message_bytes {
+            if self.pending.len() + segment.len() - cr > max {
                 return Err(self.too_long());
             }
-            self.keep_pending(&segment);
+            keep_pending(&mut self.pending, segment);
+            self.segments.pop_front();
         }
         Ok(None)
-    }
-
-    /// The message (or keep-alive) ending with the `\r\n` whose `\n` is at `newline` in
-    /// `segment` (the `\r` just before it, or last in `pending`); consumes it from both.
-    fn end_crlf_message(
-        &mut self,
-        segment: &mut Bytes,
-        newline: usize,
-    ) -> Result<Frame, FrameError> {
-        // `newline > 0` or `pending` ends in the `\r`, so this does not underflow.
-        let len = (self.pending.len() + newline).saturating_sub(1);
-        if len > self.max_message_bytes {
-            return Err(self.too_long());
-        }
-        if self.pending.is_empty() {
-            // The message lies inside this segment: hand out a slice of it.
-            // In bounds: len + 2 = newline + 1 <= segment.len().
-            let message = segment.split_to(len);
-            segment.advance(2);
-            return Ok(if message.is_empty() {
-                Frame::KeepAlive
-            } else {
-                Frame::Message(message)
-            });
-        }
-        match newline.checked_sub(1) {
-            // The `\r` is in this segment: copy the message's last part (in bounds: the
-            // `\r` at `newline - 1` is in the segment).
-            Some(cr) => self.keep_pending(segment.get(..cr).unwrap_or(&[])),
-            // The `\r` is the last pending byte.
-            None => self.pending.truncate(self.pending.len() - 1),
-        }
-        segment.advance(newline + 1);
-        Ok(if self.pending.is_empty() {
-            Frame::KeepAlive
-        } else {
-            Frame::Message(self.pending.split().freeze())
-        })
     }
 
     /// Puts a partly used segment back at the front of the queue, unless it is used up.
@@ -373,7 +331,7 @@ impl Framer {
             }
             // `pending.len() < frame_len`: it only holds parts of an unfinished frame.
             let take = (frame_len - self.pending.len()).min(segment.len());
-            self.keep_pending(segment.get(..take).unwrap_or(&[]));
+            keep_pending(&mut self.pending, segment.get(..take).unwrap_or(&[]));
             segment.advance(take);
             self.put_back(segment);
             if self.pending.len() == frame_len {
@@ -457,6 +415,53 @@ impl Framer {
     fn scan_work(&self) -> usize {
         self.scan_work
     }
+}
+
+/// Copies `data` to the end of the pending buffer `pending`.
+fn keep_pending(pending: &mut BytesMut, data: &[u8]) {
+    if pending.capacity() - pending.len() < data.len() {
+        pending.reserve(data.len().max(PENDING_RESERVE));
+    }
+    pending.extend_from_slice(data);
+}
+
+/// The message (or keep-alive) ending with the `\r\n` whose `\n` is at `newline` in
+/// `segment` (the `\r` just before it, or last in `pending`); consumes it from both.
+fn end_crlf_message(
+    pending: &mut BytesMut,
+    segment: &mut Bytes,
+    newline: usize,
+    max: usize,
+) -> Result<Frame, FrameError> {
+    // `newline > 0` or `pending` ends in the `\r`, so this does not underflow.
+    let len = (pending.len() + newline).saturating_sub(1);
+    if len > max {
+        return Err(FrameError::TooLong { limit: max });
+    }
+    if pending.is_empty() {
+        // The message lies inside this segment: hand out a slice of it.
+        // In bounds: len + 2 = newline + 1 <= segment.len().
+        let message = segment.split_to(len);
+        segment.advance(2);
+        return Ok(if message.is_empty() {
+            Frame::KeepAlive
+        } else {
+            Frame::Message(message)
+        });
+    }
+    match newline.checked_sub(1) {
+        // The `\r` is in this segment: copy the message's last part (in bounds: the `\r` at
+        // `newline - 1` is in the segment).
+        Some(cr) => keep_pending(pending, segment.get(..cr).unwrap_or(&[])),
+        // The `\r` is the last pending byte (`pending` is not empty).
+        None => pending.truncate(pending.len().saturating_sub(1)),
+    }
+    segment.advance(newline + 1);
+    Ok(if pending.is_empty() {
+        Frame::KeepAlive
+    } else {
+        Frame::Message(pending.split().freeze())
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@
 //! head. (One exception the inflater imposes: how much of the output before corrupt deflate
 //! data it hands out before reporting the error depends on its buffer sizes.)
 
+use std::collections::VecDeque;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::chunked::{ChunkedDecoder, ChunkedError};
@@ -85,6 +87,8 @@ enum Stage {
 pub struct ResponseReader {
     stage: Stage,
     framer: Framer,
+    /// Body bytes pushed and not transfer-decoded yet, oldest first.
+    raw: VecDeque<Bytes>,
     body_done: bool,
     /// The first transfer-decoding (chunked) error, returned once the frames before it are out.
     failed: Option<ReadError>,
@@ -94,6 +98,9 @@ pub struct ResponseReader {
     /// Where content decoding writes, one [`DECODE_STEP`] at a time; each step is frozen and
     /// handed to the framer (empty and unallocated for an uncompressed body).
     window: BytesMut,
+    /// The last content-decoding step filled its [`DECODE_STEP`]: the decoder may have more
+    /// output ready even without new input.
+    decode_more: bool,
 }
 
 impl ResponseReader {
@@ -102,25 +109,31 @@ impl ResponseReader {
         Self {
             stage: Stage::Head(Vec::new()),
             framer: Framer::new(framing, max_message_bytes),
+            raw: VecDeque::new(),
             body_done: false,
             failed: None,
             decode_failed: None,
             window: BytesMut::new(),
+            decode_more: false,
         }
     }
 
-    /// Whether the whole body has arrived (the last chunk, or `Content-Length` bytes).
+    /// Whether the whole body has been read (the last chunk, or `Content-Length` bytes).
+    ///
+    /// The body is decoded as frames are polled, so this turns `true` once
+    /// [`poll_frame`](Self::poll_frame) got to the body's end.
     pub fn body_done(&self) -> bool {
         self.body_done
     }
 
-    /// Bytes held in the reader's buffers (head, framer, compressed input).
+    /// Bytes held in the reader's buffers (head, body input not decoded yet, framer,
+    /// compressed input).
     pub fn buffered(&self) -> usize {
         let staged = match &self.stage {
             Stage::Head(buf) => buf.len(),
             Stage::Body { content, .. } => content.as_ref().map_or(0, |c| c.buffered_input()),
         };
-        staged + self.framer.buffered()
+        staged + self.raw.iter().map(Bytes::len).sum::<usize>() + self.framer.buffered()
     }
 
     /// Feeds plaintext from the connection. Returns the head when this call completed it;
@@ -129,9 +142,9 @@ impl ResponseReader {
     /// `input` is copied once into a [`Bytes`]; [`push_bytes`](Self::push_bytes) takes an
     /// owned one without copying.
     ///
-    /// Only a bad head is an error here. A body error is kept and returned by
-    /// [`poll_frame`](Self::poll_frame) after the frames before it; bytes pushed after it are
-    /// ignored.
+    /// Only a bad head is an error here. The body is decoded as frames are polled: a body
+    /// error is returned by [`poll_frame`](Self::poll_frame) after the frames before it, and
+    /// bytes pushed after that are ignored.
     pub fn push(&mut self, input: &[u8]) -> Result<Option<ResponseHead>, ReadError> {
         self.push_bytes(Bytes::copy_from_slice(input))
     }
@@ -167,91 +180,33 @@ impl ResponseReader {
                 }
             }
         }
-        if self.failed.is_none() {
-            if let Err(e) = self.push_body(body) {
-                self.failed = Some(e);
-            }
+        if self.failed.is_none() && !self.body_done && !body.is_empty() {
+            self.raw.push_back(body);
         }
         Ok(head_out)
     }
 
-    fn push_body(&mut self, mut input: Bytes) -> Result<(), ReadError> {
-        let Stage::Body { transfer, content } = &mut self.stage else {
-            return Ok(());
-        };
-        let framer = &mut self.framer;
-        let mut deliver = |data: Bytes| match content {
-            Some(decoder) => decoder.push(&data),
-            None => framer.push_bytes(data),
-        };
-        while !input.is_empty() && !self.body_done {
-            match transfer {
-                Transfer::Chunked(decoder) => {
-                    let step = decoder.decode(&input).map_err(ReadError::Chunked)?;
-                    if !step.data.is_empty() {
-                        // The chunk's data as a slice of the input, not a copy. (The range
-                        // is always within the input; the copy only guards the slice.)
-                        let range = step.data_range();
-                        deliver(if range.end <= input.len() {
-                            input.slice(range)
-                        } else {
-                            Bytes::copy_from_slice(step.data)
-                        });
-                    }
-                    if step.done {
-                        self.body_done = true;
-                    }
-                    if step.consumed == 0 {
-                        break;
-                    }
-                    input.advance(step.consumed.min(input.len()));
-                }
-                Transfer::Remaining(left) => {
-                    let take = usize::try_from(*left)
-                        .unwrap_or(usize::MAX)
-                        .min(input.len());
-                    deliver(input.split_to(take)); // In bounds: take <= input.len().
-                    *left -= take as u64;
-                    self.body_done = *left == 0;
-                }
-                Transfer::UntilEof => {
-                    deliver(std::mem::take(&mut input));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The next complete frame, decoding compressed input one bounded step at a time.
-    /// `Ok(None)` means more input is needed. Once every frame before a body error is out,
-    /// the error is returned (and again on every later call).
+    /// The next complete frame, decoding the body one bounded step at a time: a chunk's data
+    /// (or a push of a `Content-Length` or until-EOF body), then at most [`DECODE_STEP`]
+    /// decompressed bytes. `Ok(None)` means more input is needed. Once every frame before a
+    /// body error is out, the error is returned (and again on every later call).
     pub fn poll_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
             if let Some(frame) = self.framer.next_frame().map_err(ReadError::Frame)? {
                 return Ok(Some(frame));
             }
             // Compressed bytes from before a transfer error are still decoded.
-            if let (
-                None,
-                Stage::Body {
-                    content: Some(decoder),
-                    ..
-                },
-            ) = (&self.decode_failed, &mut self.stage)
-            {
-                // One step's room at the window's end: the previous steps' memory stays with
-                // the frames sliced from it, and is reused once they are all dropped.
-                self.window.reserve(DECODE_STEP);
-                let decoded = decoder.decode_into(&mut self.window, DECODE_STEP);
-                // What was decoded, even before an error, goes to the framer: frame it first.
-                if !self.window.is_empty() {
-                    self.framer.push_bytes(self.window.split().freeze());
-                }
-                match decoded {
-                    Ok(0) => {}
-                    Ok(_) => continue,
+            if self.decode_step() {
+                continue;
+            }
+            if self.failed.is_none() {
+                match self.transfer_step() {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    // The data before the error went on already: frame (and decode) it first.
                     Err(e) => {
-                        self.decode_failed = Some(ReadError::Decode(e));
+                        self.failed = Some(e);
+                        self.raw.clear();
                         continue;
                     }
                 }
@@ -261,6 +216,101 @@ impl ResponseReader {
                 None => Ok(None),
             };
         }
+    }
+
+    /// Decompresses at most one [`DECODE_STEP`] into the window and hands it to the framer;
+    /// whether anything was decoded (or an error found).
+    fn decode_step(&mut self) -> bool {
+        let (
+            None,
+            Stage::Body {
+                content: Some(decoder),
+                ..
+            },
+        ) = (&self.decode_failed, &mut self.stage)
+        else {
+            return false;
+        };
+        if decoder.buffered_input() == 0 && !self.decode_more {
+            return false;
+        }
+        // One step's room at the window's end: the previous steps' memory stays with the
+        // frames sliced from it, and is reused once they are all dropped.
+        self.window.reserve(DECODE_STEP);
+        let decoded = decoder.decode_into(&mut self.window, DECODE_STEP);
+        // What was decoded, even before an error, goes to the framer: frame it first.
+        if !self.window.is_empty() {
+            self.framer.push_bytes(self.window.split().freeze());
+        }
+        match decoded {
+            Ok(n) => {
+                self.decode_more = n == DECODE_STEP;
+                n > 0
+            }
+            Err(e) => {
+                self.decode_failed = Some(ReadError::Decode(e));
+                true
+            }
+        }
+    }
+
+    /// Transfer-decodes the oldest body input until one piece of body data went on (to the
+    /// content decoder or the framer) or that input is used up; whether anything was done.
+    fn transfer_step(&mut self) -> Result<bool, ReadError> {
+        let Stage::Body { transfer, content } = &mut self.stage else {
+            return Ok(false);
+        };
+        if self.body_done {
+            // Bytes after the end of the body are not part of it.
+            self.raw.clear();
+        }
+        let Some(input) = self.raw.front_mut() else {
+            return Ok(false);
+        };
+        let data = match transfer {
+            Transfer::Chunked(decoder) => {
+                let step = decoder.decode(input).map_err(ReadError::Chunked)?;
+                // The chunk's data as a slice of the input, not a copy. (The range is always
+                // within the input; the copy only guards the slice.)
+                let range = step.data_range();
+                let data = if step.data.is_empty() {
+                    Bytes::new()
+                } else if range.end <= input.len() {
+                    input.slice(range)
+                } else {
+                    Bytes::copy_from_slice(step.data)
+                };
+                self.body_done = step.done;
+                // Every call on non-empty input before the end consumes something; should one
+                // not, drop the input rather than loop.
+                let used = if step.consumed == 0 && !step.done {
+                    input.len()
+                } else {
+                    step.consumed
+                };
+                input.advance(used.min(input.len()));
+                data
+            }
+            Transfer::Remaining(left) => {
+                let take = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
+                *left -= take as u64;
+                self.body_done = *left == 0;
+                input.split_to(take) // In bounds: take <= input.len().
+            }
+            Transfer::UntilEof => std::mem::take(input),
+        };
+        if input.is_empty() {
+            self.raw.pop_front();
+        }
+        if !data.is_empty() {
+            match content {
+                Some(decoder) => decoder.push(&data),
+                None => self.framer.push_bytes(data),
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -423,9 +473,15 @@ mod tests {
         let mut wire = HEAD.to_vec();
         wire.extend_from_slice(b"zz\r\n");
         assert!(reader.push(&wire).unwrap().is_some());
+        // The body is decoded as it is polled: the bytes wait until then.
+        assert_eq!(reader.push(b"5\r\nabc\r\n\r\n"), Ok(None));
+        assert_eq!(reader.buffered(), 14);
+        let error = ReadError::Chunked(ChunkedError::InvalidSizeByte(b'z'));
+        assert_eq!(reader.poll_frame(), Err(error.clone()));
+        // Found, the error drops what followed it, and what comes later.
+        assert_eq!(reader.buffered(), 0);
         assert_eq!(reader.push(b"5\r\nabc\r\n\r\n"), Ok(None));
         assert_eq!(reader.buffered(), 0);
-        let error = ReadError::Chunked(ChunkedError::InvalidSizeByte(b'z'));
         assert_eq!(reader.poll_frame(), Err(error.clone()));
         assert_eq!(
             error.to_string(),
