@@ -21,15 +21,19 @@ pub struct Counts {
     pub bytes: usize,
 }
 
-/// The full byte pipeline: `wire` (head and chunked body) pushed `read` bytes at a time
-/// into a [`ResponseReader`], every frame drained after each push and dropped.
-pub fn pipeline(wire: &[u8], framing: Framing, read: usize) -> Counts {
+/// The full byte pipeline: `wire` (head and chunked body) handed to a [`ResponseReader`] as
+/// `read`-byte slices of one [`Bytes`] (what a driver reading into a `BytesMut` block hands
+/// over), every frame drained after each push and dropped.
+pub fn pipeline_bytes(wire: &Bytes, framing: Framing, read: usize) -> Counts {
     let mut reader = ResponseReader::new(framing, DEFAULT_MAX_MESSAGE_BYTES);
     let mut counts = Counts::default();
-    for piece in wire.chunks(read) {
-        if reader.push(piece).is_err() {
+    let mut at = 0;
+    while at < wire.len() {
+        let end = wire.len().min(at + read.max(1));
+        if reader.push_bytes(wire.slice(at..end)).is_err() {
             break;
         }
+        at = end;
         while let Ok(Some(frame)) = reader.poll_frame() {
             match frame {
                 Frame::Message(message) => {
@@ -41,6 +45,11 @@ pub fn pipeline(wire: &[u8], framing: Framing, read: usize) -> Counts {
         }
     }
     counts
+}
+
+/// [`pipeline_bytes`] on a copy of `wire`.
+pub fn pipeline(wire: &[u8], framing: Framing, read: usize) -> Counts {
+    pipeline_bytes(&Bytes::copy_from_slice(wire), framing, read)
 }
 
 /// `body` copied `read` bytes at a time into one reused buffer of that size: the copy every
@@ -188,6 +197,11 @@ mod tests {
                 pipeline(&wire, Framing::Crlf, read),
                 expected,
                 "pipeline {read}"
+            );
+            assert_eq!(
+                pipeline_bytes(&Bytes::from(wire.clone()), Framing::Crlf, read),
+                expected,
+                "pipeline_bytes {read}"
             );
             assert_eq!(naive_client(&wire, read), expected, "naive {read}");
         }
