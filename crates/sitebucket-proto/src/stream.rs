@@ -285,6 +285,13 @@ pub struct Stats {
     pub last_byte_at: Option<Instant>,
 }
 
+/// Bytes handed to [`SiteStream::handle_input`] (borrowed) or
+/// [`SiteStream::handle_input_bytes`] (owned).
+enum Input<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Bytes),
+}
+
 #[derive(Debug)]
 struct Connection {
     stall_deadline: Instant,
@@ -559,9 +566,30 @@ impl SiteStream {
     }
 
     /// Bytes arrived on the connection. Ignored unless a connection is open.
+    ///
+    /// The plaintext is copied once; [`handle_input_bytes`](Self::handle_input_bytes) takes
+    /// owned [`Bytes`] instead and hands messages out as slices of them.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.input(now, Input::Borrowed(bytes));
+    }
+
+    /// Bytes arrived on the connection, as [`Bytes`] the stream may keep: on a plain
+    /// connection, each [`Event::Message`] that lies inside them (and inside one chunk) is a
+    /// slice of them, not a copy — and keeps their memory alive while it lives. (A driver
+    /// reads into a `BytesMut` block and hands over `block.split_to(n).freeze()`.) Over TLS,
+    /// the ciphertext is only read, and messages are sliced from the decrypted plaintext.
+    /// Ignored unless a connection is open.
+    pub fn handle_input_bytes(&mut self, now: Instant, bytes: Bytes) {
+        self.input(now, Input::Owned(bytes));
+    }
+
+    fn input(&mut self, now: Instant, input: Input<'_>) {
         let State::Open(conn) = &mut self.state else {
             return;
+        };
+        let bytes: &[u8] = match &input {
+            Input::Borrowed(bytes) => bytes,
+            Input::Owned(bytes) => bytes,
         };
         self.stats.bytes += bytes.len() as u64;
         self.stats.last_byte_at = Some(now);
@@ -570,8 +598,12 @@ impl SiteStream {
         let mut error = None;
         let conn = &mut **conn;
         let reader = &mut conn.reader;
-        let mut push = |plain: &[u8]| -> bool {
-            match reader.push(plain) {
+        let mut push = |plain: Input<'_>| -> bool {
+            let pushed = match plain {
+                Input::Borrowed(plain) => reader.push(plain),
+                Input::Owned(plain) => reader.push_bytes(plain),
+            };
+            match pushed {
                 Ok(Some(h)) => {
                     let ok = h.status == 200;
                     head = Some(h);
@@ -586,7 +618,8 @@ impl SiteStream {
         };
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut conn.tls {
-            if let Err(e) = tls.read_ciphertext(bytes, &mut push) {
+            let mut push_plain = |plain: Bytes| push(Input::Owned(plain));
+            if let Err(e) = tls.read_ciphertext_bytes(bytes, &mut push_plain) {
                 error = error.or(Some(StreamError::Tls(e)));
             }
             let out = tls.take_transmit();
@@ -594,10 +627,10 @@ impl SiteStream {
                 self.queue.push_back(Action::Transmit(Bytes::from(out)));
             }
         } else {
-            push(bytes);
+            push(input);
         }
         #[cfg(not(feature = "tls"))]
-        push(bytes);
+        push(input);
 
         if let Some(head) = head {
             self.queue.push_back(Action::Event(Event::Connected {
@@ -951,6 +984,53 @@ mod tests {
             actions.last(),
             Some(&Action::Wait(t0 + Duration::from_secs(90)))
         );
+    }
+
+    #[test]
+    fn owned_input_is_framed_in_place_and_like_borrowed_input() {
+        let t0 = Instant::now();
+        let mut wire = OK_HEAD.to_vec();
+        wire.extend(chunk(b"{\"a\":1}\r\n\r\n{\"b\":"));
+        wire.extend(chunk(b"2}\r\n{\"c\":3}\r\n"));
+        let wire = Bytes::from(wire);
+        // Whole, and byte by byte, each both ways: the same actions.
+        let run = |pieces: &[Bytes], owned: bool| {
+            let mut stream = SiteStream::new(config().build().unwrap());
+            connect(&mut stream, t0);
+            let mut actions = Vec::new();
+            for piece in pieces {
+                if owned {
+                    stream.handle_input_bytes(t0, piece.clone());
+                } else {
+                    stream.handle_input(t0, piece);
+                }
+                actions.extend(drain(&mut stream, t0));
+            }
+            (actions, stream.stats().bytes)
+        };
+        let whole = run(std::slice::from_ref(&wire), false);
+        assert_eq!(
+            messages(&whole.0),
+            [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]
+        );
+        assert_eq!(whole.1, wire.len() as u64);
+        let bytes: Vec<Bytes> = (0..wire.len()).map(|i| wire.slice(i..i + 1)).collect();
+        assert_eq!(run(std::slice::from_ref(&wire), true), whole);
+        assert_eq!(run(&bytes, true), run(&bytes, false));
+        assert_eq!(messages(&run(&bytes, true).0), messages(&whole.0));
+
+        // Owned input: a message inside one chunk is a slice of it; b straddles two chunks.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_input_bytes(t0, wire.clone());
+        let actions = drain(&mut stream, t0);
+        let inside = |m: &[u8]| {
+            let (p, w) = (m.as_ptr() as usize, wire.as_ptr() as usize);
+            p >= w && p + m.len() <= w + wire.len()
+        };
+        let found = messages(&actions);
+        assert_eq!(found.len(), 3);
+        assert!(inside(found[0]) && !inside(found[1]) && inside(found[2]));
     }
 
     #[test]

@@ -11,10 +11,17 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+/// Plaintext is read out of rustls into blocks of this size, which the messages sliced from
+/// them share (one TLS record holds at most 16 KiB).
+const PLAIN_BLOCK: usize = 32 * 1024;
+/// A block for a little plaintext (a keep-alive, a head): an idle stream holds no more.
+const PLAIN_SMALL: usize = 1024;
 
 /// A TLS setup error: the extra root certificates could not be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +103,10 @@ impl TlsContext {
             .map_err(|e| format!("invalid TLS server name {host:?}: {e}"))?;
         let conn = ClientConnection::new(self.config.clone(), name)
             .map_err(|e| format!("TLS setup failed: {e}"))?;
-        Ok(TlsSession { conn })
+        Ok(TlsSession {
+            conn,
+            plain: BytesMut::new(),
+        })
     }
 }
 
@@ -104,6 +114,9 @@ impl TlsContext {
 #[derive(Debug)]
 pub(crate) struct TlsSession {
     conn: ClientConnection,
+    /// The rest of the current plaintext block: decrypted bytes are read into its start and
+    /// split off, frozen, so the framer can slice messages out of them without a copy.
+    plain: BytesMut,
 }
 
 impl TlsSession {
@@ -126,13 +139,23 @@ impl TlsSession {
         out
     }
 
-    /// Feeds ciphertext; plaintext is handed to `sink` as it is decrypted.
+    /// Feeds ciphertext; plaintext is handed to `sink` as it is decrypted, until `sink`
+    /// returns `false`.
     pub(crate) fn read_ciphertext(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), String> {
-        let mut plain = [0u8; 16 * 1024];
+        self.read_ciphertext_bytes(input, &mut |plain: Bytes| sink(&plain))
+    }
+
+    /// [`read_ciphertext`](Self::read_ciphertext) handing out plaintext as [`Bytes`] split
+    /// off a reused block (see [`PLAIN_BLOCK`]), for the reader to frame without a copy.
+    pub(crate) fn read_ciphertext_bytes(
+        &mut self,
+        mut input: &[u8],
+        sink: &mut dyn FnMut(Bytes) -> bool,
+    ) -> Result<(), String> {
         while !input.is_empty() {
             let n = self
                 .conn
@@ -141,14 +164,29 @@ impl TlsSession {
             if n == 0 {
                 break;
             }
-            self.conn
+            let mut want = self
+                .conn
                 .process_new_packets()
-                .map_err(|e| format!("TLS error: {e}"))?;
-            loop {
-                match self.conn.reader().read(&mut plain) {
+                .map_err(|e| format!("TLS error: {e}"))?
+                .plaintext_bytes_to_read();
+            while want > 0 {
+                // A record is not split across blocks unless it is bigger than one: its
+                // messages stay zero-copy. Zeroed once per block, which is cheaper than
+                // copying.
+                if self.plain.len() < want.min(PLAIN_BLOCK) {
+                    self.plain = BytesMut::zeroed(if want < PLAIN_SMALL {
+                        PLAIN_SMALL
+                    } else {
+                        PLAIN_BLOCK
+                    });
+                }
+                match self.conn.reader().read(&mut self.plain[..]) {
                     Ok(0) => break,
                     Ok(len) => {
-                        if !sink(&plain[..len]) {
+                        want = want.saturating_sub(len);
+                        // In bounds: `read` reports at most the slice it was given.
+                        let plain = self.plain.split_to(len.min(self.plain.len())).freeze();
+                        if !sink(plain) {
                             return Ok(());
                         }
                     }

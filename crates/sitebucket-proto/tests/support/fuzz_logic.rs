@@ -787,7 +787,7 @@ impl<'a> Arbitrary<'a> for Chunk {
 /// One thing that happens to the stream. After each, the harness drains `poll_action`.
 #[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `handle_input` with these bytes.
+    /// `handle_input` (or `handle_input_bytes`, for odd lengths) with these bytes.
     Input(Chunk),
     /// `handle_eof`.
     Eof,
@@ -1056,7 +1056,13 @@ impl Harness<'_> {
                     conn.feed(bytes);
                 }
                 self.last_chunk = bytes.len();
-                self.stream.handle_input(now, bytes);
+                // Both ways in: borrowed (copied by the core) and owned (framed in place).
+                if bytes.len() % 2 == 0 {
+                    self.stream.handle_input(now, bytes);
+                } else {
+                    let owned = bytes::Bytes::copy_from_slice(bytes);
+                    self.stream.handle_input_bytes(now, owned);
+                }
                 self.check_buffered();
             }
             Op::Eof => {
