@@ -1,8 +1,10 @@
 //! One stream's transport on a mio loop: its socket, unsent bytes and next deadline.
 //!
 //! A [`Conn`] carries out the core's actions and feeds it what the socket says; it makes no
-//! protocol decision. It holds no read buffer: the loop lends it one shared buffer per event,
-//! so an idle stream costs a few words here plus the core's own state.
+//! protocol decision. It holds no read buffer: the loop lends it one shared [`ReadBuffer`] per
+//! event, whose reads the core frames in place (a message keeps its read's block alive while
+//! it lives; the core copies only the start of an unfinished message, and short reads are
+//! copied out), so an idle stream costs a few words here plus the core's own state.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -12,7 +14,7 @@ use std::vec;
 
 use bytes::Bytes;
 use mio::{Interest, Registry, Token};
-use sitebucket_proto::stream::{Action, Event, Outcome};
+use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::Control;
 
@@ -54,9 +56,13 @@ impl Conn {
         if parts.control.stop_requested() {
             parts.stream.disconnect();
         }
+        let mut now = Instant::now();
         let outcome = loop {
-            let now = Instant::now();
-            match parts.stream.poll_action(now) {
+            let action = parts.stream.poll_action(now);
+            // The events after a read come in a burst: one clock reading serves them all.
+            // Any other action may take a while (resolving a host name), so read it again.
+            let event = matches!(action, Action::Event(_));
+            match action {
                 Action::Connect { host, port, .. } => {
                     self.connect(registry, &host, port, parts.stream, now)
                 }
@@ -84,6 +90,9 @@ impl Conn {
                 // `Action` is non-exhaustive: nothing else exists today.
                 _ => {}
             }
+            if !event {
+                now = Instant::now();
+            }
         };
         parts.control.publish(parts.stream);
         outcome
@@ -94,7 +103,7 @@ impl Conn {
         &mut self,
         registry: &Registry,
         writable: bool,
-        buf: &mut [u8],
+        buf: &mut ReadBuffer,
         parts: &mut Parts<'_>,
     ) -> Option<Outcome> {
         let now = Instant::now();
@@ -114,12 +123,12 @@ impl Conn {
         // `Close` after a bad status, a TLS reply) happen in order.
         while let Socket::Open(tcp) = &mut self.socket {
             let now = Instant::now();
-            match tcp.read(buf) {
+            match tcp.read(buf.spare()) {
                 Ok(0) => {
                     parts.stream.handle_eof(now);
                     self.close(registry);
                 }
-                Ok(n) => parts.stream.handle_input(now, &buf[..n]),
+                Ok(n) => parts.stream.handle_input_bytes(now, buf.filled(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mio::{Events, Poll, Token, Waker};
-use sitebucket_proto::stream::{Action, Outcome};
+use sitebucket_proto::stream::{Action, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Finished, RunHandle};
 
@@ -18,8 +18,11 @@ use crate::conn::{Conn, Parts};
 /// The token of the loop's `mio::Waker`; streams use their id as token.
 const WAKER: Token = Token(usize::MAX);
 
-/// Size of the one read buffer each loop shares among its streams.
+/// Size of the blocks of the one read buffer each loop shares among its streams: a read is
+/// handed to the core in its block, without a copy.
 const READ_BUFFER: usize = 64 * 1024;
+/// Reads shorter than this (an idle stream's keep-alive) are copied out of the block instead.
+const COPY_BELOW: usize = 8 * 1024;
 
 /// A stream handed to the loop thread.
 struct Spawn {
@@ -71,7 +74,7 @@ impl Shared {
             shared: shared.clone(),
             entries: HashMap::new(),
             timers: BTreeSet::new(),
-            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            buf: ReadBuffer::new(READ_BUFFER, COPY_BELOW),
         };
         let thread = std::thread::Builder::new()
             .name("sitebucket-mio".into())
@@ -149,7 +152,8 @@ struct EventLoop {
     entries: HashMap<usize, Entry>,
     /// Every stream's next deadline, nearest first.
     timers: BTreeSet<(Instant, usize)>,
-    buf: Box<[u8]>,
+    /// Shared by every stream of the loop: an idle stream holds none of it.
+    buf: ReadBuffer,
 }
 
 /// Marks the loop exited (even if it panicked), so later spawns fail instead of hanging.
@@ -289,7 +293,7 @@ pub(crate) fn run_here(
     }));
     let token = Token(0);
     let mut conn = Conn::new(token);
-    let mut buf = vec![0; READ_BUFFER];
+    let mut buf = ReadBuffer::new(READ_BUFFER, COPY_BELOW);
     let mut events = Events::with_capacity(16);
     let mut parts = Parts {
         stream,

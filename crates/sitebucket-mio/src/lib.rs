@@ -1,8 +1,9 @@
 //! # sitebucket-mio — many Site Streams on one mio event loop
 //!
 //! [`MioDriver`] runs every stream spawned on it on ONE event-loop thread, so thousands of
-//! streams cost one thread, one 64 KiB read buffer and, per stream, the core's state plus
-//! a socket. Hand it to [`ListenThread`](sitebucket_thread::ListenThread) like any other
+//! streams cost one thread, one read buffer (64 KiB blocks, whose reads the core frames in
+//! place: a message keeps its read's block alive while it lives, and the block is read into
+//! again once its messages are dropped) and, per stream, the core's state plus a socket. Hand it to [`ListenThread`](sitebucket_thread::ListenThread) like any other
 //! [`Driver`]:
 //!
 //! ```no_run

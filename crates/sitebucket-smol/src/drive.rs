@@ -14,12 +14,16 @@ use smol::channel::Receiver;
 use smol::net::TcpStream;
 use smol::Timer;
 
-use sitebucket_proto::stream::{Action, Event, Outcome};
+use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::Control;
 
-/// Bytes asked of the socket per read.
+/// Reads in a row between two yields to the executor.
+const READS_PER_YIELD: u32 = 16;
+/// Bytes asked of the socket per read: the size of a read block.
 const READ_BUFFER: usize = 64 * 1024;
+/// Reads shorter than this are copied out rather than handed over in their block.
+const COPY_BELOW: usize = 8 * 1024;
 
 /// A connection attempt in progress: resolve the host, then try its addresses in turn.
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -70,16 +74,34 @@ impl Drop for WakerGuard<'_> {
 /// drains, closes the socket and returns [`Outcome::Stopped`]. It makes no protocol decision:
 /// timeouts, retries and backoff are all the core's.
 ///
+/// Reads go into 64 KiB blocks ([`ReadBuffer`]) handed to the core without a copy, so each
+/// message the parser gets is a slice of a block, which it keeps alive while it lives (the
+/// block is read into again once its messages are all dropped).
+///
+/// While bytes keep arriving, it yields to the executor after every 16 reads (1 MiB), so the
+/// other tasks of the executor get to run. (Each yield costs `smol::block_on` a round of the
+/// reactor, a few system calls: once per read, that was a third of the driver's CPU.)
+///
 /// Any smol-compatible executor can run it (`smol::block_on`, a `smol::Executor` task).
 /// Dropping the future closes the socket at once.
 pub async fn drive(stream: &mut SiteStream, parser: &mut dyn Parser, control: &Control) -> Outcome {
+    drive_yielding(stream, parser, control, READS_PER_YIELD).await
+}
+
+/// [`drive`], yielding to the executor after every `reads_per_yield` reads (at least 1).
+pub(crate) async fn drive_yielding(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &Control,
+    reads_per_yield: u32,
+) -> Outcome {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     // A full channel already holds a pending stop, so a failed `try_send` loses nothing.
     control.set_waker(Arc::new(move || {
         let _ = stop_tx.try_send(());
     }));
     let _guard = WakerGuard(control);
-    let outcome = run_loop(stream, parser, control, &stop_rx).await;
+    let outcome = run_loop(stream, parser, control, &stop_rx, reads_per_yield.max(1)).await;
     control.publish(stream);
     outcome
 }
@@ -89,18 +111,26 @@ async fn run_loop(
     parser: &mut dyn Parser,
     control: &Control,
     stop: &Receiver<()>,
+    reads_per_yield: u32,
 ) -> Outcome {
-    let mut buf = vec![0u8; READ_BUFFER];
+    let mut buf = ReadBuffer::new(READ_BUFFER, COPY_BELOW);
+    let mut reads_since_yield = 0;
     let mut connecting: Option<Connecting> = None;
     let mut link: Option<Link> = None;
     let mut timer = Timer::never();
+    // The deadline `timer` is set to, until it fires.
+    let mut armed: Option<Instant> = None;
     loop {
         if control.stop_requested() {
             // A no-op once the stream has finished.
             stream.disconnect();
         }
+        let mut now = Instant::now();
         let deadline = loop {
-            match stream.poll_action(Instant::now()) {
+            let action = stream.poll_action(now);
+            // The events after a read come in a burst: one clock reading serves them all.
+            let event = matches!(action, Action::Event(_));
+            match action {
                 Action::Connect { host, port, .. } => {
                     connecting = Some(Box::pin(async move {
                         TcpStream::connect((host.as_str(), port)).await
@@ -122,10 +152,20 @@ async fn run_loop(
                 // Actions added to the core later: nothing this driver knows how to do.
                 _ => {}
             }
+            if !event {
+                now = Instant::now();
+            }
         };
         control.publish(stream);
 
-        timer.set_at(deadline);
+        // Setting a timer costs the reactor several system calls, and the stall deadline
+        // moves with every read: set it only when the deadline comes sooner than the one
+        // set. A later deadline is reached through an early wake-up, which the core ignores,
+        // after which the timer is set again.
+        if armed.is_none_or(|at| deadline < at) {
+            timer.set_at(deadline);
+            armed = Some(deadline);
+        }
         let wake = or(
             async {
                 match stop.recv().await {
@@ -144,7 +184,10 @@ async fn run_loop(
         let now = Instant::now();
         match wake {
             Wake::Stop => {}
-            Wake::Deadline => stream.handle_timeout(now),
+            Wake::Deadline => {
+                armed = None;
+                stream.handle_timeout(now);
+            }
             Wake::Connected(result) => {
                 connecting = None;
                 match result {
@@ -162,10 +205,14 @@ async fn run_loop(
                 }
             }
             Wake::Read(Ok(n)) if n > 0 => {
-                // `n` is at most the buffer's length: `read` never reports more than it got.
-                stream.handle_input(now, &buf[..n]);
-                // Let other tasks (and a `MessageStream`'s consumer) in between 64 KiB reads.
-                yield_now().await;
+                // `n` is at most the room offered: `read` never reports more than it got.
+                stream.handle_input_bytes(now, buf.filled(n));
+                // Let other tasks (and a `MessageStream`'s consumer) in between reads.
+                reads_since_yield += 1;
+                if reads_since_yield >= reads_per_yield {
+                    reads_since_yield = 0;
+                    yield_now().await;
+                }
             }
             Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Wake::Read(_) => {
@@ -203,7 +250,7 @@ async fn run_loop(
 async fn wait_io(
     connecting: &mut Option<Connecting>,
     link: &mut Option<Link>,
-    buf: &mut [u8],
+    buf: &mut ReadBuffer,
 ) -> Wake {
     if let Some(attempt) = connecting {
         return Wake::Connected(attempt.await);
@@ -222,7 +269,7 @@ async fn wait_io(
         if *read_closed {
             pending().await
         } else {
-            Wake::Read(reader.read(buf).await)
+            Wake::Read(reader.read(buf.spare()).await)
         }
     };
     let write = async {

@@ -13,7 +13,7 @@ use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::SiteStream;
 use sitebucket_thread::{Control, Status};
 
-use crate::drive::drive;
+use crate::drive::drive_yielding;
 
 type Inbox = Arc<Mutex<VecDeque<Bytes>>>;
 type Run = Pin<Box<dyn Future<Output = (SiteStream, Outcome)> + Send>>;
@@ -81,7 +81,8 @@ impl MessageStream {
             let mut stream = stream;
             Box::pin(async move {
                 let mut parser = move |message: Bytes| lock(&inbox).push_back(message);
-                let outcome = drive(&mut stream, &mut parser, &control).await;
+                // A yield after every read bounds the inbox (see `poll_next`).
+                let outcome = drive_yielding(&mut stream, &mut parser, &control, 1).await;
                 (stream, outcome)
             })
         };

@@ -7,12 +7,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Interest, Poll, Token};
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-use sitebucket_proto::stream::{Action, Event, Outcome};
+use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver};
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read: the size of a read block.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Reads shorter than this are copied out rather than handed over in their block.
+const COPY_BELOW_BYTES: usize = 8 * 1024;
 
 const CONNECTING: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -27,6 +29,10 @@ const WAKE: Token = Token(1);
 ///
 /// The driver decides nothing about the protocol: it connects where the core says, writes
 /// what it transmits, feeds it what arrives and waits until its deadline.
+///
+/// Reads go into 64 KiB blocks ([`ReadBuffer`]) handed to the core without a copy, so each
+/// message the parser gets is a slice of a block, which it keeps alive while it lives (the
+/// block is read into again once its messages are all dropped).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdDriver;
 
@@ -149,12 +155,19 @@ fn drive(
     poll: &mut Poll,
 ) -> Outcome {
     let mut socket: Option<TcpStream> = None;
-    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    // The read timeout set on `socket`, if any.
+    let mut read_timeout = None;
+    let mut buf = ReadBuffer::new(READ_BUFFER_BYTES, COPY_BELOW_BYTES);
+    let mut now = Instant::now();
     loop {
         if control.stop_requested() && !stream.disconnect_issued() {
             stream.disconnect();
         }
-        match stream.poll_action(Instant::now()) {
+        let action = stream.poll_action(now);
+        // The events after a read come in a burst: one clock reading serves them all. Any
+        // other action may take a while (a connect, a write, a wait), so read it again.
+        let event = matches!(action, Action::Event(_));
+        match action {
             Action::Connect { host, port, .. } => {
                 // The connect blocks this thread: show the attempt first.
                 control.publish(stream);
@@ -163,6 +176,7 @@ fn drive(
                     Connected::Up(up) => {
                         wake.set_socket(up.try_clone().ok());
                         socket = Some(up);
+                        read_timeout = None;
                         stream.handle_connected(Instant::now(), unix_secs());
                     }
                     Connected::Failed(kind) => stream.handle_connect_failed(Instant::now(), kind),
@@ -191,7 +205,7 @@ fn drive(
             Action::Wait(deadline) => {
                 control.publish(stream);
                 match &mut socket {
-                    Some(up) => read_until(stream, up, &mut buf, deadline),
+                    Some(up) => read_until(stream, up, &mut read_timeout, &mut buf, deadline),
                     None => {
                         wake.sleep_until(deadline, control);
                         stream.handle_timeout(Instant::now());
@@ -202,21 +216,39 @@ fn drive(
             // `Action` is non-exhaustive: nothing else exists today.
             _ => {}
         }
+        if !event {
+            now = Instant::now();
+        }
     }
 }
 
-/// One blocking read, bounded by `deadline`; its result goes to the core.
-fn read_until(stream: &mut SiteStream, socket: &mut TcpStream, buf: &mut [u8], deadline: Instant) {
+/// One blocking read, bounded by `deadline`; its result goes to the core. `read_timeout`
+/// is the timeout set on `socket` (kept, to set it only when it changes).
+fn read_until(
+    stream: &mut SiteStream,
+    socket: &mut TcpStream,
+    read_timeout: &mut Option<Duration>,
+    buf: &mut ReadBuffer,
+    deadline: Instant,
+) {
     let left = deadline.saturating_duration_since(Instant::now());
     // A zero read timeout means "block forever" to the OS: treat it as due at once.
-    if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+    if left.is_zero() {
         stream.handle_timeout(Instant::now());
         return;
     }
-    match socket.read(buf) {
+    let timeout = coarse_timeout(left);
+    if *read_timeout != Some(timeout) {
+        if socket.set_read_timeout(Some(timeout)).is_err() {
+            stream.handle_timeout(Instant::now());
+            return;
+        }
+        *read_timeout = Some(timeout);
+    }
+    match socket.read(buf.spare()) {
         // A stop shuts the socket down, which also lands here; the loop checks the flag.
         Ok(0) => stream.handle_eof(Instant::now()),
-        Ok(n) => stream.handle_input(Instant::now(), &buf[..n]),
+        Ok(n) => stream.handle_input_bytes(Instant::now(), buf.filled(n)),
         Err(e)
             if matches!(
                 e.kind(),
@@ -227,6 +259,18 @@ fn read_until(stream: &mut SiteStream, socket: &mut TcpStream, buf: &mut [u8], d
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
         Err(_) => stream.handle_eof(Instant::now()),
+    }
+}
+
+/// The read timeout for a deadline `left` away: whole seconds (rounded down) when it is more
+/// than two seconds away, so that a stall deadline, which moves with every read, changes the
+/// socket's timeout about once a second rather than on every read. Waking up to a second
+/// early only costs a spurious (ignored) timeout; never waking late.
+fn coarse_timeout(left: Duration) -> Duration {
+    if left > Duration::from_secs(2) {
+        Duration::from_secs(left.as_secs())
+    } else {
+        left
     }
 }
 
@@ -320,5 +364,32 @@ fn wait_connected(
             }
         }
         Err(other) => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarse_timeouts_never_overshoot_and_rarely_change() {
+        for ms in [1, 999, 2_000, 2_001, 2_999, 89_999, 90_000] {
+            let left = Duration::from_millis(ms);
+            let timeout = coarse_timeout(left);
+            assert!(
+                timeout <= left && !timeout.is_zero(),
+                "{left:?} -> {timeout:?}"
+            );
+            assert!(
+                left - timeout < Duration::from_secs(1),
+                "{left:?} -> {timeout:?}"
+            );
+        }
+        // A stall deadline about 90 s out, read against again and again for half a second:
+        // the socket's timeout is set once.
+        let timeouts: std::collections::HashSet<_> = (0..500)
+            .map(|ms| coarse_timeout(Duration::from_millis(89_900 - ms)))
+            .collect();
+        assert_eq!(timeouts.len(), 1);
     }
 }
