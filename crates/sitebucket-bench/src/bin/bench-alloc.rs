@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Prints one figure line for the core's raw path in memory (a `SiteStream` fed the seeded
-//! firehose 64 KiB at a time, every message handed to a parser that drops it) against the
+//! firehose 64 KiB at a time, as slices of one `Bytes` through `handle_input_bytes` — what a
+//! driver's read blocks hand over — every message handed to a parser that drops it) against the
 //! common way of splitting lines (`BufRead::split`, one `Vec` per line), and, with `--addr`
 //! of a `bench-server firehose`, one for the whole std driver over loopback.
 
@@ -76,10 +77,10 @@ fn main() {
     let seed = args.get("--seed", 20_240_601u64);
     let stream = BenchStream::generate(seed, args.get("--bytes", 64usize << 20));
     let body = stream.crlf();
-    let wire = stream::response(
+    let wire = Bytes::from(stream::response(
         HEAD,
         &stream::chunked(&body.bytes, &body.line_ends, seed).wire,
-    );
+    ));
 
     // The core's raw path, in memory.
     let now = Instant::now();
@@ -91,8 +92,11 @@ fn main() {
     core.handle_connected(now, 1_700_000_000);
     drain(&mut core, now, &mut parser);
     let before = allocations();
-    for read in wire.chunks(READ_BYTES) {
-        core.handle_input(now, read);
+    let mut at = 0;
+    while at < wire.len() {
+        let end = wire.len().min(at + READ_BYTES);
+        core.handle_input_bytes(now, wire.slice(at..end));
+        at = end;
         drain(&mut core, now, &mut parser);
     }
     let core_allocations = allocations() - before;
