@@ -180,7 +180,8 @@ impl ResponseReader {
                 }
             }
         }
-        if self.failed.is_none() && !self.body_done && !body.is_empty() {
+        let failed = self.failed.is_some() || self.decode_failed.is_some();
+        if !failed && !self.body_done && !body.is_empty() {
             self.raw.push_back(body);
         }
         Ok(head_out)
@@ -199,7 +200,7 @@ impl ResponseReader {
             if self.decode_step() {
                 continue;
             }
-            if self.failed.is_none() {
+            if self.failed.is_none() && self.decode_failed.is_none() {
                 match self.transfer_step() {
                     Ok(true) => continue,
                     Ok(false) => {}
@@ -248,7 +249,9 @@ impl ResponseReader {
                 n > 0
             }
             Err(e) => {
+                // Nothing after corrupt compressed data can be decoded.
                 self.decode_failed = Some(ReadError::Decode(e));
+                self.raw.clear();
                 true
             }
         }
@@ -438,6 +441,15 @@ mod tests {
         ));
         let bytes: Vec<&[u8]> = wire.chunks(1).collect();
         assert_eq!(run(&bytes), (heads, frames, error), "byte by byte");
+        // Found, the error drops what followed it, and what comes later.
+        let mut reader = ResponseReader::new(Framing::Crlf, 100);
+        wire.extend_from_slice(&gzip);
+        reader.push(&wire).unwrap();
+        while let Ok(Some(_)) = reader.poll_frame() {}
+        assert!(matches!(reader.poll_frame(), Err(ReadError::Decode(_))));
+        assert_eq!(reader.buffered(), 0);
+        reader.push(&gzip).unwrap();
+        assert_eq!(reader.buffered(), 0);
     }
 
     #[test]
