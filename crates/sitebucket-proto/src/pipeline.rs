@@ -196,11 +196,22 @@ impl ResponseReader {
             if let Some(frame) = self.framer.next_frame().map_err(ReadError::Frame)? {
                 return Ok(Some(frame));
             }
-            // Compressed bytes from before a transfer error are still decoded.
-            if self.decode_step() {
+            let transfer_ok = self.failed.is_none() && self.decode_failed.is_none();
+            // A compressed body's pushed chunks all go to the decoder before it inflates, so
+            // it inflates in whole steps rather than one small step per chunk. (Compressed
+            // bytes from before a transfer error are still decoded.)
+            let compressed = matches!(
+                self.stage,
+                Stage::Body {
+                    content: Some(_),
+                    ..
+                }
+            );
+            let chunks_waiting = compressed && transfer_ok && !self.raw.is_empty();
+            if !chunks_waiting && self.decode_step() {
                 continue;
             }
-            if self.failed.is_none() && self.decode_failed.is_none() {
+            if transfer_ok {
                 match self.transfer_step() {
                     Ok(true) => continue,
                     Ok(false) => {}
