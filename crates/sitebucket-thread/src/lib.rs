@@ -13,11 +13,13 @@ mod control;
 mod follows;
 mod listen;
 mod monitor;
+mod resolve;
 mod threaded;
 
 pub use control::{AnnounceHook, Control, Observer, Status};
 pub use follows::SharedPacer;
 pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL};
+pub use resolve::{Resolver, RESOLVE_THREAD_NAME};
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};
 pub use threaded::{ThreadedParser, DEFAULT_MAX_QUEUED_BYTES};
