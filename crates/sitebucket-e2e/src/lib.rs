@@ -16,6 +16,8 @@
 //! [`suite!`] expands to one `#[test]` per check (plain and TLS where it matters), so every
 //! driver passes the very same checks. The checks can also be called one by one.
 
+pub mod resolve;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
