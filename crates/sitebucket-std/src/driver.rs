@@ -1,7 +1,7 @@
-//! [`StdDriver`]: the core over a blocking std socket, one thread per stream.
+//! [`StdDriver`](struct@StdDriver): the core over a blocking std socket, one thread per stream.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,7 @@ use mio::{Events, Interest, Poll, Token};
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Driver};
+use sitebucket_thread::{Control, Driver, Resolver};
 
 /// Bytes asked of the socket per read: the size of a read block.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -33,13 +33,41 @@ const WAKE: Token = Token(1);
 /// Reads go into 64 KiB blocks ([`ReadBuffer`]) handed to the core without a copy, so each
 /// message the parser gets is a slice of a block, which it keeps alive while it lives (the
 /// block is read into again once its messages are all dropped).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StdDriver;
+///
+/// Host names are resolved by a [`Resolver`] (the system's unless
+/// [`with_resolver`](StdDriver::with_resolver) says otherwise) on a short-lived thread of
+/// its own, while the stream's thread waits for the answer, a stop and the core's connect
+/// deadline at once: a slow lookup neither delays `close()` nor outlives the deadline (the
+/// abandoned lookup ends on its own, its answer dropped). IP literals need no lookup.
+///
+/// The constant [`StdDriver`](const@StdDriver) is the driver with the system resolver, so
+/// `ListenThread::spawn(StdDriver, ..)` reads as before.
+#[derive(Debug, Clone, Default)]
+pub struct StdDriver {
+    resolver: Resolver,
+}
+
+/// The driver with the system resolver: the same as [`StdDriver::new()`].
+#[allow(non_upper_case_globals)]
+pub const StdDriver: StdDriver = StdDriver {
+    resolver: Resolver::system(),
+};
 
 impl StdDriver {
-    /// The driver (it has no settings).
+    /// The driver with the system resolver.
     pub fn new() -> Self {
-        StdDriver
+        Self::default()
+    }
+
+    /// The driver resolving host names with `resolver` (your own DNS, a fixed map), for
+    /// streams and control calls alike.
+    pub fn with_resolver(resolver: Resolver) -> Self {
+        Self { resolver }
+    }
+
+    /// The resolver the driver looks host names up with.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 }
 
@@ -64,25 +92,32 @@ impl Driver for StdDriver {
             }
         };
         let (mut poll, waker) = poll;
+        // One waker per poll: a stop and a finished lookup both wake it.
+        let waker = Arc::new(waker);
         let wake = Arc::new(Wake {
             state: Mutex::new(WakeState {
                 socket: None,
-                poll_waker: Some(waker),
+                poll_waker: Some(waker.clone()),
             }),
             cond: Condvar::new(),
         });
         let hook = wake.clone();
         control.set_waker(Arc::new(move || hook.wake()));
-        let outcome = drive(stream, parser, control, &wake, &mut poll);
+        let mut connector = Connector {
+            poll: &mut poll,
+            waker: &waker,
+            resolver: &self.resolver,
+        };
+        let outcome = drive(stream, parser, control, &wake, &mut connector);
         control.clear_waker();
         control.publish(stream);
         outcome
     }
 
     /// Runs the call on a blocking socket of its own in the calling thread
-    /// ([`run_control`](crate::run_control)).
+    /// ([`run_control_with`](crate::run_control_with), with this driver's resolver).
     fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
-        crate::run_control(call)
+        crate::run_control_with(call, &self.resolver)
     }
 }
 
@@ -95,8 +130,8 @@ struct Wake {
 struct WakeState {
     /// A clone of the open socket, shut down on a stop so a blocked read returns.
     socket: Option<TcpStream>,
-    /// Wakes the poll a connect waits in.
-    poll_waker: Option<mio::Waker>,
+    /// Wakes the poll a connect (or its lookup) waits in.
+    poll_waker: Option<Arc<mio::Waker>>,
 }
 
 impl Wake {
@@ -152,7 +187,7 @@ fn drive(
     parser: &mut dyn Parser,
     control: &Control,
     wake: &Wake,
-    poll: &mut Poll,
+    connector: &mut Connector<'_>,
 ) -> Outcome {
     let mut socket: Option<TcpStream> = None;
     // The read timeout set on `socket`, if any.
@@ -172,7 +207,7 @@ fn drive(
                 // The connect blocks this thread: show the attempt first.
                 control.publish(stream);
                 let deadline = stream.deadline();
-                match connect(&host, port, deadline, control, poll) {
+                match connector.connect(&host, port, deadline, control) {
                     Connected::Up(up) => {
                         wake.set_socket(up.try_clone().ok());
                         socket = Some(up);
@@ -281,30 +316,99 @@ enum Connected {
     Stopped,
 }
 
-/// Resolves `host` and connects to its addresses in turn, without blocking a stop: each
-/// attempt is a non-blocking connect waited for in `poll` (which the stop wakes).
-fn connect(
-    host: &str,
-    port: u16,
-    deadline: Option<Instant>,
-    control: &Control,
-    poll: &mut Poll,
-) -> Connected {
-    let addrs = match (host, port).to_socket_addrs() {
-        Ok(addrs) => addrs,
-        Err(e) => return Connected::Failed(e.kind()),
-    };
-    let mut last = Connected::Failed(io::ErrorKind::NotFound);
-    for addr in addrs {
-        last = match mio::net::TcpStream::connect(addr) {
-            Ok(pending) => wait_connected(pending, deadline, control, poll),
-            Err(e) => Connected::Failed(e.kind()),
+/// What a connect needs: the poll a stop wakes, its one waker (shared with lookup threads)
+/// and the resolver.
+struct Connector<'a> {
+    poll: &'a mut Poll,
+    waker: &'a Arc<mio::Waker>,
+    resolver: &'a Resolver,
+}
+
+impl Connector<'_> {
+    /// Resolves `host` and connects to its addresses in turn, without blocking a stop: the
+    /// lookup runs on a thread of its own and each attempt is a non-blocking connect, both
+    /// waited for in the poll (which the stop wakes) until `deadline`.
+    fn connect(
+        &mut self,
+        host: &str,
+        port: u16,
+        deadline: Option<Instant>,
+        control: &Control,
+    ) -> Connected {
+        let addrs = match Resolver::literal(host, port) {
+            Some(addr) => vec![addr],
+            None => match self.resolve(host, port, deadline, control) {
+                Ok(addrs) => addrs,
+                Err(ended) => return ended,
+            },
         };
-        if !matches!(last, Connected::Failed(_)) {
-            break;
+        let mut last = Connected::Failed(io::ErrorKind::NotFound);
+        for addr in addrs {
+            last = match mio::net::TcpStream::connect(addr) {
+                Ok(pending) => wait_connected(pending, deadline, control, self.poll),
+                Err(e) => Connected::Failed(e.kind()),
+            };
+            if !matches!(last, Connected::Failed(_)) {
+                break;
+            }
+        }
+        last
+    }
+
+    /// Looks `host` up on a lookup thread, which puts the answer in a slot and wakes the
+    /// poll; waits for it, a stop or `deadline`. An abandoned lookup finishes on its own
+    /// and fills a slot nobody reads (its wake-up is a spurious one for later waits).
+    fn resolve(
+        &mut self,
+        host: &str,
+        port: u16,
+        deadline: Option<Instant>,
+        control: &Control,
+    ) -> Result<Vec<SocketAddr>, Connected> {
+        let slot: Arc<Mutex<Option<io::Result<Vec<SocketAddr>>>>> = Arc::default();
+        let (answer, waker) = (slot.clone(), self.waker.clone());
+        let started = self.resolver.spawn_lookup(host, port, move |result| {
+            *lock(&answer) = Some(result);
+            let _ = waker.wake();
+        });
+        if let Err(e) = started {
+            return Err(Connected::Failed(e.kind()));
+        }
+        let mut events = Events::with_capacity(4);
+        loop {
+            if control.stop_requested() {
+                return Err(Connected::Stopped);
+            }
+            if let Some(result) = lock(&slot).take() {
+                return result.map_err(|e| Connected::Failed(e.kind()));
+            }
+            let Some(timeout) = time_left(deadline) else {
+                return Err(Connected::TimedOut);
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Connected::Failed(e.kind())),
+            }
         }
     }
-    last
+}
+
+/// How long a poll may wait for `deadline`: `None` once it has passed, `Some(None)` without
+/// one. Rounded up to a millisecond so a sub-millisecond wait does not spin.
+fn time_left(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| Some(left.max(Duration::from_millis(1))))
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data (an answer slot): still usable after a panic elsewhere.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn wait_connected(
@@ -324,12 +428,9 @@ fn wait_connected(
         if control.stop_requested() {
             break Err(Connected::Stopped);
         }
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if timeout.is_some_and(|t| t.is_zero()) {
+        let Some(timeout) = time_left(deadline) else {
             break Err(Connected::TimedOut);
-        }
-        // Round up so a sub-millisecond wait does not spin.
-        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;

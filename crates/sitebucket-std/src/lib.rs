@@ -1,6 +1,6 @@
 //! # sitebucket-std — the blocking driver
 //!
-//! [`StdDriver`] runs a [`SiteStream`] on blocking std sockets, one thread per stream, under
+//! [`StdDriver`](struct@StdDriver) runs a [`SiteStream`] on blocking std sockets, one thread per stream, under
 //! the shared [`ListenThread`] handle (or the [`Monitor`]). [`messages`] turns a stream into a
 //! blocking iterator for the simplest programs.
 //!
@@ -27,6 +27,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Host names are looked up on a short-lived thread of their own (`sitebucket-resolve`)
+//! while the stream's thread waits for the answer, a stop and the connect deadline at once;
+//! [`StdDriver::with_resolver`] takes your own [`Resolver`] (a fixed map, your DNS client).
+//!
 //! Architecture invariant: the driver makes no protocol decision. It connects where the core
 //! says, writes what it transmits, feeds it what arrives and waits until its deadline.
 //!
@@ -37,7 +41,8 @@ mod control;
 mod driver;
 mod messages;
 
-pub use control::run_control;
+pub use control::{run_control, run_control_with};
 pub use driver::{StdDriver, READ_BUFFER_BYTES};
 pub use messages::{messages, Closer, Messages, DEFAULT_CAPACITY};
 pub use sitebucket_proto::SiteStream;
+pub use sitebucket_thread::Resolver;
