@@ -8,7 +8,8 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use std::vec;
 
@@ -16,15 +17,46 @@ use bytes::Bytes;
 use mio::{Interest, Registry, Token};
 use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::Control;
+use sitebucket_thread::{Control, Resolver};
 
 use crate::socket::{connect_result, write_queue, Socket};
 
-/// What one run works on: the core, the user's parser and the shared control.
+/// What one run works on: the core, the user's parser, the shared control and the loop's
+/// lookups.
 pub(crate) struct Parts<'a> {
     pub stream: &'a mut SiteStream,
     pub parser: &'a mut dyn Parser,
     pub control: &'a Control,
+    pub lookups: &'a Lookups,
+}
+
+/// A lookup's answer on its way to the loop: the conn's token, the conn's number for the
+/// lookup, and the addresses.
+pub(crate) struct Answer {
+    pub token: Token,
+    pub lookup: u64,
+    pub result: io::Result<Vec<SocketAddr>>,
+}
+
+/// How a loop resolves host names: each lookup on a thread of its own, whose answer
+/// `deliver` hands to the loop (queue it, then wake the loop's one `Waker`).
+pub(crate) struct Lookups {
+    pub resolver: Resolver,
+    pub deliver: Arc<dyn Fn(Answer) + Send + Sync>,
+}
+
+impl Lookups {
+    /// Starts looking up `host:port` for the conn `token`, as its lookup number `lookup`.
+    fn start(&self, token: Token, lookup: u64, host: &str, port: u16) -> io::Result<()> {
+        let deliver = self.deliver.clone();
+        self.resolver.spawn_lookup(host, port, move |result| {
+            deliver(Answer {
+                token,
+                lookup,
+                result,
+            })
+        })
+    }
 }
 
 /// One stream's socket state on a loop, registered under `token`.
@@ -37,6 +69,11 @@ pub(crate) struct Conn {
     interest: Option<Interest>,
     /// The core's current deadline (from its last `Wait`).
     pub deadline: Option<Instant>,
+    /// The number of the lookup whose answer the connect waits for, if one does. A closed
+    /// connection forgets it: a later answer with its number is dropped.
+    resolving: Option<u64>,
+    /// Lookups started so far (their numbers).
+    lookups: u64,
 }
 
 impl Conn {
@@ -47,6 +84,8 @@ impl Conn {
             out: VecDeque::new(),
             interest: None,
             deadline: None,
+            resolving: None,
+            lookups: 0,
         }
     }
 
@@ -60,11 +99,11 @@ impl Conn {
         let outcome = loop {
             let action = parts.stream.poll_action(now);
             // The events after a read come in a burst: one clock reading serves them all.
-            // Any other action may take a while (resolving a host name), so read it again.
+            // Any other action may take a while (a write), so read it again.
             let event = matches!(action, Action::Event(_));
             match action {
                 Action::Connect { host, port, .. } => {
-                    self.connect(registry, &host, port, parts.stream, now)
+                    self.connect(registry, &host, port, parts, now)
                 }
                 Action::Transmit(bytes) => {
                     self.out.push_back(bytes);
@@ -144,19 +183,46 @@ impl Conn {
         None
     }
 
+    /// Connects to an IP literal at once; for a name, starts a lookup off the loop and
+    /// connects when [`resolved`](Conn::resolved) hands over its answer.
     fn connect(
         &mut self,
         registry: &Registry,
         host: &str,
         port: u16,
-        stream: &mut SiteStream,
+        parts: &mut Parts<'_>,
         now: Instant,
     ) {
         self.close(registry);
-        match resolve(host, port) {
-            Ok(addrs) => self.try_connect(registry, addrs.into_iter(), stream, now),
-            Err(e) => stream.handle_connect_failed(now, e.kind()),
+        if let Some(addr) = Resolver::literal(host, port) {
+            return self.try_connect(registry, vec![addr].into_iter(), parts.stream, now);
         }
+        self.lookups = self.lookups.wrapping_add(1);
+        match parts.lookups.start(self.token, self.lookups, host, port) {
+            Ok(()) => self.resolving = Some(self.lookups),
+            Err(e) => parts.stream.handle_connect_failed(now, e.kind()),
+        }
+    }
+
+    /// A lookup's answer: if the connect still waits for it, connects to its addresses (or
+    /// tells the core the attempt failed), then drains the core. An answer nobody waits for
+    /// any more (the attempt was closed: a stop, the connect deadline) is dropped.
+    pub fn resolved(
+        &mut self,
+        registry: &Registry,
+        answer: Answer,
+        parts: &mut Parts<'_>,
+    ) -> Option<Outcome> {
+        if self.resolving != Some(answer.lookup) {
+            return None;
+        }
+        self.resolving = None;
+        let now = Instant::now();
+        match answer.result {
+            Ok(addrs) => self.try_connect(registry, addrs.into_iter(), parts.stream, now),
+            Err(e) => parts.stream.handle_connect_failed(now, e.kind()),
+        }
+        self.drive(registry, parts)
     }
 
     /// Starts a non-blocking connect to the first address that accepts one; tells the core
@@ -244,28 +310,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Drops the socket (deregistered first) and anything unsent.
+    /// Drops the socket (deregistered first) and anything unsent, and forgets a lookup.
     pub fn close(&mut self, registry: &Registry) {
+        self.resolving = None;
         self.socket.close(registry);
         self.interest = None;
         self.out.clear();
     }
-}
-
-/// The addresses of `host:port`. An IP literal needs no lookup; a name is resolved by the
-/// system resolver (blocking this loop for the lookup's duration).
-pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
-    if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{host} has no address"),
-        ));
-    }
-    Ok(addrs)
 }
 
 /// Wall-clock seconds for the request's OAuth timestamp.
@@ -339,20 +390,5 @@ mod tests {
         assert!(matches!(conn.socket, Socket::None));
         let got = reader.join().unwrap();
         assert!(got == data, "every byte arrived once, in order");
-    }
-
-    #[test]
-    fn ip_literals_resolve_without_a_lookup() {
-        assert_eq!(
-            resolve("::1", 443).unwrap(),
-            vec![SocketAddr::new(
-                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
-                443
-            )]
-        );
-        assert_eq!(
-            resolve("127.0.0.1", 80).unwrap(),
-            vec![SocketAddr::from(([127, 0, 0, 1], 80))]
-        );
     }
 }

@@ -2,23 +2,30 @@
 //!
 //! A control call is one short request made by a handle that waits for its answer, so it
 //! runs on a private `Poll` in the caller's thread rather than on the shared loop: the
-//! loop's streams are never delayed by its name lookup, and the call never shares their
-//! sockets.
+//! loop's streams are never delayed by it, and the call never shares their sockets. Its name
+//! lookup runs on a thread of its own, waited for in the poll until the call's deadline.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use std::vec;
 
 use bytes::Bytes;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, ControlResponse};
+use sitebucket_thread::Resolver;
 
-use crate::conn::{resolve, unix_secs};
+use crate::conn::unix_secs;
 use crate::socket::{connect_result, write_queue, Socket};
 
 const CALL: Token = Token(0);
+/// The poll's waker: a lookup's answer is in.
+const ANSWER: Token = Token(1);
+
+/// Where a lookup thread leaves its answer for the call.
+type AnswerSlot = Arc<Mutex<Option<io::Result<Vec<SocketAddr>>>>>;
 
 /// Carries out `call` on a new non-blocking socket, polled by a private mio `Poll` in the
 /// calling thread until the call finishes (its deadline bounds the wait). It makes no
@@ -26,23 +33,54 @@ const CALL: Token = Token(0);
 ///
 /// This is what [`MioDriver`](crate::MioDriver) runs for
 /// [`ListenThread::add_users`](sitebucket_thread::ListenThread::add_users) and its siblings.
-pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlError> {
-    let mut poll = Poll::new().map_err(|e| {
+/// Host names go to the system resolver: see [`run_control_with`].
+pub fn run_control(call: ControlCall) -> Result<ControlResponse, ControlError> {
+    run_control_with(call, &Resolver::system())
+}
+
+/// [`run_control`] with host names looked up by `resolver`, on a lookup thread of its own
+/// whose answer is waited for in the poll no longer than the call's deadline (a control call
+/// has no stop of its own: its deadline bounds it). An abandoned lookup ends on its own.
+pub fn run_control_with(
+    mut call: ControlCall,
+    resolver: &Resolver,
+) -> Result<ControlResponse, ControlError> {
+    let setup = |e: io::Error| {
         ControlError::InvalidConfig(format!("cannot create a mio poller for the call: {e}"))
-    })?;
+    };
+    let mut poll = Poll::new().map_err(setup)?;
+    let waker = Arc::new(Waker::new(poll.registry(), ANSWER).map_err(setup)?);
     let mut events = Events::with_capacity(8);
     let mut socket = Socket::None;
+    let mut lookup: Option<AnswerSlot> = None;
     let mut out: VecDeque<Bytes> = VecDeque::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let now = Instant::now();
-        match call.poll_action(now) {
-            ControlAction::Connect { host, port, .. } => match resolve(&host, port) {
-                Ok(addrs) => {
-                    socket = start_connect(&poll, addrs.into_iter(), &mut call);
-                }
+        if let Some(result) = lookup.as_ref().and_then(|slot| lock(slot).take()) {
+            lookup = None;
+            match result {
+                Ok(addrs) => socket = start_connect(&poll, addrs.into_iter(), &mut call),
                 Err(e) => call.handle_connect_failed(now, e.kind()),
-            },
+            }
+        }
+        match call.poll_action(now) {
+            ControlAction::Connect { host, port, .. } => {
+                if let Some(addr) = Resolver::literal(&host, port) {
+                    socket = start_connect(&poll, vec![addr].into_iter(), &mut call);
+                    continue;
+                }
+                let slot = AnswerSlot::default();
+                let (answer, waker) = (slot.clone(), waker.clone());
+                let started = resolver.spawn_lookup(&host, port, move |result| {
+                    *lock(&answer) = Some(result);
+                    let _ = waker.wake();
+                });
+                match started {
+                    Ok(()) => lookup = Some(slot),
+                    Err(e) => call.handle_connect_failed(now, e.kind()),
+                }
+            }
             ControlAction::Transmit(bytes) => {
                 out.push_back(bytes);
                 if flush(&mut socket, &mut out).is_err() {
@@ -52,6 +90,8 @@ pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlErro
             ControlAction::Close => {
                 socket.close(poll.registry());
                 out.clear();
+                // An answer nobody waits for any more.
+                lookup = None;
             }
             ControlAction::Wait(deadline) => {
                 // Round up so a sub-millisecond wait does not spin.
@@ -70,6 +110,10 @@ pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlErro
                     call.handle_timeout(Instant::now());
                     continue;
                 }
+                if events.iter().all(|event| event.token() == ANSWER) {
+                    // A lookup's answer (taken at the top of the loop), or a stale wake-up.
+                    continue;
+                }
                 if matches!(socket, Socket::Connecting { .. }) {
                     socket = finish_connect(&poll, socket, &mut call);
                     continue;
@@ -86,6 +130,11 @@ pub fn run_control(mut call: ControlCall) -> Result<ControlResponse, ControlErro
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data (an answer slot): still usable after a panic elsewhere.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Starts a non-blocking connect to the first address that takes one.

@@ -11,9 +11,9 @@ use std::time::Instant;
 use mio::{Events, Poll, Token, Waker};
 use sitebucket_proto::stream::{Action, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Finished, RunHandle};
+use sitebucket_thread::{Control, Finished, Resolver, RunHandle};
 
-use crate::conn::{Conn, Parts};
+use crate::conn::{Answer, Conn, Lookups, Parts};
 
 /// The token of the loop's `mio::Waker`; streams use their id as token.
 const WAKER: Token = Token(usize::MAX);
@@ -39,6 +39,8 @@ struct Inbox {
     spawns: Vec<Spawn>,
     /// Ids of streams whose control asked for a stop.
     stops: Vec<usize>,
+    /// Answers of lookups (their token is the stream's id).
+    answers: Vec<Answer>,
     /// Every `MioDriver` handle is gone: exit once no stream is left.
     closed: bool,
     /// The loop thread has exited; nothing more is accepted.
@@ -59,8 +61,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Starts a loop thread.
-    pub fn start() -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
+    /// Starts a loop thread, which looks host names up with `resolver`.
+    pub fn start(resolver: Resolver) -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let shared = Arc::new(Shared {
@@ -69,8 +71,20 @@ impl Shared {
             live: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
         });
+        // A weak reference: a lookup that outlives the loop keeps nothing of it alive.
+        let weak = Arc::downgrade(&shared);
+        let lookups = Lookups {
+            resolver,
+            deliver: Arc::new(move |answer| {
+                if let Some(shared) = weak.upgrade() {
+                    lock(&shared.inbox).answers.push(answer);
+                    shared.wake();
+                }
+            }),
+        };
         let event_loop = EventLoop {
             poll,
+            lookups,
             shared: shared.clone(),
             entries: HashMap::new(),
             timers: BTreeSet::new(),
@@ -148,6 +162,8 @@ struct Entry {
 
 struct EventLoop {
     poll: Poll,
+    /// Host-name lookups, each on a thread of its own, answered through the inbox.
+    lookups: Lookups,
     shared: Arc<Shared>,
     entries: HashMap<usize, Entry>,
     /// Every stream's next deadline, nearest first.
@@ -165,6 +181,7 @@ impl Drop for ExitGuard {
         inbox.exited = true;
         // Their `done` senders drop with them: their joins return `None`.
         inbox.spawns.clear();
+        inbox.answers.clear();
     }
 }
 
@@ -173,11 +190,12 @@ impl EventLoop {
         let _exit = ExitGuard(self.shared.clone());
         let mut events = Events::with_capacity(1024);
         loop {
-            let (spawns, stops, closed) = {
+            let (spawns, stops, answers, closed) = {
                 let mut inbox = lock(&self.shared.inbox);
                 let spawns = std::mem::take(&mut inbox.spawns);
                 let stops = std::mem::take(&mut inbox.stops);
-                (spawns, stops, inbox.closed)
+                let answers = std::mem::take(&mut inbox.answers);
+                (spawns, stops, answers, inbox.closed)
             };
             for spawn in spawns {
                 let id = spawn.id;
@@ -190,10 +208,14 @@ impl EventLoop {
                     timer: None,
                 };
                 self.entries.insert(id, entry);
-                self.step(id, None);
+                self.step(id, Step::Drive);
             }
             for id in stops {
-                self.step(id, None);
+                self.step(id, Step::Drive);
+            }
+            for answer in answers {
+                // A stream that has finished since has no entry: its answer is dropped.
+                self.step(answer.token.0, Step::Resolved(answer));
             }
             if closed && self.entries.is_empty() {
                 // No handle is left, so no spawn can arrive any more.
@@ -211,7 +233,7 @@ impl EventLoop {
             }
             for event in events.iter() {
                 if event.token() != WAKER {
-                    self.step(event.token().0, Some(event.is_writable()));
+                    self.step(event.token().0, Step::Ready(event.is_writable()));
                 }
             }
             let now = Instant::now();
@@ -219,7 +241,7 @@ impl EventLoop {
                 if deadline > now {
                     break;
                 }
-                self.step(id, None);
+                self.step(id, Step::Drive);
                 // `step` refiles the entry under its new deadline, which the core always
                 // sets after `now`; drop the due one in case the entry is gone.
                 self.timers.remove(&(deadline, id));
@@ -227,9 +249,9 @@ impl EventLoop {
         }
     }
 
-    /// Drives one stream (after input readiness if `ready` holds `writable`, else after a
-    /// stop request or a deadline), then refiles its timer or finishes it.
-    fn step(&mut self, id: usize, ready: Option<bool>) {
+    /// Drives one stream (after readiness, a lookup's answer, a stop request or a
+    /// deadline), then refiles its timer or finishes it.
+    fn step(&mut self, id: usize, why: Step) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
@@ -238,12 +260,16 @@ impl EventLoop {
             stream: &mut entry.stream,
             parser: entry.parser.as_mut(),
             control: &entry.control,
+            lookups: &self.lookups,
         };
-        let outcome = match ready {
-            Some(writable) => entry
-                .conn
-                .ready(registry, writable, &mut self.buf, &mut parts),
-            None => entry.conn.drive(registry, &mut parts),
+        let outcome = match why {
+            Step::Ready(writable) => {
+                entry
+                    .conn
+                    .ready(registry, writable, &mut self.buf, &mut parts)
+            }
+            Step::Resolved(answer) => entry.conn.resolved(registry, answer, &mut parts),
+            Step::Drive => entry.conn.drive(registry, &mut parts),
         };
         let next = if outcome.is_some() {
             None
@@ -274,11 +300,23 @@ impl EventLoop {
     }
 }
 
-/// Runs one stream on a private loop in the current thread (`Driver::run`).
+/// Why the loop drives a stream.
+enum Step {
+    /// Readiness of its socket (`true`: writable).
+    Ready(bool),
+    /// The answer of a lookup it started.
+    Resolved(Answer),
+    /// A stop request or a deadline (a spurious drive is a no-op).
+    Drive,
+}
+
+/// Runs one stream on a private loop in the current thread (`Driver::run`), looking host
+/// names up with `resolver`.
 pub(crate) fn run_here(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
     control: &Arc<Control>,
+    resolver: &Resolver,
 ) -> Outcome {
     let mut poll = match Poll::new() {
         Ok(poll) => poll,
@@ -288,9 +326,20 @@ pub(crate) fn run_here(
         Ok(waker) => Arc::new(waker),
         Err(e) => return loop_failed(stream, control, &e),
     };
+    // The poll's one waker serves both a stop and a lookup's answer.
+    let stop_waker = waker.clone();
     control.set_waker(Arc::new(move || {
-        let _ = waker.wake();
+        let _ = stop_waker.wake();
     }));
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+    let inbox = answers.clone();
+    let lookups = Lookups {
+        resolver: resolver.clone(),
+        deliver: Arc::new(move |answer| {
+            lock(&inbox).push(answer);
+            let _ = waker.wake();
+        }),
+    };
     let token = Token(0);
     let mut conn = Conn::new(token);
     let mut buf = ReadBuffer::new(READ_BUFFER, COPY_BELOW);
@@ -299,6 +348,7 @@ pub(crate) fn run_here(
         stream,
         parser,
         control,
+        lookups: &lookups,
     };
     let mut outcome = conn.drive(poll.registry(), &mut parts);
     let outcome = loop {
@@ -320,6 +370,12 @@ pub(crate) fn run_here(
         for event in events.iter() {
             if event.token() == token && outcome.is_none() {
                 outcome = conn.ready(poll.registry(), event.is_writable(), &mut buf, &mut parts);
+            }
+        }
+        let answered = std::mem::take(&mut *lock(&answers));
+        for answer in answered {
+            if outcome.is_none() {
+                outcome = conn.resolved(poll.registry(), answer, &mut parts);
             }
         }
         if outcome.is_none() {

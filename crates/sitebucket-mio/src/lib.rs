@@ -33,8 +33,10 @@
 //! backoff, timeouts, TLS) is the core's. A stream's `close()` reaches the loop through its
 //! `mio::Waker`.
 //!
-//! Host names are resolved with the system resolver on the loop thread (IP literals need no
-//! lookup), so a slow DNS server delays every stream of that loop while it answers.
+//! Host names are resolved off the loop: each lookup runs on a short-lived thread of its own
+//! (named `sitebucket-resolve`) and hands its answer back through the loop's `Waker`, while
+//! the loop's other streams go on; IP literals need no lookup. The [`Resolver`] is the
+//! system's unless [`MioDriver::with_resolver`] says otherwise.
 
 mod conn;
 mod control;
@@ -50,8 +52,9 @@ use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver, RunHandle};
 
-pub use crate::control::run_control;
+pub use crate::control::{run_control, run_control_with};
 use crate::event_loop::Shared;
+pub use sitebucket_thread::Resolver;
 
 /// A driver running all its spawned streams on one mio event-loop thread.
 ///
@@ -68,12 +71,30 @@ pub struct MioDriver {
 #[derive(Default)]
 struct Handle {
     started: Mutex<Option<(Arc<Shared>, JoinHandle<()>)>>,
+    resolver: Resolver,
 }
 
 impl MioDriver {
-    /// A driver; its loop thread starts with the first spawned stream.
+    /// A driver; its loop thread starts with the first spawned stream. Host names go to
+    /// the system resolver.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A driver looking host names up with `resolver` (your own DNS, a fixed map), for its
+    /// streams and control calls alike. Lookups run off the loop either way.
+    pub fn with_resolver(resolver: Resolver) -> Self {
+        Self {
+            handle: Arc::new(Handle {
+                started: Mutex::default(),
+                resolver,
+            }),
+        }
+    }
+
+    /// The resolver the driver looks host names up with.
+    pub fn resolver(&self) -> &Resolver {
+        &self.handle.resolver
     }
 
     /// How many streams are on the loop: spawned and not yet finished.
@@ -89,7 +110,7 @@ impl MioDriver {
         if let Some((shared, _)) = &*started {
             return Ok(shared.clone());
         }
-        let (shared, thread) = Shared::start()?;
+        let (shared, thread) = Shared::start(self.handle.resolver.clone())?;
         *started = Some((shared.clone(), thread));
         Ok(shared)
     }
@@ -104,6 +125,7 @@ impl std::fmt::Debug for MioDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MioDriver")
             .field("streams", &self.streams())
+            .field("resolver", &self.handle.resolver)
             .finish()
     }
 }
@@ -120,7 +142,7 @@ impl Driver for MioDriver {
         parser: &mut dyn Parser,
         control: &Arc<Control>,
     ) -> Outcome {
-        event_loop::run_here(stream, parser, control)
+        event_loop::run_here(stream, parser, control, &self.handle.resolver)
     }
 
     /// Hands the stream to the shared loop thread (starting it if needed).
@@ -134,10 +156,10 @@ impl Driver for MioDriver {
     }
 
     /// Runs the call on a socket of its own, polled by a private mio `Poll` in the calling
-    /// thread ([`run_control`]): never on the shared loop, whose streams it neither delays
-    /// nor shares.
+    /// thread ([`run_control_with`], with this driver's resolver): never on the shared
+    /// loop, whose streams it neither delays nor shares.
     fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
-        run_control(call)
+        run_control_with(call, &self.handle.resolver)
     }
 }
 
