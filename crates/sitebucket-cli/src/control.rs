@@ -103,7 +103,7 @@ fn prepare(
 /// One call on the chosen driver (each on a connection of its own).
 fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlResponse, ControlError> {
     match driver {
-        DriverName::Thread => sitebucket_std::StdDriver.control(call),
+        DriverName::Thread => sitebucket_std::StdDriver::new().control(call),
         DriverName::Mio => sitebucket_mio::MioDriver::new().control(call),
         DriverName::Smol => sitebucket_smol::SmolDriver.control(call),
     }

@@ -83,7 +83,7 @@ pub fn run(args: ListenArgs) -> ExitCode {
     let mut parser = Printer(output.clone());
     let outcome = match args.driver {
         DriverName::Thread => drive(
-            sitebucket_std::StdDriver,
+            sitebucket_std::StdDriver::new(),
             &mut stream,
             &mut parser,
             &control,

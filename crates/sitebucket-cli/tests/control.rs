@@ -38,8 +38,12 @@ fn live_stream(tls: bool) -> (TestServer, ListenThread<StdDriver>, String) {
         builder = builder.extra_root_certs_pem(pem.into_bytes());
     }
     let config = builder.build().expect("valid config");
-    let listener = ListenThread::spawn(StdDriver, SiteStream::new(config), |_: bytes::Bytes| {})
-        .expect("spawn the stream");
+    let listener = ListenThread::spawn(
+        StdDriver::new(),
+        SiteStream::new(config),
+        |_: bytes::Bytes| {},
+    )
+    .expect("spawn the stream");
     let deadline = Instant::now() + Duration::from_secs(10);
     while listener.stream_id().is_none() {
         assert!(

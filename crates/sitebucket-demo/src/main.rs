@@ -246,7 +246,7 @@ fn main() -> ExitCode {
     println!("scaled down here (250 ms / 300 ms / 600 ms, 800 ms stall) so it takes seconds.\n");
     let mut all_ok = true;
     println!("== driver: std (one blocking thread per stream)");
-    all_ok &= run_driver(sitebucket_std::StdDriver, true).ok;
+    all_ok &= run_driver(sitebucket_std::StdDriver::new(), true).ok;
     println!("\n== driver: mio (one event loop for many streams)");
     all_ok &= run_driver(sitebucket_mio::MioDriver::new(), false).ok;
     println!("\n== driver: smol (async)");

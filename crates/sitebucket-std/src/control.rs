@@ -12,7 +12,7 @@ use sitebucket_thread::Resolver;
 /// connect bounded by the call's deadline, a blocking write, and reads with a read timeout
 /// up to the deadline. It makes no protocol decision; the call says what to do.
 ///
-/// This is what [`StdDriver`](struct@crate::StdDriver) runs for
+/// This is what [`StdDriver`](crate::StdDriver) runs for
 /// [`ListenThread::add_users`](sitebucket_thread::ListenThread::add_users) and its siblings;
 /// it never touches the stream's connection. Host names go to the system resolver: see
 /// [`run_control_with`].

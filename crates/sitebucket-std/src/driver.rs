@@ -1,4 +1,4 @@
-//! [`StdDriver`](struct@StdDriver): the core over a blocking std socket, one thread per stream.
+//! [`StdDriver`]: the core over a blocking std socket, one thread per stream.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -39,19 +39,10 @@ const WAKE: Token = Token(1);
 /// its own, while the stream's thread waits for the answer, a stop and the core's connect
 /// deadline at once: a slow lookup neither delays `close()` nor outlives the deadline (the
 /// abandoned lookup ends on its own, its answer dropped). IP literals need no lookup.
-///
-/// The constant [`StdDriver`](const@StdDriver) is the driver with the system resolver, so
-/// `ListenThread::spawn(StdDriver, ..)` reads as before.
 #[derive(Debug, Clone, Default)]
 pub struct StdDriver {
     resolver: Resolver,
 }
-
-/// The driver with the system resolver: the same as [`StdDriver::new()`].
-#[allow(non_upper_case_globals)]
-pub const StdDriver: StdDriver = StdDriver {
-    resolver: Resolver::system(),
-};
 
 impl StdDriver {
     /// The driver with the system resolver.

@@ -1,6 +1,6 @@
 //! # sitebucket-std — the blocking driver
 //!
-//! [`StdDriver`](struct@StdDriver) runs a [`SiteStream`] on blocking std sockets, one thread per stream, under
+//! [`StdDriver`] runs a [`SiteStream`] on blocking std sockets, one thread per stream, under
 //! the shared [`ListenThread`] handle (or the [`Monitor`]). [`messages`] turns a stream into a
 //! blocking iterator for the simplest programs.
 //!
@@ -14,7 +14,7 @@
 //!
 //! // The seed's ListenThread: run the stream on its own thread, close it from here.
 //! let parser = |message: bytes::Bytes| println!("{}", String::from_utf8_lossy(&message));
-//! let mut listener = ListenThread::spawn(StdDriver, SiteStream::new(config.clone()), parser)?;
+//! let mut listener = ListenThread::spawn(StdDriver::new(), SiteStream::new(config.clone()), parser)?;
 //! listener.close();
 //! println!("ended: {:?}", listener.join());
 //!

@@ -15,10 +15,10 @@ use crate::StdDriver;
 /// How many messages wait for the consumer before the stream's thread waits in turn.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// Runs `stream` on a [`StdDriver`](struct@crate::StdDriver) thread and returns its messages as a blocking iterator
+/// Runs `stream` on a [`StdDriver`](crate::StdDriver) thread and returns its messages as a blocking iterator
 /// (see [`Messages`]).
 pub fn messages(stream: SiteStream) -> io::Result<Messages> {
-    Messages::spawn(StdDriver, stream, DEFAULT_CAPACITY)
+    Messages::spawn(StdDriver::new(), stream, DEFAULT_CAPACITY)
 }
 
 /// The messages of a running stream, in order, as a blocking iterator.

@@ -41,7 +41,7 @@ fn close_is_prompt_while_the_stream_waits_for_a_slow_consumer() {
     let plan = AttemptPlan::ok(vec![Step::Repeat(Repeat::endless(numbered_messages(0..5)))]);
     let server = server(Scenario::single(plan), Transport::Plain);
     let config = config_for(&server, [12]).build().expect("valid config");
-    let mut stream = Messages::spawn(StdDriver, SiteStream::new(config), 1).expect("spawn");
+    let mut stream = Messages::spawn(StdDriver::new(), SiteStream::new(config), 1).expect("spawn");
     let first = stream.next().expect("a first message");
     assert_eq!(first, Bytes::from(numbered_messages(0..1).remove(0)));
     std::thread::sleep(Duration::from_millis(50));

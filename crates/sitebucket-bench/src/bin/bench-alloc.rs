@@ -132,7 +132,7 @@ fn main() {
     if let Some(addr) = args.value("--addr") {
         let before = allocations();
         let mut listen = ListenThread::new(
-            StdDriver,
+            StdDriver::new(),
             SiteStream::new(config(format!("http://{addr}/1.1/site.json"))),
             parser,
         );

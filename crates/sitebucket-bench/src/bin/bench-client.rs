@@ -77,7 +77,7 @@ fn main() {
     let (cpu0, wall0) = (os::cpu_time(), Instant::now());
     let (bytes, messages) = match driver.as_str() {
         "discard" => (discard(&addr), 0),
-        "std" => run(StdDriver, config, parser),
+        "std" => run(StdDriver::new(), config, parser),
         "mio" => run(MioDriver::new(), config, parser),
         "smol" => run(SmolDriver, config, parser),
         other => fail(&format!("unknown driver {other}")),
