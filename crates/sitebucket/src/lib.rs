@@ -23,7 +23,9 @@ pub use sitebucket_proto::{
     Action, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials, DefaultParser, Event,
     Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
 };
-pub use sitebucket_thread::{Control, Driver, ListenThread, Monitor, Status, ThreadedParser};
+pub use sitebucket_thread::{
+    Control, Driver, ListenThread, Monitor, Resolver, Status, ThreadedParser,
+};
 
 #[cfg(feature = "mio")]
 pub use sitebucket_mio::{self as mio_driver, MioDriver};
