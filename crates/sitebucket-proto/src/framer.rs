@@ -300,13 +300,6 @@ impl Framer {
         Ok(None)
     }
 
-    /// Puts a partly used segment back at the front of the queue, unless it is used up.
-    fn put_back(&mut self, segment: Bytes) {
-        if !segment.is_empty() {
-            self.segments.push_front(segment);
-        }
-    }
-
     fn next_length(&mut self) -> Result<Option<Frame>, FrameError> {
         let frame_len = match self.frame_len {
             Some(n) => n,
@@ -320,20 +313,24 @@ impl Framer {
             },
         };
         let mut frame = loop {
-            let Some(mut segment) = self.segments.pop_front() else {
+            let Some(segment) = self.segments.front_mut() else {
                 return Ok(None);
             };
             if self.pending.is_empty() && segment.len() >= frame_len {
                 // The whole frame lies inside this segment: a slice of it.
                 let frame = segment.split_to(frame_len);
-                self.put_back(segment);
+                if segment.is_empty() {
+                    self.segments.pop_front();
+                }
                 break frame;
             }
             // `pending.len() < frame_len`: it only holds parts of an unfinished frame.
             let take = (frame_len - self.pending.len()).min(segment.len());
             keep_pending(&mut self.pending, segment.get(..take).unwrap_or(&[]));
             segment.advance(take);
-            self.put_back(segment);
+            if segment.is_empty() {
+                self.segments.pop_front();
+            }
             if self.pending.len() == frame_len {
                 break self.pending.split().freeze();
             }
@@ -355,7 +352,7 @@ impl Framer {
     /// Reads a blank line or a count line from the queued segments, consuming it; `None` if
     /// it has not ended yet (what was read of it is kept in `count`).
     fn read_count(&mut self) -> Result<Option<CountLine>, FrameError> {
-        while let Some(mut segment) = self.segments.pop_front() {
+        while let Some(segment) = self.segments.front_mut() {
             let mut line_end = None;
             for (i, &byte) in segment.iter().enumerate() {
                 if self.count.cr {
@@ -388,10 +385,14 @@ impl Framer {
                 }
             }
             let Some(line_end) = line_end else {
-                continue; // The whole segment was part of the line.
+                // The whole segment was part of the line.
+                self.segments.pop_front();
+                continue;
             };
             segment.advance(line_end); // In bounds: line_end <= i + 1 <= segment.len().
-            self.put_back(segment);
+            if segment.is_empty() {
+                self.segments.pop_front();
+            }
             let count = std::mem::take(&mut self.count);
             if count.digits == 0 {
                 return Ok(Some(CountLine::KeepAlive));
