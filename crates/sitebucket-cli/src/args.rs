@@ -64,6 +64,9 @@ pub enum ControlCommand {
     /// Print whom the live stream follows, and its options, as one line of JSON
     /// (GET …/info.json).
     Info(ControlTarget),
+    /// Print every id a followed user follows, as one line of JSON, paging through
+    /// POST …/friends/ids.json.
+    Friends(ControlFriendsArgs),
 }
 
 /// Which live stream a control request goes to, and how.
@@ -89,6 +92,18 @@ pub struct ControlTarget {
     /// Extra trusted root certificate(s) for TLS, PEM.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+}
+
+/// Options of `sitebucket control friends`.
+#[derive(Debug, Args)]
+pub struct ControlFriendsArgs {
+    /// Where the request goes.
+    #[command(flatten)]
+    pub target: ControlTarget,
+
+    /// The user whose friends to list (one the stream follows).
+    #[arg(long, value_name = "ID", required = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub user: u64,
 }
 
 /// Options of `sitebucket control add` and `remove`.

@@ -1,9 +1,10 @@
-//! `sitebucket control add|remove|info`: signed control requests to a live stream, each on
-//! a connection of its own, carried out by the chosen driver.
+//! `sitebucket control add|remove|info|friends`: signed control requests to a live stream,
+//! each on a connection of its own, carried out by the chosen driver.
 //!
 //! `add` and `remove` send the users in requests of at most 100, paced under Twitter's 25
 //! per second, and log what was done on stderr; `info` prints the stream's answer as one
-//! line of JSON on stdout. Problems found before anything is sent (a bad URL, a missing
+//! line of JSON on stdout; `friends` pages through a followed user's friends (each page a
+//! paced request) and prints them all as one line of JSON. Problems found before anything is sent (a bad URL, a missing
 //! credential, an unreadable `--ca-file`) exit with status 2; a request that fails exits
 //! with status 1 after saying why (and how many requests had gone through).
 
@@ -14,16 +15,22 @@ use std::time::Instant;
 use sitebucket_proto::config::Endpoint;
 use sitebucket_proto::control::{
     ControlCall, ControlError, ControlPacer, ControlRequest, ControlResponse, StreamInfo,
+    FIRST_CURSOR,
 };
 use sitebucket_proto::Credentials;
 use sitebucket_thread::{os_entropy, Driver};
 
-use crate::args::{ControlArgs, ControlCommand, ControlTarget, DriverName};
+use crate::args::{ControlArgs, ControlCommand, ControlFriendsArgs, ControlTarget, DriverName};
 use crate::listen::credentials_from_env;
+
+/// The most `friends/ids.json` pages one `control friends` reads (Twitter's pages hold 5,000
+/// ids): a server that never ends its cursor chain cannot keep the command going.
+pub const MAX_FRIENDS_PAGES: usize = 10_000;
 
 /// Runs `sitebucket control` and returns the process's exit status.
 pub fn run(args: ControlArgs) -> ExitCode {
     let (target, verb, requests) = match &args.command {
+        ControlCommand::Friends(friends) => return run_friends(friends),
         ControlCommand::Add(a) => (
             &a.target,
             "added",
@@ -76,6 +83,75 @@ pub fn run(args: ControlArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `control friends`: every page of the user's friends, in order, then one line of JSON.
+fn run_friends(args: &ControlFriendsArgs) -> ExitCode {
+    let target = &args.target;
+    let (endpoint, credentials, roots) = match prepare(target, |name| std::env::var_os(name)) {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let seed = os_entropy();
+    let mut pacer = ControlPacer::default();
+    let mut friends = Vec::new();
+    let mut cursor = FIRST_CURSOR;
+    let mut seen_cursors = std::collections::HashSet::new();
+    for page in 0..MAX_FRIENDS_PAGES {
+        let at = pacer.reserve(Instant::now());
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let request = ControlRequest::friends_ids(args.user, cursor);
+        let call = ControlCall::new(&endpoint, &credentials, Some(&target.stream_id), request)
+            .with_extra_roots(roots.clone())
+            .with_timeout(target.timeout)
+            .with_nonce_seed(seed.wrapping_add(page as u64));
+        let failed = |why: &dyn std::fmt::Display| {
+            tracing::error!(
+                "control stream {}: friends of user {}: {why} ({page} page(s) had been read)",
+                target.stream_id,
+                args.user
+            );
+            ExitCode::from(1)
+        };
+        let next = match carry_out(target.driver, call) {
+            Ok(ControlResponse::Friends(page)) => {
+                friends.extend(page.friends);
+                page.next_cursor
+            }
+            Ok(other) => return failed(&format_args!("unexpected answer {other:?}")),
+            Err(e) => return failed(&e),
+        };
+        if next == 0 {
+            tracing::info!(
+                "{} friend(s) of user {} in {} page(s) from control stream {}",
+                friends.len(),
+                args.user,
+                page + 1,
+                target.stream_id
+            );
+            println!("{}", friends_json(args.user, &friends));
+            return ExitCode::SUCCESS;
+        }
+        if !seen_cursors.insert(next) {
+            return failed(&format_args!("the server gave cursor {next} a second time"));
+        }
+        cursor = next;
+    }
+    tracing::error!(
+        "control stream {}: friends of user {}: still more after {MAX_FRIENDS_PAGES} pages",
+        target.stream_id,
+        args.user
+    );
+    ExitCode::from(1)
+}
+
+/// `friends` as one line of JSON: `{"user_id":U,"friends":[...]}`.
+pub fn friends_json(user: u64, friends: &[u64]) -> String {
+    let ids: Vec<String> = friends.iter().map(u64::to_string).collect();
+    format!("{{\"user_id\":{user},\"friends\":[{}]}}", ids.join(","))
 }
 
 /// The endpoint, credentials (from `env`) and extra roots of a control request. Every

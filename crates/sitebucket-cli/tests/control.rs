@@ -1,4 +1,4 @@
-//! `sitebucket control add|remove|info`, black-box: the binary changes and reports whom a
+//! `sitebucket control add|remove|info|friends`, black-box: the binary changes and reports whom a
 //! live stream follows through its control stream, on every driver, plain and TLS; usage
 //! errors send nothing (status 2); a failed request says why (status 1).
 
@@ -269,6 +269,81 @@ fn a_failed_request_says_why_with_status_1() {
 }
 
 #[test]
+fn friends_pages_through_every_cursor_on_every_driver() {
+    let (server, mut listener, id) = live_stream(false);
+    let url = server.url();
+    let friends = sitebucket_testserver::control::friends_of(12);
+    let pages = friends
+        .len()
+        .div_ceil(sitebucket_testserver::control::FRIENDS_PAGE);
+    assert!(pages >= 3, "the test server pages this user's friends");
+    for driver in DRIVERS {
+        let before = control_requests(&server).len();
+        let done = checked(
+            &server,
+            control(&[
+                "friends",
+                "--url",
+                &url,
+                "--stream-id",
+                &id,
+                "--driver",
+                driver,
+                "--user",
+                "12",
+            ]),
+            driver,
+        );
+        assert_eq!(done.code(), 0, "{driver}: {}", done.stderr);
+        let ids: Vec<String> = friends.iter().map(u64::to_string).collect();
+        assert_eq!(
+            done.stdout_text(),
+            format!("{{\"user_id\":12,\"friends\":[{}]}}\n", ids.join(",")),
+            "{driver}"
+        );
+        assert!(
+            done.stderr.contains(&format!(
+                "{} friend(s) of user 12 in {pages} page(s) from control stream {id}",
+                friends.len()
+            )),
+            "{driver}: {}",
+            done.stderr
+        );
+        let requests = control_requests(&server);
+        let requests = &requests[before..];
+        assert_eq!(requests.len(), pages, "{driver}: one request per page");
+        for (page, request) in requests.iter().enumerate() {
+            assert!(request.signature_ok, "{driver}: signed right");
+            assert_eq!(request.method, "POST");
+            assert_eq!(request.path, format!("/1.1/site/c/{id}/friends/ids.json"));
+            assert_eq!(request.form_param("user_id"), Some("12"));
+            let cursor = request.form_param("cursor").expect("a cursor");
+            assert_eq!(
+                cursor == "-1",
+                page == 0,
+                "{driver}: page {page} cursor {cursor}"
+            );
+        }
+    }
+    // A user the stream does not follow: the server's reason, status 1.
+    let done = checked(
+        &server,
+        control(&["friends", "--url", &url, "--stream-id", &id, "--user", "99"]),
+        "not followed",
+    );
+    assert_eq!(done.code(), 1, "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("user 99 is not followed by this stream"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stdout.is_empty());
+    listener.close();
+    listener.join();
+}
+
+#[test]
 fn usage_errors_send_nothing() {
     let server = server(vec![
         AttemptPlan::ok(vec![Step::Control]).with_end(End::Stall)
@@ -350,6 +425,11 @@ fn usage_errors_send_nothing() {
             "cannot read --ca-file",
         ),
         (vec!["frobnicate"], "frobnicate"),
+        (vec!["friends", "--url", &url, "--stream-id", "s"], "--user"),
+        (
+            vec!["friends", "--url", &url, "--stream-id", "s", "--user", "0"],
+            "--user",
+        ),
     ];
     for (args, expected) in cases {
         let done = checked(&server, control(&args), "usage");
