@@ -181,7 +181,7 @@ fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlResponse, C
     match driver {
         DriverName::Thread => sitebucket_std::StdDriver::new().control(call),
         DriverName::Mio => sitebucket_mio::MioDriver::new().control(call),
-        DriverName::Smol => sitebucket_smol::SmolDriver.control(call),
+        DriverName::Smol => sitebucket_smol::SmolDriver::new().control(call),
     }
 }
 

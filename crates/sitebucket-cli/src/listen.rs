@@ -95,7 +95,7 @@ pub fn run(args: ListenArgs) -> ExitCode {
             &control,
         ),
         DriverName::Smol => drive(
-            sitebucket_smol::SmolDriver,
+            sitebucket_smol::SmolDriver::new(),
             &mut stream,
             &mut parser,
             &control,

@@ -250,7 +250,7 @@ fn main() -> ExitCode {
     println!("\n== driver: mio (one event loop for many streams)");
     all_ok &= run_driver(sitebucket_mio::MioDriver::new(), false).ok;
     println!("\n== driver: smol (async)");
-    all_ok &= run_driver(sitebucket_smol::SmolDriver, false).ok;
+    all_ok &= run_driver(sitebucket_smol::SmolDriver::new(), false).ok;
     if all_ok {
         println!("\nall drivers received every message, byte-exact and in order.");
         ExitCode::SUCCESS

@@ -10,6 +10,9 @@ use smol::net::TcpStream;
 use smol::Timer;
 
 use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, ControlResponse};
+use sitebucket_thread::Resolver;
+
+use crate::connect::connect;
 
 /// Carries out `call` on a new smol socket of its own and returns its answer. Every wait
 /// (connect, write, read) races the call's deadline. It makes no protocol decision; the call
@@ -17,14 +20,26 @@ use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, Contro
 ///
 /// Any smol-compatible executor can run it; [`SmolDriver`](crate::SmolDriver) runs it with
 /// `smol::block_on` for [`ListenThread::add_users`](sitebucket_thread::ListenThread::add_users)
-/// and its siblings. Dropping the future closes the socket.
-pub async fn control(mut call: ControlCall) -> Result<ControlResponse, ControlError> {
+/// and its siblings. Dropping the future closes the socket. Host names go to the system
+/// resolver: see [`control_with`].
+pub async fn control(call: ControlCall) -> Result<ControlResponse, ControlError> {
+    control_with(call, &Resolver::system()).await
+}
+
+/// [`control`] with host names looked up by `resolver`, on a lookup thread of its own whose
+/// answer is awaited no longer than the call's deadline (a control call has no stop of its
+/// own: its deadline, or dropping the future, bounds it). An abandoned lookup ends on its
+/// own, its answer dropped. The addresses are tried in turn within the same deadline.
+pub async fn control_with(
+    mut call: ControlCall,
+    resolver: &Resolver,
+) -> Result<ControlResponse, ControlError> {
     let mut socket: Option<TcpStream> = None;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match call.poll_action(Instant::now()) {
             ControlAction::Connect { host, port, .. } => {
-                let connect = TcpStream::connect((host.as_str(), port));
+                let connect = connect(resolver.clone(), host, port);
                 match before(call.deadline(), connect).await {
                     Some(Ok(up)) => {
                         let _ = up.set_nodelay(true);

@@ -16,7 +16,9 @@ use smol::Timer;
 
 use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::Control;
+use sitebucket_thread::{Control, Resolver};
+
+use crate::connect::connect;
 
 /// Reads in a row between two yields to the executor.
 const READS_PER_YIELD: u32 = 16;
@@ -82,17 +84,35 @@ impl Drop for WakerGuard<'_> {
 /// other tasks of the executor get to run. (Each yield costs `smol::block_on` a round of the
 /// reactor, a few system calls: once per read, that was a third of the driver's CPU.)
 ///
+/// Host names go to the system resolver: see [`drive_with`].
+///
 /// Any smol-compatible executor can run it (`smol::block_on`, a `smol::Executor` task).
 /// Dropping the future closes the socket at once.
 pub async fn drive(stream: &mut SiteStream, parser: &mut dyn Parser, control: &Control) -> Outcome {
-    drive_yielding(stream, parser, control, READS_PER_YIELD).await
+    drive_with(stream, parser, control, &Resolver::system()).await
 }
 
-/// [`drive`], yielding to the executor after every `reads_per_yield` reads (at least 1).
+/// [`drive`] with host names looked up by `resolver`. Each lookup runs on a short-lived
+/// thread of its own ([`Resolver::spawn_lookup`]) whose answer the loop awaits like the
+/// connect that follows it, raced against a stop and the core's deadline: a slow lookup
+/// blocks neither the executor nor a stop, and one abandoned (stop, connect timeout) ends on
+/// its own with its answer dropped. IP literals need no lookup. The addresses are tried in
+/// turn; the last one's error is the failed connect's.
+pub async fn drive_with(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &Control,
+    resolver: &Resolver,
+) -> Outcome {
+    drive_yielding(stream, parser, control, resolver, READS_PER_YIELD).await
+}
+
+/// [`drive_with`], yielding to the executor after every `reads_per_yield` reads (at least 1).
 pub(crate) async fn drive_yielding(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
     control: &Control,
+    resolver: &Resolver,
     reads_per_yield: u32,
 ) -> Outcome {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
@@ -101,7 +121,15 @@ pub(crate) async fn drive_yielding(
         let _ = stop_tx.try_send(());
     }));
     let _guard = WakerGuard(control);
-    let outcome = run_loop(stream, parser, control, &stop_rx, reads_per_yield.max(1)).await;
+    let outcome = run_loop(
+        stream,
+        parser,
+        control,
+        resolver,
+        &stop_rx,
+        reads_per_yield.max(1),
+    )
+    .await;
     control.publish(stream);
     outcome
 }
@@ -110,6 +138,7 @@ async fn run_loop(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
     control: &Control,
+    resolver: &Resolver,
     stop: &Receiver<()>,
     reads_per_yield: u32,
 ) -> Outcome {
@@ -132,9 +161,7 @@ async fn run_loop(
             let event = matches!(action, Action::Event(_));
             match action {
                 Action::Connect { host, port, .. } => {
-                    connecting = Some(Box::pin(async move {
-                        TcpStream::connect((host.as_str(), port)).await
-                    }));
+                    connecting = Some(Box::pin(connect(resolver.clone(), host, port)));
                 }
                 Action::Transmit(bytes) => {
                     if let Some(link) = link.as_mut().filter(|l| !l.write_failed) {

@@ -10,6 +10,12 @@
 //! - [`control`]: one control request (add or remove users, info) on a socket of its own,
 //!   as a future; `SmolDriver` runs it for `ListenThread::add_users` and its siblings.
 //!
+//! Host names are looked up by a [`Resolver`] (the system's by default;
+//! [`SmolDriver::with_resolver`], [`drive_with`], [`MessageStream::with_resolver`] and
+//! [`control_with`] take your own) on a short-lived thread of its own, whose answer the
+//! future awaits: a slow lookup holds up neither a stop, nor the core's connect deadline,
+//! nor the executor. IP literals need no lookup.
+//!
 //! ```no_run
 //! use sitebucket_proto::{Config, Credentials, SiteStream};
 //! use sitebucket_smol::SmolDriver;
@@ -18,7 +24,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::builder([12, 13], Credentials::new("ck", "cs", "tk", "ts")).build()?;
 //! let parser = |message: bytes::Bytes| println!("{}", String::from_utf8_lossy(&message));
-//! let mut listen = ListenThread::spawn(SmolDriver, SiteStream::new(config), parser)?;
+//! let mut listen = ListenThread::spawn(SmolDriver::new(), SiteStream::new(config), parser)?;
 //! std::thread::sleep(std::time::Duration::from_secs(10));
 //! listen.close();
 //! println!("ended: {:?}", listen.join());
@@ -29,6 +35,7 @@
 //! Architecture invariant: the driver only moves bytes and waits for the core's deadlines;
 //! connect and stall timeouts, retries and backoff are all decided by `sitebucket-proto`.
 
+mod connect;
 mod control;
 mod drive;
 mod messages;
@@ -40,23 +47,48 @@ use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::Driver;
 
-pub use control::control;
-pub use drive::drive;
+pub use control::{control, control_with};
+pub use drive::{drive, drive_with};
 pub use messages::MessageStream;
-pub use sitebucket_thread::{Control, ListenThread, Observer, Status};
+pub use sitebucket_thread::{Control, ListenThread, Observer, Resolver, Status};
 
-/// The smol [`Driver`]: [`run`](Driver::run) is `smol::block_on(drive(..))` in the calling
-/// thread, and [`spawn`](Driver::spawn) (the trait's default) does the same on a new thread
-/// named `sitebucket-smol`, which has ended once the run's handle is joined.
+/// The smol [`Driver`]: [`run`](Driver::run) is `smol::block_on(drive_with(..))` in the
+/// calling thread, and [`spawn`](Driver::spawn) (the trait's default) does the same on a new
+/// thread named `sitebucket-smol`, which has ended once the run's handle is joined.
 ///
-/// Do not call `run` from inside an async task: it blocks. Await [`drive`] there instead.
+/// Do not call `run` from inside an async task: it blocks. Await [`drive_with`] there
+/// instead.
 ///
-/// Nothing per stream outlives a run. smol itself keeps process-wide helpers: one `async-io`
-/// reactor thread, started on first use, and the `blocking` pool that resolves host names
-/// (IP literals skip it); a lookup interrupted by a stop finishes there in the background,
-/// and idle pool threads exit after half a second.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SmolDriver;
+/// Host names are resolved by the driver's [`Resolver`] (the system's unless
+/// [`with_resolver`](SmolDriver::with_resolver) says otherwise), for streams and control
+/// calls alike, on a short-lived lookup thread whose answer is raced against a stop and the
+/// core's deadline: a lookup interrupted by either finishes in the background and its answer
+/// is dropped. IP literals need no lookup.
+///
+/// Nothing per stream outlives a run but such a lookup. smol itself keeps one process-wide
+/// helper: the `async-io` reactor thread, started on first use.
+#[derive(Debug, Clone, Default)]
+pub struct SmolDriver {
+    resolver: Resolver,
+}
+
+impl SmolDriver {
+    /// The driver with the system resolver.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The driver resolving host names with `resolver` (your own DNS, a fixed map), for
+    /// streams and control calls alike.
+    pub fn with_resolver(resolver: Resolver) -> Self {
+        Self { resolver }
+    }
+
+    /// The resolver the driver looks host names up with.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+}
 
 impl Driver for SmolDriver {
     fn name(&self) -> &'static str {
@@ -69,13 +101,34 @@ impl Driver for SmolDriver {
         parser: &mut dyn Parser,
         control: &Arc<Control>,
     ) -> Outcome {
-        smol::block_on(drive(stream, parser, control))
+        smol::block_on(drive_with(stream, parser, control, &self.resolver))
     }
 
-    /// `smol::block_on(`[`control`]`(call))` in the calling thread: a socket of its own,
-    /// never the stream's. Do not call it from inside an async task (it blocks): await
-    /// [`control`] there instead.
+    /// `smol::block_on(`[`control_with`]`(call, resolver))` in the calling thread: a socket
+    /// of its own, never the stream's. Do not call it from inside an async task (it blocks):
+    /// await [`control_with`] there instead.
     fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
-        smol::block_on(control(call))
+        smol::block_on(control_with(call, &self.resolver))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    #[test]
+    fn the_driver_keeps_its_resolver() {
+        assert!(SmolDriver::new().resolver().is_system());
+        assert!(SmolDriver::default().resolver().is_system());
+        let fixed = Resolver::fixed([("stream.test", IpAddr::from([127, 0, 0, 9]))]);
+        let driver = SmolDriver::with_resolver(fixed);
+        assert!(!driver.resolver().is_system());
+        assert_eq!(
+            driver.clone().resolver().resolve("stream.test", 7).unwrap(),
+            vec![std::net::SocketAddr::from(([127, 0, 0, 9], 7))],
+            "a clone shares the resolver"
+        );
+        assert_eq!(driver.name(), "smol");
     }
 }

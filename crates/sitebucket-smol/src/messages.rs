@@ -11,7 +11,7 @@ use futures_core::Stream;
 
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::SiteStream;
-use sitebucket_thread::{Control, Status};
+use sitebucket_thread::{Control, Resolver, Status};
 
 use crate::drive::drive_yielding;
 
@@ -69,8 +69,16 @@ impl std::fmt::Debug for MessageStream {
 }
 
 impl MessageStream {
-    /// Wraps `stream`; nothing happens until the first poll.
-    pub fn new(mut stream: SiteStream) -> Self {
+    /// Wraps `stream`; nothing happens until the first poll. Host names go to the system
+    /// resolver: see [`with_resolver`](Self::with_resolver).
+    pub fn new(stream: SiteStream) -> Self {
+        Self::with_resolver(stream, Resolver::system())
+    }
+
+    /// Wraps `stream`, looking host names up with `resolver` on a lookup thread whose
+    /// answer the stream awaits (see [`drive_with`](crate::drive_with)); nothing happens
+    /// until the first poll.
+    pub fn with_resolver(mut stream: SiteStream, resolver: Resolver) -> Self {
         stream.seed_nonces(sitebucket_thread::os_entropy());
         let inbox = Inbox::default();
         let control = Control::new();
@@ -82,7 +90,8 @@ impl MessageStream {
             Box::pin(async move {
                 let mut parser = move |message: Bytes| lock(&inbox).push_back(message);
                 // A yield after every read bounds the inbox (see `poll_next`).
-                let outcome = drive_yielding(&mut stream, &mut parser, &control, 1).await;
+                let outcome =
+                    drive_yielding(&mut stream, &mut parser, &control, &resolver, 1).await;
                 (stream, outcome)
             })
         };

@@ -396,7 +396,7 @@ fn listen_thread_delivers_messages_and_closes_mid_stream() {
         TestServer::start(Scenario::single(AttemptPlan::ok(s)), ServerOptions::tls()).unwrap();
     let (inbox, parser) = collecting();
     let stream = SiteStream::new(config(&server).build().unwrap());
-    let listen = ListenThread::spawn(SmolDriver, stream, parser).unwrap();
+    let listen = ListenThread::spawn(SmolDriver::new(), stream, parser).unwrap();
     let deadline = Instant::now() + TEST_LIMIT;
     while inbox.lock().unwrap().len() < messages.len() + 5 {
         assert!(Instant::now() < deadline, "messages did not arrive");
@@ -421,7 +421,7 @@ fn listen_thread_closes_promptly_on_a_silent_connection() {
         let scenario = Scenario::single(AttemptPlan::never_answers());
         let server = TestServer::start(scenario, options).unwrap();
         let stream = SiteStream::new(config(&server).build().unwrap());
-        let listen = ListenThread::spawn(SmolDriver, stream, |_: Bytes| {}).unwrap();
+        let listen = ListenThread::spawn(SmolDriver::new(), stream, |_: Bytes| {}).unwrap();
         assert!(server.wait_for_attempts(1, Duration::from_secs(5)));
         close_promptly(listen);
         assert!(server.wait_for_open_connections(0, Duration::from_secs(2)));
@@ -437,7 +437,7 @@ fn listen_thread_closes_promptly_while_backing_off() {
     )
     .unwrap();
     let stream = SiteStream::new(config(&server).build().unwrap());
-    let listen = ListenThread::spawn(SmolDriver, stream, |_: Bytes| {}).unwrap();
+    let listen = ListenThread::spawn(SmolDriver::new(), stream, |_: Bytes| {}).unwrap();
     let deadline = Instant::now() + TEST_LIMIT;
     while listen.status().stats.reconnects == 0 {
         assert!(Instant::now() < deadline, "the 420 was not seen");
@@ -458,7 +458,7 @@ fn run_in_the_current_thread_reports_a_fatal_status() {
     let wrong = Credentials::new(c.consumer_key.clone(), "nope", c.token.clone(), "nope");
     let stream = SiteStream::new(config(&server).credentials(wrong).build().unwrap());
     let (outcome, listen) = within(move || {
-        let mut listen = ListenThread::new(SmolDriver, stream, |_: Bytes| {});
+        let mut listen = ListenThread::new(SmolDriver::new(), stream, |_: Bytes| {});
         (listen.run().unwrap(), listen)
     });
     assert!(

@@ -79,7 +79,7 @@ fn main() {
         "discard" => (discard(&addr), 0),
         "std" => run(StdDriver::new(), config, parser),
         "mio" => run(MioDriver::new(), config, parser),
-        "smol" => run(SmolDriver, config, parser),
+        "smol" => run(SmolDriver::new(), config, parser),
         other => fail(&format!("unknown driver {other}")),
     };
     let (cpu, wall) = (os::cpu_time() - cpu0, wall0.elapsed());
