@@ -1,5 +1,6 @@
 //! [`ListenThread`]: the seed's handle, over any [`Driver`].
 
+use std::collections::BTreeSet;
 use std::io;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use sitebucket_proto::control::{
     ControlCall, ControlError, ControlRequest, ControlResponse, FriendsPage, StreamInfo,
+    MAX_USERS_PER_REQUEST, MAX_USERS_PER_STREAM,
 };
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
@@ -303,15 +305,54 @@ impl<D: Driver> ListenThread<D> {
     /// stream are re-applied first (see [`sync_follows`](Self::sync_follows)). On an error
     /// part way, the requests that succeeded stay recorded.
     pub fn add_users(&mut self, users: &[u64]) -> Result<(), ControlError> {
-        let live = self.stream_id();
-        self.follows.add(&self.driver, live, users)
+        self.add_users_each(users, |_| {})
+    }
+
+    /// [`add_users`](Self::add_users), calling `after_each` with the handle after each
+    /// request that succeeded, so [`follows`](Self::follows) can be read (e.g. republished)
+    /// between requests.
+    pub(crate) fn add_users_each(
+        &mut self,
+        users: &[u64],
+        mut after_each: impl FnMut(&Self),
+    ) -> Result<(), ControlError> {
+        let wanted: BTreeSet<u64> = self.follows().into_iter().collect();
+        let fresh = distinct(users.iter().copied().filter(|u| !wanted.contains(u)));
+        let would_follow = wanted.len() + fresh.len();
+        if would_follow > MAX_USERS_PER_STREAM {
+            // Checked for the whole list here, so nothing is sent over the limit.
+            return Err(ControlError::OverStreamLimit { would_follow });
+        }
+        // One request per batch (the batches `FollowState::add` would make itself).
+        for batch in fresh.chunks(MAX_USERS_PER_REQUEST) {
+            let live = self.stream_id();
+            self.follows.add(&self.driver, live, batch)?;
+            after_each(self);
+        }
+        Ok(())
     }
 
     /// Removes `users` from the live connection through its control stream, like
     /// [`add_users`](Self::add_users). Users not followed are skipped.
     pub fn remove_users(&mut self, users: &[u64]) -> Result<(), ControlError> {
-        let live = self.stream_id();
-        self.follows.remove(&self.driver, live, users)
+        self.remove_users_each(users, |_| {})
+    }
+
+    /// [`remove_users`](Self::remove_users), calling `after_each` with the handle after each
+    /// request that succeeded, like [`add_users_each`](Self::add_users_each).
+    pub(crate) fn remove_users_each(
+        &mut self,
+        users: &[u64],
+        mut after_each: impl FnMut(&Self),
+    ) -> Result<(), ControlError> {
+        let wanted: BTreeSet<u64> = self.follows().into_iter().collect();
+        let gone = distinct(users.iter().copied().filter(|u| wanted.contains(u)));
+        for batch in gone.chunks(MAX_USERS_PER_REQUEST) {
+            let live = self.stream_id();
+            self.follows.remove(&self.driver, live, batch)?;
+            after_each(self);
+        }
+        Ok(())
     }
 
     /// Re-applies the users added and removed through control to the live connection, if
@@ -385,6 +426,12 @@ impl<D: Driver> ListenThread<D> {
         self.control.set_announce_hook(hook.clone());
         self.announce = Some(hook);
     }
+}
+
+/// `users` without repeats, in their first order.
+fn distinct(users: impl Iterator<Item = u64>) -> Vec<u64> {
+    let mut seen = BTreeSet::new();
+    users.filter(|u| seen.insert(*u)).collect()
 }
 
 fn unexpected(response: ControlResponse) -> ControlError {

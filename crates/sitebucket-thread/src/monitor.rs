@@ -13,7 +13,7 @@ use sitebucket_proto::config::FOLLOW_LIMIT;
 use sitebucket_proto::control::{ControlError, MAX_USERS_PER_STREAM};
 use sitebucket_proto::{Config, ConfigError, Parser, SiteStream};
 
-use crate::control::Status;
+use crate::control::{Control, Status};
 use crate::follows::SharedPacer;
 use crate::listen::{Driver, ListenThread};
 
@@ -127,6 +127,14 @@ impl<P: Parser> Parser for SharedParser<P> {
 /// go. Each user is in exactly one stream's list (a failed move may briefly leave a user on
 /// two; [`follows`](Monitor::follows) lists each user once).
 ///
+/// Changes are serialized: each plans on the current streams, so one waits for another (and
+/// for the background checker). [`follows`](Monitor::follows) and
+/// [`streams`](Monitor::streams) never wait for them: they read a view the monitor
+/// republishes after every completed step — each control request, each stream started,
+/// replaced or closed — so during a change they show the state as of its last completed
+/// step (never more than one control request behind). Each stream's status in
+/// [`streams`](Monitor::streams) is still read live, at call time.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use sitebucket_proto::{Config, Credentials};
@@ -153,9 +161,33 @@ impl<P: Parser> Parser for SharedParser<P> {
 /// }
 /// ```
 pub struct Monitor<D: Driver> {
+    /// The streams; held by every change for its whole length (changes are serialized).
     inner: Arc<Mutex<Inner<D>>>,
+    /// What readers see; held only to copy it in or out, never across a request.
+    view: Arc<View>,
     signal: Arc<Signal>,
     checker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The streams as of the last completed step of a change, republished by [`Inner`] (under
+/// its lock) and read by [`Monitor::follows`] and [`Monitor::streams`] without it.
+#[derive(Default)]
+struct View(Mutex<Vec<ShardView>>);
+
+/// One stream in the [`View`]: its follow list, and its run's [`Control`] to read the live
+/// status from.
+struct ShardView {
+    follow: Vec<u64>,
+    control: Arc<Control>,
+}
+
+impl View {
+    /// Replaces the follow list of stream `index` (after a control request on it).
+    fn set_follow(&self, index: usize, follow: Vec<u64>) {
+        if let Some(shard) = lock(&self.0).get_mut(index) {
+            shard.follow = follow;
+        }
+    }
 }
 
 struct Inner<D: Driver> {
@@ -168,6 +200,8 @@ struct Inner<D: Driver> {
     /// One pacer for every stream's control requests.
     pacer: SharedPacer,
     signal: Arc<Signal>,
+    /// Republished after every change to `shards` or to a stream's follow list.
+    view: Arc<View>,
 }
 
 /// Wakes the background checker: to stop, or because a stream announced a new control
@@ -214,6 +248,7 @@ impl<D: Driver> Monitor<D> {
         parsers: impl Fn() -> Box<dyn Parser> + Send + Sync + 'static,
     ) -> Self {
         let signal = Arc::new(Signal::default());
+        let view = Arc::new(View::default());
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 driver,
@@ -223,7 +258,9 @@ impl<D: Driver> Monitor<D> {
                 started: 0,
                 pacer: SharedPacer::default(),
                 signal: signal.clone(),
+                view: view.clone(),
             })),
+            view,
             signal,
             checker: Mutex::new(None),
         }
@@ -257,29 +294,35 @@ impl<D: Driver> Monitor<D> {
             .collect::<BTreeSet<u64>>()
             .into_iter()
             .collect();
-        for shard in &mut inner.shards {
+        for index in 0..inner.shards.len() {
             if fresh.is_empty() {
                 break;
             }
+            let shard = &inner.shards[index];
             let room = MAX_USERS_PER_STREAM.saturating_sub(shard.follows().len());
             if room == 0 || shard.stream_id().is_none() {
                 continue;
             }
             let take = room.min(fresh.len());
-            // On failure these users try the next stream, then the other ways.
-            if shard.add_users(&fresh[..take]).is_ok() {
+            // On failure the users not added try the next stream, then the other ways.
+            if inner.add_users(index, &fresh[..take]).is_ok() {
                 fresh.drain(..take);
+            } else {
+                let now: BTreeSet<u64> = inner.shards[index].follows().into_iter().collect();
+                fresh.retain(|u| !now.contains(u));
             }
         }
         let plan = plan_add(&slices(&inner.follow_lists()), &fresh, FOLLOW_LIMIT);
         for (index, follow) in plan.grow {
             let listener = inner.start(&follow)?;
             let old = std::mem::replace(&mut inner.shards[index], listener);
+            inner.publish();
             close_all(vec![old]);
         }
         for follow in plan.new {
             let listener = inner.start(&follow)?;
             inner.shards.push(listener);
+            inner.publish();
         }
         Ok(())
     }
@@ -297,14 +340,14 @@ impl<D: Driver> Monitor<D> {
         let gone: BTreeSet<u64> = users.iter().copied().collect();
         let mut failed = None;
         for (index, follow) in plan.shrink {
-            let shard = &mut inner.shards[index];
+            let shard = &inner.shards[index];
             let leaving: Vec<u64> = shard
                 .follows()
                 .into_iter()
                 .filter(|u| gone.contains(u))
                 .collect();
             let by_control = match shard.stream_id() {
-                Some(_) => shard.remove_users(&leaving),
+                Some(_) => inner.remove_users(index, &leaving),
                 None => Err(ControlError::NotAnnounced),
             };
             match by_control {
@@ -312,6 +355,7 @@ impl<D: Driver> Monitor<D> {
                 Err(_) if follow.len() <= FOLLOW_LIMIT => {
                     let listener = inner.start(&follow)?;
                     let old = std::mem::replace(&mut inner.shards[index], listener);
+                    inner.publish();
                     close_all(vec![old]);
                 }
                 Err(e) => {
@@ -324,6 +368,7 @@ impl<D: Driver> Monitor<D> {
         for &index in plan.close.iter().rev() {
             old.push(inner.shards.remove(index));
         }
+        inner.publish();
         let closed = old.len();
         close_all(old);
         match failed {
@@ -356,7 +401,7 @@ impl<D: Driver> Monitor<D> {
         for step in moves {
             let mut done: Vec<(usize, &[u64])> = Vec::new();
             for (target, users) in &step.to {
-                match inner.shards[*target].add_users(users) {
+                match inner.add_users(*target, users) {
                     Ok(()) => done.push((*target, users)),
                     Err(e) => {
                         failed = Some(e);
@@ -370,7 +415,7 @@ impl<D: Driver> Monitor<D> {
             }
             // Undo, so each user stays on one stream: the source still has them all.
             for (target, users) in done {
-                let _ = inner.shards[target].remove_users(users);
+                let _ = inner.remove_users(target, users);
             }
             break;
         }
@@ -379,6 +424,7 @@ impl<D: Driver> Monitor<D> {
         for &index in emptied.iter().rev() {
             old.push(inner.shards.remove(index));
         }
+        inner.publish();
         closed += old.len();
         close_all(old);
         if let Some(e) = failed {
@@ -413,9 +459,11 @@ impl<D: Driver> Monitor<D> {
         for &index in replaced.iter().rev() {
             old.push(inner.shards.remove(index));
         }
+        // The new streams are in the view before the old ones close, as they started first.
+        inner.shards.extend(started);
+        inner.publish();
         closed += old.len();
         close_all(old);
-        inner.shards.extend(started);
         Ok(closed)
     }
 
@@ -480,25 +528,42 @@ impl<D: Driver> Monitor<D> {
     /// monitor is then empty; [`add_follows`](Self::add_follows) starts it again.
     pub fn disconnect(&self) {
         self.stop_checking();
-        let shards = std::mem::take(&mut lock(&self.inner).shards);
+        let shards = {
+            let mut inner = lock(&self.inner);
+            let shards = std::mem::take(&mut inner.shards);
+            inner.publish();
+            shards
+        };
         close_all(shards);
     }
 
     /// Every user covered, sorted, each once.
+    ///
+    /// Never waits for a change in progress: during one, the users covered as of its last
+    /// completed step (see [`Monitor`]).
     pub fn follows(&self) -> Vec<u64> {
-        let inner = lock(&self.inner);
-        let all: BTreeSet<u64> = inner.shards.iter().flat_map(|s| s.follows()).collect();
+        let all: BTreeSet<u64> = lock(&self.view.0)
+            .iter()
+            .flat_map(|s| s.follow.iter().copied())
+            .collect();
         all.into_iter().collect()
     }
 
     /// Each stream's follow list and live status.
+    ///
+    /// Never waits for a change in progress: the streams and follow lists are those as of
+    /// its last completed step (see [`Monitor`]); each status is read now.
     pub fn streams(&self) -> Vec<StreamInfo> {
-        lock(&self.inner)
-            .shards
+        let shards: Vec<(Vec<u64>, Arc<Control>)> = lock(&self.view.0)
             .iter()
-            .map(|s| StreamInfo {
-                follow: s.follows(),
-                status: s.status(),
+            .map(|s| (s.follow.clone(), s.control.clone()))
+            .collect();
+        // Statuses are read after the view's lock is released.
+        shards
+            .into_iter()
+            .map(|(follow, control)| StreamInfo {
+                follow,
+                status: control.status(),
             })
             .collect()
     }
@@ -513,6 +578,32 @@ impl<D: Driver> Drop for Monitor<D> {
 impl<D: Driver> Inner<D> {
     fn follow_lists(&self) -> Vec<Vec<u64>> {
         self.shards.iter().map(ListenThread::follows).collect()
+    }
+
+    /// Republishes the whole view: after a stream is started, replaced, restarted or closed.
+    fn publish(&self) {
+        let view: Vec<ShardView> = self
+            .shards
+            .iter()
+            .map(|s| ShardView {
+                follow: s.follows(),
+                control: s.control().clone(),
+            })
+            .collect();
+        *lock(&self.view.0) = view;
+    }
+
+    /// Adds `users` to stream `index` through control, republishing its follow list after
+    /// each request.
+    fn add_users(&mut self, index: usize, users: &[u64]) -> Result<(), ControlError> {
+        let view = &self.view;
+        self.shards[index].add_users_each(users, |s| view.set_follow(index, s.follows()))
+    }
+
+    /// Removes `users` from stream `index` through control, like [`add_users`](Self::add_users).
+    fn remove_users(&mut self, index: usize, users: &[u64]) -> Result<(), ControlError> {
+        let view = &self.view;
+        self.shards[index].remove_users_each(users, |s| view.set_follow(index, s.follows()))
     }
 
     /// Starts a stream following `follow` (at most [`FOLLOW_LIMIT`] users: its `follow`
@@ -550,7 +641,10 @@ impl<D: Driver> Inner<D> {
             if status.healthy && !failed {
                 continue;
             }
-            if self.shards[index].restart().is_err() {
+            let result = self.shards[index].restart();
+            // A restarted run has a new Control: the view must read its status.
+            self.publish();
+            if result.is_err() {
                 // The run lost its stream (the driver panicked): start afresh, with the
                 // users beyond a `follow` list added through control once it announces.
                 let follow = self.shards[index].follows();
@@ -558,6 +652,7 @@ impl<D: Driver> Inner<D> {
                 let mut listener = self.start(first)?;
                 listener.follow_later(rest);
                 self.shards[index] = listener;
+                self.publish();
             }
             restarted += 1;
         }
@@ -1069,7 +1164,6 @@ mod tests {
 
     // ----- the monitor itself, over a fake driver (no sockets) -----
 
-    use crate::control::Control;
     use sitebucket_proto::control::{ControlCall, ControlKind, ControlResponse};
     use sitebucket_proto::stream::{Action, Outcome};
     use sitebucket_proto::Credentials;
@@ -1084,6 +1178,7 @@ mod tests {
     /// `s<first user>x<run number>` (runs numbered from 0 in spawn order); control calls
     /// are logged as `<kind> <stream id> <first>-<last user>` and succeed, except the one
     /// `fail_in` counts down to (logged with a `failed ` prefix, answered with a 503).
+    /// Control calls first pass its [`Gate`].
     #[derive(Clone, Default)]
     struct FakeDriver {
         log: Arc<Mutex<Vec<String>>>,
@@ -1091,6 +1186,59 @@ mod tests {
         announce: bool,
         runs: Arc<AtomicUsize>,
         fail_in: Arc<Mutex<Option<usize>>>,
+        gate: Arc<Gate>,
+    }
+
+    /// Holds control calls: open by default; once closed, each call waits for a permit
+    /// (or, so a broken test still ends, for 10 s).
+    #[derive(Default)]
+    struct Gate {
+        state: Mutex<GateState>,
+        changed: Condvar,
+    }
+
+    #[derive(Default)]
+    struct GateState {
+        /// `None`: open. `Some(n)`: `n` more calls may pass.
+        permits: Option<usize>,
+        /// Calls waiting now.
+        waiting: usize,
+    }
+
+    impl Gate {
+        fn close(&self) {
+            lock(&self.state).permits = Some(0);
+        }
+
+        fn open(&self) {
+            lock(&self.state).permits = None;
+            self.changed.notify_all();
+        }
+
+        /// Lets one more waiting (or later) call through.
+        fn admit_one(&self) {
+            if let Some(n) = &mut lock(&self.state).permits {
+                *n += 1;
+            }
+            self.changed.notify_all();
+        }
+
+        fn waiting(&self) -> usize {
+            lock(&self.state).waiting
+        }
+
+        fn pass(&self) {
+            let mut state = lock(&self.state);
+            state.waiting += 1;
+            let (mut state, _) = self
+                .changed
+                .wait_timeout_while(state, Duration::from_secs(10), |s| s.permits == Some(0))
+                .unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
+            if let Some(n) = &mut state.permits {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
     impl FakeDriver {
@@ -1181,6 +1329,7 @@ mod tests {
         }
 
         fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
+            self.gate.pass();
             let request = call.request();
             let kind = match request.kind() {
                 ControlKind::AddUsers => "add",
@@ -1471,6 +1620,105 @@ mod tests {
     }
 
     #[test]
+    fn readers_never_wait_for_a_change_held_up_in_a_control_request() {
+        let driver = FakeDriver::announcing();
+        let monitor = fake_monitor(&driver, 1..=50);
+        wait_until("the stream to announce", || all_announced(&monitor));
+        let prompt = Duration::from_millis(200);
+        // Reads both getters, each well under `prompt`, while a change is held.
+        let read = || {
+            let started = Instant::now();
+            let streams = monitor.streams();
+            let follows = monitor.follows();
+            let debug = format!("{monitor:?}");
+            let took = started.elapsed();
+            assert!(took < prompt, "the readers waited {took:?} for the change");
+            assert!(debug.contains("s1x0"), "{debug}");
+            (streams, follows)
+        };
+
+        driver.gate.close();
+        std::thread::scope(|scope| {
+            // Two requests: 51-150, then 151-250.
+            let adding = scope.spawn(|| monitor.add_follows(&range(51..=250)));
+            wait_until("the first request to be held", || {
+                driver.gate.waiting() == 1
+            });
+            let (streams, follows) = read();
+            assert_eq!(streams.len(), 1);
+            assert_eq!(
+                streams[0].follow,
+                range(1..=50),
+                "the state before the call"
+            );
+            assert_eq!(streams[0].status.stream_id.as_deref(), Some("s1x0"));
+            assert!(streams[0].status.running, "the status is live");
+            assert_eq!(follows, range(1..=50));
+
+            // The first request completes; the second is held: the view has the first.
+            driver.gate.admit_one();
+            wait_until("the second request to be held", || {
+                driver.gate.waiting() == 1 && driver.calls().len() == 1
+            });
+            let (streams, follows) = read();
+            assert_eq!(
+                streams[0].follow,
+                range(1..=150),
+                "one request behind at most"
+            );
+            assert_eq!(follows, range(1..=150));
+
+            driver.gate.open();
+            adding.join().expect("no panic").expect("add");
+        });
+        assert_eq!(lists(&monitor), vec![range(1..=250)]);
+        assert_eq!(monitor.follows(), range(1..=250));
+        assert_eq!(driver.calls(), ["add s1x0 51-150", "add s1x0 151-250"]);
+
+        // Streams started and closed by a change are published too.
+        driver.gate.close();
+        std::thread::scope(|scope| {
+            // Over 1,000 on the announced stream: 750 through control, then a new stream.
+            let adding = scope.spawn(|| monitor.add_follows(&range(251..=1100)));
+            wait_until("the first request to be held", || {
+                driver.gate.waiting() == 1
+            });
+            let (streams, _) = read();
+            assert_eq!(streams.len(), 1);
+            driver.gate.open();
+            adding.join().expect("no panic").expect("add");
+        });
+        assert_eq!(lists(&monitor), vec![range(1..=1000), range(1001..=1100)]);
+        driver.gate.close();
+        std::thread::scope(|scope| {
+            let removing = scope.spawn(|| monitor.remove_follows(&range(1..=999)));
+            wait_until("the removal to be held", || driver.gate.waiting() == 1);
+            let (streams, follows) = read();
+            assert_eq!(streams[0].follow, range(1..=1000), "nothing removed yet");
+            assert_eq!(follows, range(1..=1100));
+            driver.gate.open();
+            assert_eq!(removing.join().expect("no panic").expect("remove"), 0);
+        });
+        assert_eq!(lists(&monitor), vec![vec![1000], range(1001..=1100)]);
+        // The move of user 1000 is held: both streams are still shown until it is done.
+        driver.gate.close();
+        std::thread::scope(|scope| {
+            let merging = scope.spawn(|| monitor.consolidate());
+            wait_until("the move to be held", || driver.gate.waiting() == 1);
+            let (streams, follows) = read();
+            assert_eq!(streams.len(), 2);
+            assert_eq!(follows, range(1000..=1100));
+            driver.gate.open();
+            assert_eq!(merging.join().expect("no panic").expect("consolidate"), 1);
+        });
+        assert_eq!(lists(&monitor), vec![range(1000..=1100)]);
+        assert_eq!(monitor.follows(), range(1000..=1100));
+        monitor.disconnect();
+        assert!(monitor.streams().is_empty());
+        assert!(monitor.follows().is_empty());
+    }
+
+    #[test]
     fn a_failed_control_request_falls_back_to_replacement() {
         let driver = FakeDriver::announcing();
         let monitor = fake_monitor(&driver, 1..=50);
@@ -1551,6 +1799,7 @@ mod tests {
             // A new run of the same stream (as after a reconnect) announces a new id.
             let mut inner = lock(&monitor.inner);
             inner.shards[0].restart().expect("restart");
+            inner.publish();
         }
         wait_until("the new run to announce", || {
             monitor.streams()[0].status.stream_id.as_deref() == Some("s1x1")
@@ -1580,6 +1829,7 @@ mod tests {
         {
             let mut inner = lock(&monitor.inner);
             inner.shards[0].restart().expect("restart");
+            inner.publish();
         }
         wait_until("the change on the new run", || {
             driver.calls().iter().any(|c| c == "add s1x1 11-11")
