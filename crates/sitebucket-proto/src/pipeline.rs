@@ -196,22 +196,11 @@ impl ResponseReader {
             if let Some(frame) = self.framer.next_frame().map_err(ReadError::Frame)? {
                 return Ok(Some(frame));
             }
-            let transfer_ok = self.failed.is_none() && self.decode_failed.is_none();
-            // A compressed body's pushed chunks all go to the decoder before it inflates, so
-            // it inflates in whole steps rather than one small step per chunk. (Compressed
-            // bytes from before a transfer error are still decoded.)
-            let compressed = matches!(
-                self.stage,
-                Stage::Body {
-                    content: Some(_),
-                    ..
-                }
-            );
-            let chunks_waiting = compressed && transfer_ok && !self.raw.is_empty();
-            if !chunks_waiting && self.decode_step() {
+            // Compressed bytes from before a transfer error are still decoded.
+            if self.decode_step() {
                 continue;
             }
-            if transfer_ok {
+            if self.failed.is_none() && self.decode_failed.is_none() {
                 match self.transfer_step() {
                     Ok(true) => continue,
                     Ok(false) => {}
