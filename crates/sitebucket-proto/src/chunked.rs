@@ -487,16 +487,7 @@ mod tests {
     }
 
     fn at_cuts(input: &[u8], cuts: &[usize]) -> Result<Outcome, ChunkedError> {
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-        points.sort_unstable();
-        let mut pieces = Vec::new();
-        let mut last = 0;
-        for p in points {
-            pieces.push(&input[last..p]);
-            last = p;
-        }
-        pieces.push(&input[last..]);
-        decode_pieces(pieces)
+        decode_pieces(crate::test_cuts::cut_at(input, cuts))
     }
 
     /// Asserts whole and byte-by-byte decoding agree, and returns the result.

@@ -885,15 +885,7 @@ mod tests {
             all_fields in any::<bool>(),
         ) {
             let encoded = if all_fields { gzip_with_all_fields(&data) } else { gzip(&data) };
-            let mut points: Vec<usize> = cuts.iter().map(|c| c % (encoded.len() + 1)).collect();
-            points.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut last = 0;
-            for p in points {
-                pieces.push(&encoded[last..p]);
-                last = p;
-            }
-            pieces.push(&encoded[last..]);
+            let pieces = crate::test_cuts::cut_at(&encoded, &cuts);
             let expected = Ok((data.clone(), true));
             prop_assert_eq!(whole(ContentEncoding::Gzip, &encoded), expected.clone());
             prop_assert_eq!(decode_pieces(ContentEncoding::Gzip, pieces, window), expected);

@@ -18,6 +18,8 @@ pub mod pipeline;
 pub mod request;
 pub mod response;
 pub mod stream;
+#[cfg(test)]
+mod test_cuts;
 #[cfg(feature = "tls")]
 pub mod tls;
 

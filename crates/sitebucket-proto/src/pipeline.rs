@@ -687,19 +687,6 @@ mod tests {
             }
         }
 
-        fn cut<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
-            let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-            points.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut last = 0;
-            for p in points {
-                pieces.push(&input[last..p]);
-                last = p;
-            }
-            pieces.push(&input[last..]);
-            pieces
-        }
-
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -742,7 +729,7 @@ mod tests {
                 );
                 // run_with checks push, push_bytes and both in turn agree.
                 prop_assert_eq!(&run_with(&[&wire], framing, 100), &expected);
-                prop_assert_eq!(&run_with(&cut(&wire, &cuts), framing, 100), &expected);
+                prop_assert_eq!(&run_with(&crate::test_cuts::cut_at(&wire, &cuts), framing, 100), &expected);
                 let bytes: Vec<&[u8]> = wire.chunks(1).collect();
                 prop_assert_eq!(&run_with(&bytes, framing, 100), &expected);
             }
