@@ -14,3 +14,20 @@ pub mod server;
 pub mod stream;
 
 pub use figure::{Figure, Op, Target};
+
+use sitebucket_proto::{Config, ConfigBuilder, Credentials};
+
+/// The config every bench client starts from: one followed user and made-up credentials
+/// (the bench servers do not check signatures), streaming from `url`.
+pub fn client_config(url: impl Into<String>) -> ConfigBuilder {
+    Config::builder(
+        [783_214],
+        Credentials::new(
+            "bench-consumer",
+            "bench-secret",
+            "bench-token",
+            "bench-token-secret",
+        ),
+    )
+    .url(url)
+}

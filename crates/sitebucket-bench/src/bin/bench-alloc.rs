@@ -19,7 +19,7 @@ use bytes::Bytes;
 use sitebucket_bench::args::Args;
 use sitebucket_bench::figure::{Figure, Op, Target};
 use sitebucket_bench::stream::{self, BenchStream, HEAD, READ_BYTES};
-use sitebucket_proto::{Action, Config, Credentials, Event, SiteStream};
+use sitebucket_proto::{Action, Config, Event, SiteStream};
 use sitebucket_std::StdDriver;
 use sitebucket_thread::ListenThread;
 
@@ -57,19 +57,10 @@ fn allocations() -> u64 {
 }
 
 fn config(url: String) -> Config {
-    Config::builder(
-        [783_214],
-        Credentials::new(
-            "bench-consumer",
-            "bench-secret",
-            "bench-token",
-            "bench-token-secret",
-        ),
-    )
-    .url(url)
-    .retry_limit(Some(1))
-    .build()
-    .unwrap_or_else(|e| fail(&e))
+    sitebucket_bench::client_config(url)
+        .retry_limit(Some(1))
+        .build()
+        .unwrap_or_else(|e| fail(&e))
 }
 
 fn main() {

@@ -24,7 +24,7 @@ use sitebucket_bench::args::Args;
 use sitebucket_bench::os;
 use sitebucket_mio::MioDriver;
 use sitebucket_proto::parser::DefaultParser;
-use sitebucket_proto::{Config, Credentials, Parser, SiteStream};
+use sitebucket_proto::{Config, Parser, SiteStream};
 use sitebucket_smol::SmolDriver;
 use sitebucket_std::StdDriver;
 use sitebucket_thread::{Driver, ListenThread, ThreadedParser};
@@ -60,19 +60,10 @@ fn main() {
         }),
         other => fail(&format!("unknown --parse {other}")),
     };
-    let config = Config::builder(
-        [783_214],
-        Credentials::new(
-            "bench-consumer",
-            "bench-secret",
-            "bench-token",
-            "bench-token-secret",
-        ),
-    )
-    .url(format!("http://{addr}/1.1/site.json"))
-    .retry_limit(Some(1))
-    .build()
-    .unwrap_or_else(|e| fail(&e));
+    let config = sitebucket_bench::client_config(format!("http://{addr}/1.1/site.json"))
+        .retry_limit(Some(1))
+        .build()
+        .unwrap_or_else(|e| fail(&e));
 
     let (cpu0, wall0) = (os::cpu_time(), Instant::now());
     let (bytes, messages) = match driver.as_str() {

@@ -19,7 +19,7 @@ use sitebucket_bench::args::Args;
 use sitebucket_bench::os;
 use sitebucket_bench::server::idle_response;
 use sitebucket_mio::MioDriver;
-use sitebucket_proto::{Config, Credentials, SiteStream};
+use sitebucket_proto::SiteStream;
 use sitebucket_thread::ListenThread;
 
 fn main() {
@@ -56,18 +56,10 @@ fn main() {
         open = held_bare.len();
     } else {
         let scheme = if tls { "https" } else { "http" };
-        let mut builder = Config::builder(
-            [783_214],
-            Credentials::new(
-                "bench-consumer",
-                "bench-secret",
-                "bench-token",
-                "bench-token-secret",
-            ),
-        )
-        .url(format!("{scheme}://{addr}/1.1/site.json"))
-        .stall_timeout(Duration::from_secs(3600))
-        .connect_timeout(Duration::from_secs(120));
+        let mut builder =
+            sitebucket_bench::client_config(format!("{scheme}://{addr}/1.1/site.json"))
+                .stall_timeout(Duration::from_secs(3600))
+                .connect_timeout(Duration::from_secs(120));
         if tls {
             let path = args.value("--ca").unwrap_or("bench-ca.pem");
             let pem = std::fs::read(path).unwrap_or_else(|e| fail(&e));
