@@ -45,8 +45,8 @@ pub fn run(args: ControlArgs) -> ExitCode {
     };
     let prepared = requests
         .map_err(|e| e.to_string())
-        .and_then(|requests| Ok((prepare(target, |name| std::env::var_os(name))?, requests)));
-    let ((endpoint, credentials, roots), requests) = match prepared {
+        .and_then(|requests| Ok((Sender::new(target)?, requests)));
+    let (mut sender, requests) = match prepared {
         Ok(prepared) => prepared,
         Err(message) => {
             eprintln!("error: {message}");
@@ -54,16 +54,8 @@ pub fn run(args: ControlArgs) -> ExitCode {
         }
     };
     let users: usize = requests.iter().map(|r| r.users().len()).sum();
-    let seed = os_entropy();
-    let mut pacer = ControlPacer::default();
     for (done, request) in requests.into_iter().enumerate() {
-        let at = pacer.reserve(Instant::now());
-        std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        let call = ControlCall::new(&endpoint, &credentials, Some(&target.stream_id), request)
-            .with_extra_roots(roots.clone())
-            .with_timeout(target.timeout)
-            .with_nonce_seed(seed.wrapping_add(done as u64));
-        match carry_out(target.driver, call) {
+        match sender.send(request) {
             Ok(ControlResponse::Info(info)) => println!("{}", info_json(&target.stream_id, &info)),
             Ok(_) => {}
             Err(e) => {
@@ -79,7 +71,7 @@ pub fn run(args: ControlArgs) -> ExitCode {
         tracing::info!(
             "{verb} {users} user(s) on control stream {} at {}",
             target.stream_id,
-            endpoint.url()
+            sender.endpoint.url()
         );
     }
     ExitCode::SUCCESS
@@ -88,26 +80,17 @@ pub fn run(args: ControlArgs) -> ExitCode {
 /// `control friends`: every page of the user's friends, in order, then one line of JSON.
 fn run_friends(args: &ControlFriendsArgs) -> ExitCode {
     let target = &args.target;
-    let (endpoint, credentials, roots) = match prepare(target, |name| std::env::var_os(name)) {
-        Ok(prepared) => prepared,
+    let mut sender = match Sender::new(target) {
+        Ok(sender) => sender,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
-    let seed = os_entropy();
-    let mut pacer = ControlPacer::default();
     let mut friends = Vec::new();
     let mut cursor = FIRST_CURSOR;
     let mut seen_cursors = std::collections::HashSet::new();
     for page in 0..MAX_FRIENDS_PAGES {
-        let at = pacer.reserve(Instant::now());
-        std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        let request = ControlRequest::friends_ids(args.user, cursor);
-        let call = ControlCall::new(&endpoint, &credentials, Some(&target.stream_id), request)
-            .with_extra_roots(roots.clone())
-            .with_timeout(target.timeout)
-            .with_nonce_seed(seed.wrapping_add(page as u64));
         let failed = |why: &dyn std::fmt::Display| {
             tracing::error!(
                 "control stream {}: friends of user {}: {why} ({page} page(s) had been read)",
@@ -116,7 +99,7 @@ fn run_friends(args: &ControlFriendsArgs) -> ExitCode {
             );
             ExitCode::from(1)
         };
-        let next = match carry_out(target.driver, call) {
+        let next = match sender.send(ControlRequest::friends_ids(args.user, cursor)) {
             Ok(ControlResponse::Friends(page)) => {
                 friends.extend(page.friends);
                 page.next_cursor
@@ -152,6 +135,53 @@ fn run_friends(args: &ControlFriendsArgs) -> ExitCode {
 pub fn friends_json(user: u64, friends: &[u64]) -> String {
     let ids: Vec<String> = friends.iter().map(u64::to_string).collect();
     format!("{{\"user_id\":{user},\"friends\":[{}]}}", ids.join(","))
+}
+
+/// Sends one command's requests in turn to the target's control stream: each paced under
+/// Twitter's rate, signed with a nonce of its own, on a connection of its own.
+struct Sender<'a> {
+    target: &'a ControlTarget,
+    endpoint: Endpoint,
+    credentials: Credentials,
+    roots: Vec<u8>,
+    seed: u64,
+    sent: u64,
+    pacer: ControlPacer,
+}
+
+impl<'a> Sender<'a> {
+    /// A sender for `target`, with credentials from the environment; a problem is a usage
+    /// error, found before anything is sent.
+    fn new(target: &'a ControlTarget) -> Result<Self, String> {
+        let (endpoint, credentials, roots) = prepare(target, |name| std::env::var_os(name))?;
+        Ok(Sender {
+            target,
+            endpoint,
+            credentials,
+            roots,
+            seed: os_entropy(),
+            sent: 0,
+            pacer: ControlPacer::default(),
+        })
+    }
+
+    /// Waits for the pacer, then carries out `request` on the chosen driver.
+    fn send(&mut self, request: ControlRequest) -> Result<ControlResponse, ControlError> {
+        let at = self.pacer.reserve(Instant::now());
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let target = self.target;
+        let call = ControlCall::new(
+            &self.endpoint,
+            &self.credentials,
+            Some(&target.stream_id),
+            request,
+        )
+        .with_extra_roots(self.roots.clone())
+        .with_timeout(target.timeout)
+        .with_nonce_seed(self.seed.wrapping_add(self.sent));
+        self.sent += 1;
+        carry_out(target.driver, call)
+    }
 }
 
 /// The endpoint, credentials (from `env`) and extra roots of a control request. Every
