@@ -17,6 +17,7 @@
 //! driver passes the very same checks. The checks can also be called one by one.
 
 pub mod resolve;
+pub mod storm;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -1085,6 +1086,18 @@ macro_rules! suite {
         #[test]
         fn monitor_restores_killed_streams() {
             $crate::monitor_restores_killed_streams($driver);
+        }
+        #[test]
+        fn storm_close_after_head_backs_off() {
+            $crate::storm::storm_backs_off($driver, $crate::storm::Storm::CloseAfterHead);
+        }
+        #[test]
+        fn storm_disconnect_code_2_backs_off() {
+            $crate::storm::storm_backs_off($driver, $crate::storm::Storm::DisconnectCode2);
+        }
+        #[test]
+        fn storm_oversized_frame_backs_off() {
+            $crate::storm::storm_backs_off($driver, $crate::storm::Storm::OversizedFrame);
         }
         #[test]
         fn monitor_sets_aside_a_refused_stream() {
