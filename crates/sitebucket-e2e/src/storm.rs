@@ -5,8 +5,7 @@
 //! sequence (`step`, `2·step`, `3·step`, …) and the attempts count toward `retry_limit`.
 //!
 //! Counted over real loopback sockets for every driver (the [`suite!`](crate::suite) runs
-//! them) and for the command line (`sitebucket-cli`'s hostile-server tests use
-//! [`Storm::plan`]).
+//! them); `sitebucket-cli`'s `tests/storm.rs` plays the same servers to the command line.
 
 use std::time::{Duration, Instant};
 
