@@ -494,6 +494,6 @@ fn a_stream_dropped_mid_message_reconnects_without_losing_or_repeating_messages(
     assert_eq!(server.attempts().len(), 2);
     assert!(matches!(
         stream.status().stats.last_error,
-        Some(StreamError::Closed)
+        Some(StreamError::ClosedMidMessage { partial_bytes: 8 })
     ));
 }
