@@ -301,7 +301,13 @@ pub fn reconnect_after_mid_stream_close<D: Driver>(driver: D, transport: Transpo
     assert_eq!(collected.messages(), expected);
     let status = listener.status();
     assert_eq!(status.stats.reconnects, 1);
-    assert_eq!(status.stats.last_error, Some(StreamError::Closed));
+    // The half message is reported with its size (issue 12: nothing dropped in silence).
+    assert_eq!(
+        status.stats.last_error,
+        Some(StreamError::ClosedMidMessage {
+            partial_bytes: b"{\"n\":\"half a mess".len()
+        })
+    );
     close_promptly(&mut listener, "streaming after a reconnect");
     assert_eq!(server.attempts().len(), 2);
 }
