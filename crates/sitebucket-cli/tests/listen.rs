@@ -957,3 +957,33 @@ fn a_firehose_comes_through_whole_and_in_order() {
         assert!(done.stdout == expected, "{driver}: firehose output differs");
     }
 }
+
+/// Plain `http://` to a host that is not loopback: one warning line at start (the signed
+/// request and every message travel in clear); to loopback, none.
+#[test]
+fn cleartext_to_a_remote_host_is_warned_about_once() {
+    const WARNING: &str = "is plain http:// to a host that is not loopback";
+    // 192.0.2.1 (TEST-NET-1) is never routed: the attempt hangs or fails until the signal.
+    let running = spawn(
+        listen("http://192.0.2.1:9/1.1/site.json", "thread", &[]),
+        "remote",
+    );
+    assert!(
+        running.wait_stderr(WARNING, Duration::from_secs(10)),
+        "no warning"
+    );
+    let done = running.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert_eq!(done.stderr.matches(WARNING).count(), 1, "{}", done.stderr);
+    assert!(done.stderr.contains("use https://"), "{}", done.stderr);
+
+    let server = server(vec![AttemptPlan::ok(vec![Step::Message(
+        b"{\"a\":1}".to_vec(),
+    )])
+    .with_end(End::Stall)]);
+    let running = spawn(listen(&server.url(), "thread", &[]), "loopback");
+    assert!(running.wait_stdout_lines(1, Duration::from_secs(10)));
+    let done = running.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(!done.stderr.contains(WARNING), "{}", done.stderr);
+}
