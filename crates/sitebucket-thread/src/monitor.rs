@@ -319,9 +319,10 @@ impl<D: Driver> Monitor<D> {
 
     /// The streams set aside because retrying cannot fix how they ended (a status such as
     /// 401 or 403, or a `disconnect` message with code 6 or 7), oldest first, with their
-    /// users and the reason. Their users are not in [`follows`](Self::follows) any more;
-    /// [`add_follows`](Self::add_follows) with them starts a new stream (a deliberate retry),
-    /// and [`remove_follows`](Self::remove_follows) takes them off this list.
+    /// users and the reason. Their users are not in [`follows`](Self::follows) any more.
+    /// [`add_follows`](Self::add_follows) with them is a deliberate retry: they leave this
+    /// list and go onto a stream again; [`remove_follows`](Self::remove_follows) takes them
+    /// off this list too.
     ///
     /// Never waits for a change in progress.
     pub fn failed(&self) -> Vec<FailedStream> {
@@ -356,6 +357,8 @@ impl<D: Driver> Monitor<D> {
             .collect::<BTreeSet<u64>>()
             .into_iter()
             .collect();
+        // Users of a stream set aside for good are tried again: they leave that list.
+        forget_failed(&self.failed, &fresh.iter().copied().collect());
         for index in 0..inner.shards.len() {
             if fresh.is_empty() {
                 break;
@@ -400,10 +403,7 @@ impl<D: Driver> Monitor<D> {
         let mut inner = lock(&self.inner);
         let plan = plan_remove(&slices(&inner.follow_lists()), users);
         let gone: BTreeSet<u64> = users.iter().copied().collect();
-        lock(&self.failed).retain_mut(|failed| {
-            failed.follows.retain(|u| !gone.contains(u));
-            !failed.follows.is_empty()
-        });
+        forget_failed(&self.failed, &gone);
         let mut failed = None;
         for (index, follow) in plan.shrink {
             let shard = &inner.shards[index];
@@ -784,6 +784,14 @@ impl<D: Driver> Inner<D> {
             let _ = shard.sync_follows();
         }
     }
+}
+
+/// Takes `users` off the streams set aside for good, dropping those left with none.
+fn forget_failed(failed: &Mutex<Vec<FailedStream>>, users: &BTreeSet<u64>) {
+    lock(failed).retain_mut(|failed| {
+        failed.follows.retain(|u| !users.contains(u));
+        !failed.follows.is_empty()
+    });
 }
 
 /// Asks every stream to stop, then waits for each: the closes overlap.
@@ -1729,13 +1737,29 @@ mod tests {
             "one attempt"
         );
 
-        // Removing the users takes them off the list; adding them back is a new stream.
+        // Removing the users takes them off the list; adding them back is a retry.
         assert_eq!(monitor.remove_follows(&range(1..=50)).expect("remove"), 0);
         assert_eq!(monitor.failed()[0].follows, range(51..=100));
-        monitor.add_follows(&range(51..=100)).expect("add");
+        assert_eq!(starts(&driver).len(), 2, "a removal starts nothing");
+        monitor.add_follows(&range(51..=60)).expect("add");
+        assert_eq!(monitor.failed()[0].follows, range(61..=100));
+        monitor.add_follows(&range(61..=100)).expect("add");
+        assert!(monitor.failed().is_empty());
         assert_eq!(monitor.follows(), range(51..=150));
+        // Refused for good again: a record, kept after a disconnect.
+        lock(&driver.answers).insert(1, "HTTP/1.1 403 Forbidden\r\n\r\n".into());
+        monitor.add_follows(&[1]).expect("add");
+        wait_until("the stream of user 1 to be refused", || {
+            monitor.streams().iter().any(|s| s.status.outcome.is_some())
+        });
+        assert_eq!(monitor.check().expect("check"), 0);
         monitor.disconnect();
-        assert_eq!(monitor.failed().len(), 1, "a record, kept after disconnect");
+        let failed = monitor.failed();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(matches!(
+            failed[0].outcome,
+            Outcome::Fatal { status: 403, .. }
+        ));
     }
 
     #[test]
