@@ -54,8 +54,8 @@ pub enum ReadError {
     /// Bytes came after the end of the body (its last chunk, or `Content-Length` bytes):
     /// the server broke the framing, and what they mean cannot be known.
     AfterBody {
-        /// How many bytes were found after the end (in the input seen so far).
-        bytes: usize,
+        /// The first byte after the end (the same however the input was split).
+        first_byte: u8,
     },
 }
 
@@ -66,10 +66,11 @@ impl std::fmt::Display for ReadError {
             ReadError::Chunked(e) => write!(f, "bad chunked body: {e}"),
             ReadError::Decode(e) => write!(f, "bad compressed body: {e}"),
             ReadError::Frame(e) => write!(f, "bad message framing: {e}"),
-            ReadError::AfterBody { bytes } => write!(
+            ReadError::AfterBody { first_byte } => write!(
                 f,
-                "{bytes} bytes after the end of the response body (its last chunk or \
-                 Content-Length)"
+                "data after the end of the response body (its last chunk or Content-Length), \
+                 starting with byte {:?}",
+                char::from(*first_byte)
             ),
         }
     }
@@ -285,11 +286,11 @@ impl ResponseReader {
         if self.body_done {
             // Bytes after the end of the body are not part of it: the server broke the
             // framing. (Nothing more is read from this response.)
-            let bytes = self.raw.iter().map(Bytes::len).sum::<usize>();
+            let first = self.raw.iter().find_map(|input| input.first().copied());
             self.raw.clear();
-            return match bytes {
-                0 => Ok(false),
-                bytes => Err(ReadError::AfterBody { bytes }),
+            return match first {
+                None => Ok(false),
+                Some(first_byte) => Err(ReadError::AfterBody { first_byte }),
             };
         }
         let Some(input) = self.raw.front_mut() else {
@@ -435,6 +436,35 @@ mod tests {
         assert_eq!(run(&bytes), expected, "byte by byte");
         let (head, body) = wire.split_at(HEAD.len());
         assert_eq!(run(&[head, body]), expected, "head, then body");
+    }
+
+    #[test]
+    fn bytes_after_the_body_are_an_error_in_any_split() {
+        // After the last chunk, and past Content-Length: the frames of the body come out,
+        // then the error, whatever the split.
+        let mut chunked = HEAD.to_vec();
+        chunked.extend_from_slice(b"9\r\n{\"a\":1}\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":1}\r\nxyz".to_vec();
+        let empty = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nx".to_vec();
+        for (wire, first_byte, frames) in [(chunked, b'H', 1), (sized, b'x', 1), (empty, b'x', 0)] {
+            let message = Frame::Message(b"{\"a\":1}".to_vec().into());
+            let expected = (
+                vec![200],
+                vec![message; frames],
+                Some(ReadError::AfterBody { first_byte }),
+            );
+            assert_eq!(run(&[&wire]), expected, "one push");
+            let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+            assert_eq!(run(&bytes), expected, "byte by byte");
+            for cut in 1..wire.len() {
+                let (a, b) = wire.split_at(cut);
+                assert_eq!(run(&[a, b]), expected, "cut at {cut}");
+            }
+        }
+        // A body that ends exactly at the input's end is no error.
+        let mut clean = HEAD.to_vec();
+        clean.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(run(&[&clean]), (vec![200], vec![], None));
     }
 
     #[test]

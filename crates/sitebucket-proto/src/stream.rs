@@ -55,8 +55,8 @@
 //! for [`rate_limit_reset_after`](crate::Config::rate_limit_reset_after) (10 minutes by
 //! default), so `420, 200-then-drop, 420` waits a minute, then two. Both periods are timers
 //! of the open connection: [`deadline`](SiteStream::deadline) includes them, so
-//! `error_count()` is exact while a connection is healthy. [`reset_throttles`](SiteStream::reset_throttles)
-//! forgets everything.
+//! `error_count()` is exact while a connection is healthy.
+//! [`reset_throttles`](SiteStream::reset_throttles) forgets everything.
 //!
 //! ## Nothing dropped in silence
 //! Frames that arrived in the same input as a `disconnect` message are handed out before the
@@ -808,7 +808,8 @@ impl SiteStream {
             }
             if self.deadline().is_some_and(|d| d <= now) {
                 // A due deadline always moves the state on (to backoff, a new attempt or
-                // the end), so this loop makes progress.
+                // the end) or clears its timer (trust, the rate-limit reset), so this loop
+                // makes progress.
                 self.handle_timeout(now);
                 continue;
             }
@@ -2051,10 +2052,11 @@ mod tests {
         stream.handle_input(t0, &input);
         let actions = drain(&mut stream, t0);
         assert_eq!(messages(&actions), [&b"{\"a\":1}"[..]]);
-        let error = StreamError::Read(ReadError::AfterBody { bytes: 19 });
+        let error = StreamError::Read(ReadError::AfterBody { first_byte: b'H' });
         assert_eq!(
             error.to_string(),
-            "19 bytes after the end of the response body (its last chunk or Content-Length)"
+            "data after the end of the response body (its last chunk or Content-Length), \
+             starting with byte 'H'"
         );
         assert!(actions.contains(&Action::Event(Event::Disconnected {
             error,
@@ -2074,7 +2076,7 @@ mod tests {
             matches!(
                 actions[1],
                 Action::Event(Event::Disconnected {
-                    error: StreamError::Read(ReadError::AfterBody { bytes: 1 }),
+                    error: StreamError::Read(ReadError::AfterBody { first_byte: b'x' }),
                     ..
                 })
             ),
