@@ -148,10 +148,10 @@ impl<P: Parser> Parser for SharedParser<P> {
 ///   announces a new control stream wakes the checker at once for that.
 /// - A stream that ended in a way no retry can fix — a status such as 401, 403 or 404
 ///   ([`Outcome::Fatal`]), or a `disconnect` message with code 6 or 7
-///   ([`Outcome::Revoked`]) — is never restarted: it is set aside, with its users and the
-///   reason, in [`failed`](Monitor::failed) (and handed to the
-///   [`set_failed_hook`](Monitor::set_failed_hook) hook), by the next `check`, or at once
-///   with `run_every`.
+///   ([`Outcome::Revoked`]) — is never restarted, nor replaced by a change: it is set
+///   aside, with its users and the reason, in [`failed`](Monitor::failed) (and handed to
+///   the [`set_failed_hook`](Monitor::set_failed_hook) hook) at once with `run_every`, or
+///   else by the next `check` or change.
 ///
 /// No user is ever left uncovered by a change: a replacement starts **before** the stream it
 /// replaces closes, and a move adds users to their new stream before the old one lets them
@@ -349,6 +349,8 @@ impl<D: Driver> Monitor<D> {
     /// A control request that fails only sends its users down that list.
     pub fn add_follows(&self, users: &[u64]) -> Result<(), MonitorError> {
         let mut inner = lock(&self.inner);
+        // A stream refused for good must not be grown (restarted) by a replacement.
+        inner.set_aside_final();
         let covered: BTreeSet<u64> = inner.shards.iter().flat_map(|s| s.follows()).collect();
         let mut fresh: Vec<u64> = users
             .iter()
@@ -401,6 +403,8 @@ impl<D: Driver> Monitor<D> {
     /// [`consolidate`](Self::consolidate) to merge the shrunk streams.
     pub fn remove_follows(&self, users: &[u64]) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
+        // A stream refused for good must not be shrunk (restarted) by a replacement.
+        inner.set_aside_final();
         let plan = plan_remove(&slices(&inner.follow_lists()), users);
         let gone: BTreeSet<u64> = users.iter().copied().collect();
         forget_failed(&self.failed, &gone);
@@ -453,6 +457,8 @@ impl<D: Driver> Monitor<D> {
     /// them again, the stream they came from stays open, and the error is returned.
     pub fn consolidate(&self) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
+        // A stream refused for good must not be merged (restarted) by a replacement.
+        inner.set_aside_final();
         let mut closed = 0;
 
         let lists = inner.follow_lists();
@@ -1702,6 +1708,22 @@ mod tests {
             .into_iter()
             .filter(|e| e.starts_with("start "))
             .collect()
+    }
+
+    #[test]
+    fn a_change_never_restarts_a_stream_refused_for_good_by_replacing_it() {
+        let driver = FakeDriver::default();
+        lock(&driver.answers).insert(1, "HTTP/1.1 403 Forbidden\r\n\r\n".into());
+        let monitor = fake_monitor(&driver, 1..=50);
+        wait_until("the stream to be refused", || {
+            monitor.streams()[0].status.outcome.is_some()
+        });
+        // Without a check in between: the refused stream has room, but is not grown.
+        monitor.add_follows(&[51]).expect("add");
+        assert_eq!(starts(&driver), ["start 1-50", "start 51-51"]);
+        assert_eq!(monitor.failed()[0].follows, range(1..=50));
+        assert_eq!(lists(&monitor), [vec![51]]);
+        monitor.disconnect();
     }
 
     #[test]
