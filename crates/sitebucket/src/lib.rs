@@ -24,7 +24,8 @@ pub use sitebucket_proto::{
     Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
 };
 pub use sitebucket_thread::{
-    Control, Driver, ListenThread, Monitor, Resolver, Status, ThreadedParser,
+    Control, Driver, ListenThread, MessagesOnly, Monitor, Resolver, Status, StreamItem,
+    ThreadedParser,
 };
 
 #[cfg(feature = "mio")]

@@ -1,0 +1,386 @@
+//! [`StreamItem`]: what every message source yields, and [`MessagesOnly`] for users who want
+//! the messages alone.
+//!
+//! The std iterator, the smol `Stream` and the tokio `Stream` all yield the same item: each
+//! message, each connection event in order with the messages, and the run's [`Outcome`] last.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use sitebucket_thread::{MessagesOnly, StreamItem};
+//! use sitebucket_proto::{Outcome, StreamError};
+//!
+//! let items = vec![
+//!     StreamItem::Connected { status: 200, reason: "OK".into() },
+//!     StreamItem::Message(Bytes::from_static(br#"{"limit":{"track":3}}"#)),
+//!     StreamItem::Reconnecting { error: StreamError::Closed, retry_in: Duration::ZERO },
+//!     StreamItem::Message(Bytes::from_static(br#"{"warning":{"code":"FALLING_BEHIND"}}"#)),
+//!     StreamItem::Finished(Outcome::Stopped),
+//! ];
+//! // Typed parsing straight from the item.
+//! let kinds: Vec<_> = items
+//!     .iter()
+//!     .filter_map(StreamItem::parse)
+//!     .map(|message| message.map(|message| message.kind()))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(kinds, ["limit", "warning"]);
+//!
+//! // Messages only, and the outcome kept for afterwards.
+//! let mut messages = MessagesOnly::new(items.into_iter());
+//! assert_eq!(messages.by_ref().count(), 2);
+//! assert_eq!(messages.outcome(), Some(&Outcome::Stopped));
+//! # Ok::<(), sitebucket_proto::ParseError>(())
+//! ```
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use sitebucket_proto::message::{Message, ParseError};
+use sitebucket_proto::stream::{Event, Outcome, StreamError};
+
+/// What a message source (the std iterator, the smol and tokio `Stream`s) yields.
+///
+/// Each connection event comes in order with the messages; [`Finished`](Self::Finished) is
+/// always the last item, after which the source ends. Keep-alives yield nothing.
+///
+/// `Debug` shows the message bytes and the errors as they are; neither carries a credential
+/// (requests, where credentials live, are never part of an item).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StreamItem {
+    /// One complete message: its exact payload bytes (zero-copy).
+    Message(Bytes),
+    /// A response head arrived (any status).
+    Connected {
+        /// HTTP status code.
+        status: u16,
+        /// Reason phrase as sent.
+        reason: String,
+    },
+    /// The connection or attempt failed (drop, stall, disconnect message, HTTP error, …);
+    /// the next attempt starts after `retry_in`.
+    Reconnecting {
+        /// Why.
+        error: StreamError,
+        /// The backoff wait before the next attempt.
+        retry_in: Duration,
+    },
+    /// The run is over; always the last item.
+    Finished(Outcome),
+}
+
+impl StreamItem {
+    /// The item for one of the core's events: `None` for a keep-alive (and for any event
+    /// kind a newer core adds that has no item yet).
+    pub fn from_event(event: Event) -> Option<Self> {
+        match event {
+            Event::Message(message) => Some(StreamItem::Message(message)),
+            Event::Connected { status, reason } => Some(StreamItem::Connected { status, reason }),
+            Event::Disconnected { error, retry_in } => {
+                Some(StreamItem::Reconnecting { error, retry_in })
+            }
+            _ => None,
+        }
+    }
+
+    /// The message's bytes, if this item is one.
+    pub fn as_message(&self) -> Option<&Bytes> {
+        match self {
+            StreamItem::Message(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The message's bytes, if this item is one.
+    pub fn into_message(self) -> Option<Bytes> {
+        match self {
+            StreamItem::Message(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The run's outcome, if this is the last item.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match self {
+            StreamItem::Finished(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the last item ([`Finished`](Self::Finished)).
+    pub fn is_finished(&self) -> bool {
+        matches!(self, StreamItem::Finished(_))
+    }
+
+    /// The message decoded into a typed [`Message`] borrowing from the item (as
+    /// [`DefaultParser`](sitebucket_proto::DefaultParser) does for each message), or `None`
+    /// if this item is not a message. A message that is not JSON is `Some(Err(_))`.
+    pub fn parse(&self) -> Option<Result<Message<'_>, ParseError>> {
+        self.as_message().map(|bytes| Message::from_slice(bytes))
+    }
+}
+
+impl From<Outcome> for StreamItem {
+    fn from(outcome: Outcome) -> Self {
+        StreamItem::Finished(outcome)
+    }
+}
+
+/// A source of [`StreamItem`]s reduced to its messages' bytes: an [`Iterator`] over an
+/// iterator of items, a [`Stream`] over a stream of items (the smol and tokio ones).
+///
+/// Connection events are skipped; the [`Finished`](StreamItem::Finished) outcome ends it
+/// for good (nothing after it is read) and is kept for [`outcome`](Self::outcome). A `Stream` inside must be [`Unpin`]
+/// (`Box::pin` one that is not).
+#[derive(Debug, Clone)]
+pub struct MessagesOnly<S> {
+    inner: S,
+    outcome: Option<Outcome>,
+}
+
+impl<S> MessagesOnly<S> {
+    /// Wraps a source of items.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            outcome: None,
+        }
+    }
+
+    /// How the run ended, once the [`Finished`](StreamItem::Finished) item has gone by.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// The source inside.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The source inside, mutably (e.g. to stop it).
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The source back.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Keeps a message, records an outcome, skips the rest.
+    fn take(&mut self, item: StreamItem) -> Option<Bytes> {
+        match item {
+            StreamItem::Message(message) => Some(message),
+            StreamItem::Finished(outcome) => {
+                self.outcome = Some(outcome);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<I: Iterator<Item = StreamItem>> Iterator for MessagesOnly<I> {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        loop {
+            let item = self.inner.next()?;
+            let finished = item.is_finished();
+            if let Some(message) = self.take(item) {
+                return Some(message);
+            }
+            if finished {
+                return None;
+            }
+        }
+    }
+}
+
+impl<S: Stream<Item = StreamItem> + Unpin> Stream for MessagesOnly<S> {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = self.get_mut();
+        if this.outcome.is_some() {
+            return Poll::Ready(None);
+        }
+        loop {
+            let Some(item) = std::task::ready!(Pin::new(&mut this.inner).poll_next(cx)) else {
+                return Poll::Ready(None);
+            };
+            let finished = item.is_finished();
+            if let Some(message) = this.take(item) {
+                return Poll::Ready(Some(message));
+            }
+            if finished {
+                return Poll::Ready(None);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &'static str) -> StreamItem {
+        StreamItem::Message(Bytes::from_static(text.as_bytes()))
+    }
+
+    fn items() -> Vec<StreamItem> {
+        vec![
+            StreamItem::Connected {
+                status: 503,
+                reason: "Service Unavailable".into(),
+            },
+            StreamItem::Reconnecting {
+                error: StreamError::Status {
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                },
+                retry_in: Duration::from_secs(5),
+            },
+            StreamItem::Connected {
+                status: 200,
+                reason: "OK".into(),
+            },
+            message("one"),
+            message("two"),
+            StreamItem::Finished(Outcome::Stopped),
+        ]
+    }
+
+    #[test]
+    fn events_become_items_and_keep_alives_nothing() {
+        let bytes = Bytes::from_static(b"{}");
+        assert_eq!(
+            StreamItem::from_event(Event::Message(bytes.clone())),
+            Some(StreamItem::Message(bytes))
+        );
+        assert_eq!(StreamItem::from_event(Event::KeepAlive), None);
+        assert_eq!(
+            StreamItem::from_event(Event::Connected {
+                status: 420,
+                reason: "Enhance Your Calm".into()
+            }),
+            Some(StreamItem::Connected {
+                status: 420,
+                reason: "Enhance Your Calm".into()
+            })
+        );
+        assert_eq!(
+            StreamItem::from_event(Event::Disconnected {
+                error: StreamError::Stall(Duration::from_secs(90)),
+                retry_in: Duration::from_millis(250),
+            }),
+            Some(StreamItem::Reconnecting {
+                error: StreamError::Stall(Duration::from_secs(90)),
+                retry_in: Duration::from_millis(250),
+            })
+        );
+    }
+
+    #[test]
+    fn the_helpers_pick_out_messages_and_the_outcome() {
+        let items = items();
+        let messages: Vec<_> = items.iter().filter_map(StreamItem::as_message).collect();
+        assert_eq!(
+            messages,
+            [&Bytes::from_static(b"one"), &Bytes::from_static(b"two")]
+        );
+        assert_eq!(items[0].clone().into_message(), None);
+        assert_eq!(
+            items[3].clone().into_message(),
+            Some(Bytes::from_static(b"one"))
+        );
+        assert!(items[5].is_finished() && !items[3].is_finished());
+        assert_eq!(items[5].outcome(), Some(&Outcome::Stopped));
+        assert_eq!(items[1].outcome(), None);
+        assert_eq!(StreamItem::from(Outcome::Stopped), items[5]);
+    }
+
+    #[test]
+    fn parse_decodes_messages_and_reports_bad_json() {
+        let control = message(r#"{"control":{"control_uri":"/1.1/site/c/x"}}"#);
+        assert_eq!(control.parse().unwrap().unwrap().kind(), "control");
+        assert!(message("{not json").parse().unwrap().is_err());
+        assert!(StreamItem::Finished(Outcome::Stopped).parse().is_none());
+    }
+
+    #[test]
+    fn messages_only_iterates_the_messages_and_keeps_the_outcome() {
+        let mut only = MessagesOnly::new(items().into_iter());
+        assert_eq!(only.outcome(), None);
+        let got: Vec<_> = only.by_ref().collect();
+        assert_eq!(
+            got,
+            [Bytes::from_static(b"one"), Bytes::from_static(b"two")]
+        );
+        assert_eq!(only.outcome(), Some(&Outcome::Stopped));
+        // Nothing after the outcome, even if the source had more.
+        let mut more = items();
+        more.push(message("late"));
+        let mut only = MessagesOnly::new(more.into_iter());
+        assert_eq!(only.by_ref().count(), 2);
+        assert_eq!(only.next(), None);
+        assert_eq!(only.into_inner().next(), Some(message("late")));
+    }
+
+    /// A `Stream` over a vector, returning `Pending` (and waking itself) before each item.
+    struct Stuttering {
+        items: std::vec::IntoIter<StreamItem>,
+        ready: bool,
+    }
+
+    impl Stream for Stuttering {
+        type Item = StreamItem;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamItem>> {
+            let ready = self.ready;
+            self.ready = !ready;
+            if !ready {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(self.items.next())
+        }
+    }
+
+    #[test]
+    fn messages_only_streams_the_messages_and_keeps_the_outcome() {
+        use std::sync::Arc;
+        use std::task::Wake;
+
+        struct Noop;
+        impl Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut only = MessagesOnly::new(Stuttering {
+            items: items().into_iter(),
+            ready: false,
+        });
+        let mut got = Vec::new();
+        let mut pendings = 0;
+        for _ in 0..100 {
+            match Pin::new(&mut only).poll_next(&mut cx) {
+                Poll::Ready(Some(message)) => got.push(message),
+                Poll::Ready(None) => break,
+                Poll::Pending => pendings += 1,
+            }
+        }
+        assert_eq!(
+            got,
+            [Bytes::from_static(b"one"), Bytes::from_static(b"two")]
+        );
+        assert!(pendings > 0);
+        assert_eq!(only.outcome(), Some(&Outcome::Stopped));
+    }
+}
