@@ -33,6 +33,7 @@
 //! ```
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ use bytes::Bytes;
 use futures_core::Stream;
 use sitebucket_proto::message::{Message, ParseError};
 use sitebucket_proto::stream::{Event, Outcome, StreamError};
+use sitebucket_proto::Parser;
+
+use crate::control::{Control, Observer};
 
 /// What a message source (the std iterator, the smol and tokio `Stream`s) yields.
 ///
@@ -126,6 +130,50 @@ impl StreamItem {
 impl From<Outcome> for StreamItem {
     fn from(outcome: Outcome) -> Self {
         StreamItem::Finished(outcome)
+    }
+}
+
+/// Where a driver's run sends its items: the [`Parser`] half of [`ItemSink::install`].
+///
+/// A message source built on a [`Driver`](crate::Driver) (or a driver's own loop) runs the
+/// stream with this parser; messages reach the sink through it and every other event
+/// through [`Control::observe`], in the order the core reported them (both are called on
+/// the driver's thread). An [`Observer`] set on the same control still sees every event. The source adds
+/// [`StreamItem::Finished`] itself when the run returns its outcome.
+pub struct ItemSink {
+    sink: Arc<dyn Fn(StreamItem) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ItemSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemSink").finish_non_exhaustive()
+    }
+}
+
+impl ItemSink {
+    /// Sends every item of a run on `control` to `sink`: hooks `control` so the events the
+    /// driver reports there reach `sink` (leaving its [`Observer`], if any, in place) and
+    /// returns the parser to run the stream with.
+    pub fn install(control: &Control, sink: impl Fn(StreamItem) + Send + Sync + 'static) -> Self {
+        let sink: Arc<dyn Fn(StreamItem) + Send + Sync> = Arc::new(sink);
+        control.set_item_events(Arc::new(EventForwarder(sink.clone())));
+        Self { sink }
+    }
+}
+
+impl Parser for ItemSink {
+    fn parse(&mut self, message: Bytes) {
+        (self.sink)(StreamItem::Message(message));
+    }
+}
+
+struct EventForwarder(Arc<dyn Fn(StreamItem) + Send + Sync>);
+
+impl Observer for EventForwarder {
+    fn event(&self, event: &Event) {
+        if let Some(item) = StreamItem::from_event(event.clone()) {
+            (self.0)(item);
+        }
     }
 }
 
@@ -315,6 +363,50 @@ mod tests {
     }
 
     #[test]
+    fn an_item_sink_sends_messages_and_events_in_order() {
+        use std::sync::Mutex;
+
+        let control = Control::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let mut parser = ItemSink::install(&control, move |item| log.lock().unwrap().push(item));
+        // A user's observer, set afterwards, sees the events too without taking them away.
+        struct Count(Mutex<usize>);
+        impl Observer for Count {
+            fn event(&self, _: &Event) {
+                *self.0.lock().unwrap() += 1;
+            }
+        }
+        let count = Arc::new(Count(Mutex::new(0)));
+        control.set_observer(count.clone());
+        control.observe(&Event::Connected {
+            status: 200,
+            reason: "OK".into(),
+        });
+        control.observe(&Event::KeepAlive);
+        parser.parse(Bytes::from_static(b"one"));
+        control.observe(&Event::Disconnected {
+            error: StreamError::Closed,
+            retry_in: Duration::ZERO,
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                StreamItem::Connected {
+                    status: 200,
+                    reason: "OK".into()
+                },
+                message("one"),
+                StreamItem::Reconnecting {
+                    error: StreamError::Closed,
+                    retry_in: Duration::ZERO
+                },
+            ]
+        );
+        assert_eq!(*count.0.lock().unwrap(), 3);
+    }
+
+    #[test]
     fn messages_only_iterates_the_messages_and_keeps_the_outcome() {
         let mut only = MessagesOnly::new(items().into_iter());
         assert_eq!(only.outcome(), None);
@@ -354,7 +446,6 @@ mod tests {
 
     #[test]
     fn messages_only_streams_the_messages_and_keeps_the_outcome() {
-        use std::sync::Arc;
         use std::task::Wake;
 
         struct Noop;

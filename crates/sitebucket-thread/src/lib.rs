@@ -19,7 +19,7 @@ mod threaded;
 
 pub use control::{AnnounceHook, Control, Observer, Status};
 pub use follows::SharedPacer;
-pub use item::{MessagesOnly, StreamItem};
+pub use item::{ItemSink, MessagesOnly, StreamItem};
 pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL};
 pub use resolve::{Resolver, RESOLVE_THREAD_NAME};
