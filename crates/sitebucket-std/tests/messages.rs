@@ -7,9 +7,9 @@ use sitebucket_e2e::{
     config_for, fast_backoff, numbered_messages, server, Transport, CLOSE_WITHIN,
 };
 use sitebucket_proto::stream::{Outcome, StreamError};
-use sitebucket_std::{messages, Messages, StdDriver, StreamItem};
+use sitebucket_std::{messages, Messages, StdDriver, StreamItem, DEFAULT_CAPACITY};
 use sitebucket_testserver::{AttemptPlan, End, Repeat, Scenario, Step};
-use sitebucket_thread::SiteStream;
+use sitebucket_thread::{Driver, SiteStream};
 
 fn connected_ok() -> StreamItem {
     StreamItem::Connected {
@@ -55,6 +55,22 @@ fn iterates_every_message_in_order_then_closes_from_another_thread() {
 
 #[test]
 fn an_http_error_and_a_drop_arrive_as_reconnecting_items_in_order() {
+    http_error_and_drop(StdDriver::new());
+}
+
+// The items come from what every driver reports to its `Control`, so the iterator runs the
+// same story on the other drivers too.
+#[test]
+fn the_mio_driver_under_the_iterator_yields_the_same_items() {
+    http_error_and_drop(sitebucket_mio::MioDriver::new());
+}
+
+#[test]
+fn the_smol_driver_under_the_iterator_yields_the_same_items() {
+    http_error_and_drop(sitebucket_smol::SmolDriver::new());
+}
+
+fn http_error_and_drop<D: Driver>(driver: D) {
     let first = numbered_messages(0..3);
     let second = numbered_messages(3..6);
     let mut dropped: Vec<Step> = first.iter().cloned().map(Step::Message).collect();
@@ -95,7 +111,8 @@ fn an_http_error_and_a_drop_arrive_as_reconnecting_items_in_order() {
     expected.extend(as_items(&second));
     expected.push(StreamItem::Finished(Outcome::Stopped));
 
-    let mut stream = messages(SiteStream::new(config)).expect("spawn");
+    let mut stream =
+        Messages::spawn(driver, SiteStream::new(config), DEFAULT_CAPACITY).expect("spawn");
     // Everything up to the last message, then a close while the third connection is silent.
     let mut got: Vec<StreamItem> = stream.by_ref().take(expected.len() - 1).collect();
     stream.close();
@@ -182,4 +199,54 @@ fn the_iterator_ends_with_the_stream_and_reports_why() {
     );
     assert_eq!(items[1].outcome().cloned(), stream.outcome());
     assert!(!stream.status().healthy);
+}
+
+#[test]
+fn a_disconnect_message_and_a_stall_arrive_as_reconnecting_items() {
+    let one = numbered_messages(0..1);
+    let two = numbered_messages(1..2);
+    let mut first: Vec<Step> = one.iter().cloned().map(Step::Message).collect();
+    first.push(Step::Disconnect {
+        code: 12,
+        reason: "shed load".into(),
+    });
+    let scenario = Scenario::new(vec![
+        AttemptPlan::ok(first),
+        AttemptPlan::ok(two.iter().cloned().map(Step::Message).collect()).with_end(End::Stall),
+        AttemptPlan::status(401, "Unauthorized"),
+    ]);
+    let server = server(scenario, Transport::Plain);
+    let config = config_for(&server, [12])
+        .stall_timeout(Duration::from_millis(300))
+        .build()
+        .expect("valid config");
+    let items: Vec<StreamItem> = messages(SiteStream::new(config)).expect("spawn").collect();
+    let disconnect =
+        br#"{"disconnect":{"code":12,"stream_name":"sitebucket-testserver","reason":"shed load"}}"#;
+    let mut expected = vec![connected_ok()];
+    expected.extend(as_items(&one));
+    // The disconnect message is a message like any other, then the reason to reconnect.
+    expected.push(StreamItem::Message(Bytes::from_static(disconnect)));
+    expected.push(StreamItem::Reconnecting {
+        error: StreamError::DisconnectMessage {
+            code: 12,
+            reason: "shed load".into(),
+        },
+        retry_in: Duration::from_millis(20),
+    });
+    expected.push(connected_ok());
+    expected.extend(as_items(&two));
+    expected.push(StreamItem::Reconnecting {
+        error: StreamError::Stall(Duration::from_millis(300)),
+        retry_in: Duration::from_millis(20),
+    });
+    expected.push(StreamItem::Connected {
+        status: 401,
+        reason: "Unauthorized".into(),
+    });
+    expected.push(StreamItem::Finished(Outcome::Fatal {
+        status: 401,
+        reason: "Unauthorized".into(),
+    }));
+    assert_eq!(items, expected);
 }

@@ -65,7 +65,8 @@ pub enum StreamItem {
         reason: String,
     },
     /// The connection or attempt failed (drop, stall, disconnect message, HTTP error, …);
-    /// the next attempt starts after `retry_in`.
+    /// the next attempt starts after `retry_in`. (A `disconnect` message has also arrived
+    /// as a [`Message`](Self::Message) just before.)
     Reconnecting {
         /// Why.
         error: StreamError,
