@@ -122,8 +122,8 @@ impl MessageStream {
         self.control.request_stop();
     }
 
-    /// How the stream ended, once it has (when [`next`](futures_lite::StreamExt::next)
-    /// yields [`StreamItem::Finished`]).
+    /// How the stream ended, once its run has (at the latest when
+    /// [`next`](futures_lite::StreamExt::next) yields [`StreamItem::Finished`]).
     pub fn outcome(&self) -> Option<&Outcome> {
         self.finished.as_ref().map(|(_, outcome)| outcome)
     }

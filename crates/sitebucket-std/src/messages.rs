@@ -124,7 +124,8 @@ impl Messages {
         }
     }
 
-    /// How the stream ended, once it has (`None` while it runs).
+    /// How the stream ended, once it has (`None` while it runs; set when the run ends, so
+    /// possibly before the [`StreamItem::Finished`] item is reached).
     pub fn outcome(&self) -> Option<Outcome> {
         self.queue.lock().outcome.clone()
     }

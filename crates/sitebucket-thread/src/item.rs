@@ -81,14 +81,7 @@ impl StreamItem {
     /// The item for one of the core's events: `None` for a keep-alive (and for any event
     /// kind a newer core adds that has no item yet).
     pub fn from_event(event: Event) -> Option<Self> {
-        match event {
-            Event::Message(message) => Some(StreamItem::Message(message)),
-            Event::Connected { status, reason } => Some(StreamItem::Connected { status, reason }),
-            Event::Disconnected { error, retry_in } => {
-                Some(StreamItem::Reconnecting { error, retry_in })
-            }
-            _ => None,
-        }
+        Self::try_from(event).ok()
     }
 
     /// The message's bytes, if this item is one.
@@ -125,6 +118,23 @@ impl StreamItem {
     /// if this item is not a message. A message that is not JSON is `Some(Err(_))`.
     pub fn parse(&self) -> Option<Result<Message<'_>, ParseError>> {
         self.as_message().map(|bytes| Message::from_slice(bytes))
+    }
+}
+
+/// The same conversion as [`StreamItem::from_event`], giving back an event with no item (a
+/// keep-alive).
+impl TryFrom<Event> for StreamItem {
+    type Error = Event;
+
+    fn try_from(event: Event) -> Result<Self, Event> {
+        match event {
+            Event::Message(message) => Ok(StreamItem::Message(message)),
+            Event::Connected { status, reason } => Ok(StreamItem::Connected { status, reason }),
+            Event::Disconnected { error, retry_in } => {
+                Ok(StreamItem::Reconnecting { error, retry_in })
+            }
+            other => Err(other),
+        }
     }
 }
 
@@ -172,8 +182,10 @@ struct EventForwarder(Arc<dyn Fn(StreamItem) + Send + Sync>);
 
 impl Observer for EventForwarder {
     fn event(&self, event: &Event) {
-        if let Some(item) = StreamItem::from_event(event.clone()) {
-            (self.0)(item);
+        if !matches!(event, Event::KeepAlive) {
+            if let Ok(item) = StreamItem::try_from(event.clone()) {
+                (self.0)(item);
+            }
         }
     }
 }
@@ -314,6 +326,14 @@ mod tests {
             Some(StreamItem::Message(bytes))
         );
         assert_eq!(StreamItem::from_event(Event::KeepAlive), None);
+        assert_eq!(
+            StreamItem::try_from(Event::KeepAlive),
+            Err(Event::KeepAlive)
+        );
+        assert_eq!(
+            StreamItem::try_from(Event::Message(Bytes::from_static(b"x"))),
+            Ok(message("x"))
+        );
         assert_eq!(
             StreamItem::from_event(Event::Connected {
                 status: 420,
