@@ -40,7 +40,9 @@ pub fn messages(stream: SiteStream) -> io::Result<Messages> {
 ///     match item {
 ///         StreamItem::Message(bytes) => println!("{}", String::from_utf8_lossy(&bytes)),
 ///         StreamItem::Connected { status, .. } => eprintln!("connected: {status}"),
-///         StreamItem::Reconnecting { error, retry_in } => eprintln!("{error}; again in {retry_in:?}"),
+///         StreamItem::Reconnecting { error, retry_in } => {
+///             eprintln!("{error}; again in {retry_in:?}")
+///         }
 ///         StreamItem::Finished(outcome) => eprintln!("ended: {outcome:?}"),
 ///         _ => {}
 ///     }

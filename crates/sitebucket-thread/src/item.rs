@@ -149,8 +149,8 @@ impl From<Outcome> for StreamItem {
 /// A message source built on a [`Driver`](crate::Driver) (or a driver's own loop) runs the
 /// stream with this parser; messages reach the sink through it and every other event
 /// through [`Control::observe`], in the order the core reported them (both are called on
-/// the driver's thread). An [`Observer`] set on the same control still sees every event. The source adds
-/// [`StreamItem::Finished`] itself when the run returns its outcome.
+/// the driver's thread). An [`Observer`] set on the same control still sees every event.
+/// The source adds [`StreamItem::Finished`] itself when the run returns its outcome.
 pub struct ItemSink {
     sink: Arc<dyn Fn(StreamItem) + Send + Sync>,
 }
@@ -194,8 +194,8 @@ impl Observer for EventForwarder {
 /// iterator of items, a [`Stream`] over a stream of items (the smol and tokio ones).
 ///
 /// Connection events are skipped; the [`Finished`](StreamItem::Finished) outcome ends it
-/// for good (nothing after it is read) and is kept for [`outcome`](Self::outcome). A `Stream` inside must be [`Unpin`]
-/// (`Box::pin` one that is not).
+/// for good (nothing after it is read) and is kept for [`outcome`](Self::outcome). A
+/// `Stream` inside must be [`Unpin`] (`Box::pin` one that is not).
 #[derive(Debug, Clone)]
 pub struct MessagesOnly<S> {
     inner: S,
