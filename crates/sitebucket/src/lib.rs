@@ -38,7 +38,7 @@ pub use sitebucket_proto::{
     Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
 };
 pub use sitebucket_thread::{
-    Control, Driver, ListenThread, MessagesOnly, Monitor, Resolver, Status, StreamItem,
+    Control, Driver, ItemSink, ListenThread, MessagesOnly, Monitor, Resolver, Status, StreamItem,
     ThreadedParser,
 };
 
