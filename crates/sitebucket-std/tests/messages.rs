@@ -217,7 +217,9 @@ fn a_disconnect_message_and_a_stall_arrive_as_reconnecting_items() {
     ]);
     let server = server(scenario, Transport::Plain);
     let config = config_for(&server, [12])
-        .stall_timeout(Duration::from_millis(300))
+        // Long enough that a loaded machine does not stall the second connection before its
+        // message (the items would then differ), short enough to keep the test quick.
+        .stall_timeout(Duration::from_secs(1))
         .build()
         .expect("valid config");
     let items: Vec<StreamItem> = messages(SiteStream::new(config)).expect("spawn").collect();
@@ -237,7 +239,7 @@ fn a_disconnect_message_and_a_stall_arrive_as_reconnecting_items() {
     expected.push(connected_ok());
     expected.extend(as_items(&two));
     expected.push(StreamItem::Reconnecting {
-        error: StreamError::Stall(Duration::from_millis(300)),
+        error: StreamError::Stall(Duration::from_secs(1)),
         retry_in: Duration::from_millis(20),
     });
     expected.push(StreamItem::Connected {
