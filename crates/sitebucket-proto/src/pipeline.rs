@@ -51,6 +51,12 @@ pub enum ReadError {
     Decode(DecodeError),
     /// A message could not be framed (too long, bad length prefix).
     Frame(FrameError),
+    /// Bytes came after the end of the body (its last chunk, or `Content-Length` bytes):
+    /// the server broke the framing, and what they mean cannot be known.
+    AfterBody {
+        /// The first byte after the end (the same however the input was split).
+        first_byte: u8,
+    },
 }
 
 impl std::fmt::Display for ReadError {
@@ -60,6 +66,12 @@ impl std::fmt::Display for ReadError {
             ReadError::Chunked(e) => write!(f, "bad chunked body: {e}"),
             ReadError::Decode(e) => write!(f, "bad compressed body: {e}"),
             ReadError::Frame(e) => write!(f, "bad message framing: {e}"),
+            ReadError::AfterBody { first_byte } => write!(
+                f,
+                "data after the end of the response body (its last chunk or Content-Length), \
+                 starting with byte {:?}",
+                char::from(*first_byte)
+            ),
         }
     }
 }
@@ -126,6 +138,12 @@ impl ResponseReader {
         self.body_done
     }
 
+    /// Bytes of an unfinished message held by the framer (with its length prefix, if any):
+    /// what a close now would drop. 0 between messages.
+    pub fn partial_message_bytes(&self) -> usize {
+        self.framer.buffered()
+    }
+
     /// Bytes held in the reader's buffers (head, body input not decoded yet, framer,
     /// compressed input).
     pub fn buffered(&self) -> usize {
@@ -144,7 +162,8 @@ impl ResponseReader {
     ///
     /// Only a bad head is an error here. The body is decoded as frames are polled: a body
     /// error is returned by [`poll_frame`](Self::poll_frame) after the frames before it, and
-    /// bytes pushed after that are ignored.
+    /// bytes pushed after that are ignored. Bytes after the end of the body are an error
+    /// ([`ReadError::AfterBody`]), returned once the body's frames are out.
     pub fn push(&mut self, input: &[u8]) -> Result<Option<ResponseHead>, ReadError> {
         self.push_bytes(Bytes::copy_from_slice(input))
     }
@@ -181,7 +200,8 @@ impl ResponseReader {
             }
         }
         let failed = self.failed.is_some() || self.decode_failed.is_some();
-        if !failed && !self.body_done && !body.is_empty() {
+        if !failed && !body.is_empty() {
+            // After the body's end too: `transfer_step` reports such bytes.
             self.raw.push_back(body);
         }
         Ok(head_out)
@@ -264,8 +284,14 @@ impl ResponseReader {
             return Ok(false);
         };
         if self.body_done {
-            // Bytes after the end of the body are not part of it.
+            // Bytes after the end of the body are not part of it: the server broke the
+            // framing. (Nothing more is read from this response.)
+            let first = self.raw.iter().find_map(|input| input.first().copied());
             self.raw.clear();
+            return match first {
+                None => Ok(false),
+                Some(first_byte) => Err(ReadError::AfterBody { first_byte }),
+            };
         }
         let Some(input) = self.raw.front_mut() else {
             return Ok(false);
@@ -410,6 +436,35 @@ mod tests {
         assert_eq!(run(&bytes), expected, "byte by byte");
         let (head, body) = wire.split_at(HEAD.len());
         assert_eq!(run(&[head, body]), expected, "head, then body");
+    }
+
+    #[test]
+    fn bytes_after_the_body_are_an_error_in_any_split() {
+        // After the last chunk, and past Content-Length: the frames of the body come out,
+        // then the error, whatever the split.
+        let mut chunked = HEAD.to_vec();
+        chunked.extend_from_slice(b"9\r\n{\"a\":1}\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":1}\r\nxyz".to_vec();
+        let empty = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nx".to_vec();
+        for (wire, first_byte, frames) in [(chunked, b'H', 1), (sized, b'x', 1), (empty, b'x', 0)] {
+            let message = Frame::Message(b"{\"a\":1}".to_vec().into());
+            let expected = (
+                vec![200],
+                vec![message; frames],
+                Some(ReadError::AfterBody { first_byte }),
+            );
+            assert_eq!(run(&[&wire]), expected, "one push");
+            let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+            assert_eq!(run(&bytes), expected, "byte by byte");
+            for cut in 1..wire.len() {
+                let (a, b) = wire.split_at(cut);
+                assert_eq!(run(&[a, b]), expected, "cut at {cut}");
+            }
+        }
+        // A body that ends exactly at the input's end is no error.
+        let mut clean = HEAD.to_vec();
+        clean.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(run(&[&clean]), (vec![200], vec![], None));
     }
 
     #[test]

@@ -609,11 +609,12 @@ impl<D: Driver> Inner<D> {
     /// Starts a stream following `follow` (at most [`FOLLOW_LIMIT`] users: its `follow`
     /// list), with the shared pacer and the announce hook that wakes the checker.
     fn start(&mut self, follow: &[u64]) -> Result<ListenThread<D>, MonitorError> {
-        // A distinct, deterministic nonce seed per stream (golden-ratio increments).
+        // A distinct, deterministic nonce seed per stream (golden-ratio increments) when the
+        // template sets one; without one, each stream draws its own from the OS.
         let seed = self
             .template
             .rng_seed()
-            .wrapping_add(self.started.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            .map(|seed| seed.wrapping_add(self.started.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         let config = self
             .template
             .to_builder()
