@@ -14,7 +14,7 @@ use sitebucket_proto::control::{
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
-use crate::control::{AnnounceHook, Control, Observer, Status};
+use crate::control::{AnnounceHook, Control, FinishHook, Observer, Status};
 use crate::follows::{FollowState, SharedPacer};
 
 /// 64 bits of OS entropy, from the standard library's randomly keyed hasher (no extra
@@ -138,6 +138,7 @@ pub struct ListenThread<D: Driver> {
     outcome: Option<Outcome>,
     follows: FollowState,
     announce: Option<AnnounceHook>,
+    finish: Option<FinishHook>,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -164,6 +165,7 @@ impl<D: Driver> ListenThread<D> {
             running: None,
             outcome: None,
             announce: None,
+            finish: None,
             observer: None,
         }
     }
@@ -280,6 +282,9 @@ impl<D: Driver> ListenThread<D> {
         let control = Control::new();
         if let Some(hook) = &self.announce {
             control.set_announce_hook(hook.clone());
+        }
+        if let Some(hook) = &self.finish {
+            control.set_finish_hook(hook.clone());
         }
         if let Some(observer) = &self.observer {
             control.set_observer(observer.clone());
@@ -425,6 +430,13 @@ impl<D: Driver> ListenThread<D> {
     pub fn set_announce_hook(&mut self, hook: AnnounceHook) {
         self.control.set_announce_hook(hook.clone());
         self.announce = Some(hook);
+    }
+
+    /// Calls `hook`, on the driver's thread, with the outcome of this run and of every later
+    /// one, once each as it finishes. It must return quickly.
+    pub fn set_finish_hook(&mut self, hook: FinishHook) {
+        self.control.set_finish_hook(hook.clone());
+        self.finish = Some(hook);
     }
 }
 

@@ -38,8 +38,8 @@ pub use sitebucket_proto::{
     Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
 };
 pub use sitebucket_thread::{
-    Control, Driver, ItemSink, ListenThread, MessagesOnly, Monitor, Resolver, Status, StreamItem,
-    ThreadedParser,
+    Control, Driver, FailedStream, ItemSink, ListenThread, MessagesOnly, Monitor, Resolver, Status,
+    StreamItem, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]
