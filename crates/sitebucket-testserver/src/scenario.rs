@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::corpus::{self, Corpus, STREAM_ID, USER_IDS};
+use crate::corpus::{Corpus, USER_IDS};
 
 /// A whole script: what every connection attempt gets.
 #[derive(Debug, Clone)]
@@ -154,7 +154,7 @@ impl Scenario {
         let mut corpus = Corpus::new(seed);
         let pool: Vec<Vec<u8>> = (0..256).map(|_| corpus.firehose_message()).collect();
         let steps = vec![
-            Step::Message(corpus::control(STREAM_ID)),
+            Step::Control,
             Step::Repeat(Repeat::endless(pool).with_keep_alive_every(1000)),
         ];
         Scenario::single(AttemptPlan::ok(steps).with_chunks(ChunkPlan::Random {
@@ -165,9 +165,10 @@ impl Scenario {
     }
 }
 
-/// The control message and a friends preamble for each streamed user.
+/// The control message (each connection announces a live control stream of its own) and a
+/// friends preamble for each streamed user.
 fn preamble(corpus: &mut Corpus) -> Vec<Step> {
-    let mut steps = vec![Step::Message(corpus::control(STREAM_ID))];
+    let mut steps = vec![Step::Control];
     for (i, user) in USER_IDS.iter().enumerate() {
         steps.push(Step::Message(corpus.friends_preamble(*user, i % 2 == 1)));
     }
@@ -531,6 +532,29 @@ mod tests {
         assert_eq!(statuses, [503, 420, 200, 503, 420, 200]);
         let empty = Scenario::new(vec![]);
         assert_eq!(empty.plan_for(3), AttemptPlan::ok(vec![]));
+    }
+
+    /// Every streaming attempt of a built-in scenario announces the connection's own live
+    /// control stream (`Step::Control`), never a fixed id copied into a message.
+    #[test]
+    fn every_builtin_stream_announces_its_own_control_stream() {
+        for name in BUILTIN_SCENARIOS {
+            let scenario = Scenario::builtin(name).unwrap();
+            for i in 0..8 {
+                let plan = scenario.plan_for(i);
+                if plan.status != 200 || plan.head != Head::Standard {
+                    continue;
+                }
+                assert_eq!(plan.steps.first(), Some(&Step::Control), "{name} #{i}");
+                assert!(
+                    !plan.steps.iter().any(|s| matches!(
+                        s,
+                        Step::Message(m) if m.starts_with(b"{\"control\":")
+                    )),
+                    "{name} #{i} announces a fixed id"
+                );
+            }
+        }
     }
 
     #[test]
