@@ -1843,7 +1843,9 @@ mod tests {
     /// started later gets the next number.
     #[test]
     fn every_stream_gets_an_observer_made_for_its_number() {
-        struct Numbered(u64, Arc<Mutex<Vec<(u64, Vec<u64>)>>>);
+        /// Each drain seen: the observer's number and the stream's `follow` list.
+        type Drains = Arc<Mutex<Vec<(u64, Vec<u64>)>>>;
+        struct Numbered(u64, Drains);
         impl Observer for Numbered {
             fn drained(&self, stream: &SiteStream) {
                 lock(&self.1).push((self.0, stream.config().follow().to_vec()));
