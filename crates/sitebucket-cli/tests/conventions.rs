@@ -149,9 +149,9 @@ fn every_message_is_exactly_one_line() {
     let pretty: &[u8] = b"{\n  \"a\": [1,\n 2]\n}";
     let with_cr: &[u8] = b"{\"b\":\r1,\r\n\"c\":2}";
     for driver in DRIVERS {
-        let server = sending(&[pretty, b"{\"plain\":true}"]);
+        let crlf = sending(&[pretty, b"{\"plain\":true}"]);
         let done = run(
-            listen(&server.url(), driver, &["--max-messages", "2"]),
+            listen(&crlf.url(), driver, &["--max-messages", "2"]),
             driver,
         );
         assert_eq!(done.code(), 0, "{driver}: {}", done.stderr);
@@ -160,12 +160,12 @@ fn every_message_is_exactly_one_line() {
             "{driver}"
         );
 
-        let server = server(vec![AttemptPlan::ok(vec![Step::Message(with_cr.to_vec())])
+        let delimited = server(vec![AttemptPlan::ok(vec![Step::Message(with_cr.to_vec())])
             .with_framing(sitebucket_testserver::Framing::Length)
             .with_end(End::Stall)]);
         let done = run(
             listen(
-                &server.url(),
+                &delimited.url(),
                 driver,
                 &["--delimited", "--max-messages", "1"],
             ),
