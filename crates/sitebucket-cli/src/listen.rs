@@ -109,10 +109,9 @@ pub fn run(args: ListenArgs) -> ExitCode {
             },
         )
     } else {
-        // One stream, as the seed ran it.
-        if args.follow_file.is_none() {
-            tracing::debug!("SIGHUP has no --follow-file to re-read; it will be ignored");
-        }
+        // One stream, as the seed ran it. SIGHUP has nothing to re-read: the signal thread
+        // says so when it finds nobody listening.
+        drop(hup_rx);
         let logger = Logger::new(None, config.url(), output.clone(), book);
         stop.set_observer(Arc::new(logger));
         with_driver(

@@ -180,6 +180,17 @@ impl<D: Driver> Supervisor<D> {
                 return Ending::Stop;
             }
             self.retire_failed();
+            if self.monitor.streams().is_empty() {
+                // Every stream gave up (the first wave is never empty, and a SIGHUP never
+                // empties the set); users still waiting would meet the same answer.
+                if !self.pending.is_empty() {
+                    tracing::error!(
+                        "the other {} user(s) were never started: every stream gave up first",
+                        self.pending.len()
+                    );
+                }
+                return Ending::AllGaveUp;
+            }
             if !self.pending.is_empty() {
                 if first_up.is_none() && self.book.streams_up().0 > 0 {
                     first_up = Some(Instant::now());
@@ -194,9 +205,6 @@ impl<D: Driver> Supervisor<D> {
             }
             if self.stop.stop_requested() {
                 return Ending::Stop;
-            }
-            if self.monitor.streams().is_empty() && self.pending.is_empty() {
-                return Ending::AllGaveUp;
             }
             // Restarts a run its driver lost; re-applies control changes after reconnects.
             if let Err(e) = self.monitor.check() {

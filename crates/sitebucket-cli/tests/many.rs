@@ -334,3 +334,84 @@ fn stdout_lines_stay_whole_under_concurrent_streams() {
         let _ = std::fs::remove_file(ids);
     }
 }
+
+/// README "Many users": a stream refused for good (401) is logged with its users and the
+/// others go on; the run exits 1 only when every stream has given up.
+#[test]
+fn a_refused_stream_is_logged_with_its_users_and_the_rest_go_on() {
+    for driver in DRIVERS {
+        let refused = AttemptPlan::status(401, "Unauthorized");
+        let server = server(vec![streaming(true), refused, streaming(true)]);
+        let ids = id_file(&format!("refused-{driver}"), 1..=1500);
+        let running = spawn(
+            listen_args(
+                &server.url(),
+                driver,
+                &["--follow-file", ids.to_str().unwrap()],
+            ),
+            driver,
+        );
+        assert!(
+            running.wait_stderr("no longer following its 100 user(s)", SETTLE),
+            "{driver}: {}",
+            running.stderr_text()
+        );
+        assert!(
+            running.wait_stdout_lines(20, SETTLE),
+            "{driver}: the other stream goes on: {}",
+            running.stderr_text()
+        );
+        let done = running.signal_and_wait(Signal::SIGTERM, STOP_BOUND);
+        assert_eq!(done.code(), 0, "{driver}: {}", done.stderr);
+        let line = done
+            .stderr
+            .lines()
+            .find(|l| l.contains("giving up"))
+            .expect("a giving-up line");
+        assert!(
+            line.contains("stream ") && line.contains("HTTP 401 Unauthorized"),
+            "{driver}: {line}"
+        );
+        let refused_follow: Vec<String> = follows_by_attempt(&server)[1]
+            .iter()
+            .map(u64::to_string)
+            .collect();
+        assert!(
+            line.ends_with(&refused_follow.join(",")),
+            "{driver}: {line}"
+        );
+        let _ = std::fs::remove_file(ids);
+    }
+}
+
+/// README "Exit status" 1 with many users: when every stream has given up.
+#[test]
+fn the_run_gives_up_when_every_stream_has() {
+    for driver in DRIVERS {
+        let server = server(vec![AttemptPlan::status(401, "Unauthorized")]);
+        let ids = id_file(&format!("all-refused-{driver}"), 1..=2500);
+        let done = run(
+            listen_args(
+                &server.url(),
+                driver,
+                &["--follow-file", ids.to_str().unwrap()],
+            ),
+            driver,
+        );
+        assert_eq!(done.code(), 1, "{driver}: {}", done.stderr);
+        assert_eq!(
+            done.stderr
+                .matches("no longer following its 100 user(s)")
+                .count(),
+            3,
+            "{driver}: {}",
+            done.stderr
+        );
+        assert!(
+            done.stderr.contains("every stream has given up"),
+            "{driver}: {}",
+            done.stderr
+        );
+        let _ = std::fs::remove_file(ids);
+    }
+}
