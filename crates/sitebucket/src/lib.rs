@@ -24,7 +24,7 @@ pub use sitebucket_proto::{
     Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
 };
 pub use sitebucket_thread::{
-    Control, Driver, ListenThread, Monitor, Resolver, Status, ThreadedParser,
+    Control, Driver, FailedStream, ListenThread, Monitor, Resolver, Status, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]
