@@ -91,6 +91,14 @@ impl WithDriver for Many {
                 ))
             });
         }
+        // Streams the monitor sets aside itself (a 401 or a revoke it saw first) are logged
+        // the same way as those the supervisor retires.
+        {
+            let book = self.book.clone();
+            monitor.set_failed_hook(move |failed| {
+                log_given_up(&book, &failed.follows, &failed.outcome);
+            });
+        }
         let (done, ended) = mpsc::channel();
         let stopped = done.clone();
         // Called at once if a stop came first.
@@ -239,23 +247,14 @@ impl<D: Driver> Supervisor<D> {
         }
     }
 
-    /// Logs and closes each stream that ended for good, dropping its users.
+    /// Logs and closes each stream that ended for good, dropping its users: those the monitor
+    /// would restart (`--retry-limit` reached) as well as those it sets aside itself.
     fn retire_failed(&mut self) {
         for stream in self.monitor.streams() {
             let Some(outcome) = stream.status.outcome.as_ref().filter(|o| o.is_failure()) else {
                 continue;
             };
-            let name = self
-                .book
-                .number_of(&stream.follow)
-                .map_or_else(|| "a stream".to_owned(), |n| format!("stream {n}"));
-            let users: Vec<String> = stream.follow.iter().map(u64::to_string).collect();
-            tracing::error!(
-                "{name}: giving up: {}; no longer following its {} user(s): {}",
-                describe(outcome),
-                users.len(),
-                users.join(",")
-            );
+            let name = log_given_up(&self.book, &stream.follow, outcome);
             if let Err(e) = self.monitor.remove_follows(&stream.follow) {
                 tracing::warn!("{name}: {e}");
             }
@@ -320,6 +319,21 @@ impl<D: Driver> Supervisor<D> {
             self.monitor.streams().len()
         );
     }
+}
+
+/// Logs a stream that gave up for good, with why and its users; returns its name.
+fn log_given_up(book: &Book, users: &[u64], outcome: &Outcome) -> String {
+    let name = book
+        .number_of(users)
+        .map_or_else(|| "a stream".to_owned(), |n| format!("stream {n}"));
+    let ids: Vec<String> = users.iter().map(u64::to_string).collect();
+    tracing::error!(
+        "{name}: giving up: {}; no longer following its {} user(s): {}",
+        describe(outcome),
+        ids.len(),
+        ids.join(",")
+    );
+    name
 }
 
 /// ` (1,2,3)` for a few users, nothing for many.
