@@ -108,6 +108,12 @@ fn many_users_fill_three_connections_through_control_streams() {
         let done = running.signal_and_wait(Signal::SIGTERM, STOP_BOUND);
         assert_no_secrets(&done.stderr, Some(&server), &[]);
         assert_eq!(done.code(), 0, "{driver}: {}", done.stderr);
+        // README "Exit status" 0: within a second of the signal, every stream closed.
+        assert!(
+            done.elapsed < Duration::from_secs(1),
+            "{driver}: {:?}",
+            done.elapsed
+        );
         for line in done.stderr.lines().filter(|l| l.contains("HTTP 200")) {
             assert!(line.contains("stream "), "{driver}: unnamed: {line}");
         }
