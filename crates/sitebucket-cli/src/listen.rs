@@ -909,6 +909,38 @@ mod tests {
     }
 
     #[test]
+    fn the_book_names_a_stream_by_the_first_user_of_its_follow_list() {
+        let book = Book::default();
+        for (number, anchor, running) in [(1, 10, true), (2, 20, false), (3, 20, true)] {
+            book.lock().insert(
+                number,
+                Entry {
+                    anchor: Some(anchor),
+                    running,
+                    up: running,
+                },
+            );
+        }
+        assert_eq!(book.number_of(&[5, 10, 11]), Some(1));
+        assert_eq!(book.number_of(&[20, 1000]), Some(3), "the latest stream");
+        assert_eq!(book.number_of(&[7]), None);
+        assert_eq!(book.streams_up(), (2, 2));
+    }
+
+    #[test]
+    fn a_closed_output_prints_nothing_more() {
+        let control = Control::new();
+        let recorder = Recorder::default();
+        let output = Output::new(Box::new(recorder.clone()), None, control.clone());
+        output.message(b"1");
+        output.close();
+        output.message(b"2");
+        output.flush();
+        assert_eq!(&recorder.written.lock().unwrap()[..], b"1\n");
+        assert_eq!(output.counts(), (1, 1));
+    }
+
+    #[test]
     fn a_closed_stdout_stops_quietly() {
         let control = Control::new();
         let recorder = Recorder::default();

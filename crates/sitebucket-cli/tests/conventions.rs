@@ -333,3 +333,26 @@ fn stats_every_period() {
     );
     assert!(line.contains("0 reconnect(s)"), "{line}");
 }
+
+/// README "Many users": without a `--follow-file` to re-read, SIGHUP is logged and ignored
+/// (it does not end the process, as it would by default).
+#[test]
+fn sighup_without_a_follow_file_is_ignored() {
+    let server = server(vec![
+        AttemptPlan::ok(vec![Step::Message(b"{}".to_vec())]).with_end(End::Stall)
+    ]);
+    let mut running = spawn(listen(&server.url(), "thread", &[]), "hup");
+    assert!(running.wait_stdout_lines(1, Duration::from_secs(10)));
+    running.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        running.wait_stderr(
+            "no --follow-file to re-read; ignored",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        running.stderr_text()
+    );
+    assert!(running.is_running());
+    let done = running.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+}
