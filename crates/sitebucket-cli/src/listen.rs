@@ -1,12 +1,15 @@
 //! `sitebucket listen`: the options mapped onto a [`Config`], the run on the chosen driver,
 //! the messages on stdout and the story on stderr.
 //!
-//! stdout gets each message's exact payload bytes and a `\n`, through a buffer that is flushed
-//! whenever the driver has drained the core (it has no further complete message in hand and is
-//! about to wait): fast under a firehose, prompt when the stream goes quiet. The driver tells
-//! the CLI through an [`Observer`] on its [`Control`], which also carries every event of the
-//! core (status, backoff, stall, disconnect) into the log lines. SIGINT and SIGTERM stop the run
-//! through [`Control::request_stop`] — what `ListenThread::close` does.
+//! Up to 100 users (and no `--follow-file`) run as one stream in this thread; more go to a
+//! `Monitor` steered by [`crate::many`]. Either way, stdout gets each message's payload as
+//! one line (a raw CR or LF byte printed as a space) through one locked buffer, flushed
+//! whenever a driver has drained its core (it has no further complete message in hand and is
+//! about to wait): fast under a firehose, prompt when the stream goes quiet. Each driver tells
+//! the CLI through an [`Observer`] on its [`Control`] ([`Logger`]), which also carries every
+//! event of the core (status, backoff, stall, disconnect) into the log lines. SIGINT and
+//! SIGTERM stop the run through [`Control::request_stop`] — what `ListenThread::close` does;
+//! SIGHUP goes to the monitor, which re-reads the follow file.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};

@@ -14,7 +14,7 @@
 //! - Every few hundred milliseconds the monitor restarts a stream that lost its run and
 //!   re-applies control changes to connections that reconnected.
 //!
-//! Messages of every stream go to one locked [`Output`](crate::listen::Output); the log
+//! Messages of every stream go to one locked [`Output`]; the log
 //! lines of stream N start with `stream N: `.
 
 use std::collections::BTreeSet;
