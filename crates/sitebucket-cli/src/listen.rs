@@ -343,9 +343,9 @@ pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String>
         .backoff(backoff)
         // Explicit, so the squared policy's own default limit does not apply: unlimited
         // unless --retry-limit says otherwise.
-        // No rng_seed: the core draws each stream's nonce seed from the OS, so nonces differ
-        // between runs, not only between attempts of one run.
         .retry_limit(args.retry_limit);
+    // No rng_seed: the core draws each stream's nonce seed from the OS, so nonces differ
+    // between runs, not only between attempts of one run.
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;

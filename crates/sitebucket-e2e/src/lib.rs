@@ -302,7 +302,13 @@ pub fn reconnect_after_mid_stream_close<D: Driver>(driver: D, transport: Transpo
     assert_eq!(collected.messages(), expected);
     let status = listener.status();
     assert_eq!(status.stats.reconnects, 1);
-    assert_eq!(status.stats.last_error, Some(StreamError::Closed));
+    // The half message is reported with its size (issue 12: nothing dropped in silence).
+    assert_eq!(
+        status.stats.last_error,
+        Some(StreamError::ClosedMidMessage {
+            partial_bytes: b"{\"n\":\"half a mess".len()
+        })
+    );
     close_promptly(&mut listener, "streaming after a reconnect");
     assert_eq!(server.attempts().len(), 2);
 }
@@ -558,8 +564,10 @@ pub fn retry_limit_gives_up<D: Driver>(driver: D) {
 /// The [`Monitor`] shards 150 users into two streams; when the server kills both
 /// connections and their reconnects fail for good, `check()` restarts them.
 pub fn monitor_restores_killed_streams<D: Driver>(driver: D) {
-    let hold =
-        AttemptPlan::ok(Vec::new()).with_end(End::HoldWithKeepAlives(Duration::from_millis(50)));
+    // One real message earns each connection trust, so its drop is no failed attempt (a
+    // connection with keep-alives only would need 30 s up).
+    let hold = AttemptPlan::ok(vec![Step::Message(b"{\"hello\":1}".to_vec())])
+        .with_end(End::HoldWithKeepAlives(Duration::from_millis(50)));
     // Attempts 0–1: the two streams; 2–3: their reconnects, refused for good (with a retry
     // limit of 1); 4 on: the restarts.
     let scenario = Scenario::new(vec![

@@ -259,7 +259,7 @@ impl ControlCall {
                 .map_err(|e| ControlError::InvalidConfig(e.to_string()))
                 .and_then(|ctx| {
                     ctx.connect(&self.endpoint.host, unix_secs)
-                        .map_err(ControlError::Tls)
+                        .map_err(|e| ControlError::Tls(crate::response::bounded_text(&e)))
                 });
             match session {
                 Ok(mut session) => {
@@ -304,7 +304,7 @@ impl ControlCall {
                 }
             };
             if let Err(e) = tls.read_ciphertext(bytes, &mut sink) {
-                failed = failed.or(Some(ControlError::Tls(e)));
+                failed = failed.or(Some(ControlError::Tls(crate::response::bounded_text(&e))));
             }
             let out = tls.take_transmit();
             if !out.is_empty() {

@@ -184,7 +184,7 @@ pub(crate) fn error_detail(body: &[u8]) -> String {
     };
     text.trim()
         .chars()
-        .take(200)
+        .take(crate::response::MAX_SERVER_TEXT_CHARS)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }

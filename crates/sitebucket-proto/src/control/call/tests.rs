@@ -202,6 +202,28 @@ fn nonce_seeds_give_different_nonces() {
     let mut a = call(ControlRequest::info()).with_nonce_seed(1);
     let mut b = call(ControlRequest::info()).with_nonce_seed(2);
     assert_ne!(start(&mut a, now).0, start(&mut b, now).0);
+    // The same explicit seed signs the same request; without one, each call draws its own
+    // from the OS.
+    let mut c = call(ControlRequest::info()).with_nonce_seed(1);
+    let mut d = call(ControlRequest::info()).with_nonce_seed(1);
+    assert_eq!(start(&mut c, now).0, start(&mut d, now).0);
+    let mut e = call(ControlRequest::info());
+    let mut f = call(ControlRequest::info());
+    assert_ne!(start(&mut e, now).0, start(&mut f, now).0);
+    // For a stream's config: its seed when it sets one, the OS otherwise.
+    let config = |seed: Option<u64>| {
+        Config::builder([1], credentials())
+            .url("http://127.0.0.1:8080/1.1/site.json")
+            .rng_seed(seed)
+            .build()
+            .unwrap()
+    };
+    let request = |config: &Config| {
+        let mut call = ControlCall::for_stream(config, Some("7_1_sb"), ControlRequest::info());
+        start(&mut call, now).0
+    };
+    assert_eq!(request(&config(Some(3))), request(&config(Some(3))));
+    assert_ne!(request(&config(None)), request(&config(None)));
 }
 
 #[test]
