@@ -39,15 +39,15 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log more: -v debug, -vv trace (the default is info). Overrides RUST_LOG.
-    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet")]
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet", help_heading = "Logging")]
     pub verbose: u8,
 
     /// Log less: -q warnings and errors only, -qq errors only. Overrides RUST_LOG.
-    #[arg(short, long, action = ArgAction::Count, global = true)]
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Logging")]
     pub quiet: u8,
 
     /// Log line format on stderr: text, or one JSON object per line.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, help_heading = "Logging")]
     pub log_format: LogFormat,
 }
 
@@ -69,7 +69,8 @@ pub struct CredentialArgs {
         long,
         value_name = "KEY",
         env = "SITEBUCKET_CONSUMER_KEY",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = "Credentials"
     )]
     pub consumer_key: Option<String>,
 
@@ -78,7 +79,8 @@ pub struct CredentialArgs {
         long,
         value_name = "SECRET",
         env = "SITEBUCKET_CONSUMER_SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = "Credentials"
     )]
     pub consumer_secret: Option<String>,
 
@@ -87,7 +89,8 @@ pub struct CredentialArgs {
         long,
         value_name = "TOKEN",
         env = "SITEBUCKET_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = "Credentials"
     )]
     pub token: Option<String>,
 
@@ -96,7 +99,8 @@ pub struct CredentialArgs {
         long,
         value_name = "SECRET",
         env = "SITEBUCKET_TOKEN_SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = "Credentials"
     )]
     pub token_secret: Option<String>,
 }
