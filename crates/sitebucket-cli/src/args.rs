@@ -7,12 +7,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::PossibleValuesParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use sitebucket_proto::config::{DEFAULT_URL, FOLLOW_LIMIT};
-use sitebucket_proto::control::{
-    is_valid_stream_id, stream_id_from_uri, MAX_STREAM_ID_BYTES, MAX_USERS_PER_STREAM,
-};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use sitebucket_proto::config::DEFAULT_URL;
+use sitebucket_proto::control::{is_valid_stream_id, stream_id_from_uri, MAX_STREAM_ID_BYTES};
 use sitebucket_testserver::BUILTIN_SCENARIOS;
+
+pub use crate::drivers::DriverName;
+
+/// The most distinct user ids one `listen` follows (`--follow` and `--follow-file`
+/// together): 100 connections of 1,000 users.
+pub const MAX_FOLLOWS: usize = 100_000;
 
 /// The longest duration any option accepts: a week. Longer values are certainly typos, and
 /// refusing them keeps every deadline far from `Instant` overflow.
@@ -22,9 +26,83 @@ pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug, Parser)]
 #[command(name = "sitebucket", version, about, long_about = None)]
 pub struct Cli {
+    /// How much to log, and how.
+    #[command(flatten)]
+    pub log: LogArgs,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The logging options, taken by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log more: -v debug, -vv trace (the default is info). Overrides RUST_LOG.
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet", help_heading = "Logging")]
+    pub verbose: u8,
+
+    /// Log less: -q warnings and errors only, -qq errors only. Overrides RUST_LOG.
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Logging")]
+    pub quiet: u8,
+
+    /// Log line format on stderr: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, help_heading = "Logging")]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's json format).
+    Json,
+}
+
+/// The OAuth 1.0a credentials, from the environment (or, less safely, from flags: any
+/// local user can read a process's arguments).
+#[derive(Debug, Clone, Args)]
+pub struct CredentialArgs {
+    /// OAuth consumer key.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "SITEBUCKET_CONSUMER_KEY",
+        hide_env_values = true,
+        help_heading = "Credentials"
+    )]
+    pub consumer_key: Option<String>,
+
+    /// OAuth consumer secret (prefer the environment: arguments are visible to `ps`).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SITEBUCKET_CONSUMER_SECRET",
+        hide_env_values = true,
+        help_heading = "Credentials"
+    )]
+    pub consumer_secret: Option<String>,
+
+    /// OAuth access token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SITEBUCKET_TOKEN",
+        hide_env_values = true,
+        help_heading = "Credentials"
+    )]
+    pub token: Option<String>,
+
+    /// OAuth access token secret (prefer the environment: arguments are visible to `ps`).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SITEBUCKET_TOKEN_SECRET",
+        hide_env_values = true,
+        help_heading = "Credentials"
+    )]
+    pub token_secret: Option<String>,
 }
 
 /// The subcommands.
@@ -32,9 +110,14 @@ pub struct Cli {
 pub enum Command {
     /// Connect to a Site Streams endpoint and print its messages, one per line.
     ///
-    /// Credentials come from SITEBUCKET_CONSUMER_KEY, SITEBUCKET_CONSUMER_SECRET,
-    /// SITEBUCKET_TOKEN and SITEBUCKET_TOKEN_SECRET. Exit status: 0 stopped on request
-    /// (--max-messages, SIGINT, SIGTERM), 1 gave up, 2 usage error.
+    /// Each message is exactly one line on stdout: a raw CR or LF byte inside a payload
+    /// (pretty-printed JSON) is printed as a space. Logs go to stderr. Credentials come from
+    /// SITEBUCKET_CONSUMER_KEY, SITEBUCKET_CONSUMER_SECRET, SITEBUCKET_TOKEN and
+    /// SITEBUCKET_TOKEN_SECRET. More than 100 users run on several connections (filled
+    /// through control streams when the server has them); SIGHUP re-reads --follow-file.
+    /// Exit status: 0 stopped on request (--max-messages, SIGINT, SIGTERM), 1 gave up (with
+    /// many users: every stream gave up), 2 usage error. The full reference is the
+    /// sitebucket-cli README.
     Listen(ListenArgs),
     /// Run the scripted test server on 127.0.0.1 until SIGINT or SIGTERM.
     Serve(ServeArgs),
@@ -44,6 +127,17 @@ pub enum Command {
     /// ({"control":{"control_uri":"/1.1/site/c/ID"}}, printed by `listen`). Exit status:
     /// 0 done, 1 the request failed (the error says why), 2 usage error (nothing sent).
     Control(ControlArgs),
+    /// Print a shell completion script on stdout (e.g. `sitebucket completions bash >
+    /// ~/.local/share/bash-completion/completions/sitebucket`).
+    Completions(CompletionsArgs),
+}
+
+/// Options of `sitebucket completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Options of `sitebucket control`.
@@ -92,6 +186,10 @@ pub struct ControlTarget {
     /// Extra trusted root certificate(s) for TLS, PEM.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+
+    /// The credentials that sign the request.
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 /// Options of `sitebucket control friends`.
@@ -113,15 +211,18 @@ pub struct ControlUsersArgs {
     #[command(flatten)]
     pub target: ControlTarget,
 
-    /// User ids, comma-separated: 1 to 1000 decimal ids (a stream follows at most 1000).
+    /// User ids, comma-separated (may repeat): 1 to 1000 decimal ids (a stream follows at
+    /// most 1000).
     #[arg(
         long,
         value_name = "ID[,ID...]",
         required = true,
         allow_negative_numbers = true,
-        value_parser = parse_users
+        action = ArgAction::Append,
+        value_delimiter = ',',
+        value_parser = parse_user_id
     )]
-    pub users: FollowIds,
+    pub users: Vec<u64>,
 }
 
 /// Options of `sitebucket listen`.
@@ -131,15 +232,25 @@ pub struct ListenArgs {
     #[arg(long, value_name = "URL", default_value = DEFAULT_URL)]
     pub url: String,
 
-    /// User ids to follow, comma-separated: 1 to 100 decimal ids.
+    /// User ids to follow, comma-separated; may repeat. Up to 100 ids: one connection;
+    /// more (up to 100000 in all, duplicates removed): connections of at most 100 ids,
+    /// filled to 1000 users each through control streams when the server announces them.
     #[arg(
         long,
         value_name = "ID[,ID...]",
-        required = true,
+        required_unless_present = "follow_file",
         allow_negative_numbers = true,
-        value_parser = parse_follow
+        action = ArgAction::Append,
+        value_delimiter = ',',
+        value_parser = parse_user_id
     )]
-    pub follow: FollowIds,
+    pub follow: Vec<u64>,
+
+    /// A file of user ids, one per line (`#` starts a comment; blank lines are skipped),
+    /// added to --follow; `-` reads stdin. SIGHUP re-reads the file and applies the
+    /// difference to the live streams.
+    #[arg(long, value_name = "PATH")]
+    pub follow_file: Option<PathBuf>,
 
     /// The `with` parameter.
     #[arg(long, value_enum, default_value_t = WithArg::User)]
@@ -169,7 +280,8 @@ pub struct ListenArgs {
     #[arg(long)]
     pub gzip: bool,
 
-    /// Exit 0 after printing N messages (control and disconnect messages count).
+    /// Exit 0 after printing N messages, counted across every stream (control and
+    /// disconnect messages count).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_messages: Option<u64>,
 
@@ -212,6 +324,14 @@ pub struct ListenArgs {
     /// Extra trusted root certificate(s) for TLS, PEM.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+
+    /// Every DUR, one stderr line: messages/s, bytes/s, reconnects, streams up / total.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub stats_every: Option<Duration>,
+
+    /// The credentials that sign each connection.
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 /// Options of `sitebucket serve`.
@@ -225,10 +345,16 @@ pub struct ServeArgs {
     #[arg(long)]
     pub tls: bool,
 
-    /// Built-in scenario to play.
+    /// Built-in scenario to play (with --replay: its pacing and faults around your
+    /// messages).
     #[arg(long, value_name = "NAME", default_value = "steady",
           value_parser = PossibleValuesParser::new(BUILTIN_SCENARIOS))]
     pub scenario: String,
+
+    /// Serve the messages of FILE (one JSON message per line, e.g. the output of
+    /// `sitebucket listen`) as the stream, in a loop, instead of the built-in corpus.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
 }
 
 /// `--with`.
@@ -240,17 +366,6 @@ pub enum WithArg {
     Followings,
 }
 
-/// `--driver`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DriverName {
-    /// Blocking std sockets on a thread (sitebucket-std).
-    Thread,
-    /// A mio event loop (sitebucket-mio).
-    Mio,
-    /// smol async I/O (sitebucket-smol).
-    Smol,
-}
-
 /// `--backoff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackoffName {
@@ -260,18 +375,32 @@ pub enum BackoffName {
     Squared,
 }
 
-/// The ids of `--follow`, in the order given (duplicates kept; the core removes them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FollowIds(pub Vec<u64>);
-
-/// Parses `--follow`: 1 to [`FOLLOW_LIMIT`] comma-separated decimal `u64` ids, none of them 0.
-pub fn parse_follow(text: &str) -> Result<FollowIds, String> {
-    parse_ids(text, FOLLOW_LIMIT)
-}
-
-/// Parses `control --users`: 1 to [`MAX_USERS_PER_STREAM`] ids, like `--follow`.
-pub fn parse_users(text: &str) -> Result<FollowIds, String> {
-    parse_ids(text, MAX_USERS_PER_STREAM)
+/// Parses one user id of `--follow`, `--follow-file` or `control --users`: a decimal `u64`,
+/// not 0. (clap splits the comma lists.)
+pub fn parse_user_id(text: &str) -> Result<u64, String> {
+    let id = text.trim();
+    if id.is_empty() {
+        return Err(
+            "a user id is empty; write ids separated by single commas, like 12,34".to_owned(),
+        );
+    }
+    if id.starts_with('-') {
+        return Err(format!(
+            "user id {id:?} is negative; user ids are positive decimal numbers"
+        ));
+    }
+    if !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "user id {id:?} is not a decimal number; user ids are digits only"
+        ));
+    }
+    let value: u64 = id
+        .parse()
+        .map_err(|_| format!("user id {id:?} is too large; the largest is {}", u64::MAX))?;
+    if value == 0 {
+        return Err("user id 0 does not exist; user ids start at 1".to_owned());
+    }
+    Ok(value)
 }
 
 /// Parses `control --stream-id`: an id, or a control URI (`/1.1/site/c/ID`, also a whole
@@ -292,49 +421,6 @@ pub fn parse_stream_id(text: &str) -> Result<String, String> {
         ));
     }
     Ok(id.to_owned())
-}
-
-/// Parses 1 to `limit` comma-separated decimal `u64` ids, none of them 0.
-fn parse_ids(text: &str, limit: usize) -> Result<FollowIds, String> {
-    if text.trim().is_empty() {
-        return Err(format!(
-            "the list is empty; give 1 to {limit} user ids, comma-separated"
-        ));
-    }
-    let mut ids = Vec::new();
-    for (n, part) in text.split(',').enumerate() {
-        let part = part.trim();
-        let position = n + 1;
-        if part.is_empty() {
-            return Err(format!(
-                "user id #{position} is empty; write ids separated by single commas, like 12,34"
-            ));
-        }
-        if part.starts_with('-') {
-            return Err(format!(
-                "user id {part:?} is negative; user ids are positive decimal numbers"
-            ));
-        }
-        if !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "user id {part:?} is not a decimal number; user ids are digits only"
-            ));
-        }
-        let id: u64 = part
-            .parse()
-            .map_err(|_| format!("user id {part:?} is too large; the largest is {}", u64::MAX))?;
-        if id == 0 {
-            return Err("user id 0 does not exist; user ids start at 1".to_owned());
-        }
-        ids.push(id);
-    }
-    if ids.len() > limit {
-        return Err(format!(
-            "{} user ids given; at most {limit} are allowed",
-            ids.len()
-        ));
-    }
-    Ok(FollowIds(ids))
 }
 
 /// Parses a duration: a whole number and a unit, `ms`, `s`, `m` or `h` (`250ms`, `5s`, `2m`,
@@ -418,28 +504,44 @@ mod tests {
         }
     }
 
+    fn follows(argv: &[&str]) -> Result<Vec<u64>, clap::Error> {
+        let mut all = vec!["sitebucket", "listen"];
+        all.extend_from_slice(argv);
+        match Cli::try_parse_from(all)?.command {
+            Command::Listen(args) => Ok(args.follow),
+            _ => panic!("listen expected"),
+        }
+    }
+
     #[test]
-    fn follow_lists() {
-        assert_eq!(parse_follow("1,2,3"), Ok(FollowIds(vec![1, 2, 3])));
-        assert_eq!(parse_follow("3, 1 ,2"), Ok(FollowIds(vec![3, 1, 2])));
+    fn follow_lists_split_by_clap_and_repeat() {
+        assert_eq!(follows(&["--follow", "1,2,3"]).unwrap(), [1, 2, 3]);
+        assert_eq!(follows(&["--follow", "3, 1 ,2"]).unwrap(), [3, 1, 2]);
         assert_eq!(
-            parse_follow("18446744073709551615"),
-            Ok(FollowIds(vec![u64::MAX]))
+            follows(&["--follow", "5", "--follow", "6,7", "--follow=8"]).unwrap(),
+            [5, 6, 7, 8]
         );
-        let hundred: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
-        assert_eq!(parse_follow(&hundred.join(",")).unwrap().0.len(), 100);
+        assert_eq!(
+            follows(&["--follow", "18446744073709551615"]).unwrap(),
+            [u64::MAX]
+        );
+        let many: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+        assert_eq!(follows(&["--follow", &many.join(",")]).unwrap().len(), 1000);
+        // --follow-file alone is enough.
+        assert_eq!(
+            follows(&["--follow-file", "ids.txt"]).unwrap(),
+            [] as [u64; 0]
+        );
     }
 
     #[test]
     fn bad_follow_lists_say_what_is_wrong() {
-        let hundred_and_one: Vec<String> = (1..=101).map(|i| i.to_string()).collect();
-        let too_many = hundred_and_one.join(",");
         let cases = [
             ("", "empty"),
             ("  ", "empty"),
-            ("1,,2", "#2 is empty"),
-            ("1,2,", "#3 is empty"),
-            (",1", "#1 is empty"),
+            ("1,,2", "empty"),
+            ("1,2,", "empty"),
+            (",1", "empty"),
             ("-5", "negative"),
             ("1,-2", "negative"),
             ("abc", "not a decimal number"),
@@ -448,22 +550,26 @@ mod tests {
             ("1e3", "not a decimal number"),
             ("18446744073709551616", "too large"),
             ("0", "start at 1"),
-            (too_many.as_str(), "101 user ids given; at most 100"),
         ];
         for (input, expected) in cases {
-            let error = parse_follow(input).unwrap_err();
-            assert!(error.contains(expected), "{input:?}: {error}");
+            let error = follows(&["--follow", input]).unwrap_err();
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().contains(expected), "{input:?}: {error}");
         }
     }
 
     #[test]
     fn the_command_line_parses_with_its_defaults() {
         let cli = Cli::try_parse_from(["sitebucket", "listen", "--follow", "7"]).unwrap();
+        assert_eq!(cli.log.verbose, 0);
+        assert_eq!(cli.log.log_format, LogFormat::Text);
         let Command::Listen(args) = cli.command else {
             panic!("listen expected")
         };
         assert_eq!(args.url, DEFAULT_URL);
-        assert_eq!(args.follow, FollowIds(vec![7]));
+        assert_eq!(args.follow, [7]);
+        assert_eq!(args.follow_file, None);
+        assert_eq!(args.stats_every, None);
         assert_eq!(args.with, WithArg::User);
         assert_eq!(args.driver, DriverName::Thread);
         assert_eq!(args.backoff, BackoffName::Twitter);
@@ -512,7 +618,24 @@ mod tests {
                 "0",
             ],
             &["sitebucket", "listen", "--follow", "-1"],
-            &["sitebucket", "listen", "--follow", "1", "--follow", "2"],
+            &["sitebucket", "listen", "--follow", "1", "-v", "-q"],
+            &[
+                "sitebucket",
+                "listen",
+                "--follow",
+                "1",
+                "--log-format",
+                "xml",
+            ],
+            &[
+                "sitebucket",
+                "listen",
+                "--follow",
+                "1",
+                "--stats-every",
+                "5",
+            ],
+            &["sitebucket", "completions", "tcsh"],
             &["sitebucket", "serve", "--scenario", "nope"],
             &["sitebucket", "serve", "--port", "65536"],
         ] {

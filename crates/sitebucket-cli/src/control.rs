@@ -8,11 +8,13 @@
 //! credential, an unreadable `--ca-file`) exit with status 2; a request that fails exits
 //! with status 1 after saying why (and how many requests had gone through).
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use serde::Serialize;
+
 use sitebucket_proto::config::Endpoint;
+use sitebucket_proto::control::MAX_USERS_PER_STREAM;
 use sitebucket_proto::control::{
     ControlCall, ControlError, ControlPacer, ControlRequest, ControlResponse, StreamInfo,
     FIRST_CURSOR,
@@ -20,8 +22,9 @@ use sitebucket_proto::control::{
 use sitebucket_proto::Credentials;
 use sitebucket_thread::{os_entropy, Driver};
 
-use crate::args::{ControlArgs, ControlCommand, ControlFriendsArgs, ControlTarget, DriverName};
-use crate::listen::credentials_from_env;
+use crate::args::{ControlArgs, ControlCommand, ControlFriendsArgs, ControlTarget};
+use crate::drivers::{with_driver, DriverName, WithDriver};
+use crate::listen::credentials;
 
 /// The most `friends/ids.json` pages one `control friends` reads (Twitter's pages hold 5,000
 /// ids): a server that never ends its cursor chain cannot keep the command going.
@@ -34,18 +37,18 @@ pub fn run(args: ControlArgs) -> ExitCode {
         ControlCommand::Add(a) => (
             &a.target,
             "added",
-            ControlRequest::add_users_batched(&a.users.0),
+            distinct_users(&a.users)
+                .and_then(|u| ControlRequest::add_users_batched(&u).map_err(|e| e.to_string())),
         ),
         ControlCommand::Remove(a) => (
             &a.target,
             "removed",
-            ControlRequest::remove_users_batched(&a.users.0),
+            distinct_users(&a.users)
+                .and_then(|u| ControlRequest::remove_users_batched(&u).map_err(|e| e.to_string())),
         ),
         ControlCommand::Info(target) => (target, "info", Ok(vec![ControlRequest::info()])),
     };
-    let prepared = requests
-        .map_err(|e| e.to_string())
-        .and_then(|requests| Ok((Sender::new(target)?, requests)));
+    let prepared = requests.and_then(|requests| Ok((Sender::new(target)?, requests)));
     let (mut sender, requests) = match prepared {
         Ok(prepared) => prepared,
         Err(message) => {
@@ -131,10 +134,36 @@ fn run_friends(args: &ControlFriendsArgs) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// `--users` without repeats, in their first order: 1 to [`MAX_USERS_PER_STREAM`] of them
+/// (a stream follows at most that many).
+fn distinct_users(users: &[u64]) -> Result<Vec<u64>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let users: Vec<u64> = users.iter().copied().filter(|u| seen.insert(*u)).collect();
+    if users.len() > MAX_USERS_PER_STREAM {
+        return Err(format!(
+            "{} user ids given to --users; at most {MAX_USERS_PER_STREAM} are allowed",
+            users.len()
+        ));
+    }
+    Ok(users)
+}
+
 /// `friends` as one line of JSON: `{"user_id":U,"friends":[...]}`.
 pub fn friends_json(user: u64, friends: &[u64]) -> String {
-    let ids: Vec<String> = friends.iter().map(u64::to_string).collect();
-    format!("{{\"user_id\":{user},\"friends\":[{}]}}", ids.join(","))
+    #[derive(Serialize)]
+    struct Line<'a> {
+        user_id: u64,
+        friends: &'a [u64],
+    }
+    to_json(&Line {
+        user_id: user,
+        friends,
+    })
+}
+
+/// One line of JSON (serializing these plain structs cannot fail).
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// Sends one command's requests in turn to the target's control stream: each paced under
@@ -153,7 +182,7 @@ impl<'a> Sender<'a> {
     /// A sender for `target`, with credentials from the environment; a problem is a usage
     /// error, found before anything is sent.
     fn new(target: &'a ControlTarget) -> Result<Self, String> {
-        let (endpoint, credentials, roots) = prepare(target, |name| std::env::var_os(name))?;
+        let (endpoint, credentials, roots) = prepare(target)?;
         Ok(Sender {
             target,
             endpoint,
@@ -186,13 +215,10 @@ impl<'a> Sender<'a> {
 
 /// The endpoint, credentials (from `env`) and extra roots of a control request. Every
 /// problem is a usage error, found before anything is sent.
-fn prepare(
-    target: &ControlTarget,
-    env: impl Fn(&str) -> Option<OsString>,
-) -> Result<(Endpoint, Credentials, Vec<u8>), String> {
+fn prepare(target: &ControlTarget) -> Result<(Endpoint, Credentials, Vec<u8>), String> {
     let endpoint =
         Endpoint::parse(&target.url).map_err(|e| format!("invalid --url {:?}: {e}", target.url))?;
-    let credentials = credentials_from_env(env)?;
+    let credentials = credentials(&target.credentials)?;
     let roots = match &target.ca_file {
         None => Vec::new(),
         Some(path) => {
@@ -208,90 +234,75 @@ fn prepare(
 
 /// One call on the chosen driver (each on a connection of its own).
 fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlResponse, ControlError> {
-    match driver {
-        DriverName::Thread => sitebucket_std::StdDriver::new().control(call),
-        DriverName::Mio => sitebucket_mio::MioDriver::new().control(call),
-        DriverName::Smol => sitebucket_smol::SmolDriver::new().control(call),
+    struct CarryOut(ControlCall);
+    impl WithDriver for CarryOut {
+        type Output = Result<ControlResponse, ControlError>;
+        fn with<D: Driver>(self, driver: D) -> Self::Output {
+            driver.control(self.0)
+        }
     }
+    with_driver(driver, CarryOut(call))
 }
 
 /// `info` as one line of JSON: the stream id, the users, `follows` when there are any, and
 /// each option the server reported.
 pub fn info_json(stream_id: &str, info: &StreamInfo) -> String {
-    let users: Vec<String> = info
-        .users
-        .iter()
-        .map(|user| {
-            let mut fields = vec![format!("\"id\":{}", user.id)];
-            if let Some(name) = &user.name {
-                fields.push(format!("\"name\":{}", json_string(name)));
-            }
-            if let Some(dm) = user.dm {
-                fields.push(format!("\"dm\":{dm}"));
-            }
-            format!("{{{}}}", fields.join(","))
-        })
-        .collect();
-    let mut fields = vec![
-        format!("\"stream_id\":{}", json_string(stream_id)),
-        format!("\"users\":[{}]", users.join(",")),
-    ];
-    if !info.follows.is_empty() {
-        let follows: Vec<String> = info
-            .follows
-            .iter()
-            .map(|f| {
-                let others: Vec<String> = f.other_users.iter().map(u64::to_string).collect();
-                format!(
-                    "{{\"user\":{},\"other_users\":[{}]}}",
-                    f.user,
-                    others.join(",")
-                )
-            })
-            .collect();
-        fields.push(format!("\"follows\":[{}]", follows.join(",")));
+    #[derive(Serialize)]
+    struct User<'a> {
+        id: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<bool>,
+    }
+    #[derive(Serialize)]
+    struct Follows<'a> {
+        user: u64,
+        other_users: &'a [u64],
+    }
+    #[derive(Serialize)]
+    struct Line<'a> {
+        stream_id: &'a str,
+        users: Vec<User<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        follows: Vec<Follows<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        replies: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delimited: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        include_followings_activity: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        include_user_changes: Option<bool>,
     }
     let options = &info.options;
-    for (name, value) in [
-        ("with", &options.with),
-        ("replies", &options.replies),
-        ("delimited", &options.delimited),
-    ] {
-        if let Some(value) = value {
-            fields.push(format!("\"{name}\":{}", json_string(value)));
-        }
-    }
-    for (name, value) in [
-        (
-            "include_followings_activity",
-            options.include_followings_activity,
-        ),
-        ("include_user_changes", options.include_user_changes),
-    ] {
-        if let Some(value) = value {
-            fields.push(format!("\"{name}\":{value}"));
-        }
-    }
-    format!("{{{}}}", fields.join(","))
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    to_json(&Line {
+        stream_id,
+        users: info
+            .users
+            .iter()
+            .map(|u| User {
+                id: u.id,
+                name: u.name.as_deref(),
+                dm: u.dm,
+            })
+            .collect(),
+        follows: info
+            .follows
+            .iter()
+            .map(|f| Follows {
+                user: f.user,
+                other_users: &f.other_users,
+            })
+            .collect(),
+        with: options.with.as_deref(),
+        replies: options.replies.as_deref(),
+        delimited: options.delimited.as_deref(),
+        include_followings_activity: options.include_followings_activity,
+        include_user_changes: options.include_user_changes,
+    })
 }
 
 #[cfg(test)]
@@ -314,13 +325,25 @@ mod tests {
         target
     }
 
-    fn env(name: &str) -> Option<OsString> {
-        Some(format!("value-of-{name}").into())
+    /// The target with every credential given by flag.
+    fn signed(extra: &[&str]) -> ControlTarget {
+        let mut all = vec![
+            "--consumer-key",
+            "value-of-SITEBUCKET_CONSUMER_KEY",
+            "--consumer-secret",
+            "cs",
+            "--token",
+            "value-of-SITEBUCKET_TOKEN",
+            "--token-secret",
+            "ts",
+        ];
+        all.extend_from_slice(extra);
+        target(&all)
     }
 
     #[test]
     fn the_target_maps_onto_endpoint_and_credentials() {
-        let t = target(&[
+        let t = signed(&[
             "--url",
             "http://127.0.0.1:9/2b/site.json",
             "--driver",
@@ -328,7 +351,7 @@ mod tests {
         ]);
         assert_eq!(t.driver, DriverName::Smol);
         assert_eq!(t.timeout, std::time::Duration::from_secs(10));
-        let (endpoint, credentials, roots) = prepare(&t, env).expect("valid");
+        let (endpoint, credentials, roots) = prepare(&t).expect("valid");
         assert_eq!(endpoint.url(), "http://127.0.0.1:9/2b/site.json");
         assert_eq!(credentials.token(), "value-of-SITEBUCKET_TOKEN");
         assert!(roots.is_empty());
@@ -336,20 +359,19 @@ mod tests {
 
     #[test]
     fn problems_before_sending_say_what_is_wrong() {
-        let bad_url = target(&["--url", "ftp://x/1.1/site.json"]);
-        assert!(prepare(&bad_url, env)
+        let bad_url = signed(&["--url", "ftp://x/1.1/site.json"]);
+        assert!(prepare(&bad_url)
             .unwrap_err()
             .contains("invalid --url \"ftp://x/1.1/site.json\""));
-        let missing = prepare(&target(&[]), |name| {
-            (name != "SITEBUCKET_TOKEN_SECRET").then(|| OsString::from("x"))
-        })
-        .unwrap_err();
+        let mut no_secret = signed(&[]);
+        no_secret.credentials.token_secret = None;
+        let missing = prepare(&no_secret).unwrap_err();
         assert!(
             missing.contains("environment variable SITEBUCKET_TOKEN_SECRET is not set"),
             "{missing}"
         );
-        let no_file = target(&["--ca-file", "/nonexistent/ca.pem"]);
-        assert!(prepare(&no_file, env)
+        let no_file = signed(&["--ca-file", "/nonexistent/ca.pem"]);
+        assert!(prepare(&no_file)
             .unwrap_err()
             .contains("cannot read --ca-file"));
     }
@@ -391,7 +413,26 @@ mod tests {
                 r#""delimited":"none","include_followings_activity":false,"include_user_changes":false}"#
             )
         );
-        assert_eq!(json_string("a\u{1}\n\\"), r#""a\u0001\n\\""#);
+        let mut odd = StreamInfo::default();
+        odd.users.push(sitebucket_proto::control::InfoUser {
+            id: 5,
+            name: Some("a\u{1}\n\\".into()),
+            dm: None,
+        });
+        assert_eq!(
+            info_json("s", &odd),
+            r#"{"stream_id":"s","users":[{"id":5,"name":"a\u0001\n\\"}]}"#
+        );
+        assert_eq!(friends_json(7, &[1, 2]), r#"{"user_id":7,"friends":[1,2]}"#);
+        assert_eq!(
+            distinct_users(&[3, 1, 3]),
+            Ok(vec![3, 1]),
+            "repeats are sent once"
+        );
+        let too_many: Vec<u64> = (1..=1001).collect();
+        assert!(distinct_users(&too_many)
+            .unwrap_err()
+            .contains("1001 user ids given to --users; at most 1000"));
         assert_eq!(
             info_json("s", &StreamInfo::default()),
             r#"{"stream_id":"s","users":[]}"#

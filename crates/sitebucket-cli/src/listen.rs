@@ -1,30 +1,39 @@
 //! `sitebucket listen`: the options mapped onto a [`Config`], the run on the chosen driver,
 //! the messages on stdout and the story on stderr.
 //!
-//! stdout gets each message's exact payload bytes and a `\n`, through a buffer that is flushed
-//! whenever the driver has drained the core (it has no further complete message in hand and is
-//! about to wait): fast under a firehose, prompt when the stream goes quiet. The driver tells
-//! the CLI through an [`Observer`] on its [`Control`], which also carries every event of the
-//! core (status, backoff, stall, disconnect) into the log lines. SIGINT and SIGTERM stop the run
-//! through [`Control::request_stop`] — what `ListenThread::close` does.
+//! Up to 100 users (and no `--follow-file`) run as one stream in this thread; more go to a
+//! `Monitor` steered by [`crate::many`]. Either way, stdout gets each message's payload as
+//! one line (a raw CR or LF byte printed as a space) through one locked buffer, flushed
+//! whenever a driver has drained its core (it has no further complete message in hand and is
+//! about to wait): fast under a firehose, prompt when the stream goes quiet. Each driver tells
+//! the CLI through an [`Observer`] on its [`Control`] ([`Logger`]), which also carries every
+//! event of the core (status, backoff, stall, disconnect) into the log lines. SIGINT and
+//! SIGTERM stop the run through [`Control::request_stop`] — what `ListenThread::close` does;
+//! SIGHUP goes to the monitor, which re-reads the follow file.
 
-use std::ffi::OsString;
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sitebucket_proto::backoff::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
+use sitebucket_proto::config::FOLLOW_LIMIT;
 use sitebucket_proto::framer::FrameError;
 use sitebucket_proto::pipeline::ReadError;
 use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
 use sitebucket_thread::{Control, Driver, Observer};
 
-use crate::args::{BackoffName, DriverName, ListenArgs, WithArg};
+use crate::args::{BackoffName, CredentialArgs, ListenArgs, WithArg};
+use crate::drivers::{with_driver, WithDriver};
+use crate::ids;
+use crate::many::Many;
 
 /// The environment variables the credentials come from, in the order `Credentials::new`
 /// takes them.
@@ -39,43 +48,52 @@ pub const CREDENTIAL_VARS: [&str; 4] = [
 const STDOUT_BUFFER: usize = 64 * 1024;
 
 /// How long a stopped run may take to end before the process exits anyway.
-const STOP_GRACE: Duration = Duration::from_millis(500);
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `sitebucket listen` and returns the process's exit status.
 pub fn run(args: ListenArgs) -> ExitCode {
-    let config = match build_config(&args, |name| std::env::var_os(name)) {
-        Ok(config) => config,
+    let prepared = ids::collect(&args).and_then(|follow| {
+        let first = &follow[..follow.len().min(FOLLOW_LIMIT)];
+        Ok((build_config(&args, first)?, follow))
+    });
+    let (config, follow) = match prepared {
+        Ok(prepared) => prepared,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
     // Registered before anything is sent, so a signal at any moment stops the run cleanly.
-    let signals = match Signals::new([SIGINT, SIGTERM]) {
+    let signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("error: cannot install the SIGINT/SIGTERM handlers: {e}");
+            eprintln!("error: cannot install the SIGINT/SIGTERM/SIGHUP handlers: {e}");
             return ExitCode::from(1);
         }
     };
-    let control = Control::new();
+    // The run's stop flag: the single stream's own control, or the monitor's supervisor's.
+    let stop = Control::new();
     let output = Arc::new(Output::new(
         stdout_writer(),
         args.max_messages,
-        control.clone(),
+        stop.clone(),
     ));
-    control.set_observer(Arc::new(Logger {
-        url: config.url(),
-        attempts: AtomicU64::new(0),
-        output: output.clone(),
-    }));
-    stop_on_signals(signals, control.clone());
-
+    let book = Arc::new(Book::default());
+    // A follow file other than stdin can be read again on SIGHUP: that needs the monitor.
+    let reloadable: Option<PathBuf> = args
+        .follow_file
+        .clone()
+        .filter(|path| path.as_os_str() != "-");
+    let (hup_tx, hup_rx) = mpsc::channel();
+    stop_on_signals(signals, stop.clone(), hup_tx);
+    if let Some(every) = args.stats_every {
+        report_stats(every, output.clone(), book.clone());
+    }
     tracing::info!(
         "listening for {} user(s) at {} with the {} driver",
-        config.follow().len(),
+        follow.len(),
         config.url(),
-        driver_label(args.driver)
+        args.driver.label()
     );
     if config.endpoint().is_cleartext_remote() {
         tracing::warn!(
@@ -84,42 +102,81 @@ pub fn run(args: ListenArgs) -> ExitCode {
             config.url()
         );
     }
-    let mut stream = SiteStream::new(config);
-    let mut parser = Printer(output.clone());
-    let outcome = match args.driver {
-        DriverName::Thread => drive(
-            sitebucket_std::StdDriver::new(),
-            &mut stream,
-            &mut parser,
-            &control,
-        ),
-        DriverName::Mio => drive(
-            sitebucket_mio::MioDriver::new(),
-            &mut stream,
-            &mut parser,
-            &control,
-        ),
-        DriverName::Smol => drive(
-            sitebucket_smol::SmolDriver::new(),
-            &mut stream,
-            &mut parser,
-            &control,
-        ),
+    let outcome = if follow.len() > FOLLOW_LIMIT || reloadable.is_some() {
+        with_driver(
+            args.driver,
+            Many {
+                template: config,
+                follow,
+                fixed: args.follow.clone(),
+                follow_file: reloadable,
+                output: output.clone(),
+                book,
+                stop,
+                hup: hup_rx,
+            },
+        )
+    } else {
+        // One stream, as the seed ran it. SIGHUP has nothing to re-read: the signal thread
+        // says so when it finds nobody listening.
+        drop(hup_rx);
+        let logger = Logger::new(None, config.url(), output.clone(), book);
+        stop.set_observer(Arc::new(logger));
+        with_driver(
+            args.driver,
+            Single {
+                stream: SiteStream::new(config),
+                output: output.clone(),
+                control: stop,
+            },
+        )
     };
     output.flush();
     finish(&outcome, &output)
 }
 
+/// How a run ended, for [`finish`].
+pub enum RunEnd {
+    /// The single stream's outcome.
+    Stream(Outcome),
+    /// The monitor stopped on request.
+    Stopped,
+    /// Every monitored stream gave up (each was logged as it did).
+    AllGaveUp,
+}
+
+/// One stream on the chosen driver, in this thread.
+struct Single {
+    stream: SiteStream,
+    output: Arc<Output>,
+    control: Arc<Control>,
+}
+
+impl WithDriver for Single {
+    type Output = RunEnd;
+
+    fn with<D: Driver>(mut self, driver: D) -> RunEnd {
+        let mut parser = Printer(self.output);
+        RunEnd::Stream(driver.run(&mut self.stream, &mut parser, &self.control))
+    }
+}
+
 /// Stops the run on the first SIGINT or SIGTERM, through the same [`Control::request_stop`]
 /// as `ListenThread::close`; a second signal, or a run that does not end within
-/// [`STOP_GRACE`], ends the process at once.
-fn stop_on_signals(mut signals: Signals, control: Arc<Control>) {
+/// [`STOP_GRACE`], ends the process at once. SIGHUP is passed on to `hup`.
+fn stop_on_signals(mut signals: Signals, control: Arc<Control>, hup: mpsc::Sender<()>) {
     // Detached: it blocks in `forever` until the process exits.
     let _ = std::thread::Builder::new()
         .name("sitebucket-signals".into())
         .spawn(move || {
             let mut stopping = false;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    if hup.send(()).is_err() {
+                        tracing::info!("received SIGHUP: no --follow-file to re-read; ignored");
+                    }
+                    continue;
+                }
                 let name = if signal == SIGINT {
                     "SIGINT"
                 } else {
@@ -148,66 +205,82 @@ fn stop_on_signals(mut signals: Signals, control: Arc<Control>) {
         });
 }
 
-fn drive<D: Driver>(
-    driver: D,
-    stream: &mut SiteStream,
-    parser: &mut dyn Parser,
-    control: &Arc<Control>,
-) -> Outcome {
-    driver.run(stream, parser, control)
-}
-
-fn driver_label(driver: DriverName) -> &'static str {
-    match driver {
-        DriverName::Thread => "thread",
-        DriverName::Mio => "mio",
-        DriverName::Smol => "smol",
-    }
-}
-
 /// Logs how the run ended and picks the exit status.
-fn finish(outcome: &Outcome, output: &Output) -> ExitCode {
+fn finish(end: &RunEnd, output: &Output) -> ExitCode {
     let sink = output.lock();
     if let Some(error) = &sink.write_error {
         tracing::error!("giving up: cannot write to stdout: {error}");
         return ExitCode::from(1);
     }
-    match outcome {
-        Outcome::Stopped => {
-            if sink.stdout_closed {
-                tracing::info!("stdout was closed: stopped");
-            } else if sink.limit_reached() {
-                tracing::info!("printed {} message(s): stopped", sink.printed);
-            } else {
-                tracing::info!("stopped");
-            }
-            ExitCode::SUCCESS
+    let stopped = || {
+        if sink.stdout_closed {
+            tracing::info!("stdout was closed: stopped");
+        } else if sink.limit_reached() {
+            tracing::info!("printed {} message(s): stopped", sink.printed);
+        } else {
+            tracing::info!("stopped");
         }
-        Outcome::Revoked { code, reason } => {
+        ExitCode::SUCCESS
+    };
+    match end {
+        RunEnd::Stopped | RunEnd::Stream(Outcome::Stopped) => stopped(),
+        RunEnd::AllGaveUp => {
+            tracing::error!("giving up: every stream has given up (each reason is logged above)");
+            ExitCode::from(1)
+        }
+        RunEnd::Stream(Outcome::Revoked { code, reason }) => {
             tracing::error!(
                 "disconnect message received (code {code}: {reason}); giving up: reconnecting cannot help"
             );
             ExitCode::from(1)
         }
-        other => {
+        RunEnd::Stream(other) => {
             tracing::error!("giving up: {other}");
             ExitCode::from(1)
         }
     }
 }
 
-/// Reads the four credential variables through `env`. A missing, empty or non-UTF-8 one is a
-/// usage error that names the variable(s).
-pub fn credentials_from_env(env: impl Fn(&str) -> Option<OsString>) -> Result<Credentials, String> {
-    let mut values = Vec::with_capacity(CREDENTIAL_VARS.len());
-    let mut missing = Vec::new();
-    for name in CREDENTIAL_VARS {
-        match env(name).map(OsString::into_string) {
-            Some(Ok(value)) if !value.is_empty() => values.push(value),
-            Some(Ok(_)) | None => missing.push(name),
-            Some(Err(_)) => return Err(format!("environment variable {name} is not valid UTF-8")),
-        }
-    }
+/// Every `every`, one stderr line: messages/s and bytes/s printed over the period,
+/// reconnects so far, and streams connected / running.
+fn report_stats(every: Duration, output: Arc<Output>, book: Arc<Book>) {
+    let _ = std::thread::Builder::new()
+        .name("sitebucket-stats".into())
+        .spawn(move || {
+            let (mut messages, mut bytes) = output.counts();
+            let mut last = Instant::now();
+            loop {
+                std::thread::sleep(every);
+                let now = Instant::now();
+                let (m, b) = output.counts();
+                let secs = now.duration_since(last).as_secs_f64().max(1e-3);
+                let (up, total) = book.streams_up();
+                tracing::info!(
+                    "stats: {:.1} messages/s, {:.0} bytes/s, {} reconnect(s), {up}/{total} stream(s) up",
+                    (m - messages) as f64 / secs,
+                    (b - bytes) as f64 / secs,
+                    book.reconnects.load(Ordering::Relaxed),
+                );
+                (messages, bytes, last) = (m, b, now);
+            }
+        });
+}
+
+/// The four credentials, from their options or (as clap reads them) their environment
+/// variables. A missing or empty one is a usage error that names the variable(s).
+pub fn credentials(args: &CredentialArgs) -> Result<Credentials, String> {
+    let values = [
+        &args.consumer_key,
+        &args.consumer_secret,
+        &args.token,
+        &args.token_secret,
+    ];
+    let missing: Vec<&str> = CREDENTIAL_VARS
+        .iter()
+        .zip(values)
+        .filter(|(_, value)| value.as_deref().is_none_or(str::is_empty))
+        .map(|(name, _)| *name)
+        .collect();
     if !missing.is_empty() {
         let (noun, verb) = if missing.len() == 1 {
             ("variable", "is")
@@ -220,9 +293,8 @@ pub fn credentials_from_env(env: impl Fn(&str) -> Option<OsString>) -> Result<Cr
             CREDENTIAL_VARS.join(", ")
         ));
     }
-    let [consumer_key, consumer_secret, token, token_secret]: [String; 4] = values
-        .try_into()
-        .map_err(|_| "internal error: credential count".to_owned())?;
+    let [consumer_key, consumer_secret, token, token_secret] =
+        values.map(|value| value.clone().unwrap_or_default());
     Ok(Credentials::new(
         consumer_key,
         consumer_secret,
@@ -231,13 +303,11 @@ pub fn credentials_from_env(env: impl Fn(&str) -> Option<OsString>) -> Result<Cr
     ))
 }
 
-/// Maps the options and the credential variables (read through `env`) onto a checked
-/// [`Config`]. Every problem is a usage error, found before anything is sent.
-pub fn build_config(
-    args: &ListenArgs,
-    env: impl Fn(&str) -> Option<OsString>,
-) -> Result<Config, String> {
-    let credentials = credentials_from_env(&env)?;
+/// Maps the options onto a checked [`Config`] following `follow` (at most
+/// [`FOLLOW_LIMIT`] ids: the first stream's; a monitor gives each stream its own). Every
+/// problem is a usage error, found before anything is sent.
+pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String> {
+    let credentials = credentials(&args.credentials)?;
 
     let backoff = match args.backoff {
         BackoffName::Twitter => BackoffPolicy::Twitter(TwitterBackoff {
@@ -253,7 +323,7 @@ pub fn build_config(
             ..SquaredBackoff::default()
         }),
     };
-    let mut builder = Config::builder(args.follow.0.iter().copied(), credentials)
+    let mut builder = Config::builder(follow.iter().copied(), credentials)
         .url(args.url.clone())
         .with(match args.with {
             WithArg::User => With::User,
@@ -301,8 +371,8 @@ fn stdout_writer() -> Box<dyn Write + Send> {
     Box::new(io::stdout())
 }
 
-/// The buffered stdout, shared by the parser (which writes) and the observer (which
-/// flushes). Both run on the driver's thread, so the lock is never contended.
+/// The buffered stdout, shared by every stream's parser (which writes) and observer (which
+/// flushes): one locked writer, so no two messages ever mix inside a line.
 pub struct Output {
     sink: Mutex<Sink>,
     control: Arc<Control>,
@@ -312,7 +382,9 @@ pub struct Output {
 pub struct Sink {
     writer: BufWriter<Box<dyn Write + Send>>,
     printed: u64,
+    bytes: u64,
     limit: Option<u64>,
+    closed: bool,
     stdout_closed: bool,
     write_error: Option<io::Error>,
 }
@@ -323,7 +395,7 @@ impl Sink {
     }
 
     fn done(&self) -> bool {
-        self.stdout_closed || self.write_error.is_some() || self.limit_reached()
+        self.closed || self.stdout_closed || self.write_error.is_some() || self.limit_reached()
     }
 
     /// Records a failed write: a closed reader ends the run quietly, anything else is an error.
@@ -336,6 +408,19 @@ impl Sink {
     }
 }
 
+/// Writes `payload` with each raw CR or LF byte as a space, so it takes exactly one line.
+/// In valid JSON a raw line break can only be whitespace, so the JSON means the same.
+fn write_one_line(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    let mut rest = payload;
+    while let Some(at) = rest.iter().position(|b| matches!(b, b'\r' | b'\n')) {
+        writer.write_all(&rest[..at])?;
+        writer.write_all(b" ")?;
+        rest = &rest[at + 1..];
+    }
+    writer.write_all(rest)?;
+    writer.write_all(b"\n")
+}
+
 impl Output {
     /// Output to `writer`, stopping the run through `control` after `limit` messages.
     pub fn new(writer: Box<dyn Write + Send>, limit: Option<u64>, control: Arc<Control>) -> Self {
@@ -343,7 +428,9 @@ impl Output {
             sink: Mutex::new(Sink {
                 writer: BufWriter::with_capacity(STDOUT_BUFFER, writer),
                 printed: 0,
+                bytes: 0,
                 limit,
+                closed: false,
                 stdout_closed: false,
                 write_error: None,
             }),
@@ -358,20 +445,17 @@ impl Output {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Prints one message and a newline; stops the run once the limit is reached or stdout
+    /// Prints one message as one line; stops the run once the limit is reached or stdout
     /// is gone. Messages after that are dropped.
     pub fn message(&self, payload: &[u8]) {
         let mut sink = self.lock();
         if sink.done() {
             return;
         }
-        let written = sink
-            .writer
-            .write_all(payload)
-            .and_then(|()| sink.writer.write_all(b"\n"));
-        match written {
+        match write_one_line(&mut sink.writer, payload) {
             Ok(()) => {
                 sink.printed += 1;
+                sink.bytes += payload.len() as u64;
                 if sink.limit_reached() {
                     if let Err(e) = sink.writer.flush() {
                         sink.failed(e);
@@ -397,10 +481,22 @@ impl Output {
             self.control.request_stop();
         }
     }
+
+    /// Writes out everything buffered and prints nothing more (the run is stopping).
+    pub fn close(&self) {
+        self.flush();
+        self.lock().closed = true;
+    }
+
+    /// Messages printed and their payload bytes, so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let sink = self.lock();
+        (sink.printed, sink.bytes)
+    }
 }
 
 /// The parser: every message to [`Output`].
-struct Printer(Arc<Output>);
+pub struct Printer(pub Arc<Output>);
 
 impl Parser for Printer {
     fn parse(&mut self, message: bytes::Bytes) {
@@ -408,25 +504,93 @@ impl Parser for Printer {
     }
 }
 
-/// The observer: log lines for the core's events, and a flush at the end of every drain.
-struct Logger {
+/// What the observers know of every stream, for `--stats-every` and the monitor's
+/// supervisor: reconnects so far, and each stream by number.
+#[derive(Default)]
+pub struct Book {
+    /// Reconnects scheduled, all streams together.
+    pub reconnects: AtomicU64,
+    streams: Mutex<BTreeMap<u64, Entry>>,
+}
+
+/// One stream in the [`Book`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    /// The first user of its `follow` list: no other live stream follows that user.
+    anchor: Option<u64>,
+    running: bool,
+    up: bool,
+}
+
+impl Book {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Streams connected (a `200` stream open) and streams running.
+    pub fn streams_up(&self) -> (usize, usize) {
+        let streams = self.lock();
+        let up = streams.values().filter(|e| e.running && e.up).count();
+        let running = streams.values().filter(|e| e.running).count();
+        (up, running)
+    }
+
+    /// The number of the latest stream whose `follow` list starts with a user of `users`.
+    pub fn number_of(&self, users: &[u64]) -> Option<u64> {
+        let streams = self.lock();
+        streams
+            .iter()
+            .rev()
+            .find(|(_, e)| e.anchor.is_some_and(|a| users.binary_search(&a).is_ok()))
+            .map(|(number, _)| *number)
+    }
+}
+
+/// The observer of one stream: log lines for the core's events (prefixed `stream N: ` when
+/// there are several), its state in the [`Book`], and a flush at the end of every drain.
+pub struct Logger {
+    number: u64,
+    prefix: String,
     url: String,
     attempts: AtomicU64,
     output: Arc<Output>,
+    book: Arc<Book>,
+}
+
+impl Logger {
+    /// The observer of stream `number` (`None`: the only stream, unnamed in the log).
+    pub fn new(number: Option<u64>, url: String, output: Arc<Output>, book: Arc<Book>) -> Self {
+        Self {
+            number: number.unwrap_or(0),
+            prefix: number.map_or_else(String::new, |n| format!("stream {n}: ")),
+            url,
+            attempts: AtomicU64::new(0),
+            output,
+            book,
+        }
+    }
 }
 
 impl Observer for Logger {
     fn event(&self, event: &Event) {
+        let p = &self.prefix;
         match event {
             Event::Connected {
                 status: 200,
                 reason,
             } => {
-                tracing::info!("HTTP 200 {reason}: connected, streaming")
+                tracing::info!("{p}HTTP 200 {reason}: connected, streaming")
             }
-            Event::Connected { status, reason } => tracing::warn!("HTTP {status} {reason}"),
-            Event::KeepAlive => tracing::debug!("keep-alive"),
-            Event::Disconnected { error, retry_in } => log_disconnect(error, *retry_in),
+            // Any other status is logged once, with what follows from it: the backoff
+            // (a `Disconnected` event) or giving up (the run's outcome).
+            Event::Connected { status, reason } => tracing::debug!("{p}HTTP {status} {reason}"),
+            Event::KeepAlive => tracing::debug!("{p}keep-alive"),
+            Event::Disconnected { error, retry_in } => {
+                self.book.reconnects.fetch_add(1, Ordering::Relaxed);
+                log_disconnect(p, error, *retry_in)
+            }
             _ => {}
         }
     }
@@ -434,27 +598,38 @@ impl Observer for Logger {
     fn drained(&self, stream: &SiteStream) {
         let attempts = stream.stats().attempts;
         if attempts > self.attempts.swap(attempts, Ordering::Relaxed) {
-            tracing::info!("connecting to {} (attempt {attempts})", self.url);
+            tracing::info!(
+                "{}connecting to {} (attempt {attempts})",
+                self.prefix,
+                self.url
+            );
+        }
+        {
+            let mut streams = self.book.lock();
+            let entry = streams.entry(self.number).or_default();
+            entry.anchor = stream.config().follow().first().copied();
+            entry.running = stream.running();
+            entry.up = stream.running() && stream.is_established();
         }
         self.output.flush();
     }
 }
 
 /// One line for a failure the stream recovers from by waiting `retry_in`.
-fn log_disconnect(error: &StreamError, retry_in: Duration) {
+fn log_disconnect(p: &str, error: &StreamError, retry_in: Duration) {
     let wait = format_duration(retry_in);
     match error {
         StreamError::Stall(silence) => tracing::warn!(
-            "stall detected: no data for {}; backing off {wait} before reconnecting",
+            "{p}stall detected: no data for {}; backing off {wait} before reconnecting",
             format_duration(*silence)
         ),
         StreamError::DisconnectMessage { code, reason } => tracing::warn!(
-            "disconnect message received (code {code}: {reason}); backing off {wait} before reconnecting"
+            "{p}disconnect message received (code {code}: {reason}); backing off {wait} before reconnecting"
         ),
         StreamError::Read(ReadError::Frame(FrameError::TooLong { limit })) => tracing::warn!(
-            "frame too large: a message is longer than --max-message-bytes {limit}; dropped the connection; backing off {wait} before reconnecting"
+            "{p}frame too large: a message is longer than --max-message-bytes {limit}; dropped the connection; backing off {wait} before reconnecting"
         ),
-        other => tracing::warn!("{other}; backing off {wait} before reconnecting"),
+        other => tracing::warn!("{p}{other}; backing off {wait} before reconnecting"),
     }
 }
 
@@ -480,6 +655,21 @@ mod tests {
 
     fn args(extra: &[&str]) -> ListenArgs {
         let mut argv = vec!["sitebucket", "listen", "--follow", "3,1,2"];
+        let values: Vec<String> = CREDENTIAL_VARS
+            .iter()
+            .map(|name| format!("value-of-{name}"))
+            .collect();
+        for (flag, value) in [
+            "--consumer-key",
+            "--consumer-secret",
+            "--token",
+            "--token-secret",
+        ]
+        .iter()
+        .zip(&values)
+        {
+            argv.extend([*flag, value.as_str()]);
+        }
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Listen(args) => args,
@@ -487,13 +677,13 @@ mod tests {
         }
     }
 
-    fn full_env(name: &str) -> Option<OsString> {
-        Some(format!("value-of-{name}").into())
+    fn build(args: &ListenArgs) -> Result<Config, String> {
+        build_config(args, &args.follow)
     }
 
     #[test]
     fn defaults_map_onto_the_config() {
-        let config = build_config(&args(&[]), full_env).unwrap();
+        let config = build(&args(&[])).unwrap();
         assert_eq!(config.follow(), &[1, 2, 3]);
         assert_eq!(config.url(), "https://sitestream.twitter.com/1.1/site.json");
         assert_eq!(config.with(), With::User);
@@ -525,36 +715,33 @@ mod tests {
 
     #[test]
     fn every_option_maps_onto_the_config() {
-        let config = build_config(
-            &args(&[
-                "--url",
-                "http://127.0.0.1:9/2b/site.json",
-                "--with",
-                "followings",
-                "--delimited",
-                "--stall-warnings",
-                "--replies-all",
-                "--stringify-friend-ids",
-                "--gzip",
-                "--retry-limit",
-                "4",
-                "--stall-timeout",
-                "2m",
-                "--network-backoff-step",
-                "1s",
-                "--network-backoff-max",
-                "3s",
-                "--http-backoff-start",
-                "7s",
-                "--http-backoff-max",
-                "1h",
-                "--rate-limit-backoff-start",
-                "90s",
-                "--max-message-bytes",
-                "1000",
-            ]),
-            full_env,
-        )
+        let config = build(&args(&[
+            "--url",
+            "http://127.0.0.1:9/2b/site.json",
+            "--with",
+            "followings",
+            "--delimited",
+            "--stall-warnings",
+            "--replies-all",
+            "--stringify-friend-ids",
+            "--gzip",
+            "--retry-limit",
+            "4",
+            "--stall-timeout",
+            "2m",
+            "--network-backoff-step",
+            "1s",
+            "--network-backoff-max",
+            "3s",
+            "--http-backoff-start",
+            "7s",
+            "--http-backoff-max",
+            "1h",
+            "--rate-limit-backoff-start",
+            "90s",
+            "--max-message-bytes",
+            "1000",
+        ]))
         .unwrap();
         assert_eq!(config.url(), "http://127.0.0.1:9/2b/site.json");
         assert_eq!(config.with(), With::Followings);
@@ -579,10 +766,12 @@ mod tests {
 
     #[test]
     fn squared_is_capped_by_the_http_max_and_unlimited_unless_told() {
-        let config = build_config(
-            &args(&["--backoff", "squared", "--http-backoff-max", "30s"]),
-            full_env,
-        )
+        let config = build(&args(&[
+            "--backoff",
+            "squared",
+            "--http-backoff-max",
+            "30s",
+        ]))
         .unwrap();
         assert_eq!(
             config.backoff(),
@@ -596,26 +785,34 @@ mod tests {
 
     #[test]
     fn a_missing_or_empty_credential_is_named() {
-        for missing in CREDENTIAL_VARS {
-            let error = build_config(&args(&[]), |name| {
-                (name != missing).then(|| OsString::from("x"))
-            })
-            .unwrap_err();
-            assert!(error.contains(missing), "{error}");
-            for other in CREDENTIAL_VARS.iter().filter(|n| **n != missing) {
-                assert!(
-                    !error.contains(&format!("{other} is")),
-                    "{error} names {other}"
-                );
+        let full = args(&[]).credentials;
+        for (index, missing) in CREDENTIAL_VARS.iter().enumerate() {
+            for value in [None, Some(String::new())] {
+                let mut partial = full.clone();
+                *[
+                    &mut partial.consumer_key,
+                    &mut partial.consumer_secret,
+                    &mut partial.token,
+                    &mut partial.token_secret,
+                ][index] = value;
+                let error = credentials(&partial).unwrap_err();
+                assert!(error.contains(&format!("{missing} is not set")), "{error}");
+                for other in CREDENTIAL_VARS.iter().filter(|n| *n != missing) {
+                    assert!(
+                        !error.contains(&format!("{other} is")),
+                        "{error} names {other}"
+                    );
+                }
             }
-            let empty = build_config(&args(&[]), |name| {
-                Some(if name == missing { "" } else { "x" }.into())
-            })
-            .unwrap_err();
-            assert!(empty.contains(&format!("{missing} is not set")), "{empty}");
         }
-        let none = build_config(&args(&[]), |_| None).unwrap_err();
-        assert!(none.contains(&CREDENTIAL_VARS.join(", ")), "{none}");
+        let none = CredentialArgs {
+            consumer_key: None,
+            consumer_secret: None,
+            token: None,
+            token_secret: None,
+        };
+        let error = credentials(&none).unwrap_err();
+        assert!(error.contains(&CREDENTIAL_VARS.join(", ")), "{error}");
     }
 
     #[test]
@@ -630,7 +827,7 @@ mod tests {
             (&["--ca-file", "Cargo.toml"], "is not usable"),
         ];
         for (extra, expected) in cases {
-            let error = build_config(&args(extra), full_env).unwrap_err();
+            let error = build(&args(extra)).unwrap_err();
             assert!(error.contains(expected), "{extra:?}: {error}");
         }
         let zero = Cli::try_parse_from(["sitebucket", "listen", "--follow", "0"]).unwrap_err();
@@ -640,7 +837,7 @@ mod tests {
     #[test]
     fn nonces_differ_between_runs() {
         // No fixed seed: each stream draws its own nonce seed from the OS.
-        let config = build_config(&args(&[]), full_env).unwrap();
+        let config = build(&args(&[])).unwrap();
         assert_eq!(config.rng_seed(), None);
         let nonce = |config: &sitebucket_proto::Config| {
             let mut stream = SiteStream::new(config.clone());
@@ -694,12 +891,12 @@ mod tests {
         let recorder = Recorder::default();
         let output = Output::new(Box::new(recorder.clone()), Some(3), control.clone());
         output.message(b"{\"a\":1}");
-        output.message(b"{\"b\":\n2}");
+        output.message(b"{\"b\":\r\n2}");
         assert!(recorder.written.lock().unwrap().is_empty(), "buffered");
         output.flush();
         assert_eq!(
             &recorder.written.lock().unwrap()[..],
-            b"{\"a\":1}\n{\"b\":\n2}\n"
+            b"{\"a\":1}\n{\"b\":  2}\n"
         );
         assert!(!control.stop_requested());
         output.message(b"3");
@@ -712,6 +909,38 @@ mod tests {
         output.flush();
         assert_eq!(output.lock().printed, 3);
         assert!(!recorder.written.lock().unwrap().ends_with(b"4\n"));
+    }
+
+    #[test]
+    fn the_book_names_a_stream_by_the_first_user_of_its_follow_list() {
+        let book = Book::default();
+        for (number, anchor, running) in [(1, 10, true), (2, 20, false), (3, 20, true)] {
+            book.lock().insert(
+                number,
+                Entry {
+                    anchor: Some(anchor),
+                    running,
+                    up: running,
+                },
+            );
+        }
+        assert_eq!(book.number_of(&[5, 10, 11]), Some(1));
+        assert_eq!(book.number_of(&[20, 1000]), Some(3), "the latest stream");
+        assert_eq!(book.number_of(&[7]), None);
+        assert_eq!(book.streams_up(), (2, 2));
+    }
+
+    #[test]
+    fn a_closed_output_prints_nothing_more() {
+        let control = Control::new();
+        let recorder = Recorder::default();
+        let output = Output::new(Box::new(recorder.clone()), None, control.clone());
+        output.message(b"1");
+        output.close();
+        output.message(b"2");
+        output.flush();
+        assert_eq!(&recorder.written.lock().unwrap()[..], b"1\n");
+        assert_eq!(output.counts(), (1, 1));
     }
 
     #[test]

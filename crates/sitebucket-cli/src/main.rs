@@ -3,20 +3,25 @@
 //! `sitebucket listen --follow ID[,ID...]` connects to a Site Streams endpoint and prints
 //! its messages, one per line, on stdout; log lines go to stderr. `sitebucket serve` runs
 //! the scripted test server on 127.0.0.1. `sitebucket control add|remove|info` changes or
-//! inspects a live stream through its control stream. The contract (options, the request, output, exit
-//! statuses, reconnect rules) is `CLI.md`; `sitebucket --help` summarises it.
+//! inspects a live stream through its control stream. `sitebucket completions SHELL` prints
+//! a completion script. The full reference (options, the request, output, exit statuses,
+//! reconnect rules, many users) is this crate's `README.md`; `sitebucket --help`
+//! summarises it.
 //!
 //! Exit status: 0 stopped on request, 1 gave up, 2 usage error.
 
 mod args;
 mod control;
+mod drivers;
+mod ids;
 mod listen;
+mod logging;
+mod many;
 mod serve;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command};
 
@@ -26,13 +31,18 @@ fn main() -> ExitCode {
         // Prints the usage error (status 2), or --help / --version (status 0).
         Err(error) => error.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    logging::init(&cli.log);
     match cli.command {
+        Command::Completions(args) => {
+            let mut command = Cli::command();
+            clap_complete::generate(
+                args.shell,
+                &mut command,
+                "sitebucket",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Listen(args) => listen::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Control(args) => control::run(args),

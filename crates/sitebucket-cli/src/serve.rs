@@ -5,6 +5,7 @@
 //! `export SITEBUCKET_...=...` lines, and a ready `sitebucket listen` command.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -17,8 +18,25 @@ use crate::listen::CREDENTIAL_VARS;
 
 /// Runs `sitebucket serve` and returns the process's exit status.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let Some(scenario) = Scenario::builtin(&args.scenario) else {
-        // clap only lets the built-in names through.
+    let scenario = match &args.replay {
+        None => Scenario::builtin(&args.scenario),
+        Some(path) => match read_recording(path) {
+            Ok(messages) => {
+                tracing::info!(
+                    "replaying {} message(s) from {}",
+                    messages.len(),
+                    path.display()
+                );
+                Scenario::replaying(&args.scenario, messages)
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let Some(scenario) = scenario else {
+        // clap only lets the built-in names through, and a recording has messages.
         eprintln!("error: unknown scenario {:?}", args.scenario);
         return ExitCode::from(2);
     };
@@ -74,6 +92,33 @@ pub fn run(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The messages of a `--replay` file: one JSON text per line (blank lines skipped), as
+/// `sitebucket listen` prints them. A line that is not JSON is an error naming it.
+pub fn read_recording(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let name = path.display();
+    let text = std::fs::read(path).map_err(|e| format!("cannot read --replay {name}: {e}"))?;
+    let mut messages = Vec::new();
+    for (index, line) in text.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+            return Err(format!(
+                "--replay {name} line {}: not a JSON message ({e}); the file holds one JSON message per line",
+                index + 1
+            ));
+        }
+        messages.push(line.to_vec());
+    }
+    if messages.is_empty() {
+        return Err(format!(
+            "--replay {name} has no message; it holds one JSON message per line"
+        ));
+    }
+    Ok(messages)
+}
+
 /// The text printed on stdout: valid shell, to paste or `eval`.
 fn banner(server: &TestServer, scenario: &str) -> String {
     let credentials = server.credentials();
@@ -121,6 +166,28 @@ fn shell_quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recordings_are_one_json_message_a_line() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!(
+            "sitebucket-replay-unit-{}.jsonl",
+            std::process::id()
+        ));
+        std::fs::write(&path, "{\"a\":1}\r\n\n[2]\n").unwrap();
+        assert_eq!(
+            read_recording(&path),
+            Ok(vec![b"{\"a\":1}".to_vec(), b"[2]".to_vec()])
+        );
+        std::fs::write(&path, "{\"a\":1}\n{oops\n").unwrap();
+        let error = read_recording(&path).unwrap_err();
+        assert!(error.contains("line 2: not a JSON message"), "{error}");
+        std::fs::write(&path, "\n\n").unwrap();
+        assert!(read_recording(&path)
+            .unwrap_err()
+            .contains("has no message"));
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn shell_quoting() {

@@ -376,7 +376,7 @@ fn usage_errors_send_nothing() {
                 "--users",
                 &too_many,
             ],
-            "1001 user ids given; at most 1000",
+            "1001 user ids given to --users; at most 1000",
         ),
         (
             vec!["info", "--url", &url, "--stream-id", "a b"],

@@ -1,6 +1,6 @@
 //! `sitebucket listen`, black-box, on every driver, against the test server on loopback.
 //!
-//! Each test names the lines of CLI.md it checks. Backoff and stall flags are set short so
+//! Each test names the lines of the crate's README.md it checks. Backoff and stall flags are set short so
 //! the suite stays fast; time is only ever asserted as a lower bound (a wait that must have
 //! happened) or as the contract's own bound (a signal ends the process within 1 s).
 
@@ -48,10 +48,10 @@ fn count(n: usize) -> String {
     n.to_string()
 }
 
-/// CLI.md "The request": `GET` of the URL's path, `follow` and `with` (always, `user` by
+/// README "The request": `GET` of the URL's path, `follow` and `with` (always, `user` by
 /// default) and nothing else; headers `Host`, `User-Agent: sitebucket/<version>`, no
 /// `Accept-Encoding` without `--gzip`, `Authorization: OAuth ...` signed (no `oauth_*` in the
-/// query). CLI.md table: `--with` default `user`.
+/// query). README options table: `--with` default `user`.
 #[test]
 fn the_default_request_is_exactly_the_contract() {
     for driver in DRIVERS {
@@ -93,7 +93,7 @@ fn the_default_request_is_exactly_the_contract() {
     }
 }
 
-/// CLI.md table: `--with`, `--delimited`, `--stall-warnings`, `--replies-all`,
+/// README options table: `--with`, `--delimited`, `--stall-warnings`, `--replies-all`,
 /// `--stringify-friend-ids`, `--gzip` each add exactly their parameter (or header).
 #[test]
 fn each_option_adds_exactly_its_parameter() {
@@ -144,7 +144,7 @@ fn each_option_adds_exactly_its_parameter() {
     }
 }
 
-/// CLI.md "Output": each message's exact payload bytes, one per line, in order, keep-alives
+/// README "Output": each message's exact payload bytes, one per line, in order, keep-alives
 /// not printed — in plain, `--gzip` (gzip and deflate bodies), `--delimited` and both modes,
 /// with chunk boundaries anywhere. `--max-messages N`: exit 0 after printing N.
 #[test]
@@ -184,7 +184,7 @@ fn output_is_byte_exact_in_every_mode() {
     }
 }
 
-/// CLI.md "Output": flushed whenever the client has no further complete message in hand, so a
+/// README "Output": flushed whenever the client has no further complete message in hand, so a
 /// reader sees every message promptly when the stream goes quiet. "Exit status" 0: SIGTERM
 /// while waiting on a silent (established) server.
 #[test]
@@ -216,7 +216,7 @@ fn messages_reach_the_reader_while_the_stream_is_quiet() {
     }
 }
 
-/// CLI.md "Output": `--max-messages N` counts every printed line, control and disconnect
+/// README "Output": `--max-messages N` counts every printed line, control and disconnect
 /// messages included. "Reconnecting": a `disconnect` message (code other than 6 and 7) is
 /// printed first, then the client closes the connection itself and reconnects after one
 /// network step; the log says so.
@@ -264,7 +264,7 @@ fn max_messages_counts_control_and_disconnect_messages() {
     }
 }
 
-/// CLI.md "Exit status" 1 and table `--retry-limit N`: exit 1 after N consecutive failed
+/// README "Exit status" 1 and table `--retry-limit N`: exit 1 after N consecutive failed
 /// attempts — HTTP errors and refused connections alike. "Reconnecting": HTTP errors wait
 /// `start`, `2·start`, … (logged with the wait).
 #[test]
@@ -326,7 +326,7 @@ fn retry_limit_gives_up_with_status_1() {
     }
 }
 
-/// CLI.md "Exit status" 1: a status that retrying cannot fix (401, 403, 404, 406, 413, 416)
+/// README "Exit status" 1: a status that retrying cannot fix (401, 403, 404, 406, 413, 416)
 /// — no retry. A wrong secret gets the server's real 401.
 #[test]
 fn statuses_that_retrying_cannot_fix_exit_1_at_once() {
@@ -358,7 +358,7 @@ fn statuses_that_retrying_cannot_fix_exit_1_at_once() {
     }
 }
 
-/// CLI.md "Exit status" 1: a disconnect message with code 6 (token revoked) or 7 (admin
+/// README "Exit status" 1: a disconnect message with code 6 (token revoked) or 7 (admin
 /// logout); the message itself is printed first. A message that arrived in the same read as
 /// the disconnect is printed too (nothing is dropped in silence); whether the server's next
 /// write lands in that read is up to the sockets, so either output is right.
@@ -426,7 +426,7 @@ fn black_hole() -> BlackHole {
     }
 }
 
-/// CLI.md "Exit status" 0: SIGINT / SIGTERM — within 1 second, even while connecting,
+/// README "Exit status" 0: SIGINT / SIGTERM — within 1 second, even while connecting,
 /// waiting for a silent server, or backing off (and while streaming).
 #[test]
 fn signals_stop_within_a_second_in_every_state() {
@@ -547,7 +547,7 @@ fn a_closed_stdout_ends_quietly_with_status_0() {
     }
 }
 
-/// CLI.md "Exit status" 0 within 1 second of SIGTERM, even when stdout is a full pipe that
+/// README "Exit status" 0 within 1 second of SIGTERM, even when stdout is a full pipe that
 /// nobody reads (the printing thread is blocked): the CLI's stop watchdog ends the process.
 #[test]
 fn a_signal_ends_the_process_even_when_stdout_is_blocked() {
@@ -579,7 +579,7 @@ fn a_signal_ends_the_process_even_when_stdout_is_blocked() {
     }
 }
 
-/// CLI.md table `--rate-limit-backoff-start`, "Reconnecting": 420 and 429 share one sequence,
+/// README options table `--rate-limit-backoff-start`, "Reconnecting": 420 and 429 share one sequence,
 /// doubling from the start value; each kind keeps its own sequence (a 503 in between starts
 /// from `--http-backoff-start`).
 #[test]
@@ -626,7 +626,7 @@ fn rate_limits_wait_the_rate_limit_start_then_double() {
     }
 }
 
-/// CLI.md table `--network-backoff-step` / `--network-backoff-max`, "Reconnecting": wait
+/// README options table `--network-backoff-step` / `--network-backoff-max`, "Reconnecting": wait
 /// `min(k·step, max)` for the k-th network error since the last `200` head; a `200` head
 /// resets every backoff and the failure count (a drop after it is a network error whose
 /// first wait is one step), and `--retry-limit` counts only attempts with no `200` head.
@@ -685,7 +685,7 @@ fn network_backoff_is_linear_capped_and_reset_by_a_200() {
     }
 }
 
-/// CLI.md table `--backoff squared`, "Reconnecting": wait `retry_time` (starting at 2 s),
+/// README options table `--backoff squared`, "Reconnecting": wait `retry_time` (starting at 2 s),
 /// capped at `--http-backoff-max`, whatever the kind of error. (Only the first wait is checked
 /// here: sitebucket-proto squares the capped value, so a cap under 1 s makes later waits
 /// shrink — reported, not the CLI's to fix.)
@@ -730,7 +730,7 @@ fn squared_backoff_is_capped_by_the_http_max() {
     }
 }
 
-/// CLI.md table `--stall-timeout`: no byte for DUR, before or after the response head: close
+/// README options table `--stall-timeout`: no byte for DUR, before or after the response head: close
 /// and reconnect; the log says "stall detected".
 #[test]
 fn stalls_before_and_after_the_head_reconnect() {
@@ -774,7 +774,7 @@ fn stalls_before_and_after_the_head_reconnect() {
     }
 }
 
-/// CLI.md table `--max-message-bytes`: a longer payload (without its CRLF) drops the
+/// README options table `--max-message-bytes`: a longer payload (without its CRLF) drops the
 /// connection — with `--delimited`, decided from the length prefix before reading the frame;
 /// a payload of exactly N bytes is accepted. The log says "frame too large".
 #[test]
@@ -820,7 +820,7 @@ fn frames_over_max_message_bytes_drop_the_connection() {
     }
 }
 
-/// CLI.md "The request": a fresh nonce and the current timestamp on every attempt.
+/// README "The request": a fresh nonce and the current timestamp on every attempt.
 #[test]
 fn every_attempt_is_signed_afresh() {
     for driver in DRIVERS {
@@ -872,7 +872,7 @@ fn every_attempt_is_signed_afresh() {
     );
 }
 
-/// CLI.md table `--url` (`https://` is TLS, verified) and `--ca-file`: with the server's CA
+/// README options table `--url` (`https://` is TLS, verified) and `--ca-file`: with the server's CA
 /// the stream works; without it the certificate is refused, a network error before any head.
 #[test]
 fn tls_with_and_without_the_ca_file() {

@@ -1,6 +1,8 @@
-//! `sitebucket serve`, black-box: CLI.md "`sitebucket serve [--port P] [--tls] [--scenario
-//! NAME]`" — prints the URL, the credentials it accepts and (with `--tls`) its CA
-//! certificate's path; `sitebucket listen` works with what it printed; SIGINT/SIGTERM stop it.
+//! `sitebucket serve`, black-box: README "`sitebucket serve [--port P] [--tls] [--scenario
+//! NAME] [--replay FILE]`" — prints the URL, the credentials it accepts and (with `--tls`)
+//! its CA certificate's path; `sitebucket listen` works with what it printed; the control
+//! streams it announces answer `sitebucket control`; `--replay` streams a recording;
+//! SIGINT/SIGTERM stop it.
 
 mod common;
 
@@ -175,4 +177,164 @@ fn serve_usage_errors_and_a_busy_port() {
         "{}",
         done.stderr
     );
+}
+
+/// `sitebucket control …` with the banner's URL and credentials.
+fn control_with(banner: &Banner, args: &[&str]) -> Command {
+    let mut command = sitebucket();
+    command
+        .arg("control")
+        .arg(args[0])
+        .args(["--url", &banner.url])
+        .args(&args[1..]);
+    for (name, value) in &banner.exports {
+        command.env(name, value);
+    }
+    command
+}
+
+/// The README's control tour, against `serve`: `listen` prints the control URI its
+/// connection announced; `control add`, `info`, `remove` and `friends` act on that live
+/// stream.
+#[test]
+fn the_control_tour_works_against_serve() {
+    for scenario in ["steady", "firehose"] {
+        let (server, banner) = serve(&["--scenario", scenario]);
+        let listening = spawn(listen_with(&banner, "thread", &[]), "listen");
+        assert!(
+            listening.wait_stdout_lines(1, Duration::from_secs(10)),
+            "{scenario}: {}",
+            listening.stderr_text()
+        );
+        let first = String::from_utf8(listening.stdout.snapshot()).unwrap();
+        let first = first.lines().next().unwrap().to_owned();
+        let control: serde_json::Value = serde_json::from_str(&first).expect(&first);
+        let uri = control["control"]["control_uri"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{scenario}: not a control message: {first}"))
+            .to_owned();
+        assert!(uri.starts_with("/1.1/site/c/"), "{uri}");
+
+        let done = run(
+            control_with(&banner, &["add", "--stream-id", &uri, "--users", "42,43"]),
+            "add",
+        );
+        assert_eq!(done.code(), 0, "{scenario} add: {}", done.stderr);
+
+        let done = run(
+            control_with(&banner, &["info", "--stream-id", &uri]),
+            "info",
+        );
+        assert_eq!(done.code(), 0, "{scenario} info: {}", done.stderr);
+        let info: serde_json::Value = serde_json::from_str(done.stdout_text().trim()).unwrap();
+        let ids: Vec<u64> = info["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, [12, 42, 43], "{scenario}: {info}");
+
+        let done = run(
+            control_with(&banner, &["remove", "--stream-id", &uri, "--users", "42"]),
+            "remove",
+        );
+        assert_eq!(done.code(), 0, "{scenario} remove: {}", done.stderr);
+        let done = run(
+            control_with(&banner, &["info", "--stream-id", &uri]),
+            "info",
+        );
+        let info: serde_json::Value = serde_json::from_str(done.stdout_text().trim()).unwrap();
+        assert_eq!(info["users"].as_array().unwrap().len(), 2, "{info}");
+
+        let done = run(
+            control_with(&banner, &["friends", "--stream-id", &uri, "--user", "12"]),
+            "friends",
+        );
+        assert_eq!(done.code(), 0, "{scenario} friends: {}", done.stderr);
+        let friends: serde_json::Value = serde_json::from_str(done.stdout_text().trim()).unwrap();
+        assert_eq!(friends["user_id"], 12, "{friends}");
+        assert!(
+            !friends["friends"].as_array().unwrap().is_empty(),
+            "{friends}"
+        );
+
+        let done = listening.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+        assert_eq!(done.code(), 0, "{}", done.stderr);
+        let done = server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+        assert_eq!(done.code(), 0, "{}", done.stderr);
+    }
+}
+
+/// README "serve": `--replay FILE` streams the recording (one JSON message a line, e.g. a
+/// previous `listen` output) after the connection's control message, in order, cycling;
+/// with `--scenario flaky` its faults come around it; a bad file is a usage error.
+#[test]
+fn serve_replays_a_recording() {
+    let path = std::env::temp_dir().join(format!(
+        "sitebucket-cli-replay-{}.jsonl",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        "{\"mine\":1}\n\n{\"mine\":2,\"text\":\"caf\u{e9}\"}\n[3]\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let (server, banner) = serve(&["--replay", file]);
+    let done = run(
+        listen_with(&banner, "mio", &["--max-messages", "6"]),
+        "listen to a replay",
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let text = done.stdout_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("{\"control\":"), "{text}");
+    assert_eq!(
+        &lines[1..],
+        [
+            "{\"mine\":1}",
+            "{\"mine\":2,\"text\":\"caf\u{e9}\"}",
+            "[3]",
+            "{\"mine\":1}",
+            "{\"mine\":2,\"text\":\"caf\u{e9}\"}"
+        ]
+    );
+    let done = server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+
+    let (server, banner) = serve(&["--replay", file, "--scenario", "flaky"]);
+    let done = run(
+        listen_with(
+            &banner,
+            "thread",
+            &[
+                "--max-messages",
+                "4",
+                "--http-backoff-start",
+                "10ms",
+                "--network-backoff-step",
+                "10ms",
+            ],
+        ),
+        "listen to a flaky replay",
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(done.stderr.contains("HTTP 503"), "{}", done.stderr);
+    let text = done.stdout_text();
+    assert!(text.contains("{\"mine\":1}\n"), "{text}");
+    let done = server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+
+    std::fs::write(&path, "{\"mine\":1}\nnot json\n").unwrap();
+    let mut command = sitebucket();
+    command.args(["serve", "--replay", file]);
+    let done = run(command, "bad replay");
+    assert_eq!(done.code(), 2, "{}", done.stderr);
+    assert!(
+        done.stderr.contains("line 2: not a JSON message"),
+        "{}",
+        done.stderr
+    );
+    let _ = std::fs::remove_file(path);
 }

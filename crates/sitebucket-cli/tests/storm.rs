@@ -1,5 +1,5 @@
 //! `sitebucket listen` against servers that would make a naive client storm them, on every
-//! driver, black-box (CLI.md, "Reconnecting": "A `200` head is not enough to forget past
+//! driver, black-box (the crate README, "Reconnecting": "A `200` head is not enough to forget past
 //! failures … must not be able to make the client reconnect 4 times a second").
 //!
 //! Each server answers every request with `200` and then fails at once: it closes, sends a

@@ -11,6 +11,8 @@
 //! by default (as quinn-proto draws its `rng_seed`). Set a seed, and the same inputs give the
 //! same outputs, bit for bit (the simulator and the tests do).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod backoff;
 pub mod chunked;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod stream;
 #[cfg(test)]
 mod test_cuts;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};

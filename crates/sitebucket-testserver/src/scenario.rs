@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::corpus::{self, Corpus, STREAM_ID, USER_IDS};
+use crate::corpus::{Corpus, USER_IDS};
 
 /// A whole script: what every connection attempt gets.
 #[derive(Debug, Clone)]
@@ -99,86 +99,146 @@ impl Scenario {
         }
     }
 
+    /// A built-in scenario by name, its pacing and faults around `messages` (e.g. a user's
+    /// own recording) instead of the corpus: each streaming connection announces its
+    /// control stream, then sends `messages` in order, cycling. `None` for an unknown name
+    /// or no message.
+    pub fn replaying(name: &str, messages: Vec<Vec<u8>>) -> Option<Scenario> {
+        if messages.is_empty() {
+            return None;
+        }
+        let mut source = Source::Replay { messages, next: 0 };
+        match name {
+            "steady" => Some(steady_from(&mut source)),
+            "flaky" => Some(flaky_from(&mut source)),
+            "firehose" => Some(firehose_from(&mut source, 3)),
+            _ => None,
+        }
+    }
+
     /// `steady`: a realistic endless stream. Every attempt gets a 200 (encoding and framing as
     /// the request asks), a control message, a friends preamble for each of
     /// [`USER_IDS`], then an endless mix of tweets, events, deletes and
     /// notices, one every 100 ms, with a keep-alive every 3 s — time scaled down from Twitter's
     /// so a human watching sees a steady flow.
     pub fn steady(seed: u64) -> Scenario {
-        let mut corpus = Corpus::new(seed);
-        Scenario::single(steady_plan(&mut corpus, Duration::from_millis(100), 30))
+        steady_from(&mut Source::Corpus(Corpus::new(seed)))
     }
 
     /// `flaky`: a 503, a stream dropped mid-message, a 420, a stream that stalls, a stream
     /// ended by a disconnect message, a server that never answers, then good streams for every
     /// later attempt.
     pub fn flaky(seed: u64) -> Scenario {
-        let mut corpus = Corpus::new(seed);
-        let mut dropped = preamble(&mut corpus);
-        for _ in 0..5 {
-            dropped.push(Step::Message(corpus.site_message()));
-            dropped.push(Step::Wait(Duration::from_millis(100)));
-        }
-        let half = corpus.site_message();
-        dropped.push(Step::RawBody(half[..half.len() / 2].to_vec()));
-        dropped.push(Step::CloseNow);
-        let mut stalled = preamble(&mut corpus);
-        for _ in 0..5 {
-            stalled.push(Step::Message(corpus.site_message()));
-            stalled.push(Step::Wait(Duration::from_millis(100)));
-        }
-        let mut disconnected = preamble(&mut corpus);
-        for _ in 0..5 {
-            disconnected.push(Step::Message(corpus.site_message()));
-            disconnected.push(Step::Wait(Duration::from_millis(100)));
-        }
-        disconnected.push(Step::Disconnect {
-            code: 10,
-            reason: "stream exception: the server is flaky on purpose".into(),
-        });
-        Scenario::new(vec![
-            AttemptPlan::status(503, "Service Unavailable"),
-            AttemptPlan::ok(dropped),
-            AttemptPlan::status(420, "Enhance Your Calm"),
-            AttemptPlan::ok(stalled).with_end(End::Stall),
-            AttemptPlan::ok(disconnected).with_end(End::HoldWithKeepAlives(Duration::from_secs(3))),
-            AttemptPlan::never_answers(),
-            steady_plan(&mut corpus, Duration::from_millis(100), 30),
-        ])
+        flaky_from(&mut Source::Corpus(Corpus::new(seed)))
     }
 
     /// `firehose`: as fast as the server can send, endless realistic tweets in `for_user`
     /// envelopes, in chunks of 16 B to 32 KiB that do not line up with messages, and a
     /// keep-alive every 1000 messages.
     pub fn firehose(seed: u64) -> Scenario {
-        let mut corpus = Corpus::new(seed);
-        let pool: Vec<Vec<u8>> = (0..256).map(|_| corpus.firehose_message()).collect();
-        let steps = vec![
-            Step::Message(corpus::control(STREAM_ID)),
-            Step::Repeat(Repeat::endless(pool).with_keep_alive_every(1000)),
-        ];
-        Scenario::single(AttemptPlan::ok(steps).with_chunks(ChunkPlan::Random {
-            seed,
-            min: 16,
-            max: 32 * 1024,
-        }))
+        firehose_from(&mut Source::Corpus(Corpus::new(seed)), seed)
     }
 }
 
-/// The control message and a friends preamble for each streamed user.
-fn preamble(corpus: &mut Corpus) -> Vec<Step> {
-    let mut steps = vec![Step::Message(corpus::control(STREAM_ID))];
-    for (i, user) in USER_IDS.iter().enumerate() {
-        steps.push(Step::Message(corpus.friends_preamble(*user, i % 2 == 1)));
-    }
-    steps
+/// Where a built-in scenario's messages come from.
+enum Source {
+    /// Made up from the corpus.
+    Corpus(Corpus),
+    /// A recording, in order, cycling.
+    Replay { messages: Vec<Vec<u8>>, next: usize },
 }
 
-fn steady_plan(corpus: &mut Corpus, every: Duration, keep_alive_every: u64) -> AttemptPlan {
-    let mut steps = preamble(corpus);
-    let pool: Vec<Vec<u8>> = (0..200).map(|_| corpus.site_message()).collect();
+impl Source {
+    /// The next message of a stream.
+    fn message(&mut self) -> Vec<u8> {
+        match self {
+            Source::Corpus(corpus) => corpus.site_message(),
+            Source::Replay { messages, next } => {
+                let message = messages[*next % messages.len()].clone();
+                *next += 1;
+                message
+            }
+        }
+    }
+
+    /// The pool an endless stream cycles through.
+    fn pool(&mut self, firehose: bool) -> Vec<Vec<u8>> {
+        match self {
+            Source::Corpus(corpus) if firehose => {
+                (0..256).map(|_| corpus.firehose_message()).collect()
+            }
+            Source::Corpus(corpus) => (0..200).map(|_| corpus.site_message()).collect(),
+            Source::Replay { messages, .. } => messages.clone(),
+        }
+    }
+
+    /// The control message (each connection announces a live control stream of its own)
+    /// and, from the corpus, a friends preamble for each streamed user.
+    fn preamble(&mut self) -> Vec<Step> {
+        let mut steps = vec![Step::Control];
+        if let Source::Corpus(corpus) = self {
+            for (i, user) in USER_IDS.iter().enumerate() {
+                steps.push(Step::Message(corpus.friends_preamble(*user, i % 2 == 1)));
+            }
+        }
+        steps
+    }
+}
+
+fn steady_from(source: &mut Source) -> Scenario {
+    Scenario::single(steady_plan(source, Duration::from_millis(100), 30))
+}
+
+fn flaky_from(source: &mut Source) -> Scenario {
+    let mut dropped = source.preamble();
+    for _ in 0..5 {
+        dropped.push(Step::Message(source.message()));
+        dropped.push(Step::Wait(Duration::from_millis(100)));
+    }
+    let half = source.message();
+    dropped.push(Step::RawBody(half[..half.len() / 2].to_vec()));
+    dropped.push(Step::CloseNow);
+    let mut stalled = source.preamble();
+    for _ in 0..5 {
+        stalled.push(Step::Message(source.message()));
+        stalled.push(Step::Wait(Duration::from_millis(100)));
+    }
+    let mut disconnected = source.preamble();
+    for _ in 0..5 {
+        disconnected.push(Step::Message(source.message()));
+        disconnected.push(Step::Wait(Duration::from_millis(100)));
+    }
+    disconnected.push(Step::Disconnect {
+        code: 10,
+        reason: "stream exception: the server is flaky on purpose".into(),
+    });
+    Scenario::new(vec![
+        AttemptPlan::status(503, "Service Unavailable"),
+        AttemptPlan::ok(dropped),
+        AttemptPlan::status(420, "Enhance Your Calm"),
+        AttemptPlan::ok(stalled).with_end(End::Stall),
+        AttemptPlan::ok(disconnected).with_end(End::HoldWithKeepAlives(Duration::from_secs(3))),
+        AttemptPlan::never_answers(),
+        steady_plan(source, Duration::from_millis(100), 30),
+    ])
+}
+
+fn firehose_from(source: &mut Source, seed: u64) -> Scenario {
+    let steps = vec![
+        Step::Control,
+        Step::Repeat(Repeat::endless(source.pool(true)).with_keep_alive_every(1000)),
+    ];
+    Scenario::single(AttemptPlan::ok(steps).with_chunks(ChunkPlan::Random {
+        seed,
+        min: 16,
+        max: 32 * 1024,
+    }))
+}
+
+fn steady_plan(source: &mut Source, every: Duration, keep_alive_every: u64) -> AttemptPlan {
+    let mut steps = source.preamble();
     steps.push(Step::Repeat(
-        Repeat::endless(pool)
+        Repeat::endless(source.pool(false))
             .with_interval(every)
             .with_keep_alive_every(keep_alive_every),
     ));
@@ -531,6 +591,58 @@ mod tests {
         assert_eq!(statuses, [503, 420, 200, 503, 420, 200]);
         let empty = Scenario::new(vec![]);
         assert_eq!(empty.plan_for(3), AttemptPlan::ok(vec![]));
+    }
+
+    /// Every streaming attempt of a built-in scenario announces the connection's own live
+    /// control stream (`Step::Control`), never a fixed id copied into a message.
+    #[test]
+    fn every_builtin_stream_announces_its_own_control_stream() {
+        for name in BUILTIN_SCENARIOS {
+            let scenario = Scenario::builtin(name).unwrap();
+            for i in 0..8 {
+                let plan = scenario.plan_for(i);
+                if plan.status != 200 || plan.head != Head::Standard {
+                    continue;
+                }
+                assert_eq!(plan.steps.first(), Some(&Step::Control), "{name} #{i}");
+                assert!(
+                    !plan.steps.iter().any(|s| matches!(
+                        s,
+                        Step::Message(m) if m.starts_with(b"{\"control\":")
+                    )),
+                    "{name} #{i} announces a fixed id"
+                );
+            }
+        }
+    }
+
+    /// `replaying` keeps a scenario's shape and faults, with the recording's messages in
+    /// order where the corpus's were.
+    #[test]
+    fn replaying_puts_the_recording_in_place_of_the_corpus() {
+        let recording: Vec<Vec<u8>> = (0..3)
+            .map(|i| format!("{{\"r\":{i}}}").into_bytes())
+            .collect();
+        let steady = Scenario::replaying("steady", recording.clone()).unwrap();
+        let plan = steady.plan_for(0);
+        assert_eq!(plan.steps[0], Step::Control);
+        let Step::Repeat(repeat) = &plan.steps[1] else {
+            panic!("{:?}", plan.steps)
+        };
+        assert_eq!(&repeat.messages[..], &recording[..]);
+        assert_eq!(repeat.every, Duration::from_millis(100));
+        let flaky = Scenario::replaying("flaky", recording.clone()).unwrap();
+        assert_eq!(flaky.plan_for(0).status, 503);
+        let dropped = flaky.plan_for(1).steps;
+        assert_eq!(dropped[1], Step::Message(recording[0].clone()));
+        assert_eq!(dropped[3], Step::Message(recording[1].clone()));
+        let firehose = Scenario::replaying("firehose", recording.clone()).unwrap();
+        assert!(matches!(
+            firehose.plan_for(0).chunks,
+            ChunkPlan::Random { .. }
+        ));
+        assert!(Scenario::replaying("nope", recording).is_none());
+        assert!(Scenario::replaying("steady", Vec::new()).is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use sitebucket_proto::control::{ControlError, MAX_USERS_PER_STREAM};
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Config, ConfigError, Parser, SiteStream};
 
-use crate::control::{Control, Status};
+use crate::control::{Control, Observer, Status};
 use crate::follows::SharedPacer;
 use crate::listen::{Driver, ListenThread};
 
@@ -23,6 +23,9 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Makes the parser of each new stream.
 type ParserFactory = Arc<dyn Fn() -> Box<dyn Parser> + Send + Sync>;
+
+/// Makes the observer of each new stream, given its number (see [`Monitor::set_observers`]).
+type ObserverFactory = Arc<dyn Fn(u64) -> Arc<dyn Observer> + Send + Sync>;
 
 /// Why the monitor could not do what it was asked.
 #[derive(Debug)]
@@ -227,6 +230,7 @@ struct Inner<D: Driver> {
     driver: D,
     template: Config,
     parsers: ParserFactory,
+    observers: Option<ObserverFactory>,
     shards: Vec<ListenThread<D>>,
     /// Streams started so far: salts each stream's nonce seed so no two share nonces.
     started: u64,
@@ -294,6 +298,7 @@ impl<D: Driver> Monitor<D> {
                 driver,
                 template,
                 parsers: Arc::new(parsers),
+                observers: None,
                 shards: Vec::new(),
                 started: 0,
                 pacer: SharedPacer::default(),
@@ -307,6 +312,18 @@ impl<D: Driver> Monitor<D> {
             signal,
             checker: Mutex::new(None),
         }
+    }
+
+    /// Gives every stream started from now on an observer of its own (events and drains,
+    /// see [`Observer`]), made by `observers` from the stream's number: 1 for the first
+    /// stream this monitor started, 2 for the next, and so on. A stream keeps its number
+    /// (and observer) across restarts; a stream that replaces another gets a new one. Use it
+    /// to tell the streams apart in logs (`stream 3: …`).
+    pub fn set_observers(
+        &self,
+        observers: impl Fn(u64) -> Arc<dyn Observer> + Send + Sync + 'static,
+    ) {
+        lock(&self.inner).observers = Some(Arc::new(observers));
     }
 
     /// Calls `hook` once with each stream the monitor sets aside for good (see
@@ -705,6 +722,9 @@ impl<D: Driver> Inner<D> {
         self.started += 1;
         let parser = (self.parsers)();
         let mut listener = ListenThread::new(self.driver.clone(), SiteStream::new(config), parser);
+        if let Some(observers) = &self.observers {
+            listener.set_observer(observers(self.started));
+        }
         listener.set_control_pacer(self.pacer.clone());
         let signal = self.signal.clone();
         listener.set_announce_hook(Arc::new(move |_id: &str| {
@@ -2129,6 +2149,55 @@ mod tests {
                 "remove s1x1 1-1",
             ]
         );
+    }
+
+    /// Each stream gets the observer made for its number, kept across a restart; a stream
+    /// started later gets the next number.
+    #[test]
+    fn every_stream_gets_an_observer_made_for_its_number() {
+        /// Each drain seen: the observer's number and the stream's `follow` list.
+        type Drains = Arc<Mutex<Vec<(u64, Vec<u64>)>>>;
+        struct Numbered(u64, Drains);
+        impl Observer for Numbered {
+            fn drained(&self, stream: &SiteStream) {
+                lock(&self.1).push((self.0, stream.config().follow().to_vec()));
+            }
+        }
+        let driver = FakeDriver::announcing();
+        let template = Config::builder([1], Credentials::new("k", "s", "t", "ts"))
+            .url("http://127.0.0.1:1/1.1/site.json")
+            .build()
+            .expect("valid config");
+        let monitor = Monitor::new(driver, template, || Box::new(|_: Bytes| {}));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let made = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (seen, made) = (seen.clone(), made.clone());
+            monitor.set_observers(move |number| {
+                lock(&made).push(number);
+                Arc::new(Numbered(number, seen.clone()))
+            });
+        }
+        let users: Vec<u64> = (1..=150).collect();
+        monitor.add_follows(&users).expect("add");
+        wait_until("both streams to drain", || {
+            let seen = lock(&seen);
+            [1, 2].iter().all(|n| seen.iter().any(|(m, _)| m == n))
+        });
+        for (number, follow) in lock(&seen).iter() {
+            let first = if *number == 1 { 1 } else { 101 };
+            assert_eq!(follow.first(), Some(&first), "stream {number}");
+        }
+        {
+            let mut inner = lock(&monitor.inner);
+            inner.shards[0].restart().expect("restart");
+            inner.publish();
+        }
+        assert_eq!(*lock(&made), [1, 2], "a restart keeps the observer");
+        wait_until("the streams to announce", || all_announced(&monitor));
+        monitor.add_follows(&[1000]).expect("add");
+        assert_eq!(*lock(&made), [1, 2], "added through control, no new stream");
+        monitor.disconnect();
     }
 
     #[test]

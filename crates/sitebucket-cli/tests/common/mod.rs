@@ -223,6 +223,17 @@ impl Running {
             .wait_for(timeout, |b| String::from_utf8_lossy(b).contains(needle))
     }
 
+    /// Sends `signal` and leaves the process running.
+    pub fn signal(&mut self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        kill(pid, signal).expect("kill");
+    }
+
+    /// stderr so far, as text.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.snapshot()).into_owned()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
@@ -342,14 +353,71 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// What stdout must be for these messages: each payload and a `\n`.
+/// What stdout must be for these messages: each payload, with every raw CR or LF byte as
+/// a space, and a `\n` (README "Output": one message, one line).
 pub fn lines(messages: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     for message in messages {
-        out.extend_from_slice(message);
+        out.extend(one_line(message));
         out.push(b'\n');
     }
     out
+}
+
+/// The payload as `listen` prints it: each raw CR or LF byte a space.
+pub fn one_line(message: &[u8]) -> Vec<u8> {
+    message
+        .iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect()
+}
+
+/// `listen` with every credential set and these arguments only (no `--follow`).
+pub fn listen_args(url: &str, driver: &str, extra: &[&str]) -> Command {
+    let mut command = sitebucket();
+    command
+        .args(["listen", "--url", url, "--driver", driver])
+        .args(extra);
+    with_credentials(&mut command);
+    command
+}
+
+/// Sets the test credentials in the command's environment.
+pub fn with_credentials(command: &mut Command) {
+    let credentials = Credentials::test_default();
+    command
+        .env("SITEBUCKET_CONSUMER_KEY", &credentials.consumer_key)
+        .env("SITEBUCKET_CONSUMER_SECRET", &credentials.consumer_secret)
+        .env("SITEBUCKET_TOKEN", &credentials.token)
+        .env("SITEBUCKET_TOKEN_SECRET", &credentials.token_secret);
+}
+
+/// A file of ids, one per line, in a fresh temporary path named after `label`.
+pub fn id_file(label: &str, ids: impl IntoIterator<Item = u64>) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("sitebucket-cli-{label}-{}.txt", std::process::id()));
+    write_ids(&path, ids);
+    path
+}
+
+/// Writes `ids` to `path`, one per line.
+pub fn write_ids(path: &std::path::Path, ids: impl IntoIterator<Item = u64>) {
+    let text: String = ids.into_iter().map(|id| format!("{id}\n")).collect();
+    std::fs::write(path, text).expect("the id file is written");
+}
+
+/// Polls `done` every 10 ms until it holds or `timeout` passes; returns whether it held.
+pub fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The query of an attempt as a sorted list, for exact comparison.

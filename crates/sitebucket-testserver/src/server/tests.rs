@@ -438,3 +438,40 @@ fn tls_clients_that_do_not_trust_the_ca_fail_the_handshake() {
     assert!(server.wait_for_attempts(1, READ_TIMEOUT));
     assert!(!server.attempts()[0].request_complete());
 }
+
+/// `sitebucket serve` answers the control requests of what it announces: each connection of a
+/// built-in scenario registers a live control stream of its own, following its `follow` list.
+#[test]
+fn builtin_scenarios_register_a_live_control_stream_per_connection() {
+    for name in ["steady", "firehose"] {
+        let server =
+            TestServer::start(Scenario::builtin(name).unwrap(), ServerOptions::plain()).unwrap();
+        let mut clients = Vec::new();
+        for follow in ["12,34", "56"] {
+            let mut client = connect(&server);
+            let request = site_request(
+                server.credentials(),
+                false,
+                &host(&server),
+                &[("follow", follow), ("with", "user")],
+                &[],
+            );
+            client.write_all(&request).unwrap();
+            // The head has come: the response started, so its stream is registered.
+            read_exactly(&mut client, 12);
+            clients.push(client);
+        }
+        let mut streams = server.control_streams();
+        streams.sort_by_key(|s| s.attempt);
+        let follows: Vec<Vec<u64>> = streams.iter().map(|s| s.follow.clone()).collect();
+        assert_eq!(follows, [vec![12, 34], vec![56]], "{name}");
+        assert_ne!(streams[0].stream_id, streams[1].stream_id, "{name}");
+        for (attempt, stream) in server.attempts().iter().zip(&streams) {
+            assert_eq!(
+                attempt.announced.as_ref(),
+                Some(&stream.stream_id),
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The drivers `--driver` names, in one table: adding a driver is one variant of
+//! [`DriverName`] and one arm of [`with_driver`].
+
+use clap::ValueEnum;
+use sitebucket_thread::Driver;
+
+/// `--driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverName {
+    /// Blocking std sockets on a thread (sitebucket-std).
+    Thread,
+    /// A mio event loop (sitebucket-mio).
+    Mio,
+    /// smol async I/O (sitebucket-smol).
+    Smol,
+}
+
+/// Work to do with a driver, whichever it is: `with_driver` hands it the one named.
+pub trait WithDriver {
+    /// What the work returns.
+    type Output;
+
+    /// Does the work with `driver`.
+    fn with<D: Driver>(self, driver: D) -> Self::Output;
+}
+
+/// Runs `work` with the driver `name` names.
+pub fn with_driver<W: WithDriver>(name: DriverName, work: W) -> W::Output {
+    match name {
+        DriverName::Thread => work.with(sitebucket_std::StdDriver::new()),
+        DriverName::Mio => work.with(sitebucket_mio::MioDriver::new()),
+        DriverName::Smol => work.with(sitebucket_smol::SmolDriver::new()),
+    }
+}
+
+impl DriverName {
+    /// The name as `--driver` takes it.
+    pub fn label(self) -> String {
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Name;
+
+    impl WithDriver for Name {
+        type Output = &'static str;
+        fn with<D: Driver>(self, driver: D) -> &'static str {
+            driver.name()
+        }
+    }
+
+    /// Each `--driver` name runs a driver of its own.
+    #[test]
+    fn every_name_maps_to_its_own_driver() {
+        let names: Vec<&str> = DriverName::value_variants()
+            .iter()
+            .map(|name| with_driver(*name, Name))
+            .collect();
+        assert_eq!(names, ["std", "mio", "smol"]);
+        assert_eq!(DriverName::Thread.label(), "thread");
+    }
+}
