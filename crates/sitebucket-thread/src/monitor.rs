@@ -420,10 +420,11 @@ impl<D: Driver> Monitor<D> {
     /// [`consolidate`](Self::consolidate) to merge the shrunk streams.
     pub fn remove_follows(&self, users: &[u64]) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
-        // A stream refused for good must not be shrunk (restarted) by a replacement.
-        inner.set_aside_final();
-        let plan = plan_remove(&slices(&inner.follow_lists()), users);
         let gone: BTreeSet<u64> = users.iter().copied().collect();
+        // A stream refused for good must not be shrunk (restarted) by a replacement: it is
+        // set aside with the users that stay, or closed if none stays.
+        inner.set_aside_final_except(&gone);
+        let plan = plan_remove(&slices(&inner.follow_lists()), users);
         forget_failed(&self.failed, &gone);
         let mut failed = None;
         for (index, follow) in plan.shrink {
@@ -743,6 +744,12 @@ impl<D: Driver> Inner<D> {
     /// Takes every stream that ended in a way retrying cannot fix out of `shards` and into
     /// `failed`, telling the hook of each.
     fn set_aside_final(&mut self) {
+        self.set_aside_final_except(&BTreeSet::new());
+    }
+
+    /// [`set_aside_final`](Self::set_aside_final), leaving `leaving` out: a stream none of
+    /// whose users stays is only closed (they are being removed), not reported.
+    fn set_aside_final_except(&mut self, leaving: &BTreeSet<u64>) {
         let mut index = 0;
         let mut set_aside = Vec::new();
         while index < self.shards.len() {
@@ -769,6 +776,10 @@ impl<D: Driver> Inner<D> {
             // The run is over: this only collects it.
             shard.join();
             failed.follows = shard.follows();
+            failed.follows.retain(|u| !leaving.contains(u));
+            if failed.follows.is_empty() {
+                continue;
+            }
             lock(&self.failed).push(failed.clone());
             if let Some(hook) = &self.failed_hook {
                 hook(&failed);
@@ -1743,6 +1754,31 @@ mod tests {
         assert_eq!(starts(&driver), ["start 1-50", "start 51-51"]);
         assert_eq!(monitor.failed()[0].follows, range(1..=50));
         assert_eq!(lists(&monitor), [vec![51]]);
+        monitor.disconnect();
+    }
+
+    #[test]
+    fn removing_the_users_of_a_refused_stream_closes_it_without_a_report() {
+        let driver = FakeDriver::default();
+        lock(&driver.answers).insert(1, "HTTP/1.1 401 Unauthorized\r\n\r\n".into());
+        lock(&driver.answers).insert(101, "HTTP/1.1 401 Unauthorized\r\n\r\n".into());
+        let monitor = fake_monitor(&driver, 1..=150);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        {
+            let heard = heard.clone();
+            monitor.set_failed_hook(move |failed| lock(&heard).push(failed.follows.clone()));
+        }
+        wait_until("both streams to be refused", || {
+            monitor.streams().iter().all(|s| s.status.outcome.is_some())
+        });
+        // All of the first stream's users leave: it is closed, as a removal, not reported.
+        // Some of the second's leave: it is set aside with the others, not shrunk (which
+        // would restart it).
+        assert_eq!(monitor.remove_follows(&range(1..=120)).expect("remove"), 0);
+        assert_eq!(*lock(&heard), [range(121..=150)]);
+        assert_eq!(monitor.failed()[0].follows, range(121..=150));
+        assert!(monitor.streams().is_empty());
+        assert_eq!(starts(&driver), ["start 1-100", "start 101-150"]);
         monitor.disconnect();
     }
 
