@@ -421,9 +421,11 @@ impl<D: Driver> Monitor<D> {
     pub fn remove_follows(&self, users: &[u64]) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
         let gone: BTreeSet<u64> = users.iter().copied().collect();
-        // A stream refused for good must not be shrunk (restarted) by a replacement: it is
-        // set aside with the users that stay, or closed if none stays.
-        inner.set_aside_final_except(&gone);
+        // A refused stream that loses users must not be shrunk (restarted) by a
+        // replacement: it is set aside with the users that stay, or closed if none stays.
+        // (Other refused streams are left to the next check: a caller retiring them one by
+        // one hears of each once.)
+        inner.set_aside_final_in(|follows| follows.iter().any(|u| gone.contains(u)), &gone);
         let plan = plan_remove(&slices(&inner.follow_lists()), users);
         forget_failed(&self.failed, &gone);
         let mut failed = None;
@@ -744,18 +746,21 @@ impl<D: Driver> Inner<D> {
     /// Takes every stream that ended in a way retrying cannot fix out of `shards` and into
     /// `failed`, telling the hook of each.
     fn set_aside_final(&mut self) {
-        self.set_aside_final_except(&BTreeSet::new());
+        self.set_aside_final_in(|_| true, &BTreeSet::new());
     }
 
-    /// [`set_aside_final`](Self::set_aside_final), leaving `leaving` out: a stream none of
-    /// whose users stays is only closed (they are being removed), not reported.
-    fn set_aside_final_except(&mut self, leaving: &BTreeSet<u64>) {
+    /// [`set_aside_final`](Self::set_aside_final) for the streams whose users `pick`s, and
+    /// leaving `leaving` out: a stream none of whose users stays is only closed (they are
+    /// being removed), not reported.
+    fn set_aside_final_in(&mut self, pick: impl Fn(&[u64]) -> bool, leaving: &BTreeSet<u64>) {
         let mut index = 0;
         let mut set_aside = Vec::new();
         while index < self.shards.len() {
             let outcome = self.shards[index].status().outcome;
             match outcome {
-                Some(outcome) if FailedStream::is_final(&outcome) => {
+                Some(outcome)
+                    if FailedStream::is_final(&outcome) && pick(&self.shards[index].follows()) =>
+                {
                     let shard = self.shards.remove(index);
                     set_aside.push((
                         shard,
@@ -1760,25 +1765,33 @@ mod tests {
     #[test]
     fn removing_the_users_of_a_refused_stream_closes_it_without_a_report() {
         let driver = FakeDriver::default();
-        lock(&driver.answers).insert(1, "HTTP/1.1 401 Unauthorized\r\n\r\n".into());
-        lock(&driver.answers).insert(101, "HTTP/1.1 401 Unauthorized\r\n\r\n".into());
-        let monitor = fake_monitor(&driver, 1..=150);
+        for first in [1, 101, 201] {
+            lock(&driver.answers).insert(first, "HTTP/1.1 401 Unauthorized\r\n\r\n".into());
+        }
+        let monitor = fake_monitor(&driver, 1..=250);
         let heard = Arc::new(Mutex::new(Vec::new()));
         {
             let heard = heard.clone();
             monitor.set_failed_hook(move |failed| lock(&heard).push(failed.follows.clone()));
         }
-        wait_until("both streams to be refused", || {
+        wait_until("every stream to be refused", || {
             monitor.streams().iter().all(|s| s.status.outcome.is_some())
         });
         // All of the first stream's users leave: it is closed, as a removal, not reported.
         // Some of the second's leave: it is set aside with the others, not shrunk (which
-        // would restart it).
+        // would restart it). The third is not touched: the next check sets it aside.
         assert_eq!(monitor.remove_follows(&range(1..=120)).expect("remove"), 0);
-        assert_eq!(*lock(&heard), [range(121..=150)]);
-        assert_eq!(monitor.failed()[0].follows, range(121..=150));
+        assert_eq!(*lock(&heard), [range(121..=200)]);
+        assert_eq!(lists(&monitor), [range(201..=250)]);
+        assert_eq!(monitor.check().expect("check"), 0);
+        assert_eq!(*lock(&heard), [range(121..=200), range(201..=250)]);
+        let failed: Vec<Vec<u64>> = monitor.failed().into_iter().map(|f| f.follows).collect();
+        assert_eq!(failed, [range(121..=200), range(201..=250)]);
         assert!(monitor.streams().is_empty());
-        assert_eq!(starts(&driver), ["start 1-100", "start 101-150"]);
+        assert_eq!(
+            starts(&driver),
+            ["start 1-100", "start 101-200", "start 201-250"]
+        );
         monitor.disconnect();
     }
 
