@@ -84,6 +84,8 @@ pub async fn run_control_with(
 async fn before<T>(deadline: Option<Instant>, work: impl Future<Output = T>) -> Option<T> {
     match deadline {
         None => Some(work.await),
-        Some(deadline) => tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), work).await.ok(),
+        Some(deadline) => tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), work)
+            .await
+            .ok(),
     }
 }

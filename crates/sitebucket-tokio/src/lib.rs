@@ -58,4 +58,3 @@ pub use driver::TokioDriver;
 pub use messages::MessageStream;
 pub use sitebucket_thread::{Control, Finished, ListenThread, Observer, Resolver, Status};
 pub use task::{spawn, spawn_with, StreamTask};
-

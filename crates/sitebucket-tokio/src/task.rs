@@ -125,9 +125,7 @@ impl Future for StreamTask {
     type Output = Option<Finished>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().task)
-            .poll(cx)
-            .map(Result::ok)
+        Pin::new(&mut self.get_mut().task).poll(cx).map(Result::ok)
     }
 }
 
