@@ -18,8 +18,6 @@ use sitebucket_thread::{Control, Resolver};
 
 use crate::connect::connect;
 
-/// Reads in a row between two yields to the runtime.
-const READS_PER_YIELD: u32 = 16;
 /// Bytes asked of the socket per read: the size of a read block.
 const READ_BUFFER: usize = 64 * 1024;
 /// Reads shorter than this are copied out rather than handed over in their block.
@@ -85,9 +83,12 @@ impl Drop for WakerGuard<'_> {
 /// stream on it) handed to the core without a copy, so each message the parser gets is a
 /// slice of a block, which it keeps alive while it lives.
 ///
-/// While bytes keep arriving it yields to the runtime after every 16 reads (1 MiB), so
-/// the runtime's other tasks get to run. It never blocks the thread it runs on: host names
-/// are looked up on a thread of their own (see [`drive_with`]).
+/// While bytes keep arriving it yields to the runtime after every 16 reads (at most 1 MiB),
+/// so the runtime's other tasks, its timers and a cancellation get their turn. (Not on
+/// tokio's cooperative budget alone: it counts a read of 64 KiB, a millisecond of framing
+/// and parsing, as one of its 128 units, so a flood would hold the thread for 100 ms at a
+/// time.) It never blocks the thread it runs on: host names are looked up on a thread of
+/// their own (see [`drive_with`]).
 ///
 /// It must run inside a tokio runtime with I/O and time enabled (`enable_all`), on either
 /// flavour. The future is `Send`; dropping it (or aborting its task) closes the socket at
@@ -110,22 +111,31 @@ pub async fn drive_with(
     control: &Control,
     resolver: &Resolver,
 ) -> Outcome {
-    drive_yielding(stream, parser, control, resolver, READS_PER_YIELD).await
+    drive_yielding(stream, parser, control, resolver, Yield::Every(16)).await
 }
 
-/// [`drive_with`], yielding to the runtime after every `reads_per_yield` reads (at least 1).
+/// When the loop hands the runtime back while bytes keep arriving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Yield {
+    /// After this many reads in a row (at least 1): `Every(1)` lets whoever polls the loop
+    /// see each read's messages at once.
+    Every(u32),
+}
+
+/// [`drive_with`], yielding to the runtime as `yielding` says.
 pub(crate) async fn drive_yielding(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
     control: &Control,
     resolver: &Resolver,
-    reads_per_yield: u32,
+    yielding: Yield,
 ) -> Outcome {
     let stop = Arc::new(Notify::new());
     let notify = stop.clone();
     // `notify_one` keeps a permit when nobody waits, so a stop between two waits is kept.
     control.set_waker(Arc::new(move || notify.notify_one()));
     let _guard = WakerGuard(control);
+    let Yield::Every(reads_per_yield) = yielding;
     let outcome = run_loop(
         stream,
         parser,

@@ -13,7 +13,7 @@ use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::SiteStream;
 use sitebucket_thread::{Control, Resolver, Status};
 
-use crate::drive::drive_yielding;
+use crate::drive::{drive_yielding, Yield};
 
 type Inbox = Arc<Mutex<VecDeque<Bytes>>>;
 type Run = Pin<Box<dyn Future<Output = (SiteStream, Outcome)> + Send>>;
@@ -92,8 +92,14 @@ impl MessageStream {
             Box::pin(async move {
                 let mut parser = move |message: Bytes| lock(&inbox).push_back(message);
                 // A yield after every read bounds the inbox (see `poll_next`).
-                let outcome =
-                    drive_yielding(&mut stream, &mut parser, &control, &resolver, 1).await;
+                let outcome = drive_yielding(
+                    &mut stream,
+                    &mut parser,
+                    &control,
+                    &resolver,
+                    Yield::Every(1),
+                )
+                .await;
                 (stream, outcome)
             })
         };
@@ -140,7 +146,11 @@ impl Stream for MessageStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = self.get_mut();
+        // Each message spends a unit of the task's tokio budget, so a consumer of a flood
+        // yields to the runtime now and then, as with tokio's own channels.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         if let Some(message) = lock(&this.inbox).pop_front() {
+            coop.made_progress();
             return Poll::Ready(Some(message));
         }
         let Some(run) = &mut this.run else {
@@ -152,11 +162,15 @@ impl Stream for MessageStream {
         let next = lock(&this.inbox).pop_front();
         match (polled, next) {
             (Poll::Ready(done), next) => {
+                coop.made_progress();
                 this.run = None;
                 this.finished = Some(done);
                 Poll::Ready(next)
             }
-            (Poll::Pending, Some(message)) => Poll::Ready(Some(message)),
+            (Poll::Pending, Some(message)) => {
+                coop.made_progress();
+                Poll::Ready(Some(message))
+            }
             (Poll::Pending, None) => Poll::Pending,
         }
     }
