@@ -249,6 +249,8 @@ pub enum DriverName {
     Mio,
     /// smol async I/O (sitebucket-smol).
     Smol,
+    /// A tokio runtime of the driver's own (sitebucket-tokio).
+    Tokio,
 }
 
 /// `--backoff`.
@@ -494,7 +496,14 @@ mod tests {
                 "--with",
                 "everyone",
             ],
-            &["sitebucket", "listen", "--follow", "1", "--driver", "tokio"],
+            &[
+                "sitebucket",
+                "listen",
+                "--follow",
+                "1",
+                "--driver",
+                "glommio",
+            ],
             &[
                 "sitebucket",
                 "listen",

@@ -212,6 +212,7 @@ fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlResponse, C
         DriverName::Thread => sitebucket_std::StdDriver::new().control(call),
         DriverName::Mio => sitebucket_mio::MioDriver::new().control(call),
         DriverName::Smol => sitebucket_smol::SmolDriver::new().control(call),
+        DriverName::Tokio => sitebucket_tokio::TokioDriver::new().control(call),
     }
 }
 

@@ -100,6 +100,12 @@ pub fn run(args: ListenArgs) -> ExitCode {
             &mut parser,
             &control,
         ),
+        DriverName::Tokio => drive(
+            sitebucket_tokio::TokioDriver::new(),
+            &mut stream,
+            &mut parser,
+            &control,
+        ),
     };
     output.flush();
     finish(&outcome, &output)
@@ -157,6 +163,7 @@ fn driver_label(driver: DriverName) -> &'static str {
         DriverName::Thread => "thread",
         DriverName::Mio => "mio",
         DriverName::Smol => "smol",
+        DriverName::Tokio => "tokio",
     }
 }
 

@@ -3,7 +3,7 @@
 //! A client for Twitter-style Site Streams, as a sans-IO core ([`proto`]) with thin drivers
 //! that share one handle, [`ListenThread`]. This crate only re-exports: the names a user of
 //! the original Python library expects, and each driver behind its feature (`std`, `mio`,
-//! `smol`; all three by default).
+//! `smol` by default; `tokio` on request).
 //!
 //! ```no_run
 //! use sitebucket::{Config, Credentials, ListenThread, SiteStream, StdDriver};
@@ -33,6 +33,8 @@ pub use sitebucket_mio::{self as mio_driver, MioDriver};
 pub use sitebucket_smol::{self as smol_driver, SmolDriver};
 #[cfg(feature = "std")]
 pub use sitebucket_std::{self as std_driver, StdDriver};
+#[cfg(feature = "tokio")]
+pub use sitebucket_tokio::{self as tokio_driver, TokioDriver};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(all(doctest, feature = "std", feature = "mio", feature = "smol"))]
