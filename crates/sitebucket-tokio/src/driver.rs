@@ -17,7 +17,7 @@ use crate::drive::drive_with;
 use crate::task::{self, KeepAlive, StreamTask};
 
 /// The name of the thread that runs a runtime the driver owns.
-const RUNTIME_THREAD_NAME: &str = "sitebucket-tokio";
+const RUNTIME_THREAD_NAME: &str = "sitebucket-rt";
 
 /// The [`Driver`] running each stream as a task on a tokio runtime: one you pass
 /// ([`with_handle`](Self::with_handle)), or a current-thread runtime the driver owns on a
@@ -136,7 +136,7 @@ impl Default for TokioDriver {
 
 impl TokioDriver {
     /// A driver owning a current-thread runtime, which starts on a thread named
-    /// `sitebucket-tokio` with the first stream or call. Host names go to the system
+    /// `sitebucket-rt` with the first stream or call. Host names go to the system
     /// resolver.
     pub fn new() -> Self {
         Self::with_home(Home::Owned(Mutex::new(None)), Resolver::system())
@@ -269,10 +269,16 @@ impl Driver for TokioDriver {
         "tokio"
     }
 
-    /// Runs the stream in the calling thread with `Handle::block_on` on the driver's
-    /// runtime (its sockets and timers), until it finishes or a stop is requested. Called
-    /// inside a tokio runtime, it returns [`Outcome::InvalidConfig`] at once rather than
-    /// block that runtime: await [`drive_with`] there instead.
+    /// Runs the stream in the calling thread until it finishes or a stop is requested.
+    ///
+    /// A driver that owns its runtime ([`new`](TokioDriver::new)) runs it on a fresh
+    /// current-thread runtime in the calling thread, for the length of the run (no other
+    /// thread is woken per read); one given a handle ([`with_handle`](TokioDriver::with_handle))
+    /// runs it with `Handle::block_on` on that runtime, whose sockets and timers must then
+    /// be driven: by its workers (multi-thread), or by a thread inside its
+    /// `Runtime::block_on` (current-thread). Called inside a tokio runtime, it returns
+    /// [`Outcome::InvalidConfig`] at once rather than block that runtime: await
+    /// [`drive_with`] there instead.
     fn run(
         &self,
         stream: &mut SiteStream,
@@ -282,9 +288,16 @@ impl Driver for TokioDriver {
         if let Err(why) = Self::not_in_a_runtime("run") {
             return Outcome::InvalidConfig(why);
         }
-        match self.handle() {
-            Ok(handle) => handle.block_on(drive_with(stream, parser, control, &self.resolver)),
-            Err(e) => Outcome::InvalidConfig(format!("cannot start the tokio runtime: {e}")),
+        let run = drive_with(stream, parser, control, &self.resolver);
+        match &self.shared.home {
+            Home::Handle(handle) => handle.block_on(run),
+            Home::Owned(_) => match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run),
+                Err(e) => Outcome::InvalidConfig(format!("cannot start a tokio runtime: {e}")),
+            },
         }
     }
 
