@@ -43,7 +43,8 @@ fn demo() -> Result<(), String> {
     run(demo)
 }
 
-/// Format check, clippy, and the workspace tests: what `.ci/run` calls.
+/// Format check, clippy, the facade's feature sets and the workspace tests (the core of
+/// `.ci/run`).
 fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -58,6 +59,18 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     run(clippy)?;
+    // The facade's features: none, the std driver without TLS, all.
+    for features in [
+        &["--no-default-features"][..],
+        &["--no-default-features", "--features", "std"],
+        &["--all-features"],
+    ] {
+        let mut check = cargo();
+        check
+            .args(["check", "--package", "sitebucket"])
+            .args(features);
+        run(check)?;
+    }
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run(test)

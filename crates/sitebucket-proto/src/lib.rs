@@ -6,6 +6,8 @@
 //! passed in by the caller. Drivers (std threads, mio, smol, or your own event loop) only
 //! move bytes and wait for deadlines.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod backoff;
 pub mod chunked;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod stream;
 #[cfg(test)]
 mod test_cuts;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};

@@ -5,8 +5,8 @@
 //! - [`drive`]: the async loop itself, for your own executor or task.
 //! - [`SmolDriver`]: a [`Driver`] for [`ListenThread`] (the handle with `close`, `restart`,
 //!   `join` and live stats), running each stream with `smol::block_on` on its own thread.
-//! - [`MessageStream`]: the messages as a `futures_core::Stream`, for
-//!   `while let Some(message) = messages.next().await`.
+//! - [`MessageStream`]: the messages and connection events as a `futures_core::Stream` of
+//!   [`StreamItem`]s, for `while let Some(item) = items.next().await`.
 //! - [`control`]: one control request (add or remove users, info) on a socket of its own,
 //!   as a future; `SmolDriver` runs it for `ListenThread::add_users` and its siblings.
 //!
@@ -50,7 +50,9 @@ use sitebucket_thread::Driver;
 pub use control::{control, control_with};
 pub use drive::{drive, drive_with};
 pub use messages::MessageStream;
-pub use sitebucket_thread::{Control, ListenThread, Observer, Resolver, Status};
+pub use sitebucket_thread::{
+    Control, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
+};
 
 /// The smol [`Driver`]: [`run`](Driver::run) is `smol::block_on(drive_with(..))` in the
 /// calling thread, and [`spawn`](Driver::spawn) (the trait's default) does the same on a new

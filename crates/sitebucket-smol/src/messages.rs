@@ -1,4 +1,4 @@
-//! [`MessageStream`]: a [`SiteStream`] as a `futures_core::Stream` of messages.
+//! [`MessageStream`]: a [`SiteStream`] as a `futures_core::Stream` of [`StreamItem`]s.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -6,47 +6,57 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_core::Stream;
 
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::SiteStream;
-use sitebucket_thread::{Control, Resolver, Status};
+use sitebucket_thread::{Control, ItemSink, MessagesOnly, Resolver, Status, StreamItem};
 
 use crate::drive::drive_yielding;
 
-type Inbox = Arc<Mutex<VecDeque<Bytes>>>;
+type Inbox = Arc<Mutex<VecDeque<StreamItem>>>;
 type Run = Pin<Box<dyn Future<Output = (SiteStream, Outcome)> + Send>>;
 
-fn lock(inbox: &Mutex<VecDeque<Bytes>>) -> MutexGuard<'_, VecDeque<Bytes>> {
+fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamItem>> {
     // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
     inbox
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The messages of a [`SiteStream`] as a [`Stream`] of their exact payload bytes.
+/// A [`SiteStream`] as a [`Stream`] of [`StreamItem`]s: each message (its exact payload
+/// bytes) and each connection event (a response head, a failure and the wait before the
+/// next attempt), in order, then [`StreamItem::Finished`] with the run's outcome, then
+/// `None`.
 ///
 /// The stream is driven by whoever polls it (`smol::block_on`, a smol task, any executor
 /// that lets smol's reactor run): connecting, reconnecting and backoff happen inside
-/// [`next`](futures_lite::StreamExt::next). It ends (`None`) when the core finishes; then
-/// [`outcome`](Self::outcome) tells how. [`stop`](Self::stop) (or
+/// [`next`](futures_lite::StreamExt::next). Once it has finished,
+/// [`outcome`](Self::outcome) tells how too. [`stop`](Self::stop) (or
 /// [`Control::request_stop`] from another thread) ends it promptly with
 /// [`Outcome::Stopped`]; dropping it closes the connection at once.
+/// [`messages_only`](Self::messages_only) keeps just the messages' bytes;
+/// [`StreamItem::parse`] decodes a message into a typed [`Message`](sitebucket_proto::Message).
 ///
 /// ```no_run
 /// use futures_lite::StreamExt;
 /// use sitebucket_proto::{Config, Credentials, SiteStream};
-/// use sitebucket_smol::MessageStream;
+/// use sitebucket_smol::{MessageStream, StreamItem};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = Config::builder([12, 13], Credentials::new("ck", "cs", "tk", "ts")).build()?;
 /// smol::block_on(async {
-///     let mut messages = MessageStream::new(SiteStream::new(config));
-///     while let Some(message) = messages.next().await {
-///         println!("{}", String::from_utf8_lossy(&message));
+///     let mut items = MessageStream::new(SiteStream::new(config));
+///     while let Some(item) = items.next().await {
+///         match item {
+///             StreamItem::Message(bytes) => println!("{}", String::from_utf8_lossy(&bytes)),
+///             StreamItem::Reconnecting { error, retry_in } => {
+///                 eprintln!("{error}; again in {retry_in:?}")
+///             }
+///             StreamItem::Finished(outcome) => eprintln!("ended: {outcome:?}"),
+///             _ => {}
+///         }
 ///     }
-///     println!("ended: {:?}", messages.outcome());
 /// });
 /// # Ok(())
 /// # }
@@ -88,7 +98,9 @@ impl MessageStream {
             let control = control.clone();
             let mut stream = stream;
             Box::pin(async move {
-                let mut parser = move |message: Bytes| lock(&inbox).push_back(message);
+                let mut parser = ItemSink::install(&control, move |item| {
+                    lock(&inbox).push_back(item);
+                });
                 // A yield after every read bounds the inbox (see `poll_next`).
                 let outcome =
                     drive_yielding(&mut stream, &mut parser, &control, &resolver, 1).await;
@@ -104,15 +116,22 @@ impl MessageStream {
     }
 
     /// Asks the stream to stop: it closes the connection and ends with
-    /// [`Outcome::Stopped`] at the next poll, after handing out the messages already
+    /// [`Outcome::Stopped`] at the next poll, after handing out the items already
     /// received.
     pub fn stop(&self) {
         self.control.request_stop();
     }
 
-    /// How the stream ended, once [`next`](futures_lite::StreamExt::next) has returned `None`.
+    /// How the stream ended, once its run has (at the latest when
+    /// [`next`](futures_lite::StreamExt::next) yields [`StreamItem::Finished`]).
     pub fn outcome(&self) -> Option<&Outcome> {
         self.finished.as_ref().map(|(_, outcome)| outcome)
+    }
+
+    /// Only the messages' bytes: connection events are skipped, and the outcome is kept
+    /// for [`MessagesOnly::outcome`].
+    pub fn messages_only(self) -> MessagesOnly<Self> {
+        MessagesOnly::new(self)
     }
 
     /// The live status (counters, health) published after each drain of the core.
@@ -134,28 +153,27 @@ impl MessageStream {
 }
 
 impl Stream for MessageStream {
-    type Item = Bytes;
+    type Item = StreamItem;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamItem>> {
         let this = self.get_mut();
-        if let Some(message) = lock(&this.inbox).pop_front() {
-            return Poll::Ready(Some(message));
+        if let Some(item) = lock(&this.inbox).pop_front() {
+            return Poll::Ready(Some(item));
         }
         let Some(run) = &mut this.run else {
             return Poll::Ready(None);
         };
         // The loop yields after each read it hands to the core, so one poll adds at most one
-        // read's worth of messages to the inbox.
-        let polled = run.as_mut().poll(cx);
-        let next = lock(&this.inbox).pop_front();
-        match (polled, next) {
-            (Poll::Ready(done), next) => {
-                this.run = None;
-                this.finished = Some(done);
-                Poll::Ready(next)
-            }
-            (Poll::Pending, Some(message)) => Poll::Ready(Some(message)),
-            (Poll::Pending, None) => Poll::Pending,
+        // read's worth of items to the inbox.
+        if let Poll::Ready((stream, outcome)) = run.as_mut().poll(cx) {
+            this.run = None;
+            // The last item, after everything the run queued.
+            lock(&this.inbox).push_back(StreamItem::Finished(outcome.clone()));
+            this.finished = Some((stream, outcome));
+        }
+        match lock(&this.inbox).pop_front() {
+            Some(item) => Poll::Ready(Some(item)),
+            None => Poll::Pending,
         }
     }
 }

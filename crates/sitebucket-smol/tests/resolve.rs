@@ -14,7 +14,7 @@ use sitebucket_e2e::{
 };
 use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest};
 use sitebucket_proto::stream::Outcome;
-use sitebucket_smol::{control_with, MessageStream};
+use sitebucket_smol::{control_with, MessageStream, StreamItem};
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step, TestServer};
 use sitebucket_thread::{SiteStream, RESOLVE_THREAD_NAME};
 use smol::Timer;
@@ -45,14 +45,15 @@ fn a_message_stream_streams_from_a_resolved_name() {
     let server = server(Scenario::single(plan), Transport::Plain);
     let names = TestResolver::new();
     let mut messages =
-        MessageStream::with_resolver(stream_to(&server, FAST_NAME), names.resolver());
+        MessageStream::with_resolver(stream_to(&server, FAST_NAME), names.resolver())
+            .messages_only();
     let got = bounded(async {
         let mut got = Vec::new();
         while got.len() < sent.len() {
             let message = messages.next().await.expect("a message");
             got.push(message.to_vec());
         }
-        messages.stop();
+        messages.get_ref().stop();
         assert_eq!(messages.next().await, None, "the stop ends the stream");
         got
     });
@@ -93,7 +94,11 @@ fn a_message_stream_stops_promptly_while_resolving() {
         };
         let (next, (ticks, stop_started)) = zip(messages.next(), waiting).await;
         let took = stop_started.elapsed();
-        assert_eq!(next, None, "no message while resolving");
+        assert_eq!(
+            next,
+            Some(StreamItem::Finished(Outcome::Stopped)),
+            "nothing but the end while resolving"
+        );
         assert!(took < CLOSE_WITHIN, "a stop while resolving took {took:?}");
         ticks
     });

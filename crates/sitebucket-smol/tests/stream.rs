@@ -15,7 +15,7 @@ use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::{
     BackoffPolicy, Config, ConfigBuilder, Credentials, SiteStream, TwitterBackoff,
 };
-use sitebucket_smol::{ListenThread, MessageStream, SmolDriver};
+use sitebucket_smol::{ListenThread, MessageStream, SmolDriver, StreamItem};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
 };
@@ -105,10 +105,22 @@ fn steps(messages: &[Vec<u8>]) -> Vec<Step> {
     messages.iter().cloned().map(Step::Message).collect()
 }
 
-/// Reads `expected.len()` messages and checks each byte for byte.
+/// The next message, skipping connection events; `None` if the stream finishes first.
+async fn next_message(stream: &mut MessageStream) -> Option<Bytes> {
+    loop {
+        match stream.next().await? {
+            StreamItem::Message(message) => return Some(message),
+            StreamItem::Finished(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// Reads `expected.len()` messages (skipping connection events) and checks each byte for
+/// byte.
 async fn expect_messages(stream: &mut MessageStream, expected: &[Vec<u8>]) {
     for (i, want) in expected.iter().enumerate() {
-        let got = stream.next().await;
+        let got = next_message(stream).await;
         assert_eq!(
             got.as_deref(),
             Some(&want[..]),
@@ -116,6 +128,15 @@ async fn expect_messages(stream: &mut MessageStream, expected: &[Vec<u8>]) {
             stream.outcome()
         );
     }
+}
+
+/// After a stop: the `Finished(Stopped)` item, then the end.
+async fn expect_stopped(stream: &mut MessageStream) {
+    assert_eq!(
+        stream.next().await,
+        Some(StreamItem::Finished(Outcome::Stopped))
+    );
+    assert_eq!(stream.next().await, None, "nothing after Finished");
 }
 
 #[test]
@@ -127,7 +148,7 @@ fn stream_yields_byte_exact_messages_over_plain_tcp() {
     bounded(async {
         expect_messages(&mut stream, &messages).await;
         stream.stop();
-        assert_eq!(stream.next().await, None, "nothing after the script");
+        expect_stopped(&mut stream).await;
     });
     assert_eq!(stream.outcome(), Some(&Outcome::Stopped));
     let status = stream.status();
@@ -153,7 +174,7 @@ fn stream_yields_byte_exact_messages_over_tls_with_gzip_and_random_chunks() {
     bounded(async {
         expect_messages(&mut stream, &messages).await;
         stream.stop();
-        assert_eq!(stream.next().await, None);
+        expect_stopped(&mut stream).await;
     });
     assert_eq!(stream.outcome(), Some(&Outcome::Stopped));
     let attempt = &server.attempts()[0];
@@ -199,12 +220,13 @@ fn stop_from_another_thread_ends_a_silent_stream_promptly() {
         let next = bounded(stream.next());
         (next, Instant::now(), stream)
     });
+    // Nothing came before the stop: no head, so no `Connected` either.
     assert!(server.wait_for_attempts(1, Duration::from_secs(5)));
     // The request has arrived, so the stream is now waiting on a silent socket.
     let asked = Instant::now();
     control.request_stop();
     let (next, ended, stream) = reader.join().unwrap();
-    assert_eq!(next, None);
+    assert_eq!(next, Some(StreamItem::Finished(Outcome::Stopped)));
     let latency = ended - asked;
     assert!(latency < STOP_WITHIN, "stop took {latency:?}");
     assert_eq!(stream.outcome(), Some(&Outcome::Stopped));
@@ -239,7 +261,13 @@ fn a_rejected_signature_ends_the_stream_with_fatal_401() {
     let wrong = Credentials::new(c.consumer_key.clone(), "wrong", c.token.clone(), "wrong");
     let config = config(&server).credentials(wrong).build().unwrap();
     let mut stream = MessageStream::new(SiteStream::new(config));
-    bounded(async { assert_eq!(stream.next().await, None) });
+    let items: Vec<StreamItem> = bounded((&mut stream).collect());
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        matches!(&items[0], StreamItem::Connected { status: 401, .. }),
+        "{items:?}"
+    );
+    assert_eq!(items[1].outcome(), stream.outcome());
     assert!(
         matches!(stream.outcome(), Some(Outcome::Fatal { status: 401, .. })),
         "{:?}",
@@ -265,9 +293,27 @@ fn a_refused_port_backs_off_and_gives_up_at_the_retry_limit() {
         .unwrap();
     let mut stream = MessageStream::new(SiteStream::new(config));
     let started = Instant::now();
-    bounded(async { assert_eq!(stream.next().await, None) });
+    let items: Vec<StreamItem> = bounded((&mut stream).collect());
     // Waits of 20 ms and 40 ms (linear network steps) came between the three attempts.
     assert!(started.elapsed() >= Duration::from_millis(60));
+    let refused = || StreamError::ConnectFailed(std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        items,
+        [
+            StreamItem::Reconnecting {
+                error: refused(),
+                retry_in: Duration::from_millis(20)
+            },
+            StreamItem::Reconnecting {
+                error: refused(),
+                retry_in: Duration::from_millis(40)
+            },
+            StreamItem::Finished(Outcome::GaveUp {
+                attempts: 3,
+                last_error: refused(),
+            }),
+        ]
+    );
     assert_eq!(
         stream.outcome(),
         Some(&Outcome::GaveUp {
@@ -287,7 +333,7 @@ fn a_finished_stream_comes_back_for_a_restart() {
     bounded(async {
         expect_messages(&mut stream, &messages).await;
         stream.stop();
-        assert_eq!(stream.next().await, None);
+        expect_stopped(&mut stream).await;
     });
     let mut site = stream
         .into_stream()
@@ -329,10 +375,16 @@ fn the_observer_sees_every_event_but_messages_and_each_drain() {
     let seen = Arc::new(Seen::default());
     stream.control().set_observer(seen.clone());
     bounded(async {
-        assert_eq!(stream.next().await.as_deref(), Some(&br#"{"n":1}"#[..]));
-        assert_eq!(stream.next().await.as_deref(), Some(&br#"{"n":2}"#[..]));
+        assert_eq!(
+            next_message(&mut stream).await.as_deref(),
+            Some(&br#"{"n":1}"#[..])
+        );
+        assert_eq!(
+            next_message(&mut stream).await.as_deref(),
+            Some(&br#"{"n":2}"#[..])
+        );
         stream.stop();
-        assert_eq!(stream.next().await, None);
+        expect_stopped(&mut stream).await;
     });
     assert_eq!(
         *seen.events.lock().unwrap(),
@@ -496,4 +548,110 @@ fn a_stream_dropped_mid_message_reconnects_without_losing_or_repeating_messages(
         stream.status().stats.last_error,
         Some(StreamError::Closed)
     ));
+}
+
+// ----- the items of a MessageStream -----
+
+fn message_items(messages: &[Vec<u8>]) -> Vec<StreamItem> {
+    messages
+        .iter()
+        .map(|m| StreamItem::Message(Bytes::from(m.clone())))
+        .collect()
+}
+
+#[test]
+fn connection_events_arrive_in_order_with_the_messages() {
+    let first: Vec<Vec<u8>> = (0..3)
+        .map(|i| format!(r#"{{"first":{i}}}"#).into_bytes())
+        .collect();
+    let second: Vec<Vec<u8>> = (0..3)
+        .map(|i| format!(r#"{{"second":{i}}}"#).into_bytes())
+        .collect();
+    let mut dropped = steps(&first);
+    dropped.push(Step::CloseNow);
+    let server = TestServer::start(
+        Scenario::new(vec![
+            AttemptPlan::status(503, "Service Unavailable"),
+            AttemptPlan::ok(dropped),
+            AttemptPlan::ok(steps(&second)).with_end(End::Stall),
+        ]),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let config = config(&server).backoff(fast_backoff()).build().unwrap();
+    let ok = || StreamItem::Connected {
+        status: 200,
+        reason: "OK".into(),
+    };
+    let mut expected = vec![
+        StreamItem::Connected {
+            status: 503,
+            reason: "Service Unavailable".into(),
+        },
+        // HTTP errors back off from `http_start` (20 ms in `fast_backoff`).
+        StreamItem::Reconnecting {
+            error: StreamError::Status {
+                status: 503,
+                reason: "Service Unavailable".into(),
+            },
+            retry_in: Duration::from_millis(20),
+        },
+        ok(),
+    ];
+    expected.extend(message_items(&first));
+    // A drop after real messages: the first network step.
+    expected.push(StreamItem::Reconnecting {
+        error: StreamError::Closed,
+        retry_in: Duration::from_millis(20),
+    });
+    expected.push(ok());
+    expected.extend(message_items(&second));
+    expected.push(StreamItem::Finished(Outcome::Stopped));
+
+    let mut stream = MessageStream::new(SiteStream::new(config));
+    let got = bounded(async {
+        // Everything up to the last message, then a stop on the silent third connection.
+        let mut got: Vec<StreamItem> = (&mut stream).take(expected.len() - 1).collect().await;
+        stream.stop();
+        got.extend((&mut stream).collect::<Vec<_>>().await);
+        got
+    });
+    assert_eq!(got, expected);
+    assert_eq!(stream.outcome(), Some(&Outcome::Stopped));
+    assert_eq!(server.attempts().len(), 3);
+}
+
+#[test]
+fn messages_only_yields_exactly_the_messages_and_keeps_the_outcome() {
+    let messages: Vec<Vec<u8>> = (0..6)
+        .map(|i| format!(r#"{{"n":{i}}}"#).into_bytes())
+        .collect();
+    let mut s = steps(&messages);
+    s.insert(3, Step::KeepAlive);
+    let server = TestServer::start(
+        Scenario::new(vec![
+            AttemptPlan::status(500, "Internal Server Error"),
+            AttemptPlan::ok(s),
+            AttemptPlan::status(401, "Unauthorized"),
+        ]),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let config = config(&server).backoff(fast_backoff()).build().unwrap();
+    let mut only = MessageStream::new(SiteStream::new(config)).messages_only();
+    let got: Vec<Bytes> = bounded((&mut only).collect());
+    assert_eq!(
+        got,
+        message_items(&messages)
+            .into_iter()
+            .filter_map(StreamItem::into_message)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        matches!(only.outcome(), Some(Outcome::Fatal { status: 401, .. })),
+        "{:?}",
+        only.outcome()
+    );
+    assert_eq!(only.outcome(), only.get_ref().outcome());
+    assert_eq!(bounded(only.next()), None);
 }

@@ -2,7 +2,8 @@
 //!
 //! [`StdDriver`] runs a [`SiteStream`] on blocking std sockets, one thread per stream, under
 //! the shared [`ListenThread`] handle (or the [`Monitor`]). [`messages`] turns a stream into a
-//! blocking iterator for the simplest programs.
+//! blocking iterator of [`StreamItem`]s (messages and connection events) for the simplest
+//! programs.
 //!
 //! ```no_run
 //! use sitebucket_proto::{Config, Credentials, SiteStream};
@@ -18,8 +19,8 @@
 //! listener.close();
 //! println!("ended: {:?}", listener.join());
 //!
-//! // Or iterate over the messages.
-//! let mut messages = sitebucket_std::messages(SiteStream::new(config))?;
+//! // Or iterate over the messages (`messages_only` skips the connection events).
+//! let mut messages = sitebucket_std::messages(SiteStream::new(config))?.messages_only();
 //! for message in &mut messages {
 //!     println!("{}", String::from_utf8_lossy(&message));
 //! }
@@ -45,4 +46,4 @@ pub use control::{run_control, run_control_with};
 pub use driver::{StdDriver, READ_BUFFER_BYTES};
 pub use messages::{messages, Closer, Messages, DEFAULT_CAPACITY};
 pub use sitebucket_proto::SiteStream;
-pub use sitebucket_thread::Resolver;
+pub use sitebucket_thread::{MessagesOnly, Resolver, StreamItem};

@@ -1,32 +1,54 @@
-//! [`Messages`]: a stream as a blocking iterator, for `for message in messages { .. }`.
+//! [`Messages`]: a stream as a blocking iterator of [`StreamItem`]s, for
+//! `for item in messages { .. }`.
 
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use sitebucket_proto::stream::Outcome;
-use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Driver, Status};
+use sitebucket_proto::SiteStream;
+use sitebucket_thread::{Control, Driver, ItemSink, MessagesOnly, Status, StreamItem};
 
 use crate::StdDriver;
 
-/// How many messages wait for the consumer before the stream's thread waits in turn.
+/// How many items wait for the consumer before the stream's thread waits in turn.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// Runs `stream` on a [`StdDriver`](crate::StdDriver) thread and returns its messages as a blocking iterator
-/// (see [`Messages`]).
+/// Runs `stream` on a [`StdDriver`](crate::StdDriver) thread and returns its items (messages
+/// and connection events) as a blocking iterator (see [`Messages`]).
 pub fn messages(stream: SiteStream) -> io::Result<Messages> {
     Messages::spawn(StdDriver::new(), stream, DEFAULT_CAPACITY)
 }
 
-/// The messages of a running stream, in order, as a blocking iterator.
+/// A running stream as a blocking iterator of [`StreamItem`]s: each message and each
+/// connection event (a response head, a failure and the wait before the next attempt), in
+/// order, then [`StreamItem::Finished`] with the run's outcome, then `None`.
 ///
-/// `next()` waits for the next message and returns `None` once the stream has ended and
-/// every message it received has been handed out. The stream runs on its own thread; at
-/// most `capacity` messages wait for the consumer, after which the stream's thread waits
-/// (backpressure, no unbounded memory).
+/// `next()` waits for the next item. The stream runs on its own thread; at most `capacity`
+/// items wait for the consumer, after which the stream's thread waits (backpressure, no
+/// unbounded memory). [`messages_only`](Messages::messages_only) keeps just the messages'
+/// bytes; [`StreamItem::parse`] decodes a message into a typed
+/// [`Message`](sitebucket_proto::Message).
+///
+/// ```no_run
+/// use sitebucket_proto::{Config, Credentials, SiteStream};
+/// use sitebucket_thread::StreamItem;
+///
+/// let config = Config::builder([12], Credentials::new("ck", "cs", "tk", "ts")).build()?;
+/// for item in sitebucket_std::messages(SiteStream::new(config))? {
+///     match item {
+///         StreamItem::Message(bytes) => println!("{}", String::from_utf8_lossy(&bytes)),
+///         StreamItem::Connected { status, .. } => eprintln!("connected: {status}"),
+///         StreamItem::Reconnecting { error, retry_in } => {
+///             eprintln!("{error}; again in {retry_in:?}")
+///         }
+///         StreamItem::Finished(outcome) => eprintln!("ended: {outcome:?}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// Stop it with [`close`](Messages::close), or from another thread with a [`Closer`]; read
 /// how it ended with [`outcome`](Messages::outcome). Dropping it closes the stream and
@@ -49,7 +71,7 @@ impl std::fmt::Debug for Messages {
 
 impl Messages {
     /// Runs `stream` with `driver` on a new thread; at most `capacity` (at least 1)
-    /// messages are buffered for the consumer.
+    /// items are buffered for the consumer.
     pub fn spawn<D: Driver>(
         driver: D,
         mut stream: SiteStream,
@@ -60,6 +82,7 @@ impl Messages {
                 items: VecDeque::new(),
                 closed: false,
                 outcome: None,
+                done: false,
             }),
             cond: Condvar::new(),
             capacity: capacity.max(1),
@@ -73,7 +96,10 @@ impl Messages {
             std::thread::Builder::new()
                 .name(format!("sitebucket-{}", driver.name()))
                 .spawn(move || {
-                    let mut parser = QueueParser(queue.clone());
+                    // Ends the iteration even if the driver panics (then with that outcome).
+                    let _last = FinishOnDrop(queue.clone());
+                    let sink = queue.clone();
+                    let mut parser = ItemSink::install(&control, move |item| sink.push(item));
                     let outcome = driver.run(&mut stream, &mut parser, &control);
                     control.publish(&stream);
                     queue.finish(outcome);
@@ -86,8 +112,8 @@ impl Messages {
         })
     }
 
-    /// Stops the stream promptly. Messages already buffered are still handed out, then
-    /// the iterator ends.
+    /// Stops the stream promptly. Items already buffered are still handed out, then
+    /// [`StreamItem::Finished`], then the iterator ends.
     pub fn close(&self) {
         self.closer().close();
     }
@@ -100,7 +126,8 @@ impl Messages {
         }
     }
 
-    /// How the stream ended, once it has (`None` while it runs).
+    /// How the stream ended, once it has (`None` while it runs; set when the run ends, so
+    /// possibly before the [`StreamItem::Finished`] item is reached).
     pub fn outcome(&self) -> Option<Outcome> {
         self.queue.lock().outcome.clone()
     }
@@ -114,6 +141,13 @@ impl Messages {
         })
     }
 
+    /// Only the messages' bytes: connection events are skipped, and the outcome is kept
+    /// for [`MessagesOnly::outcome`] (or [`Messages::outcome`] through
+    /// [`get_ref`](MessagesOnly::get_ref)).
+    pub fn messages_only(self) -> MessagesOnly<Self> {
+        MessagesOnly::new(self)
+    }
+
     /// The live status of the stream (counters, health).
     pub fn status(&self) -> Status {
         self.control.status()
@@ -121,25 +155,21 @@ impl Messages {
 
     fn join(&mut self) {
         if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                // The driver panicked: end the iteration rather than wait forever.
-                self.queue.finish(Outcome::InvalidConfig(
-                    "the stream's thread panicked".into(),
-                ));
-            }
+            // A panic has already been reported as the outcome (`FinishOnDrop`).
+            let _ = thread.join();
         }
     }
 }
 
 impl Iterator for Messages {
-    type Item = Bytes;
+    type Item = StreamItem;
 
-    fn next(&mut self) -> Option<Bytes> {
-        let message = self.queue.pop();
-        if message.is_none() {
+    fn next(&mut self) -> Option<StreamItem> {
+        let item = self.queue.pop();
+        if item.is_none() {
             self.join();
         }
-        message
+        item
     }
 }
 
@@ -183,11 +213,13 @@ struct Queue {
 }
 
 struct QueueState {
-    items: VecDeque<Bytes>,
+    items: VecDeque<StreamItem>,
     /// The consumer closed: the stream thread no longer waits for room.
     closed: bool,
-    /// Set when the stream's run has ended.
+    /// Set when the stream's run has ended (its `Finished` item is queued then).
     outcome: Option<Outcome>,
+    /// The `Finished` item has been handed out: nothing more will come.
+    done: bool,
 }
 
 impl Queue {
@@ -204,7 +236,7 @@ impl Queue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn push(&self, message: Bytes) {
+    fn push(&self, item: StreamItem) {
         let mut state = self.lock();
         while state.items.len() >= self.capacity {
             if state.closed {
@@ -213,40 +245,49 @@ impl Queue {
             }
             state = self.wait(state);
         }
-        state.items.push_back(message);
+        state.items.push_back(item);
         drop(state);
         self.cond.notify_all();
     }
 
-    fn pop(&self) -> Option<Bytes> {
+    /// The next item, waiting for one; `None` once `Finished` has been handed out.
+    fn pop(&self) -> Option<StreamItem> {
         let mut state = self.lock();
         loop {
-            if let Some(message) = state.items.pop_front() {
+            if let Some(item) = state.items.pop_front() {
+                state.done |= item.is_finished();
                 drop(state);
                 self.cond.notify_all();
-                return Some(message);
+                return Some(item);
             }
-            if state.outcome.is_some() {
+            if state.done || state.outcome.is_some() {
                 return None;
             }
             state = self.wait(state);
         }
     }
 
+    /// Records the outcome and queues the `Finished` item, past the capacity: the run is
+    /// over, so this is the last item and nobody waits for room for it.
     fn finish(&self, outcome: Outcome) {
         let mut state = self.lock();
         if state.outcome.is_none() {
-            state.outcome = Some(outcome);
+            state.outcome = Some(outcome.clone());
+            state.items.push_back(StreamItem::Finished(outcome));
         }
         drop(state);
         self.cond.notify_all();
     }
 }
 
-struct QueueParser(Arc<Queue>);
+/// Queues `Finished` when the stream's thread ends, if the run did not: a driver that
+/// panicked still ends the iteration, with an outcome that says so.
+struct FinishOnDrop(Arc<Queue>);
 
-impl Parser for QueueParser {
-    fn parse(&mut self, message: Bytes) {
-        self.0.push(message);
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish(Outcome::InvalidConfig(
+            "the stream's thread panicked".into(),
+        ));
     }
 }

@@ -52,6 +52,8 @@ pub struct Control {
     waker: Mutex<Option<Waker>>,
     status: Mutex<Status>,
     observer: Mutex<Option<Arc<dyn Observer>>>,
+    /// The run's item source (see [`ItemSink`](crate::ItemSink)), beside any observer.
+    item_events: Mutex<Option<Arc<dyn Observer>>>,
     announce: Mutex<Option<AnnounceHook>>,
 }
 
@@ -81,6 +83,7 @@ impl Control {
                 ..Status::default()
             }),
             observer: Mutex::new(None),
+            item_events: Mutex::new(None),
             announce: Mutex::new(None),
         })
     }
@@ -155,12 +158,23 @@ impl Control {
         *lock(&self.observer) = Some(observer);
     }
 
-    /// Hands an event other than a message to the observer, if any. Drivers call it for
-    /// each `Action::Event` that is not a `Message` (messages go to the parser).
+    /// Hands an event other than a message to the observer, if any (and to the run's
+    /// [`ItemSink`](crate::ItemSink), if it has one). Drivers call it for each
+    /// `Action::Event` that is not a `Message` (messages go to the parser).
     pub fn observe(&self, event: &Event) {
+        let items = lock(&self.item_events).clone();
+        if let Some(items) = items {
+            items.event(event);
+        }
         if let Some(observer) = self.observer() {
             observer.event(event);
         }
+    }
+
+    /// Installs where the run's connection events go as items; kept apart from
+    /// [`set_observer`](Self::set_observer), so a user's observer does not replace it.
+    pub(crate) fn set_item_events(&self, forwarder: Arc<dyn Observer>) {
+        *lock(&self.item_events) = Some(forwarder);
     }
 
     fn observer(&self) -> Option<Arc<dyn Observer>> {

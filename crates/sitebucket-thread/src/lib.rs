@@ -11,6 +11,7 @@
 
 mod control;
 mod follows;
+mod item;
 mod listen;
 mod monitor;
 mod resolve;
@@ -18,6 +19,7 @@ mod threaded;
 
 pub use control::{AnnounceHook, Control, Observer, Status};
 pub use follows::SharedPacer;
+pub use item::{ItemSink, MessagesOnly, StreamItem};
 pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL};
 pub use resolve::{Resolver, RESOLVE_THREAD_NAME};

@@ -6,8 +6,9 @@
 //! - [`drive`]: the async loop itself, to await inside your own task.
 //! - [`spawn`] / [`TokioDriver::spawn_stream`]: a task of its own, as a [`StreamTask`] that
 //!   stops the stream when dropped and can be awaited for its end.
-//! - [`MessageStream`]: the messages as a `futures_core::Stream`, for
-//!   `while let Some(message) = messages.next().await`.
+//! - [`MessageStream`]: a `futures_core::Stream` of [`StreamItem`]s (each message, each
+//!   connection event, the outcome last), for `while let Some(item) = items.next().await`;
+//!   [`MessageStream::messages_only`] for the messages' bytes alone.
 //! - [`TokioDriver`]: a [`Driver`] for [`ListenThread`] and [`Monitor`], running each
 //!   stream as a task on a runtime you pass ([`TokioDriver::with_handle`]) or on one it owns.
 //! - [`run_control`]: one control request (add or remove users, info) on a socket of its
@@ -56,5 +57,7 @@ pub use control::{run_control, run_control_with};
 pub use drive::{drive, drive_with};
 pub use driver::TokioDriver;
 pub use messages::MessageStream;
-pub use sitebucket_thread::{Control, Finished, ListenThread, Observer, Resolver, Status};
+pub use sitebucket_thread::{
+    Control, Finished, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
+};
 pub use task::{spawn, spawn_with, StreamTask};

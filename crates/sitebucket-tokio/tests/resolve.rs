@@ -35,7 +35,7 @@ use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest};
 use sitebucket_proto::stream::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step, TestServer};
 use sitebucket_thread::{SiteStream, RESOLVE_THREAD_NAME};
-use sitebucket_tokio::{run_control_with, MessageStream};
+use sitebucket_tokio::{run_control_with, MessageStream, StreamItem};
 
 /// `body` on a fresh current-thread runtime, failing the test after [`PATIENCE`].
 fn bounded<T>(body: impl Future<Output = T>) -> T {
@@ -72,11 +72,19 @@ fn a_message_stream_streams_from_a_resolved_name() {
     let got = bounded(async {
         let mut got = Vec::new();
         while got.len() < sent.len() {
-            let message = messages.next().await.expect("a message");
-            got.push(message.to_vec());
+            match messages.next().await.expect("an item") {
+                StreamItem::Message(message) => got.push(message.to_vec()),
+                StreamItem::Connected { status, .. } => assert_eq!(status, 200),
+                other => panic!("unexpected {other:?}"),
+            }
         }
         messages.stop();
-        assert_eq!(messages.next().await, None, "the stop ends the stream");
+        assert_eq!(
+            messages.next().await,
+            Some(StreamItem::Finished(Outcome::Stopped)),
+            "the stop ends the stream"
+        );
+        assert_eq!(messages.next().await, None);
         got
     });
     assert_eq!(got, sent);
@@ -116,7 +124,11 @@ fn a_message_stream_stops_promptly_while_resolving() {
         };
         let (next, (ticks, stop_started)) = tokio::join!(messages.next(), waiting);
         let took = stop_started.elapsed();
-        assert_eq!(next, None, "no message while resolving");
+        assert_eq!(
+            next,
+            Some(StreamItem::Finished(Outcome::Stopped)),
+            "no message while resolving"
+        );
         assert!(took < CLOSE_WITHIN, "a stop while resolving took {took:?}");
         ticks
     });

@@ -1,11 +1,23 @@
 //! # sitebucket
 //!
 //! A client for Twitter-style Site Streams, as a sans-IO core ([`proto`]) with thin drivers
-//! that share one handle, [`ListenThread`]. This crate only re-exports: the names a user of
-//! the original Python library expects, and each driver behind its feature (`std`, `mio`,
-//! `smol` by default; `tokio` on request).
+//! that share one handle, [`ListenThread`]. This crate only re-exports: the core's names, the
+//! shared handle, and each driver behind its feature.
+//!
+//! | feature | enables | default |
+//! |---|---|---|
+//! | `std` | `StdDriver` and the blocking iterator `std_driver::messages` | yes |
+//! | `tls` | `https://` URLs: rustls inside the core, for every driver | yes |
+//! | `mio` | `MioDriver`: many streams on one event-loop thread | no |
+//! | `smol` | `SmolDriver` and `smol_driver::MessageStream`, a `futures::Stream` of items | no |
+//! | `tokio` | `TokioDriver`, `tokio_driver::spawn` (a task per stream) and `tokio_driver::MessageStream`, a `futures::Stream` of items | no |
+//!
+//! Every message source (the std iterator, smol's and tokio's `MessageStream`) yields a [`StreamItem`]:
+//! each message, each connection event in order with them, and the run's [`Outcome`] last;
+//! [`MessagesOnly`] keeps just the messages' bytes.
 //!
 //! ```no_run
+//! # #[cfg(feature = "std")] {
 //! use sitebucket::{Config, Credentials, ListenThread, SiteStream, StdDriver};
 //!
 //! let config = Config::builder([12, 13], Credentials::new("ck", "cs", "token", "ts")).build()?;
@@ -14,8 +26,11 @@
 //! println!("healthy: {}", thread.connection_healthy());
 //! thread.close();
 //! println!("ended: {:?}", thread.join());
+//! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use bytes::Bytes;
 pub use sitebucket_proto as proto;
@@ -24,19 +39,30 @@ pub use sitebucket_proto::{
     Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
 };
 pub use sitebucket_thread::{
-    Control, Driver, ListenThread, Monitor, Resolver, Status, ThreadedParser,
+    Control, Driver, ItemSink, ListenThread, MessagesOnly, Monitor, Resolver, Status, StreamItem,
+    ThreadedParser,
 };
 
 #[cfg(feature = "mio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mio")))]
 pub use sitebucket_mio::{self as mio_driver, MioDriver};
 #[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
 pub use sitebucket_smol::{self as smol_driver, SmolDriver};
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub use sitebucket_std::{self as std_driver, StdDriver};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use sitebucket_tokio::{self as tokio_driver, TokioDriver};
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(all(doctest, feature = "std", feature = "mio", feature = "smol"))]
+#[cfg(all(
+    doctest,
+    feature = "std",
+    feature = "mio",
+    feature = "smol",
+    feature = "tokio"
+))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;
