@@ -61,3 +61,44 @@ pub use sitebucket_thread::{
     Control, Finished, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
 };
 pub use task::{spawn, spawn_with, StreamTask};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sitebucket_proto::control::ControlCall;
+    use sitebucket_proto::{Parser, SiteStream};
+
+    fn send<T: Send>(_: &T) {}
+    fn send_unpin<T: Send + Unpin>() {}
+
+    /// The futures and handles can move between a multi-thread runtime's workers (checked
+    /// at compile time; nothing here runs them).
+    #[test]
+    fn every_future_and_handle_is_send() {
+        send_unpin::<MessageStream>();
+        send_unpin::<StreamTask>();
+        send_unpin::<TokioDriver>();
+        let config = sitebucket_proto::Config::builder(
+            [1],
+            sitebucket_proto::Credentials::new("ck", "cs", "t", "ts"),
+        )
+        .url("http://127.0.0.1:1/1.1/site.json")
+        .build()
+        .expect("valid config");
+        let (mut stream, control) = (SiteStream::new(config.clone()), Control::new());
+        let mut parser = |_: bytes::Bytes| {};
+        let parser: &mut dyn Parser = &mut parser;
+        let resolver = Resolver::system();
+        send(&drive(&mut stream, parser, &control));
+        send(&drive_with(&mut stream, parser, &control, &resolver));
+        let call = || {
+            ControlCall::for_stream(
+                &config,
+                Some("sb_0"),
+                sitebucket_proto::control::ControlRequest::info(),
+            )
+        };
+        send(&run_control_with(call(), &resolver));
+        send(&run_control(call()));
+    }
+}
