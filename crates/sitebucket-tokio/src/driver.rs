@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
@@ -15,6 +16,10 @@ use sitebucket_thread::{Control, Driver, Resolver, RunHandle};
 use crate::control::run_control_with;
 use crate::drive::drive_with;
 use crate::task::{self, KeepAlive, StreamTask};
+
+/// How much longer than its own timeout [`Driver::control`] waits for a call's answer
+/// before it gives up on a runtime that does not run the call.
+const CONTROL_GRACE: Duration = Duration::from_secs(1);
 
 /// The name of the thread that runs a runtime the driver owns.
 const RUNTIME_THREAD_NAME: &str = "sitebucket-rt";
@@ -324,7 +329,9 @@ impl Driver for TokioDriver {
 
     /// Runs the call ([`run_control_with`], with the driver's resolver) as a task on the
     /// driver's runtime, on a socket of its own, and blocks the calling thread until it
-    /// finishes (its deadline bounds that). Called inside a tokio runtime, it returns
+    /// finishes (its deadline bounds that; a runtime that has not run the call a second
+    /// after its timeout, such as a current-thread runtime nobody drives, gets the call
+    /// aborted and [`ControlError::Timeout`] comes back). Called inside a tokio runtime, it returns
     /// [`ControlError::InvalidConfig`] at once rather than block that runtime: await
     /// [`run_control_with`] there instead.
     fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
@@ -335,12 +342,22 @@ impl Driver for TokioDriver {
         let (done, answered) = mpsc::channel();
         let resolver = self.resolver.clone();
         let keep = self.shared.clone();
-        handle.spawn(async move {
+        let timeout = call.timeout();
+        let task = handle.spawn(async move {
             let _ = done.send(run_control_with(call, &resolver).await);
             drop(keep);
         });
-        // No answer: the runtime shut down and dropped the call.
-        answered.recv().unwrap_or(Err(ControlError::Cancelled))
+        match answered.recv_timeout(timeout + CONTROL_GRACE) {
+            Ok(answer) => answer,
+            // The call bounds itself once it runs: a runtime that did not run it in time (a
+            // current-thread runtime nobody drives) never will; make sure of that.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                task.abort();
+                Err(ControlError::Timeout(timeout))
+            }
+            // The runtime shut down and dropped the call.
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(ControlError::Cancelled),
+        }
     }
 }
 
@@ -363,6 +380,47 @@ mod tests {
         );
         assert_eq!(driver.name(), "tokio");
         assert_eq!(driver.streams(), 0);
+    }
+
+    #[test]
+    fn a_control_call_on_a_runtime_nobody_drives_times_out_and_never_runs() {
+        use std::net::TcpListener;
+        use std::time::Instant;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let driver = TokioDriver::with_handle(runtime.handle().clone());
+        let config = sitebucket_proto::Config::builder(
+            [1],
+            sitebucket_proto::Credentials::new("ck", "cs", "t", "ts"),
+        )
+        .url(format!(
+            "http://{}/1.1/site.json",
+            listener.local_addr().unwrap()
+        ))
+        .build()
+        .unwrap();
+        let timeout = Duration::from_millis(100);
+        let call = ControlCall::for_stream(
+            &config,
+            Some("sb_0"),
+            sitebucket_proto::control::ControlRequest::info(),
+        )
+        .with_timeout(timeout);
+        let started = Instant::now();
+        assert_eq!(
+            driver.control(call).map(drop),
+            Err(ControlError::Timeout(timeout))
+        );
+        let took = started.elapsed();
+        assert!(took < timeout + CONTROL_GRACE * 5, "{took:?}");
+        // Driving the runtime now runs nothing: the call was aborted.
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+        assert_eq!(runtime.metrics().num_alive_tasks(), 0);
+        assert!(listener.accept().is_err(), "the aborted call connected");
     }
 
     #[test]
