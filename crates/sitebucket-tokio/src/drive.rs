@@ -91,7 +91,8 @@ impl Drop for WakerGuard<'_> {
 /// their own (see [`drive_with`]).
 ///
 /// It must run inside a tokio runtime with I/O and time enabled (`enable_all`), on either
-/// flavour. The future is `Send`; dropping it (or aborting its task) closes the socket at
+/// flavour; polled outside any runtime it ends at once with [`Outcome::InvalidConfig`]
+/// saying so. The future is `Send`; dropping it (or aborting its task) closes the socket at
 /// once and abandons a lookup in progress.
 ///
 /// Host names go to the system resolver: see [`drive_with`].
@@ -130,6 +131,16 @@ pub(crate) async fn drive_yielding(
     resolver: &Resolver,
     yielding: Yield,
 ) -> Outcome {
+    if tokio::runtime::Handle::try_current().is_err() {
+        // Tokio's sockets and timers would panic: say what is wrong instead.
+        let outcome = Outcome::InvalidConfig(
+            "sitebucket-tokio's futures must be polled inside a tokio runtime (with I/O and \
+             time enabled): run them in a task, or under Runtime::block_on"
+                .into(),
+        );
+        control.publish(stream);
+        return outcome;
+    }
     let stop = Arc::new(Notify::new());
     let notify = stop.clone();
     // `notify_one` keeps a permit when nobody waits, so a stop between two waits is kept.

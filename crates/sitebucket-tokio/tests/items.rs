@@ -166,3 +166,24 @@ fn a_task_looping_over_a_flood_lets_the_other_tasks_run() {
         "a tick waited {worst:?}"
     );
 }
+
+#[test]
+fn polled_outside_a_tokio_runtime_it_ends_with_a_clear_outcome() {
+    let config = sitebucket_proto::Config::builder(
+        [12],
+        sitebucket_proto::Credentials::new("ck", "cs", "t", "ts"),
+    )
+    .url("http://127.0.0.1:1/1.1/site.json")
+    .build()
+    .unwrap();
+    let mut items = MessageStream::new(SiteStream::new(config));
+    // Another executor, no tokio runtime anywhere on this thread.
+    let first = futures_lite::future::block_on(items.next());
+    match first {
+        Some(StreamItem::Finished(Outcome::InvalidConfig(why))) => {
+            assert!(why.contains("inside a tokio runtime"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(futures_lite::future::block_on(items.next()), None);
+}
