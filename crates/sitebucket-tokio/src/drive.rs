@@ -6,7 +6,7 @@ use std::future::{pending, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
@@ -18,6 +18,10 @@ use sitebucket_thread::{Control, Resolver};
 
 use crate::connect::connect;
 
+/// Work between two yields to the runtime while bytes keep arriving, at most: reads are
+/// handed back after this long even before [`Yield::Every`]'s count (a slow parser, a
+/// debug build), so the runtime's other tasks and a cancellation wait no longer.
+const YIELD_AFTER: Duration = Duration::from_millis(2);
 /// Bytes asked of the socket per read: the size of a read block.
 const READ_BUFFER: usize = 64 * 1024;
 /// Reads shorter than this are copied out rather than handed over in their block.
@@ -83,8 +87,9 @@ impl Drop for WakerGuard<'_> {
 /// stream on it) handed to the core without a copy, so each message the parser gets is a
 /// slice of a block, which it keeps alive while it lives.
 ///
-/// While bytes keep arriving it yields to the runtime after every 16 reads (at most 1 MiB),
-/// so the runtime's other tasks, its timers and a cancellation get their turn. (Not on
+/// While bytes keep arriving it yields to the runtime after every 16 reads (at most 1 MiB)
+/// or 2 ms of work, whichever comes first, so the runtime's other tasks, its timers and a
+/// cancellation get their turn. (Not on
 /// tokio's cooperative budget alone: it counts a read of 64 KiB, a millisecond of framing
 /// and parsing, as one of its 128 units, so a flood would hold the thread for 100 ms at a
 /// time.) It never blocks the thread it runs on: host names are looked up on a thread of
@@ -169,6 +174,7 @@ async fn run_loop(
     reads_per_yield: u32,
 ) -> Outcome {
     let mut reads_since_yield = 0;
+    let mut last_yield = Instant::now();
     let mut connecting: Option<Connecting> = None;
     let mut link: Option<Link> = None;
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
@@ -252,9 +258,12 @@ async fn run_loop(
             Wake::Read(Ok(bytes)) if !bytes.is_empty() => {
                 stream.handle_input_bytes(now, bytes);
                 reads_since_yield += 1;
-                if reads_since_yield >= reads_per_yield {
+                if reads_since_yield >= reads_per_yield
+                    || now.saturating_duration_since(last_yield) >= YIELD_AFTER
+                {
                     reads_since_yield = 0;
                     tokio::task::yield_now().await;
+                    last_yield = Instant::now();
                 }
             }
             Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}

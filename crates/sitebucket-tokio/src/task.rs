@@ -44,9 +44,10 @@ pub fn spawn_with(
 /// [`status`](Self::status), and await it for its end ([`Finished`]: the stream, the
 /// parser and the outcome; `None` if the task panicked or its runtime shut down first).
 ///
-/// Dropping the handle stops the stream: the task is aborted, which drops its future at its
-/// next wake-up (at once, whatever it waits on), closing the socket and abandoning a
-/// lookup in progress. To let a stream run on without its handle, keep the handle.
+/// Dropping the handle stops the stream: a stop is requested and the task aborted, which
+/// drops its future at its next wake-up (at once, whatever it waits on, or after the read
+/// in hand), closing the socket and abandoning a lookup in progress. To let a stream run
+/// on, keep its handle.
 pub struct StreamTask {
     control: Arc<Control>,
     task: JoinHandle<Finished>,
@@ -131,7 +132,9 @@ impl Future for StreamTask {
 
 impl Drop for StreamTask {
     fn drop(&mut self) {
-        // A no-op once the task has ended.
+        // Both no-ops once the task has ended. The stop ends a loop busy with a flood at its
+        // next turn (it checks the flag after every read); the abort drops a waiting one.
+        self.control.request_stop();
         self.task.abort();
     }
 }
