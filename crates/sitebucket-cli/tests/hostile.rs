@@ -81,6 +81,11 @@ fn hostile_servers_on_the_smol_driver() {
     run_driver("smol", "hostile_servers_on_the_smol_driver");
 }
 
+#[test]
+fn hostile_servers_on_the_tokio_driver() {
+    run_driver("tokio", "hostile_servers_on_the_tokio_driver");
+}
+
 /// Checks that the bomb is what it claims: built the same way, a small one inflates to
 /// exactly its zeros with a valid gzip trailer (CRC and size checked by the decoder).
 #[test]

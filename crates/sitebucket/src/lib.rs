@@ -10,8 +10,9 @@
 //! | `tls` | `https://` URLs: rustls inside the core, for every driver | yes |
 //! | `mio` | `MioDriver`: many streams on one event-loop thread | no |
 //! | `smol` | `SmolDriver` and `smol_driver::MessageStream`, a `futures::Stream` of items | no |
+//! | `tokio` | `TokioDriver`, `tokio_driver::spawn` (a task per stream) and `tokio_driver::MessageStream`, a `futures::Stream` of items | no |
 //!
-//! Every message source (the std iterator, smol's `MessageStream`) yields a [`StreamItem`]:
+//! Every message source (the std iterator, smol's and tokio's `MessageStream`) yields a [`StreamItem`]:
 //! each message, each connection event in order with them, and the run's [`Outcome`] last;
 //! [`MessagesOnly`] keeps just the messages' bytes.
 //!
@@ -51,8 +52,17 @@ pub use sitebucket_smol::{self as smol_driver, SmolDriver};
 #[cfg(feature = "std")]
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub use sitebucket_std::{self as std_driver, StdDriver};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use sitebucket_tokio::{self as tokio_driver, TokioDriver};
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(all(doctest, feature = "std", feature = "mio", feature = "smol"))]
+#[cfg(all(
+    doctest,
+    feature = "std",
+    feature = "mio",
+    feature = "smol",
+    feature = "tokio"
+))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;

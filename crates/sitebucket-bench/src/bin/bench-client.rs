@@ -1,7 +1,7 @@
 //! One client run against `bench-server firehose`, in its own process, measuring its own CPU.
 //!
 //! ```text
-//! bench-client --driver discard|std|mio|smol [--parse raw|typed|threaded|validate] --addr HOST:PORT
+//! bench-client --driver discard|std|mio|smol|tokio [--parse raw|typed|threaded|validate] --addr HOST:PORT
 //! ```
 //!
 //! `discard` is the baseline: a plain socket that sends a request, then reads 64 KiB at a time
@@ -28,6 +28,7 @@ use sitebucket_proto::{Config, Parser, SiteStream};
 use sitebucket_smol::SmolDriver;
 use sitebucket_std::StdDriver;
 use sitebucket_thread::{Driver, ListenThread, ThreadedParser};
+use sitebucket_tokio::TokioDriver;
 
 fn main() {
     let args = Args::from_env();
@@ -71,6 +72,9 @@ fn main() {
         "std" => run(StdDriver::new(), config, parser),
         "mio" => run(MioDriver::new(), config, parser),
         "smol" => run(SmolDriver::new(), config, parser),
+        // `ListenThread::run`: a current-thread runtime in this thread, as a tokio user
+        // running one stream would have.
+        "tokio" => run(TokioDriver::new(), config, parser),
         other => fail(&format!("unknown driver {other}")),
     };
     let (cpu, wall) = (os::cpu_time() - cpu0, wall0.elapsed());

@@ -169,7 +169,7 @@ fn client(bin: &Path, driver: &str, parse: &str, addr: &str) -> HashMap<String, 
     fields(line)
 }
 
-const DRIVERS: [&str; 3] = ["std", "mio", "smol"];
+const DRIVERS: [&str; 4] = ["std", "mio", "smol", "tokio"];
 
 fn raw_end_to_end(bin: &Path, plan: &Plan) {
     let server = Server::start(
@@ -194,7 +194,7 @@ fn raw_end_to_end(bin: &Path, plan: &Plan) {
     // Every round runs the baseline and each driver back to back. The median, not the best:
     // the kernel's copy is most of every figure here, and on a shared machine a single lucky
     // run of one client (a quiet moment, a warm cache) would decide a best-of ratio.
-    let clients = ["discard", "std", "mio", "smol"];
+    let clients = ["discard", "std", "mio", "smol", "tokio"];
     let mut runs: HashMap<&str, Vec<f64>> = HashMap::new();
     for _ in 0..plan.rounds {
         for driver in clients {
@@ -474,6 +474,7 @@ fn idle(bin: &Path, target: &Path, plan: &Plan) {
     let plain = Server::start(bin, &["idle"]);
     let bare = run_idle(&plain, &["--bare"], plan.idle_streams);
     let ours = run_idle(&plain, &[], plan.idle_streams);
+    let tokio = run_idle(&plain, &["--driver", "tokio"], plan.idle_streams);
     drop(plain);
     println!(
         "# idle: {} streams spawned on one MioDriver; the client process had {} threads (main + the loop)",
@@ -500,6 +501,32 @@ fn idle(bin: &Path, target: &Path, plan: &Plan) {
             "bare_socket",
             per_stream(&bare),
             Target::Value(Op::AtMost, 64.0),
+        )
+    );
+    println!(
+        "# idle tokio: {} streams spawned on one TokioDriver (a current-thread runtime of its own); the client process had {} threads (main + the runtime)",
+        tokio["streams"], tokio["threads"]
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "idle_streams_one_tokio_current_thread",
+            tokio["open"] as f64,
+            "streams",
+            "streams_requested",
+            plan.idle_streams as f64,
+            Target::Ratio(Op::AtLeast, 1.0),
+        )
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "idle_rss_per_stream_plain_tokio",
+            per_stream(&tokio),
+            "KiB",
+            "idle_rss_per_stream_plain",
+            plain_kib,
+            Target::Reported,
         )
     );
     let ca: PathBuf = target.join("bench").join("idle-ca.pem");
