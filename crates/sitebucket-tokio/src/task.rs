@@ -69,12 +69,11 @@ impl StreamTask {
     /// Spawns the run on `runtime`, holding `keep` until it ends.
     pub(crate) fn start(
         runtime: &Handle,
-        mut stream: SiteStream,
+        stream: SiteStream,
         parser: Box<dyn Parser>,
         resolver: Resolver,
         keep: Option<KeepAlive>,
     ) -> Self {
-        stream.seed_nonces(sitebucket_thread::os_entropy());
         let control = Control::new();
         control.publish(&stream);
         let task = runtime.spawn(run(stream, parser, control.clone(), resolver, keep));
