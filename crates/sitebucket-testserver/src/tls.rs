@@ -53,7 +53,7 @@ pub fn generate() -> io::Result<TlsMaterial> {
         .signed_by(&leaf_key, &ca)
         .map_err(|e| tls_error("leaf", e))?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error("protocol versions", e))?
