@@ -107,7 +107,9 @@ fn msrv_check() -> Result<(), String> {
     }
 }
 
-/// Format check, clippy, and the workspace tests: what `.ci/run` calls.
+/// Format check, clippy, the rust-version check and the workspace tests: the core of what
+/// `.ci/run` runs (which also lints feature variants, packages the crates and lints a copy on
+/// freshly updated dependencies).
 fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -122,6 +124,7 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     run(clippy)?;
+    msrv_check()?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run(test)
