@@ -375,7 +375,7 @@ mod tests {
                     rustls::pki_types::CertificateDer::from_pem_slice(material.ca_pem.as_bytes())
                         .unwrap();
                 roots.add(der).unwrap();
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
                     .unwrap()

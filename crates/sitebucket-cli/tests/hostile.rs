@@ -719,7 +719,7 @@ fn cases(bomb: &[u8]) -> Vec<Case> {
 /// combined from the block's.
 fn gzip_zeros(total: usize) -> Vec<u8> {
     const BLOCK: usize = 1 << 20;
-    assert!(total % BLOCK == 0 && total >= 3 * BLOCK);
+    assert!(total.is_multiple_of(BLOCK) && total >= 3 * BLOCK);
     let zeros = vec![0u8; BLOCK];
     let mut compress = Compress::new(Compression::best(), false);
     let first = deflate(&mut compress, &zeros, FlushCompress::Full);

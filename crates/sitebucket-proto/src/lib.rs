@@ -33,7 +33,9 @@ pub mod tls;
 
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};
 pub use chunked::{ChunkStep, ChunkedDecoder, ChunkedError};
-pub use config::{Config, ConfigBuilder, ConfigError, Credentials, Endpoint, UrlError, With};
+pub use config::{
+    Config, ConfigBuilder, ConfigError, Credentials, CredentialsEnvError, Endpoint, UrlError, With,
+};
 pub use content::{ContentDecoder, DecodeError};
 pub use control::{
     ControlAction, ControlCall, ControlError, ControlPacer, ControlRequest, ControlResponse,

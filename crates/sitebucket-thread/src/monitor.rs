@@ -1272,7 +1272,7 @@ mod tests {
             for _ in 0..lcg(&mut seed) % 8 {
                 let len = 1 + lcg(&mut seed) % limit as u64;
                 current.push((next_id..next_id + len).collect::<Vec<u64>>());
-                announced.push(lcg(&mut seed) % 3 != 0);
+                announced.push(!lcg(&mut seed).is_multiple_of(3));
                 next_id += len;
             }
             let moves = plan_moves(&current, &announced, limit);

@@ -34,13 +34,23 @@
 
 pub use bytes::Bytes;
 pub use sitebucket_proto as proto;
+/// Control streams: [`ControlError`] and what the requests answer
+/// ([`control::StreamInfo`], [`control::FriendsPage`]).
+pub use sitebucket_proto::control;
+pub use sitebucket_proto::control::ControlError;
+/// Typed messages: [`Message`] and [`UserMessage`], and the kinds inside them
+/// ([`message::Tweet`], [`message::Event`], [`message::Warning`], …).
+pub use sitebucket_proto::message;
 pub use sitebucket_proto::{
-    Action, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials, DefaultParser, Event,
-    Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
+    Action, Backoff, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials,
+    CredentialsEnvError, DefaultParser, Endpoint, Event, FailureKind, Framing, Jitter, Message,
+    Outcome, ParseError, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff,
+    UrlError, UserMessage, With,
 };
 pub use sitebucket_thread::{
-    Control, Driver, FailedStream, ItemSink, ListenThread, MessagesOnly, Monitor, Resolver, Status,
-    StreamItem, ThreadedParser,
+    AnnounceHook, Control, Driver, FailedStream, Finished, ItemSink, ListenThread, MessagesOnly,
+    Monitor, MonitorError, Observer, Resolver, RunHandle, SharedPacer, SharedParser, Status,
+    StreamInfo, StreamItem, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]
@@ -66,3 +76,37 @@ pub use sitebucket_tokio::{self as tokio_driver, TokioDriver};
 ))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler written with the facade's names alone: the typed message, its parse error,
+    /// and an owned copy kept past the callback.
+    #[test]
+    fn a_handler_needs_only_the_facade_names() {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Message<'static>>::new()));
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ParseError>::new()));
+        let (k, e) = (kept.clone(), errors.clone());
+        let mut parser =
+            DefaultParser::new(
+                move |message: Result<Message<'_>, ParseError>| match message {
+                    Ok(message) => k.lock().unwrap().push(message.into_owned()),
+                    Err(error) => e.lock().unwrap().push(error),
+                },
+            );
+        parser.parse(Bytes::from_static(
+            br#"{"for_user":1,"message":{"id":2,"text":"t"}}"#,
+        ));
+        parser.parse(Bytes::from_static(b"not json"));
+        let kept = kept.lock().unwrap();
+        match &kept[..] {
+            [Message::ForUser {
+                for_user: 1,
+                message: UserMessage::Tweet(message::Tweet { id: 2, .. }),
+            }] => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(errors.lock().unwrap().len(), 1);
+    }
+}
