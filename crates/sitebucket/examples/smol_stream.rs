@@ -14,7 +14,7 @@ mod common;
 
 use futures_lite::{FutureExt, StreamExt};
 use sitebucket::smol_driver::MessageStream;
-use sitebucket::{Message, SiteStream};
+use sitebucket::{Message, SiteStream, StreamItem};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = common::settings()?;
@@ -25,22 +25,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut seen = 0;
         let timer = async {
             smol::Timer::after(settings.time).await;
-            None::<sitebucket::Bytes>
+            None::<StreamItem>
         };
         let mut timer = std::pin::pin!(timer);
         while seen < settings.messages {
-            // The next message, or nothing once the time is up.
-            let Some(bytes) = messages.next().or(timer.as_mut()).await else {
+            // The next item, or nothing once the time is up.
+            let Some(item) = messages.next().or(timer.as_mut()).await else {
                 break;
             };
-            seen += 1;
-            match Message::from_slice(&bytes) {
-                Ok(message) => println!("{}", message.kind()),
-                Err(error) => eprintln!("skipped a message: {error}"),
+            match &item {
+                StreamItem::Message(bytes) => {
+                    seen += 1;
+                    match Message::from_slice(bytes) {
+                        Ok(message) => println!("{}", message.kind()),
+                        Err(error) => eprintln!("skipped a message: {error}"),
+                    }
+                }
+                StreamItem::Connected { status, reason } => eprintln!("HTTP {status} {reason}"),
+                StreamItem::Reconnecting { error, retry_in } => {
+                    eprintln!("{error}; reconnecting in {retry_in:?}")
+                }
+                StreamItem::Finished(outcome) => {
+                    eprintln!("ended: {outcome}");
+                    break;
+                }
+                _ => {}
             }
         }
         messages.stop();
-        while messages.next().await.is_some() {} // the messages already received
+        while messages.next().await.is_some() {} // what was already received, then Finished
         println!("{seen} messages; ended: {:?}", messages.outcome());
     });
     Ok(())
