@@ -24,6 +24,11 @@
 //! - one connection at a time; no `Connect` after `Finished` or after `disconnect()`;
 //!   statuses retrying cannot fix and disconnect codes 6 and 7 finish at once; the retry
 //!   limit is honoured exactly;
+//! - trust, as the model has it: a `200` head alone earns nothing; a connection earns trust
+//!   by handing out a message that is not a `disconnect` message (nor after one), or by
+//!   staying up for `trust_after` after its head — and then the failure count and the
+//!   network and HTTP sequences start over; the 420/429 sequence starts over only after
+//!   `rate_limit_reset_after` up (so every wait above is checked against these rules);
 //! - the core never buffers more than `max_message_bytes` + 64 KiB.
 //!
 //! ```
@@ -81,7 +86,8 @@ const DRAIN_LIMIT: usize = 1_000_000;
 const MAX_VIOLATIONS: usize = 50;
 
 /// A config builder for the simulated server: `http://127.0.0.1:8080/1.1/site.json`, signed
-/// with the credentials the test server checks by default.
+/// with the credentials the test server checks by default, with a fixed nonce seed (0) so
+/// every run signs the same requests.
 pub fn config_builder(follow: impl IntoIterator<Item = u64>) -> ConfigBuilder {
     let c = ServerCredentials::test_default();
     Config::builder(
@@ -89,6 +95,7 @@ pub fn config_builder(follow: impl IntoIterator<Item = u64>) -> ConfigBuilder {
         Credentials::new(c.consumer_key, c.consumer_secret, c.token, c.token_secret),
     )
     .url(format!("http://{HOST}:{PORT}/1.1/site.json"))
+    .rng_seed(0)
 }
 
 /// Why a `run_*` call returned.
@@ -169,12 +176,20 @@ struct Checks {
     backoff: BackoffModel,
     retry_limit: Option<u32>,
     max_buffered: usize,
-    /// Attempts since the last `200` head that failed.
+    /// Failed attempts since the last connection that earned trust.
     consecutive_failures: u32,
-    /// Whether the current connection got a `200` head.
-    established: bool,
+    /// When the current connection got its `200` head, if it did.
+    established_at: Option<Duration>,
+    /// Whether the current connection earned trust.
+    trusted: bool,
+    /// Whether the current connection stayed up long enough to forget the 420/429 sequence.
+    rate_limit_forgotten: bool,
+    trust_after: Duration,
+    rate_limit_reset_after: Duration,
     last_status: Option<u16>,
-    last_disconnect_code: Option<u32>,
+    /// The code of the first `disconnect` message the current connection handed out: the
+    /// connection ends with it, once the frames that came with it are out.
+    disconnect_code: Option<u32>,
     /// When the next `Connect` must come, after a `Disconnected`.
     reconnect_due: Option<Duration>,
     /// When the current connection came up or last received a byte: the stall timer's start.
@@ -220,9 +235,13 @@ impl Sim {
             retry_limit: config.retry_limit(),
             max_buffered: config.max_message_bytes().saturating_add(MEMORY_SLACK),
             consecutive_failures: 0,
-            established: false,
+            established_at: None,
+            trusted: false,
+            rate_limit_forgotten: false,
+            trust_after: config.trust_after(),
+            rate_limit_reset_after: config.rate_limit_reset_after(),
             last_status: None,
-            last_disconnect_code: None,
+            disconnect_code: None,
             reconnect_due: None,
             last_activity: None,
             stall_timeout: config.stall_timeout(),
@@ -637,6 +656,7 @@ impl Sim {
                     }
                     self.client_deadline = Some(deadline.saturating_duration_since(self.base));
                     self.check_memory("after draining");
+                    self.timers_passed();
                     return;
                 }
                 Action::Finished(outcome) => {
@@ -708,7 +728,10 @@ impl Sim {
             ..ConnectionLog::default()
         });
         self.current = Some(index);
-        self.checks.established = false;
+        self.checks.established_at = None;
+        self.checks.trusted = false;
+        self.checks.rate_limit_forgotten = false;
+        self.checks.disconnect_code = None;
         self.checks.last_activity = None;
         self.record(Recorded::Connect { host, port, tls });
         let at = self.now + self.faults.connect_delay(&mut self.rng);
@@ -757,15 +780,21 @@ impl Sim {
                 }
                 self.checks.last_status = Some(status);
                 if status == 200 {
-                    self.checks.established = true;
-                    self.checks.consecutive_failures = 0;
-                    self.checks.backoff.reset();
+                    // A `200` head alone earns nothing.
+                    self.checks.established_at = Some(self.now);
                 }
             }
             Event::Message(message) => {
                 self.trace.messages += 1;
                 self.record(Recorded::Message(message.len()));
-                self.checks.last_disconnect_code = oracle::disconnect_code(&message);
+                if self.checks.disconnect_code.is_none() {
+                    match oracle::disconnect_code(&message) {
+                        Some(code) => self.checks.disconnect_code = Some(code),
+                        // A real message earns trust the moment it is handed out.
+                        None if self.checks.established_at.is_some() => self.earn_trust(),
+                        None => {}
+                    }
+                }
                 self.expect_frame(Expected::Message(message.to_vec()));
                 let keep = self.recording == Recording::Everything;
                 if let Some(log) = self.log() {
@@ -826,15 +855,16 @@ impl Sim {
             ));
         }
         if let StreamError::DisconnectMessage { code, .. } = error {
-            if self.checks.last_disconnect_code != Some(*code) {
+            if self.checks.disconnect_code != Some(*code) {
                 self.violation(format!(
-                    "disconnect code {code}, but the last message handed out was no such \
-                     disconnect message"
+                    "disconnect code {code}, but the connection handed out no such \
+                     disconnect message first"
                 ));
             }
         }
         self.check_timer(error);
-        if !self.checks.established {
+        if !self.checks.trusted {
+            // Ended before earning trust: a failed attempt of its kind.
             self.checks.consecutive_failures += 1;
         }
         if let Some(limit) = self.checks.retry_limit {
@@ -851,7 +881,41 @@ impl Sim {
         self.checks.reconnect_due = Some(self.now + retry_in);
         self.end_current();
         self.current = None;
-        self.checks.established = false;
+        self.checks.established_at = None;
+        self.checks.trusted = false;
+    }
+
+    /// The current connection earned trust: the failure count and the network and HTTP
+    /// sequences start over.
+    fn earn_trust(&mut self) {
+        if !self.checks.trusted {
+            self.checks.trusted = true;
+            self.checks.consecutive_failures = 0;
+            self.checks.backoff.trusted();
+        }
+    }
+
+    /// The core settled (`Wait`) at `now`: every timer due by now has fired. An open `200`
+    /// connection up for `trust_after` earned trust, and one up for `rate_limit_reset_after`
+    /// made the 420/429 sequence start over. (Had the stall timer run out first, or a
+    /// `disconnect` message or a failure come at the same instant, the connection would be
+    /// over already.)
+    fn timers_passed(&mut self) {
+        if self.current.is_none() {
+            return;
+        }
+        let Some(head_at) = self.checks.established_at else {
+            return;
+        };
+        if self.now >= head_at + self.checks.trust_after {
+            self.earn_trust();
+        }
+        if !self.checks.rate_limit_forgotten
+            && self.now >= head_at + self.checks.rate_limit_reset_after
+        {
+            self.checks.rate_limit_forgotten = true;
+            self.checks.backoff.forget_rate_limit();
+        }
     }
 
     /// A stall or connect timeout must fire exactly when its timer runs out.
@@ -903,10 +967,10 @@ impl Sim {
                 }
             }
             Outcome::Revoked { code, .. } => {
-                if !matches!(code, 6 | 7) || self.checks.last_disconnect_code != Some(*code) {
+                if !matches!(code, 6 | 7) || self.checks.disconnect_code != Some(*code) {
                     self.violation(format!(
                         "Revoked({code}) after disconnect code {:?}",
-                        self.checks.last_disconnect_code
+                        self.checks.disconnect_code
                     ));
                 }
             }

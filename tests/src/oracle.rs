@@ -26,7 +26,8 @@ pub(crate) enum Stop {
     Status(u16),
     /// A message longer than `max_message_bytes`.
     Oversized,
-    /// A `disconnect` message (delivered, then nothing after it).
+    /// A `disconnect` message (delivered with the frames that came in the same read, then
+    /// nothing after them).
     Disconnect(u32),
     /// The body ended (last chunk or `Content-Length` reached).
     BodyEnd,
@@ -63,6 +64,9 @@ pub(crate) struct ReferenceReader {
     frame_len: Option<usize>,
     pub(crate) expected: VecDeque<Expected>,
     pub(crate) stop: Option<Stop>,
+    /// A `disconnect` message was framed in the current read: the read is framed to its end,
+    /// then reading stops.
+    disconnect: Option<u32>,
     pub(crate) status: Option<u16>,
 }
 
@@ -78,12 +82,20 @@ impl ReferenceReader {
             frame_len: None,
             expected: VecDeque::new(),
             stop: None,
+            disconnect: None,
             status: None,
         }
     }
 
-    /// Bytes the client was handed.
+    /// Bytes the client was handed (one read).
     pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.push_read(bytes);
+        if let Some(code) = self.disconnect.take() {
+            self.stop.get_or_insert(Stop::Disconnect(code));
+        }
+    }
+
+    fn push_read(&mut self, bytes: &[u8]) {
         if self.stop.is_some() {
             return;
         }
@@ -271,7 +283,7 @@ impl ReferenceReader {
         let code = disconnect_code(&payload);
         self.expected.push_back(Expected::Message(payload));
         if let Some(code) = code {
-            self.stop = Some(Stop::Disconnect(code));
+            self.disconnect.get_or_insert(code);
         }
     }
 }
@@ -360,12 +372,17 @@ impl BackoffModel {
         }
     }
 
-    /// A `200` head: every sequence starts over.
-    pub(crate) fn reset(&mut self) {
+    /// A connection earned trust: the network and HTTP sequences (and the squared one) start
+    /// over; the 420/429 one does not.
+    pub(crate) fn trusted(&mut self) {
         self.network_errors = 0;
         self.http_next = None;
-        self.rate_next = None;
         self.squared_next = None;
+    }
+
+    /// A connection stayed up for `rate_limit_reset_after`: the 420/429 sequence starts over.
+    pub(crate) fn forget_rate_limit(&mut self) {
+        self.rate_next = None;
     }
 
     /// Checks one wait; `Err` says what was expected.
@@ -391,12 +408,12 @@ impl BackoffModel {
             #[allow(unreachable_patterns)]
             _ => return Ok(()),
         };
+        // Jitter takes up to `jitter` of a wait off, but never below the kind's minimum.
         let slack = Duration::from_micros(1);
-        let floor = |d: Duration| d.mul_f64(1.0 - self.jitter).saturating_sub(slack);
-        if wait > hi || wait < floor(lo) {
+        let floor = |d: Duration| d.mul_f64(1.0 - self.jitter).saturating_sub(slack).max(lo);
+        if wait > hi || wait < lo {
             return Err(format!(
-                "wait {wait:?} outside the policy bounds {:?}..={hi:?}",
-                floor(lo)
+                "wait {wait:?} outside the policy bounds {lo:?}..={hi:?}"
             ));
         }
         if self.jitter == 0.0 && wait != base {
@@ -461,14 +478,23 @@ mod tests {
             Expected::KeepAlive,
             Expected::Message(b"{\"b\":2}".to_vec()),
             Expected::Message(b"{\"disconnect\":{\"code\":7}}".to_vec()),
+            Expected::Message(b"{\"c\":3}".to_vec()),
         ];
-        for cut in 0..wire.len() {
+        // The frame after the disconnect came in the same read: it is handed out too.
+        for cut in 0..wire.len() - 11 {
             let mut r = ReferenceReader::new(Framing::Crlf, 100);
             r.push(&wire[..cut]);
             r.push(&wire[cut..]);
             assert_eq!(r.expected, want, "cut at {cut}");
             assert_eq!(r.stop, Some(Stop::Disconnect(7)));
         }
+        // In a later read, it is not.
+        let at = wire.len() - 11;
+        let mut r = ReferenceReader::new(Framing::Crlf, 100);
+        r.push(&wire[..at]);
+        assert_eq!(r.stop, Some(Stop::Disconnect(7)));
+        r.push(&wire[at..]);
+        assert_eq!(r.expected, &want[..4]);
     }
 
     #[test]
@@ -493,7 +519,16 @@ mod tests {
         assert!(m.check(Retry::Http, Duration::from_secs(10)).is_ok());
         assert!(m.check(Retry::Http, Duration::from_secs(10)).is_err());
         assert!(m.check(Retry::Network, Duration::from_millis(250)).is_ok());
-        m.reset();
+        assert!(m.check(Retry::RateLimited, Duration::from_secs(60)).is_ok());
+        m.trusted();
+        assert!(m.check(Retry::Http, Duration::from_secs(5)).is_ok());
+        assert!(m.check(Retry::Network, Duration::from_millis(250)).is_ok());
+        assert!(
+            m.check(Retry::RateLimited, Duration::from_secs(120))
+                .is_ok(),
+            "the 420 sequence survives trust"
+        );
+        m.forget_rate_limit();
         assert!(m.check(Retry::RateLimited, Duration::from_secs(60)).is_ok());
         let mut s = BackoffModel::new(BackoffPolicy::Squared(Default::default()), 0.0);
         for secs in [2, 4, 16, 256, 320, 320] {
@@ -514,7 +549,11 @@ mod tests {
             );
         }
         let mut j = BackoffModel::new(BackoffPolicy::default(), 0.5);
-        assert!(j.check(Retry::Http, Duration::from_millis(2600)).is_ok());
-        assert!(j.check(Retry::Http, Duration::from_millis(4000)).is_err());
+        assert!(
+            j.check(Retry::Http, Duration::from_millis(2600)).is_err(),
+            "jitter never goes below the first wait"
+        );
+        assert!(j.check(Retry::Http, Duration::from_secs(6)).is_ok());
+        assert!(j.check(Retry::Http, Duration::from_secs(4)).is_err());
     }
 }

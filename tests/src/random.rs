@@ -115,7 +115,8 @@ impl Case {
         let f = &self.faults;
         format!(
             "seed {}: {:?} framing, gzip {}, max message {} B, stall {:?}, connect timeout \
-             {:?}, {:?}, jitter {:?}, retry limit {:?}; plans {} ({:?}); network: latency \
+             {:?}, {:?}, jitter {:?}, retry limit {:?}, trust after {:?}, rate limit reset \
+             after {:?}; plans {} ({:?}); network: latency \
              {:?}, segments <= {} B, refuse {:.2}, no-connect {:.2}, reset {:.2}, truncate \
              {:.2}, black hole {:.2}, lifetime {:?}; wrong credentials {}; disconnect() at \
              {:?}; run {:?}",
@@ -128,6 +129,8 @@ impl Case {
             c.backoff(),
             c.jitter().map(|j| j.fraction),
             c.retry_limit(),
+            c.trust_after(),
+            c.rate_limit_reset_after(),
             plans.join(" "),
             self.scenario.after,
             f.latency,
@@ -253,6 +256,12 @@ fn random_config(rng: &mut ChaCha8Rng, seed: u64) -> Config {
     }
     if rng.gen_bool(0.5) {
         b = b.retry_limit(Some(rng.gen_range(1..=12)));
+    }
+    if rng.gen_bool(0.3) {
+        // Trust periods shorter and longer than the stall timeout and the plans' streaming.
+        let trust = Duration::from_millis(rng.gen_range(500..=120_000));
+        let reset = trust + Duration::from_millis(rng.gen_range(0..=900_000));
+        b = b.trust_after(trust).rate_limit_reset_after(reset);
     }
     // Every value drawn above is within the builder's rules.
     b.build().expect("random config is valid")

@@ -254,7 +254,11 @@ fn three_503s_then_200_back_off_5_10_20_seconds() {
         "35.000 message",
     ]));
     assert_eq!(trace.story(), want);
-    assert_eq!(sim.stream().error_count(), 0, "a 200 head resets the count");
+    assert_eq!(
+        sim.stream().error_count(),
+        0,
+        "the 200's first message earned trust and reset the count"
+    );
 }
 
 #[test]
@@ -356,7 +360,9 @@ fn server_close_mid_message_then_resume() {
             "0.000 message",
             "0.000 message",
             "0.000 close",
-            "0.000 disconnected (connection closed by the server), retry in 250ms",
+            // The half message is reported with its size, not dropped in silence.
+            "0.000 disconnected (connection closed by the server mid-message (32 bytes of an \
+             unfinished message dropped)), retry in 250ms",
             "0.250 connect 127.0.0.1:8080",
             "0.250 transmit",
             "0.250 connected 200 OK",
@@ -413,7 +419,8 @@ fn network_truncation_mid_message_then_resume() {
             "0.000 message",
             "0.000 message",
             "1.000 close",
-            "1.000 disconnected (connection closed by the server), retry in 250ms",
+            "1.000 disconnected (connection closed by the server mid-message (32 bytes of an \
+             unfinished message dropped)), retry in 250ms",
             "1.250 connect 127.0.0.1:8080",
             "1.250 transmit",
             "1.250 connected 200 OK",
@@ -497,13 +504,16 @@ fn disconnect_code_1_reconnects() {
     let (trace, sim) = disconnect_message_story(1, "shutdown");
     let story = trace.story();
     assert_eq!(
-        story[..12],
+        story[..13],
         lines(&[
             "0.000 connect 127.0.0.1:8080",
             "0.000 transmit",
             "0.000 connected 200 OK",
             "0.000 message",
             "0.000 message",
+            "1.000 message",
+            // msg(2) came in the same read as the disconnect: handed out before it takes
+            // effect.
             "1.000 message",
             "1.000 close",
             "1.000 disconnected (disconnect message code 1: shutdown), retry in 250ms",
@@ -514,13 +524,13 @@ fn disconnect_code_1_reconnects() {
         ])
     );
     assert!(
-        story[12..].iter().all(|l| l.ends_with("keep-alive")),
+        story[13..].iter().all(|l| l.ends_with("keep-alive")),
         "{story:?}"
     );
     assert_eq!(
         trace.connections[0].messages,
-        [control(), msg(1), corpus::disconnect(1, "shutdown")],
-        "printed like any message; nothing after it"
+        [control(), msg(1), corpus::disconnect(1, "shutdown"), msg(2)],
+        "printed like any message; the frame of the same read after it, then nothing"
     );
     assert_eq!(trace.connections[1].messages, [msg(3)]);
     assert_eq!(sim.stream().stream_id(), None, "forgotten on disconnect");
@@ -539,6 +549,7 @@ fn disconnect_codes_6_and_7_finish() {
                 "0.000 message",
                 "0.000 message",
                 "1.000 message",
+                "1.000 message",
                 "1.000 close",
                 &format!(
                     "1.000 finished: disconnect message code {code} ({reason}): not reconnecting"
@@ -547,8 +558,8 @@ fn disconnect_codes_6_and_7_finish() {
         );
         assert_eq!(trace.attempts.len(), 1);
         assert_eq!(
-            trace.connections[0].messages.last().map(|m| m.to_vec()),
-            Some(corpus::disconnect(code, reason))
+            trace.connections[0].messages[2..],
+            [corpus::disconnect(code, reason), msg(2)]
         );
     }
 }
@@ -747,4 +758,352 @@ fn disconnect_while_streaming() {
     );
     assert_eq!(trace.connections[0].messages, [msg(1)]);
     assert_eq!(trace.connections[0].closed_at, Some(secs(45)));
+}
+
+// ----- Reconnects that cannot storm: a connection earns trust (issue 12) -----
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The linear network sequence: 250 ms, 500 ms, … up to 16 s, `n` waits of it.
+fn linear(n: usize) -> Vec<Duration> {
+    (1..=n as u64).map(|k| ms(250 * k).min(secs(16))).collect()
+}
+
+/// How many `Connect`s came in the first `window` of the story.
+fn connects_within(trace: &Trace, window: Duration) -> usize {
+    trace
+        .connect_times()
+        .iter()
+        .filter(|t| **t < window)
+        .count()
+}
+
+#[test]
+fn a_200_that_closes_at_once_forever_backs_off_linearly_and_gives_up() {
+    // The server answers every attempt `200` with an empty chunked body and closes: before
+    // connections earned trust, this was 4 attempts a second forever (48 in 12 s).
+    let (trace, sim) = story(
+        config_builder([1]).retry_limit(Some(70)),
+        Scenario::single(AttemptPlan::ok(vec![])),
+        NetworkFaults::none(),
+        |sim| assert_eq!(sim.run_for(secs(3600)), Stop::Finished),
+    );
+    assert_eq!(trace.retry_waits(), linear(69));
+    assert_eq!(
+        trace.retry_waits()[63],
+        secs(16),
+        "the 64th wait reaches the ceiling"
+    );
+    // 250 ms · (1 + … + 64) + 5 · 16 s = 600 s to the 70th attempt, which gives up.
+    assert_eq!(trace.connects(), 70);
+    assert_eq!(trace.connect_times()[69], secs(600));
+    assert_eq!(connects_within(&trace, secs(12)), 10);
+    assert_eq!(
+        trace.story()[..9],
+        lines(&[
+            "0.000 connect 127.0.0.1:8080",
+            "0.000 transmit",
+            "0.000 connected 200 OK",
+            "0.000 close",
+            "0.000 disconnected (connection closed by the server), retry in 250ms",
+            "0.250 connect 127.0.0.1:8080",
+            "0.250 transmit",
+            "0.250 connected 200 OK",
+            "0.250 close",
+        ])
+    );
+    assert_eq!(
+        trace.story().last().map(String::as_str),
+        Some(
+            "600.000 finished: gave up after 70 consecutive failed attempts; last: connection \
+             closed by the server"
+        )
+    );
+    assert!(!sim.stream().connection_healthy());
+
+    // Without a retry limit it goes on forever, at one attempt per 16 s once at the ceiling.
+    let (trace, sim) = story(
+        config_builder([1]),
+        Scenario::single(AttemptPlan::ok(vec![])),
+        NetworkFaults::none(),
+        |sim| assert_eq!(sim.run_for(secs(3600)), Stop::TimeLimit),
+    );
+    let waits = trace.retry_waits();
+    assert_eq!(waits[..64], linear(64));
+    assert!(waits[64..].iter().all(|w| *w == secs(16)));
+    // 65 attempts by 520 s (the 65th after 64 waits), then one every 16 s: 257 in the hour.
+    assert_eq!(trace.connects(), 65 + (3600 - 520) / 16);
+    assert_eq!(trace.connects(), 257);
+    assert_eq!(
+        sim.stream().error_count() as usize,
+        trace.connects(),
+        "every attempt failed"
+    );
+}
+
+#[test]
+fn a_200_with_only_disconnect_code_2_forever_backs_off_linearly() {
+    // Two clients with the same credentials knock each other off: every connection is a
+    // `200` whose only message is "duplicate stream". The client closes it itself.
+    let plan = AttemptPlan::ok(vec![Step::Disconnect {
+        code: 2,
+        reason: "duplicate stream".into(),
+    }])
+    .with_end(End::Stall);
+    let (trace, sim) = story(
+        config_builder([1]),
+        Scenario::single(plan),
+        NetworkFaults::none(),
+        |sim| assert_eq!(sim.run_for(secs(60)), Stop::TimeLimit),
+    );
+    assert_eq!(
+        trace.story()[..11],
+        lines(&[
+            "0.000 connect 127.0.0.1:8080",
+            "0.000 transmit",
+            "0.000 connected 200 OK",
+            "0.000 message",
+            "0.000 close",
+            "0.000 disconnected (disconnect message code 2: duplicate stream), retry in 250ms",
+            "0.250 connect 127.0.0.1:8080",
+            "0.250 transmit",
+            "0.250 connected 200 OK",
+            "0.250 message",
+            "0.250 close",
+        ])
+    );
+    // 250 ms · (1 + … + 21) = 57.75 s: 22 attempts in the minute (240 before).
+    assert_eq!(trace.retry_waits(), linear(22));
+    assert_eq!(trace.connects(), 22);
+    assert_eq!(connects_within(&trace, secs(12)), 10);
+    assert_eq!(sim.stream().error_count(), 22);
+}
+
+#[test]
+fn a_200_with_an_oversized_frame_forever_backs_off_linearly() {
+    for framing in [Framing::Crlf, Framing::Length] {
+        let (trace, sim) = story(
+            config_builder([1]).max_message_bytes(1024).framing(framing),
+            Scenario::single(AttemptPlan::ok(vec![Step::Oversized(4096)])),
+            NetworkFaults::none(),
+            |sim| assert_eq!(sim.run_for(secs(60)), Stop::TimeLimit),
+        );
+        assert_eq!(
+            trace.story()[..4],
+            lines(&[
+                "0.000 connect 127.0.0.1:8080",
+                "0.000 transmit",
+                "0.000 connected 200 OK",
+                "0.000 close",
+            ]),
+            "{framing:?}"
+        );
+        assert_eq!(trace.retry_waits(), linear(22), "{framing:?}");
+        assert_eq!(sim.stream().error_count(), 22, "{framing:?}");
+    }
+}
+
+#[test]
+fn rate_limit_420_then_200_drop_then_420_waits_60_then_120_seconds() {
+    let (trace, sim) = story(
+        config_builder([1]),
+        Scenario::new(vec![
+            AttemptPlan::status(420, "Enhance Your Calm"),
+            AttemptPlan::ok(vec![]),
+            AttemptPlan::status(420, "Enhance Your Calm"),
+            hold(AttemptPlan::ok(vec![Step::Message(msg(1))])),
+        ]),
+        NetworkFaults::none(),
+        |sim| assert_eq!(sim.run_for(secs(200)), Stop::TimeLimit),
+    );
+    assert_eq!(
+        trace.story(),
+        lines(&[
+            "0.000 connect 127.0.0.1:8080",
+            "0.000 transmit",
+            "0.000 connected 420 Enhance Your Calm",
+            "0.000 close",
+            "0.000 disconnected (HTTP 420 Enhance Your Calm), retry in 60s",
+            "60.000 connect 127.0.0.1:8080",
+            "60.000 transmit",
+            "60.000 connected 200 OK",
+            "60.000 close",
+            "60.000 disconnected (connection closed by the server), retry in 250ms",
+            "60.250 connect 127.0.0.1:8080",
+            "60.250 transmit",
+            "60.250 connected 420 Enhance Your Calm",
+            "60.250 close",
+            "60.250 disconnected (HTTP 420 Enhance Your Calm), retry in 120s",
+            "180.250 connect 127.0.0.1:8080",
+            "180.250 transmit",
+            "180.250 connected 200 OK",
+            "180.250 message",
+        ])
+    );
+    assert_eq!(sim.stream().error_count(), 0, "the message earned trust");
+}
+
+#[test]
+fn the_rate_limit_sequence_is_forgotten_after_ten_minutes_up() {
+    // 420, a trusted connection up for 9 minutes, 420: 120 s. Then one up for 10 minutes,
+    // 420: back to 60 s.
+    let up_for = |minutes: u64| {
+        AttemptPlan::ok(vec![
+            Step::Message(msg(1)),
+            Step::KeepAlive,
+            Step::Wait(secs(minutes * 60)),
+        ])
+    };
+    let calm = AttemptPlan::status(420, "Enhance Your Calm");
+    let (trace, _) = story(
+        config_builder([1]),
+        Scenario::new(vec![
+            calm.clone(),
+            up_for(9),
+            calm.clone(),
+            up_for(10),
+            calm,
+            hold(AttemptPlan::ok(vec![Step::Message(msg(2))])),
+        ])
+        .clone(),
+        NetworkFaults::none(),
+        |sim| {
+            sim.run_for(secs(3000));
+        },
+    );
+    // Keep-alive gaps over the 90 s stall would fail the connection: the plans send one
+    // keep-alive and then wait, so the stall ends each one after 90 s of silence instead.
+    assert_eq!(
+        trace.retry_waits(),
+        [secs(60), ms(250), secs(120), ms(250), secs(240)],
+        "a stalled connection is up 90 s, not 10 minutes: the 420 sequence goes on"
+    );
+    // Now with keep-alives holding each connection up.
+    let held = |minutes: u64| {
+        let mut steps = vec![Step::Message(msg(1))];
+        for _ in 0..minutes * 2 {
+            steps.push(Step::Wait(secs(30)));
+            steps.push(Step::KeepAlive);
+        }
+        AttemptPlan::ok(steps)
+    };
+    let calm = AttemptPlan::status(420, "Enhance Your Calm");
+    let (trace, _) = story(
+        config_builder([1]),
+        Scenario::new(vec![
+            calm.clone(),
+            held(9),
+            calm.clone(),
+            held(10),
+            calm,
+            hold(AttemptPlan::ok(vec![Step::Message(msg(2))])),
+        ]),
+        NetworkFaults::none(),
+        |sim| {
+            sim.run_for(secs(3000));
+        },
+    );
+    assert_eq!(
+        trace.retry_waits(),
+        [secs(60), ms(250), secs(120), ms(250), secs(60)]
+    );
+    let times = trace.connect_times();
+    assert_eq!(times[..3], [secs(0), secs(60), ms(600_250)]);
+}
+
+#[test]
+fn keep_alives_for_31_seconds_earn_trust_and_29_do_not() {
+    // Two 200-then-close attempts (250 ms, 500 ms), then a 200 that streams keep-alives for
+    // `up` seconds and closes.
+    let run = |up: u64| {
+        let mut steps = Vec::new();
+        for _ in 0..up / 10 {
+            steps.push(Step::KeepAlive);
+            steps.push(Step::Wait(secs(10)));
+        }
+        steps.push(Step::KeepAlive);
+        steps.push(Step::Wait(secs(up % 10)));
+        let (trace, sim) = story(
+            config_builder([1]),
+            Scenario::new(vec![
+                AttemptPlan::ok(vec![]),
+                AttemptPlan::ok(vec![]),
+                AttemptPlan::ok(steps),
+                hold(AttemptPlan::ok(vec![Step::Message(msg(1))])),
+            ]),
+            NetworkFaults::none(),
+            |sim| {
+                sim.run_for(secs(up + 5));
+            },
+        );
+        (trace, sim.stream().error_count())
+    };
+    let (trace, count) = run(31);
+    assert_eq!(trace.retry_waits(), [ms(250), ms(500), ms(250)]);
+    assert_eq!(
+        trace.story()[trace.story().len() - 7..],
+        lines(&[
+            "30.750 keep-alive",
+            "31.750 close",
+            "31.750 disconnected (connection closed by the server), retry in 250ms",
+            "32.000 connect 127.0.0.1:8080",
+            "32.000 transmit",
+            "32.000 connected 200 OK",
+            "32.000 message",
+        ])
+    );
+    assert_eq!(count, 0);
+    let (trace, count) = run(29);
+    assert_eq!(
+        trace.retry_waits(),
+        [ms(250), ms(500), ms(750)],
+        "29 s up is not enough: the sequence goes on"
+    );
+    assert_eq!(trace.connect_times()[3], ms(750) + secs(29) + ms(750));
+    assert_eq!(count, 0, "the fourth connection's message earned trust");
+}
+
+#[test]
+fn one_real_message_earns_trust_and_the_next_wait_is_the_first_again() {
+    let (trace, _) = story(
+        config_builder([1]),
+        Scenario::new(vec![
+            AttemptPlan::ok(vec![]),
+            AttemptPlan::ok(vec![]),
+            AttemptPlan::ok(vec![]),
+            AttemptPlan::ok(vec![Step::Message(msg(1))]),
+            AttemptPlan::ok(vec![]),
+            hold(AttemptPlan::ok(vec![Step::Message(msg(2))])),
+        ]),
+        NetworkFaults::none(),
+        |sim| {
+            sim.run_for(secs(5));
+        },
+    );
+    assert_eq!(
+        trace.story()[15..],
+        lines(&[
+            "1.500 connect 127.0.0.1:8080",
+            "1.500 transmit",
+            "1.500 connected 200 OK",
+            "1.500 message",
+            "1.500 close",
+            "1.500 disconnected (connection closed by the server), retry in 250ms",
+            "1.750 connect 127.0.0.1:8080",
+            "1.750 transmit",
+            "1.750 connected 200 OK",
+            "1.750 close",
+            "1.750 disconnected (connection closed by the server), retry in 500ms",
+            "2.250 connect 127.0.0.1:8080",
+            "2.250 transmit",
+            "2.250 connected 200 OK",
+            "2.250 message",
+        ])
+    );
+    assert_eq!(
+        trace.retry_waits(),
+        [ms(250), ms(500), ms(750), ms(250), ms(500)]
+    );
 }

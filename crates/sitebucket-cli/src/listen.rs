@@ -8,9 +8,7 @@
 //! core (status, backoff, stall, disconnect) into the log lines. SIGINT and SIGTERM stop the run
 //! through [`Control::request_stop`] — what `ListenThread::close` does.
 
-use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +77,13 @@ pub fn run(args: ListenArgs) -> ExitCode {
         config.url(),
         driver_label(args.driver)
     );
+    if config.endpoint().is_cleartext_remote() {
+        tracing::warn!(
+            "{} is plain http:// to a host that is not loopback: the signed request and every \
+             message travel in clear; use https://",
+            config.url()
+        );
+    }
     let mut stream = SiteStream::new(config);
     let mut parser = Printer(output.clone());
     let outcome = match args.driver {
@@ -268,9 +273,9 @@ pub fn build_config(
         .backoff(backoff)
         // Explicit, so the squared policy's own default limit does not apply: unlimited
         // unless --retry-limit says otherwise.
-        .retry_limit(args.retry_limit)
-        // Nonces must differ between runs, not only between attempts of one run.
-        .rng_seed(RandomState::new().build_hasher().finish());
+        // No rng_seed: the core draws each stream's nonce seed from the OS, so nonces differ
+        // between runs, not only between attempts of one run.
+        .retry_limit(args.retry_limit);
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
@@ -634,9 +639,22 @@ mod tests {
 
     #[test]
     fn nonces_differ_between_runs() {
-        let a = build_config(&args(&[]), full_env).unwrap();
-        let b = build_config(&args(&[]), full_env).unwrap();
-        assert_ne!(a.rng_seed(), b.rng_seed());
+        // No fixed seed: each stream draws its own nonce seed from the OS.
+        let config = build_config(&args(&[]), full_env).unwrap();
+        assert_eq!(config.rng_seed(), None);
+        let nonce = |config: &sitebucket_proto::Config| {
+            let mut stream = SiteStream::new(config.clone());
+            let now = std::time::Instant::now();
+            let _ = stream.poll_action(now);
+            stream.handle_connected(now, 1_700_000_000);
+            let request = stream.last_request().expect("signed").clone();
+            let text = String::from_utf8_lossy(&request).into_owned();
+            text.split("oauth_nonce=\"")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_ne!(nonce(&config), nonce(&config));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! driver passes the very same checks. The checks can also be called one by one.
 
 pub mod resolve;
+pub mod storm;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -621,6 +622,66 @@ pub fn monitor_restores_killed_streams<D: Driver>(driver: D) {
     );
 }
 
+/// The monitor never restarts a stream the server refused for good: over real sockets, a
+/// stream answered `401` is attempted once, set aside with its users and the status (and its
+/// hook told), and not attempted again however often the monitor checks; the monitor's
+/// other stream goes on.
+pub fn monitor_sets_aside_a_refused_stream<D: Driver>(driver: D) {
+    let hold =
+        AttemptPlan::ok(Vec::new()).with_end(End::HoldWithKeepAlives(Duration::from_millis(50)));
+    // Whichever stream connects first is refused.
+    let scenario = Scenario::new(vec![AttemptPlan::status(401, "Unauthorized"), hold]);
+    let server = server(scenario, Transport::Plain);
+    let template = config_for(&server, [1]).build().expect("valid config");
+    let users: Vec<u64> = (1..=150).collect();
+    let monitor = Monitor::spawn(driver, template, &users, || Box::new(Collected::new()))
+        .expect("start the monitor");
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    {
+        let heard = heard.clone();
+        monitor.set_failed_hook(move |failed| {
+            heard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(failed.clone())
+        });
+    }
+    monitor.run_every(Duration::from_millis(20));
+    wait_for("the refused stream to be set aside", || {
+        monitor.failed().len() == 1
+    });
+    // Dozens of checks.
+    std::thread::sleep(Duration::from_millis(600));
+    let failed = monitor.failed();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        matches!(failed[0].outcome, Outcome::Fatal { status: 401, .. }),
+        "{failed:?}"
+    );
+    assert_eq!(
+        *heard.lock().unwrap_or_else(|p| p.into_inner()),
+        failed,
+        "the hook heard it once"
+    );
+    let attempts = server.attempts();
+    assert_eq!(
+        attempts.len(),
+        2,
+        "one attempt per stream, no retry of the 401"
+    );
+    assert_eq!(attempts[0].status, Some(401));
+    assert_eq!(failed[0].follows, follow_of(&attempts[0]));
+    let streams = monitor.streams();
+    assert_eq!(streams.len(), 1, "the other stream goes on");
+    assert_eq!(streams[0].follow, follow_of(&attempts[1]));
+    assert!(streams[0].status.healthy);
+    let mut all: Vec<u64> = failed[0].follows.clone();
+    all.extend(monitor.follows());
+    all.sort_unstable();
+    assert_eq!(all, users, "every user is either streamed or reported");
+    monitor.disconnect();
+}
+
 /// The user ids of an attempt's `follow` parameter.
 pub fn follow_of(attempt: &sitebucket_testserver::AttemptRecord) -> Vec<u64> {
     attempt
@@ -1025,6 +1086,22 @@ macro_rules! suite {
         #[test]
         fn monitor_restores_killed_streams() {
             $crate::monitor_restores_killed_streams($driver);
+        }
+        #[test]
+        fn storm_close_after_head_backs_off() {
+            $crate::storm::storm_backs_off($driver, $crate::storm::Storm::CloseAfterHead);
+        }
+        #[test]
+        fn storm_disconnect_code_2_backs_off() {
+            $crate::storm::storm_backs_off($driver, $crate::storm::Storm::DisconnectCode2);
+        }
+        #[test]
+        fn storm_oversized_frame_backs_off() {
+            $crate::storm::storm_backs_off($driver, $crate::storm::Storm::OversizedFrame);
+        }
+        #[test]
+        fn monitor_sets_aside_a_refused_stream() {
+            $crate::monitor_sets_aside_a_refused_stream($driver);
         }
         #[test]
         fn monitor_reshapes_streams() {

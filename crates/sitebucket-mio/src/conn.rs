@@ -38,7 +38,7 @@ pub(crate) struct Answer {
     pub result: io::Result<Vec<SocketAddr>>,
 }
 
-/// How a loop resolves host names: each lookup on a thread of its own, whose answer
+/// How a loop resolves host names: on the resolver's pool of lookup threads, whose answer
 /// `deliver` hands to the loop (queue it, then wake the loop's one `Waker`).
 pub(crate) struct Lookups {
     pub resolver: Resolver,

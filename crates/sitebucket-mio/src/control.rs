@@ -3,7 +3,7 @@
 //! A control call is one short request made by a handle that waits for its answer, so it
 //! runs on a private `Poll` in the caller's thread rather than on the shared loop: the
 //! loop's streams are never delayed by it, and the call never shares their sockets. Its name
-//! lookup runs on a thread of its own, waited for in the poll until the call's deadline.
+//! lookup runs on the resolver's pool of lookup threads, waited for in the poll until the call's deadline.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};

@@ -162,7 +162,7 @@ struct Entry {
 
 struct EventLoop {
     poll: Poll,
-    /// Host-name lookups, each on a thread of its own, answered through the inbox.
+    /// Host-name lookups, on the resolver's pool of lookup threads, answered through the inbox.
     lookups: Lookups,
     shared: Arc<Shared>,
     entries: HashMap<usize, Entry>,

@@ -33,8 +33,9 @@
 //! backoff, timeouts, TLS) is the core's. A stream's `close()` reaches the loop through its
 //! `mio::Waker`.
 //!
-//! Host names are resolved off the loop: each lookup runs on a short-lived thread of its own
-//! (named `sitebucket-resolve`) and hands its answer back through the loop's `Waker`, while
+//! Host names are resolved off the loop: each lookup runs on the [`Resolver`]'s small pool of
+//! lookup threads (named `sitebucket-resolve`; one lookup per name in flight, shared by every
+//! stream that waits for it) and hands its answer back through the loop's `Waker`, while
 //! the loop's other streams go on; IP literals need no lookup. The [`Resolver`] is the
 //! system's unless [`MioDriver::with_resolver`] says otherwise.
 

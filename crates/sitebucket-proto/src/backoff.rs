@@ -7,7 +7,19 @@
 //! - [`SquaredBackoff`] is the original sitebucket's: wait `retry_time`, then square it —
 //!   here with a ceiling, which the original lacked.
 //!
-//! [`Backoff`] holds the state. It is pure: jitter, when asked for, comes from a seeded RNG.
+//! [`Backoff`] holds the state. It is pure: jitter, when asked for, comes from a seeded RNG,
+//! and it never shortens a wait below the first wait of its kind's sequence (the policy's
+//! minimum for that kind).
+//!
+//! ## When a sequence starts over
+//! A sequence is not forgotten because a connection got a `200` head: a server or proxy that
+//! answers `200` and drops at once would otherwise be retried four times a second. The
+//! [`SiteStream`](crate::SiteStream) calls [`Backoff::trusted`] when a connection earns trust
+//! (it delivered a real message, or stayed up for the config's `trust_after`): that starts
+//! the network and HTTP sequences (and the squared one) over. The 420/429 sequence survives
+//! trust; [`Backoff::forget_rate_limit`] starts it over only once a connection has stayed up
+//! for the config's `rate_limit_reset_after` (ten minutes by default).
+//! [`Backoff::reset`] (the stream's `reset_throttles`) forgets everything.
 
 use core::time::Duration;
 
@@ -105,7 +117,10 @@ impl BackoffPolicy {
     }
 }
 
-/// Optional seeded jitter: each wait is scaled by a factor drawn from `[1 - fraction, 1]`.
+/// Optional seeded jitter: each wait is scaled by a factor drawn from `[1 - fraction, 1]`,
+/// then raised to the policy's minimum for its kind if that took it below (see
+/// [`BackoffPolicy::bounds`]): jitter never brings a wait under the first wait of its
+/// sequence.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Jitter {
     /// How much of each wait may be taken off, from 0.0 (none) to 1.0 (all of it).
@@ -151,12 +166,24 @@ impl Backoff {
     }
 
     /// Forgets every failure: the next wait of each kind is its first again.
-    /// Called when a `200` head arrives and by `reset_throttles`.
+    /// Called by the stream's `reset_throttles`.
     pub fn reset(&mut self) {
+        self.trusted();
+        self.forget_rate_limit();
+    }
+
+    /// A connection earned trust: the network and HTTP sequences (and the squared policy's
+    /// single sequence) start over. The 420/429 sequence is kept.
+    pub fn trusted(&mut self) {
         self.network_errors = 0;
         self.http_next = None;
-        self.rate_limit_next = None;
         self.squared_next = None;
+    }
+
+    /// A connection stayed up long enough to forget past rate limiting: the 420/429 sequence
+    /// starts over.
+    pub fn forget_rate_limit(&mut self) {
+        self.rate_limit_next = None;
     }
 
     /// The wait the squared policy would use next (the seed's `retry_time`); for the Twitter
@@ -198,7 +225,8 @@ impl Backoff {
         match &mut self.jitter {
             Some((fraction, rng)) if *fraction > 0.0 => {
                 let factor = 1.0 - rng.gen_range(0.0..=*fraction);
-                base.mul_f64(factor)
+                let (minimum, _) = self.policy.bounds(kind);
+                base.mul_f64(factor).max(minimum)
             }
             _ => base,
         }
@@ -300,10 +328,67 @@ mod tests {
         for _ in 0..100 {
             let wa = a.next_delay(FailureKind::Http);
             assert_eq!(wa, b.next_delay(FailureKind::Http));
-            assert!(
-                wa <= secs(320) && wa >= Duration::from_millis(2500),
-                "{wa:?}"
-            );
+            assert!(wa <= secs(320) && wa >= secs(5), "{wa:?}");
         }
+    }
+
+    #[test]
+    fn jitter_never_shortens_a_wait_below_its_kinds_minimum() {
+        // A fraction of 1.0 could take a wait down to nothing; every kind's wait stays at or
+        // above its first wait (250 ms, 5 s, 60 s; 2 s for the squared policy).
+        for seed in 0..20 {
+            let jitter = Some(Jitter {
+                fraction: 1.0,
+                seed,
+            });
+            let mut b = Backoff::new(BackoffPolicy::default(), jitter);
+            for _ in 0..50 {
+                assert!(b.next_delay(FailureKind::Network) >= Duration::from_millis(250));
+                assert!(b.next_delay(FailureKind::Http) >= secs(5));
+                assert!(b.next_delay(FailureKind::RateLimited) >= secs(60));
+            }
+            let mut b = Backoff::new(BackoffPolicy::Squared(SquaredBackoff::default()), jitter);
+            for _ in 0..10 {
+                assert!(b.next_delay(FailureKind::Http) >= secs(2));
+            }
+        }
+        // The first wait of each sequence is its minimum: jitter cannot shorten it at all.
+        let mut b = Backoff::new(
+            BackoffPolicy::default(),
+            Some(Jitter {
+                fraction: 0.9,
+                seed: 3,
+            }),
+        );
+        assert_eq!(b.next_delay(FailureKind::Http), secs(5));
+        assert_eq!(b.next_delay(FailureKind::RateLimited), secs(60));
+        assert_eq!(
+            b.next_delay(FailureKind::Network),
+            Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn trust_starts_network_and_http_over_but_keeps_the_rate_limit() {
+        let mut b = Backoff::new(BackoffPolicy::default(), None);
+        b.next_delay(FailureKind::Network);
+        b.next_delay(FailureKind::Http);
+        assert_eq!(b.next_delay(FailureKind::RateLimited), secs(60));
+        b.trusted();
+        assert_eq!(
+            b.next_delay(FailureKind::Network),
+            Duration::from_millis(250)
+        );
+        assert_eq!(b.next_delay(FailureKind::Http), secs(5));
+        assert_eq!(b.next_delay(FailureKind::RateLimited), secs(120));
+        b.forget_rate_limit();
+        assert_eq!(b.next_delay(FailureKind::RateLimited), secs(60));
+        assert_eq!(b.next_delay(FailureKind::Http), secs(10), "kept");
+
+        let mut s = Backoff::new(BackoffPolicy::Squared(SquaredBackoff::default()), None);
+        assert_eq!(s.next_delay(FailureKind::Network), secs(2));
+        assert_eq!(s.next_delay(FailureKind::Network), secs(4));
+        s.trusted();
+        assert_eq!(s.next_delay(FailureKind::RateLimited), secs(2));
     }
 }

@@ -51,6 +51,18 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a connection attempt may take by default (the seed's `TIMEOUT`).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// How long a connection must stay up after its `200` head, by default, to earn trust
+/// (unless a real message earns it sooner): one keep-alive period.
+pub const DEFAULT_TRUST_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a connection must stay up after its `200` head, by default, before the 420/429
+/// backoff sequence is forgotten: ten minutes.
+pub const DEFAULT_RATE_LIMIT_RESET_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// The longest duration a config accepts anywhere (timeouts, trust periods, backoff waits):
+/// 30 days. Longer ones are refused, so adding one to an `Instant` cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The `with` query parameter: whose messages the stream carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum With {
@@ -285,6 +297,24 @@ impl Endpoint {
         }
     }
 
+    /// Whether the host is this machine: `localhost` (or a name under `.localhost`), an IPv4
+    /// address in `127.0.0.0/8`, or `::1`.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.as_str();
+        host == "localhost"
+            || host.ends_with(".localhost")
+            || host
+                .parse::<core::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// Whether this is plain `http://` to a host that is not loopback: the signed request
+    /// (its `Authorization` header) and every message would travel in clear over the network.
+    /// Worth a warning when a stream starts.
+    pub fn is_cleartext_remote(&self) -> bool {
+        !self.tls && !self.is_loopback()
+    }
+
     /// Whether the port is the scheme's default (443 for `https`, 80 for `http`).
     pub fn is_default_port(&self) -> bool {
         self.port == default_port(self.tls)
@@ -484,6 +514,26 @@ pub enum ConfigError {
     },
     /// `retry_limit(Some(0))`: no attempt would ever be allowed.
     ZeroRetryLimit,
+    /// A duration that must be greater than zero is zero: a trust period, or a backoff
+    /// step, start or ceiling (a zero wait would reconnect in a hot loop).
+    ZeroDuration {
+        /// The value's name, e.g. `"network_step"` or `"trust_after"`.
+        which: &'static str,
+    },
+    /// A duration above [`MAX_DURATION`].
+    DurationTooLong {
+        /// The value's name, e.g. `"stall_timeout"` or `"http_max"`.
+        which: &'static str,
+        /// The value given.
+        value: Duration,
+    },
+    /// `rate_limit_reset_after` shorter than `trust_after`.
+    RateLimitResetBeforeTrust {
+        /// The `rate_limit_reset_after` given.
+        rate_limit_reset_after: Duration,
+        /// The `trust_after` given.
+        trust_after: Duration,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -525,6 +575,23 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroRetryLimit => f.write_str(
                 "retry_limit is 0, which allows no attempt; use None for unlimited or at least 1",
             ),
+            ConfigError::ZeroDuration { which } => write!(
+                f,
+                "{which} is 0s; it must be greater than zero (a zero wait would reconnect in a \
+                 hot loop)"
+            ),
+            ConfigError::DurationTooLong { which, value } => write!(
+                f,
+                "{which} is {value:?}; it must be at most {MAX_DURATION:?} (30 days)"
+            ),
+            ConfigError::RateLimitResetBeforeTrust {
+                rate_limit_reset_after,
+                trust_after,
+            } => write!(
+                f,
+                "rate_limit_reset_after is {rate_limit_reset_after:?}; it must be at least \
+                 trust_after ({trust_after:?})"
+            ),
         }
     }
 }
@@ -550,7 +617,9 @@ pub struct Config {
     jitter: Option<Jitter>,
     retry_limit: Option<u32>,
     extra_root_certs_pem: Vec<u8>,
-    rng_seed: u64,
+    rng_seed: Option<u64>,
+    trust_after: Duration,
+    rate_limit_reset_after: Duration,
 }
 
 impl Config {
@@ -577,7 +646,9 @@ impl Config {
             jitter: None,
             retry_limit: None,
             extra_root_certs_pem: Vec::new(),
-            rng_seed: 0,
+            rng_seed: None,
+            trust_after: DEFAULT_TRUST_AFTER,
+            rate_limit_reset_after: DEFAULT_RATE_LIMIT_RESET_AFTER,
         }
     }
 
@@ -602,6 +673,8 @@ impl Config {
             retry_limit: Some(self.retry_limit),
             extra_root_certs_pem: self.extra_root_certs_pem.clone(),
             rng_seed: self.rng_seed,
+            trust_after: self.trust_after,
+            rate_limit_reset_after: self.rate_limit_reset_after,
         }
     }
 
@@ -690,9 +763,24 @@ impl Config {
         &self.extra_root_certs_pem
     }
 
-    /// Seed of the RNG that draws OAuth nonces.
-    pub fn rng_seed(&self) -> u64 {
+    /// Seed of the RNG that draws OAuth nonces, if one was set. Without one, each
+    /// [`SiteStream`](crate::SiteStream) and [`ControlCall`](crate::ControlCall) draws its
+    /// seed from the operating system, so no two sign with the same nonces.
+    pub fn rng_seed(&self) -> Option<u64> {
         self.rng_seed
+    }
+
+    /// How long a connection must stay up after its `200` head to earn trust, if no real
+    /// message earned it sooner. Earning trust resets the failure count and the network and
+    /// HTTP backoff sequences.
+    pub fn trust_after(&self) -> Duration {
+        self.trust_after
+    }
+
+    /// How long a connection must stay up after its `200` head before the 420/429 backoff
+    /// sequence is forgotten (at least [`trust_after`](Self::trust_after)).
+    pub fn rate_limit_reset_after(&self) -> Duration {
+        self.rate_limit_reset_after
     }
 }
 
@@ -719,6 +807,8 @@ impl fmt::Debug for Config {
                 &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
             )
             .field("rng_seed", &self.rng_seed)
+            .field("trust_after", &self.trust_after)
+            .field("rate_limit_reset_after", &self.rate_limit_reset_after)
             .finish()
     }
 }
@@ -745,7 +835,9 @@ pub struct ConfigBuilder {
     /// `None`: not set, so the policy's default applies.
     retry_limit: Option<Option<u32>>,
     extra_root_certs_pem: Vec<u8>,
-    rng_seed: u64,
+    rng_seed: Option<u64>,
+    trust_after: Duration,
+    rate_limit_reset_after: Duration,
 }
 
 impl ConfigBuilder {
@@ -852,9 +944,28 @@ impl ConfigBuilder {
         self
     }
 
-    /// Seed of the RNG that draws OAuth nonces (default 0).
-    pub fn rng_seed(mut self, seed: u64) -> Self {
-        self.rng_seed = seed;
+    /// Seed of the RNG that draws OAuth nonces, for reproducible requests (tests, the
+    /// simulator). Default `None`: each stream and control call draws its seed from the
+    /// operating system, so no two processes (or streams) sign with the same nonces.
+    pub fn rng_seed(mut self, seed: impl Into<Option<u64>>) -> Self {
+        self.rng_seed = seed.into();
+        self
+    }
+
+    /// How long a connection must stay up after its `200` head to earn trust when no real
+    /// message earned it sooner; from more than zero to [`MAX_DURATION`]
+    /// (default [`DEFAULT_TRUST_AFTER`]). Until a connection earns trust, its end counts as
+    /// a failed attempt: it backs off along its sequence and counts toward the retry limit.
+    pub fn trust_after(mut self, period: Duration) -> Self {
+        self.trust_after = period;
+        self
+    }
+
+    /// How long a connection must stay up after its `200` head before the 420/429 backoff
+    /// sequence is forgotten; at least [`trust_after`](Self::trust_after) and at most
+    /// [`MAX_DURATION`] (default [`DEFAULT_RATE_LIMIT_RESET_AFTER`]).
+    pub fn rate_limit_reset_after(mut self, period: Duration) -> Self {
+        self.rate_limit_reset_after = period;
         self
     }
 
@@ -894,6 +1005,21 @@ impl ConfigBuilder {
         if self.connect_timeout.is_zero() {
             return Err(ConfigError::ZeroConnectTimeout);
         }
+        check_durations(
+            &self.backoff,
+            &[
+                ("stall_timeout", self.stall_timeout),
+                ("connect_timeout", self.connect_timeout),
+                ("trust_after", self.trust_after),
+                ("rate_limit_reset_after", self.rate_limit_reset_after),
+            ],
+        )?;
+        if self.rate_limit_reset_after < self.trust_after {
+            return Err(ConfigError::RateLimitResetBeforeTrust {
+                rate_limit_reset_after: self.rate_limit_reset_after,
+                trust_after: self.trust_after,
+            });
+        }
         if let Some(jitter) = self.jitter {
             // `contains` is false for NaN, so this also rejects NaN and the infinities.
             if !(0.0..=1.0).contains(&jitter.fraction) {
@@ -928,8 +1054,38 @@ impl ConfigBuilder {
             retry_limit,
             extra_root_certs_pem: self.extra_root_certs_pem,
             rng_seed: self.rng_seed,
+            trust_after: self.trust_after,
+            rate_limit_reset_after: self.rate_limit_reset_after,
         })
     }
+}
+
+/// Refuses a zero trust period or backoff value (a zero wait is a hot loop) and any duration
+/// above [`MAX_DURATION`]. The timeouts were checked for zero already, with their own errors.
+fn check_durations(
+    backoff: &BackoffPolicy,
+    timing: &[(&'static str, Duration)],
+) -> Result<(), ConfigError> {
+    let policy: Vec<(&'static str, Duration)> = match backoff {
+        BackoffPolicy::Twitter(t) => vec![
+            ("network_step", t.network_step),
+            ("network_max", t.network_max),
+            ("http_start", t.http_start),
+            ("http_max", t.http_max),
+            ("rate_limit_start", t.rate_limit_start),
+            ("rate_limit_max", t.rate_limit_max),
+        ],
+        BackoffPolicy::Squared(s) => vec![("squared_start", s.start), ("squared_max", s.max)],
+    };
+    for &(which, value) in timing.iter().chain(&policy) {
+        if value.is_zero() {
+            return Err(ConfigError::ZeroDuration { which });
+        }
+        if value > MAX_DURATION {
+            return Err(ConfigError::DurationTooLong { which, value });
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -955,6 +1111,8 @@ impl fmt::Debug for ConfigBuilder {
                 &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
             )
             .field("rng_seed", &self.rng_seed)
+            .field("trust_after", &self.trust_after)
+            .field("rate_limit_reset_after", &self.rate_limit_reset_after)
             .finish()
     }
 }
@@ -1153,7 +1311,9 @@ mod tests {
         assert_eq!(c.jitter(), None);
         assert_eq!(c.retry_limit(), None);
         assert!(c.extra_root_certs_pem().is_empty());
-        assert_eq!(c.rng_seed(), 0);
+        assert_eq!(c.rng_seed(), None);
+        assert_eq!(c.trust_after(), Duration::from_secs(30));
+        assert_eq!(c.rate_limit_reset_after(), Duration::from_secs(600));
         assert_eq!(c.credentials(), &creds());
     }
 
@@ -1179,7 +1339,9 @@ mod tests {
                 .jitter(jitter)
                 .retry_limit(Some(3))
                 .extra_root_certs_pem(b"-----BEGIN CERTIFICATE-----".to_vec())
-                .rng_seed(77),
+                .rng_seed(77)
+                .trust_after(Duration::from_secs(5))
+                .rate_limit_reset_after(Duration::from_secs(5)),
         );
         assert_eq!(c.follow(), &[3, 9]);
         assert_eq!(c.with(), With::Followings);
@@ -1196,7 +1358,9 @@ mod tests {
         assert_eq!(c.jitter(), jitter);
         assert_eq!(c.retry_limit(), Some(3));
         assert_eq!(c.extra_root_certs_pem(), b"-----BEGIN CERTIFICATE-----");
-        assert_eq!(c.rng_seed(), 77);
+        assert_eq!(c.rng_seed(), Some(77));
+        assert_eq!(c.trust_after(), Duration::from_secs(5));
+        assert_eq!(c.rate_limit_reset_after(), Duration::from_secs(5));
 
         // Round trip through `to_builder`, replacing only the follow list.
         let d = build(c.to_builder().follow([1]));
@@ -1338,6 +1502,141 @@ mod tests {
             e.to_string(),
             "jitter fraction is NaN; it must be a number from 0.0 to 1.0"
         );
+    }
+
+    #[test]
+    fn zero_backoff_values_and_trust_periods_are_refused() {
+        let zero = Duration::ZERO;
+        let twitter = |edit: fn(&mut TwitterBackoff)| {
+            let mut t = TwitterBackoff::default();
+            edit(&mut t);
+            Config::builder([1], creds()).backoff(BackoffPolicy::Twitter(t))
+        };
+        let squared = |start, max| {
+            Config::builder([1], creds())
+                .backoff(BackoffPolicy::Squared(SquaredBackoff { start, max }))
+        };
+        let cases = [
+            (twitter(|t| t.network_step = Duration::ZERO), "network_step"),
+            (twitter(|t| t.network_max = Duration::ZERO), "network_max"),
+            (twitter(|t| t.http_start = Duration::ZERO), "http_start"),
+            (twitter(|t| t.http_max = Duration::ZERO), "http_max"),
+            (
+                twitter(|t| t.rate_limit_start = Duration::ZERO),
+                "rate_limit_start",
+            ),
+            (
+                twitter(|t| t.rate_limit_max = Duration::ZERO),
+                "rate_limit_max",
+            ),
+            (squared(zero, Duration::from_secs(1)), "squared_start"),
+            (squared(Duration::from_secs(1), zero), "squared_max"),
+            (
+                Config::builder([1], creds()).trust_after(zero),
+                "trust_after",
+            ),
+        ];
+        for (builder, which) in cases {
+            let e = err(builder);
+            assert_eq!(e, ConfigError::ZeroDuration { which });
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{which} is 0s; it must be greater than zero (a zero wait would reconnect \
+                     in a hot loop)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn durations_that_could_overflow_an_instant_are_refused() {
+        let long = MAX_DURATION + Duration::from_secs(1);
+        let huge = Duration::MAX;
+        let cases = [
+            (
+                Config::builder([1], creds()).stall_timeout(huge),
+                "stall_timeout",
+                huge,
+            ),
+            (
+                Config::builder([1], creds()).connect_timeout(long),
+                "connect_timeout",
+                long,
+            ),
+            (
+                Config::builder([1], creds())
+                    .trust_after(long)
+                    .rate_limit_reset_after(huge),
+                "trust_after",
+                long,
+            ),
+            (
+                Config::builder([1], creds()).rate_limit_reset_after(long),
+                "rate_limit_reset_after",
+                long,
+            ),
+            (
+                Config::builder([1], creds()).backoff(BackoffPolicy::Twitter(TwitterBackoff {
+                    http_max: huge,
+                    ..TwitterBackoff::default()
+                })),
+                "http_max",
+                huge,
+            ),
+            (
+                Config::builder([1], creds()).backoff(BackoffPolicy::Squared(SquaredBackoff {
+                    start: Duration::from_secs(2),
+                    max: long,
+                })),
+                "squared_max",
+                long,
+            ),
+        ];
+        for (builder, which, value) in cases {
+            let e = err(builder);
+            assert_eq!(e, ConfigError::DurationTooLong { which, value });
+            assert_eq!(
+                e.to_string(),
+                format!("{which} is {value:?}; it must be at most 2592000s (30 days)")
+            );
+        }
+        // The cap itself is fine.
+        let c = build(
+            Config::builder([1], creds())
+                .stall_timeout(MAX_DURATION)
+                .trust_after(MAX_DURATION)
+                .rate_limit_reset_after(MAX_DURATION),
+        );
+        assert_eq!(c.stall_timeout(), MAX_DURATION);
+    }
+
+    #[test]
+    fn the_rate_limit_is_not_forgotten_before_trust() {
+        let e = err(Config::builder([1], creds())
+            .trust_after(Duration::from_secs(60))
+            .rate_limit_reset_after(Duration::from_secs(59)));
+        assert_eq!(
+            e,
+            ConfigError::RateLimitResetBeforeTrust {
+                rate_limit_reset_after: Duration::from_secs(59),
+                trust_after: Duration::from_secs(60),
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "rate_limit_reset_after is 59s; it must be at least trust_after (60s)"
+        );
+        let e = err(Config::builder([1], creds()).rate_limit_reset_after(Duration::from_secs(29)));
+        assert!(matches!(e, ConfigError::RateLimitResetBeforeTrust { .. }));
+    }
+
+    #[test]
+    fn rng_seed_is_optional() {
+        assert_eq!(build(Config::builder([1], creds())).rng_seed(), None);
+        let c = build(Config::builder([1], creds()).rng_seed(9));
+        assert_eq!(c.rng_seed(), Some(9));
+        assert_eq!(build(c.to_builder().rng_seed(None)).rng_seed(), None);
     }
 
     #[test]
@@ -1484,6 +1783,27 @@ mod tests {
                 !host_header.ends_with(&format!(":{port}")),
                 "{url}"
             );
+        }
+    }
+
+    #[test]
+    fn cleartext_to_a_remote_host_is_told_apart() {
+        for (url, loopback, cleartext_remote) in [
+            ("http://127.0.0.1:8080/s", true, false),
+            ("http://127.9.8.7/s", true, false),
+            ("http://[::1]:80/s", true, false),
+            ("http://LocalHost:8080/s", true, false),
+            ("http://a.localhost/s", true, false),
+            ("http://sitestream.example/s", false, true),
+            ("http://10.0.0.1/s", false, true),
+            ("http://[::2]/s", false, true),
+            ("http://localhost.example/s", false, true),
+            ("https://sitestream.example/s", false, false),
+            ("https://127.0.0.1/s", true, false),
+        ] {
+            let e = Endpoint::parse(url).unwrap();
+            assert_eq!(e.is_loopback(), loopback, "{url}");
+            assert_eq!(e.is_cleartext_remote(), cleartext_remote, "{url}");
         }
     }
 

@@ -1,10 +1,15 @@
 //! # sitebucket-proto — the sans-IO Site Streams core
 //!
-//! This crate is fully deterministic: it contains no networking code, reads no clock and
-//! draws no unseeded randomness. Bytes, the current [`Instant`](std::time::Instant), the
-//! wall-clock seconds used to sign a request and the seed of every random choice are all
+//! This crate contains no networking code and reads no clock. Bytes, the current
+//! [`Instant`](std::time::Instant) and the wall-clock seconds used to sign a request are all
 //! passed in by the caller. Drivers (std threads, mio, smol, or your own event loop) only
 //! move bytes and wait for deadlines.
+//!
+//! It is fully deterministic once seeded: the one thing it takes from the operating system is
+//! the seed of the OAuth nonces, and only when the [`Config`] sets no
+//! [`rng_seed`](ConfigBuilder::rng_seed) — so two processes never sign with the same nonces
+//! by default (as quinn-proto draws its `rng_seed`). Set a seed, and the same inputs give the
+//! same outputs, bit for bit (the simulator and the tests do).
 
 pub mod backoff;
 pub mod chunked;

@@ -51,6 +51,12 @@ pub enum ReadError {
     Decode(DecodeError),
     /// A message could not be framed (too long, bad length prefix).
     Frame(FrameError),
+    /// Bytes came after the end of the body (its last chunk, or `Content-Length` bytes):
+    /// the server broke the framing, and what they mean cannot be known.
+    AfterBody {
+        /// How many bytes were found after the end (in the input seen so far).
+        bytes: usize,
+    },
 }
 
 impl std::fmt::Display for ReadError {
@@ -60,6 +66,11 @@ impl std::fmt::Display for ReadError {
             ReadError::Chunked(e) => write!(f, "bad chunked body: {e}"),
             ReadError::Decode(e) => write!(f, "bad compressed body: {e}"),
             ReadError::Frame(e) => write!(f, "bad message framing: {e}"),
+            ReadError::AfterBody { bytes } => write!(
+                f,
+                "{bytes} bytes after the end of the response body (its last chunk or \
+                 Content-Length)"
+            ),
         }
     }
 }
@@ -126,6 +137,12 @@ impl ResponseReader {
         self.body_done
     }
 
+    /// Bytes of an unfinished message held by the framer (with its length prefix, if any):
+    /// what a close now would drop. 0 between messages.
+    pub fn partial_message_bytes(&self) -> usize {
+        self.framer.buffered()
+    }
+
     /// Bytes held in the reader's buffers (head, body input not decoded yet, framer,
     /// compressed input).
     pub fn buffered(&self) -> usize {
@@ -144,7 +161,8 @@ impl ResponseReader {
     ///
     /// Only a bad head is an error here. The body is decoded as frames are polled: a body
     /// error is returned by [`poll_frame`](Self::poll_frame) after the frames before it, and
-    /// bytes pushed after that are ignored.
+    /// bytes pushed after that are ignored. Bytes after the end of the body are an error
+    /// ([`ReadError::AfterBody`]), returned once the body's frames are out.
     pub fn push(&mut self, input: &[u8]) -> Result<Option<ResponseHead>, ReadError> {
         self.push_bytes(Bytes::copy_from_slice(input))
     }
@@ -181,7 +199,8 @@ impl ResponseReader {
             }
         }
         let failed = self.failed.is_some() || self.decode_failed.is_some();
-        if !failed && !self.body_done && !body.is_empty() {
+        if !failed && !body.is_empty() {
+            // After the body's end too: `transfer_step` reports such bytes.
             self.raw.push_back(body);
         }
         Ok(head_out)
@@ -264,8 +283,14 @@ impl ResponseReader {
             return Ok(false);
         };
         if self.body_done {
-            // Bytes after the end of the body are not part of it.
+            // Bytes after the end of the body are not part of it: the server broke the
+            // framing. (Nothing more is read from this response.)
+            let bytes = self.raw.iter().map(Bytes::len).sum::<usize>();
             self.raw.clear();
+            return match bytes {
+                0 => Ok(false),
+                bytes => Err(ReadError::AfterBody { bytes }),
+            };
         }
         let Some(input) = self.raw.front_mut() else {
             return Ok(false);

@@ -15,12 +15,47 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// The most headers a response head may carry.
 pub const MAX_HEADERS: usize = 64;
 
+/// The most characters of any server text the core keeps: a reason phrase, a `disconnect`
+/// reason, a TLS error. Longer text is cut (on a character boundary) where it is taken in,
+/// ending in `…`, so errors, stats and outcomes stay small whatever a server sends.
+pub const MAX_SERVER_TEXT_CHARS: usize = 200;
+
+/// `text`, cut to at most [`MAX_SERVER_TEXT_CHARS`] characters: a longer text keeps its first
+/// `MAX_SERVER_TEXT_CHARS - 1` characters and ends in `…`.
+///
+/// ```
+/// use sitebucket_proto::response::{bounded_text, MAX_SERVER_TEXT_CHARS};
+///
+/// assert_eq!(bounded_text("Enhance Your Calm"), "Enhance Your Calm");
+/// let long = "é".repeat(500);
+/// let cut = bounded_text(&long);
+/// assert_eq!(cut.chars().count(), MAX_SERVER_TEXT_CHARS);
+/// assert!(cut.ends_with('…'));
+/// ```
+pub fn bounded_text(text: &str) -> String {
+    match text.char_indices().nth(MAX_SERVER_TEXT_CHARS) {
+        None => text.to_owned(),
+        Some(_) => {
+            // The byte offset of the last character kept: a char boundary by construction.
+            let end = text
+                .char_indices()
+                .nth(MAX_SERVER_TEXT_CHARS - 1)
+                .map_or(text.len(), |(at, _)| at);
+            let mut out = String::with_capacity(end + '…'.len_utf8());
+            out.push_str(text.get(..end).unwrap_or_default());
+            out.push('…');
+            out
+        }
+    }
+}
+
 /// A parsed HTTP/1.x response head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponseHead {
     /// The status code, such as `200`.
     pub status: u16,
-    /// The reason phrase, such as `OK` (empty when missing).
+    /// The reason phrase, such as `OK` (empty when missing), cut to
+    /// [`MAX_SERVER_TEXT_CHARS`] characters.
     pub reason: String,
     /// How the body that follows the head is delimited.
     pub body: BodyKind,
@@ -199,7 +234,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError
     if !(100..=599).contains(&status) {
         return Err(HeadError::InvalidStatus(status));
     }
-    let reason = response.reason.unwrap_or("").to_string();
+    let reason = bounded_text(response.reason.unwrap_or(""));
     let headers: Vec<(String, String)> = response
         .headers
         .iter()
@@ -532,6 +567,26 @@ mod tests {
         let err = parse_all(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err();
         assert!(matches!(err, HeadError::Malformed(_)));
         assert!(err.to_string().starts_with("malformed response head"));
+    }
+
+    #[test]
+    fn a_long_reason_phrase_is_cut_when_parsed() {
+        let reason = "x".repeat(5000);
+        let head = format!("HTTP/1.1 503 {reason}\r\nContent-Length: 0\r\n\r\n");
+        let (parsed, _) = parse_head(head.as_bytes()).unwrap().unwrap();
+        assert_eq!(parsed.reason.chars().count(), MAX_SERVER_TEXT_CHARS);
+        assert_eq!(
+            parsed.reason,
+            format!("{}…", "x".repeat(MAX_SERVER_TEXT_CHARS - 1))
+        );
+        // Exactly at the limit: kept whole; multi-byte characters are never split.
+        let exact = "ü".repeat(MAX_SERVER_TEXT_CHARS);
+        assert_eq!(bounded_text(&exact), exact);
+        let over = format!("{exact}ü");
+        let cut = bounded_text(&over);
+        assert_eq!(cut.chars().count(), MAX_SERVER_TEXT_CHARS);
+        assert!(cut.starts_with(&"ü".repeat(MAX_SERVER_TEXT_CHARS - 1)) && cut.ends_with('…'));
+        assert_eq!(bounded_text(""), "");
     }
 
     #[test]

@@ -35,12 +35,36 @@
 //! the future of the `now` it was given, and a spurious `handle_timeout` is a no-op.
 //!
 //! ## Reconnect rules
-//! Every failure before a `200` head counts against `retry_limit`; a `200` head establishes
-//! the stream and resets the failure count and every backoff. Network errors (refused,
-//! reset, timeout, TLS, a drop, a stall, a bad frame, a `disconnect` message) back off
-//! linearly, HTTP errors exponentially, `420`/`429` from a minute, doubling (see
-//! [`backoff`](crate::backoff)). Statuses that retrying cannot fix (401, 403, 404, 406, 413,
-//! 416) and `disconnect` codes 6 and 7 finish the stream at once.
+//! Network errors (refused, reset, timeout, TLS, a drop, a stall, a bad frame, bytes after
+//! the end of the body, a `disconnect` message) back off linearly, HTTP errors
+//! exponentially, `420`/`429` from a minute, doubling (see [`backoff`](crate::backoff)).
+//! Statuses that retrying cannot fix (401, 403, 404, 406, 413, 416) and `disconnect` codes 6
+//! and 7 finish the stream at once.
+//!
+//! A `200` head alone earns nothing. A connection **earns trust** when it delivers a complete
+//! message that is neither a keep-alive nor a `disconnect` message, or when it has stayed up
+//! for the config's [`trust_after`](crate::Config::trust_after) (30 s by default; keep-alives
+//! keep it up) since its `200` head. Earning trust resets the failure count
+//! ([`error_count`](SiteStream::error_count)) and the network and HTTP backoff sequences. An
+//! attempt that ends before earning trust — a `200` that drops at once, sends only a
+//! `disconnect` message, or an oversized frame — is a failed attempt of its kind: it backs
+//! off along its sequence and counts toward `retry_limit`. So a server that answers `200`
+//! and hangs up gets the growing linear backoff, not four reconnects a second.
+//!
+//! The 420/429 sequence survives trust: it starts over only once a connection has stayed up
+//! for [`rate_limit_reset_after`](crate::Config::rate_limit_reset_after) (10 minutes by
+//! default), so `420, 200-then-drop, 420` waits a minute, then two. Both periods are timers
+//! of the open connection: [`deadline`](SiteStream::deadline) includes them, so
+//! `error_count()` is exact while a connection is healthy. [`reset_throttles`](SiteStream::reset_throttles)
+//! forgets everything.
+//!
+//! ## Nothing dropped in silence
+//! Frames that arrived in the same input as a `disconnect` message are handed out before the
+//! disconnect takes effect. Bytes after the end of a response body are a
+//! [`ReadError::AfterBody`] error (and a reconnect). A close in the middle of a message is
+//! reported as [`StreamError::ClosedMidMessage`] with the byte count dropped. Every piece of
+//! server text the stream keeps (a reason phrase, a disconnect reason, a TLS error) is cut to
+//! [`MAX_SERVER_TEXT_CHARS`] characters when it is taken in.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -59,6 +83,7 @@ use crate::framer::Frame;
 use crate::pipeline::{ReadError, ResponseReader};
 use crate::request::{make_nonce, stream_request};
 use crate::response::StatusClass;
+pub use crate::response::{bounded_text, MAX_SERVER_TEXT_CHARS};
 #[cfg(feature = "tls")]
 use crate::tls::{TlsContext, TlsSession};
 
@@ -150,8 +175,14 @@ pub enum StreamError {
     Tls(String),
     /// The server sent something unreadable.
     Read(ReadError),
-    /// The server closed the connection.
+    /// The server closed the connection (between messages).
     Closed,
+    /// The server closed the connection in the middle of a message; the part received is
+    /// dropped.
+    ClosedMidMessage {
+        /// Bytes of the unfinished message (or its length prefix) that were dropped.
+        partial_bytes: usize,
+    },
     /// No byte (keep-alives count) for this long.
     Stall(Duration),
     /// A non-200 status.
@@ -193,6 +224,11 @@ impl fmt::Display for StreamError {
             StreamError::Tls(e) => write!(f, "{e}"),
             StreamError::Read(e) => write!(f, "{e}"),
             StreamError::Closed => f.write_str("connection closed by the server"),
+            StreamError::ClosedMidMessage { partial_bytes } => write!(
+                f,
+                "connection closed by the server mid-message ({partial_bytes} bytes of an \
+                 unfinished message dropped)"
+            ),
             StreamError::Stall(d) => write!(f, "stall detected: no data for {d:?}"),
             StreamError::Status { status, reason } => write!(f, "HTTP {status} {reason}"),
             StreamError::DisconnectMessage { code, reason } => {
@@ -299,8 +335,28 @@ struct Connection {
     reader: ResponseReader,
     #[cfg(feature = "tls")]
     tls: Option<TlsSession>,
+    /// A `200` head arrived.
     established: bool,
+    /// The connection earned trust (a real message, or `trust_after` up).
+    trusted: bool,
+    /// When the connection earns trust by staying up, until it has.
+    trust_at: Option<Instant>,
+    /// When the 420/429 sequence is forgotten by staying up, until it has been.
+    rate_limit_reset_at: Option<Instant>,
+    /// A `disconnect` message was handed out: the connection ends (with this code and
+    /// reason) once the frames that arrived with it are out.
+    pending_disconnect: Option<(u32, String)>,
     eof: bool,
+}
+
+impl Connection {
+    /// The earliest of the connection's timers.
+    fn deadline(&self) -> Instant {
+        [self.trust_at, self.rate_limit_reset_at]
+            .into_iter()
+            .flatten()
+            .fold(self.stall_deadline, Instant::min)
+    }
 }
 
 #[derive(Debug)]
@@ -364,9 +420,14 @@ impl fmt::Debug for SiteStream {
 
 impl SiteStream {
     /// A stream that will connect on the first [`poll_action`](Self::poll_action).
+    ///
+    /// The OAuth nonces come from the config's [`rng_seed`](Config::rng_seed); without one,
+    /// the seed is drawn from the operating system (as quinn-proto does), so two streams —
+    /// in one process or two — never sign with the same nonces.
     pub fn new(config: Config) -> Self {
         let backoff = Backoff::new(config.backoff().clone(), config.jitter());
-        let rng = ChaCha8Rng::seed_from_u64(config.rng_seed());
+        let seed = config.rng_seed().unwrap_or_else(os_seed);
+        let rng = ChaCha8Rng::seed_from_u64(seed);
         Self {
             config,
             backoff,
@@ -405,7 +466,10 @@ impl SiteStream {
         self.disconnect_issued
     }
 
-    /// Consecutive attempts that got no `200` head.
+    /// Consecutive failed attempts since the last connection that earned trust: attempts
+    /// that got no `200` head, and `200` connections that ended before delivering a real
+    /// message or staying up for [`trust_after`](Config::trust_after). Back to 0 the moment
+    /// a connection earns trust (see the [module docs](self)).
     pub fn error_count(&self) -> u32 {
         self.error_count
     }
@@ -461,6 +525,12 @@ impl SiteStream {
         matches!(&self.state, State::Open(c) if c.established)
     }
 
+    /// Whether the current connection earned trust: it delivered a real message or stayed
+    /// up for [`trust_after`](Config::trust_after) after its `200` head.
+    pub fn is_trusted(&self) -> bool {
+        matches!(&self.state, State::Open(c) if c.trusted)
+    }
+
     /// The seed's `connection_healthy`, done right: true while the stream is starting,
     /// streaming, reconnecting or was stopped on request; false once it finished because of
     /// a failure (gave up, fatal status, revoked).
@@ -492,14 +562,6 @@ impl SiteStream {
         self.state = State::Finished(Outcome::Stopped);
     }
 
-    /// Mixes `entropy` into the seed of the nonce generator (the configured `rng_seed`).
-    /// The driver handles call this with OS entropy, so two processes started with the same
-    /// configuration never sign with the same nonces; code that wants reproducible requests
-    /// (tests, the simulator) drives the core directly and does not call it.
-    pub fn seed_nonces(&mut self, entropy: u64) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.config.rng_seed() ^ entropy);
-    }
-
     /// The seed's `reset_throttles`: clears the failure count, every backoff and the
     /// `disconnect_issued` flag. A finished or backing-off stream connects again at the next
     /// `poll_action`; an open connection is left alone (its buffers hold data in flight).
@@ -525,11 +587,15 @@ impl SiteStream {
         self.last_request = Some(request.clone());
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut conn = Box::new(Connection {
-            stall_deadline: now + self.config.stall_timeout(),
+            stall_deadline: later(now, self.config.stall_timeout()),
             reader: ResponseReader::new(self.config.framing(), self.config.max_message_bytes()),
             #[cfg(feature = "tls")]
             tls: None,
             established: false,
+            trusted: false,
+            trust_at: None,
+            rate_limit_reset_at: None,
+            pending_disconnect: None,
             eof: false,
         });
         if self.config.endpoint().tls {
@@ -549,7 +615,7 @@ impl SiteStream {
                     }
                     Err(e) => {
                         self.state = State::Open(conn);
-                        self.fail(now, StreamError::Tls(e));
+                        self.fail(now, StreamError::Tls(bounded_text(&e)));
                     }
                 }
                 return;
@@ -588,13 +654,17 @@ impl SiteStream {
         let State::Open(conn) = &mut self.state else {
             return;
         };
+        if conn.pending_disconnect.is_some() {
+            // The connection is over; only the frames already in hand still go out.
+            return;
+        }
         let bytes: &[u8] = match &input {
             Input::Borrowed(bytes) => bytes,
             Input::Owned(bytes) => bytes,
         };
         self.stats.bytes += bytes.len() as u64;
         self.stats.last_byte_at = Some(now);
-        conn.stall_deadline = now + self.config.stall_timeout();
+        conn.stall_deadline = later(now, self.config.stall_timeout());
         let mut head = None;
         let mut error = None;
         let conn = &mut **conn;
@@ -621,7 +691,7 @@ impl SiteStream {
         if let Some(tls) = &mut conn.tls {
             let mut push_plain = |plain: Bytes| push(Input::Owned(plain));
             if let Err(e) = tls.read_ciphertext_bytes(bytes, &mut push_plain) {
-                error = error.or(Some(StreamError::Tls(e)));
+                error = error.or(Some(StreamError::Tls(bounded_text(&e))));
             }
             let out = tls.take_transmit();
             if !out.is_empty() {
@@ -639,9 +709,11 @@ impl SiteStream {
                 reason: head.reason.clone(),
             }));
             if head.status == 200 {
+                // A `200` head alone earns nothing: the connection earns trust by a real
+                // message or by staying up (see the module docs).
                 conn.established = true;
-                self.error_count = 0;
-                self.backoff.reset();
+                conn.trust_at = Some(later(now, self.config.trust_after()));
+                conn.rate_limit_reset_at = Some(later(now, self.config.rate_limit_reset_after()));
             } else {
                 self.fail(
                     now,
@@ -668,7 +740,7 @@ impl SiteStream {
 
     /// A deadline may have passed. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match &self.state {
+        match &mut self.state {
             State::Connecting { deadline } if *deadline <= now => {
                 self.queue.push_back(Action::Close);
                 let timeout = self.config.connect_timeout();
@@ -677,6 +749,15 @@ impl SiteStream {
             State::Open(conn) if conn.stall_deadline <= now => {
                 let stall = self.config.stall_timeout();
                 self.fail(now, StreamError::Stall(stall));
+            }
+            State::Open(conn) => {
+                if conn.rate_limit_reset_at.is_some_and(|at| at <= now) {
+                    conn.rate_limit_reset_at = None;
+                    self.backoff.forget_rate_limit();
+                }
+                if conn.trust_at.is_some_and(|at| at <= now) {
+                    self.earn_trust();
+                }
             }
             State::Backoff { until } if *until <= now => self.state = State::Idle,
             _ => {}
@@ -696,15 +777,26 @@ impl SiteStream {
                 match conn.reader.poll_frame() {
                     Ok(Some(Frame::Message(message))) => {
                         self.stats.messages += 1;
-                        self.inspect(now, &message);
+                        self.inspect(&message);
                         return Action::Event(Event::Message(message));
                     }
                     Ok(Some(Frame::KeepAlive)) => {
                         self.stats.keep_alives += 1;
                         return Action::Event(Event::KeepAlive);
                     }
+                    // Every frame that came with the disconnect message is out (or the body
+                    // broke after it): now the disconnect takes effect.
+                    Ok(None) | Err(_) if conn.pending_disconnect.is_some() => {
+                        let (code, reason) = conn.pending_disconnect.take().unwrap_or_default();
+                        self.fail(now, StreamError::DisconnectMessage { code, reason });
+                        continue;
+                    }
                     Ok(None) if conn.eof => {
-                        self.fail(now, StreamError::Closed);
+                        let error = match conn.reader.partial_message_bytes() {
+                            0 => StreamError::Closed,
+                            partial_bytes => StreamError::ClosedMidMessage { partial_bytes },
+                        };
+                        self.fail(now, error);
                         continue;
                     }
                     Ok(None) => {}
@@ -723,18 +815,19 @@ impl SiteStream {
             return match &self.state {
                 State::Idle => self.start_attempt(now),
                 State::Connecting { deadline } => Action::Wait(*deadline),
-                State::Open(conn) => Action::Wait(conn.stall_deadline),
+                State::Open(conn) => Action::Wait(conn.deadline()),
                 State::Backoff { until } => Action::Wait(*until),
                 State::Finished(outcome) => Action::Finished(outcome.clone()),
             };
         }
     }
 
-    /// The next deadline, if the state has one.
+    /// The next deadline, if the state has one: the connect timeout, the open connection's
+    /// stall timer or trust timers, or the end of a backoff.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Connecting { deadline } => Some(*deadline),
-            State::Open(conn) => Some(conn.stall_deadline),
+            State::Open(conn) => Some(conn.deadline()),
             State::Backoff { until } => Some(*until),
             State::Idle | State::Finished(_) => None,
         }
@@ -773,31 +866,54 @@ impl SiteStream {
         };
         self.stats.attempts += 1;
         self.state = State::Connecting {
-            deadline: now + self.config.connect_timeout(),
+            deadline: later(now, self.config.connect_timeout()),
         };
         action
     }
 
-    /// Looks at a message for what the core must act on: control and disconnect.
-    fn inspect(&mut self, now: Instant, message: &[u8]) {
+    /// Looks at a message for what the core must act on: control, disconnect, and trust.
+    /// Messages that came after a `disconnect` message change nothing.
+    fn inspect(&mut self, message: &[u8]) {
+        let State::Open(conn) = &mut self.state else {
+            return;
+        };
+        if conn.pending_disconnect.is_some() {
+            return;
+        }
         match special_message(message) {
+            Some(Special::Disconnect { code, reason }) => {
+                conn.pending_disconnect = Some((code, reason));
+            }
             Some(Special::Control(uri)) => {
                 // An id that could not go in a control path is not kept.
                 self.stream_id = crate::control::stream_id_from_uri(&uri).map(str::to_owned);
+                self.earn_trust();
             }
-            Some(Special::Disconnect { code, reason }) => {
-                self.fail(now, StreamError::DisconnectMessage { code, reason });
-            }
-            None => {}
+            None => self.earn_trust(),
         }
+    }
+
+    /// The open connection earned trust: the failure count and the network and HTTP
+    /// sequences start over (the 420/429 one is kept).
+    fn earn_trust(&mut self) {
+        let State::Open(conn) = &mut self.state else {
+            return;
+        };
+        if !conn.established || conn.trusted {
+            return;
+        }
+        conn.trusted = true;
+        conn.trust_at = None;
+        self.error_count = 0;
+        self.backoff.trusted();
     }
 
     /// The current attempt or connection failed: close it, then finish or back off.
     fn fail(&mut self, now: Instant, error: StreamError) {
-        let established = match &self.state {
+        let trusted = match &self.state {
             State::Open(conn) => {
                 self.queue.push_back(Action::Close);
-                conn.established
+                conn.trusted
             }
             _ => false,
         };
@@ -814,7 +930,7 @@ impl SiteStream {
             self.state = State::Finished(outcome);
             return;
         };
-        if !established {
+        if !trusted {
             self.error_count = self.error_count.saturating_add(1);
         }
         if !self.retry_ok() {
@@ -829,8 +945,49 @@ impl SiteStream {
         self.queue
             .push_back(Action::Event(Event::Disconnected { error, retry_in }));
         self.state = State::Backoff {
-            until: now + retry_in,
+            until: later(now, retry_in),
         };
+    }
+}
+
+/// `now + duration`, without the panic of `Instant + Duration` on overflow: the latest
+/// instant the platform can represent on the way there instead. (A built [`Config`] holds no
+/// duration over [`MAX_DURATION`](crate::config::MAX_DURATION), so in practice this is a
+/// plain addition.)
+pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
+    let mut step = duration;
+    let mut at = now;
+    // Add as much as fits, halving what does not: at most ~64 halvings per bit of the
+    // duration, and always in the future of `now` unless nothing at all fits.
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => {
+                at = next;
+                if at.saturating_duration_since(now) >= duration {
+                    break;
+                }
+            }
+            None => step /= 2,
+        }
+    }
+    at
+}
+
+/// A nonce seed from the operating system: the one place the core draws OS randomness, for
+/// streams and control calls built without an explicit `rng_seed`.
+pub(crate) fn os_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    #[allow(clippy::disallowed_methods)] // The allowed use of OS randomness, in one place.
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        // No OS generator: the standard library's randomly keyed hasher (which falls back
+        // on its own sources) still differs between processes.
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        }
     }
 }
 
@@ -995,7 +1152,7 @@ fn special_message(message: &[u8]) -> Option<Special> {
         let w: Wrapper = serde_json::from_slice(message).ok()?;
         Some(Special::Disconnect {
             code: w.disconnect.code,
-            reason: w.disconnect.reason,
+            reason: bounded_text(&w.disconnect.reason),
         })
     } else {
         None
@@ -1365,6 +1522,25 @@ mod tests {
         stream.handle_eof(t0);
         let actions = drain(&mut stream, t0);
         assert_eq!(messages(&actions), [&b"{\"a\":1}"[..]]);
+        // The half message is reported with its size, not dropped in silence.
+        let error = StreamError::ClosedMidMessage { partial_bytes: 5 };
+        assert_eq!(
+            error.to_string(),
+            "connection closed by the server mid-message (5 bytes of an unfinished message \
+             dropped)"
+        );
+        assert!(actions.contains(&Action::Event(Event::Disconnected {
+            error,
+            retry_in: Duration::from_millis(250)
+        })));
+        // Between messages, a close is a plain one.
+        let t1 = t0 + Duration::from_millis(250);
+        connect(&mut stream, t1);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"{\"a\":1}\r\n"));
+        stream.handle_input(t1, &input);
+        stream.handle_eof(t1);
+        let actions = drain(&mut stream, t1);
         assert!(actions.contains(&Action::Event(Event::Disconnected {
             error: StreamError::Closed,
             retry_in: Duration::from_millis(250)
@@ -1384,12 +1560,19 @@ mod tests {
             input.extend(chunk(message.as_bytes()));
             stream.handle_input(t0, &input);
             let actions = drain(&mut stream, t0);
+            // The frame that came in the same read is handed out before the disconnect takes
+            // effect; then the connection closes.
             assert_eq!(
-                messages(&actions).len(),
-                1,
-                "printed first, nothing after it"
+                messages(&actions),
+                [message.lines().next().unwrap().as_bytes(), b"{\"after\":1}"],
+                "code {code}"
             );
-            assert!(actions.contains(&Action::Close));
+            let close = actions.iter().position(|a| *a == Action::Close).unwrap();
+            assert!(matches!(
+                actions[close - 1],
+                Action::Event(Event::Message(ref m)) if &m[..] == b"{\"after\":1}"
+            ));
+            assert_eq!(stream.error_count(), u32::from(!finishes));
             match actions.last() {
                 Some(Action::Finished(Outcome::Revoked { code: c, .. })) => {
                     assert!(finishes);
@@ -1549,6 +1732,426 @@ mod tests {
             }
         }
         assert_eq!(waits, [2, 4, 16, 256]);
+    }
+
+    /// Connects, answers `200` with `body` (chunked), closes, and returns the wait the stream
+    /// chose (and the error it reported).
+    fn ok_then_close(
+        stream: &mut SiteStream,
+        now: Instant,
+        body: &[u8],
+    ) -> (StreamError, Duration) {
+        connect(stream, now);
+        let mut input = OK_HEAD.to_vec();
+        if !body.is_empty() {
+            input.extend(chunk(body));
+        }
+        stream.handle_input(now, &input);
+        stream.handle_eof(now);
+        let actions = drain(stream, now);
+        match actions.iter().find_map(|a| match a {
+            Action::Event(Event::Disconnected { error, retry_in }) => {
+                Some((error.clone(), *retry_in))
+            }
+            _ => None,
+        }) {
+            Some(found) => found,
+            None => panic!("no Disconnected in {actions:?}"),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_200_that_drops_at_once_is_a_failed_network_attempt() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().retry_limit(Some(5)).build().unwrap());
+        let mut now = t0;
+        for k in 1..=4u32 {
+            let (error, wait) = ok_then_close(&mut stream, now, b"");
+            assert_eq!(error, StreamError::Closed);
+            assert_eq!(wait, ms(250) * k, "the linear sequence goes on");
+            assert_eq!(stream.error_count(), k, "it counts toward the retry limit");
+            now += wait;
+        }
+        // The fifth one reaches the limit.
+        connect(&mut stream, now);
+        stream.handle_input(now, OK_HEAD);
+        stream.handle_eof(now);
+        let actions = drain(&mut stream, now);
+        assert_eq!(
+            actions.last(),
+            Some(&Action::Finished(Outcome::GaveUp {
+                attempts: 5,
+                last_error: StreamError::Closed
+            }))
+        );
+    }
+
+    #[test]
+    fn keep_alives_control_free_disconnects_and_stream_errors_earn_no_trust() {
+        let t0 = Instant::now();
+        let disconnect =
+            b"{\"disconnect\":{\"code\":2,\"stream_name\":\"s\",\"reason\":\"dup\"}}\r\n";
+        let mut stream = SiteStream::new(config().max_message_bytes(16).build().unwrap());
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for body in [
+            &b"\r\n\r\n"[..],
+            disconnect,
+            b"0123456789abcdefXYZ\r\n", // over the 16-byte limit
+            b"\r\n",
+        ] {
+            let (_, wait) = ok_then_close(&mut stream, now, body);
+            waits.push(wait);
+            now += wait;
+        }
+        assert_eq!(waits, [ms(250), ms(500), ms(750), ms(1000)]);
+        assert_eq!(stream.error_count(), 4);
+    }
+
+    #[test]
+    fn a_real_message_earns_trust_at_once() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let mut now = t0;
+        for _ in 0..3 {
+            now += ok_then_close(&mut stream, now, b"").1;
+        }
+        assert_eq!(stream.error_count(), 3);
+        connect(&mut stream, now);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"\r\n"));
+        stream.handle_input(now, &input);
+        drain(&mut stream, now);
+        assert!(!stream.is_trusted(), "a keep-alive is not enough");
+        assert_eq!(stream.error_count(), 3);
+        stream.handle_input(now, &chunk(b"{\"a\":1}\r\n"));
+        drain(&mut stream, now);
+        assert!(stream.is_trusted());
+        assert_eq!(
+            stream.error_count(),
+            0,
+            "reset the moment the message is out"
+        );
+        stream.handle_eof(now);
+        let actions = drain(&mut stream, now);
+        assert!(actions.contains(&Action::Event(Event::Disconnected {
+            error: StreamError::Closed,
+            retry_in: ms(250)
+        })));
+        assert_eq!(
+            stream.error_count(),
+            0,
+            "a trusted connection's end is no failed attempt"
+        );
+    }
+
+    #[test]
+    fn staying_up_for_trust_after_earns_trust_exactly_then() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let mut now = t0;
+        for _ in 0..2 {
+            now += ok_then_close(&mut stream, now, b"").1;
+        }
+        connect(&mut stream, now);
+        stream.handle_input(now, OK_HEAD);
+        let trust_at = now + Duration::from_secs(30);
+        assert_eq!(
+            drain(&mut stream, now).last(),
+            Some(&Action::Wait(trust_at))
+        );
+        assert_eq!(stream.deadline(), Some(trust_at));
+        // Keep-alives keep it up; just before the period, it is not trusted yet.
+        let before = trust_at - ms(1);
+        stream.handle_input(before, &chunk(b"\r\n"));
+        assert_eq!(
+            drain(&mut stream, before).last(),
+            Some(&Action::Wait(trust_at))
+        );
+        stream.handle_timeout(before);
+        assert_eq!((stream.is_trusted(), stream.error_count()), (false, 2));
+        // At the deadline: trusted, the count is 0, and the next deadline is the stall.
+        assert_eq!(
+            drain(&mut stream, trust_at),
+            [Action::Wait(before + Duration::from_secs(90))]
+        );
+        assert_eq!((stream.is_trusted(), stream.error_count()), (true, 0));
+        let later = trust_at + Duration::from_secs(1);
+        stream.handle_eof(later);
+        let actions = drain(&mut stream, later);
+        assert!(actions.contains(&Action::Event(Event::Disconnected {
+            error: StreamError::Closed,
+            retry_in: ms(250)
+        })));
+    }
+
+    #[test]
+    fn the_trust_period_is_configurable() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(
+            config()
+                .trust_after(Duration::from_secs(5))
+                .rate_limit_reset_after(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        );
+        let t1 = t0 + ok_then_close(&mut stream, t0, b"").1;
+        connect(&mut stream, t1);
+        stream.handle_input(t1, OK_HEAD);
+        assert_eq!(
+            drain(&mut stream, t1).last(),
+            Some(&Action::Wait(t1 + Duration::from_secs(5)))
+        );
+        drain(&mut stream, t1 + Duration::from_secs(5));
+        assert!(stream.is_trusted());
+    }
+
+    fn rate_limited(stream: &mut SiteStream, now: Instant) -> Duration {
+        connect(stream, now);
+        stream.handle_input(
+            now,
+            b"HTTP/1.1 420 Enhance Your Calm\r\nContent-Length: 0\r\n\r\n",
+        );
+        match drain(stream, now).as_slice() {
+            [.., Action::Event(Event::Disconnected { retry_in, .. }), Action::Wait(_)] => *retry_in,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_sequence_survives_a_200_and_trust() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let mut now = t0;
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(60));
+        now += Duration::from_secs(60);
+        // 200, then a drop: a network failure; the 420 sequence goes on.
+        let (_, wait) = ok_then_close(&mut stream, now, b"");
+        assert_eq!(wait, ms(250));
+        now += wait;
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(120));
+        now += Duration::from_secs(120);
+        // Even a trusted connection (a real message, then 5 minutes up) keeps it.
+        connect(&mut stream, now);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"{\"a\":1}\r\n"));
+        stream.handle_input(now, &input);
+        for _ in 0..10 {
+            drain(&mut stream, now);
+            now += Duration::from_secs(30);
+            stream.handle_input(now, &chunk(b"\r\n"));
+        }
+        assert!(stream.is_trusted());
+        assert_eq!(stream.error_count(), 0);
+        stream.handle_eof(now);
+        let wait = ok_after_eof(&mut stream, now);
+        now += wait;
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(240));
+    }
+
+    fn ok_after_eof(stream: &mut SiteStream, now: Instant) -> Duration {
+        match drain(stream, now).as_slice() {
+            [.., Action::Event(Event::Disconnected { retry_in, .. }), Action::Wait(_)] => *retry_in,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ten_minutes_up_forget_the_rate_limit() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let mut now = t0;
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(60));
+        now += Duration::from_secs(60);
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(120));
+        now += Duration::from_secs(120);
+        connect(&mut stream, now);
+        stream.handle_input(now, OK_HEAD);
+        let head_at = now;
+        let forget_at = head_at + Duration::from_secs(600);
+        // Keep-alives every 30 s; the timers fire on the way: trust at 30 s, the rate limit
+        // forgotten at exactly 10 minutes.
+        let mut deadlines = Vec::new();
+        while now < forget_at + Duration::from_secs(30) {
+            if let Some(Action::Wait(d)) = drain(&mut stream, now).last() {
+                if d.duration_since(head_at)
+                    != Duration::from_secs(90) + now.duration_since(head_at)
+                {
+                    deadlines.push(d.duration_since(head_at));
+                }
+            }
+            now += Duration::from_secs(30);
+            stream.handle_input(now, &chunk(b"\r\n"));
+        }
+        deadlines.dedup();
+        assert_eq!(
+            deadlines,
+            [Duration::from_secs(30), Duration::from_secs(600)]
+        );
+        stream.handle_eof(now);
+        now += ok_after_eof(&mut stream, now);
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(60));
+        // reset_throttles still clears everything at once.
+        now += Duration::from_secs(60);
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(120));
+        stream.reset_throttles();
+        assert_eq!(stream.error_count(), 0);
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn frames_after_a_disconnect_in_the_same_read_are_delivered_but_earn_nothing() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        let t1 = t0 + ok_then_close(&mut stream, t0, b"").1;
+        connect(&mut stream, t1);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(
+            b"{\"disconnect\":{\"code\":12,\"reason\":\"shed\"}}\r\n\
+              {\"control\":{\"control_uri\":\"/1.1/site/c/1_2_x\"}}\r\n{\"a\":1}\r\n\r\n",
+        ));
+        stream.handle_input(t1, &input);
+        let actions = drain(&mut stream, t1);
+        assert_eq!(messages(&actions).len(), 3, "{actions:?}");
+        assert!(actions.contains(&Action::Event(Event::KeepAlive)));
+        assert_eq!(
+            stream.stream_id(),
+            None,
+            "a control URI after a disconnect is not kept"
+        );
+        assert!(actions.contains(&Action::Event(Event::Disconnected {
+            error: StreamError::DisconnectMessage {
+                code: 12,
+                reason: "shed".into()
+            },
+            retry_in: ms(500)
+        })));
+        assert_eq!(
+            stream.error_count(),
+            2,
+            "no trust from frames after the disconnect"
+        );
+        // Nothing more is read from that connection.
+        stream.handle_input(t1, &chunk(b"{\"b\":2}\r\n"));
+        assert!(messages(&drain(&mut stream, t1)).is_empty());
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_the_body_are_a_stream_error() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"{\"a\":1}\r\n"));
+        input.extend_from_slice(b"0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+        stream.handle_input(t0, &input);
+        let actions = drain(&mut stream, t0);
+        assert_eq!(messages(&actions), [&b"{\"a\":1}"[..]]);
+        let error = StreamError::Read(ReadError::AfterBody { bytes: 19 });
+        assert_eq!(
+            error.to_string(),
+            "19 bytes after the end of the response body (its last chunk or Content-Length)"
+        );
+        assert!(actions.contains(&Action::Event(Event::Disconnected {
+            error,
+            retry_in: ms(250)
+        })));
+        // Past Content-Length, in a later read.
+        let t1 = t0 + ms(250);
+        connect(&mut stream, t1);
+        stream.handle_input(
+            t1,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":1}\r\n",
+        );
+        drain(&mut stream, t1);
+        stream.handle_input(t1, b"x");
+        let actions = drain(&mut stream, t1);
+        assert!(
+            matches!(
+                actions[1],
+                Action::Event(Event::Disconnected {
+                    error: StreamError::Read(ReadError::AfterBody { bytes: 1 }),
+                    ..
+                })
+            ),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn server_text_is_cut_where_it_is_taken_in() {
+        let t0 = Instant::now();
+        let long = "why ".repeat(1000);
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(
+            format!("{{\"disconnect\":{{\"code\":6,\"reason\":\"{long}\"}}}}\r\n").as_bytes(),
+        ));
+        stream.handle_input(t0, &input);
+        let actions = drain(&mut stream, t0);
+        let Some(Action::Finished(Outcome::Revoked { reason, .. })) = actions.last() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(reason.chars().count(), MAX_SERVER_TEXT_CHARS);
+        let Some(StreamError::DisconnectMessage { reason, .. }) = &stream.stats().last_error else {
+            panic!()
+        };
+        assert_eq!(reason.chars().count(), MAX_SERVER_TEXT_CHARS);
+
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_input(t0, format!("HTTP/1.1 503 {long}\r\n\r\n").as_bytes());
+        let actions = drain(&mut stream, t0);
+        let Action::Event(Event::Connected { reason, .. }) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(reason.chars().count(), MAX_SERVER_TEXT_CHARS);
+        assert!(matches!(
+            &stream.stats().last_error,
+            Some(StreamError::Status { reason, .. }) if reason.chars().count() == MAX_SERVER_TEXT_CHARS
+        ));
+    }
+
+    #[test]
+    fn streams_without_a_seed_sign_with_different_nonces() {
+        let nonce = |config: Config| {
+            let mut stream = SiteStream::new(config);
+            let request = connect(&mut stream, Instant::now());
+            let text = String::from_utf8(request.to_vec()).unwrap();
+            text.split("oauth_nonce=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned()
+        };
+        let default = config().build().unwrap();
+        assert_eq!(default.rng_seed(), None);
+        assert_ne!(nonce(default.clone()), nonce(default));
+        // An explicit seed keeps requests reproducible.
+        let seeded = config().rng_seed(42).build().unwrap();
+        assert_eq!(nonce(seeded.clone()), nonce(seeded));
+    }
+
+    #[test]
+    fn later_never_overflows() {
+        let t0 = Instant::now();
+        assert_eq!(
+            later(t0, Duration::from_secs(5)),
+            t0 + Duration::from_secs(5)
+        );
+        assert_eq!(later(t0, Duration::ZERO), t0);
+        // No panic, and as far in the future as the platform allows.
+        let far = later(t0, Duration::MAX);
+        assert!(far > t0 + Duration::from_secs(1_000_000_000));
+        assert_eq!(
+            later(far, Duration::MAX),
+            far.checked_add(Duration::ZERO).unwrap()
+        );
     }
 
     /// The `oauth_signature` of a request, as sent (percent-encoded) and decoded.

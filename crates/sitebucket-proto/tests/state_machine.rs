@@ -1,7 +1,9 @@
 //! Property tests of the reconnect state machine's invariants (proptest-state-machine):
 //! every delay within its policy's bounds, no `Connect` after `disconnect()`, deadlines always
-//! in the future of the `now` they were handed, the retry limit honoured, fatal statuses never
-//! retried — whatever sequence of inputs, time jumps and commands arrives.
+//! in the future of the `now` they were handed, the retry limit honoured (counting every attempt
+//! since the last connection that earned trust — a `200` alone earns nothing), fatal statuses
+//! never retried, jitter never below a kind's minimum — whatever sequence of inputs, time jumps
+//! and commands arrives.
 
 #![allow(clippy::disallowed_methods)] // tests use Instant::now() only as a base for virtual time
 
@@ -93,8 +95,22 @@ struct Harness {
     open: bool,
     stopped_by_user: bool,
     finished: Option<Outcome>,
-    attempts_without_200: u32,
+    /// Attempts since the last connection that earned trust (the model of `error_count`,
+    /// plus the attempt in progress).
+    attempts_since_trust: u32,
+    /// The open connection's `200` head arrived at this instant.
+    head_at: Option<Instant>,
+    /// The open connection's last byte (or its coming up): the stall timer's start.
+    last_byte_at: Option<Instant>,
+    /// The open connection delivered a `disconnect` message: nothing after it earns trust.
+    disconnect_seen: bool,
+    /// The open connection earned trust (the model's view).
+    trusted: bool,
 }
+
+/// The default trust period and stall timeout.
+const TRUST_AFTER: Duration = Duration::from_secs(30);
+const STALL: Duration = Duration::from_secs(90);
 
 impl Harness {
     fn drain(&mut self) {
@@ -103,12 +119,12 @@ impl Harness {
                 Action::Connect { .. } => {
                     assert!(!self.stopped_by_user, "Connect after disconnect()");
                     assert!(self.finished.is_none(), "Connect after Finished");
-                    self.attempts_without_200 += 1;
+                    self.attempts_since_trust += 1;
                     if let Some(limit) = self.setup.retry_limit {
                         assert!(
-                            self.attempts_without_200 <= limit,
+                            self.attempts_since_trust <= limit,
                             "attempt {} exceeds the retry limit {limit}",
-                            self.attempts_without_200
+                            self.attempts_since_trust
                         );
                     }
                     self.connecting = true;
@@ -117,9 +133,21 @@ impl Harness {
                 Action::Close => {
                     self.connecting = false;
                     self.open = false;
+                    self.head_at = None;
+                    self.last_byte_at = None;
+                    self.disconnect_seen = false;
+                    self.trusted = false;
                 }
                 Action::Event(Event::Connected { status: 200, .. }) => {
-                    self.attempts_without_200 = 0
+                    // A `200` head alone earns nothing.
+                    self.head_at = Some(self.now);
+                }
+                Action::Event(Event::Message(message)) => {
+                    if message.starts_with(b"{\"disconnect\"") {
+                        self.disconnect_seen = true;
+                    } else if self.head_at.is_some() && !self.disconnect_seen {
+                        self.earn_trust();
+                    }
                 }
                 Action::Event(Event::Disconnected { error, retry_in }) => {
                     let kind = error.failure_kind().expect("a retried error has a kind");
@@ -128,10 +156,10 @@ impl Harness {
                     } else {
                         kind
                     };
+                    // Jitter never takes a wait below its kind's minimum.
                     let (lo, hi) = self.policy.bounds(kind);
-                    let lo = lo.mul_f64(1.0 - self.setup.jitter.unwrap_or(0.0));
                     assert!(
-                        retry_in <= hi && retry_in + Duration::from_nanos(1) >= lo,
+                        retry_in <= hi && retry_in >= lo,
                         "{retry_in:?} outside [{lo:?}, {hi:?}] for {error}"
                     );
                 }
@@ -165,6 +193,30 @@ impl Harness {
             }
         }
         panic!("poll_action never settled");
+    }
+
+    fn earn_trust(&mut self) {
+        if !self.trusted {
+            self.trusted = true;
+            self.attempts_since_trust = 1;
+        }
+    }
+
+    /// Time moved to `self.now` and the stream was told: an open `200` connection that stayed
+    /// up for the trust period earns trust, unless its stall timer ran out first.
+    fn time_passed(&mut self) {
+        if let (Some(head), Some(byte)) = (self.head_at, self.last_byte_at) {
+            if self.now >= head + TRUST_AFTER && self.now < byte + STALL && !self.disconnect_seen {
+                self.earn_trust();
+            }
+        }
+    }
+
+    /// Bytes arrived now: the stall timer starts over.
+    fn bytes_arrived(&mut self) {
+        if self.open {
+            self.last_byte_at = Some(self.now);
+        }
     }
 
     fn chunk(data: &[u8]) -> Vec<u8> {
@@ -204,7 +256,11 @@ impl StateMachineTest for StreamTest {
             open: false,
             stopped_by_user: false,
             finished: None,
-            attempts_without_200: 0,
+            attempts_since_trust: 0,
+            head_at: None,
+            last_byte_at: None,
+            disconnect_seen: false,
+            trusted: false,
         };
         harness.drain();
         harness
@@ -216,6 +272,7 @@ impl StateMachineTest for StreamTest {
             Step::Connected if h.connecting => {
                 h.connecting = false;
                 h.open = true;
+                h.last_byte_at = Some(now);
                 h.stream.handle_connected(now, 1_700_000_000);
             }
             Step::ConnectFailed if h.connecting => {
@@ -225,25 +282,37 @@ impl StateMachineTest for StreamTest {
             }
             Step::Head(status) if h.open => {
                 let head = format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n");
+                h.bytes_arrived();
                 h.stream.handle_input(now, head.as_bytes());
             }
-            Step::Message if h.open => h
-                .stream
-                .handle_input(now, &Harness::chunk(b"{\"a\":1}\r\n")),
-            Step::KeepAlive if h.open => h.stream.handle_input(now, &Harness::chunk(b"\r\n")),
+            Step::Message if h.open => {
+                h.bytes_arrived();
+                h.stream
+                    .handle_input(now, &Harness::chunk(b"{\"a\":1}\r\n"))
+            }
+            Step::KeepAlive if h.open => {
+                h.bytes_arrived();
+                h.stream.handle_input(now, &Harness::chunk(b"\r\n"))
+            }
             Step::DisconnectMessage(code) if h.open => {
                 let m = format!("{{\"disconnect\":{{\"code\":{code},\"reason\":\"r\"}}}}\r\n");
+                h.bytes_arrived();
                 h.stream.handle_input(now, &Harness::chunk(m.as_bytes()));
             }
-            Step::Garbage if h.open => h.stream.handle_input(now, b"zz\r\n"),
+            Step::Garbage if h.open => {
+                h.bytes_arrived();
+                h.stream.handle_input(now, b"zz\r\n")
+            }
             Step::Eof if h.open => h.stream.handle_eof(now),
             Step::Advance(ms) => {
                 h.now += Duration::from_millis(ms);
+                h.time_passed();
                 h.stream.handle_timeout(h.now);
             }
             Step::ToDeadline => {
                 if let Some(deadline) = h.deadline {
                     h.now = deadline;
+                    h.time_passed();
                     h.stream.handle_timeout(h.now);
                 }
             }
@@ -256,7 +325,8 @@ impl StateMachineTest for StreamTest {
             Step::ResetThrottles => {
                 h.stream.reset_throttles();
                 h.stopped_by_user = false;
-                h.attempts_without_200 = 0;
+                // The attempt in progress (an open connection) still counts.
+                h.attempts_since_trust = u32::from(h.open || h.connecting);
                 if h.finished.take().is_some() {
                     assert!(
                         h.stream.running(),
@@ -273,6 +343,13 @@ impl StateMachineTest for StreamTest {
 
     fn check_invariants(h: &Harness, _: &Setup) {
         assert_eq!(h.stream.running(), h.finished.is_none());
+        if h.open {
+            assert_eq!(
+                h.stream.is_trusted(),
+                h.trusted,
+                "trust as the model has it"
+            );
+        }
         if let Some(Outcome::Fatal { status, .. }) = &h.finished {
             assert!(matches!(status, 401 | 403 | 404 | 406 | 413 | 416));
         }

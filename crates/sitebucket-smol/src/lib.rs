@@ -12,7 +12,7 @@
 //!
 //! Host names are looked up by a [`Resolver`] (the system's by default;
 //! [`SmolDriver::with_resolver`], [`drive_with`], [`MessageStream::with_resolver`] and
-//! [`control_with`] take your own) on a short-lived thread of its own, whose answer the
+//! [`control_with`] take your own) on its small pool of lookup threads, whose answer the
 //! future awaits: a slow lookup holds up neither a stop, nor the core's connect deadline,
 //! nor the executor. IP literals need no lookup.
 //!
@@ -61,9 +61,9 @@ pub use sitebucket_thread::{Control, ListenThread, Observer, Resolver, Status};
 ///
 /// Host names are resolved by the driver's [`Resolver`] (the system's unless
 /// [`with_resolver`](SmolDriver::with_resolver) says otherwise), for streams and control
-/// calls alike, on a short-lived lookup thread whose answer is raced against a stop and the
-/// core's deadline: a lookup interrupted by either finishes in the background and its answer
-/// is dropped. IP literals need no lookup.
+/// calls alike, on the resolver's bounded pool of lookup threads; the answer is raced
+/// against a stop and the core's deadline: a lookup interrupted by either finishes in the
+/// background and its answer is dropped. IP literals need no lookup.
 ///
 /// Nothing per stream outlives a run but such a lookup. smol itself keeps one process-wide
 /// helper: the `async-io` reactor thread, started on first use.

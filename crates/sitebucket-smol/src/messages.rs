@@ -78,8 +78,7 @@ impl MessageStream {
     /// Wraps `stream`, looking host names up with `resolver` on a lookup thread whose
     /// answer the stream awaits (see [`drive_with`](crate::drive_with)); nothing happens
     /// until the first poll.
-    pub fn with_resolver(mut stream: SiteStream, resolver: Resolver) -> Self {
-        stream.seed_nonces(sitebucket_thread::os_entropy());
+    pub fn with_resolver(stream: SiteStream, resolver: Resolver) -> Self {
         let inbox = Inbox::default();
         let control = Control::new();
         control.publish(&stream);

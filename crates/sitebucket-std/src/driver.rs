@@ -35,8 +35,8 @@ const WAKE: Token = Token(1);
 /// block is read into again once its messages are all dropped).
 ///
 /// Host names are resolved by a [`Resolver`] (the system's unless
-/// [`with_resolver`](StdDriver::with_resolver) says otherwise) on a short-lived thread of
-/// its own, while the stream's thread waits for the answer, a stop and the core's connect
+/// [`with_resolver`](StdDriver::with_resolver) says otherwise) on its bounded pool of
+/// lookup threads, while the stream's thread waits for the answer, a stop and the core's connect
 /// deadline at once: a slow lookup neither delays `close()` nor outlives the deadline (the
 /// abandoned lookup ends on its own, its answer dropped). IP literals need no lookup.
 #[derive(Debug, Clone, Default)]

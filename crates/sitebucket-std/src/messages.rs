@@ -64,7 +64,6 @@ impl Messages {
             cond: Condvar::new(),
             capacity: capacity.max(1),
         });
-        stream.seed_nonces(sitebucket_thread::os_entropy());
         let control = Control::new();
         control.publish(&stream);
         let thread = {

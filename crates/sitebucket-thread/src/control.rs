@@ -25,6 +25,9 @@ type Waker = Arc<dyn Fn() + Send + Sync>;
 /// Called with the new stream id when a run announces a control stream.
 pub type AnnounceHook = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Called with the outcome when a run finishes.
+pub type FinishHook = Arc<dyn Fn(&Outcome) + Send + Sync>;
+
 /// Watches a run from inside its driver, on the driver's thread: what the core reports
 /// besides messages, and the moment each drain ends. Install one with
 /// [`Control::set_observer`]; both methods default to doing nothing.
@@ -53,6 +56,7 @@ pub struct Control {
     status: Mutex<Status>,
     observer: Mutex<Option<Arc<dyn Observer>>>,
     announce: Mutex<Option<AnnounceHook>>,
+    finish: Mutex<Option<FinishHook>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -82,6 +86,7 @@ impl Control {
             }),
             observer: Mutex::new(None),
             announce: Mutex::new(None),
+            finish: Mutex::new(None),
         })
     }
 
@@ -118,10 +123,16 @@ impl Control {
     /// observer, if any, that a drain ended ([`Observer::drained`]).
     ///
     /// When the stream id changed to a new one, the announce hook (if any) is called with it
-    /// first ([`set_announce_hook`](Self::set_announce_hook)).
+    /// first ([`set_announce_hook`](Self::set_announce_hook)); when the stream has just
+    /// finished, the finish hook (if any) is called with its outcome, once
+    /// ([`set_finish_hook`](Self::set_finish_hook)).
     pub fn publish(&self, stream: &SiteStream) {
-        let announced = {
+        let (announced, finished) = {
             let mut status = lock(&self.status);
+            let finished = match (&status.outcome, stream.outcome()) {
+                (None, Some(outcome)) => Some(outcome.clone()),
+                _ => None,
+            };
             status.stats.clone_from(stream.stats());
             status.healthy = stream.connection_healthy();
             status.running = stream.running();
@@ -129,12 +140,18 @@ impl Control {
             let id = stream.stream_id();
             let changed = status.stream_id.as_deref() != id;
             status.stream_id = id.map(str::to_owned);
-            id.filter(|_| changed).map(str::to_owned)
+            (id.filter(|_| changed).map(str::to_owned), finished)
         };
         if let Some(id) = announced {
             let hook = lock(&self.announce).clone();
             if let Some(hook) = hook {
                 hook(&id);
+            }
+        }
+        if let Some(outcome) = finished {
+            let hook = lock(&self.finish).clone();
+            if let Some(hook) = hook {
+                hook(&outcome);
             }
         }
         if let Some(observer) = self.observer() {
@@ -148,6 +165,14 @@ impl Control {
     /// changes to the new connection.
     pub fn set_announce_hook(&self, hook: AnnounceHook) {
         *lock(&self.announce) = Some(hook);
+    }
+
+    /// Installs the hook called, on the driver's thread, once when the run finishes (the
+    /// first publish with an outcome), with that outcome. It must return quickly: a
+    /// [`Monitor`](crate::Monitor) uses it to wake its checker, which sets aside a stream
+    /// that retrying cannot fix.
+    pub fn set_finish_hook(&self, hook: FinishHook) {
+        *lock(&self.finish) = Some(hook);
     }
 
     /// Installs the observer of this run (replacing any earlier one).
@@ -240,6 +265,28 @@ mod tests {
         control.publish(&stream);
         assert_eq!(control.status().stream_id, None);
         assert_eq!(*lock(&heard), ["a1", "b2"]);
+    }
+
+    #[test]
+    fn the_finish_hook_hears_the_outcome_once() {
+        let control = Control::new();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        control.set_finish_hook(Arc::new(move |outcome: &Outcome| {
+            lock(&log).push(outcome.clone())
+        }));
+        let mut stream = SiteStream::new(
+            Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
+                .build()
+                .unwrap(),
+        );
+        control.publish(&stream);
+        assert!(lock(&heard).is_empty(), "still running");
+        stream.disconnect();
+        // A driver publishes at the end of its run, and `Driver::spawn` once more.
+        control.publish(&stream);
+        control.publish(&stream);
+        assert_eq!(*lock(&heard), [Outcome::Stopped]);
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl FollowState {
     /// process) uses, so no two requests share a nonce.
     fn nonce_seed(&self) -> u64 {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        splitmix(self.config.rng_seed() ^ splitmix(n.wrapping_add(1)) ^ os_entropy())
+        splitmix(self.config.rng_seed().unwrap_or(0) ^ splitmix(n.wrapping_add(1)) ^ os_entropy())
     }
 }
 

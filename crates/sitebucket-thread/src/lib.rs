@@ -16,10 +16,15 @@ mod monitor;
 mod resolve;
 mod threaded;
 
-pub use control::{AnnounceHook, Control, Observer, Status};
+pub use control::{AnnounceHook, Control, FinishHook, Observer, Status};
 pub use follows::SharedPacer;
 pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
-pub use monitor::{Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL};
-pub use resolve::{Resolver, RESOLVE_THREAD_NAME};
+pub use monitor::{
+    FailedStream, FailedStreamHook, Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL,
+};
+pub use resolve::{Resolver, MAX_LOOKUP_THREADS, MAX_WAITERS_PER_LOOKUP, RESOLVE_THREAD_NAME};
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};
-pub use threaded::{ThreadedParser, DEFAULT_MAX_QUEUED_BYTES};
+pub use threaded::{
+    ThreadedParser, DEFAULT_MAX_QUEUED_BYTES, QUEUED_MESSAGE_OVERHEAD, QUEUE_BLOCK_BYTES,
+    QUEUE_COPY_BELOW_BYTES,
+};

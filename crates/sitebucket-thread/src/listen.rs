@@ -14,12 +14,12 @@ use sitebucket_proto::control::{
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
-use crate::control::{AnnounceHook, Control, Observer, Status};
+use crate::control::{AnnounceHook, Control, FinishHook, Observer, Status};
 use crate::follows::{FollowState, SharedPacer};
 
 /// 64 bits of OS entropy, from the standard library's randomly keyed hasher (no extra
-/// dependency). Driver handles mix it into each stream's nonce seed: the core itself draws no
-/// unseeded randomness.
+/// dependency): a seed for control calls and pacing that must differ between processes.
+/// (Streams need none: the core draws its own nonce seed when the config sets none.)
 pub fn os_entropy() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
@@ -138,6 +138,7 @@ pub struct ListenThread<D: Driver> {
     outcome: Option<Outcome>,
     follows: FollowState,
     announce: Option<AnnounceHook>,
+    finish: Option<FinishHook>,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -152,10 +153,10 @@ impl<D: Driver> std::fmt::Debug for ListenThread<D> {
 }
 
 impl<D: Driver> ListenThread<D> {
-    /// A handle for `stream`, not yet started. OS entropy is mixed into the stream's nonce
-    /// seed (see [`os_entropy`]), so no two processes sign with the same nonces.
-    pub fn new(driver: D, mut stream: SiteStream, parser: impl Parser + 'static) -> Self {
-        stream.seed_nonces(os_entropy());
+    /// A handle for `stream`, not yet started. (A stream built without an explicit
+    /// `rng_seed` draws its nonce seed from the OS, so no two processes sign with the same
+    /// nonces.)
+    pub fn new(driver: D, stream: SiteStream, parser: impl Parser + 'static) -> Self {
         Self {
             driver,
             control: Control::new(),
@@ -164,6 +165,7 @@ impl<D: Driver> ListenThread<D> {
             running: None,
             outcome: None,
             announce: None,
+            finish: None,
             observer: None,
         }
     }
@@ -280,6 +282,9 @@ impl<D: Driver> ListenThread<D> {
         let control = Control::new();
         if let Some(hook) = &self.announce {
             control.set_announce_hook(hook.clone());
+        }
+        if let Some(hook) = &self.finish {
+            control.set_finish_hook(hook.clone());
         }
         if let Some(observer) = &self.observer {
             control.set_observer(observer.clone());
@@ -426,6 +431,13 @@ impl<D: Driver> ListenThread<D> {
         self.control.set_announce_hook(hook.clone());
         self.announce = Some(hook);
     }
+
+    /// Calls `hook`, on the driver's thread, with the outcome of this run and of every later
+    /// one, once each as it finishes. It must return quickly.
+    pub fn set_finish_hook(&mut self, hook: FinishHook) {
+        self.control.set_finish_hook(hook.clone());
+        self.finish = Some(hook);
+    }
 }
 
 /// `users` without repeats, in their first order.
@@ -521,9 +533,11 @@ mod tests {
         let mut a = ListenThread::new(NeverRuns, SiteStream::new(config.clone()), |_: Bytes| {});
         let mut b = ListenThread::new(NeverRuns, SiteStream::new(config.clone()), |_: Bytes| {});
         assert_ne!(first_request(&mut a), first_request(&mut b));
-        // The bare core stays reproducible: same config, same time, same bytes.
-        let mut c = SiteStream::new(config.clone());
-        let mut d = SiteStream::new(config);
+        // With an explicit seed, the core stays reproducible: same config, same time, same
+        // bytes.
+        let seeded = config.to_builder().rng_seed(7).build().unwrap();
+        let mut c = SiteStream::new(seeded.clone());
+        let mut d = SiteStream::new(seeded);
         let now = Instant::now();
         for s in [&mut c, &mut d] {
             let _ = s.poll_action(now);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sitebucket_proto::config::FOLLOW_LIMIT;
 use sitebucket_proto::control::{ControlError, MAX_USERS_PER_STREAM};
+use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Config, ConfigError, Parser, SiteStream};
 
 use crate::control::{Control, Status};
@@ -54,6 +55,30 @@ impl std::error::Error for MonitorError {
         }
     }
 }
+
+/// A monitored stream that ended in a way retrying cannot fix, as [`Monitor::failed`] shows
+/// it: the monitor no longer runs it, and its users are no longer covered.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FailedStream {
+    /// The users it followed (sorted): its `follow` list and the users moved onto it through
+    /// its control stream.
+    pub follows: Vec<u64>,
+    /// How it ended: [`Outcome::Fatal`] (a status such as 401 or 403) or
+    /// [`Outcome::Revoked`] (a `disconnect` message with code 6 or 7).
+    pub outcome: Outcome,
+}
+
+impl FailedStream {
+    /// Whether a stream that ended with `outcome` is set aside rather than restarted:
+    /// [`Outcome::Fatal`] and [`Outcome::Revoked`], which no retry can fix.
+    pub fn is_final(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::Fatal { .. } | Outcome::Revoked { .. })
+    }
+}
+
+/// Called once with each stream the monitor sets aside (see [`Monitor::set_failed_hook`]).
+pub type FailedStreamHook = Arc<dyn Fn(&FailedStream) + Send + Sync>;
 
 /// One monitored stream, as [`Monitor::streams`] shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +146,12 @@ impl<P: Parser> Parser for SharedParser<P> {
 ///   [`run_every`](Monitor::run_every)) restarts failed streams and re-applies control
 ///   changes to connections that lost them in a reconnect. With `run_every`, a stream that
 ///   announces a new control stream wakes the checker at once for that.
+/// - A stream that ended in a way no retry can fix — a status such as 401, 403 or 404
+///   ([`Outcome::Fatal`]), or a `disconnect` message with code 6 or 7
+///   ([`Outcome::Revoked`]) — is never restarted: it is set aside, with its users and the
+///   reason, in [`failed`](Monitor::failed) (and handed to the
+///   [`set_failed_hook`](Monitor::set_failed_hook) hook), by the next `check`, or at once
+///   with `run_every`.
 ///
 /// No user is ever left uncovered by a change: a replacement starts **before** the stream it
 /// replaces closes, and a move adds users to their new stream before the old one lets them
@@ -163,6 +194,8 @@ impl<P: Parser> Parser for SharedParser<P> {
 pub struct Monitor<D: Driver> {
     /// The streams; held by every change for its whole length (changes are serialized).
     inner: Arc<Mutex<Inner<D>>>,
+    /// The streams set aside for good, oldest first; shared with [`Inner`].
+    failed: Arc<Mutex<Vec<FailedStream>>>,
     /// What readers see; held only to copy it in or out, never across a request.
     view: Arc<View>,
     signal: Arc<Signal>,
@@ -202,6 +235,10 @@ struct Inner<D: Driver> {
     signal: Arc<Signal>,
     /// Republished after every change to `shards` or to a stream's follow list.
     view: Arc<View>,
+    /// The streams set aside for good (see [`FailedStream`]).
+    failed: Arc<Mutex<Vec<FailedStream>>>,
+    /// Told of each stream set aside.
+    failed_hook: Option<FailedStreamHook>,
 }
 
 /// Wakes the background checker: to stop, or because a stream announced a new control
@@ -216,6 +253,8 @@ struct Signal {
 struct SignalState {
     stopped: bool,
     announced: bool,
+    /// A run finished: the checker sets it aside at once if it cannot be retried.
+    finished: bool,
 }
 
 impl Signal {
@@ -249,6 +288,7 @@ impl<D: Driver> Monitor<D> {
     ) -> Self {
         let signal = Arc::new(Signal::default());
         let view = Arc::new(View::default());
+        let failed = Arc::new(Mutex::new(Vec::new()));
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 driver,
@@ -259,11 +299,33 @@ impl<D: Driver> Monitor<D> {
                 pacer: SharedPacer::default(),
                 signal: signal.clone(),
                 view: view.clone(),
+                failed: failed.clone(),
+                failed_hook: None,
             })),
+            failed,
             view,
             signal,
             checker: Mutex::new(None),
         }
+    }
+
+    /// Calls `hook` once with each stream the monitor sets aside for good (see
+    /// [`failed`](Self::failed)), on the thread that does it: the background checker, or the
+    /// caller of [`check`](Self::check). Use it to log the users who are no longer streamed
+    /// and why. It must not call back into the monitor.
+    pub fn set_failed_hook(&self, hook: impl Fn(&FailedStream) + Send + Sync + 'static) {
+        lock(&self.inner).failed_hook = Some(Arc::new(hook));
+    }
+
+    /// The streams set aside because retrying cannot fix how they ended (a status such as
+    /// 401 or 403, or a `disconnect` message with code 6 or 7), oldest first, with their
+    /// users and the reason. Their users are not in [`follows`](Self::follows) any more;
+    /// [`add_follows`](Self::add_follows) with them starts a new stream (a deliberate retry),
+    /// and [`remove_follows`](Self::remove_follows) takes them off this list.
+    ///
+    /// Never waits for a change in progress.
+    pub fn failed(&self) -> Vec<FailedStream> {
+        lock(&self.failed).clone()
     }
 
     /// A monitor covering `follow` (any size, duplicates ignored), started at once.
@@ -338,6 +400,10 @@ impl<D: Driver> Monitor<D> {
         let mut inner = lock(&self.inner);
         let plan = plan_remove(&slices(&inner.follow_lists()), users);
         let gone: BTreeSet<u64> = users.iter().copied().collect();
+        lock(&self.failed).retain_mut(|failed| {
+            failed.follows.retain(|u| !gone.contains(u));
+            !failed.follows.is_empty()
+        });
         let mut failed = None;
         for (index, follow) in plan.shrink {
             let shard = &inner.shards[index];
@@ -467,9 +533,11 @@ impl<D: Driver> Monitor<D> {
         Ok(closed)
     }
 
-    /// Restarts every stream that is unhealthy or whose run ended with a failure (the
-    /// seed's periodic check, which never fired there), and re-applies control changes to
-    /// connections that lost them in a reconnect. Returns how many streams were restarted.
+    /// Sets aside every stream that ended in a way retrying cannot fix (see
+    /// [`failed`](Self::failed)), restarts every other stream that is unhealthy or whose run
+    /// ended with a failure (the seed's periodic check, which never fired there), and
+    /// re-applies control changes to connections that lost them in a reconnect. Returns how
+    /// many streams were restarted.
     pub fn check(&self) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
         let restarted = inner.check()?;
@@ -494,13 +562,19 @@ impl<D: Driver> Monitor<D> {
                 let wait = next_check.saturating_duration_since(Instant::now());
                 let (mut guard, _) = signal
                     .wake
-                    .wait_timeout_while(guard, wait, |s| !s.stopped && !s.announced)
+                    .wait_timeout_while(guard, wait, |s| !s.stopped && !s.announced && !s.finished)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if guard.stopped {
                     return;
                 }
                 let announced = std::mem::take(&mut guard.announced);
+                let finished = std::mem::take(&mut guard.finished);
                 drop(guard);
+                if finished {
+                    // Set aside at once, not at the next check: their users are reported
+                    // promptly, and nothing restarts them in between.
+                    lock(&inner).set_aside_final();
+                }
                 if Instant::now() >= next_check {
                     next_check = Instant::now() + interval;
                     // A stream that cannot be restarted now is tried again next time.
@@ -609,11 +683,12 @@ impl<D: Driver> Inner<D> {
     /// Starts a stream following `follow` (at most [`FOLLOW_LIMIT`] users: its `follow`
     /// list), with the shared pacer and the announce hook that wakes the checker.
     fn start(&mut self, follow: &[u64]) -> Result<ListenThread<D>, MonitorError> {
-        // A distinct, deterministic nonce seed per stream (golden-ratio increments).
+        // A distinct, deterministic nonce seed per stream (golden-ratio increments) when the
+        // template sets one; without one, each stream draws its own from the OS.
         let seed = self
             .template
             .rng_seed()
-            .wrapping_add(self.started.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            .map(|seed| seed.wrapping_add(self.started.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         let config = self
             .template
             .to_builder()
@@ -629,11 +704,54 @@ impl<D: Driver> Inner<D> {
         listener.set_announce_hook(Arc::new(move |_id: &str| {
             signal.notify(|s| s.announced = true);
         }));
+        let signal = self.signal.clone();
+        listener.set_finish_hook(Arc::new(move |outcome: &Outcome| {
+            if FailedStream::is_final(outcome) {
+                signal.notify(|s| s.finished = true);
+            }
+        }));
         listener.start().map_err(MonitorError::Spawn)?;
         Ok(listener)
     }
 
+    /// Takes every stream that ended in a way retrying cannot fix out of `shards` and into
+    /// `failed`, telling the hook of each.
+    fn set_aside_final(&mut self) {
+        let mut index = 0;
+        let mut set_aside = Vec::new();
+        while index < self.shards.len() {
+            let outcome = self.shards[index].status().outcome;
+            match outcome {
+                Some(outcome) if FailedStream::is_final(&outcome) => {
+                    let shard = self.shards.remove(index);
+                    set_aside.push((
+                        shard,
+                        FailedStream {
+                            follows: Vec::new(),
+                            outcome,
+                        },
+                    ));
+                }
+                _ => index += 1,
+            }
+        }
+        if set_aside.is_empty() {
+            return;
+        }
+        self.publish();
+        for (mut shard, mut failed) in set_aside {
+            // The run is over: this only collects it.
+            shard.join();
+            failed.follows = shard.follows();
+            lock(&self.failed).push(failed.clone());
+            if let Some(hook) = &self.failed_hook {
+                hook(&failed);
+            }
+        }
+    }
+
     fn check(&mut self) -> Result<usize, MonitorError> {
+        self.set_aside_final();
         let mut restarted = 0;
         for index in 0..self.shards.len() {
             let status = self.shards[index].status();
@@ -1179,10 +1297,15 @@ mod tests {
     /// are logged as `<kind> <stream id> <first>-<last user>` and succeed, except the one
     /// `fail_in` counts down to (logged with a `failed ` prefix, answered with a 503).
     /// Control calls first pass its [`Gate`].
+    ///
+    /// A run whose first user has an entry in `answers` takes it (once) as its server's
+    /// answer: after the connect, the stream is fed that text (a head and body), and the run
+    /// ends if the stream finishes.
     #[derive(Clone, Default)]
     struct FakeDriver {
         log: Arc<Mutex<Vec<String>>>,
         refuse: Arc<AtomicUsize>,
+        answers: Arc<Mutex<std::collections::BTreeMap<u64, String>>>,
         announce: bool,
         runs: Arc<AtomicUsize>,
         fail_in: Arc<Mutex<Option<usize>>>,
@@ -1386,6 +1509,24 @@ mod tests {
                     }
                 }
             }
+            let answer = lock(&self.answers).remove(&stream.config().follow()[0]);
+            if let Some(answer) = answer {
+                let now = Instant::now();
+                let settle = |stream: &mut SiteStream| loop {
+                    if let Action::Wait(_) | Action::Finished(_) = stream.poll_action(now) {
+                        break;
+                    }
+                };
+                settle(stream);
+                stream.handle_connected(now, 1);
+                settle(stream);
+                stream.handle_input(now, answer.as_bytes());
+                settle(stream);
+                control.publish(stream);
+                if let Some(outcome) = stream.outcome() {
+                    return outcome.clone();
+                }
+            }
             if self.announce {
                 let id = format!("s{}x{run}", stream.config().follow()[0]);
                 announce(stream, &id);
@@ -1536,6 +1677,131 @@ mod tests {
             "stop_checking waited"
         );
         monitor.disconnect();
+    }
+
+    /// A `200` carrying one `disconnect` message with `code`.
+    fn disconnected_with(code: u32) -> String {
+        let message = format!("{{\"disconnect\":{{\"code\":{code},\"reason\":\"gone\"}}}}\r\n");
+        format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{message}\r\n",
+            message.len()
+        )
+    }
+
+    fn starts(driver: &FakeDriver) -> Vec<String> {
+        driver
+            .log()
+            .into_iter()
+            .filter(|e| e.starts_with("start "))
+            .collect()
+    }
+
+    #[test]
+    fn check_sets_aside_a_stream_refused_for_good_and_never_restarts_it() {
+        let driver = FakeDriver::default();
+        lock(&driver.answers).insert(1, "HTTP/1.1 401 Unauthorized\r\n\r\n".into());
+        let monitor = fake_monitor(&driver, 1..=150);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        {
+            let heard = heard.clone();
+            monitor.set_failed_hook(move |failed| lock(&heard).push(failed.clone()));
+        }
+        wait_until("the first stream to be refused", || {
+            monitor.streams()[0].status.outcome.is_some()
+        });
+        for _ in 0..5 {
+            assert_eq!(monitor.check().expect("check"), 0, "nothing restarted");
+        }
+        let refused = FailedStream {
+            follows: range(1..=100),
+            outcome: Outcome::Fatal {
+                status: 401,
+                reason: "Unauthorized".into(),
+            },
+        };
+        assert_eq!(monitor.failed(), std::slice::from_ref(&refused));
+        assert_eq!(*lock(&heard), [refused], "told once");
+        assert_eq!(lists(&monitor), [range(101..=150)], "the others go on");
+        assert_eq!(monitor.follows(), range(101..=150));
+        assert_eq!(
+            starts(&driver),
+            ["start 1-100", "start 101-150"],
+            "one attempt"
+        );
+
+        // Removing the users takes them off the list; adding them back is a new stream.
+        assert_eq!(monitor.remove_follows(&range(1..=50)).expect("remove"), 0);
+        assert_eq!(monitor.failed()[0].follows, range(51..=100));
+        monitor.add_follows(&range(51..=100)).expect("add");
+        assert_eq!(monitor.follows(), range(51..=150));
+        monitor.disconnect();
+        assert_eq!(monitor.failed().len(), 1, "a record, kept after disconnect");
+    }
+
+    #[test]
+    fn the_background_checker_sets_aside_revoked_streams_at_once_and_restarts_the_others() {
+        let driver = FakeDriver {
+            refuse: Arc::new(AtomicUsize::new(0)),
+            ..FakeDriver::default()
+        };
+        lock(&driver.answers).extend([(1, disconnected_with(6)), (101, disconnected_with(7))]);
+        let monitor = fake_monitor(&driver, 1..=250);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        {
+            let heard = heard.clone();
+            monitor.set_failed_hook(move |failed| lock(&heard).push(failed.outcome.clone()));
+        }
+        // Checks an hour apart: only the finish of a run can wake the checker this soon.
+        monitor.run_every(Duration::from_secs(3600));
+        wait_until("both revoked streams to be set aside", || {
+            monitor.failed().len() == 2
+        });
+        let mut failed = monitor.failed();
+        failed.sort_by_key(|f| f.follows[0]);
+        assert_eq!(failed[0].follows, range(1..=100));
+        assert_eq!(failed[1].follows, range(101..=200));
+        assert!(matches!(
+            failed[0].outcome,
+            Outcome::Revoked { code: 6, .. }
+        ));
+        assert!(matches!(
+            failed[1].outcome,
+            Outcome::Revoked { code: 7, .. }
+        ));
+        assert_eq!(lock(&heard).len(), 2);
+        assert_eq!(lists(&monitor), [range(201..=250)]);
+
+        // A stream that gave up (not for good) is still restarted by a check.
+        driver.refuse.store(1, Ordering::SeqCst);
+        monitor
+            .add_follows(&[251])
+            .expect("grow, so a new run starts and fails");
+        wait_until("the new run to give up", || {
+            monitor.streams()[0].status.outcome.is_some()
+        });
+        assert!(matches!(
+            monitor.streams()[0].status.outcome,
+            Some(Outcome::GaveUp { .. })
+        ));
+        assert_eq!(monitor.check().expect("check"), 1);
+        assert_eq!(
+            monitor.failed().len(),
+            2,
+            "a stream that gave up is not set aside"
+        );
+        monitor.disconnect();
+        assert_eq!(
+            starts(&driver),
+            [
+                "start 1-100",
+                "start 101-200",
+                "start 201-250",
+                "start 201-251",
+                // The check's restart of the stream that gave up.
+                "start 201-251",
+            ],
+            "one attempt each for the revoked streams"
+        );
     }
 
     fn wait_until(what: &str, done: impl Fn() -> bool) {

@@ -10,8 +10,21 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use sitebucket_proto::Parser;
 
-/// How many message bytes [`ThreadedParser::spawn`] lets wait for the parser thread.
+/// How many bytes of queued messages [`ThreadedParser::spawn`] lets wait for the parser
+/// thread, counted as [`ThreadedParser`] says.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8 << 20;
+
+/// The largest read block a driver frames messages from (every sitebucket driver reads into
+/// blocks of 64 KiB). A message sliced from a read keeps that read's whole block alive.
+pub const QUEUE_BLOCK_BYTES: usize = 64 * 1024;
+
+/// Messages shorter than this (a quarter of a [`QUEUE_BLOCK_BYTES`] block) are copied into
+/// an allocation of their own when queued, so they keep no read block alive.
+pub const QUEUE_COPY_BELOW_BYTES: usize = QUEUE_BLOCK_BYTES / 4;
+
+/// What the queue counts for each message besides its bytes: its slot in the queue (with
+/// room for the queue's growth) and the allocator's rounding of a small copy.
+pub const QUEUED_MESSAGE_OVERHEAD: usize = 128;
 
 /// A [`Parser`] that hands every message to another parser running on its own thread.
 ///
@@ -21,7 +34,17 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8 << 20;
 /// two halves run at once). Messages reach the inner parser in order, each as soon as the
 /// parser thread is free: nothing waits for a batch to fill.
 ///
-/// The queue between the two is bounded by bytes (`max_queued_bytes`). When it is full,
+/// The queue between the two is bounded by the memory its messages keep alive
+/// (`max_queued_bytes`), counted per message as:
+/// - a message shorter than [`QUEUE_COPY_BELOW_BYTES`] is copied out of its read block when queued
+///   (a 2-byte `{}` would otherwise keep a whole 64 KiB block alive), and counts its length
+///   plus [`QUEUED_MESSAGE_OVERHEAD`];
+/// - a longer message is queued as it is, without a copy, and counts as a whole
+///   [`QUEUE_BLOCK_BYTES`] block (or its length, if longer) plus the overhead, since it may be
+///   the one thing keeping its read's block alive.
+///
+/// So what the queue holds stays within the bound for drivers that read in blocks of at most
+/// [`QUEUE_BLOCK_BYTES`], as every sitebucket driver does. When the queue is full,
 /// [`parse`](Parser::parse) blocks until the parser thread catches up, so a handler that is
 /// slower than the stream slows reading down (and the server eventually warns with
 /// `FALLING_BEHIND`, as it would without the queue) instead of growing memory. One message
@@ -101,8 +124,9 @@ impl ThreadedParser {
         })
     }
 
-    /// Messages waiting for the parser thread right now, and the bytes of every message not
-    /// yet handled (waiting, or taken by the parser thread and not parsed yet).
+    /// Messages waiting for the parser thread right now, and the bytes counted for every
+    /// message not yet handled (waiting, or taken by the parser thread and not parsed yet),
+    /// as the bound counts them (see [`ThreadedParser`]).
     pub fn queued(&self) -> (usize, usize) {
         let queue = self.shared.lock();
         (queue.messages.len(), queue.bytes)
@@ -137,7 +161,7 @@ fn work(shared: &Shared, parser: &mut dyn Parser) {
         }
         done_bytes = 0;
         for message in batch.drain(..) {
-            done_bytes += message.len();
+            done_bytes += charge(message.len());
             parser.parse(message);
         }
     }
@@ -157,12 +181,29 @@ impl Drop for PanicMark<'_> {
     }
 }
 
+/// What a queued message of `len` bytes counts against the bound (see [`ThreadedParser`]).
+fn charge(len: usize) -> usize {
+    let held = if len < QUEUE_COPY_BELOW_BYTES {
+        len
+    } else {
+        len.max(QUEUE_BLOCK_BYTES)
+    };
+    held.saturating_add(QUEUED_MESSAGE_OVERHEAD)
+}
+
 impl Parser for ThreadedParser {
     fn parse(&mut self, message: Bytes) {
+        // A small message is copied out, so its read block can go back to the read buffer.
+        let message = if message.len() < QUEUE_COPY_BELOW_BYTES {
+            Bytes::copy_from_slice(&message)
+        } else {
+            message
+        };
+        let cost = charge(message.len());
         let shared = &*self.shared;
         let mut queue = shared.lock();
         while queue.bytes > 0
-            && queue.bytes.saturating_add(message.len()) > shared.max_bytes
+            && queue.bytes.saturating_add(cost) > shared.max_bytes
             && !queue.panicked
         {
             queue = shared.room.wait(queue).unwrap_or_else(|p| p.into_inner());
@@ -171,7 +212,7 @@ impl Parser for ThreadedParser {
             drop(queue);
             Self::parser_panicked();
         }
-        queue.bytes += message.len();
+        queue.bytes += cost;
         queue.messages.push_back(message);
         let wake = queue.idle;
         drop(queue);
@@ -251,7 +292,7 @@ mod tests {
         // holds `max` bytes.
         let (go, gate) = mpsc::channel::<()>();
         let handled = Arc::new(AtomicUsize::new(0));
-        let max = 3 * message(0).len();
+        let max = 3 * charge(message(0).len());
         let threaded = {
             let handled = handled.clone();
             ThreadedParser::with_max_queued_bytes(
@@ -303,6 +344,108 @@ mod tests {
         threaded.parse(Bytes::from(vec![b'y'; 2000]));
         drop(threaded);
         assert_eq!(rx.iter().collect::<Vec<_>>(), [1000, 2000]);
+    }
+
+    /// A read block that counts itself in `live` while any message sliced from it lives.
+    struct TrackedBlock {
+        block: Vec<u8>,
+        live: Arc<AtomicUsize>,
+    }
+
+    impl AsRef<[u8]> for TrackedBlock {
+        fn as_ref(&self) -> &[u8] {
+            &self.block
+        }
+    }
+
+    impl Drop for TrackedBlock {
+        fn drop(&mut self) {
+            self.live.fetch_sub(self.block.len(), Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_stalled_parser_under_small_reads_of_tiny_messages_holds_no_more_than_the_bound() {
+        // 8 KiB reads of `{}\r\n`, each in a 64 KiB block as a driver's read buffer hands
+        // them out, sliced into messages without a copy as the framer does. The handler
+        // stalls on the first message; the reader goes on until the queue is full.
+        const READ: usize = 8 * 1024;
+        let max = 256 * 1024;
+        let live_blocks = Arc::new(AtomicUsize::new(0));
+        let (go, gate) = mpsc::channel::<()>();
+        let threaded = ThreadedParser::with_max_queued_bytes(
+            move |_: Bytes| {
+                let _ = gate.recv();
+            },
+            max,
+        )
+        .unwrap();
+        let pushed = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (pushed, live) = (pushed.clone(), live_blocks.clone());
+            let mut threaded = threaded;
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    let mut block = vec![0; QUEUE_BLOCK_BYTES];
+                    for pair in block[..READ].chunks_mut(4) {
+                        pair.copy_from_slice(b"{}\r\n");
+                    }
+                    live.fetch_add(block.len(), Ordering::SeqCst);
+                    let read = Bytes::from_owner(TrackedBlock {
+                        block,
+                        live: live.clone(),
+                    });
+                    for at in (0..READ).step_by(4) {
+                        threaded.parse(read.slice(at..at + 2));
+                        pushed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                threaded
+            })
+        };
+        // Wait until the reader is blocked on a full queue: no progress for 300 ms.
+        let began = std::time::Instant::now();
+        let mut last = usize::MAX;
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = pushed.load(Ordering::SeqCst);
+            if now == last || began.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            last = now;
+        }
+        let queued = pushed.load(Ordering::SeqCst);
+        assert!(queued > 100, "the queue took only {queued} messages");
+        assert!(
+            queued < 200 * READ / 4,
+            "the reader was never held up: the bound did not bite"
+        );
+        // Every message not yet handled is held: its `Bytes`, its bytes, and any block it
+        // keeps alive. The reader's own read in hand (one block) is not the queue's.
+        let per_message = std::mem::size_of::<Bytes>() + 2;
+        let held = live_blocks.load(Ordering::SeqCst) + queued * per_message;
+        assert!(
+            held <= max + QUEUE_BLOCK_BYTES,
+            "{queued} queued messages of 2 bytes hold {held} bytes, over the bound of {max}"
+        );
+        drop(go);
+        drop(reader.join().unwrap());
+        assert_eq!(live_blocks.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_large_message_is_queued_without_a_copy() {
+        let (tx, rx) = mpsc::channel();
+        let mut threaded = ThreadedParser::spawn(move |m: Bytes| tx.send(m).unwrap()).unwrap();
+        let small = Bytes::from(vec![b's'; QUEUE_COPY_BELOW_BYTES - 1]);
+        let large = Bytes::from(vec![b'l'; QUEUE_COPY_BELOW_BYTES]);
+        threaded.parse(small.clone());
+        threaded.parse(large.clone());
+        drop(threaded);
+        let got: Vec<Bytes> = rx.iter().collect();
+        assert_eq!(got, [small.clone(), large.clone()]);
+        assert_ne!(got[0].as_ptr(), small.as_ptr(), "a small message is copied");
+        assert_eq!(got[1].as_ptr(), large.as_ptr(), "a large one is not");
     }
 
     #[test]

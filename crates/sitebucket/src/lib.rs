@@ -33,8 +33,8 @@ pub use sitebucket_proto::{
     UrlError, UserMessage, With,
 };
 pub use sitebucket_thread::{
-    AnnounceHook, Control, Driver, Finished, ListenThread, Monitor, MonitorError, Observer,
-    Resolver, RunHandle, SharedPacer, SharedParser, Status, StreamInfo, ThreadedParser,
+    AnnounceHook, Control, Driver, FailedStream, Finished, ListenThread, Monitor, MonitorError,
+    Observer, Resolver, RunHandle, SharedPacer, SharedParser, Status, StreamInfo, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]

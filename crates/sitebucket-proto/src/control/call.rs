@@ -144,7 +144,8 @@ impl std::fmt::Debug for ControlCall {
 
 impl ControlCall {
     /// A call of `request` on the stream `stream_id` (as the stream announced it; `None` when
-    /// it has not) at `endpoint`, signed with `credentials`.
+    /// it has not) at `endpoint`, signed with `credentials`. Its nonce seed is drawn from the
+    /// operating system unless [`with_nonce_seed`](Self::with_nonce_seed) sets one.
     pub fn new(
         endpoint: &Endpoint,
         credentials: &Credentials,
@@ -158,18 +159,22 @@ impl ControlCall {
             extra_roots: Vec::new(),
             stream_id: stream_id.map(str::to_owned),
             timeout: DEFAULT_CONTROL_TIMEOUT,
-            nonce_seed: 0,
+            nonce_seed: crate::stream::os_seed(),
             state: State::New,
             queue: VecDeque::new(),
         }
     }
 
     /// A call for the stream built from `config`: its endpoint, credentials, extra root
-    /// certificates and nonce seed.
+    /// certificates and nonce seed (drawn from the operating system when the config sets
+    /// none).
     pub fn for_stream(config: &Config, stream_id: Option<&str>, request: ControlRequest) -> Self {
-        Self::new(config.endpoint(), config.credentials(), stream_id, request)
-            .with_extra_roots(config.extra_root_certs_pem().to_vec())
-            .with_nonce_seed(config.rng_seed())
+        let call = Self::new(config.endpoint(), config.credentials(), stream_id, request)
+            .with_extra_roots(config.extra_root_certs_pem().to_vec());
+        match config.rng_seed() {
+            Some(seed) => call.with_nonce_seed(seed),
+            None => call,
+        }
     }
 
     /// Extra trusted root certificates (PEM) for TLS, as [`Config`] takes them.

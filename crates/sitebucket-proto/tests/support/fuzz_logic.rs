@@ -1263,12 +1263,8 @@ impl Harness<'_> {
     }
 
     fn check_retry(&self, kind: FailureKind, retry_in: Duration) {
+        // Jitter never takes a wait below its kind's minimum.
         let (low, high) = self.policy.bounds(kind);
-        let low = if self.setup.jitter > 0 {
-            low.mul_f64(1.0 - self.setup.jitter_fraction())
-        } else {
-            low
-        };
         assert!(
             low <= retry_in && retry_in <= high,
             "retry_in {retry_in:?} for {kind:?} outside {low:?}..={high:?}"
@@ -1287,7 +1283,7 @@ impl Harness<'_> {
         }
         // The reason is recorded before the Close is queued.
         match &self.stream.stats().last_error {
-            Some(StreamError::Closed) => {
+            Some(StreamError::Closed | StreamError::ClosedMidMessage { .. }) => {
                 assert_eq!(conn.shadow_error, None);
                 assert!(
                     conn.pending.is_empty(),
