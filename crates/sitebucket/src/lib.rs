@@ -34,7 +34,8 @@ pub use sitebucket_proto::{
 };
 pub use sitebucket_thread::{
     AnnounceHook, Control, Driver, FailedStream, Finished, ListenThread, Monitor, MonitorError,
-    Observer, Resolver, RunHandle, SharedPacer, SharedParser, Status, StreamInfo, ThreadedParser,
+    Observer, ParallelParser, ParallelParserBuilder, Resolver, RunHandle, SharedPacer,
+    SharedParser, Status, StreamInfo, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]
