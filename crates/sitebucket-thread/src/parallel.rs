@@ -43,10 +43,13 @@ use crate::threaded::{charge, detach_small, DEFAULT_MAX_QUEUED_BYTES};
 ///   [`QUEUE_BLOCK_BYTES`](crate::QUEUE_BLOCK_BYTES) read block (or its length, if longer); each
 ///   also counts [`QUEUED_MESSAGE_OVERHEAD`](crate::QUEUED_MESSAGE_OVERHEAD). While the count
 ///   is at `max_queued_bytes`, [`parse`](Parser::parse) blocks, so a handler slower than the
-///   stream slows reading down instead of growing memory. One message larger than the whole
-///   bound is still taken, alone. A parsed result holds no more than its message: the typed
-///   [`Message`] borrows from it, and an escaped string it had to unescape is never longer
-///   than its escaped form.
+///   stream slows reading down instead of growing memory (on an async driver the wait blocks
+///   the executor thread running the stream, as a slow inline parser would). One message
+///   larger than the whole bound is still taken, alone. A typed result adds no more than its
+///   message to what is held: the [`Message`] borrows from the message's bytes, and a string
+///   it had to unescape is never longer than its escaped form. (A
+///   [`staged`](ParallelParserBuilder::staged) result is the caller's own type and is not
+///   counted beyond its message.)
 /// - **Panics surface in order.** If parsing message *k* or handling it panics, every earlier
 ///   message is still handled, no later one is, and the panic is resumed, with its own payload,
 ///   in the driver's thread at its next call to `parse` (or when the parser is dropped), as an

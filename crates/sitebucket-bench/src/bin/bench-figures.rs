@@ -1,13 +1,13 @@
 //! The out-of-process figures: every loopback client in its own process against
-//! `bench-server` in another, plus the allocation count, the idle streams, tweepy and the
-//! simulator. Prints one `figure ...` line per figure (and `# ...` context lines).
+//! `bench-server` in another, plus the allocation count, the busy and the idle streams, tweepy
+//! and the simulator. Prints one `figure ...` line per figure (and `# ...` context lines).
 //!
 //! ```text
-//! bench-figures [--quick]
+//! bench-figures [--quick] [--only raw|typed|busy|idle|sim]
 //! ```
 //!
-//! The sibling binaries (`bench-server`, `bench-client`, `bench-idle`, `bench-alloc`,
-//! `bench-sim`) are found next to this one. tweepy 4.13 is installed with pip into a venv
+//! The sibling binaries (`bench-server`, `bench-client`, `bench-busy`, `bench-idle`,
+//! `bench-alloc`, `bench-sim`) are found next to this one. tweepy 4.13 is installed with pip into a venv
 //! under `<target>/bench/venv` when `python3` is there; without Python (or without network
 //! access to PyPI) that figure is skipped with a note.
 
