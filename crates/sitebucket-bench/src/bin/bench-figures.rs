@@ -47,7 +47,7 @@ fn main() {
             raw_bytes: 512 << 20,
             rounds: 5,
             typed_bytes: 128 << 20,
-            busy_bytes: 512 << 20,
+            busy_bytes: 2 << 30,
             idle_streams: 10_000,
             idle_tls_streams: 10_000,
             sim_hours: 10.0,
@@ -57,7 +57,7 @@ fn main() {
             raw_bytes: 2 << 30,
             rounds: 9,
             typed_bytes: 512 << 20,
-            busy_bytes: 1 << 30,
+            busy_bytes: 4 << 30,
             idle_streams: 10_000,
             idle_tls_streams: 10_000,
             sim_hours: 100.0,
@@ -605,6 +605,9 @@ fn busy(bin: &Path, plan: &Plan) {
     );
     let (mut single, mut busy, mut exact, mut rates) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // User-space CPU alone: what sitebucket's own code (and the hash) costs per message, apart
+    // from the kernel's TCP work, which on loopback includes pushing the server's segments.
+    let (mut single_user, mut busy_user) = (Vec::new(), Vec::new());
     for _ in 0..plan.rounds {
         for (server, streams) in [(&one, 1), (&many, BUSY_STREAMS)] {
             let r = run_busy(server, streams);
@@ -612,12 +615,15 @@ fn busy(bin: &Path, plan: &Plan) {
                 fail(&format!("busy: the single stream was not exact: {r:?}"));
             }
             let per_message = r["cpu_ns"] as f64 / r["messages"].max(1) as f64;
+            let user_per_message = r["user_ns"] as f64 / r["messages"].max(1) as f64;
             let rate = r["bytes"] as f64 / r["wall_ns"].max(1) as f64 * 1e3;
             if streams == 1 {
                 single.push(per_message);
+                single_user.push(user_per_message);
                 rates.push(format!("1: {rate:.0} MB/s"));
             } else {
                 busy.push(per_message);
+                busy_user.push(user_per_message);
                 exact.push(r["exact"]);
                 rates.push(format!("{streams}: {rate:.0} MB/s"));
             }
@@ -631,6 +637,11 @@ fn busy(bin: &Path, plan: &Plan) {
             .join(" ")
     };
     println!("# busy ns/msg by round, one stream: {}", listed(&single));
+    println!(
+        "# busy user-space ns/msg by round, one stream: {}; {BUSY_STREAMS} streams: {}",
+        listed(&single_user),
+        listed(&busy_user)
+    );
     println!(
         "# busy ns/msg by round, {BUSY_STREAMS} streams: {}",
         listed(&busy)
@@ -652,6 +663,17 @@ fn busy(bin: &Path, plan: &Plan) {
             "one_stream_one_mio_thread",
             median(&mut single),
             Target::Ratio(Op::AtMost, 1.2),
+        )
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "busy_streams_1000_user_cpu_per_message",
+            median(&mut busy_user),
+            "ns/msg",
+            "one_stream_user_cpu_per_message",
+            median(&mut single_user),
+            Target::Reported,
         )
     );
     println!(
