@@ -556,8 +556,14 @@ mod tests {
         }
     }
 
-    /// Waits until `count` stops moving for 300 ms (or 20 s pass); its value then.
-    fn settled(count: &AtomicUsize) -> usize {
+    /// Waits until `count` reaches `at_least` (or 20 s pass), then until it stops moving for
+    /// 300 ms (or 20 s more pass); its value then. A correct bound stops the count; the
+    /// waits only give a broken one time to show itself.
+    fn settled(count: &AtomicUsize, at_least: usize) -> usize {
+        let began = Instant::now();
+        while count.load(Ordering::SeqCst) < at_least && began.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let began = Instant::now();
         let mut last = usize::MAX;
         loop {
@@ -604,7 +610,7 @@ mod tests {
         };
         // Five messages fill the bound: one in the handler, two parsed and waiting for their
         // turn, two waiting for a worker. The sixth push must block.
-        assert_eq!(settled(&pushed), 5);
+        assert_eq!(settled(&pushed, 5), 5);
         assert_eq!(lock(&shared.jobs).bytes, max);
         assert_eq!(handled.load(Ordering::SeqCst), 0);
         for _ in 0..40 {
@@ -687,7 +693,7 @@ mod tests {
                 parser
             })
         };
-        let queued = settled(&pushed);
+        let queued = settled(&pushed, 101);
         assert!(queued > 100, "the queue took only {queued} messages");
         assert!(queued < 200 * (READ / 4 + 1), "the bound never bit");
         // Held: every live block, each small message's own copy (the large ones' lengths are
