@@ -4,19 +4,25 @@
 use std::time::Duration;
 
 /// User plus system CPU time of this whole process (every thread), from `getrusage`.
-#[allow(unsafe_code)]
 pub fn cpu_time() -> Duration {
+    let (user, system) = cpu_times();
+    user + system
+}
+
+/// User and system CPU time of this whole process (every thread), apart, from `getrusage`.
+#[allow(unsafe_code)]
+pub fn cpu_times() -> (Duration, Duration) {
     // SAFETY: `getrusage` writes a `rusage` into the zeroed struct we own and pass by
     // pointer; RUSAGE_SELF is always a valid `who`.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Duration::ZERO;
+            return (Duration::ZERO, Duration::ZERO);
         }
         usage
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
 /// The process's resident set size in KiB (`VmRSS` of `/proc/self/status`).

@@ -14,6 +14,7 @@ mod follows;
 mod item;
 mod listen;
 mod monitor;
+mod parallel;
 mod resolve;
 mod threaded;
 
@@ -24,6 +25,7 @@ pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{
     FailedStream, FailedStreamHook, Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL,
 };
+pub use parallel::{ParallelParser, ParallelParserBuilder};
 pub use resolve::{Resolver, MAX_LOOKUP_THREADS, MAX_WAITERS_PER_LOOKUP, RESOLVE_THREAD_NAME};
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};
 pub use threaded::{

@@ -49,8 +49,8 @@ pub use sitebucket_proto::{
 };
 pub use sitebucket_thread::{
     AnnounceHook, Control, Driver, FailedStream, Finished, ItemSink, ListenThread, MessagesOnly,
-    Monitor, MonitorError, Observer, Resolver, RunHandle, SharedPacer, SharedParser, Status,
-    StreamInfo, StreamItem, ThreadedParser,
+    Monitor, MonitorError, Observer, ParallelParser, ParallelParserBuilder, Resolver, RunHandle,
+    SharedPacer, SharedParser, Status, StreamInfo, StreamItem, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]
