@@ -79,7 +79,10 @@ mod tests {
             }
             spent = cpu_time().saturating_sub(before);
         }
-        assert!(spent >= Duration::from_millis(20), "{spent:?} of CPU in 20 s of spinning");
+        assert!(
+            spent >= Duration::from_millis(20),
+            "{spent:?} of CPU in 20 s of spinning"
+        );
     }
 
     #[test]

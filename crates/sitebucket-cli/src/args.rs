@@ -600,7 +600,14 @@ mod tests {
                 "--with",
                 "everyone",
             ],
-            &["sitebucket", "listen", "--follow", "1", "--driver", "glommio"],
+            &[
+                "sitebucket",
+                "listen",
+                "--follow",
+                "1",
+                "--driver",
+                "glommio",
+            ],
             &[
                 "sitebucket",
                 "listen",

@@ -21,7 +21,7 @@ mod threaded;
 pub use control::{AnnounceHook, Control, FinishHook, Observer, Status};
 pub use follows::SharedPacer;
 pub use item::{ItemSink, MessagesOnly, StreamItem};
-pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
+pub use listen::{Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{
     FailedStream, FailedStreamHook, Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL,
 };

@@ -23,15 +23,6 @@ use sitebucket_proto::{Parser, SiteStream};
 use crate::control::{AnnounceHook, Control, FinishHook, Observer, Status};
 use crate::follows::{FollowState, SharedPacer};
 
-/// 64 bits of OS entropy, from the standard library's randomly keyed hasher (no extra
-/// dependency): a seed for control calls and pacing that must differ between processes.
-/// (Streams need none: the core draws its own nonce seed when the config sets none.)
-pub fn os_entropy() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    RandomState::new().build_hasher().finish()
-}
-
 /// What a run hands back when it ends: the same stream (for a restart) and parser.
 pub struct Finished {
     /// The stream, as the run left it.
