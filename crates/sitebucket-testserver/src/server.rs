@@ -490,12 +490,16 @@ fn serve(
         let now = Instant::now();
         let block = match session.poll_output(now) {
             Output::Transmit(bytes) => {
+                let messages = session.messages_out();
                 if write_all(&mut transport, &bytes, &stopped).is_err() {
                     break;
                 }
+                session.handle_sent(now, messages);
                 continue;
             }
             Output::Close => {
+                let messages = session.messages_out();
+                session.handle_sent(now, messages);
                 close(&mut transport, session.closed_cleanly());
                 break;
             }
