@@ -498,8 +498,6 @@ fn serve(
                 continue;
             }
             Output::Close => {
-                let messages = session.messages_out();
-                session.handle_sent(now, messages);
                 close(&mut transport, session.closed_cleanly());
                 break;
             }

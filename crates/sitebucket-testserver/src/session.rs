@@ -99,8 +99,8 @@ pub struct AttemptRecord {
     /// Framed messages (disconnect and control messages included) whose every byte was
     /// written to the connection, as told by [`Session::handle_sent`].
     pub messages_sent: u64,
-    /// When the last write that succeeded, or the server's close, began (see
-    /// [`Session::handle_sent`]): the client cannot have seen the response end before it.
+    /// When the last write that succeeded began (see [`Session::handle_sent`]): the client
+    /// cannot have seen the response fail or end before it.
     pub last_sent_at: Option<Instant>,
 }
 
@@ -316,8 +316,8 @@ impl Session {
         self.messages_out
     }
 
-    /// Tells the record that bytes were written (or the connection is being closed by the
-    /// server) in an operation that began `at`, completing `messages` framed messages (a
+    /// Tells the record that bytes were written in an operation that began `at`, completing
+    /// `messages` framed messages (a
     /// [`messages_out`](Self::messages_out) value read when those bytes were handed out).
     pub fn handle_sent(&mut self, at: Instant, messages: u64) {
         self.record.last_sent_at = Some(at);
