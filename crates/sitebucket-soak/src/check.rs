@@ -386,7 +386,7 @@ pub fn check(
             fail(
                 &mut v,
                 format!(
-                    "{}: the server wrote {} messages in full, the client received {} ({} lost; {end})",
+                    "{}: the server wrote {} messages in full, the client received {} of them in order ({} missing; {end})",
                     at(s),
                     sent,
                     received,
@@ -560,14 +560,14 @@ mod tests {
         let storm = [
             attempt(0, Some(200), 0.0, 0),
             attempt(1, Some(200), 0.002 + step, 0),
-            attempt(2, Some(200), 0.004 + 2.0 * step - 0.02, 0),
+            attempt(2, Some(200), 0.004 + 3.0 * step - 0.02, 0),
         ];
         assert_eq!(check(&storm, &[], &t, 100.0, &name).early, 1);
         // Messages earn trust: back to one step.
         let trusted = [
             attempt(0, Some(200), 0.0, 1),
             attempt(1, Some(200), 0.002 + step, 1),
-            attempt(2, Some(200), 0.004 + 2.0 * step - 0.02, 0),
+            attempt(2, Some(200), 0.004 + 3.0 * step - 0.02, 0),
         ];
         let client = [got(0, 1), got(1, 1)];
         assert_eq!(check(&trusted, &client, &t, 100.0, &name).early, 0);

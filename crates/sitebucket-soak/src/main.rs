@@ -20,8 +20,12 @@ use sitebucket_soak::wire::{self, Received};
 use sitebucket_testserver::{Scenario, ServerOptions, TestServer};
 use sitebucket_thread::{Driver, Monitor, Observer, Parser};
 
-const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol [--seed S] [--out DIR] [--sample-every SECS]
+const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter]
        soak serve --seed S";
+
+/// Runs shorter than this (seconds) report memory, fds and threads without judging them:
+/// a process a few seconds old is still growing into its steady state.
+const JUDGE_RESOURCES_AFTER: f64 = 120.0;
 
 /// Users per stream: the monitor's `follow` limit, so K streams follow 100·K users.
 const USERS_PER_STREAM: u64 = 100;
@@ -51,6 +55,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ---------------------------------------------------------------- the server process
 
+/// Each attempt's fault and framed messages, noted as its plan is made.
+type PlanBook = Arc<Mutex<HashMap<usize, (&'static str, u64)>>>;
+
 /// Runs the plain and the TLS server until stdin closes. Prints `plain URL`, `tls URL`,
 /// `ca PATH` and `ready`; on `freeze PATH` drops every connection, writes the log of every
 /// attempt to PATH and prints `frozen SECONDS`.
@@ -61,7 +68,7 @@ fn serve(args: &[String]) -> Result<(), String> {
     };
     let epoch = Instant::now();
     let mut servers = Vec::new();
-    let mut planned: Vec<Arc<Mutex<HashMap<usize, (&'static str, u64)>>>> = Vec::new();
+    let mut planned: Vec<PlanBook> = Vec::new();
     for (server, options) in [(0u8, ServerOptions::plain()), (1, ServerOptions::tls())] {
         let planner = Planner::new(seed, server, Timing::default());
         let book = Arc::new(Mutex::new(HashMap::new()));
@@ -133,7 +140,22 @@ struct Args {
     seed: u64,
     out: PathBuf,
     sample_every: f64,
+    sabotage: Option<Sabotage>,
 }
+
+/// A fault planted in the client, to prove the check catches it (the soak's own tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sabotage {
+    /// The client's waits are halved: reconnects come early.
+    Early,
+    /// The client's log skips one soak message (the first from the 50th message on).
+    Lose,
+    /// One soak message (the first from the 50th on) has a byte flipped before it is read.
+    Alter,
+}
+
+/// Which message `Lose` and `Alter` spoil.
+const SPOILED: u64 = 50;
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut a = Args {
@@ -143,6 +165,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         seed: 1,
         out: PathBuf::from("target/soak"),
         sample_every: 10.0,
+        sabotage: None,
     };
     for pair in args.chunks(2) {
         let [flag, value] = pair else {
@@ -156,6 +179,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--seed" => a.seed = value.parse().map_err(|_| bad())?,
             "--out" => a.out = PathBuf::from(value),
             "--sample-every" => a.sample_every = value.parse().map_err(|_| bad())?,
+            "--sabotage" => {
+                a.sabotage = Some(match value.as_str() {
+                    "early" => Sabotage::Early,
+                    "lose" => Sabotage::Lose,
+                    "alter" => Sabotage::Alter,
+                    _ => return Err(bad()),
+                })
+            }
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -184,6 +215,9 @@ fn run(args: &[String]) -> Result<bool, String> {
 struct Totals {
     messages: AtomicU64,
     reconnects: AtomicU64,
+    sabotage: Option<Sabotage>,
+    /// The sabotage was done.
+    spoiled: std::sync::atomic::AtomicBool,
 }
 
 /// One monitored stream's view: what it received of each attempt, checked as it comes.
@@ -235,8 +269,26 @@ impl Tracker {
     }
 
     fn message(&self, m: &[u8]) {
-        self.totals.messages.fetch_add(1, Ordering::Relaxed);
+        let count = self.totals.messages.fetch_add(1, Ordering::Relaxed) + 1;
         let mut track = lock(&self.state);
+        let mut spoiled;
+        let mut m = m;
+        if count >= SPOILED
+            && self.totals.sabotage.is_some()
+            && m.starts_with(b"{\"soak\"")
+            && !self.totals.spoiled.swap(true, Ordering::Relaxed)
+        {
+            match self.totals.sabotage {
+                Some(Sabotage::Lose) => return,
+                Some(Sabotage::Alter) => {
+                    spoiled = m.to_vec();
+                    let last = spoiled.len() - 30;
+                    spoiled[last] ^= 1;
+                    m = &spoiled;
+                }
+                _ => {}
+            }
+        }
         match wire::read(m) {
             Received::Soak { server, attempt, n } => {
                 self.begin(&mut track, server, attempt);
@@ -408,7 +460,13 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         File::create(&client_log_path)
             .map_err(|e| format!("{}: {e}", client_log_path.display()))?,
     )));
-    let totals = Arc::new(Totals::default());
+    let totals = Arc::new(Totals {
+        sabotage: a.sabotage,
+        ..Totals::default()
+    });
+    if let Some(sabotage) = a.sabotage {
+        println!("soak: sabotaged ({sabotage:?}) to prove the check: this run must FAIL");
+    }
     let trackers: Arc<Mutex<Vec<Arc<Tracker>>>> = Arc::default();
     let tls_streams = a.streams / 4;
     let plain_streams = a.streams - tls_streams;
@@ -443,7 +501,17 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         if count == 0 {
             continue;
         }
-        let template = timing_config(&timing, url, ca, seed)?;
+        let client_timing = if a.sabotage == Some(Sabotage::Early) {
+            Timing {
+                network_step: timing.network_step / 2,
+                http_start: timing.http_start / 2,
+                rate_limit_start: timing.rate_limit_start / 2,
+                ..timing.clone()
+            }
+        } else {
+            timing.clone()
+        };
+        let template = timing_config(&client_timing, url, ca, seed)?;
         let pending: Arc<Mutex<Option<Arc<Tracker>>>> = Arc::default();
         let (t, l, p, r) = (
             totals.clone(),
@@ -688,7 +756,13 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     );
 
     let mut failures: Vec<String> = verdict.failures.clone();
-    failures.extend(resources.failures.iter().cloned());
+    if a.minutes * 60.0 >= JUDGE_RESOURCES_AFTER {
+        failures.extend(resources.failures.iter().cloned());
+    } else {
+        for f in &resources.failures {
+            println!("(not judged, the run is shorter than {JUDGE_RESOURCES_AFTER:.0} s: {f})");
+        }
+    }
     if undrained > 0 {
         failures.push(format!("{undrained} streams never saw their connection end after the server dropped every connection (30 s)"));
     }

@@ -149,18 +149,15 @@ pub fn svg(samples: &[Sample], title: &str) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{pad}\" y=\"20\" font-size=\"14\">{}</text>\n",
         title.replace('&', "&amp;").replace('<', "&lt;")
     );
-    let series: [(&str, &str, Box<dyn Fn(&Sample) -> f64>); 3] = [
-        (
-            "RSS (MiB)",
-            "#c0392b",
-            Box::new(|s| s.rss_kib as f64 / 1024.0),
-        ),
-        ("open fds", "#2471a3", Box::new(|s| s.fds as f64)),
-        ("threads", "#229954", Box::new(|s| s.threads as f64)),
+    type Value = fn(&Sample) -> f64;
+    let series: [(&str, &str, Value); 3] = [
+        ("RSS (MiB)", "#c0392b", |s| s.rss_kib as f64 / 1024.0),
+        ("open fds", "#2471a3", |s| s.fds as f64),
+        ("threads", "#229954", |s| s.threads as f64),
     ];
     for (i, (label, color, value)) in series.iter().enumerate() {
         let top = pad + i as f64 * (panel + pad);
-        let values: Vec<f64> = samples.iter().map(|s| value(s)).collect();
+        let values: Vec<f64> = samples.iter().map(value).collect();
         let lo = values
             .iter()
             .copied()

@@ -78,10 +78,7 @@ pub fn read(m: &[u8]) -> Received {
         let (hashed, tail) = m.split_at(m.len() - TAIL);
         tail.starts_with(b",\"h\":\"")
             && tail.ends_with(b"\"}")
-            && std::str::from_utf8(&tail[6..22])
-                .ok()
-                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                == Some(fnv1a(hashed))
+            && tail[6..22] == *format!("{:016x}", fnv1a(hashed)).as_bytes()
     };
     match (intact, server, ids[1], ids[2]) {
         (true, Some(server), Some(attempt), Some(n)) => Received::Soak { server, attempt, n },
