@@ -21,7 +21,7 @@ use sitebucket_testserver::{Scenario, ServerOptions, TestServer};
 use sitebucket_thread::{Driver, Monitor, Observer, Parser};
 
 const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter]
-       soak serve --seed S";
+       soak serve --seed S --log PATH";
 
 /// Runs shorter than this (seconds) report memory, fds and threads without judging them:
 /// a process a few seconds old is still growing into its steady state.
@@ -60,26 +60,43 @@ type PlanBook = Arc<Mutex<HashMap<usize, (&'static str, u64)>>>;
 
 /// Runs the plain and the TLS server until stdin closes. Prints `plain URL`, `tls URL`,
 /// `ca PATH` and `ready`; on `freeze PATH` drops every connection, writes the log of every
-/// attempt to PATH and prints `frozen SECONDS`.
+/// attempt to PATH and prints `frozen SECONDS`. Attempts are logged as they end (to
+/// PATH's temporary file), so the server's memory does not grow with the run.
 fn serve(args: &[String]) -> Result<(), String> {
-    let seed: u64 = match args {
-        [flag, seed] if flag == "--seed" => seed.parse().map_err(|_| USAGE.to_string())?,
+    let (seed, log_path) = match args {
+        [flag, seed, log_flag, log] if flag == "--seed" && log_flag == "--log" => (
+            seed.parse::<u64>().map_err(|_| USAGE.to_string())?,
+            PathBuf::from(log),
+        ),
         _ => return Err(USAGE.into()),
     };
     let epoch = Instant::now();
+    let log = Arc::new(Mutex::new(BufWriter::new(
+        File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?,
+    )));
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut servers = Vec::new();
-    let mut planned: Vec<PlanBook> = Vec::new();
+    let mut books: Vec<PlanBook> = Vec::new();
     for (server, options) in [(0u8, ServerOptions::plain()), (1, ServerOptions::tls())] {
         let planner = Planner::new(seed, server, Timing::default());
-        let book = Arc::new(Mutex::new(HashMap::new()));
+        let book: PlanBook = Arc::default();
         let noted = book.clone();
         let scenario = Scenario::generated(move |index| {
             let p = planner.plan(index);
             lock(&noted).insert(index, (p.fault.name(), p.messages));
             p.plan
         });
-        servers.push(TestServer::start(scenario, options).map_err(|e| format!("server: {e}"))?);
-        planned.push(book);
+        let s = TestServer::start(scenario, options).map_err(|e| format!("server: {e}"))?;
+        let (book_, log_, frozen_) = (book.clone(), log.clone(), frozen.clone());
+        s.set_ended_hook(move |r| {
+            if frozen_.load(Ordering::SeqCst) {
+                return;
+            }
+            let line = attempt_line(server, r, &book_, epoch, true);
+            let _ = writeln!(lock(&log_), "{line}");
+        });
+        servers.push(s);
+        books.push(book);
     }
     let mut out = std::io::stdout().lock();
     let say = |out: &mut dyn Write, line: String| {
@@ -100,35 +117,61 @@ fn serve(args: &[String]) -> Result<(), String> {
         for s in &servers {
             s.kill_connections();
         }
-        let secs = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
-        let mut log = BufWriter::new(File::create(path).map_err(|e| format!("{path}: {e}"))?);
+        // From here on the log is this snapshot: attempts that ended were logged by the
+        // hook; the few accepted since the kill are logged as still open.
+        frozen.store(true, Ordering::SeqCst);
+        let mut log = lock(&log);
         for (server, s) in servers.iter().enumerate() {
-            let book = lock(&planned[server]);
-            for r in s.attempts() {
-                let stream = r
-                    .query_param("follow")
-                    .and_then(|f| f.split(',').filter_map(|id| id.parse::<u64>().ok()).min());
-                let (fault, messages) = book.get(&r.index).copied().unwrap_or(("?", 0));
-                let a = ServerAttempt {
-                    server: server as u8,
-                    index: r.index as u64,
-                    stream,
-                    status: r.status,
-                    fault: fault.to_string(),
-                    planned: messages,
-                    sent: r.messages_sent,
-                    at: secs(r.at),
-                    request_at: r.request_at.map(secs),
-                    last_sent_at: r.last_sent_at.map(secs),
-                    ended_at: r.ended_at.map(secs),
-                };
-                writeln!(log, "{}", a.to_line()).map_err(|e| format!("{path}: {e}"))?;
+            for r in s.attempts().iter().filter(|r| r.ended_at.is_none()) {
+                let line = attempt_line(server as u8, r, &books[server], epoch, false);
+                writeln!(log, "{line}").map_err(|e| format!("{}: {e}", log_path.display()))?;
             }
         }
-        log.flush().map_err(|e| format!("{path}: {e}"))?;
+        log.flush()
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        drop(log);
+        std::fs::rename(&log_path, path)
+            .map_err(|e| format!("{} to {path}: {e}", log_path.display()))?;
         say(&mut out, format!("frozen {frozen_at:.6}"));
     }
     Ok(())
+}
+
+/// One attempt's line of the server log; `ended` forgets its plan's note.
+fn attempt_line(
+    server: u8,
+    r: &sitebucket_testserver::AttemptRecord,
+    book: &PlanBook,
+    epoch: Instant,
+    ended: bool,
+) -> String {
+    let secs = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
+    let stream = r
+        .query_param("follow")
+        .and_then(|f| f.split(',').filter_map(|id| id.parse::<u64>().ok()).min());
+    let noted = {
+        let mut book = lock(book);
+        if ended {
+            book.remove(&r.index)
+        } else {
+            book.get(&r.index).copied()
+        }
+    };
+    let (fault, messages) = noted.unwrap_or(("?", 0));
+    ServerAttempt {
+        server,
+        index: r.index as u64,
+        stream,
+        status: r.status,
+        fault: fault.to_string(),
+        planned: messages,
+        sent: r.messages_sent,
+        at: secs(r.at),
+        request_at: r.request_at.map(secs),
+        last_sent_at: r.last_sent_at.map(secs),
+        ended_at: r.ended_at.map(secs),
+    }
+    .to_line()
 }
 
 // ---------------------------------------------------------------- the client process
@@ -357,10 +400,11 @@ struct ServerChild {
 }
 
 impl ServerChild {
-    fn start(seed: u64) -> Result<(Self, HashMap<String, String>), String> {
+    fn start(seed: u64, log: &Path) -> Result<(Self, HashMap<String, String>), String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut child = Command::new(exe)
-            .args(["serve", "--seed", &seed.to_string()])
+            .args(["serve", "--seed", &seed.to_string(), "--log"])
+            .arg(log)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -452,7 +496,8 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     let client_log_path = a.out.join(format!("{name}.client.tsv"));
     let server_log_path = a.out.join(format!("{name}.server.tsv"));
     let timing = Timing::default();
-    let (mut server, said) = ServerChild::start(a.seed)?;
+    let (mut server, said) =
+        ServerChild::start(a.seed, &a.out.join(format!("{name}.server.tsv.part")))?;
     let plain_url = said.get("plain").ok_or("the server gave no plain URL")?;
     let tls_url = said.get("tls").ok_or("the server gave no TLS URL")?;
     let ca = said.get("ca").ok_or("the server gave no CA")?;

@@ -35,7 +35,7 @@ pub use scenario::{
     AfterList, AttemptPlan, BodyEncoding, ChunkPlan, End, Framing, Head, PlanGenerator, Repeat,
     Scenario, Step, Transfer, BUILTIN_SCENARIOS,
 };
-pub use server::{ServerOptions, TestServer};
+pub use server::{EndedHook, ServerOptions, TestServer};
 pub use session::{AttemptRecord, Output, Session};
 
 #[cfg(test)]
