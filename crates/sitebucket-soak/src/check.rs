@@ -32,6 +32,9 @@ pub struct ServerAttempt {
     pub last_sent_at: Option<f64>,
     /// The connection ended (`None`: still open when the log was taken).
     pub ended_at: Option<f64>,
+    /// The longest pause between two successive writes (seconds), and the messages written
+    /// in full before it.
+    pub longest_gap: (f64, u64),
 }
 
 /// What the client received of one attempt (one line per attempt and stream).
@@ -75,7 +78,7 @@ impl ServerAttempt {
     /// One tab-separated line.
     pub fn to_line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.6}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.6}\t{}\t{}\t{}\t{:.6}\t{}",
             self.server,
             self.index,
             opt(&self.stream),
@@ -87,13 +90,15 @@ impl ServerAttempt {
             opt(&self.request_at.map(|t| format!("{t:.6}"))),
             opt(&self.last_sent_at.map(|t| format!("{t:.6}"))),
             opt(&self.ended_at.map(|t| format!("{t:.6}"))),
+            self.longest_gap.0,
+            self.longest_gap.1,
         )
     }
 
     /// Reads [`to_line`](Self::to_line)'s output.
     pub fn from_line(line: &str) -> Result<Self, String> {
         let f: Vec<&str> = line.split('\t').collect();
-        let [server, index, stream, status, fault, planned, sent, at, request_at, last_sent_at, ended_at] =
+        let [server, index, stream, status, fault, planned, sent, at, request_at, last_sent_at, ended_at, gap, before_gap] =
             f[..]
         else {
             return Err(format!("server log line with {} fields: {line:?}", f.len()));
@@ -110,6 +115,7 @@ impl ServerAttempt {
             request_at: parse_opt(request_at)?,
             last_sent_at: parse_opt(last_sent_at)?,
             ended_at: parse_opt(ended_at)?,
+            longest_gap: (field(gap)?, field(before_gap)?),
         })
     }
 }
@@ -233,6 +239,11 @@ pub struct Verdict {
     pub early: u64,
     /// The smallest margin over the policy's wait seen, in seconds.
     pub tightest: Option<f64>,
+    /// Attempts the client gave up as stalled because the server paused longer than the
+    /// stall timeout between two writes (a starved server, not a client fault).
+    pub server_pauses: u64,
+    /// Messages the server wrote after such a pause, to a client that had given up.
+    pub cut_by_pauses: u64,
     /// Attempts by fault.
     pub faults: BTreeMap<String, u64>,
 }
@@ -359,6 +370,18 @@ pub fn check(
         let soak_sent = s.sent - u64::from(disconnect_sent);
         let lines = seen.get(&(s.server, s.index));
         let received: u64 = lines.map_or(0, |l| l.iter().map(|c| c.soak).sum());
+        // A server that paused longer than the stall timeout (starved of CPU) was rightly
+        // given up by the client: what it wrote after the pause is not counted as lost,
+        // but the pause is reported.
+        let client_stalled = lines.is_some_and(|l| l.iter().any(|c| c.end.starts_with("stall")));
+        let server_paused = s.longest_gap.0 >= timing.stall_timeout.as_secs_f64() - 0.05;
+        let soak_sent = if client_stalled && server_paused && soak_sent > s.longest_gap.1 {
+            v.server_pauses += 1;
+            v.cut_by_pauses += soak_sent - s.longest_gap.1;
+            s.longest_gap.1
+        } else {
+            soak_sent
+        };
         v.sent += soak_sent;
         v.received += received;
         if disconnect_sent && s.fault == Fault::Disconnect.name() {
@@ -435,7 +458,28 @@ pub fn check(
             if next.at > frozen_at || prev.ended_at.is_none_or(|e| e > frozen_at) {
                 continue;
             }
-            let seen_from = prev.last_sent_at.map_or(request_at, |l| l.max(request_at));
+            // The client cannot have decided before the server's last write when the server
+            // ended the connection (a drop, a close, a status); when the client ended it (a
+            // stall, a disconnect message, a server that never answers) the server may have
+            // written on after the client gave up, so only the request's arrival bounds it.
+            let server_closed = [
+                Fault::DropMidMessage,
+                Fault::LongThenDrop,
+                Fault::CleanClose,
+                Fault::Status503,
+                Fault::RateLimited,
+                Fault::HalfHead,
+                Fault::OkThenClose,
+            ]
+            .iter()
+            .any(|f| f.name() == prev.fault)
+                && !seen
+                    .get(&(prev.server, prev.index))
+                    .is_some_and(|l| l.iter().any(|c| c.end.starts_with("stall")));
+            let seen_from = match prev.last_sent_at {
+                Some(last) if server_closed => last.max(request_at),
+                _ => request_at,
+            };
             let gap = next.at - seen_from;
             v.gaps += 1;
             let margin = gap - wait;
@@ -469,13 +513,18 @@ mod tests {
             index,
             stream: Some(100),
             status,
-            fault: "x".into(),
+            fault: match status {
+                Some(503) => Fault::Status503.name().into(),
+                Some(420) => Fault::RateLimited.name().into(),
+                _ => Fault::DropMidMessage.name().into(),
+            },
             planned: sent,
             sent,
             at,
             request_at: Some(at + 0.001),
             last_sent_at: Some(at + 0.002),
             ended_at: Some(at + 0.01),
+            longest_gap: (0.0, 0),
         }
     }
 
@@ -581,5 +630,37 @@ mod tests {
         assert_eq!(v.early, 1, "{:?}", v.failures);
         // Reconnects after the freeze are not checked.
         assert_eq!(check(&early, &[], &t, 0.005, &name).gaps, 0);
+    }
+
+    /// A client that gave up a connection as stalled while the server was paused longer
+    /// than the stall timeout loses nothing by it; one that gave up without such a pause
+    /// lost what the server wrote. The client's own stall also moves the reconnect's
+    /// reference point back to the request: the server may have written after the client
+    /// had given up.
+    #[test]
+    fn a_starved_server_is_told_apart_from_a_client_that_gave_up() {
+        let t = Timing::default();
+        let mut paused = attempt(0, Some(200), 0.0, 10);
+        paused.longest_gap = (3.5, 4);
+        let mut stalled = got(0, 4);
+        stalled.end = "stall detected: no data for 3s".into();
+        let v = check(&[paused.clone()], &[stalled.clone()], &t, 100.0, &name);
+        assert!(v.failures.is_empty(), "{:?}", v.failures);
+        assert_eq!((v.server_pauses, v.cut_by_pauses), (1, 6));
+        let mut fewer = stalled.clone();
+        fewer.soak = 3;
+        assert_eq!(check(&[paused.clone()], &[fewer], &t, 100.0, &name).lost, 1);
+        let mut unpaused = paused.clone();
+        unpaused.longest_gap = (0.4, 9);
+        assert_eq!(
+            check(&[unpaused], &[stalled.clone()], &t, 100.0, &name).lost,
+            6
+        );
+        // The server wrote on until 9 s; the client gave up and came back at 5 s.
+        paused.last_sent_at = Some(9.0);
+        paused.ended_at = Some(9.1);
+        let next = attempt(1, Some(200), 5.0, 0);
+        let v = check(&[paused, next], &[stalled], &t, 100.0, &name);
+        assert_eq!((v.gaps, v.early), (1, 0), "{:?}", v.failures);
     }
 }

@@ -170,6 +170,7 @@ fn attempt_line(
         request_at: r.request_at.map(secs),
         last_sent_at: r.last_sent_at.map(secs),
         ended_at: r.ended_at.map(secs),
+        longest_gap: (r.longest_send_gap.0.as_secs_f64(), r.longest_send_gap.1),
     }
     .to_line()
 }
@@ -759,6 +760,12 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         "messages written in full by the server {}, received {}: lost {}, duplicated attempts {}, altered {}, reordered {}",
         verdict.sent, verdict.received, verdict.lost, verdict.duplicated, verdict.altered, verdict.reordered
     );
+    if verdict.server_pauses > 0 {
+        println!(
+            "server starved: {} attempts paused longer than the stall timeout between two writes; the client rightly gave them up, and the {} messages written after the pauses are not counted as lost",
+            verdict.server_pauses, verdict.cut_by_pauses
+        );
+    }
     println!(
         "reconnect gaps checked against the policy {}: early {} (tightest margin {:+.3} s, tolerance {:?})",
         verdict.gaps,

@@ -102,6 +102,10 @@ pub struct AttemptRecord {
     /// When the last write that succeeded began (see [`Session::handle_sent`]): the client
     /// cannot have seen the response fail or end before it.
     pub last_sent_at: Option<Instant>,
+    /// The longest time between the starts of two successive successful writes, and how
+    /// many messages were written in full before it: a server starved of CPU for longer
+    /// than a client's stall timeout shows here.
+    pub longest_send_gap: (std::time::Duration, u64),
 }
 
 impl AttemptRecord {
@@ -124,6 +128,7 @@ impl AttemptRecord {
             ended_at: None,
             messages_sent: 0,
             last_sent_at: None,
+            longest_send_gap: (std::time::Duration::ZERO, 0),
         }
     }
 
@@ -196,6 +201,7 @@ impl fmt::Debug for AttemptRecord {
             .field("ended_at", &self.ended_at)
             .field("messages_sent", &self.messages_sent)
             .field("last_sent_at", &self.last_sent_at)
+            .field("longest_send_gap", &self.longest_send_gap)
             .finish()
     }
 }
@@ -320,6 +326,12 @@ impl Session {
     /// `messages` framed messages (a
     /// [`messages_out`](Self::messages_out) value read when those bytes were handed out).
     pub fn handle_sent(&mut self, at: Instant, messages: u64) {
+        if let Some(previous) = self.record.last_sent_at {
+            let gap = at.saturating_duration_since(previous);
+            if gap > self.record.longest_send_gap.0 {
+                self.record.longest_send_gap = (gap, self.record.messages_sent);
+            }
+        }
         self.record.last_sent_at = Some(at);
         self.record.messages_sent = self.record.messages_sent.max(messages);
     }
