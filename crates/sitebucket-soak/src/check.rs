@@ -292,7 +292,19 @@ pub fn check(
     // one tracker once, in increasing order, intact.
     let mut tracker_stream: HashMap<u64, u64> = HashMap::new();
     let mut tracker_last: HashMap<(u64, u8), u64> = HashMap::new();
+    // Attempts accepted after the server took its log are not judged.
+    let mut logged_up_to: HashMap<u8, u64> = HashMap::new();
+    for s in server {
+        let top = logged_up_to.entry(s.server).or_insert(0);
+        *top = (*top).max(s.index);
+    }
     for c in client {
+        if logged_up_to
+            .get(&c.server)
+            .is_some_and(|&top| c.attempt > top)
+        {
+            continue;
+        }
         let Some(s) = by_index.get(&(c.server, c.attempt)) else {
             fail(
                 &mut v,

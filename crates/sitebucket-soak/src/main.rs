@@ -826,6 +826,9 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     if verdict.gaps == 0 {
         failures.push("no reconnect was checked against the policy: run longer".into());
     }
+    let failures_path = a.out.join(format!("{name}.failures.txt"));
+    std::fs::write(&failures_path, failures.join("\n") + "\n")
+        .map_err(|e| format!("{}: {e}", failures_path.display()))?;
     if failures.is_empty() {
         println!("soak: PASS ({name})");
         Ok(true)
@@ -840,7 +843,11 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
             println!("  {f}");
         }
         if failures.len() > 50 {
-            println!("  … and {} more", failures.len() - 50);
+            println!(
+                "  … and {} more (all in {})",
+                failures.len() - 50,
+                failures_path.display()
+            );
         }
         Ok(false)
     }
