@@ -8,8 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use sitebucket_proto::{BackoffPolicy, Config, Framing, Jitter, SquaredBackoff, TwitterBackoff};
 use sitebucket_testserver::corpus::{self, Corpus, USER_IDS};
 use sitebucket_testserver::{
-    AfterList, AttemptPlan, BodyEncoding, ChunkPlan, Credentials as ServerCredentials, End, Repeat,
-    Scenario, Step, Transfer,
+    AttemptPlan, BodyEncoding, ChunkPlan, Credentials as ServerCredentials, End, Repeat, Scenario,
+    Step, Transfer,
 };
 
 use crate::{config_builder, NetworkFaults, Recording, Sim, Trace};
@@ -71,13 +71,10 @@ impl Case {
         let plans = (0..rng.gen_range(1..=8))
             .map(|_| random_plan(&mut rng, &mut corpus, config.max_message_bytes()))
             .collect();
-        let scenario = Scenario {
-            attempts: plans,
-            after: if rng.gen_bool(0.5) {
-                AfterList::Cycle
-            } else {
-                AfterList::RepeatLast
-            },
+        let scenario = if rng.gen_bool(0.5) {
+            Scenario::cycle(plans)
+        } else {
+            Scenario::new(plans)
         };
         let mut faults = random_faults(&mut rng);
         if config.gzip() {

@@ -14,9 +14,10 @@ fn main() {
         Some("fuzz") => fuzz(std::env::args().skip(2).collect()),
         Some("sim") => sim(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("msrv-check") => msrv_check(),
+        Some("soak") => soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | demo | msrv-check | bench [--quick] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H]>"
+                "usage: cargo xtask <ci | demo | msrv-check | bench [--quick] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H] | soak --minutes N --streams K --driver D [--seed S]>"
             );
             exit(2);
         }
@@ -428,4 +429,52 @@ fn bench(args: &[String]) -> Result<(), String> {
         figures.arg("--quick");
     }
     run(figures)
+}
+
+/// `cargo xtask soak --minutes N --streams K --driver thread|mio|smol [--seed S]`: the soak
+/// (see `crates/sitebucket-soak`), built in release mode. One client process runs K streams
+/// through the `Monitor` for N minutes against a child server process that injects seeded
+/// faults on every connection; it prints a progress line every 10 s, then a table, the
+/// check of every message and every reconnect, and writes a plot and logs under
+/// `target/soak/`. Exits non-zero when a target is missed.
+fn soak(args: &[String]) -> Result<(), String> {
+    const USAGE: &str =
+        "usage: cargo xtask soak --minutes N --streams K --driver thread|mio|smol [--seed S]";
+    let mut given = Vec::new();
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            return Err(format!("{} needs a value; {USAGE}", pair[0]));
+        };
+        if !["--minutes", "--streams", "--driver", "--seed"].contains(&flag.as_str()) {
+            return Err(format!("unknown option {flag}; {USAGE}"));
+        }
+        given.push(flag.as_str());
+        let _ = value;
+    }
+    for required in ["--minutes", "--streams", "--driver"] {
+        if !given.contains(&required) {
+            return Err(format!("{required} is required; {USAGE}"));
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("xtask has no parent directory")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let mut soak = cargo();
+    soak.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "sitebucket-soak",
+        "--bin",
+        "soak",
+        "--",
+        "run",
+    ])
+    .args(args)
+    .arg("--out")
+    .arg(target.join("soak"));
+    run(soak)
 }

@@ -192,6 +192,7 @@ impl Chunker {
     fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
         if matches!(self.mode, ChunkMode::Passthrough) {
             out.extend_from_slice(data);
+            self.offset += data.len();
             return;
         }
         while !data.is_empty() {
@@ -230,6 +231,11 @@ impl Chunker {
             (ChunkMode::Cuts(..), Some(target)) if target > flushed => Some(target - flushed),
             _ => self.next_target(),
         };
+    }
+
+    /// Encoded body bytes produced so far: in chunks already written, or pending.
+    fn produced(&self) -> usize {
+        self.offset + self.pending.len()
     }
 
     /// Ends the chunked body with its last chunk.
@@ -282,6 +288,10 @@ pub(crate) struct Player {
     /// Bytes written with `RawWire` (not part of the body).
     wire_bytes: u64,
     done: Option<Advance>,
+    /// Where each framed message not yet counted out ends in the encoded body.
+    message_ends: std::collections::VecDeque<usize>,
+    /// Framed messages whose every byte is in the caller's buffer.
+    messages_out: u64,
 }
 
 impl Player {
@@ -304,7 +314,23 @@ impl Player {
             finite: transfer == Transfer::ContentLength,
             wire_bytes: 0,
             done: None,
+            message_ends: std::collections::VecDeque::new(),
+            messages_out: 0,
         }
+    }
+
+    /// How many framed messages (messages, disconnect and control messages, oversized
+    /// frames) are wholly in the bytes handed out so far: their last byte left the
+    /// compressor and the chunker, not merely entered them.
+    pub(crate) fn messages_out(&mut self) -> u64 {
+        while let Some(&end) = self.message_ends.front() {
+            if end > self.chunker.offset {
+                break;
+            }
+            self.message_ends.pop_front();
+            self.messages_out += 1;
+        }
+        self.messages_out
     }
 
     /// Counts the body bytes this player will produce (everything except `RawWire` bytes),
@@ -342,6 +368,7 @@ impl Player {
         self.body(payload, out);
         self.body(b"\r\n", out);
         self.step_end(out);
+        self.message_ends.push_back(self.chunker.produced());
     }
 
     fn keep_alive(&mut self, out: &mut Vec<u8>) {
@@ -476,6 +503,7 @@ impl Player {
         }
         self.body(b"\r\n", out);
         self.step_end(out);
+        self.message_ends.push_back(self.chunker.produced());
         self.next_step();
     }
 

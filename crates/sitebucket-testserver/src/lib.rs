@@ -32,10 +32,10 @@ pub mod tls;
 pub use control::{ControlStream, ControlStreams};
 pub use oauth::Credentials;
 pub use scenario::{
-    AfterList, AttemptPlan, BodyEncoding, ChunkPlan, End, Framing, Head, Repeat, Scenario, Step,
-    Transfer, BUILTIN_SCENARIOS,
+    AfterList, AttemptPlan, BodyEncoding, ChunkPlan, End, Framing, Head, PlanGenerator, Repeat,
+    Scenario, Step, Transfer, BUILTIN_SCENARIOS,
 };
-pub use server::{ServerOptions, TestServer};
+pub use server::{EndedHook, ServerOptions, TestServer};
 pub use session::{AttemptRecord, Output, Session};
 
 #[cfg(test)]

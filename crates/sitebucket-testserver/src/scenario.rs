@@ -35,6 +35,20 @@ pub struct Scenario {
     pub attempts: Vec<AttemptPlan>,
     /// What attempts past the end of `attempts` get.
     pub after: AfterList,
+    /// Makes each attempt's plan from its index instead of `attempts` (see
+    /// [`Scenario::generated`]).
+    pub generator: Option<PlanGenerator>,
+}
+
+/// Makes the plan of attempt `index` on demand: for endless scripts such as a soak, whose
+/// every attempt differs and which could not be listed up front.
+#[derive(Clone)]
+pub struct PlanGenerator(pub Arc<dyn Fn(usize) -> AttemptPlan + Send + Sync>);
+
+impl std::fmt::Debug for PlanGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanGenerator(..)")
+    }
 }
 
 /// What attempts past the end of [`Scenario::attempts`] get.
@@ -55,6 +69,18 @@ impl Scenario {
         Scenario {
             attempts,
             after: AfterList::RepeatLast,
+            generator: None,
+        }
+    }
+
+    /// A scenario whose plan for each attempt is `make(index)`, called once per attempt as
+    /// it is accepted (so it may be endless, and every attempt different). `make` should be
+    /// a pure function of the index (e.g. seeded by it), so a run can be told again.
+    pub fn generated(make: impl Fn(usize) -> AttemptPlan + Send + Sync + 'static) -> Self {
+        Scenario {
+            attempts: Vec::new(),
+            after: AfterList::RepeatLast,
+            generator: Some(PlanGenerator(Arc::new(make))),
         }
     }
 
@@ -68,12 +94,16 @@ impl Scenario {
         Scenario {
             attempts,
             after: AfterList::Cycle,
+            generator: None,
         }
     }
 
     /// The plan for attempt `index` (0-based, in accept order). An empty list answers every
     /// attempt with `AttemptPlan::ok(vec![])` (a 200 with an empty chunked body, then close).
     pub fn plan_for(&self, index: usize) -> AttemptPlan {
+        if let Some(PlanGenerator(make)) = &self.generator {
+            return make(index);
+        }
         let n = self.attempts.len();
         if n == 0 {
             return AttemptPlan::ok(Vec::new());
@@ -591,6 +621,9 @@ mod tests {
         assert_eq!(statuses, [503, 420, 200, 503, 420, 200]);
         let empty = Scenario::new(vec![]);
         assert_eq!(empty.plan_for(3), AttemptPlan::ok(vec![]));
+        let generated = Scenario::generated(|i| AttemptPlan::status(500 + i as u16, "x"));
+        let statuses: Vec<u16> = (0..3).map(|i| generated.plan_for(i).status).collect();
+        assert_eq!(statuses, [500, 501, 502]);
     }
 
     /// Every streaming attempt of a built-in scenario announces the connection's own live

@@ -86,7 +86,12 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     control: ControlStreams,
+    /// Told of each attempt as it ends (see [`TestServer::set_ended_hook`]).
+    ended_hook: Mutex<Option<EndedHook>>,
 }
+
+/// Called with each attempt's final record as it ends (see [`TestServer::set_ended_hook`]).
+pub type EndedHook = Arc<dyn Fn(&AttemptRecord) + Send + Sync>;
 
 impl Shared {
     /// The state, even if a connection thread panicked while holding the lock.
@@ -109,6 +114,21 @@ impl Shared {
             *settled |= ended || record.request_complete();
         }
         if ended {
+            let hook = self
+                .ended_hook
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            if let (Some(hook), Some(slot)) = (hook, state.attempts.get_mut(i)) {
+                // Told before the attempt leaves `live`, so whoever waits for it to end
+                // (`kill_connections`) also waits for the hook. Then only what the
+                // record's own fields need to stay light is kept.
+                hook(slot);
+                slot.query = Vec::new();
+                slot.form = Vec::new();
+                slot.headers = Vec::new();
+                slot.oauth_params = Vec::new();
+            }
             state.live.remove(&i);
         }
         drop(state);
@@ -177,6 +197,7 @@ impl TestServer {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             control: ControlStreams::new(),
+            ended_hook: Mutex::new(None),
         });
         let acceptor_shared = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
@@ -231,6 +252,20 @@ impl TestServer {
     /// The credentials requests must be signed with.
     pub fn credentials(&self) -> &Credentials {
         &self.shared.credentials
+    }
+
+    /// Calls `hook` with each attempt's final record as the attempt ends, for servers that
+    /// run for hours and log attempts as they go. From then on an ended attempt's record in
+    /// [`attempts`](Self::attempts) is kept light: its query, form, headers and OAuth
+    /// parameters are dropped once the hook has seen them (times, status and counters stay).
+    /// The hook runs on the connection's thread with the server's state locked: it must be
+    /// quick and must not call back into the server.
+    pub fn set_ended_hook(&self, hook: impl Fn(&AttemptRecord) + Send + Sync + 'static) {
+        *self
+            .shared
+            .ended_hook
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(hook));
     }
 
     /// Every attempt so far, in accept order, as the server saw it up to now.
@@ -490,9 +525,11 @@ fn serve(
         let now = Instant::now();
         let block = match session.poll_output(now) {
             Output::Transmit(bytes) => {
+                let messages = session.messages_out();
                 if write_all(&mut transport, &bytes, &stopped).is_err() {
                     break;
                 }
+                session.handle_sent(now, messages);
                 continue;
             }
             Output::Close => {

@@ -96,6 +96,16 @@ pub struct AttemptRecord {
     /// When the connection ended, as the server saw it (set by the
     /// [`TestServer`](crate::TestServer); a bare session leaves it `None`).
     pub ended_at: Option<Instant>,
+    /// Framed messages (disconnect and control messages included) whose every byte was
+    /// written to the connection, as told by [`Session::handle_sent`].
+    pub messages_sent: u64,
+    /// When the last write that succeeded began (see [`Session::handle_sent`]): the client
+    /// cannot have seen the response fail or end before it.
+    pub last_sent_at: Option<Instant>,
+    /// The longest time between the starts of two successive successful writes, and how
+    /// many messages were written in full before it: a server starved of CPU for longer
+    /// than a client's stall timeout shows here.
+    pub longest_send_gap: (std::time::Duration, u64),
 }
 
 impl AttemptRecord {
@@ -116,6 +126,9 @@ impl AttemptRecord {
             status: None,
             announced: None,
             ended_at: None,
+            messages_sent: 0,
+            last_sent_at: None,
+            longest_send_gap: (std::time::Duration::ZERO, 0),
         }
     }
 
@@ -186,6 +199,9 @@ impl fmt::Debug for AttemptRecord {
             .field("status", &self.status)
             .field("announced", &self.announced)
             .field("ended_at", &self.ended_at)
+            .field("messages_sent", &self.messages_sent)
+            .field("last_sent_at", &self.last_sent_at)
+            .field("longest_send_gap", &self.longest_send_gap)
             .finish()
     }
 }
@@ -219,6 +235,8 @@ pub struct Session {
     clean_close: bool,
     /// The server's control streams, if control requests are answered.
     control: Option<ControlStreams>,
+    /// Framed messages wholly in the bytes handed out by `poll_output` so far.
+    messages_out: u64,
 }
 
 impl fmt::Debug for Session {
@@ -259,6 +277,7 @@ impl Session {
             wait_until: None,
             clean_close: false,
             control: None,
+            messages_out: 0,
         }
     }
 
@@ -293,6 +312,28 @@ impl Session {
     /// `close_notify` only then.
     pub fn closed_cleanly(&self) -> bool {
         self.clean_close
+    }
+
+    /// Framed messages (disconnect and control messages included) wholly in the bytes
+    /// [`poll_output`](Self::poll_output) has handed out so far. Read it when a `Transmit`
+    /// is returned, and pass it to [`handle_sent`](Self::handle_sent) once those bytes are
+    /// written.
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out
+    }
+
+    /// Tells the record that bytes were written in an operation that began `at`, completing
+    /// `messages` framed messages (a
+    /// [`messages_out`](Self::messages_out) value read when those bytes were handed out).
+    pub fn handle_sent(&mut self, at: Instant, messages: u64) {
+        if let Some(previous) = self.record.last_sent_at {
+            let gap = at.saturating_duration_since(previous);
+            if gap > self.record.longest_send_gap.0 {
+                self.record.longest_send_gap = (gap, self.record.messages_sent);
+            }
+        }
+        self.record.last_sent_at = Some(at);
+        self.record.messages_sent = self.record.messages_sent.max(messages);
     }
 
     /// Request bytes from the client, in any split. Bytes after the request are ignored.
@@ -360,7 +401,9 @@ impl Session {
                     if self.out.len() >= BATCH {
                         return Output::Transmit(std::mem::take(&mut self.out));
                     }
-                    match player.advance(&mut self.out) {
+                    let advance = player.advance(&mut self.out);
+                    self.messages_out = player.messages_out();
+                    match advance {
                         Advance::Continue => {}
                         Advance::Wait(d) => self.wait_until = Some(self.script_time + d),
                         Advance::Closed { clean } => {

@@ -475,3 +475,48 @@ fn builtin_scenarios_register_a_live_control_stream_per_connection() {
         }
     }
 }
+
+/// The ended hook sees each attempt's whole final record (with its messages counted as
+/// written) once, before `kill_connections` returns; the stored record is then kept light.
+#[test]
+fn the_ended_hook_sees_each_final_record_and_the_stored_one_is_kept_light() {
+    let plan = AttemptPlan::ok(vec![
+        Step::Message(b"{\"a\":1}".to_vec()),
+        Step::Message(b"{\"b\":2}".to_vec()),
+    ])
+    .with_end(End::Stall);
+    let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
+    let seen: Arc<Mutex<Vec<AttemptRecord>>> = Arc::default();
+    let sink = seen.clone();
+    server.set_ended_hook(move |r| sink.lock().unwrap().push(r.clone()));
+    let mut client = connect(&server);
+    let request = site_request(
+        server.credentials(),
+        false,
+        &host(&server),
+        &[("follow", "7,8")],
+        &[],
+    );
+    client.write_all(&request).unwrap();
+    let mut wire = Vec::new();
+    let mut buf = [0u8; 4096];
+    let both = |w: &[u8]| {
+        w.windows(4).any(|x| x == b"\r\n\r\n") && split_crlf(&decode(w).body).0.len() >= 2
+    };
+    while !both(&wire) {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early");
+        wire.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.lock().unwrap().is_empty(), "told before the end");
+    assert_eq!(server.kill_connections(), 1);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "told once, before kill_connections returned");
+    assert_eq!(seen[0].messages_sent, 2);
+    assert_eq!(seen[0].query_param("follow"), Some("7,8"));
+    assert!(seen[0].ended_at.is_some() && seen[0].last_sent_at.is_some());
+    let stored = &server.attempts()[0];
+    assert!(stored.query.is_empty() && stored.headers.is_empty());
+    assert_eq!(stored.messages_sent, 2);
+    assert_eq!(stored.ended_at, seen[0].ended_at);
+}

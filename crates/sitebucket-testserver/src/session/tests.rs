@@ -1208,3 +1208,67 @@ fn without_a_registry_control_paths_play_the_plan() {
         ]
     );
 }
+
+/// `messages_out` counts a message only once its last byte is in the bytes handed out: at
+/// every `Transmit`, the client can decode at least that many messages from the wire so far,
+/// and at the end exactly the whole ones (a half message before `CloseNow` is not counted).
+/// Checked for every encoding, with chunks cut anywhere and chunks that hold bytes back.
+#[test]
+fn messages_out_counts_only_messages_wholly_handed_out() {
+    let mut corpus = Corpus::new(9);
+    let whole: Vec<Vec<u8>> = (0..12).map(|_| corpus.site_message()).collect();
+    let half = corpus.site_message();
+    for chunks in [
+        ChunkPlan::Random {
+            seed: 4,
+            min: 1,
+            max: 700,
+        },
+        ChunkPlan::Fixed(1 << 20),
+        ChunkPlan::PerStep,
+    ] {
+        for accept in ["identity", "gzip", "deflate"] {
+            let mut steps: Vec<Step> = Vec::new();
+            for (i, m) in whole.iter().enumerate() {
+                steps.push(Step::Message(m.clone()));
+                if i % 5 == 4 {
+                    steps.push(Step::Wait(Duration::from_millis(10)));
+                }
+            }
+            steps.push(Step::RawBody(half[..half.len() / 2].to_vec()));
+            steps.push(Step::CloseNow);
+            let plan = AttemptPlan::ok(steps).with_chunks(chunks.clone());
+            let start = Instant::now();
+            let mut session = Session::new(plan, &creds(), 0, start);
+            session.handle_input(
+                start,
+                &site_request(&creds(), false, HOST, &[], &[("Accept-Encoding", accept)]),
+            );
+            let mut wire = Vec::new();
+            let mut now = start;
+            let mut last = 0;
+            loop {
+                match session.poll_output(now) {
+                    Output::Transmit(bytes) => {
+                        wire.extend_from_slice(&bytes);
+                        let out = session.messages_out();
+                        assert!(out >= last, "{accept} {chunks:?}: the count went back");
+                        last = out;
+                        let (items, _) = split_crlf(&decode(&wire).body);
+                        assert!(
+                            messages(&items).len() as u64 >= out,
+                            "{accept} {chunks:?}: {out} counted, {} on the wire",
+                            messages(&items).len()
+                        );
+                    }
+                    Output::Wait(deadline) => now = deadline,
+                    Output::Idle | Output::Close => break,
+                }
+            }
+            assert_eq!(session.messages_out(), 12, "{accept} {chunks:?}");
+            session.handle_sent(now, session.messages_out());
+            assert_eq!(session.record().messages_sent, 12);
+            assert_eq!(session.record().last_sent_at, Some(now));
+        }
+    }
+}
