@@ -147,7 +147,7 @@ pub enum Event {
     Connected {
         /// HTTP status code.
         status: u16,
-        /// Reason phrase as sent.
+        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
         reason: String,
     },
     /// One complete message: its exact payload bytes, without the `\r\n` (zero-copy).
@@ -171,7 +171,8 @@ pub enum StreamError {
     ConnectFailed(io::ErrorKind),
     /// No connection within the connect timeout.
     ConnectTimeout(Duration),
-    /// The TLS handshake or record layer failed (an untrusted certificate included).
+    /// The TLS handshake or record layer failed (an untrusted certificate included); the
+    /// error text, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
     Tls(String),
     /// The server sent something unreadable.
     Read(ReadError),
@@ -189,14 +190,14 @@ pub enum StreamError {
     Status {
         /// HTTP status code.
         status: u16,
-        /// Reason phrase as sent.
+        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
         reason: String,
     },
     /// A `disconnect` message from the server.
     DisconnectMessage {
         /// The disconnect code (1–12).
         code: u32,
-        /// The reason given.
+        /// The reason given, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
         reason: String,
     },
     /// X API v2's disconnect message: an `errors` message holding an
@@ -266,14 +267,14 @@ pub enum Outcome {
     Fatal {
         /// HTTP status code.
         status: u16,
-        /// Reason phrase as sent.
+        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
         reason: String,
     },
     /// A `disconnect` message with code 6 (token revoked) or 7 (admin logout).
     Revoked {
         /// The disconnect code.
         code: u32,
-        /// The reason given.
+        /// The reason given, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
         reason: String,
     },
     /// `retry_limit` consecutive attempts failed.

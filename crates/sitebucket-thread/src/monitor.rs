@@ -151,10 +151,10 @@ impl<P: Parser> Parser for SharedParser<P> {
 ///   announces a new control stream wakes the checker at once for that.
 /// - A stream that ended in a way no retry can fix — a status such as 401, 403 or 404
 ///   ([`Outcome::Fatal`]), or a `disconnect` message with code 6 or 7
-///   ([`Outcome::Revoked`]) — is never restarted: it is set aside, with its users and the
-///   reason, in [`failed`](Monitor::failed) (and handed to the
-///   [`set_failed_hook`](Monitor::set_failed_hook) hook), by the next `check`, or at once
-///   with `run_every`.
+///   ([`Outcome::Revoked`]) — is never restarted, nor replaced by a change: it is set
+///   aside, with its users and the reason, in [`failed`](Monitor::failed) (and handed to
+///   the [`set_failed_hook`](Monitor::set_failed_hook) hook) at once with `run_every`, or
+///   else by the next `check` or change.
 ///
 /// No user is ever left uncovered by a change: a replacement starts **before** the stream it
 /// replaces closes, and a move adds users to their new stream before the old one lets them
@@ -366,6 +366,8 @@ impl<D: Driver> Monitor<D> {
     /// A control request that fails only sends its users down that list.
     pub fn add_follows(&self, users: &[u64]) -> Result<(), MonitorError> {
         let mut inner = lock(&self.inner);
+        // A stream refused for good must not be grown (restarted) by a replacement.
+        inner.set_aside_final();
         let covered: BTreeSet<u64> = inner.shards.iter().flat_map(|s| s.follows()).collect();
         let mut fresh: Vec<u64> = users
             .iter()
@@ -418,8 +420,13 @@ impl<D: Driver> Monitor<D> {
     /// [`consolidate`](Self::consolidate) to merge the shrunk streams.
     pub fn remove_follows(&self, users: &[u64]) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
-        let plan = plan_remove(&slices(&inner.follow_lists()), users);
         let gone: BTreeSet<u64> = users.iter().copied().collect();
+        // A refused stream that loses users must not be shrunk (restarted) by a
+        // replacement: it is set aside with the users that stay, or closed if none stays.
+        // (Other refused streams are left to the next check: a caller retiring them one by
+        // one hears of each once.)
+        inner.set_aside_final_in(|follows| follows.iter().any(|u| gone.contains(u)), &gone);
+        let plan = plan_remove(&slices(&inner.follow_lists()), users);
         forget_failed(&self.failed, &gone);
         let mut failed = None;
         for (index, follow) in plan.shrink {
@@ -470,6 +477,8 @@ impl<D: Driver> Monitor<D> {
     /// them again, the stream they came from stays open, and the error is returned.
     pub fn consolidate(&self) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
+        // A stream refused for good must not be merged (restarted) by a replacement.
+        inner.set_aside_final();
         let mut closed = 0;
 
         let lists = inner.follow_lists();
@@ -737,12 +746,21 @@ impl<D: Driver> Inner<D> {
     /// Takes every stream that ended in a way retrying cannot fix out of `shards` and into
     /// `failed`, telling the hook of each.
     fn set_aside_final(&mut self) {
+        self.set_aside_final_in(|_| true, &BTreeSet::new());
+    }
+
+    /// [`set_aside_final`](Self::set_aside_final) for the streams whose users `pick`s, and
+    /// leaving `leaving` out: a stream none of whose users stays is only closed (they are
+    /// being removed), not reported.
+    fn set_aside_final_in(&mut self, pick: impl Fn(&[u64]) -> bool, leaving: &BTreeSet<u64>) {
         let mut index = 0;
         let mut set_aside = Vec::new();
         while index < self.shards.len() {
             let outcome = self.shards[index].status().outcome;
             match outcome {
-                Some(outcome) if FailedStream::is_final(&outcome) => {
+                Some(outcome)
+                    if FailedStream::is_final(&outcome) && pick(&self.shards[index].follows()) =>
+                {
                     let shard = self.shards.remove(index);
                     set_aside.push((
                         shard,
@@ -763,6 +781,10 @@ impl<D: Driver> Inner<D> {
             // The run is over: this only collects it.
             shard.join();
             failed.follows = shard.follows();
+            failed.follows.retain(|u| !leaving.contains(u));
+            if failed.follows.is_empty() {
+                continue;
+            }
             lock(&self.failed).push(failed.clone());
             if let Some(hook) = &self.failed_hook {
                 hook(&failed);
@@ -1722,6 +1744,55 @@ mod tests {
             .into_iter()
             .filter(|e| e.starts_with("start "))
             .collect()
+    }
+
+    #[test]
+    fn a_change_never_restarts_a_stream_refused_for_good_by_replacing_it() {
+        let driver = FakeDriver::default();
+        lock(&driver.answers).insert(1, "HTTP/1.1 403 Forbidden\r\n\r\n".into());
+        let monitor = fake_monitor(&driver, 1..=50);
+        wait_until("the stream to be refused", || {
+            monitor.streams()[0].status.outcome.is_some()
+        });
+        // Without a check in between: the refused stream has room, but is not grown.
+        monitor.add_follows(&[51]).expect("add");
+        assert_eq!(starts(&driver), ["start 1-50", "start 51-51"]);
+        assert_eq!(monitor.failed()[0].follows, range(1..=50));
+        assert_eq!(lists(&monitor), [vec![51]]);
+        monitor.disconnect();
+    }
+
+    #[test]
+    fn removing_the_users_of_a_refused_stream_closes_it_without_a_report() {
+        let driver = FakeDriver::default();
+        for first in [1, 101, 201] {
+            lock(&driver.answers).insert(first, "HTTP/1.1 401 Unauthorized\r\n\r\n".into());
+        }
+        let monitor = fake_monitor(&driver, 1..=250);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        {
+            let heard = heard.clone();
+            monitor.set_failed_hook(move |failed| lock(&heard).push(failed.follows.clone()));
+        }
+        wait_until("every stream to be refused", || {
+            monitor.streams().iter().all(|s| s.status.outcome.is_some())
+        });
+        // All of the first stream's users leave: it is closed, as a removal, not reported.
+        // Some of the second's leave: it is set aside with the others, not shrunk (which
+        // would restart it). The third is not touched: the next check sets it aside.
+        assert_eq!(monitor.remove_follows(&range(1..=120)).expect("remove"), 0);
+        assert_eq!(*lock(&heard), [range(121..=200)]);
+        assert_eq!(lists(&monitor), [range(201..=250)]);
+        assert_eq!(monitor.check().expect("check"), 0);
+        assert_eq!(*lock(&heard), [range(121..=200), range(201..=250)]);
+        let failed: Vec<Vec<u64>> = monitor.failed().into_iter().map(|f| f.follows).collect();
+        assert_eq!(failed, [range(121..=200), range(201..=250)]);
+        assert!(monitor.streams().is_empty());
+        assert_eq!(
+            starts(&driver),
+            ["start 1-100", "start 101-200", "start 201-250"]
+        );
+        monitor.disconnect();
     }
 
     #[test]
