@@ -142,13 +142,15 @@ pub enum ServeApi {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Connect to a Site Streams endpoint and print its messages, one per line.
+    /// Connect to a Site Streams endpoint (or, with --api, an X API v2 stream) and print its
+    /// messages, one per line.
     ///
     /// Each message is exactly one line on stdout: a raw CR or LF byte inside a payload
     /// (pretty-printed JSON) is printed as a space. Logs go to stderr. Credentials come from
     /// SITEBUCKET_CONSUMER_KEY, SITEBUCKET_CONSUMER_SECRET, SITEBUCKET_TOKEN and
-    /// SITEBUCKET_TOKEN_SECRET. More than 100 users run on several connections (filled
-    /// through control streams when the server has them); SIGHUP re-reads --follow-file.
+    /// SITEBUCKET_TOKEN_SECRET (an X API v2 stream: SITEBUCKET_BEARER_TOKEN). More than 100
+    /// users run on several connections (filled through control streams when the server
+    /// has them); SIGHUP re-reads --follow-file.
     /// Exit status: 0 stopped on request (--max-messages, SIGINT, SIGTERM), 1 gave up (with
     /// many users: every stream gave up), 2 usage error. The full reference is the
     /// sitebucket-cli README.
