@@ -36,8 +36,12 @@
 //!
 //! ## Reconnect rules
 //! Network errors (refused, reset, timeout, TLS, a drop, a stall, a bad frame, bytes after
-//! the end of the body, a `disconnect` message) back off linearly, HTTP errors
-//! exponentially, `420`/`429` from a minute, doubling (see [`backoff`](crate::backoff)).
+//! the end of the body, a `disconnect` message or X API v2's `operational-disconnect`
+//! message) back off linearly, HTTP errors exponentially, `420`/`429` from a minute,
+//! doubling (see [`backoff`](crate::backoff)) — and, when the head carries
+//! `x-rate-limit-reset` (unix seconds), at least until then, reckoned from the `unix_secs`
+//! given to [`handle_connected`](SiteStream::handle_connected) (at most
+//! [`MAX_RATE_LIMIT_RESET_WAIT`]).
 //! Statuses that retrying cannot fix (401, 403, 404, 406, 413, 416) and `disconnect` codes 6
 //! and 7 finish the stream at once.
 //!

@@ -37,6 +37,9 @@ pub use sitebucket_proto::{
     Action, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials, DefaultParser, Event,
     Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
 };
+/// X API v2's filtered and sample streams on the same core: `Config::v2_builder` with a
+/// Bearer token, and the typed v2 envelope.
+pub use sitebucket_proto::{Api, Auth, BearerToken, V2Message, V2Param};
 pub use sitebucket_thread::{
     Control, Driver, FailedStream, ItemSink, ListenThread, MessagesOnly, Monitor, Resolver, Status,
     StreamItem, ThreadedParser,
