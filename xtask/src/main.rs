@@ -2,6 +2,9 @@
 
 use std::process::{exit, Command};
 
+mod json;
+mod msrv;
+
 fn main() {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
@@ -10,9 +13,10 @@ fn main() {
         Some("demo") => demo(),
         Some("fuzz") => fuzz(std::env::args().skip(2).collect()),
         Some("sim") => sim(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("msrv-check") => msrv_check(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | demo | bench [--quick] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H]>"
+                "usage: cargo xtask <ci | demo | msrv-check | bench [--quick] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H]>"
             );
             exit(2);
         }
@@ -43,8 +47,69 @@ fn demo() -> Result<(), String> {
     run(demo)
 }
 
-/// Format check, clippy, the facade's feature sets and the workspace tests (the core of
-/// `.ci/run`).
+/// `cargo xtask msrv-check`: fails when a workspace member's `rust-version` is below the
+/// highest `rust-version` of any dependency the workspace builds, with any features, on any
+/// target, dev-dependencies included (see `msrv.rs`).
+fn msrv_check() -> Result<(), String> {
+    let mut metadata = cargo();
+    metadata.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--all-features",
+    ]);
+    let output = metadata
+        .output()
+        .map_err(|e| format!("{metadata:?}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{metadata:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let text = String::from_utf8(output.stdout).map_err(|e| e.to_string())?;
+    let mut tree = cargo();
+    tree.args([
+        "tree",
+        "--locked",
+        "--workspace",
+        "--all-features",
+        "--target",
+        "all",
+        "--edges",
+        "normal,build,dev",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ]);
+    let tree_output = tree.output().map_err(|e| format!("{tree:?}: {e}"))?;
+    if !tree_output.status.success() {
+        return Err(format!(
+            "{tree:?} failed: {}",
+            String::from_utf8_lossy(&tree_output.stderr)
+        ));
+    }
+    let built = msrv::tree_packages(&String::from_utf8_lossy(&tree_output.stdout));
+    let (lines, ok) = msrv::check(&msrv::packages(&text, &built)?);
+    for line in &lines {
+        println!("msrv-check: {line}");
+    }
+    if ok {
+        println!("msrv-check: ok");
+        Ok(())
+    } else {
+        Err(
+            "raise rust-version in [workspace.package] (Cargo.toml) and say so in CHANGELOG.md"
+                .into(),
+        )
+    }
+}
+
+/// Format check, clippy, the facade's feature sets, the rust-version check and the workspace tests: the core of what
+/// `.ci/run` runs (which also lints feature variants, packages the crates and lints a copy on
+/// freshly updated dependencies).
 fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -71,6 +136,7 @@ fn ci() -> Result<(), String> {
             .args(features);
         run(check)?;
     }
+    msrv_check()?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run(test)
@@ -278,7 +344,8 @@ fn sim(args: &[String]) -> Result<(), String> {
 }
 
 /// `cargo xtask bench [--quick]`: every benchmark figure, one `figure ...` line each (see
-/// `crates/sitebucket-bench`), with the `json-crates` comparison turned on. Builds first,
+/// `crates/sitebucket-bench`), with the `json-crates` comparison turned on, built with the
+/// `profiling` profile (release optimizations plus line tables for `perf`). Builds first,
 /// then runs the criterion bench of the in-process figures (its report goes to
 /// `target/bench/inproc.log`; only `figure` and `#` lines are shown) and `bench-figures` for the loopback, memory, tweepy and simulator figures.
 /// `--quick` shortens every measurement (under ten minutes on two cores).
@@ -293,7 +360,8 @@ fn bench(args: &[String]) -> Result<(), String> {
     let mut build = cargo();
     build.args([
         "build",
-        "--release",
+        "--profile",
+        "profiling",
         "--package",
         "sitebucket-bench",
         "--features",
@@ -313,6 +381,8 @@ fn bench(args: &[String]) -> Result<(), String> {
     let mut inproc = cargo();
     inproc.args([
         "bench",
+        "--profile",
+        "profiling",
         "--package",
         "sitebucket-bench",
         "--features",
@@ -344,7 +414,8 @@ fn bench(args: &[String]) -> Result<(), String> {
     figures.args([
         "run",
         "--quiet",
-        "--release",
+        "--profile",
+        "profiling",
         "--package",
         "sitebucket-bench",
         "--features",

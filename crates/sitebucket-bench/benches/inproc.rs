@@ -274,7 +274,7 @@ fn both(a: Option<f64>, b: Option<f64>) -> Option<(f64, f64)> {
     Some((a?, b?))
 }
 
-/// `<target>/bench/criterion`, found from this executable (`<target>/release/deps/inproc-*`).
+/// `<target>/bench/criterion`, found from this executable (`<target>/profiling/deps/inproc-*`).
 fn criterion_home() -> PathBuf {
     if let Some(home) = std::env::var_os("CRITERION_HOME") {
         return home.into();

@@ -4,19 +4,25 @@
 use std::time::Duration;
 
 /// User plus system CPU time of this whole process (every thread), from `getrusage`.
-#[allow(unsafe_code)]
 pub fn cpu_time() -> Duration {
+    let (user, system) = cpu_times();
+    user + system
+}
+
+/// User and system CPU time of this whole process (every thread), apart, from `getrusage`.
+#[allow(unsafe_code)]
+pub fn cpu_times() -> (Duration, Duration) {
     // SAFETY: `getrusage` writes a `rusage` into the zeroed struct we own and pass by
     // pointer; RUSAGE_SELF is always a valid `who`.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Duration::ZERO;
+            return (Duration::ZERO, Duration::ZERO);
         }
         usage
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
 /// The process's resident set size in KiB (`VmRSS` of `/proc/self/status`).
@@ -61,14 +67,22 @@ mod tests {
 
     #[test]
     fn cpu_time_grows_with_work() {
+        // Spin until the process has used 20 ms of CPU: on a loaded machine that takes longer
+        // in wall time, so the bound is generous and only a clock that never moves fails it.
         let before = cpu_time();
         let mut x = 0u64;
         let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_millis(50) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        let mut spent = Duration::ZERO;
+        while spent < Duration::from_millis(20) && start.elapsed() < Duration::from_secs(20) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            spent = cpu_time().saturating_sub(before);
         }
-        let spent = cpu_time() - before;
-        assert!(spent >= Duration::from_millis(20), "{spent:?}");
+        assert!(
+            spent >= Duration::from_millis(20),
+            "{spent:?} of CPU in 20 s of spinning"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use mio::net::TcpListener as MioListener;
 use mio::{Events, Interest, Poll, Token};
 use sitebucket_testserver::corpus;
 
-use crate::stream::{self, BenchStream, HEAD, LAST_CHUNK};
+use crate::stream::{self, BenchStream, MessageHash, HEAD, LAST_CHUNK};
 
 /// The longest request head read before answering anyway.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -38,6 +38,8 @@ pub struct Firehose {
     segment_keep_alives: u64,
     segment_body: u64,
     repeats: u64,
+    /// The [`MessageHash`] of every message of one response, in order.
+    hash: MessageHash,
 }
 
 impl Firehose {
@@ -49,6 +51,14 @@ impl Firehose {
         let chunks = stream::chunked(&body.bytes, &body.line_ends, seed);
         let segment_body = body.bytes.len() as u64;
         let mut farewell = corpus::disconnect(7, "the benchmark's byte budget is spent");
+        let repeats = total_bytes.div_ceil(segment_body).max(1);
+        let mut hash = MessageHash::default();
+        for _ in 0..repeats {
+            for message in &stream.messages {
+                hash.add(message);
+            }
+        }
+        hash.add(&farewell);
         farewell.extend_from_slice(b"\r\n");
         let mut last = format!("{:x}\r\n", farewell.len()).into_bytes();
         last.extend_from_slice(&farewell);
@@ -60,8 +70,14 @@ impl Firehose {
             segment_messages: body.messages as u64,
             segment_keep_alives: body.keep_alives as u64,
             segment_body,
-            repeats: total_bytes.div_ceil(segment_body).max(1),
+            repeats,
+            hash,
         }
+    }
+
+    /// The [`MessageHash`] of every message of one response, the final `disconnect` included.
+    pub fn hash(&self) -> u64 {
+        self.hash.0
     }
 
     /// Messages a client receives in one response (the final `disconnect` included).
@@ -375,7 +391,7 @@ mod tests {
                     rustls::pki_types::CertificateDer::from_pem_slice(material.ca_pem.as_bytes())
                         .unwrap();
                 roots.add(der).unwrap();
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
                     .unwrap()

@@ -783,7 +783,14 @@ mod tests {
                 "--with",
                 "everyone",
             ],
-            &["sitebucket", "listen", "--follow", "1", "--driver", "tokio"],
+            &[
+                "sitebucket",
+                "listen",
+                "--follow",
+                "1",
+                "--driver",
+                "glommio",
+            ],
             &[
                 "sitebucket",
                 "listen",

@@ -20,7 +20,7 @@ use sitebucket_proto::control::{
     FIRST_CURSOR,
 };
 use sitebucket_proto::Credentials;
-use sitebucket_thread::{os_entropy, Driver};
+use sitebucket_thread::Driver;
 
 use crate::args::{ControlArgs, ControlCommand, ControlFriendsArgs, ControlTarget};
 use crate::drivers::{with_driver, DriverName, WithDriver};
@@ -173,8 +173,6 @@ struct Sender<'a> {
     endpoint: Endpoint,
     credentials: Credentials,
     roots: Vec<u8>,
-    seed: u64,
-    sent: u64,
     pacer: ControlPacer,
 }
 
@@ -188,8 +186,6 @@ impl<'a> Sender<'a> {
             endpoint,
             credentials,
             roots,
-            seed: os_entropy(),
-            sent: 0,
             pacer: ControlPacer::default(),
         })
     }
@@ -206,9 +202,7 @@ impl<'a> Sender<'a> {
             request,
         )
         .with_extra_roots(self.roots.clone())
-        .with_timeout(target.timeout)
-        .with_nonce_seed(self.seed.wrapping_add(self.sent));
-        self.sent += 1;
+        .with_timeout(target.timeout);
         carry_out(target.driver, call)
     }
 }

@@ -13,6 +13,8 @@ pub enum DriverName {
     Mio,
     /// smol async I/O (sitebucket-smol).
     Smol,
+    /// A tokio runtime of the driver's own (sitebucket-tokio).
+    Tokio,
 }
 
 /// Work to do with a driver, whichever it is: `with_driver` hands it the one named.
@@ -30,6 +32,7 @@ pub fn with_driver<W: WithDriver>(name: DriverName, work: W) -> W::Output {
         DriverName::Thread => work.with(sitebucket_std::StdDriver::new()),
         DriverName::Mio => work.with(sitebucket_mio::MioDriver::new()),
         DriverName::Smol => work.with(sitebucket_smol::SmolDriver::new()),
+        DriverName::Tokio => work.with(sitebucket_tokio::TokioDriver::new()),
     }
 }
 
@@ -61,7 +64,7 @@ mod tests {
             .iter()
             .map(|name| with_driver(*name, Name))
             .collect();
-        assert_eq!(names, ["std", "mio", "smol"]);
+        assert_eq!(names, ["std", "mio", "smol", "tokio"]);
         assert_eq!(DriverName::Thread.label(), "thread");
     }
 }

@@ -408,9 +408,9 @@ fn usage_errors_send_nothing() {
                 "--stream-id",
                 "s",
                 "--driver",
-                "tokio",
+                "glommio",
             ],
-            "tokio",
+            "glommio",
         ),
         (
             vec![

@@ -81,6 +81,11 @@ fn hostile_servers_on_the_smol_driver() {
     run_driver("smol", "hostile_servers_on_the_smol_driver");
 }
 
+#[test]
+fn hostile_servers_on_the_tokio_driver() {
+    run_driver("tokio", "hostile_servers_on_the_tokio_driver");
+}
+
 /// Checks that the bomb is what it claims: built the same way, a small one inflates to
 /// exactly its zeros with a valid gzip trailer (CRC and size checked by the decoder).
 #[test]
@@ -714,7 +719,7 @@ fn cases(bomb: &[u8]) -> Vec<Case> {
 /// combined from the block's.
 fn gzip_zeros(total: usize) -> Vec<u8> {
     const BLOCK: usize = 1 << 20;
-    assert!(total % BLOCK == 0 && total >= 3 * BLOCK);
+    assert!(total.is_multiple_of(BLOCK) && total >= 3 * BLOCK);
     let zeros = vec![0u8; BLOCK];
     let mut compress = Compress::new(Compression::best(), false);
     let first = deflate(&mut compress, &zeros, FlushCompress::Full);

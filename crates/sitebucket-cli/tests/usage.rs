@@ -78,7 +78,7 @@ fn unknown_flags_and_bad_values() {
     let cases: [(&[&str], &str); 24] = [
         (&["--bogus"], "--bogus"),
         (&["--with", "everyone"], "everyone"),
-        (&["--driver", "tokio"], "tokio"),
+        (&["--driver", "glommio"], "glommio"),
         (&["--backoff", "exponential"], "exponential"),
         (&["--max-messages", "0"], "--max-messages"),
         (&["--max-messages", "ten"], "--max-messages"),
@@ -162,7 +162,7 @@ fn a_missing_credential_is_named() {
     }
 }
 
-/// README options table `--driver thread|mio|smol`: each name is accepted and runs the stream.
+/// README options table `--driver thread|mio|smol|tokio`: each name is accepted and runs the stream.
 #[test]
 fn every_driver_name_is_accepted() {
     for driver in DRIVERS {

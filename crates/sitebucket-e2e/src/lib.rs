@@ -279,6 +279,45 @@ pub fn happy_path<D: Driver>(driver: D, transport: Transport) {
     );
 }
 
+/// A [`ParallelParser`](sitebucket_thread::ParallelParser) on four workers, each parse held
+/// up by a seeded random delay, hands the driver's messages to its handler in stream order:
+/// the handler sees exactly what the server sent, message for message.
+pub fn parallel_parser_keeps_stream_order<D: Driver>(driver: D) {
+    let sent = numbered_messages(0..300);
+    let plan = AttemptPlan::ok(message_steps(&sent))
+        .with_chunks(ChunkPlan::Random {
+            seed: 11,
+            min: 1,
+            max: 4000,
+        })
+        .with_end(End::HoldWithKeepAlives(Duration::from_millis(50)));
+    let server = server(Scenario::single(plan), Transport::Plain);
+    let config = config_for(&server, [12]).build().expect("valid config");
+    let collected = Collected::new();
+    let parser = {
+        let mut collected = collected.clone();
+        sitebucket_thread::ParallelParser::builder()
+            .threads(4)
+            .staged(
+                |message: Bytes| {
+                    // 0–300 µs, a pure function of the message: the same in every run.
+                    let spin = message.iter().fold(0u64, |h, b| {
+                        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+                    }) % 300;
+                    std::thread::sleep(Duration::from_micros(spin));
+                    message
+                },
+                move |message: Bytes| collected.parse(message),
+            )
+            .expect("spawn the parse workers")
+    };
+    let mut listener =
+        ListenThread::spawn(driver, SiteStream::new(config), parser).expect("spawn the stream");
+    wait_for("every message", || collected.len() >= sent.len());
+    close_promptly(&mut listener, "streaming");
+    assert_eq!(collected.messages(), as_bytes(&sent));
+}
+
 /// A connection the server closes mid-message is replaced; every message the server sent
 /// in full arrives exactly once, the half message never.
 pub fn reconnect_after_mid_stream_close<D: Driver>(driver: D, transport: Transport) {
@@ -1038,6 +1077,10 @@ macro_rules! suite {
         #[test]
         fn reconnect_after_mid_stream_close_tls() {
             $crate::reconnect_after_mid_stream_close($driver, $crate::Transport::Tls);
+        }
+        #[test]
+        fn parallel_parser_keeps_stream_order() {
+            $crate::parallel_parser_keeps_stream_order($driver);
         }
         #[test]
         fn stall_reconnects() {

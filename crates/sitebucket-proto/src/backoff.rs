@@ -19,7 +19,8 @@
 //! the network and HTTP sequences (and the squared one) over. The 420/429 sequence survives
 //! trust; [`Backoff::forget_rate_limit`] starts it over only once a connection has stayed up
 //! for the config's `rate_limit_reset_after` (ten minutes by default).
-//! [`Backoff::reset`] (the stream's `reset_throttles`) forgets everything.
+//! [`Backoff::reset`] (the stream's `reset_throttles`) forgets everything. Giving up forgets
+//! nothing: the stream's `retry_after_giving_up` goes on with the sequences as they were.
 
 use core::time::Duration;
 

@@ -155,6 +155,57 @@ impl Credentials {
         }
     }
 
+    /// The environment variables [`Credentials::from_env`] reads, in the order
+    /// [`Credentials::new`] takes them.
+    pub const ENV_VARS: [&'static str; 4] = [
+        "SITEBUCKET_CONSUMER_KEY",
+        "SITEBUCKET_CONSUMER_SECRET",
+        "SITEBUCKET_TOKEN",
+        "SITEBUCKET_TOKEN_SECRET",
+    ];
+
+    /// Reads the credentials from `SITEBUCKET_CONSUMER_KEY`, `SITEBUCKET_CONSUMER_SECRET`,
+    /// `SITEBUCKET_TOKEN` and `SITEBUCKET_TOKEN_SECRET` (the variables `sitebucket listen`
+    /// and the lines `sitebucket serve` prints use). The error names the first variable that
+    /// is missing, empty or not Unicode; no value is ever part of it.
+    ///
+    /// ```no_run
+    /// let credentials = sitebucket_proto::Credentials::from_env()?;
+    /// # Ok::<(), sitebucket_proto::CredentialsEnvError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, CredentialsEnvError> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// [`Credentials::from_env`] with another source of variables (a map in tests, a
+    /// configuration file's section): `lookup` is asked for each name of
+    /// [`Credentials::ENV_VARS`].
+    ///
+    /// ```
+    /// use sitebucket_proto::Credentials;
+    ///
+    /// let credentials = Credentials::from_lookup(|name| Some(format!("{name}-value").into()))?;
+    /// assert_eq!(credentials.token(), "SITEBUCKET_TOKEN-value");
+    /// let missing = Credentials::from_lookup(|name| {
+    ///     (name != "SITEBUCKET_TOKEN_SECRET").then(|| "x".into())
+    /// });
+    /// assert_eq!(missing.unwrap_err().to_string(), "SITEBUCKET_TOKEN_SECRET is not set");
+    /// # Ok::<(), sitebucket_proto::CredentialsEnvError>(())
+    /// ```
+    pub fn from_lookup(
+        mut lookup: impl FnMut(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, CredentialsEnvError> {
+        let [key, secret, token, token_secret] = Self::ENV_VARS.map(|variable| {
+            match lookup(variable).map(std::ffi::OsString::into_string) {
+                None => Err(CredentialsEnvError::Missing { variable }),
+                Some(Err(_)) => Err(CredentialsEnvError::NotUnicode { variable }),
+                Some(Ok(value)) if value.is_empty() => Err(CredentialsEnvError::Empty { variable }),
+                Some(Ok(value)) => Ok(value),
+            }
+        });
+        Ok(Self::new(key?, secret?, token?, token_secret?))
+    }
+
     /// The consumer (application) key, sent as `oauth_consumer_key`.
     pub fn consumer_key(&self) -> &str {
         &self.consumer_key
@@ -578,6 +629,50 @@ impl fmt::Display for UrlError {
 }
 
 impl std::error::Error for UrlError {}
+
+/// Why [`Credentials::from_env`] found no credentials. Names the variable, never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialsEnvError {
+    /// The variable is not set.
+    Missing {
+        /// Its name, e.g. `SITEBUCKET_TOKEN`.
+        variable: &'static str,
+    },
+    /// The variable is set to the empty string.
+    Empty {
+        /// Its name.
+        variable: &'static str,
+    },
+    /// The variable's value is not valid Unicode.
+    NotUnicode {
+        /// Its name.
+        variable: &'static str,
+    },
+}
+
+impl CredentialsEnvError {
+    /// The name of the variable at fault.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            Self::Missing { variable }
+            | Self::Empty { variable }
+            | Self::NotUnicode { variable } => variable,
+        }
+    }
+}
+
+impl fmt::Display for CredentialsEnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing { variable } => write!(f, "{variable} is not set"),
+            Self::Empty { variable } => write!(f, "{variable} is empty"),
+            Self::NotUnicode { variable } => write!(f, "{variable} is not valid Unicode"),
+        }
+    }
+}
+
+impl std::error::Error for CredentialsEnvError {}
 
 /// Why [`ConfigBuilder::build`] (or parsing a [`With`]) refused a value.
 #[derive(Clone, Debug, PartialEq)]
@@ -2271,6 +2366,55 @@ mod tests {
                 Ok(c) => prop_assert_eq!(c.follow(), &expected[..]),
                 Err(e) => prop_assert_eq!(e, ConfigError::TooManyFollows { count: expected.len() }),
             }
+        }
+    }
+
+    #[test]
+    fn credentials_from_variables_name_the_first_bad_one_and_never_a_value() {
+        use std::collections::HashMap;
+        use std::ffi::OsString;
+        let full: HashMap<&str, OsString> = Credentials::ENV_VARS
+            .iter()
+            .map(|name| (*name, OsString::from(format!("secret-of-{name}"))))
+            .collect();
+        let credentials = Credentials::from_lookup(|name| full.get(name).cloned()).unwrap();
+        assert_eq!(
+            credentials,
+            Credentials::new(
+                "secret-of-SITEBUCKET_CONSUMER_KEY",
+                "secret-of-SITEBUCKET_CONSUMER_SECRET",
+                "secret-of-SITEBUCKET_TOKEN",
+                "secret-of-SITEBUCKET_TOKEN_SECRET"
+            )
+        );
+
+        let without = |gone: &str, replacement: Option<OsString>| {
+            let mut vars = full.clone();
+            vars.remove(gone);
+            if let Some(value) = replacement {
+                vars.insert(Credentials::ENV_VARS[1], value);
+            }
+            Credentials::from_lookup(|name| vars.get(name).cloned()).unwrap_err()
+        };
+        let missing = without("SITEBUCKET_TOKEN", None);
+        assert_eq!(missing.variable(), "SITEBUCKET_TOKEN");
+        assert_eq!(missing.to_string(), "SITEBUCKET_TOKEN is not set");
+        let empty = without("", Some(OsString::new()));
+        assert_eq!(empty.to_string(), "SITEBUCKET_CONSUMER_SECRET is empty");
+        // Two at fault: the first in `ENV_VARS` order is named.
+        let both = without("SITEBUCKET_TOKEN_SECRET", Some(OsString::new()));
+        assert_eq!(both.variable(), "SITEBUCKET_CONSUMER_SECRET");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let bad = without("", Some(OsString::from_vec(vec![b's', 0xff])));
+            assert_eq!(
+                bad.to_string(),
+                "SITEBUCKET_CONSUMER_SECRET is not valid Unicode"
+            );
+        }
+        for error in [missing, empty, both] {
+            assert!(!format!("{error} {error:?}").contains("secret-of"));
         }
     }
 }

@@ -35,8 +35,8 @@ pub mod v2;
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};
 pub use chunked::{ChunkStep, ChunkedDecoder, ChunkedError};
 pub use config::{
-    Api, Auth, BearerToken, Config, ConfigBuilder, ConfigError, Credentials, Endpoint, UrlError,
-    V2Param, With,
+    Api, Auth, BearerToken, Config, ConfigBuilder, ConfigError, Credentials, CredentialsEnvError,
+    Endpoint, UrlError, V2Param, With,
 };
 pub use content::{ContentDecoder, DecodeError};
 pub use control::{

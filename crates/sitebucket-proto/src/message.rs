@@ -34,6 +34,17 @@
 //! their raw JSON ([`UserMessage::Unknown`], [`DirectMessage::raw`]) pay for that with a second
 //! scan of the same message.
 //!
+//! # Keeping a message, and writing it out
+//!
+//! [`Message::into_owned`] turns a message that borrows from the read buffer into a
+//! `Message<'static>` that owns its strings and raw JSON, to send to another thread or keep
+//! past the callback. Every type here implements [`serde::Serialize`], in a shape close to the
+//! wire format: `{"control":{…}}`, `{"disconnect":{"code":6,…}}`, `{"for_user":12,"message":…}`
+//! for the envelope, and a payload as `{"<kind>":{…}}` with its decoded fields (`{"tweet":{"id":…,
+//! "text":…}}`, `{"friends":[…]}`, `{"event":{"kind":"favorite",…}}`; the kind names are those of
+//! [`UserMessage::kind`]). Fields that are absent are left out; an unknown payload is written
+//! as its raw JSON, unchanged. Ids are JSON numbers (exact: they are `u64`).
+//!
 //! # Example
 //!
 //! ```
@@ -57,7 +68,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 // ---------------------------------------------------------------------------------------------
@@ -88,7 +100,13 @@ pub enum Message<'a> {
 }
 
 /// The payload kinds shared by the `for_user` envelope and unwrapped messages.
-#[derive(Clone, Debug)]
+///
+/// Serialized as `{"<kind>": …}` with the names of [`UserMessage::kind`]; [`Unknown`]
+/// as its raw JSON.
+///
+/// [`Unknown`]: UserMessage::Unknown
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum UserMessage<'a> {
     /// `{"friends":[id,…]}`: the ids the user follows, sent first on every connection.
@@ -116,18 +134,19 @@ pub enum UserMessage<'a> {
     Warning(Warning<'a>),
     /// An object of no kind known here, or a known kind with fields of unexpected types,
     /// passed through with its raw JSON.
-    Unknown(&'a RawValue),
+    #[serde(untagged)]
+    Unknown(Cow<'a, RawValue>),
 }
 
 /// A `control` message: the URI of the stream's control endpoints.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Control<'a> {
     /// The `control_uri` as sent, e.g. `/1.1/site/c/01_225167_334389048B872A533002B34D73F8C29FD09EFC50`.
     pub control_uri: Cow<'a, str>,
 }
 
 /// A `disconnect` message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Disconnect<'a> {
     /// Why the stream is being closed.
     pub code: DisconnectCode,
@@ -170,17 +189,20 @@ pub enum DisconnectCode {
 }
 
 /// A `warning` message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Warning<'a> {
     /// What the warning is about.
     pub code: WarningCode<'a>,
     /// The human-readable `message` (empty when absent).
     pub message: Cow<'a, str>,
     /// How full the server's queue for this stream is, in percent (`FALLING_BEHIND`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub percent_full: Option<u32>,
     /// The user concerned (`FOLLOWS_OVER_LIMIT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<u64>,
     /// When the warning was issued, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
@@ -197,29 +219,33 @@ pub enum WarningCode<'a> {
 }
 
 /// A `limit` notice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Limit {
     /// How many matching messages were not delivered since the connection opened.
     pub track: u64,
     /// When the notice was issued, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
 /// A `delete` notice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Delete {
     /// Whether a tweet or a direct message was deleted.
     pub target: DeleteTarget,
     /// The id of the deleted tweet or direct message.
     pub id: u64,
     /// The id of its author.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<u64>,
     /// When it was deleted, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
 /// What a [`Delete`] removes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeleteTarget {
     /// `delete.status`: a tweet.
     Status,
@@ -228,18 +254,19 @@ pub enum DeleteTarget {
 }
 
 /// A `scrub_geo` notice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ScrubGeo {
     /// The user whose location data must be removed.
     pub user_id: u64,
     /// Remove it from tweets up to and including this id.
     pub up_to_status_id: u64,
     /// When the notice was issued, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
 /// A `status_withheld` notice.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StatusWithheld<'a> {
     /// The withheld tweet.
     pub id: u64,
@@ -248,17 +275,19 @@ pub struct StatusWithheld<'a> {
     /// Two-letter country codes (and `XX`, `XY` for all countries / DMCA).
     pub withheld_in_countries: Vec<Cow<'a, str>>,
     /// When the notice was issued, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
 /// A `user_withheld` notice.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UserWithheld<'a> {
     /// The withheld user.
     pub id: u64,
     /// Two-letter country codes.
     pub withheld_in_countries: Vec<Cow<'a, str>>,
     /// When the notice was issued, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
@@ -267,7 +296,7 @@ pub struct UserWithheld<'a> {
 /// Ids come from `id_str` when it is present (some tools rounded the numeric `id` through a
 /// double), else from `id`. Everything else stays in the message bytes: see the
 /// [module docs](crate::message) for why there is no raw copy here.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Tweet<'a> {
     /// The tweet id.
     pub id: u64,
@@ -275,51 +304,65 @@ pub struct Tweet<'a> {
     /// has no `text`).
     pub text: Cow<'a, str>,
     /// The untruncated text: `extended_tweet.full_text`, or a top-level `full_text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub full_text: Option<Cow<'a, str>>,
     /// The author's id (`user.id_str` / `user.id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<u64>,
     /// The author's `user.screen_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_screen_name: Option<Cow<'a, str>>,
     /// `created_at`, as sent (`"Wed Apr 06 19:13:37 +0000 2011"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Cow<'a, str>>,
     /// The tweet this one replies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub in_reply_to_status_id: Option<u64>,
     /// For a retweet, the id of the original tweet (`retweeted_status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retweeted_status_id: Option<u64>,
     /// For a quote tweet, the id of the quoted tweet.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub quoted_status_id: Option<u64>,
     /// `timestamp_ms` (sent by streams since 2014).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
 /// A direct message, with a few fields decoded and the whole object kept raw.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct DirectMessage<'a> {
     /// The message id.
     pub id: u64,
     /// The message text.
     pub text: Cow<'a, str>,
     /// The sender's user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_id: Option<u64>,
     /// The recipient's user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient_id: Option<u64>,
     /// The whole direct message object as sent.
-    pub raw: &'a RawValue,
+    pub raw: Cow<'a, RawValue>,
 }
 
 /// An activity event (`{"event":"favorite","source":{…},"target":{…},…}`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Event<'a> {
     /// The event name.
     pub kind: EventKind<'a>,
     /// The user who acted (`source.id_str` / `source.id`, or a bare numeric `source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_id: Option<u64>,
     /// The user acted upon (`target.id_str` / `target.id`, or a bare numeric `target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_id: Option<u64>,
     /// `created_at`, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Cow<'a, str>>,
     /// The object acted upon (a tweet, a list, …) as raw JSON, when present.
-    pub target_object: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_object: Option<Cow<'a, RawValue>>,
 }
 
 /// The `event` names of activity events.
@@ -608,7 +651,8 @@ impl PartialEq for Event<'_> {
             && self.source_id == other.source_id
             && self.target_id == other.target_id
             && self.created_at == other.created_at
-            && self.target_object.map(RawValue::get) == other.target_object.map(RawValue::get)
+            && self.target_object.as_deref().map(RawValue::get)
+                == other.target_object.as_deref().map(RawValue::get)
     }
 }
 
@@ -665,6 +709,267 @@ impl<'a> EventKind<'a> {
             Self::Unmute => "unmute",
             Self::Other(name) => name,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owned messages
+// ---------------------------------------------------------------------------------------------
+
+/// A borrowed string made `'static` (a copy only when it was borrowed).
+fn owned_str(text: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(text.into_owned())
+}
+
+/// Borrowed raw JSON made `'static`.
+fn owned_raw(raw: Cow<'_, RawValue>) -> Cow<'static, RawValue> {
+    Cow::Owned(raw.into_owned())
+}
+
+impl Message<'_> {
+    /// The same message owning all its data, free of the bytes it was decoded from: to keep
+    /// it past a [`Parser`](crate::parser::Parser) callback or send it to another thread.
+    ///
+    /// ```
+    /// use sitebucket_proto::message::Message;
+    ///
+    /// let kept: Message<'static> = {
+    ///     let bytes = br#"{"for_user":12,"message":{"id":1,"text":"hi"}}"#.to_vec();
+    ///     Message::from_slice(&bytes)?.into_owned()
+    /// }; // `bytes` is gone; `kept` lives on.
+    /// assert_eq!(kept.kind(), "for_user/tweet");
+    /// # Ok::<(), sitebucket_proto::message::ParseError>(())
+    /// ```
+    pub fn into_owned(self) -> Message<'static> {
+        match self {
+            Message::Control(control) => Message::Control(control.into_owned()),
+            Message::Disconnect(disconnect) => Message::Disconnect(disconnect.into_owned()),
+            Message::ForUser { for_user, message } => Message::ForUser {
+                for_user,
+                message: message.into_owned(),
+            },
+            Message::Unwrapped(message) => Message::Unwrapped(message.into_owned()),
+        }
+    }
+}
+
+impl UserMessage<'_> {
+    /// The same payload owning all its data (see [`Message::into_owned`]).
+    pub fn into_owned(self) -> UserMessage<'static> {
+        match self {
+            UserMessage::Friends(ids) => UserMessage::Friends(ids),
+            UserMessage::FriendsStr(ids) => UserMessage::FriendsStr(ids),
+            UserMessage::Tweet(tweet) => UserMessage::Tweet(tweet.into_owned()),
+            UserMessage::Delete(delete) => UserMessage::Delete(delete),
+            UserMessage::ScrubGeo(scrub) => UserMessage::ScrubGeo(scrub),
+            UserMessage::Limit(limit) => UserMessage::Limit(limit),
+            UserMessage::StatusWithheld(w) => UserMessage::StatusWithheld(w.into_owned()),
+            UserMessage::UserWithheld(w) => UserMessage::UserWithheld(w.into_owned()),
+            UserMessage::DirectMessage(dm) => UserMessage::DirectMessage(dm.into_owned()),
+            UserMessage::Event(event) => UserMessage::Event(event.into_owned()),
+            UserMessage::Warning(warning) => UserMessage::Warning(warning.into_owned()),
+            UserMessage::Unknown(raw) => UserMessage::Unknown(owned_raw(raw)),
+        }
+    }
+}
+
+impl Control<'_> {
+    /// The same control message owning its URI.
+    pub fn into_owned(self) -> Control<'static> {
+        Control {
+            control_uri: owned_str(self.control_uri),
+        }
+    }
+}
+
+impl Disconnect<'_> {
+    /// The same disconnect message owning its strings.
+    pub fn into_owned(self) -> Disconnect<'static> {
+        Disconnect {
+            code: self.code,
+            stream_name: owned_str(self.stream_name),
+            reason: owned_str(self.reason),
+        }
+    }
+}
+
+impl Warning<'_> {
+    /// The same warning owning its strings.
+    pub fn into_owned(self) -> Warning<'static> {
+        let Warning {
+            code,
+            message,
+            percent_full,
+            user_id,
+            timestamp_ms,
+        } = self;
+        Warning {
+            code: code.into_owned(),
+            message: owned_str(message),
+            percent_full,
+            user_id,
+            timestamp_ms,
+        }
+    }
+}
+
+impl WarningCode<'_> {
+    /// The same code owning its text.
+    pub fn into_owned(self) -> WarningCode<'static> {
+        match self {
+            WarningCode::FallingBehind => WarningCode::FallingBehind,
+            WarningCode::FollowsOverLimit => WarningCode::FollowsOverLimit,
+            WarningCode::Other(code) => WarningCode::Other(owned_str(code)),
+        }
+    }
+}
+
+impl StatusWithheld<'_> {
+    /// The same notice owning its country codes.
+    pub fn into_owned(self) -> StatusWithheld<'static> {
+        StatusWithheld {
+            id: self.id,
+            user_id: self.user_id,
+            withheld_in_countries: self
+                .withheld_in_countries
+                .into_iter()
+                .map(owned_str)
+                .collect(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+impl UserWithheld<'_> {
+    /// The same notice owning its country codes.
+    pub fn into_owned(self) -> UserWithheld<'static> {
+        UserWithheld {
+            id: self.id,
+            withheld_in_countries: self
+                .withheld_in_countries
+                .into_iter()
+                .map(owned_str)
+                .collect(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+impl Tweet<'_> {
+    /// The same tweet owning its strings.
+    pub fn into_owned(self) -> Tweet<'static> {
+        let Tweet {
+            id,
+            text,
+            full_text,
+            user_id,
+            user_screen_name,
+            created_at,
+            in_reply_to_status_id,
+            retweeted_status_id,
+            quoted_status_id,
+            timestamp_ms,
+        } = self;
+        Tweet {
+            id,
+            text: owned_str(text),
+            full_text: full_text.map(owned_str),
+            user_id,
+            user_screen_name: user_screen_name.map(owned_str),
+            created_at: created_at.map(owned_str),
+            in_reply_to_status_id,
+            retweeted_status_id,
+            quoted_status_id,
+            timestamp_ms,
+        }
+    }
+}
+
+impl DirectMessage<'_> {
+    /// The same direct message owning its text and raw JSON.
+    pub fn into_owned(self) -> DirectMessage<'static> {
+        DirectMessage {
+            id: self.id,
+            text: owned_str(self.text),
+            sender_id: self.sender_id,
+            recipient_id: self.recipient_id,
+            raw: owned_raw(self.raw),
+        }
+    }
+}
+
+impl Event<'_> {
+    /// The same event owning its strings and raw JSON.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            kind: self.kind.into_owned(),
+            source_id: self.source_id,
+            target_id: self.target_id,
+            created_at: self.created_at.map(owned_str),
+            target_object: self.target_object.map(owned_raw),
+        }
+    }
+}
+
+impl EventKind<'_> {
+    /// The same kind owning its name.
+    pub fn into_owned(self) -> EventKind<'static> {
+        match self {
+            EventKind::Other(name) => EventKind::Other(owned_str(name)),
+            // A named kind holds no data: decoding its name again gives the same variant.
+            named => EventKind::from_name(Cow::Owned(named.as_str().to_owned())),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serialization
+// ---------------------------------------------------------------------------------------------
+
+impl Serialize for Message<'_> {
+    /// `{"control":{…}}`, `{"disconnect":{…}}`, `{"for_user":id,"message":…}`, or the payload
+    /// of an unwrapped message as it is.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Message::Control(control) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("control", control)?;
+                map.end()
+            }
+            Message::Disconnect(disconnect) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("disconnect", disconnect)?;
+                map.end()
+            }
+            Message::ForUser { for_user, message } => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("for_user", for_user)?;
+                map.serialize_entry("message", message)?;
+                map.end()
+            }
+            Message::Unwrapped(message) => message.serialize(serializer),
+        }
+    }
+}
+
+impl Serialize for DisconnectCode {
+    /// The number as sent.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.code())
+    }
+}
+
+impl Serialize for WarningCode<'_> {
+    /// The code as sent (`"FALLING_BEHIND"`, …).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for EventKind<'_> {
+    /// The event name as sent (`"favorite"`, …).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -799,7 +1104,9 @@ fn finish<'a>(
 ) -> Result<UserMessage<'a>, ParseError> {
     match inner {
         Inner::Known(message) => Ok(message),
-        Inner::Unknown => Ok(UserMessage::Unknown(raw_or_whole(bytes, prefix)?)),
+        Inner::Unknown => Ok(UserMessage::Unknown(Cow::Borrowed(raw_or_whole(
+            bytes, prefix,
+        )?))),
         Inner::DirectMessage { fields, wrapped } => {
             let mut path = prefix.to_vec();
             if wrapped {
@@ -810,7 +1117,7 @@ fn finish<'a>(
                 text: fields.text,
                 sender_id: fields.sender_id,
                 recipient_id: fields.recipient_id,
-                raw: raw_or_whole(bytes, &path)?,
+                raw: Cow::Borrowed(raw_or_whole(bytes, &path)?),
             }))
         }
     }
@@ -1039,7 +1346,7 @@ impl<'a> Fields<'a> {
                 source_id: self.source.as_ref().and_then(UserRef::id),
                 target_id: self.target.as_ref().and_then(UserRef::id),
                 created_at: self.created_at.take(),
-                target_object: self.target_object,
+                target_object: self.target_object.map(Cow::Borrowed),
             }));
         }
         let id = self.id_str.or(self.id);
@@ -1947,7 +2254,7 @@ mod tests {
         );
         assert_eq!(added.kind, EventKind::ListMemberAdded);
         assert_eq!(
-            added.target_object.map(RawValue::get),
+            added.target_object.as_deref().map(RawValue::get),
             Some(r#"{"id":574,"slug":"friends","mode":"public"}"#)
         );
         let quoted = event(
@@ -1956,6 +2263,7 @@ mod tests {
         assert_eq!(quoted.kind, EventKind::QuotedTweet);
         assert!(quoted
             .target_object
+            .as_deref()
             .map(RawValue::get)
             .is_some_and(|raw| raw.contains(r#""quoted_status""#)));
         let revoked = event(
@@ -2660,6 +2968,69 @@ mod tests {
             prop_assert_eq!(fast_id_list(list.as_bytes()), Some(expected.clone()));
             let lenient = serde_json::from_str::<Lenient<Vec<u64>>>(&list).expect("valid").0;
             prop_assert_eq!(lenient, Some(expected));
+        }
+    }
+
+    fn serialized(json: &str) -> String {
+        serde_json::to_string(&decode(json)).unwrap()
+    }
+
+    #[test]
+    fn serialized_fields_keep_what_was_decoded_and_leave_out_what_was_absent() {
+        assert_eq!(
+            serialized(
+                r#"{"for_user":"18446744073709551615","message":{"id":5,"id_str":"9007199254740993","text":"caf\u00e9","user":{"id":7,"screen_name":"x"},"timestamp_ms":"1"}}"#
+            ),
+            r#"{"for_user":18446744073709551615,"message":{"tweet":{"id":9007199254740993,"text":"café","user_id":7,"user_screen_name":"x","timestamp_ms":1}}}"#
+        );
+        assert_eq!(
+            serialized(r#"{"disconnect":{"code":6,"stream_name":"s","reason":"revoked"}}"#),
+            r#"{"disconnect":{"code":6,"stream_name":"s","reason":"revoked"}}"#
+        );
+        assert_eq!(
+            serialized(r#"{"warning":{"code":"FALLING_BEHIND","message":"m","percent_full":60}}"#),
+            r#"{"warning":{"code":"FALLING_BEHIND","message":"m","percent_full":60}}"#
+        );
+        assert_eq!(
+            serialized(r#"{"for_user":1,"message":{"friends":[2,3]}}"#),
+            r#"{"for_user":1,"message":{"friends":[2,3]}}"#
+        );
+        assert_eq!(
+            serialized(r#"{"delete":{"status":{"id":4,"user_id":5}}}"#),
+            r#"{"delete":{"target":"status","id":4,"user_id":5}}"#
+        );
+        assert_eq!(
+            serialized(
+                r#"{"event":"custom_thing","source":{"id":1},"target":{"id":2},"target_object":{"b": 1,"a":[ ]}}"#
+            ),
+            r#"{"event":{"kind":"custom_thing","source_id":1,"target_id":2,"target_object":{"b": 1,"a":[ ]}}}"#
+        );
+        // Unknown payloads are written back exactly as they came, whitespace included.
+        assert_eq!(
+            serialized(r#"{"for_user":1,"message":{"zz": [1, 2]}}"#),
+            r#"{"for_user":1,"message":{"zz": [1, 2]}}"#
+        );
+    }
+
+    #[test]
+    fn owned_messages_equal_the_borrowed_ones_and_outlive_their_bytes() {
+        let inputs = [
+            r#"{"control":{"control_uri":"/1.1/site/c/1_2"}}"#,
+            r#"{"for_user":3,"message":{"event":"favorite","source":{"id":1},"target":{"id":2},"created_at":"now","target_object":{"id":9}}}"#,
+            r#"{"direct_message":{"id":1,"text":"a\nb","sender_id":2,"recipient_id":3}}"#,
+            r#"{"status_withheld":{"id":1,"user_id":2,"withheld_in_countries":["DE","FR"]}}"#,
+            r#"{"user_withheld":{"id":1,"withheld_in_countries":["X\u0059"]}}"#,
+            r#"{"warning":{"code":"SOMETHING_NEW","message":"m"}}"#,
+        ];
+        for input in inputs {
+            let bytes = input.as_bytes().to_vec();
+            let borrowed = Message::from_slice(&bytes).unwrap();
+            let owned: Message<'static> = borrowed.clone().into_owned();
+            assert_eq!(owned, borrowed, "{input}");
+            let json = serde_json::to_string(&borrowed).unwrap();
+            drop(borrowed);
+            drop(bytes);
+            assert_eq!(serde_json::to_string(&owned).unwrap(), json);
         }
     }
 }

@@ -7,8 +7,9 @@
 //!   [`retry_ok`](SiteStream::retry_ok), [`stats`](SiteStream::stats), …
 //! - **`handle_*`** — what happened: the transport connected or failed, bytes arrived, the
 //!   peer closed, a deadline passed. Each takes the current `now`.
-//! - **commands**: [`disconnect`](SiteStream::disconnect) and
-//!   [`reset_throttles`](SiteStream::reset_throttles).
+//! - **commands**: [`disconnect`](SiteStream::disconnect),
+//!   [`reset_throttles`](SiteStream::reset_throttles) and
+//!   [`retry_after_giving_up`](SiteStream::retry_after_giving_up).
 //! - **[`poll_action`](SiteStream::poll_action)** — what to do next.
 //!
 //! ## The drain contract
@@ -61,6 +62,13 @@
 //! of the open connection: [`deadline`](SiteStream::deadline) includes them, so
 //! `error_count()` is exact while a connection is healthy.
 //! [`reset_throttles`](SiteStream::reset_throttles) forgets everything.
+//!
+//! A stream that reached its `retry_limit` finishes [`Outcome::GaveUp`]. Two ways lead out:
+//! [`reset_throttles`](SiteStream::reset_throttles) forgets the backoff and connects at once
+//! (for a user who asks), while
+//! [`retry_after_giving_up`](SiteStream::retry_after_giving_up) starts the failure count over
+//! but keeps the backoff, so the first attempt waits the next delay the stream had earned
+//! (for a supervisor such as a monitor, which must not turn giving up into a reconnect storm).
 //!
 //! ## Nothing dropped in silence
 //! Frames that arrived in the same input as a `disconnect` message are handed out before the
@@ -590,6 +598,8 @@ impl SiteStream {
     /// The seed's `reset_throttles`: clears the failure count, every backoff and the
     /// `disconnect_issued` flag. A finished or backing-off stream connects again at the next
     /// `poll_action`; an open connection is left alone (its buffers hold data in flight).
+    /// To try again after giving up without forgetting the backoff, use
+    /// [`retry_after_giving_up`](Self::retry_after_giving_up).
     pub fn reset_throttles(&mut self) {
         self.error_count = 0;
         self.backoff.reset();
@@ -597,6 +607,39 @@ impl SiteStream {
         if matches!(self.state, State::Finished(_) | State::Backoff { .. }) {
             self.state = State::Idle;
         }
+    }
+
+    /// A stream that gave up tries again: the failure count starts over, the backoff
+    /// sequences are kept, and the first attempt waits the next delay of its last failure's
+    /// kind, from `now` — the wait it had earned, as if the retry limit had not been reached.
+    /// The wait is announced as an [`Event::Disconnected`] with that last failure (giving up
+    /// announced none) and counted in [`Stats::reconnects`]. A `disconnect` that came after
+    /// the stream had given up is forgotten, as [`reset_throttles`](Self::reset_throttles)
+    /// forgets it.
+    ///
+    /// Returns false (and changes nothing) unless the outcome is [`Outcome::GaveUp`]: a
+    /// stream that finished [`Fatal`](Outcome::Fatal), [`Revoked`](Outcome::Revoked),
+    /// [`Stopped`](Outcome::Stopped) or with an invalid config stays as it is, and so does
+    /// one that has not finished.
+    pub fn retry_after_giving_up(&mut self, now: Instant) -> bool {
+        let State::Finished(Outcome::GaveUp { last_error, .. }) = &self.state else {
+            return false;
+        };
+        // Giving up needs a failure that backoff knows (see `fail`).
+        let Some(kind) = last_error.failure_kind() else {
+            return false;
+        };
+        let error = last_error.clone();
+        self.error_count = 0;
+        self.disconnect_issued = false;
+        let retry_in = self.backoff.next_delay(kind);
+        self.stats.reconnects += 1;
+        self.queue
+            .push_back(Action::Event(Event::Disconnected { error, retry_in }));
+        self.state = State::Backoff {
+            until: later(now, retry_in),
+        };
+        true
     }
 
     // ----- inputs -----
@@ -1861,6 +1904,178 @@ mod tests {
         stream.reset_throttles();
         assert!(stream.retry_ok() && stream.running());
         assert!(matches!(stream.poll_action(now), Action::Connect { .. }));
+    }
+
+    /// Refuses every connection until the stream finishes, jumping to each deadline; returns
+    /// the waits it announced and where virtual time stands.
+    fn refuse_until_finished(
+        stream: &mut SiteStream,
+        mut now: Instant,
+    ) -> (Vec<Duration>, Instant) {
+        let mut waits = Vec::new();
+        loop {
+            for action in drain(stream, now) {
+                match action {
+                    Action::Connect { .. } => {
+                        stream.handle_connect_failed(now, io::ErrorKind::ConnectionRefused)
+                    }
+                    Action::Event(Event::Disconnected { retry_in, .. }) => waits.push(retry_in),
+                    Action::Wait(deadline) => now = deadline,
+                    Action::Finished(_) => return (waits, now),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn retrying_after_giving_up_waits_the_next_network_delay() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().retry_limit(Some(4)).build().unwrap());
+        let (waits, now) = refuse_until_finished(&mut stream, t0);
+        assert_eq!(waits, [ms(250), ms(500), ms(750)]);
+        let refused = StreamError::ConnectFailed(io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            stream.outcome(),
+            Some(&Outcome::GaveUp {
+                attempts: 4,
+                last_error: refused.clone()
+            })
+        );
+        let reconnects = stream.stats().reconnects;
+
+        // Later, a supervisor tries again: the next delay of the sequence (1 s), not the
+        // first (250 ms), counted from the retry.
+        let later = now + Duration::from_secs(7);
+        assert!(stream.retry_after_giving_up(later));
+        assert!(stream.running() && stream.connection_healthy() && stream.retry_ok());
+        assert_eq!(stream.error_count(), 0, "the failure count starts over");
+        assert_eq!(stream.stats().reconnects, reconnects + 1);
+        assert_eq!(
+            drain(&mut stream, later),
+            [
+                Action::Event(Event::Disconnected {
+                    error: refused,
+                    retry_in: Duration::from_secs(1),
+                }),
+                Action::Wait(later + Duration::from_secs(1)),
+            ]
+        );
+        assert_eq!(stream.deadline(), Some(later + Duration::from_secs(1)));
+        assert_eq!(
+            stream.poll_action(later + ms(999)),
+            Action::Wait(later + Duration::from_secs(1)),
+            "no attempt before the earned wait"
+        );
+        // Four attempts again before giving up again; the sequence goes on from there.
+        let (waits, _) = refuse_until_finished(&mut stream, later);
+        assert_eq!(waits, [ms(1250), ms(1500), ms(1750)]);
+        assert!(matches!(
+            stream.outcome(),
+            Some(Outcome::GaveUp { attempts: 4, .. })
+        ));
+        assert_eq!(stream.stats().attempts, 8);
+    }
+
+    #[test]
+    fn retrying_after_giving_up_on_420s_waits_the_doubled_rate_limit_wait() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(config().retry_limit(Some(2)).build().unwrap());
+        assert_eq!(rate_limited(&mut stream, t0), Duration::from_secs(60));
+        let now = t0 + Duration::from_secs(60);
+        connect(&mut stream, now);
+        stream.handle_input(
+            now,
+            b"HTTP/1.1 420 Enhance Your Calm
+
+",
+        );
+        let calm = StreamError::Status {
+            status: 420,
+            reason: "Enhance Your Calm".into(),
+        };
+        assert_eq!(
+            drain(&mut stream, now).last(),
+            Some(&Action::Finished(Outcome::GaveUp {
+                attempts: 2,
+                last_error: calm.clone(),
+            }))
+        );
+        assert!(stream.retry_after_giving_up(now));
+        assert_eq!(
+            drain(&mut stream, now),
+            [
+                Action::Event(Event::Disconnected {
+                    error: calm,
+                    retry_in: Duration::from_secs(120),
+                }),
+                Action::Wait(now + Duration::from_secs(120)),
+            ]
+        );
+        // The sequence goes on doubling.
+        let now = now + Duration::from_secs(120);
+        assert_eq!(rate_limited(&mut stream, now), Duration::from_secs(240));
+    }
+
+    #[test]
+    fn only_a_stream_that_gave_up_can_retry_after_giving_up() {
+        let t0 = Instant::now();
+        let unchanged = |stream: &mut SiteStream, outcome: Outcome| {
+            let before = format!("{stream:?}");
+            let stats = stream.stats().clone();
+            assert!(!stream.retry_after_giving_up(t0 + Duration::from_secs(60)));
+            assert_eq!(format!("{stream:?}"), before);
+            assert_eq!(stream.stats(), &stats);
+            assert_eq!(
+                stream.poll_action(t0 + Duration::from_secs(3600)),
+                Action::Finished(outcome)
+            );
+        };
+        // Fatal.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_input(
+            t0,
+            b"HTTP/1.1 401 Unauthorized
+
+",
+        );
+        drain(&mut stream, t0);
+        let fatal = Outcome::Fatal {
+            status: 401,
+            reason: "Unauthorized".into(),
+        };
+        unchanged(&mut stream, fatal);
+        // Revoked.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(
+            b"{\"disconnect\":{\"code\":6,\"reason\":\"revoked\"}}\r\n",
+        ));
+        stream.handle_input(t0, &input);
+        drain(&mut stream, t0);
+        let revoked = Outcome::Revoked {
+            code: 6,
+            reason: "revoked".into(),
+        };
+        unchanged(&mut stream, revoked);
+        // Stopped, after failures that earned a backoff.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_eof(t0);
+        drain(&mut stream, t0);
+        stream.disconnect();
+        drain(&mut stream, t0);
+        unchanged(&mut stream, Outcome::Stopped);
+        // Not finished at all: backing off.
+        let mut stream = SiteStream::new(config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_eof(t0);
+        drain(&mut stream, t0);
+        let before = format!("{stream:?}");
+        assert!(!stream.retry_after_giving_up(t0));
+        assert_eq!(format!("{stream:?}"), before);
     }
 
     #[test]

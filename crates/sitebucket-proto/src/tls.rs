@@ -62,6 +62,37 @@ impl TimeProvider for HandedTime {
     }
 }
 
+/// The crypto provider the client uses, chosen at build time by this crate's features:
+/// `aws-lc-rs` (the default: its key exchange prefers the post-quantum hybrid X25519MLKEM768),
+/// else `ring` (for platforms that cannot build aws-lc; classical key exchange only), else the
+/// provider the process installed with `CryptoProvider::install_default`.
+pub(crate) fn crypto_provider() -> Result<Arc<rustls::crypto::CryptoProvider>, TlsConfigError> {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        // rustls 0.23.48 deprecates this provider because it has no post-quantum key
+        // exchange. Whoever turns on `ring` instead of `aws-lc-rs` has chosen that trade.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        Ok(Arc::new(provider))
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .ok_or_else(|| {
+                TlsConfigError(
+                    "no TLS crypto provider: turn on sitebucket's `aws-lc-rs` or `ring` feature, \
+                     or install one with rustls::crypto::CryptoProvider::install_default"
+                        .into(),
+                )
+            })
+    }
+}
+
 /// The client-side TLS settings of one stream, built once.
 #[derive(Debug, Clone)]
 pub(crate) struct TlsContext {
@@ -83,7 +114,7 @@ impl TlsContext {
             }
         }
         let time = Arc::new(HandedTime::default());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crypto_provider()?;
         let config = ClientConfig::builder_with_details(provider, time.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsConfigError(format!("TLS setup failed: {e}")))?
@@ -211,6 +242,7 @@ mod tests {
         assert!(TlsContext::new(b"not pem").is_err());
     }
 
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
     #[test]
     fn default_roots_build_and_start_a_handshake() {
         let ctx = TlsContext::new(b"").expect("Mozilla roots alone are valid");
@@ -225,6 +257,52 @@ mod tests {
         assert!(ctx.connect("bad name!", 0).is_err());
     }
 
+    /// The default provider offers the post-quantum hybrid first, and the ClientHello really
+    /// carries its key share: an ML-KEM-768 public key alone is 1,184 bytes, while a classical
+    /// ClientHello with an X25519 share fits in a few hundred.
+    #[cfg(feature = "aws-lc-rs")]
+    #[test]
+    fn the_default_provider_sends_a_post_quantum_hybrid_key_share() {
+        let provider = crypto_provider().unwrap();
+        assert_eq!(
+            provider.kx_groups[0].name(),
+            rustls::NamedGroup::X25519MLKEM768
+        );
+        let ctx = TlsContext::new(b"").unwrap();
+        let mut session = ctx
+            .connect("sitestream.twitter.com", 1_700_000_000)
+            .unwrap();
+        let hello = session.take_transmit();
+        assert!(hello.len() > 1_184, "ClientHello of {} bytes", hello.len());
+        // The group's code point (0x11ec) is in the ClientHello's supported groups.
+        assert!(hello.windows(2).any(|w| w == [0x11, 0xec]));
+    }
+
+    /// With `ring` alone the provider is ring's, which has no hybrid group.
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    #[test]
+    fn the_ring_provider_offers_classical_groups_only() {
+        let provider = crypto_provider().unwrap();
+        assert!(provider
+            .kx_groups
+            .iter()
+            .all(|group| group.name() != rustls::NamedGroup::X25519MLKEM768));
+        let ctx = TlsContext::new(b"").unwrap();
+        let hello = ctx.connect("example.com", 0).unwrap().take_transmit();
+        assert!(hello.len() < 1_184, "ClientHello of {} bytes", hello.len());
+    }
+
+    /// With neither provider feature, the process's installed default is used, and its
+    /// absence is a clear error rather than a panic inside rustls.
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    #[test]
+    fn without_a_provider_feature_the_error_names_the_features() {
+        // Nothing in this crate's tests installs a process-wide provider.
+        let err = TlsContext::new(b"").unwrap_err();
+        assert!(err.0.contains("`aws-lc-rs` or `ring`"), "{err}");
+    }
+
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
     #[test]
     fn garbage_from_the_server_is_an_error_not_a_panic() {
         let ctx = TlsContext::new(b"").unwrap();

@@ -636,7 +636,7 @@ fn events_give_kind_and_user_ids() {
                 e.kind.as_str().to_owned(),
                 e.source_id,
                 e.target_id,
-                e.target_object.map(|raw| raw.get().to_owned()),
+                e.target_object.as_deref().map(|raw| raw.get().to_owned()),
             ),
             other => panic!("{other:?}"),
         })
@@ -983,4 +983,53 @@ fn default_parser_reports_a_bad_message_and_goes_on() {
         seen[3]
     );
     assert_eq!(&seen[4..], ["event", "delete", "warning"]);
+}
+
+/// Every fixture message survives `into_owned` unchanged, after its bytes are gone (and is
+/// `Send + 'static`), and serializes to the same JSON owned or borrowed: `{"<kind>":…}` for a
+/// known payload, the envelope's `for_user` and `message`, and an unknown payload's raw JSON
+/// byte for byte.
+#[test]
+fn every_fixture_message_owned_and_serialized() {
+    let mut owned = Vec::new();
+    for (path, how, _) in cases() {
+        let bytes = read(path);
+        for (i, piece) in split(&bytes, how).into_iter().enumerate() {
+            let message = Message::from_slice(piece).expect("fixtures decode");
+            let json = serde_json::to_string(&message).expect("serializable");
+            let kept = message.clone().into_owned();
+            assert_eq!(kept, message, "{path} message {i}");
+            assert_eq!(serde_json::to_string(&kept).unwrap(), json);
+
+            let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+            let (payload, kind) = match &message {
+                Message::ForUser { for_user, message } => {
+                    assert_eq!(value["for_user"], serde_json::json!(for_user));
+                    (&value["message"], message.kind())
+                }
+                Message::Unwrapped(message) => (&value, message.kind()),
+                other => (&value, other.kind()),
+            };
+            match message.user_message() {
+                Some(UserMessage::Unknown(raw)) => match message.for_user() {
+                    Some(_) => assert!(json.ends_with(&format!(r#""message":{}}}"#, raw.get()))),
+                    None => assert_eq!(json, raw.get()),
+                },
+                _ => {
+                    let object = payload.as_object().expect("an object");
+                    assert_eq!(object.keys().collect::<Vec<_>>(), [kind], "{path} {i}");
+                }
+            }
+            owned.push((json, kept));
+        }
+        drop(bytes);
+    }
+    assert_eq!(owned.len(), 181);
+    // The messages outlived every fixture's bytes, and could go to another thread.
+    fn sendable<T: Send + 'static>(value: T) -> T {
+        value
+    }
+    for (json, message) in sendable(owned) {
+        assert_eq!(serde_json::to_string(&message).unwrap(), json);
+    }
 }

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use smol::net::TcpStream;
+use async_net::TcpStream;
 
 use sitebucket_thread::Resolver;
 
@@ -32,7 +32,7 @@ pub(crate) async fn connect(resolver: Resolver, host: String, port: u16) -> io::
 /// The addresses of `host:port`, looked up by `resolver` on a lookup thread of its own
 /// ([`Resolver::spawn_lookup`]) that hands its answer over a one-slot channel.
 async fn lookup(resolver: &Resolver, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let (answer, answered) = smol::channel::bounded(1);
+    let (answer, answered) = async_channel::bounded(1);
     resolver.spawn_lookup(host, port, move |result| {
         // The one answer fits the empty slot; it fails only when nobody waits any more
         // (the future was dropped), and then nobody wants it.

@@ -4,10 +4,10 @@ use std::future::Future;
 use std::io;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use async_io::Timer;
+use async_net::TcpStream;
 use futures_lite::future::or;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use smol::net::TcpStream;
-use smol::Timer;
 
 use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, ControlResponse};
 use sitebucket_thread::Resolver;

@@ -7,12 +7,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use async_channel::Receiver;
+use async_io::Timer;
+use async_net::TcpStream;
 use bytes::{Buf, Bytes};
 use futures_lite::future::{or, pending, yield_now};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use smol::channel::Receiver;
-use smol::net::TcpStream;
-use smol::Timer;
 
 use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
@@ -115,7 +115,7 @@ pub(crate) async fn drive_yielding(
     resolver: &Resolver,
     reads_per_yield: u32,
 ) -> Outcome {
-    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     // A full channel already holds a pending stop, so a failed `try_send` loses nothing.
     control.set_waker(Arc::new(move || {
         let _ = stop_tx.try_send(());

@@ -103,14 +103,14 @@ impl Driver for SmolDriver {
         parser: &mut dyn Parser,
         control: &Arc<Control>,
     ) -> Outcome {
-        smol::block_on(drive_with(stream, parser, control, &self.resolver))
+        async_io::block_on(drive_with(stream, parser, control, &self.resolver))
     }
 
     /// `smol::block_on(`[`control_with`]`(call, resolver))` in the calling thread: a socket
     /// of its own, never the stream's. Do not call it from inside an async task (it blocks):
     /// await [`control_with`] there instead.
     fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
-        smol::block_on(control_with(call, &self.resolver))
+        async_io::block_on(control_with(call, &self.resolver))
     }
 }
 

@@ -70,6 +70,11 @@ fn the_smol_driver_under_the_iterator_yields_the_same_items() {
     http_error_and_drop(sitebucket_smol::SmolDriver::new());
 }
 
+#[test]
+fn the_tokio_driver_under_the_iterator_yields_the_same_items() {
+    http_error_and_drop(sitebucket_tokio::TokioDriver::new());
+}
+
 fn http_error_and_drop<D: Driver>(driver: D) {
     let first = numbered_messages(0..3);
     let second = numbered_messages(3..6);

@@ -504,7 +504,8 @@ impl Player {
         self.message(&repeat.messages[i], out);
         self.progress.done += 1;
         self.progress.waited = false;
-        if repeat.keep_alive_every > 0 && self.progress.done % repeat.keep_alive_every == 0 {
+        if repeat.keep_alive_every > 0 && self.progress.done.is_multiple_of(repeat.keep_alive_every)
+        {
             self.progress.keep_alive_owed = true;
         }
         Advance::Continue

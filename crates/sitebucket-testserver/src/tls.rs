@@ -3,10 +3,12 @@
 use std::io;
 use std::sync::Arc;
 
+#[cfg(feature = "tls")]
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+#[cfg(feature = "tls")]
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A fresh CA, and a rustls server config whose certificate it signed.
@@ -19,13 +21,24 @@ pub struct TlsMaterial {
     pub config: Arc<rustls::ServerConfig>,
 }
 
+#[cfg(feature = "tls")]
 fn tls_error(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!(
         "making the test server's TLS certificates: {what}: {e}"
     ))
 }
 
+/// Without the `tls` feature there is no certificate generator: serving TLS is unsupported.
+#[cfg(not(feature = "tls"))]
+pub fn generate() -> io::Result<TlsMaterial> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "sitebucket-testserver was built without its `tls` feature: it serves plain TCP only",
+    ))
+}
+
 /// Makes a new CA and leaf certificate (ECDSA P-256) and the server config that presents them.
+#[cfg(feature = "tls")]
 pub fn generate() -> io::Result<TlsMaterial> {
     let mut ca_params = CertificateParams::new(Vec::new()).map_err(|e| tls_error("CA", e))?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -53,7 +66,7 @@ pub fn generate() -> io::Result<TlsMaterial> {
         .signed_by(&leaf_key, &ca)
         .map_err(|e| tls_error("leaf", e))?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error("protocol versions", e))?

@@ -12,7 +12,7 @@ use sitebucket_proto::control::{
 };
 use sitebucket_proto::Config;
 
-use crate::listen::{os_entropy, Driver};
+use crate::listen::Driver;
 
 /// A [`ControlPacer`] shared by every handle that clones it: Twitter's limit on control
 /// requests is per application, so one pacer should serve every stream (a
@@ -199,17 +199,21 @@ impl FollowState {
         request: ControlRequest,
     ) -> Result<ControlResponse, ControlError> {
         self.pacer.wait_turn();
-        let call = ControlCall::for_stream(&self.config, Some(id), request)
-            .with_timeout(self.timeout)
-            .with_nonce_seed(self.nonce_seed());
+        let mut call =
+            ControlCall::for_stream(&self.config, Some(id), request).with_timeout(self.timeout);
+        if let Some(seed) = self.nonce_seed() {
+            call = call.with_nonce_seed(seed);
+        }
         driver.control(call)
     }
 
-    /// A seed no other call of this handle (or, with OS entropy mixed in, of another
-    /// process) uses, so no two requests share a nonce.
-    fn nonce_seed(&self) -> u64 {
+    /// With an explicit `rng_seed` in the config, a seed derived from it that no other call
+    /// of this handle uses (runs stay reproducible); without one, `None`: the call then draws
+    /// its own seed from the OS, so no two requests share a nonce.
+    fn nonce_seed(&self) -> Option<u64> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        splitmix(self.config.rng_seed().unwrap_or(0) ^ splitmix(n.wrapping_add(1)) ^ os_entropy())
+        let seed = self.config.rng_seed()?;
+        Some(splitmix(seed ^ splitmix(n.wrapping_add(1))))
     }
 }
 

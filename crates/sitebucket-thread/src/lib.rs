@@ -14,16 +14,18 @@ mod follows;
 mod item;
 mod listen;
 mod monitor;
+mod parallel;
 mod resolve;
 mod threaded;
 
 pub use control::{AnnounceHook, Control, FinishHook, Observer, Status};
 pub use follows::SharedPacer;
 pub use item::{ItemSink, MessagesOnly, StreamItem};
-pub use listen::{os_entropy, Driver, Finished, ListenThread, RunHandle};
+pub use listen::{Driver, Finished, ListenThread, RunHandle};
 pub use monitor::{
     FailedStream, FailedStreamHook, Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL,
 };
+pub use parallel::{ParallelParser, ParallelParserBuilder};
 pub use resolve::{Resolver, MAX_LOOKUP_THREADS, MAX_WAITERS_PER_LOOKUP, RESOLVE_THREAD_NAME};
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};
 pub use threaded::{

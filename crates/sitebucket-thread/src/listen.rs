@@ -1,11 +1,17 @@
 //! [`ListenThread`]: the seed's handle, over any [`Driver`].
+//!
+//! Two ways start a finished stream again. [`ListenThread::restart`] is the seed's, for a
+//! user who asks: it resets the stream's throttles, so the stream connects at once with its
+//! backoff forgotten. [`ListenThread::resume`] is for a supervisor (the
+//! [`Monitor`](crate::Monitor) uses it): it starts a stream that gave up again with its
+//! backoff history kept, so its first attempt waits the delay it had earned.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sitebucket_proto::control::{
     ControlCall, ControlError, ControlRequest, ControlResponse, FriendsPage, StreamInfo,
@@ -16,15 +22,6 @@ use sitebucket_proto::{Parser, SiteStream};
 
 use crate::control::{AnnounceHook, Control, FinishHook, Observer, Status};
 use crate::follows::{FollowState, SharedPacer};
-
-/// 64 bits of OS entropy, from the standard library's randomly keyed hasher (no extra
-/// dependency): a seed for control calls and pacing that must differ between processes.
-/// (Streams need none: the core draws its own nonce seed when the config sets none.)
-pub fn os_entropy() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    RandomState::new().build_hasher().finish()
-}
 
 /// What a run hands back when it ends: the same stream (for a restart) and parser.
 pub struct Finished {
@@ -128,7 +125,8 @@ pub trait Driver: Clone + Send + Sync + 'static {
 }
 
 /// The seed's `ListenThread`: runs one stream with a driver; `close`, `restart`, `join`,
-/// `connection_healthy` and live status. Dropping it closes the stream and waits for the run
+/// `connection_healthy` and live status — and `resume`, which starts a stream that gave up
+/// again without forgetting its backoff (`restart` forgets it). Dropping it closes the stream and waits for the run
 /// to end, so nothing is left behind.
 pub struct ListenThread<D: Driver> {
     driver: D,
@@ -231,8 +229,12 @@ impl<D: Driver> ListenThread<D> {
         self.outcome.clone()
     }
 
-    /// The seed's `restart`: stops the run if it is still going, resets the stream's
-    /// throttles and starts it again with the same stream and parser.
+    /// The seed's `restart`, for a restart a user asks for: stops the run if it is still
+    /// going, resets the stream's throttles and starts it again with the same stream and
+    /// parser. It **forgets the backoff**: the stream connects at once, with no failure
+    /// counted. To start a stream that gave up again without forgetting what it earned (as a
+    /// supervisor must, so giving up cannot become a reconnect storm), use
+    /// [`resume`](Self::resume).
     pub fn restart(&mut self) -> io::Result<()> {
         self.close();
         self.join();
@@ -241,6 +243,34 @@ impl<D: Driver> ListenThread<D> {
         };
         stream.reset_throttles();
         self.start()
+    }
+
+    /// Starts a stream whose run gave up ([`Outcome::GaveUp`]) again with the same stream and
+    /// parser, **keeping its backoff history**: the failure count starts over, but the first
+    /// attempt waits the next delay of its last failure's kind, counted from now (see
+    /// [`SiteStream::retry_after_giving_up`]); the wait is announced like any reconnect.
+    /// This is how a [`Monitor`](crate::Monitor) restarts a stream that gave up.
+    ///
+    /// Returns `Ok(false)` and changes nothing unless the run gave up: a run still going, one
+    /// that was never started, or one that ended any other way is left as it is (use
+    /// [`restart`](Self::restart) for those). An error if the driver lost the stream or
+    /// cannot start it again.
+    pub fn resume(&mut self) -> io::Result<bool> {
+        // A run publishes its end before it returns, so a run that gave up is over (or about
+        // to be): collecting it does not wait. A run still going is not touched.
+        if !matches!(self.status().outcome, Some(Outcome::GaveUp { .. })) {
+            return Ok(false);
+        }
+        self.close();
+        self.join();
+        let Some((stream, _)) = &mut self.idle else {
+            return Err(io::Error::other("the stream was lost by its driver"));
+        };
+        if !stream.retry_after_giving_up(Instant::now()) {
+            return Ok(false);
+        }
+        self.start()?;
+        Ok(true)
     }
 
     /// The seed's `connection_healthy`: true unless the stream gave up or hit a fatal error.
@@ -478,6 +508,82 @@ mod tests {
         fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<Control>) -> Outcome {
             Outcome::Stopped
         }
+    }
+
+    /// Refuses every connect, skipping backoff waits in virtual time from the run's start,
+    /// and records the virtual instant of each connect.
+    #[derive(Clone, Default)]
+    struct Refuses(Arc<std::sync::Mutex<Vec<Instant>>>);
+
+    impl Driver for Refuses {
+        fn name(&self) -> &'static str {
+            "refuses"
+        }
+        fn run(
+            &self,
+            stream: &mut SiteStream,
+            _: &mut dyn Parser,
+            control: &Arc<Control>,
+        ) -> Outcome {
+            let mut now = Instant::now();
+            loop {
+                match stream.poll_action(now) {
+                    Action::Connect { .. } => {
+                        self.0.lock().unwrap().push(now);
+                        stream.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+                    }
+                    Action::Wait(deadline) => now = deadline,
+                    Action::Finished(outcome) => {
+                        control.publish(stream);
+                        return outcome;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resume_keeps_the_backoff_and_only_resumes_a_stream_that_gave_up() {
+        let ms = Duration::from_millis;
+        let config = Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
+            .url("http://127.0.0.1:1/1.1/site.json")
+            .retry_limit(Some(2))
+            .build()
+            .unwrap();
+        // Nothing to resume before a run gave up: the handle is left as it is.
+        let driver = Refuses::default();
+        let mut thread = ListenThread::new(driver.clone(), SiteStream::new(config), |_: Bytes| {});
+        assert!(!thread.resume().expect("resume"));
+        assert!(thread.stream().is_some(), "not started");
+        assert!(matches!(
+            thread.run(),
+            Ok(Outcome::GaveUp { attempts: 2, .. })
+        ));
+        let connects = || driver.0.lock().unwrap().clone();
+        assert_eq!(connects()[1] - connects()[0], ms(250));
+
+        let resumed_at = Instant::now();
+        assert!(thread.resume().expect("resume"));
+        assert!(matches!(
+            thread.join(),
+            Some(Outcome::GaveUp { attempts: 2, .. })
+        ));
+        let all = connects();
+        assert_eq!(all.len(), 4);
+        assert!(
+            all[2] >= resumed_at + ms(500),
+            "the first attempt after resume came {:?} after it, before the earned 500 ms",
+            all[2].saturating_duration_since(resumed_at)
+        );
+        assert_eq!(all[3] - all[2], ms(750), "the sequence goes on");
+
+        // `restart` forgets the backoff: the sequence starts over.
+        thread.restart().expect("restart");
+        thread.join();
+        let all = connects();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[5] - all[4], ms(250), "the sequence starts over");
     }
 
     fn first_request(thread: &mut ListenThread<NeverRuns>) -> Bytes {

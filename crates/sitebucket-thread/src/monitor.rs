@@ -1,5 +1,9 @@
 //! [`Monitor`]: the seed's `ListenThreadMonitor`, over any [`Driver`]. The planning (which
 //! users go where) is a set of pure functions at the end of this file, tested on their own.
+//!
+//! The monitor restarts a stream that gave up with [`ListenThread::resume`], never with
+//! [`ListenThread::restart`]: the restarted stream keeps its backoff history, so a server
+//! that keeps failing is not retried faster because the stream reached its retry limit.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -147,7 +151,10 @@ impl<P: Parser> Parser for SharedParser<P> {
 ///   what is left by replacement.
 /// - [`check`](Monitor::check) (by hand, or every [`CHECK_INTERVAL`] in the background with
 ///   [`run_every`](Monitor::run_every)) restarts failed streams and re-applies control
-///   changes to connections that lost them in a reconnect. With `run_every`, a stream that
+///   changes to connections that lost them in a reconnect. A stream that gave up (its
+///   `retry_limit` reached) is restarted with [`ListenThread::resume`], keeping its backoff
+///   history: its failure count starts over, but its first attempt waits the next delay it
+///   had earned, so the monitor never turns giving up into a burst of reconnects. With `run_every`, a stream that
 ///   announces a new control stream wakes the checker at once for that.
 /// - A stream that ended in a way no retry can fix — a status such as 401, 403 or 404
 ///   ([`Outcome::Fatal`]), or a `disconnect` message with code 6 or 7
@@ -564,6 +571,10 @@ impl<D: Driver> Monitor<D> {
     /// ended with a failure (the seed's periodic check, which never fired there), and
     /// re-applies control changes to connections that lost them in a reconnect. Returns how
     /// many streams were restarted.
+    ///
+    /// A stream that gave up is restarted with [`ListenThread::resume`]: it keeps its backoff
+    /// history, and its first new attempt comes no earlier than the next delay of its last
+    /// failure's kind (not at once, as [`ListenThread::restart`] would).
     pub fn check(&self) -> Result<usize, MonitorError> {
         let mut inner = lock(&self.inner);
         let restarted = inner.check()?;
@@ -801,7 +812,14 @@ impl<D: Driver> Inner<D> {
             if status.healthy && !failed {
                 continue;
             }
-            let result = self.shards[index].restart();
+            // A stream that gave up keeps its backoff: its first attempt waits what it had
+            // earned, so giving up and being restarted is no way around the backoff. Any
+            // other failure (an unusable config) is restarted afresh.
+            let result = match self.shards[index].resume() {
+                Ok(true) => Ok(()),
+                Ok(false) => self.shards[index].restart(),
+                Err(e) => Err(e),
+            };
             // A restarted run has a new Control: the view must read its status.
             self.publish();
             if result.is_err() {
@@ -1272,7 +1290,7 @@ mod tests {
             for _ in 0..lcg(&mut seed) % 8 {
                 let len = 1 + lcg(&mut seed) % limit as u64;
                 current.push((next_id..next_id + len).collect::<Vec<u64>>());
-                announced.push(lcg(&mut seed) % 3 != 0);
+                announced.push(!lcg(&mut seed).is_multiple_of(3));
                 next_id += len;
             }
             let moves = plan_moves(&current, &announced, limit);
@@ -1339,8 +1357,10 @@ mod tests {
     use std::time::Instant;
 
     /// Logs `start <first>-<last user>` when a run is spawned and `stop <first>-<last>` when
-    /// it ends on a stop (before `join` returns); its first `refuse` runs fail at once
-    /// (the core is told the connect was refused, and the template allows one attempt).
+    /// it ends on a stop (before `join` returns); its first `refuse` runs fail (the core is
+    /// told each connect was refused, until it gives up: the test template allows one
+    /// attempt), skipping backoff waits in virtual time and recording in `refused_connects`
+    /// the virtual instant of each connect.
     ///
     /// With `announce`, each run gets a `200` and a control message with the stream id
     /// `s<first user>x<run number>` (runs numbered from 0 in spawn order); control calls
@@ -1360,6 +1380,8 @@ mod tests {
         runs: Arc<AtomicUsize>,
         fail_in: Arc<Mutex<Option<usize>>>,
         gate: Arc<Gate>,
+        /// When each refused run connected, in virtual time (see `serve`).
+        refused_connects: Arc<Mutex<Vec<Instant>>>,
     }
 
     /// Holds control calls: open by default; once closed, each call waits for a permit
@@ -1548,12 +1570,16 @@ mod tests {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
             if refuse {
+                // Virtual time from the run's start: each wait is skipped, not slept, and
+                // each connect is recorded at the instant the stream asked for it.
+                let mut now = Instant::now();
                 loop {
-                    match stream.poll_action(Instant::now()) {
-                        Action::Connect { .. } => stream.handle_connect_failed(
-                            Instant::now(),
-                            io::ErrorKind::ConnectionRefused,
-                        ),
+                    match stream.poll_action(now) {
+                        Action::Connect { .. } => {
+                            lock(&self.refused_connects).push(now);
+                            stream.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+                        }
+                        Action::Wait(deadline) => now = deadline,
                         Action::Finished(outcome) => {
                             control.publish(stream);
                             return outcome;
@@ -1612,10 +1638,19 @@ mod tests {
         driver: &FakeDriver,
         users: impl IntoIterator<Item = u64>,
     ) -> Monitor<FakeDriver> {
+        fake_monitor_with_limit(driver, users, 1)
+    }
+
+    /// [`fake_monitor`] whose streams give up after `retry_limit` failed attempts.
+    fn fake_monitor_with_limit(
+        driver: &FakeDriver,
+        users: impl IntoIterator<Item = u64>,
+        retry_limit: u32,
+    ) -> Monitor<FakeDriver> {
         let credentials = Credentials::new("key", "secret", "token", "token secret");
         let template = Config::builder([1], credentials)
             .url("http://127.0.0.1:1/1.1/site.json")
-            .retry_limit(Some(1))
+            .retry_limit(Some(retry_limit))
             .build()
             .expect("valid config");
         let users: Vec<u64> = users.into_iter().collect();
@@ -1728,6 +1763,60 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_millis(100),
             "stop_checking waited"
+        );
+        monitor.disconnect();
+    }
+
+    #[test]
+    fn check_restarts_a_stream_that_gave_up_with_the_backoff_it_had_earned() {
+        let ms = Duration::from_millis;
+        // Two runs refused: the first, then the check's restart of it.
+        let driver = FakeDriver {
+            refuse: Arc::new(AtomicUsize::new(2)),
+            ..FakeDriver::default()
+        };
+        let monitor = fake_monitor_with_limit(&driver, 1..=50, 3);
+        let connects = || lock(&driver.refused_connects).clone();
+        let gave_up = || {
+            matches!(
+                monitor.streams()[0].status.outcome,
+                Some(Outcome::GaveUp { attempts: 3, .. })
+            )
+        };
+        wait_until("the stream to give up", gave_up);
+        // Three attempts, 250 ms then 500 ms apart (the linear network steps), then it gave
+        // up: the next wait it had earned is 750 ms.
+        let first = connects();
+        assert_eq!(first.len(), 3);
+        assert_eq!(
+            [first[1] - first[0], first[2] - first[1]],
+            [ms(250), ms(500)]
+        );
+
+        let checked_at = Instant::now();
+        assert_eq!(monitor.check().expect("check"), 1);
+        wait_until("the restarted stream to give up again", || {
+            connects().len() == 6 && gave_up()
+        });
+        let again = &connects()[3..];
+        // Not at once (a restart that reset the throttles would connect straight away): no
+        // earlier than the earned 750 ms after the check, and the sequence goes on.
+        assert!(
+            again[0] >= checked_at + ms(750),
+            "the first new attempt came {:?} after the check",
+            again[0].saturating_duration_since(checked_at)
+        );
+        assert_eq!(
+            [again[1] - again[0], again[2] - again[1]],
+            [ms(1000), ms(1250)]
+        );
+        let status = &monitor.streams()[0].status;
+        assert_eq!(status.stats.attempts, 6);
+        assert_eq!(status.stats.reconnects, 5, "2 + the restart's + 2");
+        assert_eq!(starts(&driver), ["start 1-50", "start 1-50"]);
+        assert!(
+            monitor.failed().is_empty(),
+            "a stream that gave up is not set aside"
         );
         monitor.disconnect();
     }

@@ -182,7 +182,7 @@ impl Drop for PanicMark<'_> {
 }
 
 /// What a queued message of `len` bytes counts against the bound (see [`ThreadedParser`]).
-fn charge(len: usize) -> usize {
+pub(crate) fn charge(len: usize) -> usize {
     let held = if len < QUEUE_COPY_BELOW_BYTES {
         len
     } else {
@@ -191,14 +191,19 @@ fn charge(len: usize) -> usize {
     held.saturating_add(QUEUED_MESSAGE_OVERHEAD)
 }
 
+/// A small message copied out of its read block, so the block can go back to the read
+/// buffer while the message waits (see [`ThreadedParser`]); a larger one as it is.
+pub(crate) fn detach_small(message: Bytes) -> Bytes {
+    if message.len() < QUEUE_COPY_BELOW_BYTES {
+        Bytes::copy_from_slice(&message)
+    } else {
+        message
+    }
+}
+
 impl Parser for ThreadedParser {
     fn parse(&mut self, message: Bytes) {
-        // A small message is copied out, so its read block can go back to the read buffer.
-        let message = if message.len() < QUEUE_COPY_BELOW_BYTES {
-            Bytes::copy_from_slice(&message)
-        } else {
-            message
-        };
+        let message = detach_small(message);
         let cost = charge(message.len());
         let shared = &*self.shared;
         let mut queue = shared.lock();

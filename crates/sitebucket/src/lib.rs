@@ -10,8 +10,9 @@
 //! | `tls` | `https://` URLs: rustls inside the core, for every driver | yes |
 //! | `mio` | `MioDriver`: many streams on one event-loop thread | no |
 //! | `smol` | `SmolDriver` and `smol_driver::MessageStream`, a `futures::Stream` of items | no |
+//! | `tokio` | `TokioDriver`, `tokio_driver::spawn` (a task per stream) and `tokio_driver::MessageStream`, a `futures::Stream` of items | no |
 //!
-//! Every message source (the std iterator, smol's `MessageStream`) yields a [`StreamItem`]:
+//! Every message source (the std iterator, smol's and tokio's `MessageStream`) yields a [`StreamItem`]:
 //! each message, each connection event in order with them, and the run's [`Outcome`] last;
 //! [`MessagesOnly`] keeps just the messages' bytes.
 //!
@@ -33,16 +34,26 @@
 
 pub use bytes::Bytes;
 pub use sitebucket_proto as proto;
+/// Control streams: [`ControlError`] and what the requests answer
+/// ([`control::StreamInfo`], [`control::FriendsPage`]).
+pub use sitebucket_proto::control;
+pub use sitebucket_proto::control::ControlError;
+/// Typed messages: [`Message`] and [`UserMessage`], and the kinds inside them
+/// ([`message::Tweet`], [`message::Event`], [`message::Warning`], …).
+pub use sitebucket_proto::message;
 pub use sitebucket_proto::{
-    Action, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials, DefaultParser, Event,
-    Message, Outcome, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff, With,
+    Action, Backoff, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials,
+    CredentialsEnvError, DefaultParser, Endpoint, Event, FailureKind, Framing, Jitter, Message,
+    Outcome, ParseError, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff,
+    UrlError, UserMessage, With,
 };
 /// X API v2's filtered and sample streams on the same core: `Config::v2_builder` with a
 /// Bearer token, and the typed v2 envelope.
 pub use sitebucket_proto::{Api, Auth, BearerToken, V2Message, V2Param};
 pub use sitebucket_thread::{
-    Control, Driver, FailedStream, ItemSink, ListenThread, MessagesOnly, Monitor, Resolver, Status,
-    StreamItem, ThreadedParser,
+    AnnounceHook, Control, Driver, FailedStream, Finished, ItemSink, ListenThread, MessagesOnly,
+    Monitor, MonitorError, Observer, ParallelParser, ParallelParserBuilder, Resolver, RunHandle,
+    SharedPacer, SharedParser, Status, StreamInfo, StreamItem, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]
@@ -54,8 +65,51 @@ pub use sitebucket_smol::{self as smol_driver, SmolDriver};
 #[cfg(feature = "std")]
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub use sitebucket_std::{self as std_driver, StdDriver};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use sitebucket_tokio::{self as tokio_driver, TokioDriver};
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(all(doctest, feature = "std", feature = "mio", feature = "smol"))]
+#[cfg(all(
+    doctest,
+    feature = "std",
+    feature = "mio",
+    feature = "smol",
+    feature = "tokio"
+))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler written with the facade's names alone: the typed message, its parse error,
+    /// and an owned copy kept past the callback.
+    #[test]
+    fn a_handler_needs_only_the_facade_names() {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Message<'static>>::new()));
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ParseError>::new()));
+        let (k, e) = (kept.clone(), errors.clone());
+        let mut parser =
+            DefaultParser::new(
+                move |message: Result<Message<'_>, ParseError>| match message {
+                    Ok(message) => k.lock().unwrap().push(message.into_owned()),
+                    Err(error) => e.lock().unwrap().push(error),
+                },
+            );
+        parser.parse(Bytes::from_static(
+            br#"{"for_user":1,"message":{"id":2,"text":"t"}}"#,
+        ));
+        parser.parse(Bytes::from_static(b"not json"));
+        let kept = kept.lock().unwrap();
+        match &kept[..] {
+            [Message::ForUser {
+                for_user: 1,
+                message: UserMessage::Tweet(message::Tweet { id: 2, .. }),
+            }] => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(errors.lock().unwrap().len(), 1);
+    }
+}

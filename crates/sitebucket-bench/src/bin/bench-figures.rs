@@ -1,13 +1,13 @@
 //! The out-of-process figures: every loopback client in its own process against
-//! `bench-server` in another, plus the allocation count, the idle streams, tweepy and the
-//! simulator. Prints one `figure ...` line per figure (and `# ...` context lines).
+//! `bench-server` in another, plus the allocation count, the busy and the idle streams, tweepy
+//! and the simulator. Prints one `figure ...` line per figure (and `# ...` context lines).
 //!
 //! ```text
-//! bench-figures [--quick]
+//! bench-figures [--quick] [--only raw|typed|busy|idle|sim]
 //! ```
 //!
-//! The sibling binaries (`bench-server`, `bench-client`, `bench-idle`, `bench-alloc`,
-//! `bench-sim`) are found next to this one. tweepy 4.13 is installed with pip into a venv
+//! The sibling binaries (`bench-server`, `bench-client`, `bench-busy`, `bench-idle`,
+//! `bench-alloc`, `bench-sim`) are found next to this one. tweepy 4.13 is installed with pip into a venv
 //! under `<target>/bench/venv` when `python3` is there; without Python (or without network
 //! access to PyPI) that figure is skipped with a note.
 
@@ -33,6 +33,7 @@ struct Plan {
     raw_bytes: u64,
     rounds: usize,
     typed_bytes: u64,
+    busy_bytes: u64,
     idle_streams: usize,
     idle_tls_streams: usize,
     sim_hours: f64,
@@ -46,6 +47,7 @@ fn main() {
             raw_bytes: 512 << 20,
             rounds: 5,
             typed_bytes: 128 << 20,
+            busy_bytes: 2 << 30,
             idle_streams: 10_000,
             idle_tls_streams: 10_000,
             sim_hours: 10.0,
@@ -55,6 +57,7 @@ fn main() {
             raw_bytes: 2 << 30,
             rounds: 9,
             typed_bytes: 512 << 20,
+            busy_bytes: 4 << 30,
             idle_streams: 10_000,
             idle_tls_streams: 10_000,
             sim_hours: 100.0,
@@ -73,6 +76,9 @@ fn main() {
     }
     if run("typed") {
         typed_vs_tweepy(&bin, &target, &plan);
+    }
+    if run("busy") {
+        busy(&bin, &plan);
     }
     if run("idle") {
         idle(&bin, &target, &plan);
@@ -169,7 +175,7 @@ fn client(bin: &Path, driver: &str, parse: &str, addr: &str) -> HashMap<String, 
     fields(line)
 }
 
-const DRIVERS: [&str; 3] = ["std", "mio", "smol"];
+const DRIVERS: [&str; 4] = ["std", "mio", "smol", "tokio"];
 
 fn raw_end_to_end(bin: &Path, plan: &Plan) {
     let server = Server::start(
@@ -194,7 +200,7 @@ fn raw_end_to_end(bin: &Path, plan: &Plan) {
     // Every round runs the baseline and each driver back to back. The median, not the best:
     // the kernel's copy is most of every figure here, and on a shared machine a single lucky
     // run of one client (a quiet moment, a warm cache) would decide a best-of ratio.
-    let clients = ["discard", "std", "mio", "smol"];
+    let clients = ["discard", "std", "mio", "smol", "tokio"];
     let mut runs: HashMap<&str, Vec<f64>> = HashMap::new();
     for _ in 0..plan.rounds {
         for driver in clients {
@@ -248,14 +254,23 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
         ],
     );
     let (addr, expected) = (server.addr(), server.value("messages"));
-    // Each driver parsing inline, and std with the parser on a thread of its own.
+    // Each driver parsing inline, std with the parser on a thread of its own, and std and mio
+    // with a `ParallelParser` (one worker per core).
     let runs: Vec<(&'static str, &'static str, &'static str)> = DRIVERS
         .iter()
         .map(|d| (*d, *d, "typed"))
-        .chain([("std_parser_thread", "std", "threaded")])
+        .chain([
+            ("std_parser_thread", "std", "threaded"),
+            ("std_parallel", "std", "parallel"),
+            ("mio_parallel", "mio", "parallel"),
+        ])
         .collect();
     let mut rates: Vec<(&'static str, f64)> = runs.iter().map(|r| (r.0, 0.0)).collect();
     let mut cpu_rates = rates.clone();
+    // What the typed handler saw, in order (`order=`): every run must equal the first
+    // single-thread run's.
+    let mut reference_order: Option<u64> = None;
+    let (mut parallel_runs, mut parallel_in_order) = (0u64, 0u64);
     // The std driver with a parser that only validates each message: the ceiling of any
     // checking parser end to end (std reads with the least CPU per byte).
     let mut validate_rate = 0.0f64;
@@ -268,6 +283,16 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
             if r["messages"] != expected || r["typed_ok"] != expected {
                 fail(&format!(
                     "typed {name}: got {r:?}, expected {expected} messages"
+                ));
+            }
+            let order = *reference_order.get_or_insert(r["order"]);
+            if *parse == "parallel" {
+                parallel_runs += 1;
+                parallel_in_order += u64::from(r["order"] == order);
+            } else if r["order"] != order {
+                fail(&format!(
+                    "typed {name}: the handler saw another sequence than {} did",
+                    runs[0].0
                 ));
             }
             let messages = r["messages"] as f64 * 1e9;
@@ -300,8 +325,66 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
             .copied()
             .fold(("none", 0.0), |a, b| if b.1 > a.1 { b } else { a })
     };
-    let (best_driver, best) = fastest(&rates);
-    let (best_cpu_driver, best_cpu) = fastest(&cpu_rates);
+    let is_parallel = |name: &str| name.ends_with("_parallel");
+    let single: Vec<_> = rates
+        .iter()
+        .copied()
+        .filter(|r| !is_parallel(r.0))
+        .collect();
+    let single_cpu: Vec<_> = cpu_rates
+        .iter()
+        .copied()
+        .filter(|r| !is_parallel(r.0))
+        .collect();
+    let parallel: Vec<_> = rates.iter().copied().filter(|r| is_parallel(r.0)).collect();
+    let parallel_cpu: Vec<_> = cpu_rates
+        .iter()
+        .copied()
+        .filter(|r| is_parallel(r.0))
+        .collect();
+    let (best_driver, best) = fastest(&single);
+    let (best_cpu_driver, best_cpu) = fastest(&single_cpu);
+    let (best_parallel_driver, best_parallel) = fastest(&parallel);
+    let (best_parallel_cpu_driver, best_parallel_cpu) = fastest(&parallel_cpu);
+    // Per CPU-second, the fastest run with one parsing thread (inline: no hand-over at all).
+    let (inline_cpu_driver, inline_cpu) = fastest(
+        &cpu_rates
+            .iter()
+            .copied()
+            .filter(|r| DRIVERS.contains(&r.0))
+            .collect::<Vec<_>>(),
+    );
+    let listed_cpu: Vec<String> = cpu_rates
+        .iter()
+        .map(|(d, r)| format!("{d} {r:.0}"))
+        .collect();
+    println!(
+        "# typed end to end per CPU-second of the client process, best of {} runs: {}",
+        plan.rounds,
+        listed_cpu.join(", ")
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "order_check_parallel_runs_equal_single_thread",
+            parallel_in_order as f64,
+            "runs",
+            "parallel_runs",
+            parallel_runs as f64,
+            Target::Ratio(Op::AtLeast, 1.0),
+        )
+    );
+    println!(
+        "{}",
+        Figure::new(
+            &format!("typed_e2e_parallel_per_cpu_second_{best_parallel_cpu_driver}"),
+            best_parallel_cpu,
+            "msgs/cpu-s",
+            &format!("typed_e2e_single_thread_per_cpu_second_{inline_cpu_driver}"),
+            inline_cpu,
+            Target::Reported,
+        )
+    );
     let listed: Vec<String> = rates.iter().map(|(d, r)| format!("{d} {r:.0}")).collect();
     println!(
         "# typed end to end ({expected} messages of the same stream, DefaultParser, msgs/s of wall time, best of {} runs; tweepy too): {}",
@@ -315,6 +398,17 @@ fn typed_vs_tweepy(bin: &Path, target: &Path, plan: &Plan) {
                 Figure::new(
                     &format!("typed_e2e_best_driver_{best_driver}"),
                     best,
+                    "msgs/s",
+                    "tweepy_4.13_stream",
+                    tweepy_rate,
+                    Target::Ratio(Op::AtLeast, 20.0),
+                )
+            );
+            println!(
+                "{}",
+                Figure::new(
+                    &format!("typed_e2e_parallel_best_driver_{best_parallel_driver}"),
+                    best_parallel,
                     "msgs/s",
                     "tweepy_4.13_stream",
                     tweepy_rate,
@@ -450,6 +544,151 @@ fn tweepy(target: &Path, addr: &str) -> Result<HashMap<String, u64>, String> {
     Ok(fields(line))
 }
 
+/// Streams of the many-busy-streams figure.
+const BUSY_STREAMS: u64 = 1_000;
+
+/// 1,000 busy streams on one mio thread against one stream carrying the same bytes, both
+/// `bench-busy` (one `MioDriver`) against `bench-server firehose` with the same segment of the
+/// seeded stream: CPU per message, and every stream's messages checked by count and hash.
+fn busy(bin: &Path, plan: &Plan) {
+    let segment = (128u64 << 10).to_string();
+    let seed = SEED.to_string();
+    let per_stream = (plan.busy_bytes / BUSY_STREAMS).to_string();
+    let total = plan.busy_bytes.to_string();
+    let one = Server::start(
+        bin,
+        &[
+            "firehose",
+            "--seed",
+            &seed,
+            "--segment-bytes",
+            &segment,
+            "--bytes",
+            &total,
+        ],
+    );
+    let many = Server::start(
+        bin,
+        &[
+            "firehose",
+            "--seed",
+            &seed,
+            "--segment-bytes",
+            &segment,
+            "--bytes",
+            &per_stream,
+        ],
+    );
+    let run_busy = |server: &Server, streams: u64| {
+        let out = output(Command::new(bin.join("bench-busy")).args([
+            "--addr",
+            &server.addr(),
+            "--streams",
+            &streams.to_string(),
+            "--expect-messages",
+            &server.value("messages").to_string(),
+            "--expect-hash",
+            &server.value("hash").to_string(),
+        ]));
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("result "))
+            .unwrap_or_else(|| fail("bench-busy printed no result"))
+            .to_owned();
+        fields(&line)
+    };
+    println!(
+        "# busy: {BUSY_STREAMS} streams of {} messages each on one MioDriver vs one stream of {} messages, the same 128 KiB segment of the stream; CPU of the client process, median of {} rounds",
+        many.value("messages"),
+        one.value("messages"),
+        plan.rounds
+    );
+    let (mut single, mut busy, mut exact, mut rates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // User-space CPU alone: what sitebucket's own code (and the hash) costs per message, apart
+    // from the kernel's TCP work, which on loopback includes pushing the server's segments.
+    let (mut single_user, mut busy_user) = (Vec::new(), Vec::new());
+    for _ in 0..plan.rounds {
+        for (server, streams) in [(&one, 1), (&many, BUSY_STREAMS)] {
+            let r = run_busy(server, streams);
+            if streams == 1 && r["exact"] != 1 {
+                fail(&format!("busy: the single stream was not exact: {r:?}"));
+            }
+            let per_message = r["cpu_ns"] as f64 / r["messages"].max(1) as f64;
+            let user_per_message = r["user_ns"] as f64 / r["messages"].max(1) as f64;
+            let rate = r["bytes"] as f64 / r["wall_ns"].max(1) as f64 * 1e3;
+            if streams == 1 {
+                single.push(per_message);
+                single_user.push(user_per_message);
+                rates.push(format!("1: {rate:.0} MB/s"));
+            } else {
+                busy.push(per_message);
+                busy_user.push(user_per_message);
+                exact.push(r["exact"]);
+                rates.push(format!("{streams}: {rate:.0} MB/s"));
+            }
+        }
+    }
+    let listed = |values: &[f64]| {
+        values
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("# busy ns/msg by round, one stream: {}", listed(&single));
+    println!(
+        "# busy user-space ns/msg by round, one stream: {}; {BUSY_STREAMS} streams: {}",
+        listed(&single_user),
+        listed(&busy_user)
+    );
+    println!(
+        "# busy ns/msg by round, {BUSY_STREAMS} streams: {}",
+        listed(&busy)
+    );
+    println!(
+        "# busy aggregate wall rate by run (streams: rate): {}",
+        rates.join(", ")
+    );
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "{}",
+        Figure::new(
+            "busy_streams_1000_one_mio_thread_cpu_per_message",
+            median(&mut busy),
+            "ns/msg",
+            "one_stream_one_mio_thread",
+            median(&mut single),
+            Target::Ratio(Op::AtMost, 1.2),
+        )
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "busy_streams_1000_user_cpu_per_message",
+            median(&mut busy_user),
+            "ns/msg",
+            "one_stream_user_cpu_per_message",
+            median(&mut single_user),
+            Target::Reported,
+        )
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "busy_streams_byte_exact",
+            exact.iter().copied().min().unwrap_or(0) as f64,
+            "streams",
+            "streams_run",
+            BUSY_STREAMS as f64,
+            Target::Ratio(Op::AtLeast, 1.0),
+        )
+    );
+}
+
 fn idle(bin: &Path, target: &Path, plan: &Plan) {
     let run_idle = |server: &Server, extra: &[&str], streams: usize| {
         let mut args = vec![
@@ -474,6 +713,7 @@ fn idle(bin: &Path, target: &Path, plan: &Plan) {
     let plain = Server::start(bin, &["idle"]);
     let bare = run_idle(&plain, &["--bare"], plan.idle_streams);
     let ours = run_idle(&plain, &[], plan.idle_streams);
+    let tokio = run_idle(&plain, &["--driver", "tokio"], plan.idle_streams);
     drop(plain);
     println!(
         "# idle: {} streams spawned on one MioDriver; the client process had {} threads (main + the loop)",
@@ -500,6 +740,32 @@ fn idle(bin: &Path, target: &Path, plan: &Plan) {
             "bare_socket",
             per_stream(&bare),
             Target::Value(Op::AtMost, 64.0),
+        )
+    );
+    println!(
+        "# idle tokio: {} streams spawned on one TokioDriver (a current-thread runtime of its own); the client process had {} threads (main + the runtime)",
+        tokio["streams"], tokio["threads"]
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "idle_streams_one_tokio_current_thread",
+            tokio["open"] as f64,
+            "streams",
+            "streams_requested",
+            plan.idle_streams as f64,
+            Target::Ratio(Op::AtLeast, 1.0),
+        )
+    );
+    println!(
+        "{}",
+        Figure::new(
+            "idle_rss_per_stream_plain_tokio",
+            per_stream(&tokio),
+            "KiB",
+            "idle_rss_per_stream_plain",
+            plain_kib,
+            Target::Reported,
         )
     );
     let ca: PathBuf = target.join("bench").join("idle-ca.pem");

@@ -27,17 +27,20 @@ fn main() {
     let (listener, addr) = server::bind_loopback().unwrap_or_else(|e| fail(&e));
     match args.mode() {
         Some("firehose") => {
+            // Up to one connection per busy stream of bench-busy.
+            os::raise_fd_limit(1 << 16);
             let firehose = Arc::new(Firehose::new(
                 args.get("--seed", 20_240_601u64),
                 args.get("--segment-bytes", 16usize << 20),
                 args.get("--bytes", 1u64 << 30),
             ));
             announce(&format!(
-                "listening {addr} messages={} keep_alives={} body={} wire={}",
+                "listening {addr} messages={} keep_alives={} body={} wire={} hash={}",
                 firehose.messages(),
                 firehose.keep_alives(),
                 firehose.body_bytes(),
-                firehose.wire_bytes()
+                firehose.wire_bytes(),
+                firehose.hash()
             ));
             firehose.run(listener).unwrap_or_else(|e| fail(&e));
         }

@@ -16,8 +16,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sitebucket_testserver::{AttemptPlan, Credentials, Scenario, ServerOptions, TestServer};
 
-/// The three names `--driver` takes; every behaviour is checked on each.
-pub const DRIVERS: [&str; 3] = ["thread", "mio", "smol"];
+/// The four names `--driver` takes; every behaviour is checked on each.
+pub const DRIVERS: [&str; 4] = ["thread", "mio", "smol", "tokio"];
 
 /// The longest any single run may take before the test fails.
 pub const RUN_BOUND: Duration = Duration::from_secs(30);

@@ -1,0 +1,814 @@
+//! [`ParallelParser`]: parse messages on several threads at once, and hand the results to
+//! one handler strictly in stream order.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use sitebucket_proto::message::{Message, ParseError};
+use sitebucket_proto::Parser;
+
+use crate::threaded::{charge, detach_small, DEFAULT_MAX_QUEUED_BYTES};
+
+/// A [`Parser`] that parses on several worker threads and hands every result to one handler,
+/// strictly in the order the messages came off the stream.
+///
+/// Messages of a stream are independent, so their parsing can use every core; only the
+/// handler has to see them one at a time, in order. Each worker takes the oldest waiting
+/// message, parses it (`serde_json` into the typed [`Message`] for
+/// [`typed`](ParallelParserBuilder::typed)), waits until every earlier message has been
+/// handled, then calls the handler with its result. The handler is called by one worker at a
+/// time, never concurrently, and sees the messages in stream order. A parsed [`Message`]
+/// borrows from its message's bytes, as under [`DefaultParser`](sitebucket_proto::DefaultParser):
+/// nothing is copied to carry it to the handler.
+///
+/// Put it where you would put any parser: a driver, a [`ListenThread`](crate::ListenThread)
+/// or a [`Monitor`](crate::Monitor) of any driver takes it. The driver's thread only reads,
+/// frames and queues.
+///
+/// - **No batching.** A message is taken by an idle worker as soon as it is queued, and a
+///   message whose predecessors are all handled is handled as soon as it is parsed: a lone
+///   message on a quiet stream reaches the handler after one parse, with no wait for others.
+/// - **Bounded memory, with backpressure.** Messages are counted from the moment they are
+///   queued until the handler has returned for them, by the memory they keep alive, under the
+///   same rule as [`ThreadedParser`](crate::ThreadedParser): a message shorter than
+///   [`QUEUE_COPY_BELOW_BYTES`](crate::QUEUE_COPY_BELOW_BYTES) is copied out of its read block
+///   and counts its length; a longer one counts a whole
+///   [`QUEUE_BLOCK_BYTES`](crate::QUEUE_BLOCK_BYTES) read block (or its length, if longer); each
+///   also counts [`QUEUED_MESSAGE_OVERHEAD`](crate::QUEUED_MESSAGE_OVERHEAD). While the count
+///   is at `max_queued_bytes`, [`parse`](Parser::parse) blocks, so a handler slower than the
+///   stream slows reading down instead of growing memory (on an async driver the wait blocks
+///   the executor thread running the stream, as a slow inline parser would). One message
+///   larger than the whole bound is still taken, alone. A typed result adds no more than its
+///   message to what is held: the [`Message`] borrows from the message's bytes, and a string
+///   it had to unescape is never longer than its escaped form. (A
+///   [`staged`](ParallelParserBuilder::staged) result is the caller's own type and is not
+///   counted beyond its message.)
+/// - **Panics surface in order.** If parsing message *k* or handling it panics, every earlier
+///   message is still handled, no later one is, and the panic is resumed, with its own payload,
+///   in the driver's thread at its next call to `parse` (or when the parser is dropped), as an
+///   inline parser's panic would be.
+/// - **Drop drains.** Dropping it waits until every queued message has been handled, then
+///   ends the workers.
+///
+/// ```
+/// use bytes::Bytes;
+/// use sitebucket_proto::Parser;
+/// use sitebucket_thread::ParallelParser;
+///
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let mut parser = ParallelParser::builder()
+///     .threads(4)
+///     .typed(move |message: Result<sitebucket_proto::Message<'_>, _>| {
+///         tx.send(message.map(|m| m.for_user()).ok().flatten()).unwrap();
+///     })
+///     .unwrap();
+/// for user in 0..100u64 {
+///     parser.parse(Bytes::from(format!(r#"{{"for_user":{user},"message":{{"friends":[]}}}}"#)));
+/// }
+/// drop(parser); // Waits for every message to be handled.
+/// let users: Vec<u64> = rx.iter().map(Option::unwrap).collect();
+/// assert_eq!(users, (0..100).collect::<Vec<_>>());
+/// ```
+pub struct ParallelParser {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    /// The sequence number the next message gets.
+    next_seq: u64,
+    /// A panic was already resumed in the caller: later calls panic with a plain message.
+    surfaced: bool,
+}
+
+/// How a [`ParallelParser`] is made: its number of worker threads and its bound.
+#[derive(Clone, Debug)]
+pub struct ParallelParserBuilder {
+    threads: usize,
+    max_queued_bytes: usize,
+}
+
+/// What the workers do with a message: parse it, then, in its turn, deliver it.
+trait Stage: Send + Sync {
+    /// Parses `message`, calls `turn.wait()`, and delivers the result if it returns `true`.
+    fn run(&self, message: Bytes, turn: &mut Turn<'_>);
+}
+
+struct Shared {
+    jobs: Mutex<Jobs>,
+    /// Idle workers wait here for messages.
+    ready: Condvar,
+    /// `parse` waits here for room.
+    room: Condvar,
+    turns: Mutex<Turns>,
+    /// One per worker: it waits here for its message's turn.
+    wake: Vec<Condvar>,
+    max_bytes: usize,
+    stage: Box<dyn Stage>,
+}
+
+#[derive(Default)]
+struct Jobs {
+    /// Messages no worker has taken yet, with their sequence numbers.
+    queue: VecDeque<(u64, Bytes)>,
+    /// What the bound counts for every message not handled yet: waiting, being parsed, or
+    /// parsed and waiting for its turn.
+    bytes: usize,
+    /// No more messages will come: workers drain the queue and end.
+    closed: bool,
+    /// Workers waiting on `ready`.
+    idle: usize,
+    /// `parse` is waiting on `room`.
+    full: bool,
+    /// The payload of the first panic, until it is resumed in the caller.
+    panic: Option<Box<dyn Any + Send>>,
+    /// A panic happened (its payload may already be taken).
+    panicked: bool,
+}
+
+#[derive(Default)]
+struct Turns {
+    /// The sequence number of the message whose turn it is to be delivered.
+    next: u64,
+    /// For each worker, the sequence number it waits to deliver, if it waits.
+    waiting: Vec<Option<u64>>,
+    /// A message before `next` panicked: nothing more is delivered.
+    panicked: bool,
+}
+
+/// A worker's hold on one message's turn.
+struct Turn<'a> {
+    shared: &'a Shared,
+    worker: usize,
+    seq: u64,
+    taken: bool,
+}
+
+impl Turn<'_> {
+    /// Waits until every earlier message has been delivered; whether this one may be
+    /// (`false` once an earlier one panicked).
+    fn wait(&mut self) -> bool {
+        let mut turns = lock(&self.shared.turns);
+        while turns.next != self.seq {
+            turns.waiting[self.worker] = Some(self.seq);
+            turns = self.shared.wake[self.worker]
+                .wait(turns)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        turns.waiting[self.worker] = None;
+        self.taken = true;
+        !turns.panicked
+    }
+
+    /// Hands the turn to the next message (after a panic of this one, if `panicked`).
+    fn pass(self, panicked: bool) {
+        let mut turns = lock(&self.shared.turns);
+        turns.panicked |= panicked;
+        turns.next += 1;
+        let next = turns.next;
+        if let Some(worker) = turns.waiting.iter().position(|w| *w == Some(next)) {
+            self.shared.wake[worker].notify_one();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only bookkeeping runs under these locks, never user code: they cannot be poisoned
+    // half-way through an update.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for ParallelParserBuilder {
+    fn default() -> Self {
+        ParallelParserBuilder {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+        }
+    }
+}
+
+impl ParallelParserBuilder {
+    /// Parses on `threads` worker threads (at least one); the default is the number of cores
+    /// (`std::thread::available_parallelism`).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Blocks [`parse`](Parser::parse) while messages counted at `max_queued_bytes` are not
+    /// handled yet (see [`ParallelParser`]); the default is
+    /// [`DEFAULT_MAX_QUEUED_BYTES`](crate::DEFAULT_MAX_QUEUED_BYTES).
+    pub fn max_queued_bytes(mut self, max_queued_bytes: usize) -> Self {
+        self.max_queued_bytes = max_queued_bytes;
+        self
+    }
+
+    /// Decodes each message into a typed [`Message`] on the workers and calls `handler` with
+    /// every result in stream order: the parallel form of
+    /// [`DefaultParser::new(handler)`](sitebucket_proto::DefaultParser::new).
+    pub fn typed<F>(self, handler: F) -> io::Result<ParallelParser>
+    where
+        F: FnMut(Result<Message<'_>, ParseError>) + Send + 'static,
+    {
+        self.spawn(Box::new(Typed {
+            handler: Mutex::new(handler),
+        }))
+    }
+
+    /// Runs `parse` on each message on the workers, and calls `deliver` with every result in
+    /// stream order. `parse` runs on several threads at once; `deliver` on one at a time.
+    pub fn staged<T, P, D>(self, parse: P, deliver: D) -> io::Result<ParallelParser>
+    where
+        P: Fn(Bytes) -> T + Send + Sync + 'static,
+        D: FnMut(T) + Send + 'static,
+        T: 'static,
+    {
+        self.spawn(Box::new(Staged {
+            parse,
+            deliver: Mutex::new(deliver),
+            _result: PhantomData,
+        }))
+    }
+
+    fn spawn(self, stage: Box<dyn Stage>) -> io::Result<ParallelParser> {
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(Jobs::default()),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+            turns: Mutex::new(Turns {
+                waiting: vec![None; self.threads],
+                ..Turns::default()
+            }),
+            wake: (0..self.threads).map(|_| Condvar::new()).collect(),
+            max_bytes: self.max_queued_bytes,
+            stage,
+        });
+        let mut parser = ParallelParser {
+            shared: shared.clone(),
+            workers: Vec::with_capacity(self.threads),
+            next_seq: 0,
+            surfaced: false,
+        };
+        for worker in 0..self.threads {
+            let shared = shared.clone();
+            // On an error, dropping `parser` ends the workers spawned so far.
+            parser.workers.push(
+                std::thread::Builder::new()
+                    .name(format!("sitebucket-parse-{worker}"))
+                    .spawn(move || work(&shared, worker))?,
+            );
+        }
+        Ok(parser)
+    }
+}
+
+/// A worker: take the oldest message, parse it, deliver it in its turn, give its bytes back;
+/// after a close, finish the queue and end.
+fn work(shared: &Shared, worker: usize) {
+    let mut done_bytes = 0;
+    loop {
+        let (seq, message) = {
+            let mut jobs = lock(&shared.jobs);
+            jobs.bytes -= done_bytes;
+            if done_bytes > 0 && jobs.full {
+                jobs.full = false;
+                shared.room.notify_one();
+            }
+            while jobs.queue.is_empty() && !jobs.closed {
+                jobs.idle += 1;
+                jobs = shared.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+                jobs.idle -= 1;
+            }
+            match jobs.queue.pop_front() {
+                Some(job) => job,
+                None => return, // Closed and drained.
+            }
+        };
+        done_bytes = charge(message.len());
+        let mut turn = Turn {
+            shared,
+            worker,
+            seq,
+            taken: false,
+        };
+        let outcome =
+            panic::catch_unwind(AssertUnwindSafe(|| shared.stage.run(message, &mut turn)));
+        if !turn.taken {
+            // The parse panicked (or the stage skipped its turn): the turn still comes in order.
+            turn.wait();
+        }
+        let panicked = outcome.is_err();
+        if let Err(payload) = outcome {
+            let mut jobs = lock(&shared.jobs);
+            // Only the first panic counts: nothing after it is delivered.
+            if !jobs.panicked {
+                jobs.panicked = true;
+                jobs.panic = Some(payload);
+            }
+            if jobs.full {
+                jobs.full = false;
+                shared.room.notify_one();
+            }
+        }
+        turn.pass(panicked);
+    }
+}
+
+/// The typed stage: [`Message::from_slice`], borrowed from the message, to a handler.
+struct Typed<F> {
+    handler: Mutex<F>,
+}
+
+impl<F> Stage for Typed<F>
+where
+    F: FnMut(Result<Message<'_>, ParseError>) + Send,
+{
+    fn run(&self, message: Bytes, turn: &mut Turn<'_>) {
+        let parsed = Message::from_slice(&message);
+        if turn.wait() {
+            // Turns are exclusive: the lock is never contended.
+            (lock(&self.handler))(parsed);
+        }
+    }
+}
+
+/// A user's two stages: `parse` anywhere, `deliver` in order.
+struct Staged<P, D, T> {
+    parse: P,
+    deliver: Mutex<D>,
+    _result: PhantomData<fn() -> T>,
+}
+
+impl<P, D, T> Stage for Staged<P, D, T>
+where
+    P: Fn(Bytes) -> T + Send + Sync,
+    D: FnMut(T) + Send,
+{
+    fn run(&self, message: Bytes, turn: &mut Turn<'_>) {
+        let parsed = (self.parse)(message);
+        if turn.wait() {
+            (lock(&self.deliver))(parsed);
+        }
+    }
+}
+
+impl ParallelParser {
+    /// A typed parallel parser with the defaults (one worker per core, a bound of
+    /// [`DEFAULT_MAX_QUEUED_BYTES`](crate::DEFAULT_MAX_QUEUED_BYTES)); see
+    /// [`ParallelParserBuilder::typed`].
+    pub fn typed<F>(handler: F) -> io::Result<Self>
+    where
+        F: FnMut(Result<Message<'_>, ParseError>) + Send + 'static,
+    {
+        Self::builder().typed(handler)
+    }
+
+    /// Options: the number of threads and the bound.
+    pub fn builder() -> ParallelParserBuilder {
+        ParallelParserBuilder::default()
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.shared.wake.len()
+    }
+
+    /// Messages no worker has taken yet, and the bytes counted for every message not handled
+    /// yet, as the bound counts them (see [`ParallelParser`]).
+    pub fn queued(&self) -> (usize, usize) {
+        let jobs = lock(&self.shared.jobs);
+        (jobs.queue.len(), jobs.bytes)
+    }
+
+    /// Resumes a worker's panic here, in the caller's thread.
+    fn surface(&mut self, payload: Option<Box<dyn Any + Send>>) -> ! {
+        match payload {
+            Some(payload) if !self.surfaced => {
+                self.surfaced = true;
+                panic::resume_unwind(payload)
+            }
+            _ => panic!("a sitebucket parse worker panicked earlier; this parser is finished"),
+        }
+    }
+}
+
+impl Parser for ParallelParser {
+    fn parse(&mut self, message: Bytes) {
+        let message = detach_small(message);
+        let cost = charge(message.len());
+        let shared = &*self.shared;
+        let mut jobs = lock(&shared.jobs);
+        while jobs.bytes > 0 && jobs.bytes.saturating_add(cost) > shared.max_bytes && !jobs.panicked
+        {
+            jobs.full = true;
+            jobs = shared.room.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        }
+        if jobs.panicked {
+            let payload = jobs.panic.take();
+            drop(jobs);
+            self.surface(payload);
+        }
+        jobs.bytes += cost;
+        jobs.queue.push_back((self.next_seq, message));
+        self.next_seq += 1;
+        let wake = jobs.idle > 0;
+        drop(jobs);
+        if wake {
+            shared.ready.notify_one();
+        }
+    }
+}
+
+impl Drop for ParallelParser {
+    fn drop(&mut self) {
+        lock(&self.shared.jobs).closed = true;
+        self.shared.ready.notify_all();
+        for worker in self.workers.drain(..) {
+            // Workers catch every panic of the stages; their own code does not panic.
+            let _ = worker.join();
+        }
+        let payload = lock(&self.shared.jobs).panic.take();
+        // Surface a panic not surfaced yet, unless this drop is itself part of unwinding (a
+        // second panic would abort).
+        if payload.is_some() && !std::thread::panicking() {
+            self.surface(payload);
+        }
+    }
+}
+
+impl fmt::Debug for ParallelParser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (messages, bytes) = self.queued();
+        f.debug_struct("ParallelParser")
+            .field("threads", &self.threads())
+            .field("queued_messages", &messages)
+            .field("queued_bytes", &bytes)
+            .field("max_queued_bytes", &self.shared.max_bytes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::threaded::{QUEUE_BLOCK_BYTES, QUEUE_COPY_BELOW_BYTES};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    fn message(i: usize) -> Bytes {
+        Bytes::from(format!("{{\"n\":{i}}}"))
+    }
+
+    fn number(message: &[u8]) -> usize {
+        std::str::from_utf8(&message[5..message.len() - 1])
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// A delay of 0–200 µs for message `i`, from `seed`: the same for every run.
+    fn delay(seed: u64, i: usize) -> Duration {
+        let mut x = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        Duration::from_micros(x % 200)
+    }
+
+    #[test]
+    fn results_arrive_in_stream_order_under_random_parse_delays() {
+        for seed in [1, 2, 3] {
+            let (tx, rx) = mpsc::channel();
+            let mut parser = ParallelParser::builder()
+                .threads(4)
+                .max_queued_bytes(4096)
+                .staged(
+                    move |m: Bytes| {
+                        let n = number(&m);
+                        std::thread::sleep(delay(seed, n));
+                        n
+                    },
+                    move |n: usize| tx.send(n).unwrap(),
+                )
+                .unwrap();
+            for i in 0..2_000 {
+                parser.parse(message(i));
+            }
+            drop(parser);
+            let got: Vec<usize> = rx.iter().collect();
+            assert_eq!(got, (0..2_000).collect::<Vec<_>>(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn typed_results_arrive_in_order_and_equal_the_single_thread_parse() {
+        let messages: Vec<Bytes> = (0..3_000u64)
+            .map(|i| match i % 4 {
+                0 => Bytes::from(format!(
+                    r#"{{"for_user":{i},"message":{{"id":{i},"text":"t\u00e9 {i}"}}}}"#
+                )),
+                1 => Bytes::from(format!(r#"{{"limit":{{"track":{i}}}}}"#)),
+                2 => Bytes::from_static(b"{not json"),
+                _ => Bytes::from(format!(
+                    r#"{{"for_user":"{i}","message":{{"friends":[1]}}}}"#
+                )),
+            })
+            .collect();
+        let describe = |m: Result<Message<'_>, ParseError>| format!("{m:?}");
+        let mut inline = Vec::new();
+        let mut one = sitebucket_proto::DefaultParser::new(|m: Result<Message<'_>, ParseError>| {
+            inline.push(describe(m))
+        });
+        for m in &messages {
+            one.parse(m.clone());
+        }
+        let _ = one.into_inner();
+        let (tx, rx) = mpsc::channel();
+        let mut parallel = ParallelParser::builder()
+            .threads(3)
+            .typed(move |m: Result<Message<'_>, ParseError>| tx.send(describe(m)).unwrap())
+            .unwrap();
+        for m in &messages {
+            parallel.parse(m.clone());
+        }
+        drop(parallel);
+        assert_eq!(rx.iter().collect::<Vec<_>>(), inline);
+    }
+
+    #[test]
+    fn a_lone_message_is_handled_without_waiting_for_more() {
+        let (tx, rx) = mpsc::channel();
+        let mut parser = ParallelParser::builder()
+            .threads(4)
+            .typed(move |m: Result<Message<'_>, ParseError>| {
+                tx.send(m.map(|m| m.kind()).unwrap_or("error")).unwrap()
+            })
+            .unwrap();
+        for _ in 0..3 {
+            parser.parse(Bytes::from_static(br#"{"limit":{"track":1}}"#));
+            // No further message comes: this one must still reach the handler.
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok("limit"));
+        }
+    }
+
+    /// Waits until `count` reaches `at_least` (or 20 s pass), then until it stops moving for
+    /// 300 ms (or 20 s more pass); its value then. A correct bound stops the count; the
+    /// waits only give a broken one time to show itself.
+    fn settled(count: &AtomicUsize, at_least: usize) -> usize {
+        let began = Instant::now();
+        while count.load(Ordering::SeqCst) < at_least && began.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let began = Instant::now();
+        let mut last = usize::MAX;
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = count.load(Ordering::SeqCst);
+            if now == last || began.elapsed() > Duration::from_secs(20) {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    #[test]
+    fn a_blocked_handler_holds_up_the_reader_at_the_bound() {
+        let (go, gate) = mpsc::channel::<()>();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let max = 5 * charge(message(0).len());
+        let parser = {
+            let handled = handled.clone();
+            ParallelParser::builder()
+                .threads(3)
+                .max_queued_bytes(max)
+                .staged(
+                    |m: Bytes| m,
+                    move |_: Bytes| {
+                        gate.recv().unwrap();
+                        handled.fetch_add(1, Ordering::SeqCst);
+                    },
+                )
+                .unwrap()
+        };
+        let shared = parser.shared.clone();
+        let pushed = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let pushed = pushed.clone();
+            let mut parser = parser;
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    parser.parse(message(i));
+                    pushed.fetch_add(1, Ordering::SeqCst);
+                }
+                parser
+            })
+        };
+        // Five messages fill the bound: one in the handler, two parsed and waiting for their
+        // turn, two waiting for a worker. The sixth push must block.
+        assert_eq!(settled(&pushed, 5), 5);
+        assert_eq!(lock(&shared.jobs).bytes, max);
+        assert_eq!(handled.load(Ordering::SeqCst), 0);
+        for _ in 0..40 {
+            go.send(()).unwrap();
+        }
+        drop(reader.join().unwrap());
+        assert_eq!(handled.load(Ordering::SeqCst), 40);
+        assert_eq!(lock(&shared.jobs).bytes, 0);
+    }
+
+    /// A read block that counts itself in `live` while any message sliced from it lives.
+    struct TrackedBlock {
+        block: Vec<u8>,
+        live: Arc<AtomicUsize>,
+    }
+
+    impl AsRef<[u8]> for TrackedBlock {
+        fn as_ref(&self) -> &[u8] {
+            &self.block
+        }
+    }
+
+    impl Drop for TrackedBlock {
+        fn drop(&mut self) {
+            self.live.fetch_sub(self.block.len(), Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_blocked_handler_keeps_no_more_memory_alive_than_the_bound() {
+        // Reads of 8 KiB in 64 KiB blocks, as a driver's read buffer hands them out, sliced
+        // into messages without a copy as the framer does: tiny `{}` ones, and large ones of
+        // a whole block. The handler blocks on the first message.
+        const READ: usize = 8 * 1024;
+        let max = 512 * 1024;
+        let live_blocks = Arc::new(AtomicUsize::new(0));
+        let (go, gate) = mpsc::channel::<()>();
+        let parser = ParallelParser::builder()
+            .threads(2)
+            .max_queued_bytes(max)
+            .staged(
+                |m: Bytes| m,
+                move |_: Bytes| {
+                    let _ = gate.recv();
+                },
+            )
+            .unwrap();
+        let pushed = Arc::new(AtomicUsize::new(0));
+        let pushed_len = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (pushed, pushed_len, live) =
+                (pushed.clone(), pushed_len.clone(), live_blocks.clone());
+            let mut parser = parser;
+            std::thread::spawn(move || {
+                for read in 0..400 {
+                    let mut block = vec![0; QUEUE_BLOCK_BYTES];
+                    for pair in block[..READ].chunks_mut(4) {
+                        pair.copy_from_slice(b"{}\r\n");
+                    }
+                    live.fetch_add(block.len(), Ordering::SeqCst);
+                    let block = Bytes::from_owner(TrackedBlock {
+                        block,
+                        live: live.clone(),
+                    });
+                    let messages: Vec<Bytes> = if read % 2 == 0 {
+                        (0..READ)
+                            .step_by(4)
+                            .map(|at| block.slice(at..at + 2))
+                            .collect()
+                    } else {
+                        vec![block.slice(..QUEUE_COPY_BELOW_BYTES)]
+                    };
+                    drop(block);
+                    for m in messages {
+                        pushed_len.fetch_add(m.len(), Ordering::SeqCst);
+                        parser.parse(m);
+                        pushed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                parser
+            })
+        };
+        let queued = settled(&pushed, 101);
+        assert!(queued > 100, "the queue took only {queued} messages");
+        assert!(queued < 200 * (READ / 4 + 1), "the bound never bit");
+        // Held: every live block, each small message's own copy (the large ones' lengths are
+        // counted too, which only overstates), and each queue slot. The reader's read in hand
+        // (one block) is not the parser's.
+        let small_bytes = pushed_len.load(Ordering::SeqCst);
+        let held = live_blocks.load(Ordering::SeqCst)
+            + small_bytes
+            + queued * std::mem::size_of::<(u64, Bytes)>();
+        assert!(
+            held <= max + QUEUE_BLOCK_BYTES,
+            "{queued} queued messages hold {held} bytes, over the bound of {max}"
+        );
+        drop(go);
+        drop(reader.join().unwrap());
+        assert_eq!(live_blocks.load(Ordering::SeqCst), 0);
+    }
+
+    fn panic_text(payload: Box<dyn Any + Send>) -> String {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_panic_surfaces_in_order_with_its_own_payload() {
+        // Message 50 panics in the handler (on odd runs) or in the parse (on even ones);
+        // 0..50 are handled, nothing after, and the caller sees the panic's own message.
+        for in_parse in [false, true] {
+            let (tx, rx) = mpsc::channel();
+            let mut parser = ParallelParser::builder()
+                .threads(4)
+                .staged(
+                    move |m: Bytes| {
+                        let n = number(&m);
+                        std::thread::sleep(delay(7, n));
+                        if in_parse && n == 50 {
+                            panic!("parse failed at {n}");
+                        }
+                        n
+                    },
+                    move |n: usize| {
+                        if n == 50 {
+                            panic!("handler failed at {n}");
+                        }
+                        tx.send(n).unwrap();
+                    },
+                )
+                .unwrap();
+            let outcome = panic::catch_unwind(AssertUnwindSafe(move || {
+                for i in 0..1_000 {
+                    parser.parse(message(i));
+                }
+                drop(parser);
+            }));
+            let text = panic_text(outcome.unwrap_err());
+            let expected = if in_parse { "parse" } else { "handler" };
+            assert_eq!(text, format!("{expected} failed at 50"));
+            assert_eq!(rx.iter().collect::<Vec<_>>(), (0..50).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_panic_of_the_last_message_surfaces_on_drop() {
+        let parser = ParallelParser::builder()
+            .threads(2)
+            .staged(|m: Bytes| m, |_: Bytes| panic!("last one failed"))
+            .unwrap();
+        let outcome = panic::catch_unwind(AssertUnwindSafe(move || {
+            let mut parser = parser;
+            parser.parse(message(0));
+            drop(parser);
+        }));
+        assert_eq!(panic_text(outcome.unwrap_err()), "last one failed");
+    }
+
+    #[test]
+    fn drop_handles_every_queued_message() {
+        let handled = Arc::new(AtomicUsize::new(0));
+        let mut parser = {
+            let handled = handled.clone();
+            ParallelParser::builder()
+                .threads(3)
+                .staged(
+                    |m: Bytes| {
+                        std::thread::sleep(Duration::from_micros(20));
+                        m
+                    },
+                    move |_: Bytes| {
+                        handled.fetch_add(1, Ordering::SeqCst);
+                    },
+                )
+                .unwrap()
+        };
+        for i in 0..5_000 {
+            parser.parse(message(i));
+        }
+        assert_eq!(parser.threads(), 3);
+        assert!(format!("{parser:?}").starts_with("ParallelParser { threads: 3"));
+        drop(parser);
+        assert_eq!(handled.load(Ordering::SeqCst), 5_000);
+    }
+
+    #[test]
+    fn zero_threads_means_one() {
+        let (tx, rx) = mpsc::channel();
+        let mut parser = ParallelParser::builder()
+            .threads(0)
+            .staged(|m: Bytes| m.len(), move |n| tx.send(n).unwrap())
+            .unwrap();
+        assert_eq!(parser.threads(), 1);
+        parser.parse(message(1));
+        drop(parser);
+        assert_eq!(rx.iter().collect::<Vec<_>>(), [7]);
+    }
+}
