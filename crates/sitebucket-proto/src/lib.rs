@@ -51,7 +51,7 @@ pub use response::{
     classify, parse_head, BodyKind, ContentEncoding, HeadError, ResponseHead, StatusClass,
 };
 pub use stream::{Action, Event, Outcome, SiteStream, Stats, StreamError};
-pub use v2::V2Message;
+pub use v2::{V2Message, V2Parser};
 
 /// How the response body is split into messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

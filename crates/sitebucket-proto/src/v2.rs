@@ -250,6 +250,58 @@ impl fmt::Display for Problem<'_> {
     }
 }
 
+/// Decodes each message of a v2 stream into a typed [`V2Message`] and passes the result to
+/// a closure: the v2 counterpart of [`DefaultParser`](crate::parser::DefaultParser). A
+/// message that is not JSON arrives as `Err` and the stream goes on.
+///
+/// ```
+/// use bytes::Bytes;
+/// use sitebucket_proto::parser::Parser;
+/// use sitebucket_proto::v2::V2Parser;
+///
+/// let mut kinds = Vec::new();
+/// let mut parser = V2Parser::new(|message: Result<_, _>| match message {
+///     Ok(message) => kinds.push(sitebucket_proto::V2Message::kind(&message)),
+///     Err(_) => kinds.push("error"),
+/// });
+/// parser.parse(Bytes::from_static(br#"{"data":{"id":"1","text":"hi"}}"#));
+/// parser.parse(Bytes::from_static(b"{cut"));
+/// assert_eq!(kinds, ["tweet", "error"]);
+/// ```
+pub struct V2Parser<F> {
+    handler: F,
+}
+
+impl<F> V2Parser<F>
+where
+    F: FnMut(Result<V2Message<'_>, ParseError>) + Send,
+{
+    /// A parser calling `handler` with every decoded message or decoding error.
+    pub fn new(handler: F) -> Self {
+        V2Parser { handler }
+    }
+
+    /// The handler, back.
+    pub fn into_inner(self) -> F {
+        self.handler
+    }
+}
+
+impl<F> crate::parser::Parser for V2Parser<F>
+where
+    F: FnMut(Result<V2Message<'_>, ParseError>) + Send,
+{
+    fn parse(&mut self, message: bytes::Bytes) {
+        (self.handler)(V2Message::from_slice(&message))
+    }
+}
+
+impl<F> fmt::Debug for V2Parser<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("V2Parser").finish_non_exhaustive()
+    }
+}
+
 /// The first operational-disconnect problem of a message, if it has one: what the stream
 /// looks for in a message whose first key is `errors`.
 pub(crate) fn operational_disconnect(bytes: &[u8]) -> Option<Problem<'_>> {
