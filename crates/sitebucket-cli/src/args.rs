@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::builder::PossibleValuesParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use sitebucket_proto::config::DEFAULT_URL;
+use sitebucket_proto::config::{DEFAULT_URL, V2_FILTERED_URL};
 use sitebucket_proto::control::{is_valid_stream_id, stream_id_from_uri, MAX_STREAM_ID_BYTES};
 use sitebucket_testserver::BUILTIN_SCENARIOS;
 
@@ -105,20 +105,56 @@ pub struct CredentialArgs {
     pub token_secret: Option<String>,
 }
 
+/// The X API v2 Bearer token, from the environment (or, less safely, from a flag).
+#[derive(Debug, Clone, Args)]
+pub struct BearerArgs {
+    /// X API v2 Bearer token (app-only); prefer the environment: arguments are visible to `ps`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SITEBUCKET_BEARER_TOKEN",
+        hide_env_values = true,
+        help_heading = "Credentials"
+    )]
+    pub bearer_token: Option<String>,
+}
+
+/// `--api` of `listen`: which streaming API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// Site Streams (v1.1): --follow, OAuth 1.0a.
+    Site,
+    /// X API v2 filtered stream (GET /2/tweets/search/stream): the app's rules, a Bearer token.
+    V2Filtered,
+    /// X API v2 sample stream (GET /2/tweets/sample/stream), a Bearer token.
+    V2Sample,
+}
+
+/// `--api` of `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeApi {
+    /// Site Streams, OAuth 1.0a.
+    Site,
+    /// X API v2 filtered and sample streams and the rules endpoint, a Bearer token.
+    V2,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Connect to a Site Streams endpoint and print its messages, one per line.
+    /// Connect to a Site Streams endpoint (or, with --api, an X API v2 stream) and print its
+    /// messages, one per line.
     ///
     /// Each message is exactly one line on stdout: a raw CR or LF byte inside a payload
     /// (pretty-printed JSON) is printed as a space. Logs go to stderr. Credentials come from
     /// SITEBUCKET_CONSUMER_KEY, SITEBUCKET_CONSUMER_SECRET, SITEBUCKET_TOKEN and
-    /// SITEBUCKET_TOKEN_SECRET. More than 100 users run on several connections (filled
-    /// through control streams when the server has them); SIGHUP re-reads --follow-file.
+    /// SITEBUCKET_TOKEN_SECRET (an X API v2 stream: SITEBUCKET_BEARER_TOKEN). More than 100
+    /// users run on several connections (filled through control streams when the server
+    /// has them); SIGHUP re-reads --follow-file.
     /// Exit status: 0 stopped on request (--max-messages, SIGINT, SIGTERM), 1 gave up (with
     /// many users: every stream gave up), 2 usage error. The full reference is the
     /// sitebucket-cli README.
-    Listen(ListenArgs),
+    Listen(Box<ListenArgs>),
     /// Run the scripted test server on 127.0.0.1 until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Change or inspect a live stream through its control stream, without reconnecting it.
@@ -127,6 +163,13 @@ pub enum Command {
     /// ({"control":{"control_uri":"/1.1/site/c/ID"}}, printed by `listen`). Exit status:
     /// 0 done, 1 the request failed (the error says why), 2 usage error (nothing sent).
     Control(ControlArgs),
+    /// Manage the X API v2 filtered stream's rules (GET/POST /2/tweets/search/stream/rules).
+    ///
+    /// `list` prints the rules; `add` and `delete` change them (`--dry-run` only checks).
+    /// The server's answer is printed on stdout as one line of JSON. Exit status: 0 done,
+    /// 1 the request failed or the server turned part of the change down (the log says
+    /// what), 2 usage error (nothing sent).
+    Rules(RulesArgs),
     /// Print a shell completion script on stdout (e.g. `sitebucket completions bash >
     /// ~/.local/share/bash-completion/completions/sitebucket`).
     Completions(CompletionsArgs),
@@ -225,20 +268,107 @@ pub struct ControlUsersArgs {
     pub users: Vec<u64>,
 }
 
+/// Options of `sitebucket rules`.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+/// The `rules` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Print the filtered stream's rules (GET …/rules) as one line of JSON.
+    List(RulesTarget),
+    /// Add rules (POST …/rules {"add":[…]}).
+    Add(RulesAddArgs),
+    /// Delete rules by id (POST …/rules {"delete":{"ids":[…]}}).
+    Delete(RulesDeleteArgs),
+}
+
+/// Where a rules request goes, and how.
+#[derive(Debug, Args)]
+pub struct RulesTarget {
+    /// The filtered stream's endpoint (the rules endpoint is `<URL>/rules`).
+    #[arg(long, value_name = "URL", default_value = V2_FILTERED_URL)]
+    pub url: String,
+
+    /// Which driver carries out the request.
+    #[arg(long, value_enum, default_value_t = DriverName::Thread)]
+    pub driver: DriverName,
+
+    /// How long the request may take, connect to last byte.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Extra trusted root certificate(s) for TLS, PEM.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The Bearer token.
+    #[command(flatten)]
+    pub bearer: BearerArgs,
+}
+
+/// Options of `sitebucket rules add`.
+#[derive(Debug, Args)]
+pub struct RulesAddArgs {
+    /// Where the request goes.
+    #[command(flatten)]
+    pub target: RulesTarget,
+
+    /// A rule's query, e.g. 'cat has:images -is:retweet'; may repeat.
+    #[arg(long, value_name = "QUERY", required = true, action = ArgAction::Append)]
+    pub rule: Vec<String>,
+
+    /// A tag for the rules added (in each matching tweet's `matching_rules`).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+
+    /// Only check the rules (dry_run=true); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `sitebucket rules delete`.
+#[derive(Debug, Args)]
+pub struct RulesDeleteArgs {
+    /// Where the request goes.
+    #[command(flatten)]
+    pub target: RulesTarget,
+
+    /// Rule ids, comma-separated; may repeat.
+    #[arg(long, value_name = "ID[,ID...]", required = true, action = ArgAction::Append,
+          value_delimiter = ',', value_parser = parse_rule_id)]
+    pub id: Vec<String>,
+
+    /// Only check (dry_run=true); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Options of `sitebucket listen`.
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Stream endpoint: http:// is plain TCP, https:// is TLS (verified).
-    #[arg(long, value_name = "URL", default_value = DEFAULT_URL)]
-    pub url: String,
+    /// Which streaming API: Site Streams (the default), or X API v2's filtered or sample
+    /// stream (a Bearer token from SITEBUCKET_BEARER_TOKEN; no --follow).
+    #[arg(long, value_enum, value_name = "API")]
+    pub api: Option<ApiArg>,
+
+    /// Stream endpoint: http:// is plain TCP, https:// is TLS (verified). Default: the
+    /// API's (https://sitestream.twitter.com/1.1/site.json for Site Streams).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 
     /// User ids to follow, comma-separated; may repeat. Up to 100 ids: one connection;
     /// more (up to 100000 in all, duplicates removed): connections of at most 100 ids,
     /// filled to 1000 users each through control streams when the server announces them.
+    /// Site Streams only.
     #[arg(
         long,
         value_name = "ID[,ID...]",
-        required_unless_present = "follow_file",
+        required_unless_present_any = ["follow_file", "api"],
         allow_negative_numbers = true,
         action = ArgAction::Append,
         value_delimiter = ',',
@@ -329,14 +459,55 @@ pub struct ListenArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stats_every: Option<Duration>,
 
-    /// The credentials that sign each connection.
+    /// v2: `expansions`, sent as given (e.g. author_id,attachments.media_keys).
+    #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]
+    pub expansions: Option<String>,
+
+    /// v2: `tweet.fields`, sent as given (e.g. created_at,lang).
+    #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]
+    pub tweet_fields: Option<String>,
+
+    /// v2: `user.fields`, sent as given.
+    #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]
+    pub user_fields: Option<String>,
+
+    /// v2: `media.fields`, sent as given.
+    #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]
+    pub media_fields: Option<String>,
+
+    /// v2: `place.fields`, sent as given.
+    #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]
+    pub place_fields: Option<String>,
+
+    /// v2: `poll.fields`, sent as given.
+    #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]
+    pub poll_fields: Option<String>,
+
+    /// v2: `backfill_minutes`, minutes of missed tweets to recover on a reconnect.
+    #[arg(long, value_name = "N", help_heading = "X API v2 parameters")]
+    pub backfill_minutes: Option<u32>,
+
+    /// v2: `partition`, for partitioned streams.
+    #[arg(long, value_name = "N", help_heading = "X API v2 parameters")]
+    pub partition: Option<u32>,
+
+    /// The credentials that sign each connection (Site Streams).
     #[command(flatten)]
     pub credentials: CredentialArgs,
+
+    /// The Bearer token (X API v2).
+    #[command(flatten)]
+    pub bearer: BearerArgs,
 }
 
 /// Options of `sitebucket serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Which API to speak: Site Streams (OAuth 1.0a), or X API v2 (a Bearer token; the
+    /// filtered and sample streams and the rules endpoint).
+    #[arg(long, value_enum, default_value_t = ServeApi::Site)]
+    pub api: ServeApi,
+
     /// Port on 127.0.0.1 (default: any free port).
     #[arg(long, value_name = "P")]
     pub port: Option<u16>,
@@ -401,6 +572,17 @@ pub fn parse_user_id(text: &str) -> Result<u64, String> {
         return Err("user id 0 does not exist; user ids start at 1".to_owned());
     }
     Ok(value)
+}
+
+/// Parses a rule id of `rules delete --id`: decimal digits.
+pub fn parse_rule_id(text: &str) -> Result<String, String> {
+    let id = text.trim();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "rule id {id:?} is not a decimal number; rule ids are digits only (see `rules list`)"
+        ));
+    }
+    Ok(id.to_owned())
 }
 
 /// Parses `control --stream-id`: an id, or a control URI (`/1.1/site/c/ID`, also a whole
@@ -566,7 +748,8 @@ mod tests {
         let Command::Listen(args) = cli.command else {
             panic!("listen expected")
         };
-        assert_eq!(args.url, DEFAULT_URL);
+        assert_eq!(args.url, None);
+        assert_eq!(args.api, None);
         assert_eq!(args.follow, [7]);
         assert_eq!(args.follow_file, None);
         assert_eq!(args.stats_every, None);

@@ -227,7 +227,7 @@ fn prepare(target: &ControlTarget) -> Result<(Endpoint, Credentials, Vec<u8>), S
 }
 
 /// One call on the chosen driver (each on a connection of its own).
-fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlResponse, ControlError> {
+pub fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlResponse, ControlError> {
     struct CarryOut(ControlCall);
     impl WithDriver for CarryOut {
         type Output = Result<ControlResponse, ControlError>;

@@ -24,13 +24,14 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sitebucket_proto::backoff::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
 use sitebucket_proto::config::FOLLOW_LIMIT;
+use sitebucket_proto::config::{Api, Auth, BearerToken, ConfigError, V2Param};
 use sitebucket_proto::framer::FrameError;
 use sitebucket_proto::pipeline::ReadError;
 use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
 use sitebucket_thread::{Control, Driver, Observer};
 
-use crate::args::{BackoffName, CredentialArgs, ListenArgs, WithArg};
+use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, WithArg};
 use crate::drivers::{with_driver, WithDriver};
 use crate::ids;
 use crate::many::Many;
@@ -52,10 +53,16 @@ pub const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `sitebucket listen` and returns the process's exit status.
 pub fn run(args: ListenArgs) -> ExitCode {
-    let prepared = ids::collect(&args).and_then(|follow| {
-        let first = &follow[..follow.len().min(FOLLOW_LIMIT)];
-        Ok((build_config(&args, first)?, follow))
-    });
+    let v2 = is_v2(&args);
+    let prepared = if v2 {
+        // A v2 stream follows no ids: its rules (or the sample) say what comes.
+        follow_refused(&args).and_then(|()| Ok((build_config(&args, &[])?, Vec::new())))
+    } else {
+        ids::collect(&args).and_then(|follow| {
+            let first = &follow[..follow.len().min(FOLLOW_LIMIT)];
+            Ok((build_config(&args, first)?, follow))
+        })
+    };
     let (config, follow) = match prepared {
         Ok(prepared) => prepared,
         Err(message) => {
@@ -89,16 +96,25 @@ pub fn run(args: ListenArgs) -> ExitCode {
     if let Some(every) = args.stats_every {
         report_stats(every, output.clone(), book.clone());
     }
-    tracing::info!(
-        "listening for {} user(s) at {} with the {} driver",
-        follow.len(),
-        config.url(),
-        args.driver.label()
-    );
+    if v2 {
+        tracing::info!(
+            "listening to the X API v2 stream ({}) at {} with the {} driver",
+            config.api(),
+            config.url(),
+            args.driver.label()
+        );
+    } else {
+        tracing::info!(
+            "listening for {} user(s) at {} with the {} driver",
+            follow.len(),
+            config.url(),
+            args.driver.label()
+        );
+    }
     if config.endpoint().is_cleartext_remote() {
         tracing::warn!(
-            "{} is plain http:// to a host that is not loopback: the signed request and every \
-             message travel in clear; use https://",
+            "{} is plain http:// to a host that is not loopback: the request's credentials and \
+             every message travel in clear; use https://",
             config.url()
         );
     }
@@ -303,11 +319,52 @@ pub fn credentials(args: &CredentialArgs) -> Result<Credentials, String> {
     ))
 }
 
+/// The environment variable the Bearer token comes from.
+pub const BEARER_VAR: &str = "SITEBUCKET_BEARER_TOKEN";
+
+/// Whether `--api` names an X API v2 stream.
+pub fn is_v2(args: &ListenArgs) -> bool {
+    matches!(args.api, Some(ApiArg::V2Filtered | ApiArg::V2Sample))
+}
+
+/// A v2 stream takes no ids: `--follow` or `--follow-file` with one is a usage error.
+fn follow_refused(args: &ListenArgs) -> Result<(), String> {
+    if !args.follow.is_empty() || args.follow_file.is_some() {
+        return Err(
+            "--follow and --follow-file are Site Streams options; an X API v2 stream follows \
+             its rules (see `sitebucket rules`) or samples every tweet"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// The Bearer token, from `--bearer-token` or (as clap reads it) `SITEBUCKET_BEARER_TOKEN`.
+/// A missing or empty one is a usage error that names the variable.
+pub fn bearer_token(args: &BearerArgs) -> Result<BearerToken, String> {
+    match args.bearer_token.as_deref() {
+        Some(token) if !token.is_empty() => Ok(BearerToken::new(token)),
+        _ => Err(format!(
+            "missing credential: environment variable {BEARER_VAR} is not set (an X API v2 \
+             stream signs in with a Bearer token)"
+        )),
+    }
+}
+
 /// Maps the options onto a checked [`Config`] following `follow` (at most
 /// [`FOLLOW_LIMIT`] ids: the first stream's; a monitor gives each stream its own). Every
 /// problem is a usage error, found before anything is sent.
 pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String> {
-    let credentials = credentials(&args.credentials)?;
+    let api = match args.api {
+        None | Some(ApiArg::Site) => Api::SiteStreams,
+        Some(ApiArg::V2Filtered) => Api::V2Filtered,
+        Some(ApiArg::V2Sample) => Api::V2Sample,
+    };
+    let auth: Auth = if api.is_v2() {
+        bearer_token(&args.bearer)?.into()
+    } else {
+        credentials(&args.credentials)?.into()
+    };
 
     let backoff = match args.backoff {
         BackoffName::Twitter => BackoffPolicy::Twitter(TwitterBackoff {
@@ -323,8 +380,9 @@ pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String>
             ..SquaredBackoff::default()
         }),
     };
-    let mut builder = Config::builder(follow.iter().copied(), credentials)
-        .url(args.url.clone())
+    let mut builder = Config::builder(follow.iter().copied(), Credentials::new("", "", "", ""))
+        .api(api)
+        .auth(auth)
         .with(match args.with {
             WithArg::User => With::User,
             WithArg::Followings => With::Followings,
@@ -344,6 +402,27 @@ pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String>
         // Explicit, so the squared policy's own default limit does not apply: unlimited
         // unless --retry-limit says otherwise.
         .retry_limit(args.retry_limit);
+    if let Some(url) = &args.url {
+        builder = builder.url(url.clone());
+    }
+    let v2_params = [
+        (V2Param::Expansions, args.expansions.clone()),
+        (V2Param::TweetFields, args.tweet_fields.clone()),
+        (V2Param::UserFields, args.user_fields.clone()),
+        (V2Param::MediaFields, args.media_fields.clone()),
+        (V2Param::PlaceFields, args.place_fields.clone()),
+        (V2Param::PollFields, args.poll_fields.clone()),
+        (
+            V2Param::BackfillMinutes,
+            args.backfill_minutes.map(|n| n.to_string()),
+        ),
+        (V2Param::Partition, args.partition.map(|n| n.to_string())),
+    ];
+    for (param, value) in v2_params {
+        if let Some(value) = value {
+            builder = builder.v2_param(param, value);
+        }
+    }
     // No rng_seed: the core draws each stream's nonce seed from the OS, so nonces differ
     // between runs, not only between attempts of one run.
     if let Some(path) = &args.ca_file {
@@ -353,7 +432,22 @@ pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String>
             .map_err(|e| format!("--ca-file {} is not usable: {e}", path.display()))?;
         builder = builder.extra_root_certs_pem(pem);
     }
-    builder.build().map_err(|e| e.to_string())
+    builder.build().map_err(|e| match e {
+        ConfigError::NotForApi { option, api } => format!(
+            "{} is not an option of the {api} stream",
+            option_flag(option)
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// The command-line flag of a query parameter, for usage errors.
+fn option_flag(option: &str) -> String {
+    match option {
+        "delimited" => "--delimited".to_owned(),
+        "replies" => "--replies-all".to_owned(),
+        other => format!("--{}", other.replace(['.', '_'], "-")),
+    }
 }
 
 /// stdout as a plain file descriptor, so the only buffer is ours (`Stdout` adds a line buffer).
@@ -626,6 +720,12 @@ fn log_disconnect(p: &str, error: &StreamError, retry_in: Duration) {
         StreamError::DisconnectMessage { code, reason } => tracing::warn!(
             "{p}disconnect message received (code {code}: {reason}); backing off {wait} before reconnecting"
         ),
+        StreamError::OperationalDisconnect {
+            disconnect_type,
+            detail,
+        } => tracing::warn!(
+            "{p}disconnect message received (operational-disconnect, {disconnect_type}: {detail}); backing off {wait} before reconnecting"
+        ),
         StreamError::Read(ReadError::Frame(FrameError::TooLong { limit })) => tracing::warn!(
             "{p}frame too large: a message is longer than --max-message-bytes {limit}; dropped the connection; backing off {wait} before reconnecting"
         ),
@@ -672,7 +772,7 @@ mod tests {
         }
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Listen(args) => args,
+            Command::Listen(args) => *args,
             _ => panic!("listen expected"),
         }
     }
@@ -697,17 +797,18 @@ mod tests {
             config.backoff(),
             &BackoffPolicy::Twitter(TwitterBackoff::default())
         );
+        let credentials = config.credentials().expect("OAuth 1.0a for Site Streams");
         assert_eq!(
-            config.credentials().consumer_key(),
+            credentials.consumer_key(),
             "value-of-SITEBUCKET_CONSUMER_KEY"
         );
         assert_eq!(
-            config.credentials().consumer_secret(),
+            credentials.consumer_secret(),
             "value-of-SITEBUCKET_CONSUMER_SECRET"
         );
-        assert_eq!(config.credentials().token(), "value-of-SITEBUCKET_TOKEN");
+        assert_eq!(credentials.token(), "value-of-SITEBUCKET_TOKEN");
         assert_eq!(
-            config.credentials().token_secret(),
+            credentials.token_secret(),
             "value-of-SITEBUCKET_TOKEN_SECRET"
         );
         assert!(config.extra_root_certs_pem().is_empty());

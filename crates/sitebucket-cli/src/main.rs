@@ -3,7 +3,10 @@
 //! `sitebucket listen --follow ID[,ID...]` connects to a Site Streams endpoint and prints
 //! its messages, one per line, on stdout; log lines go to stderr. `sitebucket serve` runs
 //! the scripted test server on 127.0.0.1. `sitebucket control add|remove|info` changes or
-//! inspects a live stream through its control stream. `sitebucket completions SHELL` prints
+//! inspects a live stream through its control stream. `sitebucket listen --api
+//! v2-filtered|v2-sample` reads X API v2's streams instead (with a Bearer token), and
+//! `sitebucket rules list|add|delete` manages the filtered stream's rules. `sitebucket
+//! completions SHELL` prints
 //! a completion script. The full reference (options, the request, output, exit statuses,
 //! reconnect rules, many users) is this crate's `README.md`; `sitebucket --help`
 //! summarises it.
@@ -17,6 +20,7 @@ mod ids;
 mod listen;
 mod logging;
 mod many;
+mod rules;
 mod serve;
 
 use std::process::ExitCode;
@@ -43,8 +47,9 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Listen(args) => listen::run(args),
+        Command::Listen(args) => listen::run(*args),
         Command::Serve(args) => serve::run(args),
         Command::Control(args) => control::run(args),
+        Command::Rules(args) => rules::run(args),
     }
 }

@@ -13,12 +13,14 @@ use signal_hook::iterator::Signals;
 use sitebucket_testserver::corpus::USER_IDS;
 use sitebucket_testserver::{Credentials, Scenario, ServerOptions, TestServer};
 
-use crate::args::ServeArgs;
-use crate::listen::CREDENTIAL_VARS;
+use crate::args::{ServeApi, ServeArgs};
+use crate::listen::{BEARER_VAR, CREDENTIAL_VARS};
 
 /// Runs `sitebucket serve` and returns the process's exit status.
 pub fn run(args: ServeArgs) -> ExitCode {
+    let v2 = args.api == ServeApi::V2;
     let scenario = match &args.replay {
+        None if v2 => Scenario::builtin_v2(&args.scenario),
         None => Scenario::builtin(&args.scenario),
         Some(path) => match read_recording(path) {
             Ok(messages) => {
@@ -27,7 +29,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
                     messages.len(),
                     path.display()
                 );
-                Scenario::replaying(&args.scenario, messages)
+                if v2 {
+                    Scenario::replaying_v2(&args.scenario, messages)
+                } else {
+                    Scenario::replaying(&args.scenario, messages)
+                }
             }
             Err(message) => {
                 eprintln!("error: {message}");
@@ -51,6 +57,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         tls: args.tls,
         credentials: Credentials::test_default(),
         port: args.port,
+        bearer_token: v2.then(|| TEST_BEARER_TOKEN.to_owned()),
     };
     let mut server = match TestServer::start(scenario, options) {
         Ok(server) => server,
@@ -119,8 +126,34 @@ pub fn read_recording(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(messages)
 }
 
+/// The Bearer token `serve --api v2` accepts.
+pub const TEST_BEARER_TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAsitebucket-test-bearer-token";
+
 /// The text printed on stdout: valid shell, to paste or `eval`.
 fn banner(server: &TestServer, scenario: &str) -> String {
+    if let Some(v2) = server.v2() {
+        let mut out = format!(
+            "# sitebucket test server (X API v2), scenario {scenario}\n# URL: {}\n# Sample stream: {}\n",
+            server.url(),
+            server.sample_url()
+        );
+        let mut ca = String::new();
+        if let Some(path) = server.ca_path() {
+            out.push_str(&format!("# CA certificate: {}\n", path.display()));
+            ca = format!(" --ca-file {}", shell_quote(&path.display().to_string()));
+        }
+        out.push_str("# This test Bearer token is accepted (paste it into your shell):\n");
+        out.push_str(&format!(
+            "export {BEARER_VAR}={}\n",
+            shell_quote(v2.token())
+        ));
+        out.push_str(&format!(
+            "# Then: sitebucket rules add --url {url} --rule 'cat has:images'{ca}\n\
+             # and:  sitebucket listen --api v2-filtered --url {url}{ca}\n",
+            url = server.url()
+        ));
+        return out;
+    }
     let credentials = server.credentials();
     let values = [
         &credentials.consumer_key,
@@ -219,5 +252,24 @@ mod tests {
         )));
         assert!(text.contains(&format!("export SITEBUCKET_TOKEN={}\n", credentials.token)));
         assert!(text.contains("--follow "));
+    }
+
+    #[test]
+    fn the_v2_banner_gives_the_bearer_token() {
+        let options = ServerOptions {
+            bearer_token: Some(TEST_BEARER_TOKEN.into()),
+            ..ServerOptions::plain()
+        };
+        let server = TestServer::start(Scenario::builtin_v2("steady").unwrap(), options).unwrap();
+        let text = banner(&server, "steady");
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# ") || line.starts_with("export SITEBUCKET_"),
+                "{line}"
+            );
+        }
+        assert!(text.contains(&format!("export {BEARER_VAR}={TEST_BEARER_TOKEN}\n")));
+        assert!(text.contains("--api v2-filtered"));
+        assert!(text.contains("/2/tweets/search/stream"));
     }
 }

@@ -428,7 +428,7 @@ pub fn fatal_401_stops<D: Driver>(driver: D, transport: Transport) {
         transport,
     );
     let good = config_for(&server, [12]).build().expect("valid config");
-    let c = good.credentials();
+    let c = good.credentials().expect("OAuth 1.0a credentials");
     let wrong = Credentials::new(
         c.consumer_key(),
         "not the secret",

@@ -19,7 +19,25 @@
 //! ```
 //!
 //! Secrets stay out of sight: the `Debug` output of [`Credentials`], [`Config`] and
-//! [`ConfigBuilder`] shows the consumer key and the token but never either secret.
+//! [`ConfigBuilder`] shows the consumer key and the token but never either secret, and a
+//! [`BearerToken`] never shows at all.
+//!
+//! The same core serves X API v2's filtered and sample streams: pick the [`Api`] and sign in
+//! with a Bearer token ([`Auth::Bearer`]). A v2 stream follows no ids; it takes the v2 query
+//! parameters ([`V2Param`]) instead, sent as given.
+//!
+//! ```
+//! use sitebucket_proto::config::{Api, BearerToken, Config, V2Param};
+//!
+//! let config = Config::v2_builder(Api::V2Filtered, BearerToken::new("AAAA-secret"))
+//!     .v2_param(V2Param::TweetFields, "created_at,author_id")
+//!     .v2_param(V2Param::Expansions, "author_id")
+//!     .build()
+//!     .unwrap();
+//! assert!(config.follow().is_empty());
+//! assert_eq!(config.url(), "https://api.x.com/2/tweets/search/stream");
+//! assert!(!format!("{config:?}").contains("AAAA-secret"));
+//! ```
 
 use core::fmt;
 use core::net::Ipv6Addr;
@@ -34,6 +52,12 @@ pub const FOLLOW_LIMIT: usize = 100;
 
 /// The Site Streams endpoint used when no URL is given.
 pub const DEFAULT_URL: &str = "https://sitestream.twitter.com/1.1/site.json";
+
+/// X API v2's filtered stream, used when a [`Api::V2Filtered`] config gives no URL.
+pub const V2_FILTERED_URL: &str = "https://api.x.com/2/tweets/search/stream";
+
+/// X API v2's sample stream, used when a [`Api::V2Sample`] config gives no URL.
+pub const V2_SAMPLE_URL: &str = "https://api.x.com/2/tweets/sample/stream";
 
 /// Consecutive failed attempts after which the squared policy gives up, unless a retry limit
 /// was set explicitly (the seed's `RETRY_LIMIT`).
@@ -224,6 +248,188 @@ impl fmt::Debug for Credentials {
             .field("token", &self.token)
             .field("token_secret", &"<redacted>")
             .finish()
+    }
+}
+
+/// Which streaming API a config speaks: the request it sends and the messages it expects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// Site Streams (v1.1): `follow` and `with` in the query, OAuth 1.0a (the default).
+    #[default]
+    SiteStreams,
+    /// X API v2's filtered stream (`GET /2/tweets/search/stream`): the tweets matching the
+    /// app's rules, managed through the rules endpoint beside it.
+    V2Filtered,
+    /// X API v2's sample stream (`GET /2/tweets/sample/stream`): a sample of all tweets.
+    V2Sample,
+}
+
+impl Api {
+    /// The URL used when the config gives none.
+    pub fn default_url(self) -> &'static str {
+        match self {
+            Api::SiteStreams => DEFAULT_URL,
+            Api::V2Filtered => V2_FILTERED_URL,
+            Api::V2Sample => V2_SAMPLE_URL,
+        }
+    }
+
+    /// Whether this is one of the X API v2 streams.
+    pub fn is_v2(self) -> bool {
+        !matches!(self, Api::SiteStreams)
+    }
+
+    /// The name used on the command line: `site`, `v2-filtered` or `v2-sample`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::SiteStreams => "site",
+            Api::V2Filtered => "v2-filtered",
+            Api::V2Sample => "v2-sample",
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth 2.0 Bearer token (app-only authentication), sent as `Authorization: Bearer …`.
+///
+/// It never shows: `Debug` prints `BearerToken(<redacted>)`, and no log of this crate
+/// prints it.
+///
+/// ```
+/// use sitebucket_proto::config::BearerToken;
+///
+/// let token = BearerToken::new("AAAA%2Fsecret");
+/// assert_eq!(format!("{token:?}"), "BearerToken(<redacted>)");
+/// assert_eq!(token.secret(), "AAAA%2Fsecret");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Wraps the token as issued (it is sent exactly as given).
+    pub fn new(token: impl Into<String>) -> Self {
+        BearerToken(token.into())
+    }
+
+    /// The token itself, to put in a request header. Never log it.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// How requests sign in: OAuth 1.0a user credentials (Site Streams) or a Bearer token
+/// (X API v2 streams and their rules). `Debug` shows no secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// OAuth 1.0a, HMAC-SHA1 (RFC 5849): a fresh signature on every request.
+    OAuth1(Credentials),
+    /// `Authorization: Bearer <token>`.
+    Bearer(BearerToken),
+}
+
+impl Auth {
+    /// The OAuth 1.0a credentials, if that is how requests sign in.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        match self {
+            Auth::OAuth1(credentials) => Some(credentials),
+            Auth::Bearer(_) => None,
+        }
+    }
+
+    /// The first empty secret, by name, if any.
+    fn first_empty(&self) -> Option<&'static str> {
+        match self {
+            Auth::OAuth1(credentials) => credentials.first_empty(),
+            Auth::Bearer(token) if token.0.is_empty() => Some("bearer_token"),
+            Auth::Bearer(_) => None,
+        }
+    }
+}
+
+impl From<Credentials> for Auth {
+    fn from(credentials: Credentials) -> Self {
+        Auth::OAuth1(credentials)
+    }
+}
+
+impl From<BearerToken> for Auth {
+    fn from(token: BearerToken) -> Self {
+        Auth::Bearer(token)
+    }
+}
+
+/// A query parameter of the X API v2 streams, sent as given when set
+/// ([`ConfigBuilder::v2_param`]), in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum V2Param {
+    /// `expansions`: which referenced objects come along in `includes`.
+    Expansions,
+    /// `tweet.fields`.
+    TweetFields,
+    /// `user.fields`.
+    UserFields,
+    /// `media.fields`.
+    MediaFields,
+    /// `place.fields`.
+    PlaceFields,
+    /// `poll.fields`.
+    PollFields,
+    /// `backfill_minutes`: recover up to this many minutes missed on a reconnect (a
+    /// decimal number).
+    BackfillMinutes,
+    /// `partition`: which partition of a partitioned stream (a decimal number).
+    Partition,
+    /// `start_time` (ISO 8601), on streams that take it.
+    StartTime,
+    /// `end_time` (ISO 8601), on streams that take it.
+    EndTime,
+}
+
+impl V2Param {
+    /// Every parameter, in the order they are sent.
+    pub const ALL: [V2Param; 10] = [
+        V2Param::Expansions,
+        V2Param::TweetFields,
+        V2Param::UserFields,
+        V2Param::MediaFields,
+        V2Param::PlaceFields,
+        V2Param::PollFields,
+        V2Param::BackfillMinutes,
+        V2Param::Partition,
+        V2Param::StartTime,
+        V2Param::EndTime,
+    ];
+
+    /// The query name, e.g. `"tweet.fields"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            V2Param::Expansions => "expansions",
+            V2Param::TweetFields => "tweet.fields",
+            V2Param::UserFields => "user.fields",
+            V2Param::MediaFields => "media.fields",
+            V2Param::PlaceFields => "place.fields",
+            V2Param::PollFields => "poll.fields",
+            V2Param::BackfillMinutes => "backfill_minutes",
+            V2Param::Partition => "partition",
+            V2Param::StartTime => "start_time",
+            V2Param::EndTime => "end_time",
+        }
+    }
+
+    /// Whether the value must be a decimal number.
+    fn is_numeric(self) -> bool {
+        matches!(self, V2Param::BackfillMinutes | V2Param::Partition)
     }
 }
 
@@ -481,10 +687,27 @@ pub enum ConfigError {
     },
     /// User id 0, which no user has.
     ZeroFollowId,
-    /// One of the four credentials is the empty string.
+    /// One of the four credentials, or the Bearer token, is the empty string.
     EmptyCredential {
-        /// `"consumer_key"`, `"consumer_secret"`, `"token"` or `"token_secret"`.
+        /// `"consumer_key"`, `"consumer_secret"`, `"token"`, `"token_secret"` or
+        /// `"bearer_token"`.
         which: &'static str,
+    },
+    /// An option the chosen [`Api`] does not take: `follow`, `with`, `replies`,
+    /// `stringify_friend_ids`, `delimited` or `stall_warnings` on a v2 stream, or a
+    /// [`V2Param`] on Site Streams.
+    NotForApi {
+        /// The option's query name.
+        option: &'static str,
+        /// The API chosen.
+        api: Api,
+    },
+    /// A v2 parameter's value is empty, or not a decimal number where one is needed.
+    InvalidV2Param {
+        /// The parameter.
+        param: V2Param,
+        /// The value given.
+        value: String,
     },
     /// A `with` value other than `user` or `followings`.
     InvalidWith {
@@ -550,8 +773,22 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroFollowId => {
                 f.write_str("follow list contains user id 0; user ids start at 1")
             }
+            ConfigError::EmptyCredential { which } if *which == "bearer_token" => {
+                f.write_str("the bearer token is empty")
+            }
             ConfigError::EmptyCredential { which } => {
                 write!(f, "credential {which} is empty; all four are required")
+            }
+            ConfigError::NotForApi { option, api } => {
+                write!(f, "{option} is not a parameter of the {api} stream")
+            }
+            ConfigError::InvalidV2Param { param, value } => {
+                let name = param.name();
+                if param.is_numeric() {
+                    write!(f, "{name} is {value:?}; it must be a decimal number")
+                } else {
+                    write!(f, "{name} is empty; leave it out instead")
+                }
             }
             ConfigError::InvalidWith { value } => write!(
                 f,
@@ -601,8 +838,10 @@ impl std::error::Error for ConfigError {}
 /// A checked stream configuration. Build one with [`Config::builder`].
 #[derive(Clone)]
 pub struct Config {
+    api: Api,
     follow: Vec<u64>,
-    credentials: Credentials,
+    auth: Auth,
+    v2_params: Vec<(V2Param, String)>,
     with: With,
     replies_all: bool,
     stringify_friend_ids: bool,
@@ -630,15 +869,17 @@ impl Config {
         credentials: Credentials,
     ) -> ConfigBuilder {
         ConfigBuilder {
+            api: Api::SiteStreams,
             follow: follow.into_iter().collect(),
-            credentials,
+            auth: Auth::OAuth1(credentials),
+            v2_params: Vec::new(),
             with: With::default(),
             replies_all: false,
             stringify_friend_ids: false,
             framing: Framing::default(),
             stall_warnings: false,
             gzip: false,
-            url: DEFAULT_URL.to_owned(),
+            url: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -652,19 +893,31 @@ impl Config {
         }
     }
 
+    /// Starts a config for an X API v2 stream (`api` is [`Api::V2Filtered`] or
+    /// [`Api::V2Sample`]) signed in with a Bearer token: no follow list, the API's default
+    /// URL, and every other value at its default until a setter changes it.
+    pub fn v2_builder(api: Api, token: BearerToken) -> ConfigBuilder {
+        let mut builder = Config::builder([], Credentials::new("", "", "", ""));
+        builder.api = api;
+        builder.auth = Auth::Bearer(token);
+        builder
+    }
+
     /// A builder holding every value of this config, e.g. to make a stream with another
     /// follow list. Its retry limit counts as set explicitly.
     pub fn to_builder(&self) -> ConfigBuilder {
         ConfigBuilder {
+            api: self.api,
             follow: self.follow.clone(),
-            credentials: self.credentials.clone(),
+            auth: self.auth.clone(),
+            v2_params: self.v2_params.clone(),
             with: self.with,
             replies_all: self.replies_all,
             stringify_friend_ids: self.stringify_friend_ids,
             framing: self.framing,
             stall_warnings: self.stall_warnings,
             gzip: self.gzip,
-            url: self.endpoint.url(),
+            url: Some(self.endpoint.url()),
             max_message_bytes: self.max_message_bytes,
             stall_timeout: self.stall_timeout,
             connect_timeout: self.connect_timeout,
@@ -678,14 +931,31 @@ impl Config {
         }
     }
 
-    /// The followed user ids: sorted, without duplicates, 1 to [`FOLLOW_LIMIT`] of them.
+    /// Which streaming API the config speaks.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// The followed user ids: sorted, without duplicates, 1 to [`FOLLOW_LIMIT`] of them on
+    /// Site Streams; none on a v2 stream.
     pub fn follow(&self) -> &[u64] {
         &self.follow
     }
 
-    /// The OAuth credentials.
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
+    /// How requests sign in.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The OAuth 1.0a credentials, when requests sign in with them (`None` with a Bearer
+    /// token).
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.auth.credentials()
+    }
+
+    /// The v2 query parameters set, in the order they are sent (none on Site Streams).
+    pub fn v2_params(&self) -> &[(V2Param, String)] {
+        &self.v2_params
     }
 
     /// The `with` parameter.
@@ -787,8 +1057,10 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
+            .field("api", &self.api)
             .field("follow", &self.follow)
-            .field("credentials", &self.credentials)
+            .field("auth", &self.auth)
+            .field("v2_params", &self.v2_params)
             .field("with", &self.with)
             .field("replies_all", &self.replies_all)
             .field("stringify_friend_ids", &self.stringify_friend_ids)
@@ -818,15 +1090,19 @@ impl fmt::Debug for Config {
 /// Every setter takes and returns the builder, so calls chain.
 #[derive(Clone)]
 pub struct ConfigBuilder {
+    api: Api,
     follow: Vec<u64>,
-    credentials: Credentials,
+    auth: Auth,
+    /// Sorted by parameter, one value each.
+    v2_params: Vec<(V2Param, String)>,
     with: With,
     replies_all: bool,
     stringify_friend_ids: bool,
     framing: Framing,
     stall_warnings: bool,
     gzip: bool,
-    url: String,
+    /// `None`: the API's default URL.
+    url: Option<String>,
     max_message_bytes: usize,
     stall_timeout: Duration,
     connect_timeout: Duration,
@@ -847,9 +1123,39 @@ impl ConfigBuilder {
         self
     }
 
-    /// Replaces the credentials.
+    /// Signs in with these OAuth 1.0a credentials (replacing any Bearer token).
     pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = credentials;
+        self.auth = Auth::OAuth1(credentials);
+        self
+    }
+
+    /// Signs in with a Bearer token (replacing any OAuth 1.0a credentials).
+    pub fn bearer_token(mut self, token: BearerToken) -> Self {
+        self.auth = Auth::Bearer(token);
+        self
+    }
+
+    /// How requests sign in.
+    pub fn auth(mut self, auth: impl Into<Auth>) -> Self {
+        self.auth = auth.into();
+        self
+    }
+
+    /// Which streaming API the config speaks (default [`Api::SiteStreams`]). Without an
+    /// explicit [`url`](Self::url), the API's [default URL](Api::default_url) is used.
+    pub fn api(mut self, api: Api) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// Sets a v2 query parameter to `value`, sent as given (replacing an earlier value).
+    /// Only v2 streams take them.
+    pub fn v2_param(mut self, param: V2Param, value: impl Into<String>) -> Self {
+        let value = value.into();
+        match self.v2_params.binary_search_by_key(&param, |(p, _)| *p) {
+            Ok(at) => self.v2_params[at].1 = value,
+            Err(at) => self.v2_params.insert(at, (param, value)),
+        }
         self
     }
 
@@ -890,9 +1196,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// The stream URL, `http://` or `https://` (default [`DEFAULT_URL`]).
+    /// The stream URL, `http://` or `https://` (default: the API's, [`DEFAULT_URL`] for
+    /// Site Streams).
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = url.into();
+        self.url = Some(url.into());
         self
     }
 
@@ -976,22 +1283,55 @@ impl ConfigBuilder {
         let mut follow = self.follow;
         follow.sort_unstable();
         follow.dedup();
-        if follow.is_empty() {
-            return Err(ConfigError::EmptyFollow);
+        if self.api.is_v2() {
+            let site_only = [
+                ("follow", !follow.is_empty()),
+                ("with", self.with != With::User),
+                ("replies", self.replies_all),
+                ("stringify_friend_ids", self.stringify_friend_ids),
+                ("delimited", self.framing != Framing::Crlf),
+                ("stall_warnings", self.stall_warnings),
+            ];
+            if let Some((option, _)) = site_only.into_iter().find(|(_, set)| *set) {
+                return Err(ConfigError::NotForApi {
+                    option,
+                    api: self.api,
+                });
+            }
+            for (param, value) in &self.v2_params {
+                let numeric_ok = !param.is_numeric() || value.bytes().all(|b| b.is_ascii_digit());
+                if value.is_empty() || !numeric_ok {
+                    return Err(ConfigError::InvalidV2Param {
+                        param: *param,
+                        value: value.clone(),
+                    });
+                }
+            }
+        } else {
+            if let Some((param, _)) = self.v2_params.first() {
+                return Err(ConfigError::NotForApi {
+                    option: param.name(),
+                    api: self.api,
+                });
+            }
+            if follow.is_empty() {
+                return Err(ConfigError::EmptyFollow);
+            }
+            if follow.len() > FOLLOW_LIMIT {
+                return Err(ConfigError::TooManyFollows {
+                    count: follow.len(),
+                });
+            }
+            if follow.first() == Some(&0) {
+                return Err(ConfigError::ZeroFollowId);
+            }
         }
-        if follow.len() > FOLLOW_LIMIT {
-            return Err(ConfigError::TooManyFollows {
-                count: follow.len(),
-            });
-        }
-        if follow.first() == Some(&0) {
-            return Err(ConfigError::ZeroFollowId);
-        }
-        if let Some(which) = self.credentials.first_empty() {
+        if let Some(which) = self.auth.first_empty() {
             return Err(ConfigError::EmptyCredential { which });
         }
-        let endpoint = Endpoint::parse(&self.url).map_err(|error| ConfigError::InvalidUrl {
-            url: redact_userinfo(&self.url),
+        let url = self.url.as_deref().unwrap_or(self.api.default_url());
+        let endpoint = Endpoint::parse(url).map_err(|error| ConfigError::InvalidUrl {
+            url: redact_userinfo(url),
             error,
         })?;
         if self.max_message_bytes == 0 || self.max_message_bytes > MAX_MESSAGE_BYTES_LIMIT {
@@ -1037,8 +1377,10 @@ impl ConfigBuilder {
             },
         };
         Ok(Config {
+            api: self.api,
             follow,
-            credentials: self.credentials,
+            auth: self.auth,
+            v2_params: self.v2_params,
             with: self.with,
             replies_all: self.replies_all,
             stringify_friend_ids: self.stringify_friend_ids,
@@ -1091,15 +1433,17 @@ fn check_durations(
 impl fmt::Debug for ConfigBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConfigBuilder")
+            .field("api", &self.api)
             .field("follow", &self.follow)
-            .field("credentials", &self.credentials)
+            .field("auth", &self.auth)
+            .field("v2_params", &self.v2_params)
             .field("with", &self.with)
             .field("replies_all", &self.replies_all)
             .field("stringify_friend_ids", &self.stringify_friend_ids)
             .field("framing", &self.framing)
             .field("stall_warnings", &self.stall_warnings)
             .field("gzip", &self.gzip)
-            .field("url", &redact_userinfo(&self.url))
+            .field("url", &self.url.as_deref().map(redact_userinfo))
             .field("max_message_bytes", &self.max_message_bytes)
             .field("stall_timeout", &self.stall_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -1314,7 +1658,9 @@ mod tests {
         assert_eq!(c.rng_seed(), None);
         assert_eq!(c.trust_after(), Duration::from_secs(30));
         assert_eq!(c.rate_limit_reset_after(), Duration::from_secs(600));
-        assert_eq!(c.credentials(), &creds());
+        assert_eq!(c.credentials(), Some(&creds()));
+        assert_eq!(c.api(), Api::SiteStreams);
+        assert!(c.v2_params().is_empty());
     }
 
     #[test]
@@ -1911,6 +2257,81 @@ mod tests {
             assert!(!debug.contains("SECRET"), "{debug}");
             assert!(debug.contains("ckey") && debug.contains("tkey"), "{debug}");
             assert!(debug.contains("<5 bytes>"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn v2_configs_take_a_bearer_token_and_their_own_parameters() {
+        let token = || BearerToken::new("BEARER-SECRET");
+        let c = build(Config::v2_builder(Api::V2Sample, token()));
+        assert_eq!(c.api(), Api::V2Sample);
+        assert_eq!(c.url(), V2_SAMPLE_URL);
+        assert!(c.follow().is_empty() && c.credentials().is_none());
+        assert_eq!(c.auth(), &Auth::Bearer(token()));
+        let c = build(
+            Config::v2_builder(Api::V2Filtered, token())
+                .v2_param(V2Param::Partition, "2")
+                .v2_param(V2Param::Expansions, "x")
+                .v2_param(V2Param::Expansions, "author_id")
+                .url("http://127.0.0.1:9/2/tweets/search/stream"),
+        );
+        assert_eq!(
+            c.v2_params(),
+            &[
+                (V2Param::Expansions, "author_id".to_owned()),
+                (V2Param::Partition, "2".to_owned())
+            ]
+        );
+        assert_eq!(c.to_builder().build().unwrap().v2_params(), c.v2_params());
+        // Site Streams options are refused on v2, v2 parameters on Site Streams.
+        let v2 = || Config::v2_builder(Api::V2Filtered, token());
+        for (builder, option) in [
+            (v2().follow([1]), "follow"),
+            (v2().with(With::Followings), "with"),
+            (v2().replies_all(true), "replies"),
+            (v2().stringify_friend_ids(true), "stringify_friend_ids"),
+            (v2().framing(Framing::Length), "delimited"),
+            (v2().stall_warnings(true), "stall_warnings"),
+            (
+                Config::builder([1], creds()).v2_param(V2Param::TweetFields, "lang"),
+                "tweet.fields",
+            ),
+        ] {
+            let e = err(builder);
+            assert!(
+                matches!(e, ConfigError::NotForApi { option: o, .. } if o == option),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            err(v2().v2_param(V2Param::BackfillMinutes, "5m")).to_string(),
+            "backfill_minutes is \"5m\"; it must be a decimal number"
+        );
+        assert_eq!(
+            err(v2().v2_param(V2Param::UserFields, "")).to_string(),
+            "user.fields is empty; leave it out instead"
+        );
+        assert_eq!(
+            err(Config::v2_builder(Api::V2Sample, BearerToken::new(""))),
+            ConfigError::EmptyCredential {
+                which: "bearer_token"
+            }
+        );
+        // A Site Streams config may sign in with a token too, and back.
+        let c = build(Config::builder([1], creds()).bearer_token(token()));
+        assert!(c.credentials().is_none());
+        let c = build(c.to_builder().credentials(creds()));
+        assert_eq!(c.credentials(), Some(&creds()));
+        // The token never shows.
+        let builder = v2();
+        let config = build(builder.clone());
+        for debug in [
+            format!("{builder:?}"),
+            format!("{config:#?}"),
+            format!("{:?}", config.auth()),
+        ] {
+            assert!(!debug.contains("BEARER-SECRET"), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
         }
     }
 

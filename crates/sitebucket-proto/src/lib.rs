@@ -30,11 +30,13 @@ mod test_cuts;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+pub mod v2;
 
 pub use backoff::{Backoff, BackoffPolicy, FailureKind, Jitter, SquaredBackoff, TwitterBackoff};
 pub use chunked::{ChunkStep, ChunkedDecoder, ChunkedError};
 pub use config::{
-    Config, ConfigBuilder, ConfigError, Credentials, CredentialsEnvError, Endpoint, UrlError, With,
+    Api, Auth, BearerToken, Config, ConfigBuilder, ConfigError, Credentials, CredentialsEnvError,
+    Endpoint, UrlError, V2Param, With,
 };
 pub use content::{ContentDecoder, DecodeError};
 pub use control::{
@@ -44,11 +46,12 @@ pub use framer::{Frame, FrameError, Framer};
 pub use message::{Message, ParseError, UserMessage};
 pub use parser::{Collect, DefaultParser, Parser};
 pub use pipeline::{ReadError, ResponseReader};
-pub use request::{make_nonce, signed_request, stream_request, Method};
+pub use request::{bearer_request, make_nonce, signed_request, stream_request, Method};
 pub use response::{
     classify, parse_head, BodyKind, ContentEncoding, HeadError, ResponseHead, StatusClass,
 };
 pub use stream::{Action, Event, Outcome, SiteStream, Stats, StreamError};
+pub use v2::{V2Message, V2Parser};
 
 /// How the response body is split into messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -994,7 +994,7 @@ impl ParseError {
         self.offset
     }
 
-    fn from_json(error: &serde_json::Error, bytes: &[u8]) -> Self {
+    pub(crate) fn from_json(error: &serde_json::Error, bytes: &[u8]) -> Self {
         let kind = match error.classify() {
             serde_json::error::Category::Eof => ParseErrorKind::Truncated,
             // The only data error the visitors raise is a top level that is not an object.

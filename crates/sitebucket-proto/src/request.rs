@@ -1,4 +1,5 @@
-//! The HTTP/1.1 request heads sitebucket sends, signed with OAuth 1.0a HMAC-SHA1 (RFC 5849).
+//! The HTTP/1.1 request heads sitebucket sends, signed with OAuth 1.0a HMAC-SHA1 (RFC 5849)
+//! or carrying a Bearer token ([`bearer_request`], for X API v2).
 //!
 //! Everything here is a pure function of its arguments: the wall-clock seconds and the nonce
 //! are passed in, so the same inputs always give the same bytes. [`make_nonce`] draws a nonce
@@ -32,7 +33,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::config::{bracketed, is_path_byte, is_percent_escape, Config, Credentials, Endpoint};
+use crate::config::{
+    bracketed, is_path_byte, is_percent_escape, Auth, BearerToken, Config, Credentials, Endpoint,
+};
 use crate::Framing;
 
 /// The `User-Agent` header value: `sitebucket/<crate version>`.
@@ -67,12 +70,22 @@ impl Method {
     }
 }
 
-/// The query parameters of the stream request, in the order they are sent: `follow` (the ids
-/// comma-joined) and `with` always, then `replies=all`, `stringify_friend_ids=true`,
-/// `delimited=length` and `stall_warnings=true`, each only when the config asks for it.
+/// The query parameters of the stream request, in the order they are sent.
+///
+/// Site Streams: `follow` (the ids comma-joined) and `with` always, then `replies=all`,
+/// `stringify_friend_ids=true`, `delimited=length` and `stall_warnings=true`, each only when
+/// the config asks for it. X API v2: the [`V2Param`](crate::config::V2Param)s set, as given,
+/// and nothing else.
 ///
 /// Values are not percent-encoded yet; [`signed_request`] does that.
 pub fn query_pairs(config: &Config) -> Vec<(&'static str, String)> {
+    if config.api().is_v2() {
+        return config
+            .v2_params()
+            .iter()
+            .map(|(param, value)| (param.name(), value.clone()))
+            .collect();
+    }
     let follow = config
         .follow()
         .iter()
@@ -95,12 +108,27 @@ pub fn query_pairs(config: &Config) -> Vec<(&'static str, String)> {
     pairs
 }
 
-/// The complete, signed request head that opens the stream of `config`.
+/// The complete request head that opens the stream of `config`.
 ///
 /// `GET <path>?<query> HTTP/1.1`, then `Host`, `User-Agent`, `Accept-Encoding: deflate, gzip`
-/// (only when [`Config::gzip`] is on) and `Authorization: OAuth ...`, each line ending in CRLF,
-/// and a blank line. `unix_secs` is the wall-clock time in seconds since the Unix epoch and
-/// `nonce` a fresh random string (see [`make_nonce`]); both go into the signature.
+/// (only when [`Config::gzip`] is on) and `Authorization`, each line ending in CRLF, and a
+/// blank line. With OAuth 1.0a credentials, `Authorization: OAuth ...` is signed: `unix_secs`
+/// is the wall-clock time in seconds since the Unix epoch and `nonce` a fresh random string
+/// (see [`make_nonce`]); both go into the signature. With a Bearer token it is
+/// `Authorization: Bearer <token>`, and `unix_secs` and `nonce` are not used.
+///
+/// ```
+/// use sitebucket_proto::config::{Api, BearerToken, Config, V2Param};
+/// use sitebucket_proto::request::stream_request;
+///
+/// let config = Config::v2_builder(Api::V2Sample, BearerToken::new("T0KEN"))
+///     .v2_param(V2Param::BackfillMinutes, "2")
+///     .build()
+///     .unwrap();
+/// let head = stream_request(&config, 1_700_000_000, "unused");
+/// assert!(head.starts_with(b"GET /2/tweets/sample/stream?backfill_minutes=2 HTTP/1.1\r\n"));
+/// assert!(head.ends_with(b"\r\nAuthorization: Bearer T0KEN\r\n\r\n"));
+/// ```
 pub fn stream_request(config: &Config, unix_secs: u64, nonce: &str) -> Vec<u8> {
     let query = query_pairs(config);
     let gzip: &[(&str, &str)] = if config.gzip() {
@@ -109,17 +137,176 @@ pub fn stream_request(config: &Config, unix_secs: u64, nonce: &str) -> Vec<u8> {
         &[]
     };
     let endpoint = config.endpoint();
-    signed_request(
+    authorized_request(
         Method::Get,
         endpoint,
         &endpoint.path,
         &query,
-        &[],
-        config.credentials(),
+        Body::None,
+        config.auth(),
         unix_secs,
         nonce,
         gzip,
     )
+}
+
+/// The body of a request built by [`authorized_request`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// No body (a `POST` still carries `Content-Length: 0`).
+    None,
+    /// A form, `application/x-www-form-urlencoded`: unencoded names and values (signed with
+    /// OAuth 1.0a, as RFC 5849 asks).
+    Form(&'a [(&'a str, String)]),
+    /// A JSON document, `application/json`, sent as is (never part of an OAuth signature).
+    Json(&'a str),
+}
+
+/// A request for `endpoint`'s host and port, for any path, signed in with `auth`: the one
+/// builder behind [`stream_request`], the control calls and the v2 rules calls.
+///
+/// With [`Auth::OAuth1`] it is [`signed_request`] (a JSON body is appended after signing the
+/// query alone); with [`Auth::Bearer`] it is [`bearer_request`].
+#[allow(clippy::too_many_arguments)] // Every argument is a distinct input, as in `signed_request`.
+pub fn authorized_request(
+    method: Method,
+    endpoint: &Endpoint,
+    path: &str,
+    query: &[(&str, String)],
+    body: Body<'_>,
+    auth: &Auth,
+    unix_secs: u64,
+    nonce: &str,
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
+    match auth {
+        Auth::OAuth1(credentials) => {
+            let (form, json): (&[(&str, String)], _) = match body {
+                Body::None => (&[], None),
+                Body::Form(form) => (form, None),
+                Body::Json(json) => (&[], Some(json)),
+            };
+            let params = SortedParams::new(query.iter().chain(form));
+            let target = Target::new(method, endpoint, path, query);
+            let authorization = authorization_header(
+                oauth::HMAC_SHA1,
+                method.as_str(),
+                &target.base_uri,
+                &params,
+                credentials,
+                unix_secs,
+                nonce,
+                true,
+            );
+            let body = match json {
+                Some(json) => Payload::Json(json),
+                None => Payload::Form(urlencode(form)),
+            };
+            target.finish(&authorization, extra_headers, body)
+        }
+        Auth::Bearer(token) => {
+            bearer_request(method, endpoint, path, query, body, token, extra_headers)
+        }
+    }
+}
+
+/// A request carrying `Authorization: Bearer <token>` (X API v2's app-only authentication).
+///
+/// The bytes are laid out as [`signed_request`]'s: the request line, `Host`, `User-Agent`, the
+/// `extra_headers`, `Authorization`, then `Content-Type` and `Content-Length` for a body
+/// (`Content-Length: 0` for a bodiless `POST`), a blank line and the body. The token is sent
+/// as given (CR, LF and NUL would become spaces, keeping the head well formed).
+pub fn bearer_request(
+    method: Method,
+    endpoint: &Endpoint,
+    path: &str,
+    query: &[(&str, String)],
+    body: Body<'_>,
+    token: &BearerToken,
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let target = Target::new(method, endpoint, path, query);
+    let authorization = format!("Bearer {}", token.secret());
+    let body = match body {
+        Body::None => Payload::Form(String::new()),
+        Body::Form(form) => Payload::Form(urlencode(form)),
+        Body::Json(json) => Payload::Json(json),
+    };
+    target.finish(&authorization, extra_headers, body)
+}
+
+/// A request's line and `Host`, before its authorization is known.
+struct Target {
+    method: Method,
+    /// `scheme://authority/path`, the base string URI of an OAuth signature.
+    base_uri: String,
+    authority: String,
+    /// `path?query`, encoded.
+    request_target: String,
+}
+
+/// A body, encoded.
+enum Payload<'a> {
+    /// A form, encoded (empty for none).
+    Form(String),
+    /// JSON, as is.
+    Json(&'a str),
+}
+
+impl Target {
+    fn new(method: Method, endpoint: &Endpoint, path: &str, query: &[(&str, String)]) -> Self {
+        let path = safe_path(path);
+        let host = safe_host(&endpoint.host);
+        let mut authority = bracketed(&host);
+        if !endpoint.is_default_port() {
+            let _ = write!(authority, ":{}", endpoint.port);
+        }
+        let base_uri = format!("{}://{}{}", endpoint.scheme(), authority, path);
+        let mut request_target = path;
+        if !query.is_empty() {
+            request_target.push('?');
+            request_target.push_str(&urlencode(query));
+        }
+        Target {
+            method,
+            base_uri,
+            authority,
+            request_target,
+        }
+    }
+
+    fn finish(
+        self,
+        authorization: &str,
+        extra_headers: &[(&str, &str)],
+        body: Payload<'_>,
+    ) -> Vec<u8> {
+        let mut head = String::with_capacity(512);
+        head.push_str(self.method.as_str());
+        head.push(' ');
+        head.push_str(&self.request_target);
+        head.push_str(" HTTP/1.1\r\n");
+        push_header(&mut head, "Host", &self.authority);
+        push_header(&mut head, "User-Agent", USER_AGENT);
+        for (name, value) in extra_headers {
+            push_header(&mut head, name, value);
+        }
+        push_header(&mut head, "Authorization", authorization);
+        let (content_type, body) = match body {
+            Payload::Form(form) if form.is_empty() => (None, String::new()),
+            Payload::Form(form) => (Some("application/x-www-form-urlencoded"), form),
+            Payload::Json(json) => (Some("application/json"), json.to_owned()),
+        };
+        if let Some(content_type) = content_type {
+            push_header(&mut head, "Content-Type", content_type);
+        }
+        if content_type.is_some() || self.method == Method::Post {
+            push_header(&mut head, "Content-Length", &body.len().to_string());
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        head.into_bytes()
+    }
 }
 
 /// A signed HTTP/1.1 request for `endpoint`'s host and port, for any path (the stream and its
@@ -153,55 +340,17 @@ pub fn signed_request(
     nonce: &str,
     extra_headers: &[(&str, &str)],
 ) -> Vec<u8> {
-    let path = safe_path(path);
-    let host = safe_host(&endpoint.host);
-    let mut authority = bracketed(&host);
-    if !endpoint.is_default_port() {
-        let _ = write!(authority, ":{}", endpoint.port);
-    }
-    let base_uri = format!("{}://{}{}", endpoint.scheme(), authority, path);
-
-    let params = SortedParams::new(query.iter().chain(form));
-    let authorization = authorization_header(
-        oauth::HMAC_SHA1,
-        method.as_str(),
-        &base_uri,
-        &params,
-        credentials,
+    authorized_request(
+        method,
+        endpoint,
+        path,
+        query,
+        Body::Form(form),
+        &Auth::OAuth1(credentials.clone()),
         unix_secs,
         nonce,
-        true,
-    );
-
-    let mut head = String::with_capacity(512);
-    head.push_str(method.as_str());
-    head.push(' ');
-    head.push_str(&path);
-    if !query.is_empty() {
-        head.push('?');
-        head.push_str(&urlencode(query));
-    }
-    head.push_str(" HTTP/1.1\r\n");
-    push_header(&mut head, "Host", &authority);
-    push_header(&mut head, "User-Agent", USER_AGENT);
-    for (name, value) in extra_headers {
-        push_header(&mut head, name, value);
-    }
-    push_header(&mut head, "Authorization", &authorization);
-    let body = urlencode(form);
-    if !form.is_empty() {
-        push_header(
-            &mut head,
-            "Content-Type",
-            "application/x-www-form-urlencoded",
-        );
-    }
-    if !form.is_empty() || method == Method::Post {
-        push_header(&mut head, "Content-Length", &body.len().to_string());
-    }
-    head.push_str("\r\n");
-    head.push_str(&body);
-    head.into_bytes()
+        extra_headers,
+    )
 }
 
 /// A nonce of [`NONCE_LEN`] ASCII letters and digits drawn from `rng`.
@@ -1001,6 +1150,95 @@ mod tests {
         // Timestamp 0 is sent as 1 rather than letting the signer read the clock.
         assert!(lines[4].contains("oauth_timestamp=\"1\""), "{}", lines[4]);
         assert!(lines[4].contains("oauth_token=\"t%22k\""), "{}", lines[4]);
+    }
+
+    #[test]
+    fn bearer_requests_carry_the_token_and_a_json_body() {
+        let endpoint = Endpoint::parse("https://api.x.com/2/tweets/search/stream/rules")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let token = BearerToken::new("AAAA%2Fb");
+        let json = r#"{"add":[{"value":"cat"}]}"#;
+        let request = bearer_request(
+            Method::Post,
+            &endpoint,
+            &endpoint.path,
+            &pairs(&[("dry_run", "true")]),
+            Body::Json(json),
+            &token,
+            &[("Connection", "close")],
+        );
+        assert_eq!(
+            text(&request),
+            format!(
+                "POST /2/tweets/search/stream/rules?dry_run=true HTTP/1.1\r\n\
+                 Host: api.x.com\r\n\
+                 User-Agent: {USER_AGENT}\r\n\
+                 Connection: close\r\n\
+                 Authorization: Bearer AAAA%2Fb\r\n\
+                 Content-Type: application/json\r\n\
+                 Content-Length: {}\r\n\
+                 \r\n\
+                 {json}",
+                json.len()
+            )
+        );
+        // Through `authorized_request`, the same bytes.
+        let auth = Auth::Bearer(token.clone());
+        let same = authorized_request(
+            Method::Post,
+            &endpoint,
+            &endpoint.path,
+            &pairs(&[("dry_run", "true")]),
+            Body::Json(json),
+            &auth,
+            1,
+            "n",
+            &[("Connection", "close")],
+        );
+        assert_eq!(same, request);
+        // A token with CR LF cannot split the head.
+        let evil = bearer_request(
+            Method::Get,
+            &endpoint,
+            "/x",
+            &[],
+            Body::None,
+            &BearerToken::new("a\r\nX-Evil: 1"),
+            &[],
+        );
+        assert!(text(&evil).contains("Authorization: Bearer a  X-Evil: 1\r\n"));
+        // OAuth 1.0a with a JSON body: the body is sent, not signed.
+        let creds = twitter_credentials();
+        let signed = authorized_request(
+            Method::Post,
+            &endpoint,
+            &endpoint.path,
+            &[],
+            Body::Json(json),
+            &Auth::OAuth1(creds.clone()),
+            1318622958,
+            TW_NONCE,
+            &[],
+        );
+        let plain = signed_request(
+            Method::Post,
+            &endpoint,
+            &endpoint.path,
+            &[],
+            &[],
+            &creds,
+            1318622958,
+            TW_NONCE,
+            &[],
+        );
+        let auth_line = |r: &[u8]| {
+            text(r)
+                .lines()
+                .find(|l| l.starts_with("Authorization"))
+                .map(str::to_owned)
+        };
+        assert_eq!(auth_line(&signed), auth_line(&plain));
+        assert!(text(&signed).ends_with(json));
     }
 
     #[test]

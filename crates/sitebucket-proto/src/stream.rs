@@ -37,8 +37,12 @@
 //!
 //! ## Reconnect rules
 //! Network errors (refused, reset, timeout, TLS, a drop, a stall, a bad frame, bytes after
-//! the end of the body, a `disconnect` message) back off linearly, HTTP errors
-//! exponentially, `420`/`429` from a minute, doubling (see [`backoff`](crate::backoff)).
+//! the end of the body, a `disconnect` message or X API v2's `operational-disconnect`
+//! message) back off linearly, HTTP errors exponentially, `420`/`429` from a minute,
+//! doubling (see [`backoff`](crate::backoff)) — and, when the head carries
+//! `x-rate-limit-reset` (unix seconds), at least until then, reckoned from the `unix_secs`
+//! given to [`handle_connected`](SiteStream::handle_connected) (at most
+//! [`MAX_RATE_LIMIT_RESET_WAIT`]).
 //! Statuses that retrying cannot fix (401, 403, 404, 406, 413, 416) and `disconnect` codes 6
 //! and 7 finish the stream at once.
 //!
@@ -208,6 +212,15 @@ pub enum StreamError {
         /// The reason given, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
         reason: String,
     },
+    /// X API v2's disconnect message: an `errors` message holding an
+    /// `operational-disconnect` problem. A network error: reconnect after a step.
+    OperationalDisconnect {
+        /// The problem's `disconnect_type`, e.g. `UpstreamOperationalDisconnect` (empty when
+        /// missing).
+        disconnect_type: String,
+        /// The problem's `detail` (empty when missing).
+        detail: String,
+    },
 }
 
 impl StreamError {
@@ -243,6 +256,13 @@ impl fmt::Display for StreamError {
             StreamError::DisconnectMessage { code, reason } => {
                 write!(f, "disconnect message code {code}: {reason}")
             }
+            StreamError::OperationalDisconnect {
+                disconnect_type,
+                detail,
+            } => write!(
+                f,
+                "operational-disconnect message ({disconnect_type}): {detail}"
+            ),
         }
     }
 }
@@ -352,10 +372,14 @@ struct Connection {
     trust_at: Option<Instant>,
     /// When the 420/429 sequence is forgotten by staying up, until it has been.
     rate_limit_reset_at: Option<Instant>,
-    /// A `disconnect` message was handed out: the connection ends (with this code and
-    /// reason) once the frames that arrived with it are out.
-    pending_disconnect: Option<(u32, String)>,
+    /// A disconnect message (v1.1 `disconnect` or v2 `operational-disconnect`) was handed
+    /// out: the connection ends with this error once the frames that arrived with it are out.
+    pending_disconnect: Option<StreamError>,
     eof: bool,
+    /// When the transport came up, and the wall-clock seconds the driver gave then: the
+    /// core's only notion of wall-clock time, for `x-rate-limit-reset`.
+    connected_at: Instant,
+    connected_unix_secs: u64,
 }
 
 impl Connection {
@@ -641,6 +665,8 @@ impl SiteStream {
             rate_limit_reset_at: None,
             pending_disconnect: None,
             eof: false,
+            connected_at: now,
+            connected_unix_secs: unix_secs,
         });
         if self.config.endpoint().tls {
             #[cfg(feature = "tls")]
@@ -759,12 +785,14 @@ impl SiteStream {
                 conn.trust_at = Some(later(now, self.config.trust_after()));
                 conn.rate_limit_reset_at = Some(later(now, self.config.rate_limit_reset_after()));
             } else {
-                self.fail(
+                let floor = rate_limit_reset_wait(&head, now, conn);
+                self.fail_at_least(
                     now,
                     StreamError::Status {
                         status: head.status,
                         reason: head.reason,
                     },
+                    floor,
                 );
                 return;
             }
@@ -831,8 +859,11 @@ impl SiteStream {
                     // Every frame that came with the disconnect message is out (or the body
                     // broke after it): now the disconnect takes effect.
                     Ok(None) | Err(_) if conn.pending_disconnect.is_some() => {
-                        let (code, reason) = conn.pending_disconnect.take().unwrap_or_default();
-                        self.fail(now, StreamError::DisconnectMessage { code, reason });
+                        let error = conn
+                            .pending_disconnect
+                            .take()
+                            .unwrap_or(StreamError::Closed);
+                        self.fail(now, error);
                         continue;
                     }
                     Ok(None) if conn.eof => {
@@ -927,7 +958,16 @@ impl SiteStream {
         }
         match special_message(message) {
             Some(Special::Disconnect { code, reason }) => {
-                conn.pending_disconnect = Some((code, reason));
+                conn.pending_disconnect = Some(StreamError::DisconnectMessage { code, reason });
+            }
+            Some(Special::OperationalDisconnect {
+                disconnect_type,
+                detail,
+            }) => {
+                conn.pending_disconnect = Some(StreamError::OperationalDisconnect {
+                    disconnect_type,
+                    detail,
+                });
             }
             Some(Special::Control(uri)) => {
                 // An id that could not go in a control path is not kept.
@@ -955,6 +995,12 @@ impl SiteStream {
 
     /// The current attempt or connection failed: close it, then finish or back off.
     fn fail(&mut self, now: Instant, error: StreamError) {
+        self.fail_at_least(now, error, Duration::ZERO);
+    }
+
+    /// As [`fail`](Self::fail), but a backoff waits at least `floor` (a rate limit's reset
+    /// time).
+    fn fail_at_least(&mut self, now: Instant, error: StreamError, floor: Duration) {
         let trusted = match &self.state {
             State::Open(conn) => {
                 self.queue.push_back(Action::Close);
@@ -985,7 +1031,7 @@ impl SiteStream {
             });
             return;
         }
-        let retry_in = self.backoff.next_delay(kind);
+        let retry_in = self.backoff.next_delay(kind).max(floor);
         self.stats.reconnects += 1;
         self.queue
             .push_back(Action::Event(Event::Disconnected { error, retry_in }));
@@ -993,6 +1039,37 @@ impl SiteStream {
             until: later(now, retry_in),
         };
     }
+}
+
+/// The longest wait an `x-rate-limit-reset` header can impose: one hour. X's rate-limit
+/// windows are 15 minutes; a reset further away is taken as this, so a wrong clock or a
+/// hostile server cannot park a stream for days.
+pub const MAX_RATE_LIMIT_RESET_WAIT: Duration = Duration::from_secs(3600);
+
+/// How long a `420`/`429` head asks to wait: until its `x-rate-limit-reset` (unix seconds),
+/// reckoned from the wall-clock seconds the driver gave at connect plus the time since, at
+/// most [`MAX_RATE_LIMIT_RESET_WAIT`]. Zero when the header is missing, unreadable or past.
+fn rate_limit_reset_wait(
+    head: &crate::response::ResponseHead,
+    now: Instant,
+    conn: &Connection,
+) -> Duration {
+    if head.class() != StatusClass::RateLimited {
+        return Duration::ZERO;
+    }
+    let Some(reset) = head
+        .header("x-rate-limit-reset")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return Duration::ZERO;
+    };
+    let elapsed = now.saturating_duration_since(conn.connected_at);
+    // The wall clock now, to the millisecond; the reset is a whole second.
+    let now_unix_ms = u128::from(conn.connected_unix_secs) * 1000 + elapsed.as_millis();
+    let reset_ms = u128::from(reset) * 1000;
+    let wait_ms = reset_ms.saturating_sub(now_unix_ms);
+    let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(u64::MAX));
+    wait.min(MAX_RATE_LIMIT_RESET_WAIT)
 }
 
 /// `now + duration`, without the panic of `Instant + Duration` on overflow: the latest
@@ -1162,11 +1239,19 @@ pub fn is_final_disconnect(code: u32) -> bool {
 
 enum Special {
     Control(String),
-    Disconnect { code: u32, reason: String },
+    Disconnect {
+        code: u32,
+        reason: String,
+    },
+    OperationalDisconnect {
+        disconnect_type: String,
+        detail: String,
+    },
 }
 
-/// Cheaply recognises `{"control":…}` and `{"disconnect":…}` by their first key, and only
-/// then parses them.
+/// Cheaply recognises `{"control":…}`, `{"disconnect":…}` and v2's `{"errors":[…]}` by their
+/// first key, and only then parses them. An `errors` message is a disconnect only when one of
+/// its problems is an `operational-disconnect` (see [`crate::v2::is_operational_disconnect`]).
 fn special_message(message: &[u8]) -> Option<Special> {
     let rest = message
         .trim_ascii_start()
@@ -1198,6 +1283,12 @@ fn special_message(message: &[u8]) -> Option<Special> {
         Some(Special::Disconnect {
             code: w.disconnect.code,
             reason: bounded_text(&w.disconnect.reason),
+        })
+    } else if rest.starts_with(b"\"errors\"") {
+        let problem = crate::v2::operational_disconnect(message)?;
+        Some(Special::OperationalDisconnect {
+            disconnect_type: bounded_text(&problem.disconnect_type.unwrap_or_default()),
+            detail: bounded_text(&problem.detail.unwrap_or_default()),
         })
     } else {
         None
@@ -1492,6 +1583,156 @@ mod tests {
             now += wait;
         }
         assert_eq!(stream.error_count(), 3);
+    }
+
+    fn v2_config() -> crate::ConfigBuilder {
+        Config::v2_builder(
+            crate::config::Api::V2Filtered,
+            crate::config::BearerToken::new("BEARER-SECRET"),
+        )
+        .url("http://127.0.0.1:8080/2/tweets/search/stream")
+    }
+
+    #[test]
+    fn a_v2_stream_sends_its_bearer_token_and_its_own_parameters() {
+        let t0 = Instant::now();
+        let config = v2_config()
+            .v2_param(crate::config::V2Param::TweetFields, "created_at,lang")
+            .v2_param(crate::config::V2Param::Expansions, "author_id")
+            .build()
+            .unwrap();
+        let mut stream = SiteStream::new(config);
+        let request = connect(&mut stream, t0);
+        assert_eq!(
+            &request[..],
+            format!(
+                "GET /2/tweets/search/stream?expansions=author_id&tweet.fields=created_at%2Clang HTTP/1.1\r\n\
+                 Host: 127.0.0.1:8080\r\n\
+                 User-Agent: {}\r\n\
+                 Authorization: Bearer BEARER-SECRET\r\n\r\n",
+                crate::request::USER_AGENT
+            )
+            .as_bytes()
+        );
+        // The secret shows in no Debug output.
+        for debug in [format!("{stream:?}"), format!("{:?}", stream.config())] {
+            assert!(!debug.contains("BEARER-SECRET"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn the_v2_operational_disconnect_reconnects_like_a_disconnect_message() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(v2_config().build().unwrap());
+        connect(&mut stream, t0);
+        // Pretty-printed, as go-twitter's test holds it (see tests/fixtures/v2/).
+        let disconnect = "{\n\t\"errors\": [{\n\t\t\"title\": \"operational-disconnect\",\n\t\t\"disconnect_type\": \"UpstreamOperationalDisconnect\",\n\t\t\"detail\": \"This stream has been disconnected upstream for operational reasons.\",\n\t\t\"type\": \"https://api.twitter.com/2/problems/operational-disconnect\"\n\t}]\n}";
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(format!("{disconnect}\r\n").as_bytes()));
+        stream.handle_input(t0, &input);
+        let actions = drain(&mut stream, t0);
+        assert_eq!(messages(&actions), [disconnect.as_bytes()]);
+        let error = StreamError::OperationalDisconnect {
+            disconnect_type: "UpstreamOperationalDisconnect".into(),
+            detail: "This stream has been disconnected upstream for operational reasons.".into(),
+        };
+        let step = Duration::from_millis(250);
+        assert_eq!(
+            actions[actions.len() - 3..],
+            [
+                Action::Close,
+                Action::Event(Event::Disconnected {
+                    error: error.clone(),
+                    retry_in: step
+                }),
+                Action::Wait(t0 + step)
+            ]
+        );
+        assert_eq!(error.failure_kind(), Some(FailureKind::Network));
+        assert_eq!(stream.error_count(), 1, "a disconnect earns no trust");
+        // Other problems are messages like any other.
+        let now = t0 + step;
+        connect(&mut stream, now);
+        let mut input = OK_HEAD.to_vec();
+        input.extend(chunk(b"{\"errors\":[{\"title\":\"Not Found Error\"}]}\r\n"));
+        stream.handle_input(now, &input);
+        let actions = drain(&mut stream, now);
+        assert_eq!(messages(&actions).len(), 1);
+        assert!(matches!(actions.last(), Some(Action::Wait(_))));
+        assert_eq!(stream.error_count(), 0, "a real message earns trust");
+    }
+
+    #[test]
+    fn a_429_waits_until_its_rate_limit_reset() {
+        let t0 = Instant::now();
+        let mut stream = SiteStream::new(v2_config().build().unwrap());
+        // Connected at unix 1_700_000_000 (see `connect`); the head comes 2.5 s later and
+        // says the window resets at 1_700_000_300: wait 297.5 s, more than the 60 s backoff.
+        connect(&mut stream, t0);
+        let now = t0 + Duration::from_millis(2500);
+        stream.handle_input(
+            now,
+            b"HTTP/1.1 429 Too Many Requests\r\nx-rate-limit-reset: 1700000300\r\nContent-Length: 0\r\n\r\n",
+        );
+        let actions = drain(&mut stream, now);
+        let wait = Duration::from_millis(297_500);
+        assert_eq!(
+            actions[1..],
+            [
+                Action::Close,
+                Action::Event(Event::Disconnected {
+                    error: StreamError::Status {
+                        status: 429,
+                        reason: "Too Many Requests".into()
+                    },
+                    retry_in: wait
+                }),
+                Action::Wait(now + wait)
+            ]
+        );
+        // A reset already past, sooner than the backoff, unreadable, or absurdly far: the
+        // backoff (doubling on) or the one-hour cap.
+        let mut now = now + wait;
+        for (header, expected) in [
+            (
+                "x-rate-limit-reset: 1600000000\r\n",
+                Duration::from_secs(120),
+            ),
+            (
+                "x-rate-limit-reset: 1700000001\r\n",
+                Duration::from_secs(240),
+            ),
+            ("x-rate-limit-reset: soon\r\n", Duration::from_secs(480)),
+            ("", Duration::from_secs(960)),
+            (
+                "x-rate-limit-reset: 99999999999\r\n",
+                MAX_RATE_LIMIT_RESET_WAIT,
+            ),
+        ] {
+            connect(&mut stream, now);
+            let head =
+                format!("HTTP/1.1 429 Too Many Requests\r\n{header}Content-Length: 0\r\n\r\n");
+            stream.handle_input(now, head.as_bytes());
+            let actions = drain(&mut stream, now);
+            assert_eq!(
+                actions.last(),
+                Some(&Action::Wait(now + expected)),
+                "{header}"
+            );
+            now += expected;
+        }
+        // Any other status ignores the header.
+        let mut stream = SiteStream::new(v2_config().build().unwrap());
+        connect(&mut stream, t0);
+        stream.handle_input(
+            t0,
+            b"HTTP/1.1 503 Service Unavailable\r\nx-rate-limit-reset: 1700000300\r\nContent-Length: 0\r\n\r\n",
+        );
+        let actions = drain(&mut stream, t0);
+        assert_eq!(
+            actions.last(),
+            Some(&Action::Wait(t0 + Duration::from_secs(5)))
+        );
     }
 
     #[test]

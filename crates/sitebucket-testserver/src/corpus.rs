@@ -98,6 +98,16 @@ pub fn disconnect(code: u32, reason: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// X API v2's disconnect message: an `errors` message with an `operational-disconnect`
+/// problem, as X documents it.
+pub fn v2_operational_disconnect(detail: &str) -> Vec<u8> {
+    format!(
+        "{{\"errors\":[{{\"title\":\"operational-disconnect\",\"disconnect_type\":\"UpstreamOperationalDisconnect\",\"detail\":\"{}\",\"type\":\"https://api.twitter.com/2/problems/operational-disconnect\"}}]}}",
+        json_escape(detail)
+    )
+    .into_bytes()
+}
+
 /// A `FALLING_BEHIND` stall warning.
 pub fn falling_behind(percent_full: u8) -> Vec<u8> {
     format!(
@@ -264,6 +274,28 @@ impl Corpus {
             chars += word.chars().count() + 1;
         }
         text
+    }
+
+    /// An X API v2 stream message: `data` (a tweet with `author_id`, `created_at`, `lang`
+    /// and `edit_history_tweet_ids`), `includes.users` (its author) and, when `rule` is given,
+    /// `matching_rules` with that rule's id and tag.
+    pub fn v2_message(&mut self, rule: Option<(&str, &str)>) -> Vec<u8> {
+        let id = self.fresh_id();
+        let author = self.user_id();
+        let text = json_escape(&self.text(280));
+        let username = format!("user_{author}");
+        let created_at = iso8601(self.unix);
+        let mut message = format!(
+            "{{\"data\":{{\"author_id\":\"{author}\",\"created_at\":\"{created_at}\",\"edit_history_tweet_ids\":[\"{id}\"],\"id\":\"{id}\",\"lang\":\"en\",\"text\":\"{text}\"}},\"includes\":{{\"users\":[{{\"id\":\"{author}\",\"name\":\"User {author}\",\"username\":\"{username}\"}}]}}"
+        );
+        if let Some((rule_id, tag)) = rule {
+            message.push_str(&format!(
+                ",\"matching_rules\":[{{\"id\":\"{rule_id}\",\"tag\":\"{}\"}}]",
+                json_escape(tag)
+            ));
+        }
+        message.push('}');
+        message.into_bytes()
     }
 
     /// A v1.1 `user` object, about 1.6 KB.
@@ -725,5 +757,53 @@ mod tests {
             json_escape("a/b\"c\\d\n\u{1}é"),
             "a\\/b\\\"c\\\\d\\n\\u0001é"
         );
+    }
+}
+
+/// `unix` seconds as `YYYY-MM-DDTHH:MM:SS.000Z` (UTC), the form of v2's `created_at`.
+pub fn iso8601(unix: u64) -> String {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod v2_tests {
+    use super::*;
+
+    #[test]
+    fn v2_messages_are_json_envelopes() {
+        let mut corpus = Corpus::new(7);
+        let message = corpus.v2_message(Some(("42", "cats")));
+        let value: serde_json::Value = serde_json::from_slice(&message).unwrap();
+        assert!(value["data"]["id"].is_string() && value["data"]["text"].is_string());
+        assert_eq!(
+            value["data"]["author_id"],
+            value["includes"]["users"][0]["id"]
+        );
+        assert_eq!(value["matching_rules"][0]["id"], "42");
+        let plain: serde_json::Value = serde_json::from_slice(&corpus.v2_message(None)).unwrap();
+        assert!(plain.get("matching_rules").is_none());
+        let disconnect: serde_json::Value =
+            serde_json::from_slice(&v2_operational_disconnect("bye \"now\"")).unwrap();
+        assert_eq!(disconnect["errors"][0]["title"], "operational-disconnect");
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_617_292_351), "2021-04-01T15:52:31.000Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00.000Z");
     }
 }

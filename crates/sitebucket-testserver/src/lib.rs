@@ -1,4 +1,6 @@
-//! A scripted Site Streams server for tests, demos and benchmarks.
+//! A scripted Site Streams server for tests, demos and benchmarks — and, with a Bearer token
+//! ([`ServerOptions::bearer_token`]), an X API v2 filtered and sample stream server with the
+//! rules endpoint (see [`v2`]).
 //!
 //! It is the independent peer that checks the client: it shares no code with
 //! `sitebucket-proto`, verifies each request's OAuth 1.0a HMAC-SHA1 signature with its own
@@ -28,15 +30,17 @@ pub mod scenario;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod v2;
 
 pub use control::{ControlStream, ControlStreams};
 pub use oauth::Credentials;
 pub use scenario::{
     AfterList, AttemptPlan, BodyEncoding, ChunkPlan, End, Framing, Head, PlanGenerator, Repeat,
-    Scenario, Step, Transfer, BUILTIN_SCENARIOS,
+    Scenario, Step, Transfer, BUILTIN_SCENARIOS, V2_RULE,
 };
 pub use server::{EndedHook, ServerOptions, TestServer};
 pub use session::{AttemptRecord, Output, Session};
+pub use v2::{HeldRule, V2Service};
 
 #[cfg(test)]
 mod testutil;

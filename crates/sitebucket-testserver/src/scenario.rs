@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::corpus::{Corpus, USER_IDS};
+use crate::corpus::{self, Corpus, USER_IDS};
 
 /// A whole script: what every connection attempt gets.
 #[derive(Debug, Clone)]
@@ -137,7 +137,45 @@ impl Scenario {
         if messages.is_empty() {
             return None;
         }
-        let mut source = Source::Replay { messages, next: 0 };
+        let mut source = Source::Replay {
+            messages,
+            next: 0,
+            v2: false,
+        };
+        match name {
+            "steady" => Some(steady_from(&mut source)),
+            "flaky" => Some(flaky_from(&mut source)),
+            "firehose" => Some(firehose_from(&mut source, 3)),
+            _ => None,
+        }
+    }
+
+    /// A built-in scenario by name (see [`BUILTIN_SCENARIOS`]) for the X API v2 streams, with
+    /// a fixed seed: the same pacing and faults with v2 envelopes (tweets in `data`, their
+    /// authors in `includes`, the [`V2_RULE`] in `matching_rules`), no control stream, a 429
+    /// where Site Streams has a 420, and the v2 `operational-disconnect` message in place of a
+    /// `disconnect` message.
+    pub fn builtin_v2(name: &str) -> Option<Scenario> {
+        let mut source = Source::V2(Corpus::new(11));
+        match name {
+            "steady" => Some(steady_from(&mut source)),
+            "flaky" => Some(flaky_from(&mut source)),
+            "firehose" => Some(firehose_from(&mut source, 13)),
+            _ => None,
+        }
+    }
+
+    /// As [`replaying`](Self::replaying), for the v2 streams: no control message first, and
+    /// the v2 faults (see [`builtin_v2`](Self::builtin_v2)).
+    pub fn replaying_v2(name: &str, messages: Vec<Vec<u8>>) -> Option<Scenario> {
+        if messages.is_empty() {
+            return None;
+        }
+        let mut source = Source::Replay {
+            messages,
+            next: 0,
+            v2: true,
+        };
         match name {
             "steady" => Some(steady_from(&mut source)),
             "flaky" => Some(flaky_from(&mut source)),
@@ -170,12 +208,21 @@ impl Scenario {
     }
 }
 
+/// The rule (id, tag) every v2 message of the built-in scenarios matched.
+pub const V2_RULE: (&str, &str) = ("1800000000000000001", "sitebucket-testserver");
+
 /// Where a built-in scenario's messages come from.
 enum Source {
     /// Made up from the corpus.
     Corpus(Corpus),
-    /// A recording, in order, cycling.
-    Replay { messages: Vec<Vec<u8>>, next: usize },
+    /// X API v2 envelopes made up from the corpus.
+    V2(Corpus),
+    /// A recording, in order, cycling; `v2` for a v2 stream.
+    Replay {
+        messages: Vec<Vec<u8>>,
+        next: usize,
+        v2: bool,
+    },
 }
 
 impl Source {
@@ -183,7 +230,8 @@ impl Source {
     fn message(&mut self) -> Vec<u8> {
         match self {
             Source::Corpus(corpus) => corpus.site_message(),
-            Source::Replay { messages, next } => {
+            Source::V2(corpus) => corpus.v2_message(Some(V2_RULE)),
+            Source::Replay { messages, next, .. } => {
                 let message = messages[*next % messages.len()].clone();
                 *next += 1;
                 message
@@ -198,6 +246,7 @@ impl Source {
                 (0..256).map(|_| corpus.firehose_message()).collect()
             }
             Source::Corpus(corpus) => (0..200).map(|_| corpus.site_message()).collect(),
+            Source::V2(corpus) => (0..200).map(|_| corpus.v2_message(Some(V2_RULE))).collect(),
             Source::Replay { messages, .. } => messages.clone(),
         }
     }
@@ -205,6 +254,9 @@ impl Source {
     /// The control message (each connection announces a live control stream of its own)
     /// and, from the corpus, a friends preamble for each streamed user.
     fn preamble(&mut self) -> Vec<Step> {
+        if self.is_v2() {
+            return Vec::new();
+        }
         let mut steps = vec![Step::Control];
         if let Source::Corpus(corpus) = self {
             for (i, user) in USER_IDS.iter().enumerate() {
@@ -212,6 +264,33 @@ impl Source {
             }
         }
         steps
+    }
+}
+
+impl Source {
+    fn is_v2(&self) -> bool {
+        matches!(self, Source::V2(_) | Source::Replay { v2: true, .. })
+    }
+
+    /// The step that ends a stream with the API's disconnect message.
+    fn disconnect(&self, code: u32, reason: &str) -> Step {
+        if self.is_v2() {
+            Step::Message(corpus::v2_operational_disconnect(reason))
+        } else {
+            Step::Disconnect {
+                code,
+                reason: reason.into(),
+            }
+        }
+    }
+
+    /// The API's rate-limit status.
+    fn rate_limited(&self) -> AttemptPlan {
+        if self.is_v2() {
+            AttemptPlan::status(429, "Too Many Requests")
+        } else {
+            AttemptPlan::status(420, "Enhance Your Calm")
+        }
     }
 }
 
@@ -238,14 +317,11 @@ fn flaky_from(source: &mut Source) -> Scenario {
         disconnected.push(Step::Message(source.message()));
         disconnected.push(Step::Wait(Duration::from_millis(100)));
     }
-    disconnected.push(Step::Disconnect {
-        code: 10,
-        reason: "stream exception: the server is flaky on purpose".into(),
-    });
+    disconnected.push(source.disconnect(10, "stream exception: the server is flaky on purpose"));
     Scenario::new(vec![
         AttemptPlan::status(503, "Service Unavailable"),
         AttemptPlan::ok(dropped),
-        AttemptPlan::status(420, "Enhance Your Calm"),
+        source.rate_limited(),
         AttemptPlan::ok(stalled).with_end(End::Stall),
         AttemptPlan::ok(disconnected).with_end(End::HoldWithKeepAlives(Duration::from_secs(3))),
         AttemptPlan::never_answers(),
@@ -254,10 +330,14 @@ fn flaky_from(source: &mut Source) -> Scenario {
 }
 
 fn firehose_from(source: &mut Source, seed: u64) -> Scenario {
-    let steps = vec![
-        Step::Control,
-        Step::Repeat(Repeat::endless(source.pool(true)).with_keep_alive_every(1000)),
-    ];
+    let mut steps = if source.is_v2() {
+        Vec::new()
+    } else {
+        vec![Step::Control]
+    };
+    steps.push(Step::Repeat(
+        Repeat::endless(source.pool(true)).with_keep_alive_every(1000),
+    ));
     Scenario::single(AttemptPlan::ok(steps).with_chunks(ChunkPlan::Random {
         seed,
         min: 16,

@@ -23,6 +23,7 @@ use crate::oauth::Credentials;
 use crate::scenario::Scenario;
 use crate::session::{AttemptRecord, Output, Session};
 use crate::tls;
+use crate::v2::V2Service;
 
 /// How long the acceptor sleeps when no connection is pending.
 const ACCEPT_POLL: Duration = Duration::from_millis(5);
@@ -46,6 +47,9 @@ pub struct ServerOptions {
     pub credentials: Credentials,
     /// The port on 127.0.0.1; `None` picks a free one.
     pub port: Option<u16>,
+    /// Speak X API v2 instead of Site Streams: requests must carry this Bearer token (see
+    /// [`v2`](crate::v2)), and [`TestServer::url`] is the filtered stream's.
+    pub bearer_token: Option<String>,
 }
 
 impl ServerOptions {
@@ -88,6 +92,7 @@ struct Shared {
     control: ControlStreams,
     /// Told of each attempt as it ends (see [`TestServer::set_ended_hook`]).
     ended_hook: Mutex<Option<EndedHook>>,
+    v2: Option<V2Service>,
 }
 
 /// Called with each attempt's final record as it ends (see [`TestServer::set_ended_hook`]).
@@ -198,6 +203,7 @@ impl TestServer {
             changed: Condvar::new(),
             control: ControlStreams::new(),
             ended_hook: Mutex::new(None),
+            v2: options.bearer_token.map(V2Service::new),
         });
         let acceptor_shared = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
@@ -213,10 +219,31 @@ impl TestServer {
         })
     }
 
-    /// The stream URL: `http://127.0.0.1:PORT/1.1/site.json` (`https://` with TLS).
+    /// The stream URL: `http://127.0.0.1:PORT/1.1/site.json` (`https://` with TLS), or
+    /// the v2 filtered stream's (`…/2/tweets/search/stream`) on a v2 server.
     pub fn url(&self) -> String {
         let scheme = if self.is_tls() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}/1.1/site.json", self.addr.port())
+        let path = if self.shared.v2.is_some() {
+            crate::v2::FILTERED_PATH
+        } else {
+            "/1.1/site.json"
+        };
+        format!("{scheme}://127.0.0.1:{}{path}", self.addr.port())
+    }
+
+    /// The v2 sample stream's URL (`…/2/tweets/sample/stream`).
+    pub fn sample_url(&self) -> String {
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!(
+            "{scheme}://127.0.0.1:{}{}",
+            self.addr.port(),
+            crate::v2::SAMPLE_PATH
+        )
+    }
+
+    /// The v2 side (its token and rules) of a v2 server.
+    pub fn v2(&self) -> Option<&V2Service> {
+        self.shared.v2.as_ref()
     }
 
     /// The address the server listens on.
@@ -398,9 +425,12 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 fn start_connection(shared: &Arc<Shared>, stream: TcpStream, index: usize) -> io::Result<()> {
     let accepted_at = Instant::now();
     let plan = shared.scenario.plan_for(index);
-    let session = Session::new(plan, &shared.credentials, index, accepted_at)
+    let mut session = Session::new(plan, &shared.credentials, index, accepted_at)
         .with_tls(shared.tls.is_some())
         .with_control(shared.control.clone());
+    if let Some(service) = &shared.v2 {
+        session = session.with_v2(service.clone());
+    }
     let killed = Arc::new(AtomicBool::new(false));
     {
         let mut state = shared.state();

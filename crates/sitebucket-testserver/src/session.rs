@@ -35,6 +35,7 @@ use crate::control::{Answer, ControlStreams};
 use crate::corpus;
 use crate::oauth::{self, Credentials, SignedRequest};
 use crate::scenario::{AttemptPlan, BodyEncoding, Framing, Head, Step, Transfer};
+use crate::v2::{Route, V2Service};
 
 /// The longest request head accepted (start line, headers and the blank line); a longer one
 /// gets `400 Bad Request`.
@@ -237,6 +238,8 @@ pub struct Session {
     control: Option<ControlStreams>,
     /// Framed messages wholly in the bytes handed out by `poll_output` so far.
     messages_out: u64,
+    /// The server's v2 side: when set, requests carry a Bearer token, not a signature.
+    v2: Option<V2Service>,
 }
 
 impl fmt::Debug for Session {
@@ -278,7 +281,16 @@ impl Session {
             clean_close: false,
             control: None,
             messages_out: 0,
+            v2: None,
         }
+    }
+
+    /// Speaks X API v2 (see [`v2`](crate::v2)): requests must carry `service`'s Bearer token
+    /// (else `401`), the stream paths play the plan, the rules endpoint answers from
+    /// `service`'s rules. Call it before any input.
+    pub fn with_v2(mut self, service: V2Service) -> Self {
+        self.v2 = Some(service);
+        self
     }
 
     /// Answers control requests (`…/c/<id>/add_user.json` and the others, see
@@ -527,6 +539,24 @@ impl Session {
         }
         self.record.request_at = Some(now);
         let body = &self.input[head_len..head_len + body_len];
+        if let Some(service) = self.v2.clone() {
+            let body = body.to_vec();
+            self.input = Vec::new();
+            if !service.authorized(self.record.header("authorization")) {
+                self.record.rejection = Some("no valid Bearer token".to_owned());
+                return self.answer_control(V2Service::unauthorized());
+            }
+            self.record.signature_ok = true;
+            return match service.route(
+                &self.record.method,
+                &self.record.path,
+                &self.record.query,
+                &body,
+            ) {
+                Route::Stream => self.start_response(now),
+                Route::Answer(answer) => self.answer_control(answer),
+            };
+        }
         let is_form = self.record.header("content-type").is_some_and(|ct| {
             ct.trim()
                 .to_ascii_lowercase()

@@ -1531,6 +1531,9 @@ mod tests {
                 ControlKind::RemoveUsers => "remove",
                 ControlKind::Info => "info",
                 ControlKind::FriendsIds => "friends",
+                ControlKind::RulesList | ControlKind::RulesAdd | ControlKind::RulesDelete => {
+                    "rules"
+                }
             };
             let id = call.stream_id().unwrap_or("-");
             let mut entry = format!("{kind} {id}");

@@ -47,6 +47,9 @@ pub use sitebucket_proto::{
     Outcome, ParseError, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff,
     UrlError, UserMessage, With,
 };
+/// X API v2's filtered and sample streams on the same core: `Config::v2_builder` with a
+/// Bearer token, and the typed v2 envelope.
+pub use sitebucket_proto::{Api, Auth, BearerToken, V2Message, V2Param, V2Parser};
 pub use sitebucket_thread::{
     AnnounceHook, Control, Driver, FailedStream, Finished, ItemSink, ListenThread, MessagesOnly,
     Monitor, MonitorError, Observer, ParallelParser, ParallelParserBuilder, Resolver, RunHandle,

@@ -56,6 +56,7 @@ pub fn sitebucket() -> Command {
         "SITEBUCKET_CONSUMER_SECRET",
         "SITEBUCKET_TOKEN",
         "SITEBUCKET_TOKEN_SECRET",
+        "SITEBUCKET_BEARER_TOKEN",
     ] {
         command.env_remove(name);
     }

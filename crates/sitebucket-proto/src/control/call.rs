@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::chunked::ChunkedDecoder;
-use crate::config::{Config, Credentials, Endpoint};
+use crate::config::{Auth, Config, Credentials, Endpoint};
 use crate::content::ContentDecoder;
 use crate::pipeline::ReadError;
 use crate::request::make_nonce;
@@ -19,6 +19,7 @@ use crate::tls::{TlsContext, TlsSession};
 
 use super::request::{ControlKind, ControlRequest};
 use super::response::{decode_friends_ids, decode_info, error_detail, ControlResponse};
+use super::rules::decode_rules;
 use super::{is_valid_stream_id, ControlError, DEFAULT_CONTROL_TIMEOUT, MAX_CONTROL_BODY};
 
 /// What the driver should do next for a [`ControlCall`]; the same shape as the stream's
@@ -112,7 +113,7 @@ struct Conn {
 pub struct ControlCall {
     request: ControlRequest,
     endpoint: Endpoint,
-    credentials: Credentials,
+    auth: Auth,
     extra_roots: Vec<u8>,
     stream_id: Option<String>,
     timeout: Duration,
@@ -133,7 +134,7 @@ impl std::fmt::Debug for ControlCall {
         f.debug_struct("ControlCall")
             .field("request", &self.request)
             .field("endpoint", &self.endpoint)
-            .field("credentials", &self.credentials)
+            .field("auth", &self.auth)
             .field("stream_id", &self.stream_id)
             .field("timeout", &self.timeout)
             .field("state", &state)
@@ -152,10 +153,26 @@ impl ControlCall {
         stream_id: Option<&str>,
         request: ControlRequest,
     ) -> Self {
+        Self::with_auth(
+            endpoint,
+            &Auth::OAuth1(credentials.clone()),
+            stream_id,
+            request,
+        )
+    }
+
+    /// As [`new`](Self::new), signed in with `auth` (a Bearer token for the v2 rules calls,
+    /// which need no stream id: pass `None`).
+    pub fn with_auth(
+        endpoint: &Endpoint,
+        auth: &Auth,
+        stream_id: Option<&str>,
+        request: ControlRequest,
+    ) -> Self {
         ControlCall {
             request,
             endpoint: endpoint.clone(),
-            credentials: credentials.clone(),
+            auth: auth.clone(),
             extra_roots: Vec::new(),
             stream_id: stream_id.map(str::to_owned),
             timeout: DEFAULT_CONTROL_TIMEOUT,
@@ -169,7 +186,7 @@ impl ControlCall {
     /// certificates and nonce seed (drawn from the operating system when the config sets
     /// none).
     pub fn for_stream(config: &Config, stream_id: Option<&str>, request: ControlRequest) -> Self {
-        let call = Self::new(config.endpoint(), config.credentials(), stream_id, request)
+        let call = Self::with_auth(config.endpoint(), config.auth(), stream_id, request)
             .with_extra_roots(config.extra_root_certs_pem().to_vec());
         match config.rng_seed() {
             Some(seed) => call.with_nonce_seed(seed),
@@ -237,16 +254,14 @@ impl ControlCall {
         };
         let stream_id = self.stream_id.as_deref().unwrap_or_default();
         let nonce = make_nonce(&mut ChaCha8Rng::seed_from_u64(self.nonce_seed));
-        let request = match self.request.signed(
-            &self.endpoint,
-            stream_id,
-            &self.credentials,
-            unix_secs,
-            &nonce,
-        ) {
-            Ok(request) => request,
-            Err(e) => return self.finish(Err(e), true),
-        };
+        let request =
+            match self
+                .request
+                .authorized(&self.endpoint, stream_id, &self.auth, unix_secs, &nonce)
+            {
+                Ok(request) => request,
+                Err(e) => return self.finish(Err(e), true),
+            };
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))] // Set up for TLS only with it.
         let mut conn = Box::new(Conn {
             body: OneShot::new(),
@@ -378,7 +393,14 @@ impl ControlCall {
     }
 
     fn start(&mut self, now: Instant) -> ControlAction {
+        let rules = self.request.kind().is_rules();
         let checked = match self.stream_id.as_deref() {
+            _ if rules && self.endpoint.tls && !cfg!(feature = "tls") => {
+                Err(ControlError::InvalidConfig(
+                    "https:// needs sitebucket-proto's `tls` feature".into(),
+                ))
+            }
+            _ if rules => Ok(()),
             None => Err(ControlError::NotAnnounced),
             Some(id) if !is_valid_stream_id(id) => Err(ControlError::InvalidStreamId {
                 stream_id: id.to_owned(),
@@ -417,11 +439,14 @@ impl ControlCall {
         let Some(head) = conn.body.head() else {
             return Err(ControlError::Closed);
         };
-        if head.status != 200 {
+        let rules = self.request.kind().is_rules();
+        // A rules change answers `201 Created`.
+        let ok = head.status == 200 || (rules && (200..300).contains(&head.status));
+        if !ok {
             // The body only adds detail: an unreadable one leaves it out.
             let body = conn.body.decoded().unwrap_or_default();
             return Err(match head.status {
-                404 => ControlError::UnknownStream {
+                404 if !rules => ControlError::UnknownStream {
                     stream_id: self.stream_id.clone().unwrap_or_default(),
                 },
                 status => ControlError::Http {
@@ -436,6 +461,9 @@ impl ControlCall {
             ControlKind::AddUsers | ControlKind::RemoveUsers => Ok(ControlResponse::Done),
             ControlKind::Info => decode_info(&body).map(ControlResponse::Info),
             ControlKind::FriendsIds => decode_friends_ids(&body).map(ControlResponse::Friends),
+            ControlKind::RulesList | ControlKind::RulesAdd | ControlKind::RulesDelete => {
+                decode_rules(&body).map(ControlResponse::Rules)
+            }
         }
     }
 

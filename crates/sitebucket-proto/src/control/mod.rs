@@ -12,6 +12,11 @@
 //! | [`ControlRequest::remove_users`] | `POST /1.1/site/c/:stream_id/remove_user.json` with `user_id=1,2,3` |
 //! | [`ControlRequest::info`] | `GET /1.1/site/c/:stream_id/info.json` |
 //! | [`ControlRequest::friends_ids`] | `POST /1.1/site/c/:stream_id/friends/ids.json` with `user_id` and `cursor` |
+//! | [`ControlRequest::rules_list`] (X API v2) | `GET /2/tweets/search/stream/rules` |
+//! | [`ControlRequest::rules_add`] / [`rules_delete`](ControlRequest::rules_delete) (X API v2) | `POST /2/tweets/search/stream/rules` with JSON, `?dry_run=true` to only check |
+//!
+//! The v2 rules calls are one-shot calls of the same kind (a Bearer token signs them in, and
+//! they need no control stream id), so every driver that runs control calls runs them too.
 //!
 //! Everything here is sans-IO, like the rest of the crate:
 //!
@@ -55,6 +60,7 @@ mod call;
 mod pacer;
 mod request;
 mod response;
+mod rules;
 
 use std::fmt;
 use std::io;
@@ -67,6 +73,7 @@ pub use response::{
     decode_friends_ids, decode_info, ControlResponse, FriendsPage, InfoUser, StreamInfo,
     StreamOptions, UserFollows,
 };
+pub use rules::{decode_rules, NewRule, Rule, RulesResponse, RulesSummary};
 
 use crate::pipeline::ReadError;
 
@@ -152,6 +159,8 @@ pub enum ControlError {
     },
     /// An add or remove request with no user id.
     NoUsers,
+    /// A rules add or delete with no rule or id.
+    NoRules,
     /// More user ids in one request than [`MAX_USERS_PER_REQUEST`].
     TooManyUsersPerRequest {
         /// How many distinct ids were given.
@@ -216,6 +225,7 @@ impl fmt::Display for ControlError {
                  {MAX_STREAM_ID_BYTES} letters, digits, '_', '-', '.' or '~'"
             ),
             ControlError::NoUsers => f.write_str("no user id given: name at least one user"),
+            ControlError::NoRules => f.write_str("no rule given: name at least one rule or id"),
             ControlError::TooManyUsersPerRequest { given } => write!(
                 f,
                 "{given} user ids in one control request; at most {MAX_USERS_PER_REQUEST} \

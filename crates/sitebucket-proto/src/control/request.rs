@@ -1,8 +1,9 @@
 //! [`ControlRequest`]: what a control call asks, and its signed bytes.
 
-use crate::config::{Credentials, Endpoint};
-use crate::request::{signed_request, Method};
+use crate::config::{Auth, Credentials, Endpoint};
+use crate::request::{authorized_request, Body, Method};
 
+use super::rules::{add_body, delete_body, rules_path, NewRule};
 use super::{control_path, is_valid_stream_id, ControlError, MAX_USERS_PER_REQUEST};
 
 /// Which control endpoint a request goes to.
@@ -16,25 +17,41 @@ pub enum ControlKind {
     Info,
     /// `POST …/friends/ids.json`.
     FriendsIds,
+    /// X API v2: `GET <stream path>/rules`, the filtered stream's rules.
+    RulesList,
+    /// X API v2: `POST <stream path>/rules` with `{"add":[…]}`.
+    RulesAdd,
+    /// X API v2: `POST <stream path>/rules` with `{"delete":{"ids":[…]}}`.
+    RulesDelete,
 }
 
 impl ControlKind {
-    /// The path after `/site/c/<stream_id>/`.
+    /// The path after `/site/c/<stream_id>/` (`rules` after the stream path for the rules
+    /// kinds).
     pub fn leaf(self) -> &'static str {
         match self {
             ControlKind::AddUsers => "add_user.json",
             ControlKind::RemoveUsers => "remove_user.json",
             ControlKind::Info => "info.json",
             ControlKind::FriendsIds => "friends/ids.json",
+            ControlKind::RulesList | ControlKind::RulesAdd | ControlKind::RulesDelete => "rules",
         }
     }
 
-    /// `GET` for `info.json`, `POST` for the others.
+    /// `GET` for `info.json` and listing rules, `POST` for the others.
     pub fn method(self) -> Method {
         match self {
-            ControlKind::Info => Method::Get,
+            ControlKind::Info | ControlKind::RulesList => Method::Get,
             _ => Method::Post,
         }
+    }
+
+    /// Whether this is one of the v2 rules calls, which need no control stream id.
+    pub fn is_rules(self) -> bool {
+        matches!(
+            self,
+            ControlKind::RulesList | ControlKind::RulesAdd | ControlKind::RulesDelete
+        )
     }
 }
 
@@ -60,6 +77,9 @@ pub struct ControlRequest {
     kind: ControlKind,
     users: Vec<u64>,
     cursor: i64,
+    rules: Vec<NewRule>,
+    rule_ids: Vec<String>,
+    dry_run: bool,
 }
 
 impl ControlRequest {
@@ -87,20 +107,74 @@ impl ControlRequest {
 
     /// `info.json`: who the stream follows and with which options.
     pub fn info() -> Self {
+        ControlRequest::bare(ControlKind::Info)
+    }
+
+    /// A request of `kind` with nothing in it.
+    fn bare(kind: ControlKind) -> Self {
         ControlRequest {
-            kind: ControlKind::Info,
+            kind,
             users: Vec::new(),
             cursor: 0,
+            rules: Vec::new(),
+            rule_ids: Vec::new(),
+            dry_run: false,
         }
+    }
+
+    /// X API v2: list the filtered stream's rules (`GET …/rules`).
+    pub fn rules_list() -> Self {
+        ControlRequest::bare(ControlKind::RulesList)
+    }
+
+    /// X API v2: add `rules` to the filtered stream (`POST …/rules`); with `dry_run`, only
+    /// check them (`?dry_run=true`). At least one rule.
+    pub fn rules_add(rules: &[NewRule], dry_run: bool) -> Result<Self, ControlError> {
+        if rules.is_empty() {
+            return Err(ControlError::NoRules);
+        }
+        Ok(ControlRequest {
+            rules: rules.to_vec(),
+            dry_run,
+            ..ControlRequest::bare(ControlKind::RulesAdd)
+        })
+    }
+
+    /// X API v2: delete the rules with these ids (`POST …/rules`); with `dry_run`, only
+    /// check. At least one id.
+    pub fn rules_delete(ids: &[String], dry_run: bool) -> Result<Self, ControlError> {
+        if ids.is_empty() {
+            return Err(ControlError::NoRules);
+        }
+        Ok(ControlRequest {
+            rule_ids: ids.to_vec(),
+            dry_run,
+            ..ControlRequest::bare(ControlKind::RulesDelete)
+        })
+    }
+
+    /// The rules of an add (none for the other kinds).
+    pub fn rules(&self) -> &[NewRule] {
+        &self.rules
+    }
+
+    /// The rule ids of a delete (none for the other kinds).
+    pub fn rule_ids(&self) -> &[String] {
+        &self.rule_ids
+    }
+
+    /// Whether a rules change only checks (`dry_run=true`).
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// `friends/ids.json`: one page of the ids `user_id` follows. Start with
     /// [`FIRST_CURSOR`](super::FIRST_CURSOR) (`-1`), then pass each page's `next_cursor` until it is `0`.
     pub fn friends_ids(user_id: u64, cursor: i64) -> Self {
         ControlRequest {
-            kind: ControlKind::FriendsIds,
             users: vec![user_id],
             cursor,
+            ..ControlRequest::bare(ControlKind::FriendsIds)
         }
     }
 
@@ -113,9 +187,8 @@ impl ControlRequest {
             return Err(ControlError::TooManyUsersPerRequest { given: users.len() });
         }
         Ok(ControlRequest {
-            kind,
             users,
-            cursor: 0,
+            ..ControlRequest::bare(kind)
         })
     }
 
@@ -127,9 +200,8 @@ impl ControlRequest {
         Ok(users
             .chunks(MAX_USERS_PER_REQUEST)
             .map(|chunk| ControlRequest {
-                kind,
                 users: chunk.to_vec(),
-                cursor: 0,
+                ..ControlRequest::bare(kind)
             })
             .collect())
     }
@@ -154,7 +226,10 @@ impl ControlRequest {
     /// (the ids comma-joined), plus `cursor` for `friends/ids`; none for `info`.
     pub fn form(&self) -> Vec<(&'static str, String)> {
         match self.kind {
-            ControlKind::Info => Vec::new(),
+            ControlKind::Info
+            | ControlKind::RulesList
+            | ControlKind::RulesAdd
+            | ControlKind::RulesDelete => Vec::new(),
             ControlKind::AddUsers | ControlKind::RemoveUsers => {
                 vec![("user_id", join(&self.users))]
             }
@@ -168,6 +243,9 @@ impl ControlRequest {
     /// The path of this request for the stream at `stream_path` with id `stream_id`
     /// (see [`control_path`]).
     pub fn path(&self, stream_path: &str, stream_id: &str) -> Result<String, ControlError> {
+        if self.kind.is_rules() {
+            return Ok(rules_path(stream_path));
+        }
         if !is_valid_stream_id(stream_id) {
             return Err(ControlError::InvalidStreamId {
                 stream_id: stream_id.to_owned(),
@@ -188,14 +266,50 @@ impl ControlRequest {
         unix_secs: u64,
         nonce: &str,
     ) -> Result<Vec<u8>, ControlError> {
+        self.authorized(
+            endpoint,
+            stream_id,
+            &Auth::OAuth1(credentials.clone()),
+            unix_secs,
+            nonce,
+        )
+    }
+
+    /// The whole request signed in with `auth`, as [`signed`](Self::signed) for OAuth 1.0a;
+    /// with a Bearer token, `unix_secs` and `nonce` are not used. A rules call goes to
+    /// `<endpoint.path>/rules` (no stream id needed) with a JSON body for a change and
+    /// `?dry_run=true` when asked.
+    pub fn authorized(
+        &self,
+        endpoint: &Endpoint,
+        stream_id: &str,
+        auth: &Auth,
+        unix_secs: u64,
+        nonce: &str,
+    ) -> Result<Vec<u8>, ControlError> {
         let path = self.path(&endpoint.path, stream_id)?;
-        Ok(signed_request(
+        let json = match self.kind {
+            ControlKind::RulesAdd => Some(add_body(&self.rules)),
+            ControlKind::RulesDelete => Some(delete_body(&self.rule_ids)),
+            _ => None,
+        };
+        let form = self.form();
+        let body = match &json {
+            Some(json) => Body::Json(json),
+            None => Body::Form(&form),
+        };
+        let query = if self.dry_run {
+            vec![("dry_run", "true".to_owned())]
+        } else {
+            Vec::new()
+        };
+        Ok(authorized_request(
             self.kind.method(),
             endpoint,
             &path,
-            &[],
-            &self.form(),
-            credentials,
+            &query,
+            body,
+            auth,
             unix_secs,
             nonce,
             &[("Connection", "close")],

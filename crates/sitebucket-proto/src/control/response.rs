@@ -21,6 +21,8 @@ pub enum ControlResponse {
     Info(StreamInfo),
     /// One page of `friends/ids.json`.
     Friends(FriendsPage),
+    /// The answer of an X API v2 rules call.
+    Rules(super::RulesResponse),
 }
 
 /// The answer of `info.json`: who a live stream follows and with which options.

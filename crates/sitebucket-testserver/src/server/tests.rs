@@ -520,3 +520,70 @@ fn the_ended_hook_sees_each_final_record_and_the_stored_one_is_kept_light() {
     assert_eq!(stored.messages_sent, 2);
     assert_eq!(stored.ended_at, seen[0].ended_at);
 }
+
+#[test]
+fn a_v2_server_checks_the_bearer_token_streams_and_answers_rules() {
+    let options = ServerOptions {
+        bearer_token: Some("T0KEN".into()),
+        ..ServerOptions::plain()
+    };
+    let scenario = Scenario::single(
+        AttemptPlan::ok(vec![Step::Message(
+            b"{\"data\":{\"id\":\"1\",\"text\":\"hi\"}}".to_vec(),
+        )])
+        .with_encoding(BodyEncoding::Identity)
+        .with_framing(Framing::Crlf)
+        .with_end(End::Close),
+    );
+    let server = TestServer::start(scenario, options).unwrap();
+    assert!(server.url().ends_with("/2/tweets/search/stream"));
+    assert!(server.sample_url().ends_with("/2/tweets/sample/stream"));
+    let request = |line: &str, auth: &str, body: &str| {
+        let mut stream = connect(&server);
+        let head = format!(
+            "{line} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            host(&server),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        String::from_utf8(read_to_close(&mut stream)).unwrap()
+    };
+    let good = "Authorization: Bearer T0KEN\r\n";
+    for auth in [
+        "",
+        "Authorization: Bearer nope\r\n",
+        "Authorization: OAuth x=\"y\"\r\n",
+    ] {
+        let answer = request("GET /2/tweets/search/stream", auth, "");
+        assert!(
+            answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("\"title\":\"Unauthorized\""), "{answer}");
+    }
+    for path in [
+        "/2/tweets/search/stream",
+        "/2/tweets/sample/stream?backfill_minutes=1",
+    ] {
+        let answer = request(&format!("GET {path}"), good, "");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.contains("{\"data\":{\"id\":\"1\",\"text\":\"hi\"}}\r\n"),
+            "{answer}"
+        );
+    }
+    let added = request(
+        "POST /2/tweets/search/stream/rules",
+        good,
+        r#"{"add":[{"value":"cat","tag":"cats"}]}"#,
+    );
+    assert!(added.starts_with("HTTP/1.1 201 Created\r\n"), "{added}");
+    let rules = server.v2().unwrap().rules();
+    assert_eq!(rules.len(), 1);
+    let listed = request("GET /2/tweets/search/stream/rules", good, "");
+    assert!(
+        listed.contains(&format!("\"id\":\"{}\"", rules[0].id)),
+        "{listed}"
+    );
+    assert!(request("GET /1.1/site.json", good, "").starts_with("HTTP/1.1 404"));
+}

@@ -612,3 +612,86 @@ proptest! {
         let _ = respond(call(ControlRequest::info()), &refs, true);
     }
 }
+
+/// A rules call: no stream id, the Bearer token, JSON to `<stream path>/rules`; a `201`
+/// answer decodes to the rules created, a `401` is an HTTP error.
+#[test]
+fn rules_calls_carry_the_bearer_token_and_json() {
+    use crate::config::{Api, BearerToken, Config};
+    use crate::control::NewRule;
+
+    let config = Config::v2_builder(Api::V2Filtered, BearerToken::new("BEARER-SECRET"))
+        .url("http://127.0.0.1:8080/2/tweets/search/stream")
+        .build()
+        .expect("valid config");
+    let now = Instant::now();
+    let request =
+        ControlRequest::rules_add(&[NewRule::new("cat").tagged("c")], true).expect("one rule");
+    let mut call = ControlCall::for_stream(&config, None, request);
+    assert!(!format!("{call:?}").contains("BEARER-SECRET"));
+    assert!(matches!(
+        call.poll_action(now),
+        ControlAction::Connect { port: 8080, .. }
+    ));
+    call.handle_connected(now, 1_700_000_000);
+    let ControlAction::Transmit(bytes) = call.poll_action(now) else {
+        panic!("the request is sent")
+    };
+    let json = r#"{"add":[{"tag":"c","value":"cat"}]}"#;
+    assert_eq!(
+        std::str::from_utf8(&bytes).expect("UTF-8"),
+        format!(
+            "POST /2/tweets/search/stream/rules?dry_run=true HTTP/1.1\r\n\
+             Host: 127.0.0.1:8080\r\n\
+             User-Agent: {}\r\n\
+             Connection: close\r\n\
+             Authorization: Bearer BEARER-SECRET\r\n\
+             Content-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{json}",
+            crate::request::USER_AGENT,
+            json.len()
+        )
+    );
+    let body = r#"{"data":[{"id":"9","value":"cat","tag":"c"}],"meta":{"summary":{"created":1}}}"#;
+    call.handle_input(
+        now,
+        format!(
+            "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(call.poll_action(now), ControlAction::Close);
+    let ControlAction::Finished(Ok(ControlResponse::Rules(answer))) = call.poll_action(now) else {
+        panic!("the rules answer")
+    };
+    assert_eq!(answer.rules[0].id, "9");
+    assert_eq!(answer.summary.created, 1);
+    assert_eq!(answer.body, body);
+
+    // A wrong token: 401 is an HTTP error, not an unknown stream; a list needs no stream id.
+    let mut call = ControlCall::for_stream(&config, None, ControlRequest::rules_list());
+    let _ = call.poll_action(now);
+    call.handle_connected(now, 1);
+    let ControlAction::Transmit(bytes) = call.poll_action(now) else {
+        panic!("the request is sent")
+    };
+    assert!(bytes.starts_with(b"GET /2/tweets/search/stream/rules HTTP/1.1\r\n"));
+    call.handle_input(
+        now,
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}",
+    );
+    assert_eq!(call.poll_action(now), ControlAction::Close);
+    assert!(matches!(
+        call.poll_action(now),
+        ControlAction::Finished(Err(ControlError::Http { status: 404, .. }))
+    ));
+    assert_eq!(
+        ControlRequest::rules_add(&[], false),
+        Err(ControlError::NoRules)
+    );
+    assert_eq!(
+        ControlRequest::rules_delete(&[], false),
+        Err(ControlError::NoRules)
+    );
+}
