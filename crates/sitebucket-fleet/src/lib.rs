@@ -13,8 +13,10 @@
 #![warn(unreachable_pub)]
 
 mod lease;
+mod nats;
 
 pub use lease::{
     shard_of, Action, ConfigError, KvOp, KvOutcome, LeaseConfig, LeaseStats, Leases, OpId, Shard,
     StopReason, DEFAULT_SHARDS,
 };
+pub use nats::{Assignment, Buckets, FleetConfig, FleetError, FollowSet, Sink, Worker};
