@@ -14,8 +14,11 @@
 //!   until `sent + ttl − margin`, where `sent` is when the last *confirmed* create or renewal was
 //!   sent (the write happened after that, so the key lives at least until `sent + ttl` by the
 //!   engine's clock). A renewal that fails, or whose answer has not come by then, stops the shard
-//!   at once. Two workers therefore never stream a shard at the same time while clock rates
-//!   differ by less than `margin / (ttl − margin)` (one third with the default margin).
+//!   at once. The engine's clock decides when a lease expires, and nothing else matters to
+//!   exclusivity (not latency, not how long the engine stays unreachable): two workers never
+//!   stream a shard at the same time while the holder's clock runs slow against the engine's by
+//!   less than `margin / ttl` (a quarter with the default margin); beyond that the overlap is at
+//!   most `(ttl − margin) / (1 − drift) − ttl` ([`LeaseConfig::overlap_bound`]).
 //! - **A target per worker that sums to the shard count.** Live workers are this one plus every
 //!   worker whose heartbeat was seen within [`LeaseConfig::heartbeat_ttl`]. Sorted by name, the
 //!   first `shards mod live` workers aim for `ceil(shards / live)` shards and the others for
@@ -146,20 +149,31 @@ impl LeaseConfig {
         Ok(())
     }
 
-    /// The largest clock-rate difference (as a fraction: 0.01 is 1%) between two workers under
-    /// which their streaming of a shard can never overlap: `margin / (ttl − margin)`.
+    /// The largest slowness of a worker's clock against the engine's (as a fraction: 0.01 is
+    /// 1%) under which no other worker can take a shard it still streams: `margin / ttl`.
     pub fn safe_drift(&self) -> f64 {
-        self.margin.as_secs_f64() / (self.ttl - self.margin).as_secs_f64()
+        self.margin.as_secs_f64() / self.ttl.as_secs_f64()
+    }
+
+    /// How long two workers may stream one shard together, at most, when the holder's clock runs
+    /// slow against the engine's by `drift` (a fraction below 1): it stops `ttl − margin` after
+    /// sending its last confirmed write by its own clock, which is `(ttl − margin) / (1 − drift)`
+    /// by the engine's, and the lease can expire (and be taken) `ttl` after that send. Zero up to
+    /// [`safe_drift`](Self::safe_drift).
+    pub fn overlap_bound(&self, drift: f64) -> Duration {
+        let streams = (self.ttl - self.margin).as_secs_f64() / (1.0 - drift).max(f64::EPSILON);
+        Duration::from_secs_f64((streams - self.ttl.as_secs_f64()).max(0.0))
     }
 
     /// How long after a worker dies its shards are all owned again, at most, when the survivors
     /// reach the engine with operations taking at most `latency` each way and their clocks run at
-    /// most `drift` (a fraction) slow: the lease expires one TTL after the dead worker's last
-    /// write, the survivors see it free one TTL after they saw that write, then look within one
-    /// probe period plus jitter and create.
+    /// most `drift` (a fraction below 1) slow: the lease expires one TTL after the dead worker's
+    /// last write, the survivors see it free one TTL (by their clocks) after they saw that write,
+    /// then look within one probe period plus jitter, and create. With the defaults, probe
+    /// period plus jitter is one renewal period: the bound is TTL + renew period + 4 latencies.
     pub fn takeover_bound(&self, latency: Duration, drift: f64) -> Duration {
-        let ttl = self.ttl.mul_f64(1.0 + drift);
-        ttl + (self.probe_every + self.jitter).mul_f64(1.0 + drift) + latency * 4
+        let stretch = 1.0 / (1.0 - drift).max(f64::EPSILON);
+        (self.ttl + self.probe_every + self.jitter).mul_f64(stretch) + latency * 4
     }
 }
 
