@@ -14,9 +14,11 @@
 
 mod lease;
 mod nats;
+mod status;
 
 pub use lease::{
     shard_of, Action, ConfigError, KvOp, KvOutcome, LeaseConfig, LeaseStats, Leases, OpId, Shard,
     StopReason, DEFAULT_SHARDS,
 };
 pub use nats::{Assignment, Buckets, FleetConfig, FleetError, FollowSet, Sink, Worker};
+pub use status::FleetStatus;

@@ -127,6 +127,8 @@ pub enum FleetError {
     },
     /// A follow-set operation failed.
     Follows(async_nats::Error),
+    /// Reading a bucket failed.
+    Read(async_nats::Error),
     /// The worker's task ended abnormally (it panicked or was killed).
     Task(String),
 }
@@ -145,6 +147,7 @@ impl fmt::Display for FleetError {
                 write!(f, "cannot watch the key-value bucket {bucket:?}: {error}")
             }
             FleetError::Follows(error) => write!(f, "follow set: {error}"),
+            FleetError::Read(error) => write!(f, "cannot read the fleet's buckets: {error}"),
             FleetError::Task(what) => write!(f, "the worker's task ended abnormally: {what}"),
         }
     }
@@ -254,21 +257,30 @@ impl FollowSet {
 
     /// Every user, sorted. Keys that are not user ids are skipped (and logged).
     pub async fn list(&self) -> Result<Vec<u64>, FleetError> {
+        Ok(self.list_counting().await?.0)
+    }
+
+    /// Every user, sorted, and how many keys were skipped for not being user ids.
+    pub(crate) async fn list_counting(&self) -> Result<(Vec<u64>, usize), FleetError> {
         let mut keys = self
             .store
             .keys()
             .await
             .map_err(|e| FleetError::Follows(e.into()))?;
         let mut users = Vec::new();
+        let mut foreign = 0;
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| FleetError::Follows(e.into()))?;
             match key.parse() {
                 Ok(user) => users.push(user),
-                Err(_) => tracing::warn!(key, "skipping a follow-set key that is not a user id"),
+                Err(_) => {
+                    foreign += 1;
+                    tracing::warn!(key, "skipping a follow-set key that is not a user id");
+                }
             }
         }
         users.sort_unstable();
-        Ok(users)
+        Ok((users, foreign))
     }
 }
 

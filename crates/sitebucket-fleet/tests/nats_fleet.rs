@@ -7,6 +7,8 @@
 //! anything back (as `kill -9`): its shards are streamed again by the survivors within the lease
 //! TTL plus one renewal period (plus one second for the engine's expiry sweep and the round
 //! trips), measured and printed. The survivors then shut down cleanly and give their leases back.
+//! A foreign key in the follow set and in the leases bucket is skipped throughout, and the fleet
+//! status read from the buckets agrees with what the workers were told to stream.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, TcpStream};
@@ -19,7 +21,8 @@ use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sitebucket_fleet::{
-    shard_of, Assignment, Buckets, FleetConfig, FollowSet, Shard, Worker, DEFAULT_SHARDS,
+    shard_of, Assignment, Buckets, FleetConfig, FleetStatus, FollowSet, Shard, Worker,
+    DEFAULT_SHARDS,
 };
 
 /// A `nats-server -js` of our own, killed and its store removed on drop.
@@ -173,6 +176,18 @@ async fn three_workers_share_two_thousand_users_and_survive_a_kill() {
     for user in &users {
         follows.add(*user).await.expect("add a user");
     }
+    // Bad input the workers must skip without disturbing anything: a follow-set key that is
+    // not a user id, and a lease key that is not a shard.
+    buckets
+        .follows
+        .put("not-a-user", "x".into())
+        .await
+        .expect("put a foreign key");
+    buckets
+        .leases
+        .put("banana", "x".into())
+        .await
+        .expect("put a foreign lease key");
     assert_eq!(
         follows.list().await.expect("list"),
         users.iter().copied().collect::<Vec<_>>()
@@ -220,6 +235,27 @@ async fn three_workers_share_two_thousand_users_and_survive_a_kill() {
         names.iter().map(|w| s.by_worker[*w].len()).collect()
     };
     println!("3 workers, 2000 users: settled in {settled_in:.2?}, shards per worker {counts:?}");
+
+    // The buckets say the same as the workers' sinks.
+    let status = FleetStatus::read(&buckets, DEFAULT_SHARDS)
+        .await
+        .expect("status");
+    print!("{status}");
+    {
+        let s = streams.lock().expect("not poisoned");
+        for name in names {
+            let streamed: Vec<Shard> = s.by_worker[name].keys().copied().collect();
+            assert_eq!(status.shards_of(name), streamed, "{name}'s leases");
+            let users_streamed: usize = s.by_worker[name].values().map(BTreeSet::len).sum();
+            assert_eq!(status.users_of(name), users_streamed, "{name}'s users");
+        }
+    }
+    assert!(status.free().is_empty());
+    assert_eq!(status.workers.len(), 3);
+    assert!(
+        status.foreign_keys >= 1,
+        "the foreign follow-set key is counted"
+    );
 
     // A follow-set change reaches the owner of the user's shard, and only it.
     let newcomer = 42;
@@ -313,4 +349,37 @@ async fn three_workers_share_two_thousand_users_and_survive_a_kill() {
     // Only the dead worker's leases may remain (none: the survivors took them over and gave
     // them back on shutdown).
     assert!(left.is_empty(), "leases left after shutdown: {left:?}");
+}
+
+#[tokio::test]
+async fn the_follow_set_adds_removes_and_lists_skipping_foreign_keys() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let buckets = Buckets::open(&js, &FleetConfig::new("setup", TTL))
+        .await
+        .expect("buckets");
+    let follows = FollowSet::new(buckets.follows.clone());
+    assert_eq!(follows.list().await.expect("list"), Vec::<u64>::new());
+    for user in [3, 1, 2] {
+        follows.add(user).await.expect("add");
+    }
+    buckets
+        .follows
+        .put("zz", "x".into())
+        .await
+        .expect("a foreign key");
+    follows.add(u64::MAX).await.expect("add the largest id");
+    follows.remove(1).await.expect("remove");
+    follows
+        .remove(99)
+        .await
+        .expect("removing an absent user is a no-op");
+    assert_eq!(follows.list().await.expect("list"), vec![2, 3, u64::MAX]);
+    let status = FleetStatus::read(&buckets, DEFAULT_SHARDS)
+        .await
+        .expect("status");
+    assert_eq!(status.foreign_keys, 1);
+    assert_eq!(status.users.values().sum::<usize>(), 3);
+    assert_eq!(status.free().len(), DEFAULT_SHARDS as usize);
 }
