@@ -4,7 +4,8 @@
 //! its messages, one per line, on stdout; log lines go to stderr. `sitebucket serve` runs
 //! the scripted test server on 127.0.0.1. `sitebucket control add|remove|info` changes or
 //! inspects a live stream through its control stream. `sitebucket completions SHELL` prints
-//! a completion script. The full reference (options, the request, output, exit statuses,
+//! a completion script. `sitebucket follow add|remove|list --nats URL` manages a fleet's
+//! follow set; `sitebucket fleet status --nats URL` shows who holds which shards. The full reference (options, the request, output, exit statuses,
 //! reconnect rules, many users) is this crate's `README.md`; `sitebucket --help`
 //! summarises it.
 //!
@@ -13,6 +14,7 @@
 mod args;
 mod control;
 mod drivers;
+mod fleet;
 mod ids;
 mod listen;
 mod logging;
@@ -46,5 +48,7 @@ fn main() -> ExitCode {
         Command::Listen(args) => listen::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Control(args) => control::run(args),
+        Command::Follow(args) => fleet::follow(args),
+        Command::Fleet(args) => fleet::fleet(args),
     }
 }
