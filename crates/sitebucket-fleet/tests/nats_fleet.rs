@@ -7,7 +7,8 @@
 //! anything back (as `kill -9`): its shards are streamed again by the survivors within the lease
 //! TTL plus one renewal period (plus one second for the engine's expiry sweep and the round
 //! trips), measured and printed. The survivors then shut down cleanly and give their leases back.
-//! A foreign key in the follow set and in the leases bucket is skipped throughout, and the fleet
+//! A fourth worker then joins the two survivors and gets its fair share; each hand-over's dark time (old owner's
+//! stop to new owner's start) is measured and printed. A foreign key in the follow set and in the leases bucket is skipped throughout, and the fleet
 //! status read from the buckets agrees with what the workers were told to stream.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +79,10 @@ impl Drop for NatsServer {
 #[derive(Default)]
 struct Streams {
     by_worker: BTreeMap<String, BTreeMap<Shard, BTreeSet<u64>>>,
+    /// When each shard was last stopped, and by whom.
+    stopped: BTreeMap<Shard, (Instant, String)>,
+    /// Hand-overs: the time from one worker's stop to another's start of the same shard.
+    gaps: Vec<Duration>,
 }
 
 impl Streams {
@@ -86,9 +91,16 @@ impl Streams {
         match assignment {
             Assignment::Start { shard, users } => {
                 shards.insert(shard, users.into_iter().collect());
+                if let Some((at, by)) = self.stopped.remove(&shard) {
+                    if by != worker {
+                        self.gaps.push(at.elapsed());
+                    }
+                }
             }
             Assignment::Stop { shard, .. } => {
                 shards.remove(&shard);
+                self.stopped
+                    .insert(shard, (Instant::now(), worker.to_owned()));
             }
             Assignment::Follow { shard, user } => {
                 shards.entry(shard).or_default().insert(user);
@@ -335,6 +347,52 @@ async fn three_workers_share_two_thousand_users_and_survive_a_kill() {
     {
         assert!(Instant::now() < deadline, "survivors did not settle");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A fourth worker is started (three live again): the survivors release their surplus and
+    // it takes its fair share.
+    // Each hand-over leaves the shard dark from the old owner's stop to the new owner's start:
+    // measured and printed.
+    streams.lock().expect("not poisoned").gaps.clear();
+    let joined = Instant::now();
+    workers.push(Some(start_worker(&server.url, "w3", &streams, 3).await));
+    let mut four: Vec<&str> = survivors.clone();
+    four.push("w3");
+    loop {
+        {
+            let s = streams.lock().expect("not poisoned");
+            assert!(
+                s.doubled().is_empty(),
+                "a shard streamed twice: {:?}",
+                s.doubled()
+            );
+            if s.settled(&four, &users) {
+                break;
+            }
+        }
+        assert!(
+            joined.elapsed() < SETTLE,
+            "a joining worker did not get its share"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let s = streams.lock().expect("not poisoned");
+        let counts: Vec<usize> = four.iter().map(|w| s.by_worker[*w].len()).collect();
+        let worst = s.gaps.iter().max().copied().unwrap_or_default();
+        let mean = s.gaps.iter().sum::<Duration>() / (s.gaps.len().max(1) as u32);
+        println!(
+            "w3 joined: settled in {:.2?} at {counts:?}; {} hand-overs, dark for {mean:.2?} on \
+             average, {worst:.2?} at worst",
+            joined.elapsed(),
+            s.gaps.len()
+        );
+        assert_eq!(
+            s.by_worker["w3"].len(),
+            21,
+            "the newcomer's fair share of 64 over 3 (w1, w2, w3 by name: 22, 21, 21)"
+        );
+        assert!(worst < TTL, "a hand-over left a shard dark for {worst:?}");
     }
 
     // The survivors shut down cleanly and give every lease back.
