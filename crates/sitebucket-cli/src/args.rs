@@ -170,9 +170,105 @@ pub enum Command {
     /// 1 the request failed or the server turned part of the change down (the log says
     /// what), 2 usage error (nothing sent).
     Rules(RulesArgs),
+    /// Manage the follow set of a fleet on NATS JetStream (a key-value bucket, key = user id).
+    ///
+    /// Exit status: 0 done, 1 NATS unreachable or refused (the error says why), 2 usage error.
+    Follow(FollowArgs),
+    /// Inspect a fleet of workers on NATS JetStream.
+    ///
+    /// Exit status: 0 done, 1 NATS unreachable or refused (the error says why), 2 usage error.
+    Fleet(FleetArgs),
     /// Print a shell completion script on stdout (e.g. `sitebucket completions bash >
     /// ~/.local/share/bash-completion/completions/sitebucket`).
     Completions(CompletionsArgs),
+}
+
+/// Where a fleet's buckets are.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// The NATS server (JetStream enabled).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "nats://127.0.0.1:4222",
+        env = "SITEBUCKET_NATS"
+    )]
+    pub nats: String,
+
+    /// The follow set bucket.
+    #[arg(long, value_name = "BUCKET", default_value = "sitebucket-follows")]
+    pub follows_bucket: String,
+}
+
+/// Options of `sitebucket follow`.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: FollowCommand,
+}
+
+/// The `follow` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FollowCommand {
+    /// Add users to the follow set (adding a present user changes nothing).
+    Add(FollowUsersArgs),
+    /// Remove users from the follow set (removing an absent user changes nothing).
+    Remove(FollowUsersArgs),
+    /// Print every user of the follow set, one id per line, sorted.
+    List(NatsArgs),
+}
+
+/// Users for `follow add|remove`, given as for `listen`.
+#[derive(Debug, Args)]
+pub struct FollowUsersArgs {
+    /// Where the follow set is.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// User ids, comma-separated; may be repeated.
+    #[arg(
+        long,
+        value_name = "ID[,ID...]",
+        required_unless_present = "follow_file",
+        allow_negative_numbers = true,
+        action = ArgAction::Append,
+        value_delimiter = ',',
+        value_parser = parse_user_id
+    )]
+    pub follow: Vec<u64>,
+
+    /// A file of user ids, one per line (`#` starts a comment; blank lines are skipped),
+    /// added to --follow; `-` reads stdin.
+    #[arg(long, value_name = "PATH")]
+    pub follow_file: Option<PathBuf>,
+}
+
+/// Options of `sitebucket fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: FleetCommand,
+}
+
+/// The `fleet` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Print who holds which shards and how many users each streams, read from the buckets.
+    Status(FleetStatusArgs),
+}
+
+/// Options of `sitebucket fleet status`.
+#[derive(Debug, Args)]
+pub struct FleetStatusArgs {
+    /// Where the fleet's buckets are.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// The fleet's shard count.
+    #[arg(long, value_name = "N", default_value_t = sitebucket_fleet::DEFAULT_SHARDS)]
+    pub shards: u32,
 }
 
 /// Options of `sitebucket completions`.

@@ -5,9 +5,10 @@
 //! the scripted test server on 127.0.0.1. `sitebucket control add|remove|info` changes or
 //! inspects a live stream through its control stream. `sitebucket listen --api
 //! v2-filtered|v2-sample` reads X API v2's streams instead (with a Bearer token), and
-//! `sitebucket rules list|add|delete` manages the filtered stream's rules. `sitebucket
-//! completions SHELL` prints
-//! a completion script. The full reference (options, the request, output, exit statuses,
+//! `sitebucket rules list|add|delete` manages the filtered stream's rules. `sitebucket follow
+//! add|remove|list --nats URL` manages a fleet's follow set; `sitebucket fleet status --nats URL`
+//! shows who holds which shards. `sitebucket completions SHELL` prints a completion script. The
+//! full reference (options, the request, output, exit statuses,
 //! reconnect rules, many users) is this crate's `README.md`; `sitebucket --help`
 //! summarises it.
 //!
@@ -16,6 +17,7 @@
 mod args;
 mod control;
 mod drivers;
+mod fleet;
 mod ids;
 mod listen;
 mod logging;
@@ -51,5 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Control(args) => control::run(args),
         Command::Rules(args) => rules::run(args),
+        Command::Follow(args) => fleet::follow(args),
+        Command::Fleet(args) => fleet::fleet(args),
     }
 }
