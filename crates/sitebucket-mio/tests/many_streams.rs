@@ -459,3 +459,84 @@ fn a_busy_loop_reads_a_due_stream_before_declaring_it_stalled() {
         assert_eq!(stream.join(), Some(Outcome::Stopped));
     }
 }
+
+#[test]
+fn a_420_that_arrived_while_the_loop_was_busy_counts_as_a_420_not_a_stall() {
+    // The soak's early reconnects after 420: a 420 head waiting unread in the socket when
+    // the stall deadline came was failed as a stall (a network error), so the client's
+    // 420 sequence fell a step behind. Here the busy stream's message (at ~200 ms) holds the
+    // loop for 1.2 s; the other server answers 420 at ~450 ms, inside the 500 ms stall
+    // timeout, while the loop is busy.
+    use sitebucket_proto::backoff::{BackoffPolicy, TwitterBackoff};
+    let stall = Duration::from_millis(500);
+    let keepalives =
+        (0..200).flat_map(|_| [Step::KeepAlive, Step::Wait(Duration::from_millis(50))]);
+    let mut busy_steps = vec![
+        Step::Wait(Duration::from_millis(200)),
+        Step::Message(b"{\"slow\":1}".to_vec()),
+    ];
+    busy_steps.extend(keepalives);
+    let busy_server = TestServer::start(
+        Scenario::single(AttemptPlan::ok(busy_steps).with_end(End::Stall)),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let rate_plan = AttemptPlan::never_answers().with_steps(vec![
+        Step::Wait(Duration::from_millis(450)),
+        Step::RawWire(b"HTTP/1.1 420 Enhance Your Calm\r\nContent-Length: 0\r\n\r\n".to_vec()),
+    ]);
+    let rate_server =
+        TestServer::start(Scenario::single(rate_plan), ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow = SlowParser {
+        hold: Duration::from_millis(1200),
+        done: done.clone(),
+    };
+    let busy_config = config_for(&busy_server)
+        .stall_timeout(stall)
+        .build()
+        .unwrap();
+    let mut busy = ListenThread::spawn(driver.clone(), SiteStream::new(busy_config), slow).unwrap();
+    // A seen 420 waits a minute (no second attempt in this test); a stall, 20 ms.
+    let rate_config = config_for(&rate_server)
+        .stall_timeout(stall)
+        .backoff(BackoffPolicy::Twitter(TwitterBackoff {
+            network_step: Duration::from_millis(20),
+            network_max: Duration::from_millis(200),
+            http_start: Duration::from_millis(50),
+            http_max: Duration::from_millis(400),
+            rate_limit_start: Duration::from_secs(60),
+            rate_limit_max: Duration::from_secs(60),
+        }))
+        .build()
+        .unwrap();
+    let mut rate = ListenThread::spawn(
+        driver.clone(),
+        SiteStream::new(rate_config),
+        Collected::default(),
+    )
+    .unwrap();
+    wait_for("the slow parser to finish", || {
+        done.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    wait_for("the 420 stream to fail its attempt", || {
+        rate.status().stats.last_error.is_some()
+    });
+    // Room for a wrong (network-error) reconnect to show.
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = rate.status().stats;
+    assert!(
+        matches!(
+            stats.last_error,
+            Some(StreamError::Status { status: 420, .. })
+        ) && stats.attempts == 1
+            && rate_server.attempts().len() == 1,
+        "the 420 counted as a 420 (one attempt, then the rate-limit wait): {stats:?}, {} attempts on the server",
+        rate_server.attempts().len()
+    );
+    for stream in [&mut busy, &mut rate] {
+        stream.close();
+        assert_eq!(stream.join(), Some(Outcome::Stopped));
+    }
+}
