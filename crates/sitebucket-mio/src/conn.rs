@@ -183,6 +183,25 @@ impl Conn {
         None
     }
 
+    /// The core's deadline is due: first hands it whatever the socket already holds (a
+    /// connect that finished, bytes that arrived while the loop was busy with other
+    /// streams and that the next poll would report), then drives it. The core then judges
+    /// the deadline knowing about that input, so a stall or connect timeout is declared
+    /// only on a socket that truly had nothing. This orders I/O; it decides nothing.
+    pub fn due(
+        &mut self,
+        registry: &Registry,
+        buf: &mut ReadBuffer,
+        parts: &mut Parts<'_>,
+    ) -> Option<Outcome> {
+        if matches!(self.socket, Socket::Open(_) | Socket::Connecting { .. }) {
+            if let Some(outcome) = self.ready(registry, false, buf, parts) {
+                return Some(outcome);
+            }
+        }
+        self.drive(registry, parts)
+    }
+
     /// Connects to an IP literal at once; for a name, starts a lookup off the loop and
     /// connects when [`resolved`](Conn::resolved) hands over its answer.
     fn connect(

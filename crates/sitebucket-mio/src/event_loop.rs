@@ -241,7 +241,7 @@ impl EventLoop {
                 if deadline > now {
                     break;
                 }
-                self.step(id, Step::Drive);
+                self.step(id, Step::Due);
                 // `step` refiles the entry under its new deadline, which the core always
                 // sets after `now`; drop the due one in case the entry is gone.
                 self.timers.remove(&(deadline, id));
@@ -270,6 +270,7 @@ impl EventLoop {
             }
             Step::Resolved(answer) => entry.conn.resolved(registry, answer, &mut parts),
             Step::Drive => entry.conn.drive(registry, &mut parts),
+            Step::Due => entry.conn.due(registry, &mut self.buf, &mut parts),
         };
         let next = if outcome.is_some() {
             None
@@ -306,8 +307,12 @@ enum Step {
     Ready(bool),
     /// The answer of a lookup it started.
     Resolved(Answer),
-    /// A stop request or a deadline (a spurious drive is a no-op).
+    /// A stop request (a spurious drive is a no-op).
     Drive,
+    /// Its deadline is due. Its socket is read first: bytes that arrived while this batch
+    /// of events was handled (a slow parser, a starved CPU) are not yet in any event, and
+    /// a stall must not be declared over them.
+    Due,
 }
 
 /// Runs one stream on a private loop in the current thread (`Driver::run`), looking host
@@ -379,8 +384,14 @@ pub(crate) fn run_here(
             }
         }
         if outcome.is_none() {
-            // A stop request or a deadline (spurious drives are no-ops).
-            outcome = conn.drive(poll.registry(), &mut parts);
+            // A stop request or a deadline (spurious drives are no-ops). A due deadline
+            // reads the socket first, so bytes that came after the poll count.
+            outcome = match conn.deadline {
+                Some(deadline) if deadline <= Instant::now() => {
+                    conn.due(poll.registry(), &mut buf, &mut parts)
+                }
+                _ => conn.drive(poll.registry(), &mut parts),
+            };
         }
     };
     control.clear_waker();

@@ -390,3 +390,153 @@ fn the_observer_sees_every_event_in_order_and_each_drain() {
     );
     assert_eq!(collected.messages(), as_bytes(&sent));
 }
+
+/// A parser that holds the loop thread for `hold` on every message, as a slow user parser
+/// on a starved CPU would, and counts the messages it finished.
+struct SlowParser {
+    hold: Duration,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl sitebucket_proto::Parser for SlowParser {
+    fn parse(&mut self, _message: Bytes) {
+        std::thread::sleep(self.hold);
+        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_busy_loop_reads_a_due_stream_before_declaring_it_stalled() {
+    // Both servers write a keep-alive every 50 ms, far inside the 500 ms stall timeout, and
+    // a message now and then. One stream's parser holds the shared loop for 1.2 s on each
+    // message; meanwhile the other stream's keep-alives wait in its socket, reported by no
+    // event of the batch being handled. When the batch ends, that stream's stall deadline
+    // is past: the loop must read what its socket holds before the core judges it.
+    let stall = Duration::from_millis(500);
+    let keepalives = |for_: Duration| {
+        let n = for_.as_millis() / 50;
+        (0..n).flat_map(|_| [Step::KeepAlive, Step::Wait(Duration::from_millis(50))])
+    };
+    let sent = numbered("busy", 3);
+    let mut plan_steps = Vec::new();
+    for message in &sent {
+        plan_steps.push(Step::Message(message.clone()));
+        plan_steps.extend(keepalives(Duration::from_millis(1500)));
+    }
+    // Room to look at both streams before the server falls silent.
+    plan_steps.extend(keepalives(Duration::from_secs(10)));
+    let plan = AttemptPlan::ok(plan_steps).with_end(End::Stall);
+    let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow = SlowParser {
+        hold: Duration::from_millis(1200),
+        done: done.clone(),
+    };
+    let config = || config_for(&server).stall_timeout(stall).build().unwrap();
+    let mut busy = ListenThread::spawn(driver.clone(), SiteStream::new(config()), slow).unwrap();
+    let collected = Collected::default();
+    let mut other =
+        ListenThread::spawn(driver.clone(), SiteStream::new(config()), collected.clone()).unwrap();
+    assert_eq!(driver.streams(), 2, "both streams share the one loop");
+    wait_for("the slow parser to finish all 3 messages", || {
+        done.load(std::sync::atomic::Ordering::SeqCst) >= sent.len()
+    });
+    wait_for("the other stream to get all 3 messages", || {
+        collected.len() >= sent.len()
+    });
+    for (name, status) in [("busy", busy.status()), ("other", other.status())] {
+        assert_eq!(
+            (status.stats.attempts, status.stats.last_error),
+            (1, None),
+            "the {name} stream was not failed while its server kept writing"
+        );
+    }
+    assert_eq!(collected.messages(), as_bytes(&sent));
+    assert_eq!(server.attempts().len(), 2, "no stream reconnected");
+    for stream in [&mut busy, &mut other] {
+        stream.close();
+        assert_eq!(stream.join(), Some(Outcome::Stopped));
+    }
+}
+
+#[test]
+fn a_420_that_arrived_while_the_loop_was_busy_counts_as_a_420_not_a_stall() {
+    // The soak's early reconnects after 420: a 420 head waiting unread in the socket when
+    // the stall deadline came was failed as a stall (a network error), so the client's
+    // 420 sequence fell a step behind. Here the busy stream's message (at ~200 ms) holds the
+    // loop for 1.2 s; the other server answers 420 at ~450 ms, inside the 500 ms stall
+    // timeout, while the loop is busy.
+    use sitebucket_proto::backoff::{BackoffPolicy, TwitterBackoff};
+    let stall = Duration::from_millis(500);
+    let keepalives =
+        (0..200).flat_map(|_| [Step::KeepAlive, Step::Wait(Duration::from_millis(50))]);
+    let mut busy_steps = vec![
+        Step::Wait(Duration::from_millis(200)),
+        Step::Message(b"{\"slow\":1}".to_vec()),
+    ];
+    busy_steps.extend(keepalives);
+    let busy_server = TestServer::start(
+        Scenario::single(AttemptPlan::ok(busy_steps).with_end(End::Stall)),
+        ServerOptions::plain(),
+    )
+    .unwrap();
+    let rate_plan = AttemptPlan::never_answers().with_steps(vec![
+        Step::Wait(Duration::from_millis(450)),
+        Step::RawWire(b"HTTP/1.1 420 Enhance Your Calm\r\nContent-Length: 0\r\n\r\n".to_vec()),
+    ]);
+    let rate_server =
+        TestServer::start(Scenario::single(rate_plan), ServerOptions::plain()).unwrap();
+    let driver = MioDriver::new();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow = SlowParser {
+        hold: Duration::from_millis(1200),
+        done: done.clone(),
+    };
+    let busy_config = config_for(&busy_server)
+        .stall_timeout(stall)
+        .build()
+        .unwrap();
+    let mut busy = ListenThread::spawn(driver.clone(), SiteStream::new(busy_config), slow).unwrap();
+    // A seen 420 waits a minute (no second attempt in this test); a stall, 20 ms.
+    let rate_config = config_for(&rate_server)
+        .stall_timeout(stall)
+        .backoff(BackoffPolicy::Twitter(TwitterBackoff {
+            network_step: Duration::from_millis(20),
+            network_max: Duration::from_millis(200),
+            http_start: Duration::from_millis(50),
+            http_max: Duration::from_millis(400),
+            rate_limit_start: Duration::from_secs(60),
+            rate_limit_max: Duration::from_secs(60),
+        }))
+        .build()
+        .unwrap();
+    let mut rate = ListenThread::spawn(
+        driver.clone(),
+        SiteStream::new(rate_config),
+        Collected::default(),
+    )
+    .unwrap();
+    wait_for("the slow parser to finish", || {
+        done.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    wait_for("the 420 stream to fail its attempt", || {
+        rate.status().stats.last_error.is_some()
+    });
+    // Room for a wrong (network-error) reconnect to show.
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = rate.status().stats;
+    assert!(
+        matches!(
+            stats.last_error,
+            Some(StreamError::Status { status: 420, .. })
+        ) && stats.attempts == 1
+            && rate_server.attempts().len() == 1,
+        "the 420 counted as a 420 (one attempt, then the rate-limit wait): {stats:?}, {} attempts on the server",
+        rate_server.attempts().len()
+    );
+    for stream in [&mut busy, &mut rate] {
+        stream.close();
+        assert_eq!(stream.join(), Some(Outcome::Stopped));
+    }
+}

@@ -258,10 +258,23 @@ fn read_until(
     deadline: Instant,
 ) {
     let left = deadline.saturating_duration_since(Instant::now());
-    // A zero read timeout means "block forever" to the OS: treat it as due at once.
+    // A zero read timeout means "block forever" to the OS. The deadline is due, but bytes
+    // may have arrived while this thread was busy (a slow parser, a starved CPU): read what
+    // the socket already holds without waiting and hand it in first, so the core declares
+    // a stall only on a socket that truly had nothing.
     if left.is_zero() {
-        stream.handle_timeout(Instant::now());
-        return;
+        if socket.set_nonblocking(true).is_err() {
+            stream.handle_timeout(Instant::now());
+            return;
+        }
+        let result = socket.read(buf.spare());
+        if socket.set_nonblocking(false).is_err() {
+            // The socket can no longer be read as this driver reads it: for the core, the
+            // connection is lost.
+            stream.handle_eof(Instant::now());
+            return;
+        }
+        return hand_in(stream, buf, result);
     }
     let timeout = coarse_timeout(left);
     if *read_timeout != Some(timeout) {
@@ -271,7 +284,14 @@ fn read_until(
         }
         *read_timeout = Some(timeout);
     }
-    match socket.read(buf.spare()) {
+    let result = socket.read(buf.spare());
+    hand_in(stream, buf, result);
+}
+
+/// Hands the result of one read to the core: bytes, the end, or (nothing to read before the
+/// deadline) a timeout.
+fn hand_in(stream: &mut SiteStream, buf: &mut ReadBuffer, result: io::Result<usize>) {
+    match result {
         // A stop shuts the socket down, which also lands here; the loop checks the flag.
         Ok(0) => stream.handle_eof(Instant::now()),
         Ok(n) => stream.handle_input_bytes(Instant::now(), buf.filled(n)),
