@@ -768,9 +768,14 @@ fn stalls_before_and_after_the_head_reconnect() {
             "{driver}: {}",
             done.stderr
         );
-        assert!(gaps(&server)
-            .iter()
-            .all(|g| *g >= Duration::from_millis(300)));
+        // Each attempt ends on the 300 ms stall timer, counted from the client's connect; the
+        // server stamps an attempt when its accept loop gets to it, which a loaded machine can
+        // delay by some milliseconds, so the gaps between stamps get that much slack.
+        let gaps = gaps(&server);
+        assert!(
+            gaps.iter().all(|g| *g >= Duration::from_millis(250)),
+            "{driver}: {gaps:?}"
+        );
     }
 }
 
