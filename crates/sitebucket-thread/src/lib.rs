@@ -16,6 +16,8 @@ mod listen;
 mod monitor;
 mod parallel;
 mod resolve;
+#[cfg(test)]
+mod test_blocks;
 mod threaded;
 
 pub use control::{AnnounceHook, Control, FinishHook, Observer, Status};

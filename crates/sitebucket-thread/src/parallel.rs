@@ -455,6 +455,7 @@ impl fmt::Debug for ParallelParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_blocks::TrackedBlock;
     use crate::threaded::{QUEUE_BLOCK_BYTES, QUEUE_COPY_BELOW_BYTES};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
@@ -619,24 +620,6 @@ mod tests {
         drop(reader.join().unwrap());
         assert_eq!(handled.load(Ordering::SeqCst), 40);
         assert_eq!(lock(&shared.jobs).bytes, 0);
-    }
-
-    /// A read block that counts itself in `live` while any message sliced from it lives.
-    struct TrackedBlock {
-        block: Vec<u8>,
-        live: Arc<AtomicUsize>,
-    }
-
-    impl AsRef<[u8]> for TrackedBlock {
-        fn as_ref(&self) -> &[u8] {
-            &self.block
-        }
-    }
-
-    impl Drop for TrackedBlock {
-        fn drop(&mut self) {
-            self.live.fetch_sub(self.block.len(), Ordering::SeqCst);
-        }
     }
 
     #[test]

@@ -255,6 +255,7 @@ impl fmt::Debug for ThreadedParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_blocks::TrackedBlock;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
     use std::time::Duration;
@@ -349,24 +350,6 @@ mod tests {
         threaded.parse(Bytes::from(vec![b'y'; 2000]));
         drop(threaded);
         assert_eq!(rx.iter().collect::<Vec<_>>(), [1000, 2000]);
-    }
-
-    /// A read block that counts itself in `live` while any message sliced from it lives.
-    struct TrackedBlock {
-        block: Vec<u8>,
-        live: Arc<AtomicUsize>,
-    }
-
-    impl AsRef<[u8]> for TrackedBlock {
-        fn as_ref(&self) -> &[u8] {
-            &self.block
-        }
-    }
-
-    impl Drop for TrackedBlock {
-        fn drop(&mut self) {
-            self.live.fetch_sub(self.block.len(), Ordering::SeqCst);
-        }
     }
 
     #[test]
