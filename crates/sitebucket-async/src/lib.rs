@@ -13,7 +13,8 @@
 //!
 //! Most users want a driver crate instead: `sitebucket-smol` and `sitebucket-tokio`
 //! implement [`Runtime`] for their runtime and name these for it (`drive`, `run_control`,
-//! `messages()`, a `Driver` for `ListenThread`). A new async runtime needs only an
+//! `messages()`, with one macro so every driver has the same names, and a `Driver` for
+//! `ListenThread`). A new async runtime needs only an
 //! implementation of [`Runtime`]; this crate depends on none.
 //!
 //! Host names are looked up by a [`Resolver`](sitebucket_thread::Resolver) on its lookup
@@ -23,6 +24,7 @@
 //! connect and stall timeouts, retries and backoff are all decided by `sitebucket-proto`.
 #![warn(unreachable_pub)]
 
+mod api;
 mod connect;
 mod control;
 mod drive;
@@ -32,6 +34,8 @@ mod messages;
 mod runtime;
 mod signal;
 
+#[doc(hidden)]
+pub use api::__private;
 pub use control::run_control_with;
 pub use drive::drive_with;
 pub use messages::Messages;

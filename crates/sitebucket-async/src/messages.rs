@@ -67,6 +67,12 @@ impl<R> std::fmt::Debug for Messages<R> {
 }
 
 impl<R: Runtime> Messages<R> {
+    /// Wraps `stream`; nothing happens until the first poll. Host names go to the system
+    /// resolver: see [`with_resolver`](Self::with_resolver).
+    pub fn new(stream: SiteStream) -> Self {
+        Self::with_resolver(stream, Resolver::system())
+    }
+
     /// Wraps `stream`, looking host names up with `resolver` on a lookup thread whose answer
     /// the stream awaits (see [`drive_with`](crate::drive_with)); nothing happens until the
     /// first poll.

@@ -64,7 +64,8 @@ pub trait Runtime: Send + Sync + 'static {
     fn reset_timer(timer: &mut Self::Timer, at: Instant);
 
     /// Ready once `timer`'s instant has come; pending (with the task's waker registered)
-    /// before. It stays ready until the timer is [set again](Self::reset_timer).
+    /// before. The loops [set](Self::reset_timer) a timer again before they poll it after it
+    /// fired.
     fn poll_timer(timer: &mut Self::Timer, cx: &mut Context<'_>) -> Poll<()>;
 
     /// Hands the thread back to the executor once, so its other tasks (and its reactor) get a
