@@ -126,8 +126,6 @@ impl Conn {
                     self.deadline = None;
                     break Some(outcome);
                 }
-                // `Action` is non-exhaustive: nothing else exists today.
-                _ => {}
             }
             if !event {
                 now = Instant::now();

@@ -101,10 +101,12 @@ use crate::tls::{TlsContext, TlsSession};
 
 /// What the driver should do next. Returned by [`SiteStream::poll_action`].
 ///
+/// The contract between the core and a driver: exhaustive, so a new action is a compile
+/// error in every driver rather than a silently ignored one.
+///
 /// `Debug` shows only the length of a [`Transmit`](Action::Transmit): those bytes are the
 /// signed request (its OAuth signature included) or TLS records.
 #[derive(Clone, PartialEq)]
-#[non_exhaustive]
 #[must_use]
 pub enum Action {
     /// Open a TCP connection to `host:port`; then call `handle_connected` or

@@ -189,7 +189,6 @@ impl Harness {
                     self.deadline = None;
                     return;
                 }
-                other => panic!("unexpected action {other:?}"),
             }
         }
         panic!("poll_action never settled");

@@ -176,8 +176,6 @@ async fn run_loop(
                 }
                 Action::Wait(deadline) => break deadline,
                 Action::Finished(outcome) => return outcome,
-                // Actions added to the core later: nothing this driver knows how to do.
-                _ => {}
             }
             if !event {
                 now = Instant::now();

@@ -239,8 +239,6 @@ fn drive(
                 }
             }
             Action::Finished(outcome) => return outcome,
-            // `Action` is non-exhaustive: nothing else exists today.
-            _ => {}
         }
         if !event {
             now = Instant::now();

@@ -63,7 +63,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     println!("{messages} messages; finished: {outcome}");
                     return Ok(());
                 }
-                _ => {} // Action is non_exhaustive
             }
         };
         if (messages >= settings.messages || started.elapsed() >= settings.time)

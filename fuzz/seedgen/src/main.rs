@@ -216,7 +216,7 @@ impl Sim {
                     self.stream_deadline = None;
                     return;
                 }
-                _ => {}
+                Action::Event(_) => {}
             }
         }
     }

@@ -155,7 +155,7 @@ fn drain(core: &mut SiteStream, now: Instant, parser: &mut impl FnMut(Bytes)) {
         match core.poll_action(now) {
             Action::Event(Event::Message(message)) => parser(message),
             Action::Wait(_) | Action::Finished(_) => return,
-            _ => {}
+            Action::Event(_) | Action::Connect { .. } | Action::Transmit(_) | Action::Close => {}
         }
     }
 }

@@ -1202,7 +1202,6 @@ impl Harness<'_> {
                     self.settled();
                     return;
                 }
-                _ => {}
             }
         }
         panic!("poll_action did not settle after {DRAIN_LIMIT} calls");
