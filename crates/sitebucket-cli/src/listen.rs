@@ -27,7 +27,7 @@ use sitebucket_proto::config::FOLLOW_LIMIT;
 use sitebucket_proto::config::{Api, Auth, BearerToken, ConfigError, V2Param};
 use sitebucket_proto::framer::FrameError;
 use sitebucket_proto::pipeline::ReadError;
-use sitebucket_proto::stream::{Event, Outcome, StreamError};
+use sitebucket_proto::stream::{Outcome, StreamError, StreamEvent};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
 use sitebucket_thread::{Control, Driver, Observer};
 
@@ -668,10 +668,10 @@ impl Logger {
 }
 
 impl Observer for Logger {
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         let p = &self.prefix;
         match event {
-            Event::Connected {
+            StreamEvent::Connected {
                 status: 200,
                 reason,
             } => {
@@ -679,9 +679,11 @@ impl Observer for Logger {
             }
             // Any other status is logged once, with what follows from it: the backoff
             // (a `Disconnected` event) or giving up (the run's outcome).
-            Event::Connected { status, reason } => tracing::debug!("{p}HTTP {status} {reason}"),
-            Event::KeepAlive => tracing::debug!("{p}keep-alive"),
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Connected { status, reason } => {
+                tracing::debug!("{p}HTTP {status} {reason}")
+            }
+            StreamEvent::KeepAlive => tracing::debug!("{p}keep-alive"),
+            StreamEvent::Disconnected { error, retry_in } => {
                 self.book.reconnects.fetch_add(1, Ordering::Relaxed);
                 log_disconnect(p, error, *retry_in)
             }

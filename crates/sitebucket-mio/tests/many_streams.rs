@@ -333,16 +333,16 @@ fn restart_runs_the_same_stream_again_on_the_loop() {
 
 #[test]
 fn the_observer_sees_every_event_in_order_and_each_drain() {
-    use sitebucket_proto::stream::Event;
+    use sitebucket_proto::stream::StreamEvent;
     use std::sync::{Arc, Mutex};
 
     #[derive(Default)]
     struct Seen {
-        events: Mutex<Vec<Event>>,
+        events: Mutex<Vec<StreamEvent>>,
         drains: Mutex<usize>,
     }
     impl sitebucket_thread::Observer for Seen {
-        fn event(&self, event: &Event) {
+        fn event(&self, event: &StreamEvent) {
             self.events.lock().unwrap().push(event.clone());
         }
         fn drained(&self, _stream: &SiteStream) {
@@ -377,11 +377,11 @@ fn the_observer_sees_every_event_in_order_and_each_drain() {
     assert_eq!(
         *seen.events.lock().unwrap(),
         [
-            Event::Connected {
+            StreamEvent::Connected {
                 status: 200,
                 reason: "OK".into()
             },
-            Event::KeepAlive
+            StreamEvent::KeepAlive
         ]
     );
     assert!(

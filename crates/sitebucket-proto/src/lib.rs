@@ -50,7 +50,7 @@ pub use request::{bearer_request, make_nonce, signed_request, stream_request, Me
 pub use response::{
     classify, parse_head, BodyKind, ContentEncoding, HeadError, ResponseHead, StatusClass,
 };
-pub use stream::{Action, Event, Outcome, SiteStream, Stats, StreamError};
+pub use stream::{Action, Outcome, SiteStream, Stats, StreamError, StreamEvent};
 pub use v2::{V2Message, V2Parser};
 
 /// How the response body is split into messages.

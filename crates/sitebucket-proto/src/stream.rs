@@ -123,7 +123,7 @@ pub enum Action {
     /// Write these bytes to the connection, all of them, in order.
     Transmit(Bytes),
     /// Something for the user.
-    Event(Event),
+    Event(StreamEvent),
     /// Close the connection (or abandon the connection attempt).
     Close,
     /// Nothing to do until this instant, new input, or a command.
@@ -156,7 +156,7 @@ impl fmt::Debug for Action {
 /// Something that happened on the stream.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum StreamEvent {
     /// A response head arrived (any status; `200` establishes the stream).
     Connected {
         /// HTTP status code.
@@ -273,10 +273,21 @@ impl fmt::Display for StreamError {
     }
 }
 
-impl std::error::Error for StreamError {}
+impl std::error::Error for StreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StreamError::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// How a stream ended.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It is also an [`Error`](std::error::Error) (for `?` and error reports); a
+/// [`Stopped`](Outcome::Stopped) stream ended as asked ([`is_failure`](Outcome::is_failure)
+/// is `false`).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Outcome {
     /// [`SiteStream::disconnect`] was called.
@@ -302,8 +313,87 @@ pub enum Outcome {
         /// The last failure.
         last_error: StreamError,
     },
-    /// The configuration cannot be used (e.g. `https://` without the `tls` feature).
+    /// The configuration cannot be used (e.g. `https://` without the `tls` feature), or the
+    /// stream was run where its driver cannot work (a tokio future outside a runtime).
     InvalidConfig(String),
+    /// The driver's own I/O failed (creating a poller, its event loop, starting a runtime):
+    /// the stream was stopped. Not the server's fault, nor the network's.
+    DriverIo {
+        /// What the driver was doing.
+        context: String,
+        /// The error (shared, so the outcome can be cloned).
+        error: Arc<io::Error>,
+    },
+    /// The driver (or the thread running the stream) panicked, or ended the run without an
+    /// outcome.
+    DriverPanicked {
+        /// What is known: the panic's message, or how the run ended.
+        detail: String,
+    },
+}
+
+impl PartialEq for Outcome {
+    /// Field by field; two [`DriverIo`](Outcome::DriverIo) errors are equal when their kind
+    /// and text are.
+    fn eq(&self, other: &Self) -> bool {
+        use Outcome::*;
+        match (self, other) {
+            (Stopped, Stopped) => true,
+            (
+                Fatal { status, reason },
+                Fatal {
+                    status: s,
+                    reason: r,
+                },
+            ) => (status, reason) == (s, r),
+            (Revoked { code, reason }, Revoked { code: c, reason: r }) => (code, reason) == (c, r),
+            (
+                GaveUp {
+                    attempts,
+                    last_error,
+                },
+                GaveUp {
+                    attempts: a,
+                    last_error: l,
+                },
+            ) => (attempts, last_error) == (a, l),
+            (InvalidConfig(why), InvalidConfig(w)) => why == w,
+            (
+                DriverIo { context, error },
+                DriverIo {
+                    context: c,
+                    error: e,
+                },
+            ) => context == c && error.kind() == e.kind() && error.to_string() == e.to_string(),
+            (DriverPanicked { detail }, DriverPanicked { detail: d }) => detail == d,
+            _ => false,
+        }
+    }
+}
+
+impl Outcome {
+    /// A [`DriverIo`](Outcome::DriverIo) outcome: `error` while the driver was doing
+    /// `context`.
+    pub fn driver_io(context: impl Into<String>, error: io::Error) -> Self {
+        Outcome::DriverIo {
+            context: context.into(),
+            error: Arc::new(error),
+        }
+    }
+}
+
+impl std::error::Error for Outcome {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Outcome::GaveUp { last_error, .. } => Some(last_error),
+            Outcome::DriverIo { error, .. } => Some(&**error),
+            Outcome::Stopped
+            | Outcome::Fatal { .. }
+            | Outcome::Revoked { .. }
+            | Outcome::InvalidConfig(_)
+            | Outcome::DriverPanicked { .. } => None,
+        }
+    }
 }
 
 impl Outcome {
@@ -334,6 +424,10 @@ impl fmt::Display for Outcome {
                 "gave up after {attempts} consecutive failed attempts; last: {last_error}"
             ),
             Outcome::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            Outcome::DriverIo { context, error } => {
+                write!(f, "the driver failed {context}: {error}")
+            }
+            Outcome::DriverPanicked { detail } => write!(f, "the driver panicked: {detail}"),
         }
     }
 }
@@ -618,7 +712,7 @@ impl SiteStream {
     /// A stream that gave up tries again: the failure count starts over, the backoff
     /// sequences are kept, and the first attempt waits the next delay of its last failure's
     /// kind, from `now` — the wait it had earned, as if the retry limit had not been reached.
-    /// The wait is announced as an [`Event::Disconnected`] with that last failure (giving up
+    /// The wait is announced as an [`StreamEvent::Disconnected`] with that last failure (giving up
     /// announced none) and counted in [`Stats::reconnects`]. A `disconnect` that came after
     /// the stream had given up is forgotten, as [`reset_throttles`](Self::reset_throttles)
     /// forgets it.
@@ -641,7 +735,7 @@ impl SiteStream {
         let retry_in = self.backoff.next_delay(kind);
         self.stats.reconnects += 1;
         self.queue
-            .push_back(Action::Event(Event::Disconnected { error, retry_in }));
+            .push_back(Action::Event(StreamEvent::Disconnected { error, retry_in }));
         self.state = State::Backoff {
             until: later(now, retry_in),
         };
@@ -717,7 +811,7 @@ impl SiteStream {
     }
 
     /// Bytes arrived on the connection, as [`Bytes`] the stream may keep: on a plain
-    /// connection, each [`Event::Message`] that lies inside them (and inside one chunk) is a
+    /// connection, each [`StreamEvent::Message`] that lies inside them (and inside one chunk) is a
     /// slice of them, not a copy — and keeps their memory alive while it lives. (A driver
     /// reads into a `BytesMut` block and hands over `block.split_to(n).freeze()`.) Over TLS,
     /// the ciphertext is only read, and messages are sliced from the decrypted plaintext.
@@ -780,7 +874,7 @@ impl SiteStream {
         push(input);
 
         if let Some(head) = head {
-            self.queue.push_back(Action::Event(Event::Connected {
+            self.queue.push_back(Action::Event(StreamEvent::Connected {
                 status: head.status,
                 reason: head.reason.clone(),
             }));
@@ -856,11 +950,11 @@ impl SiteStream {
                     Ok(Some(Frame::Message(message))) => {
                         self.stats.messages += 1;
                         self.inspect(&message);
-                        return Action::Event(Event::Message(message));
+                        return Action::Event(StreamEvent::Message(message));
                     }
                     Ok(Some(Frame::KeepAlive)) => {
                         self.stats.keep_alives += 1;
-                        return Action::Event(Event::KeepAlive);
+                        return Action::Event(StreamEvent::KeepAlive);
                     }
                     // Every frame that came with the disconnect message is out (or the body
                     // broke after it): now the disconnect takes effect.
@@ -1040,7 +1134,7 @@ impl SiteStream {
         let retry_in = self.backoff.next_delay(kind).max(floor);
         self.stats.reconnects += 1;
         self.queue
-            .push_back(Action::Event(Event::Disconnected { error, retry_in }));
+            .push_back(Action::Event(StreamEvent::Disconnected { error, retry_in }));
         self.state = State::Backoff {
             until: later(now, retry_in),
         };

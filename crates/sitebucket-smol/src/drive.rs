@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes};
 use futures_lite::future::{or, pending, yield_now};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
+use sitebucket_proto::stream::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Resolver};
 
@@ -168,7 +168,7 @@ async fn run_loop(
                         link.outbox.push_back(bytes);
                     }
                 }
-                Action::Event(Event::Message(message)) => parser.parse(message),
+                Action::Event(StreamEvent::Message(message)) => parser.parse(message),
                 Action::Event(event) => control.observe(&event),
                 Action::Close => {
                     connecting = None;

@@ -220,9 +220,9 @@ impl<D: Driver> ListenThread<D> {
                     self.outcome = Some(finished.outcome);
                 }
                 None => {
-                    self.outcome = Some(Outcome::InvalidConfig(
-                        "the driver ended the run without an outcome".into(),
-                    ))
+                    self.outcome = Some(Outcome::DriverPanicked {
+                        detail: "the driver ended the run without an outcome".into(),
+                    })
                 }
             }
         }

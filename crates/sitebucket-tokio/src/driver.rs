@@ -301,7 +301,7 @@ impl Driver for TokioDriver {
                 .build()
             {
                 Ok(runtime) => runtime.block_on(run),
-                Err(e) => Outcome::InvalidConfig(format!("cannot start a tokio runtime: {e}")),
+                Err(e) => Outcome::driver_io("starting a tokio runtime", e),
             },
         }
     }

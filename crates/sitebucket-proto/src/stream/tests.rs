@@ -52,7 +52,7 @@ fn messages(actions: &[Action]) -> Vec<&[u8]> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Event(Event::Message(m)) => Some(&m[..]),
+            Action::Event(StreamEvent::Message(m)) => Some(&m[..]),
             _ => None,
         })
         .collect()
@@ -77,7 +77,7 @@ fn happy_path_signs_the_request_and_hands_out_messages() {
     let actions = drain(&mut stream, t0);
     assert_eq!(
         actions[0],
-        Action::Event(Event::Connected {
+        Action::Event(StreamEvent::Connected {
             status: 200,
             reason: "OK".into()
         })
@@ -89,7 +89,7 @@ fn happy_path_signs_the_request_and_hands_out_messages() {
             b"{\"a\":1}"
         ]
     );
-    assert!(actions.contains(&Action::Event(Event::KeepAlive)));
+    assert!(actions.contains(&Action::Event(StreamEvent::KeepAlive)));
     assert_eq!(stream.stream_id(), Some("1_1_abc"));
     assert!(stream.is_established());
     assert_eq!(stream.stats().messages, 2);
@@ -267,7 +267,7 @@ fn rate_limited_backs_off_a_minute_then_doubles() {
             actions[1..],
             [
                 Action::Close,
-                Action::Event(Event::Disconnected {
+                Action::Event(StreamEvent::Disconnected {
                     error: StreamError::Status {
                         status: 420,
                         reason: "Enhance Your Calm".into()
@@ -341,7 +341,7 @@ fn the_v2_operational_disconnect_reconnects_like_a_disconnect_message() {
         actions[actions.len() - 3..],
         [
             Action::Close,
-            Action::Event(Event::Disconnected {
+            Action::Event(StreamEvent::Disconnected {
                 error: error.clone(),
                 retry_in: step
             }),
@@ -380,7 +380,7 @@ fn a_429_waits_until_its_rate_limit_reset() {
         actions[1..],
         [
             Action::Close,
-            Action::Event(Event::Disconnected {
+            Action::Event(StreamEvent::Disconnected {
                 error: StreamError::Status {
                     status: 429,
                     reason: "Too Many Requests".into()
@@ -468,7 +468,7 @@ fn stall_before_and_after_the_head_reconnects() {
     assert_eq!(actions[0], Action::Close);
     assert!(matches!(
         actions[1],
-        Action::Event(Event::Disconnected { error: StreamError::Stall(_), retry_in }) if retry_in == Duration::from_millis(250)
+        Action::Event(StreamEvent::Disconnected { error: StreamError::Stall(_), retry_in }) if retry_in == Duration::from_millis(250)
     ));
     // After a head, keep-alives hold the stall off.
     let t2 = t1 + Duration::from_millis(250);
@@ -483,7 +483,7 @@ fn stall_before_and_after_the_head_reconnects() {
     assert_eq!(
         actions,
         [
-            Action::Event(Event::KeepAlive),
+            Action::Event(StreamEvent::KeepAlive),
             Action::Wait(t3 + Duration::from_secs(90))
         ]
     );
@@ -514,7 +514,7 @@ fn eof_mid_stream_keeps_framed_messages_and_reconnects_after_one_step() {
         "connection closed by the server mid-message (5 bytes of an unfinished message \
          dropped)"
     );
-    assert!(actions.contains(&Action::Event(Event::Disconnected {
+    assert!(actions.contains(&Action::Event(StreamEvent::Disconnected {
         error,
         retry_in: Duration::from_millis(250)
     })));
@@ -526,7 +526,7 @@ fn eof_mid_stream_keeps_framed_messages_and_reconnects_after_one_step() {
     stream.handle_input(t1, &input);
     stream.handle_eof(t1);
     let actions = drain(&mut stream, t1);
-    assert!(actions.contains(&Action::Event(Event::Disconnected {
+    assert!(actions.contains(&Action::Event(StreamEvent::Disconnected {
         error: StreamError::Closed,
         retry_in: Duration::from_millis(250)
     })));
@@ -555,7 +555,7 @@ fn disconnect_messages_reconnect_except_codes_6_and_7() {
         let close = actions.iter().position(|a| *a == Action::Close).unwrap();
         assert!(matches!(
             actions[close - 1],
-            Action::Event(Event::Message(ref m)) if &m[..] == b"{\"after\":1}"
+            Action::Event(StreamEvent::Message(ref m)) if &m[..] == b"{\"after\":1}"
         ));
         assert_eq!(stream.error_count(), u32::from(!finishes));
         match actions.last() {
@@ -613,7 +613,7 @@ fn refuse_until_finished(stream: &mut SiteStream, mut now: Instant) -> (Vec<Dura
                 Action::Connect { .. } => {
                     stream.handle_connect_failed(now, io::ErrorKind::ConnectionRefused)
                 }
-                Action::Event(Event::Disconnected { retry_in, .. }) => waits.push(retry_in),
+                Action::Event(StreamEvent::Disconnected { retry_in, .. }) => waits.push(retry_in),
                 Action::Wait(deadline) => now = deadline,
                 Action::Finished(_) => return (waits, now),
                 _ => {}
@@ -648,7 +648,7 @@ fn retrying_after_giving_up_waits_the_next_network_delay() {
     assert_eq!(
         drain(&mut stream, later),
         [
-            Action::Event(Event::Disconnected {
+            Action::Event(StreamEvent::Disconnected {
                 error: refused,
                 retry_in: Duration::from_secs(1),
             }),
@@ -699,7 +699,7 @@ fn retrying_after_giving_up_on_420s_waits_the_doubled_rate_limit_wait() {
     assert_eq!(
         drain(&mut stream, now),
         [
-            Action::Event(Event::Disconnected {
+            Action::Event(StreamEvent::Disconnected {
                 error: calm,
                 retry_in: Duration::from_secs(120),
             }),
@@ -831,7 +831,7 @@ fn connect_timeout_is_a_network_error() {
     assert_eq!(actions[0], Action::Close);
     assert!(matches!(
         actions[1],
-        Action::Event(Event::Disconnected {
+        Action::Event(StreamEvent::Disconnected {
             error: StreamError::ConnectTimeout(_),
             ..
         })
@@ -850,7 +850,7 @@ fn oversized_frame_drops_the_connection() {
     assert_eq!(messages(&actions), [&b"12345678"[..]]);
     assert!(matches!(
         actions[actions.len() - 2],
-        Action::Event(Event::Disconnected {
+        Action::Event(StreamEvent::Disconnected {
             error: StreamError::Read(ReadError::Frame(_)),
             ..
         })
@@ -876,7 +876,9 @@ fn squared_policy_waits_retry_time_then_squares_it() {
             Action::Connect { .. } => {
                 stream.handle_connect_failed(now, io::ErrorKind::ConnectionReset)
             }
-            Action::Event(Event::Disconnected { retry_in, .. }) => waits.push(retry_in.as_secs()),
+            Action::Event(StreamEvent::Disconnected { retry_in, .. }) => {
+                waits.push(retry_in.as_secs())
+            }
             Action::Wait(deadline) => now = deadline,
             other => panic!("{other:?}"),
         }
@@ -896,7 +898,9 @@ fn ok_then_close(stream: &mut SiteStream, now: Instant, body: &[u8]) -> (StreamE
     stream.handle_eof(now);
     let actions = drain(stream, now);
     match actions.iter().find_map(|a| match a {
-        Action::Event(Event::Disconnected { error, retry_in }) => Some((error.clone(), *retry_in)),
+        Action::Event(StreamEvent::Disconnected { error, retry_in }) => {
+            Some((error.clone(), *retry_in))
+        }
         _ => None,
     }) {
         Some(found) => found,
@@ -981,7 +985,7 @@ fn a_real_message_earns_trust_at_once() {
     );
     stream.handle_eof(now);
     let actions = drain(&mut stream, now);
-    assert!(actions.contains(&Action::Event(Event::Disconnected {
+    assert!(actions.contains(&Action::Event(StreamEvent::Disconnected {
         error: StreamError::Closed,
         retry_in: ms(250)
     })));
@@ -1026,7 +1030,7 @@ fn staying_up_for_trust_after_earns_trust_exactly_then() {
     let later = trust_at + Duration::from_secs(1);
     stream.handle_eof(later);
     let actions = drain(&mut stream, later);
-    assert!(actions.contains(&Action::Event(Event::Disconnected {
+    assert!(actions.contains(&Action::Event(StreamEvent::Disconnected {
         error: StreamError::Closed,
         retry_in: ms(250)
     })));
@@ -1060,7 +1064,9 @@ fn rate_limited(stream: &mut SiteStream, now: Instant) -> Duration {
         b"HTTP/1.1 420 Enhance Your Calm\r\nContent-Length: 0\r\n\r\n",
     );
     match drain(stream, now).as_slice() {
-        [.., Action::Event(Event::Disconnected { retry_in, .. }), Action::Wait(_)] => *retry_in,
+        [.., Action::Event(StreamEvent::Disconnected { retry_in, .. }), Action::Wait(_)] => {
+            *retry_in
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -1098,7 +1104,9 @@ fn the_rate_limit_sequence_survives_a_200_and_trust() {
 
 fn ok_after_eof(stream: &mut SiteStream, now: Instant) -> Duration {
     match drain(stream, now).as_slice() {
-        [.., Action::Event(Event::Disconnected { retry_in, .. }), Action::Wait(_)] => *retry_in,
+        [.., Action::Event(StreamEvent::Disconnected { retry_in, .. }), Action::Wait(_)] => {
+            *retry_in
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -1158,13 +1166,13 @@ fn frames_after_a_disconnect_in_the_same_read_are_delivered_but_earn_nothing() {
     stream.handle_input(t1, &input);
     let actions = drain(&mut stream, t1);
     assert_eq!(messages(&actions).len(), 3, "{actions:?}");
-    assert!(actions.contains(&Action::Event(Event::KeepAlive)));
+    assert!(actions.contains(&Action::Event(StreamEvent::KeepAlive)));
     assert_eq!(
         stream.stream_id(),
         None,
         "a control URI after a disconnect is not kept"
     );
-    assert!(actions.contains(&Action::Event(Event::Disconnected {
+    assert!(actions.contains(&Action::Event(StreamEvent::Disconnected {
         error: StreamError::DisconnectMessage {
             code: 12,
             reason: "shed".into()
@@ -1198,7 +1206,7 @@ fn bytes_after_the_end_of_the_body_are_a_stream_error() {
         "data after the end of the response body (its last chunk or Content-Length), \
          starting with byte 'H'"
     );
-    assert!(actions.contains(&Action::Event(Event::Disconnected {
+    assert!(actions.contains(&Action::Event(StreamEvent::Disconnected {
         error,
         retry_in: ms(250)
     })));
@@ -1215,7 +1223,7 @@ fn bytes_after_the_end_of_the_body_are_a_stream_error() {
     assert!(
         matches!(
             actions[1],
-            Action::Event(Event::Disconnected {
+            Action::Event(StreamEvent::Disconnected {
                 error: StreamError::Read(ReadError::AfterBody { first_byte: b'x' }),
                 ..
             })
@@ -1249,7 +1257,7 @@ fn server_text_is_cut_where_it_is_taken_in() {
     connect(&mut stream, t0);
     stream.handle_input(t0, format!("HTTP/1.1 503 {long}\r\n\r\n").as_bytes());
     let actions = drain(&mut stream, t0);
-    let Action::Event(Event::Connected { reason, .. }) = &actions[0] else {
+    let Action::Event(StreamEvent::Connected { reason, .. }) = &actions[0] else {
         panic!("{actions:?}")
     };
     assert_eq!(reason.chars().count(), MAX_SERVER_TEXT_CHARS);
@@ -1379,8 +1387,8 @@ fn debug_shows_no_secret_and_no_signature_in_any_state() {
     // The other actions print as before.
     assert_eq!(format!("{:?}", Action::Close), "Close");
     assert_eq!(
-        format!("{:?}", Action::Event(Event::KeepAlive)),
-        "Event(KeepAlive)"
+        format!("{:?}", Action::Event(StreamEvent::KeepAlive)),
+        "StreamEvent(KeepAlive)"
     );
 
     // TLS: the plaintext request waits inside the TLS session.
@@ -1528,4 +1536,43 @@ fn the_state_machine_and_message_from_slice_classify_alike_in_any_key_order() {
     for message in objects_in_every_order(&[r#""data":{"id":"1"}"#, errors]) {
         assert_eq!(both_paths(&message).0, (None, true), "{message}");
     }
+}
+
+#[test]
+fn outcomes_are_errors_with_their_causes_as_source() {
+    use std::error::Error as _;
+    let io = Outcome::driver_io(
+        "creating a poller",
+        io::Error::new(io::ErrorKind::OutOfMemory, "no fds"),
+    );
+    assert_eq!(
+        io.to_string(),
+        "the driver failed creating a poller: no fds"
+    );
+    assert_eq!(
+        io.source().map(|e| e.to_string()).as_deref(),
+        Some("no fds")
+    );
+    assert_eq!(io.clone(), io, "clones compare equal");
+    assert_ne!(
+        io,
+        Outcome::driver_io("creating a poller", io::Error::other("no fds"))
+    );
+    let panicked = Outcome::DriverPanicked {
+        detail: "boom".into(),
+    };
+    assert_eq!(panicked.to_string(), "the driver panicked: boom");
+    assert!(panicked.source().is_none() && panicked.is_failure());
+    let read = StreamError::Read(ReadError::AfterBody { first_byte: b'x' });
+    let gave_up = Outcome::GaveUp {
+        attempts: 3,
+        last_error: read.clone(),
+    };
+    let source = gave_up.source().expect("the last error");
+    assert_eq!(source.to_string(), read.to_string());
+    assert!(
+        source.source().is_some(),
+        "the read error under the stream error"
+    );
+    assert!(Outcome::Stopped.source().is_none() && !Outcome::Stopped.is_failure());
 }

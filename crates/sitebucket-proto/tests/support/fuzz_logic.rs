@@ -31,8 +31,8 @@ use sitebucket_proto::framer::{Frame, FrameError, Framer};
 use sitebucket_proto::response::MAX_HEAD_BYTES;
 use sitebucket_proto::{
     parse_head, Action, ChunkedDecoder, ChunkedError, Config, ContentDecoder, ContentEncoding,
-    Credentials, DecodeError, Event, Framing, HeadError, Outcome, ReadError, ResponseHead,
-    ResponseReader, SiteStream, StreamError,
+    Credentials, DecodeError, Framing, HeadError, Outcome, ReadError, ResponseHead, ResponseReader,
+    SiteStream, StreamError, StreamEvent,
 };
 
 /// The names of the fuzz targets, which are also the seed directories.
@@ -1219,9 +1219,9 @@ impl Harness<'_> {
         );
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: StreamEvent) {
         match event {
-            Event::Connected { status, .. } => {
+            StreamEvent::Connected { status, .. } => {
                 let Socket::Open(conn) = &mut self.socket else {
                     panic!("a response head without an open connection");
                 };
@@ -1231,16 +1231,16 @@ impl Harness<'_> {
                 conn.established = status == 200;
                 self.report.statuses.push(status);
             }
-            Event::Message(message) => {
+            StreamEvent::Message(message) => {
                 assert!(!message.is_empty() && message.len() <= self.max);
                 self.established_conn().expect(Frame::Message(message));
                 self.report.messages += 1;
             }
-            Event::KeepAlive => {
+            StreamEvent::KeepAlive => {
                 self.established_conn().expect(Frame::KeepAlive);
                 self.report.keep_alives += 1;
             }
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Disconnected { error, retry_in } => {
                 assert!(!self.stopped, "Disconnected after disconnect()");
                 assert!(
                     matches!(self.socket, Socket::None),
