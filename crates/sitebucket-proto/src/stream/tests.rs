@@ -1388,7 +1388,7 @@ fn debug_shows_no_secret_and_no_signature_in_any_state() {
     assert_eq!(format!("{:?}", Action::Close), "Close");
     assert_eq!(
         format!("{:?}", Action::Event(StreamEvent::KeepAlive)),
-        "StreamEvent(KeepAlive)"
+        "Event(KeepAlive)"
     );
 
     // TLS: the plaintext request waits inside the TLS session.
