@@ -15,7 +15,7 @@ use std::vec;
 
 use bytes::Bytes;
 use mio::{Interest, Registry, Token};
-use sitebucket_proto::stream::{Action, Outcome, ReadBuffer, StreamEvent};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Resolver};
 

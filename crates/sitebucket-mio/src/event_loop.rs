@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mio::{Events, Poll, Token, Waker};
-use sitebucket_proto::stream::{Action, Outcome, ReadBuffer};
+use sitebucket_proto::{Action, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Finished, Resolver, RunHandle};
 

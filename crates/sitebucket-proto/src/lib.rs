@@ -22,6 +22,7 @@ pub mod framer;
 pub mod message;
 pub mod parser;
 pub mod pipeline;
+pub mod read_buffer;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -46,6 +47,7 @@ pub use framer::{Frame, FrameError, Framer};
 pub use message::{Message, ParseError, UserMessage};
 pub use parser::{Collect, DefaultParser, Parser};
 pub use pipeline::{ReadError, ResponseReader};
+pub use read_buffer::ReadBuffer;
 pub use request::{bearer_request, make_nonce, signed_request, stream_request, Method};
 pub use response::{
     classify, parse_head, BodyKind, ContentEncoding, HeadError, ResponseHead, StatusClass,

@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes};
 use futures_lite::future::{or, pending, yield_now};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use sitebucket_proto::stream::{Action, Outcome, ReadBuffer, StreamEvent};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Resolver};
 

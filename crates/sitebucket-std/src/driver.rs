@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Interest, Poll, Token};
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-use sitebucket_proto::stream::{Action, Outcome, ReadBuffer, StreamEvent};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver, Resolver};
 

@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use sitebucket_proto::stream::{Action, Outcome, ReadBuffer, StreamEvent};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Resolver};
 

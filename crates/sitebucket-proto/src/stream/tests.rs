@@ -148,61 +148,6 @@ fn owned_input_is_framed_in_place_and_like_borrowed_input() {
 }
 
 #[test]
-fn read_buffer_hands_blocks_out_and_reuses_them_once_free() {
-    let mut buf = ReadBuffer::new(100, 10);
-    let room = buf.spare();
-    assert_eq!(room.len(), 100);
-    assert!(room.iter().all(|&b| b == 0), "a new block is zeroed");
-    let a_block = room.as_ptr();
-    room[..60].fill(b'a');
-    let a = buf.filled(60);
-    assert_eq!((a.as_ptr(), &a[..]), (a_block, &[b'a'; 60][..]), "no copy");
-    // `a` is alive: the next read gets another block.
-    let room = buf.spare();
-    let b_block = room.as_ptr();
-    assert_ne!(b_block, a_block);
-    room[..30].fill(b'b');
-    let b = buf.filled(30);
-    let b_message = b.slice(5..15);
-    drop(b);
-    // A short read is copied out, and its block stays for the next read.
-    let room = buf.spare();
-    let c_block = room.as_ptr();
-    room[..3].copy_from_slice(b"xyz");
-    let c = buf.filled(3);
-    assert_eq!(&c[..], b"xyz");
-    assert_ne!(c.as_ptr(), c_block);
-    assert_eq!(buf.spare().as_ptr(), c_block);
-    // Once every slice of a read is gone, its block is read into again.
-    drop(b_message);
-    let whole = buf.filled(usize::MAX);
-    assert_eq!(whole.len(), 100, "capped at the room there was");
-    assert_eq!(buf.spare().as_ptr(), b_block);
-    drop(whole);
-    assert_eq!(&a[..], &[b'a'; 60][..], "what was read stays intact");
-    // The pool keeps at most POOL_BLOCKS blocks.
-    let reads: Vec<Bytes> = (0..5)
-        .map(|_| {
-            buf.spare();
-            buf.filled(50)
-        })
-        .collect();
-    drop(reads);
-    assert_eq!(lock_pool(&buf.pool).len(), POOL_BLOCKS);
-    // Blocks outliving their buffer are simply freed.
-    let late = {
-        let mut gone = ReadBuffer::new(100, 10);
-        gone.spare();
-        gone.filled(40)
-    };
-    assert_eq!(late.len(), 40);
-    drop(late);
-    buf.release();
-    assert_eq!(lock_pool(&buf.pool).len(), 0);
-    assert_eq!(ReadBuffer::new(0, 0).spare().len(), 1);
-}
-
-#[test]
 fn the_control_stream_id_is_forgotten_when_the_connection_drops() {
     let control =
         |uri: &str| chunk(format!("{{\"control\":{{\"control_uri\":\"{uri}\"}}}}\r\n").as_bytes());
