@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use sitebucket_proto::backoff::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
-use sitebucket_proto::config::FOLLOW_LIMIT;
-use sitebucket_proto::config::{Api, Auth, BearerToken, ConfigError, V2Param};
-use sitebucket_proto::framer::FrameError;
-use sitebucket_proto::pipeline::ReadError;
-use sitebucket_proto::stream::{Outcome, StreamError, StreamEvent};
+use sitebucket_proto::FrameError;
+use sitebucket_proto::ReadError;
+use sitebucket_proto::FOLLOW_LIMIT;
+use sitebucket_proto::{Api, Auth, BearerToken, ConfigError, V2Param};
+use sitebucket_proto::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
+use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 use sitebucket_thread::{Control, Driver, Observer};
 
 use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, WithArg};
@@ -428,7 +428,7 @@ pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String>
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
-        sitebucket_proto::tls::parse_pem_roots(&pem)
+        sitebucket_proto::parse_pem_roots(&pem)
             .map_err(|e| format!("--ca-file {} is not usable: {e}", path.display()))?;
         builder = builder.extra_root_certs_pem(pem);
     }

@@ -76,7 +76,7 @@
 //! [`ReadError::AfterBody`] error (and a reconnect). A close in the middle of a message is
 //! reported as [`StreamError::ClosedMidMessage`] with the byte count dropped. Every piece of
 //! server text the stream keeps (a reason phrase, a disconnect reason, a TLS error) is cut to
-//! [`MAX_SERVER_TEXT_CHARS`] characters when it is taken in.
+//! [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters when it is taken in.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -94,8 +94,8 @@ use crate::framer::Frame;
 use crate::message::{stream_signal, DisconnectCode, StreamSignal};
 use crate::pipeline::{ReadError, ResponseReader};
 use crate::request::{make_nonce, stream_request};
+use crate::response::bounded_text;
 use crate::response::StatusClass;
-pub use crate::response::{bounded_text, MAX_SERVER_TEXT_CHARS};
 #[cfg(feature = "tls")]
 use crate::tls::{TlsContext, TlsSession};
 
@@ -161,7 +161,7 @@ pub enum StreamEvent {
     Connected {
         /// HTTP status code.
         status: u16,
-        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
+        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters.
         reason: String,
     },
     /// One complete message: its exact payload bytes, without the `\r\n` (zero-copy).
@@ -186,7 +186,7 @@ pub enum StreamError {
     /// No connection within the connect timeout.
     ConnectTimeout(Duration),
     /// The TLS handshake or record layer failed (an untrusted certificate included); the
-    /// error text, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
+    /// error text, cut to [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters.
     Tls(String),
     /// The server sent something unreadable.
     Read(ReadError),
@@ -204,14 +204,14 @@ pub enum StreamError {
     Status {
         /// HTTP status code.
         status: u16,
-        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
+        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters.
         reason: String,
     },
     /// A `disconnect` message from the server.
     DisconnectMessage {
         /// The disconnect code (1–12).
         code: u32,
-        /// The reason given, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
+        /// The reason given, cut to [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters.
         reason: String,
     },
     /// X API v2's disconnect message: an `errors` message holding an
@@ -296,14 +296,14 @@ pub enum Outcome {
     Fatal {
         /// HTTP status code.
         status: u16,
-        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
+        /// Reason phrase as sent, cut to [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters.
         reason: String,
     },
     /// A `disconnect` message with code 6 (token revoked) or 7 (admin logout).
     Revoked {
         /// The disconnect code.
         code: u32,
-        /// The reason given, cut to [`MAX_SERVER_TEXT_CHARS`] characters.
+        /// The reason given, cut to [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters.
         reason: String,
     },
     /// `retry_limit` consecutive attempts failed.

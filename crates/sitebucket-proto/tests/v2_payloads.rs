@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sitebucket_proto::config::{Api, BearerToken, Config};
 use sitebucket_proto::v2::{V2Data, V2Message};
 use sitebucket_proto::{Action, SiteStream, StreamError, StreamEvent};
+use sitebucket_proto::{Api, BearerToken, Config};
 
 fn read(name: &str) -> Vec<u8> {
     let full = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::future::or;
 use futures_lite::StreamExt;
-use sitebucket_proto::stream::{Outcome, StreamError, StreamEvent};
 use sitebucket_proto::{
     BackoffPolicy, Config, ConfigBuilder, Credentials, SiteStream, TwitterBackoff,
 };
+use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 use sitebucket_smol::{ListenThread, MessageStream, SmolDriver, StreamItem};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,

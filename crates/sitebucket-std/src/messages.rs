@@ -6,7 +6,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
 use sitebucket_thread::{Control, Driver, ItemSink, MessagesOnly, Status, StreamItem};
 

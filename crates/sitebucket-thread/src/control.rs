@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sitebucket_proto::stream::{Outcome, SiteStream, Stats, StreamEvent};
+use sitebucket_proto::{Outcome, SiteStream, Stats, StreamEvent};
 
 /// A snapshot of a running stream, published by its driver.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn the_announce_hook_hears_each_new_stream_id_once() {
-        use sitebucket_proto::stream::Action;
+        use sitebucket_proto::Action;
         use std::time::Instant;
 
         let control = Control::new();

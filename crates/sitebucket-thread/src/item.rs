@@ -40,8 +40,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 use sitebucket_proto::message::{Message, ParseError};
-use sitebucket_proto::stream::{Outcome, StreamError, StreamEvent};
 use sitebucket_proto::Parser;
+use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 
 use crate::control::{Control, Observer};
 

@@ -1,5 +1,6 @@
 #![allow(clippy::disallowed_methods)] // `Instant::now()` is only the base of virtual time here
 use super::*;
+use crate::response::MAX_SERVER_TEXT_CHARS;
 use crate::config::Credentials;
 use crate::{BackoffPolicy, Config, Framing};
 

@@ -26,14 +26,19 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
-use sitebucket_proto::backoff::{BackoffPolicy, FailureKind, Jitter, SquaredBackoff};
-use sitebucket_proto::framer::{Frame, FrameError, Framer};
-use sitebucket_proto::response::MAX_HEAD_BYTES;
+use sitebucket_proto::_benchable::MAX_HEAD_BYTES;
 use sitebucket_proto::{
-    parse_head, Action, ChunkedDecoder, ChunkedError, Config, ContentDecoder, ContentEncoding,
-    Credentials, DecodeError, Framing, HeadError, Outcome, ReadError, ResponseHead, ResponseReader,
+    _benchable::{
+        parse_head, ChunkedDecoder, ContentDecoder, ContentEncoding, ResponseHead, ResponseReader,
+    },
+    Action, ChunkedError, Config, Credentials, DecodeError, Framing, HeadError, Outcome, ReadError,
     SiteStream, StreamError, StreamEvent,
 };
+use sitebucket_proto::{
+    _benchable::{Frame, Framer},
+    FrameError,
+};
+use sitebucket_proto::{BackoffPolicy, FailureKind, Jitter, SquaredBackoff};
 
 /// The names of the fuzz targets, which are also the seed directories.
 pub const TARGETS: [&str; 5] = ["framer", "chunked", "response_head", "gzip_body", "stream"];
@@ -447,7 +452,7 @@ pub fn response_head(data: &[u8]) -> HeadOutcome {
             }
             // Three digits; "000" is accepted too (and classified as an HTTP error).
             assert!(head.status <= 999);
-            assert_eq!(head.class(), sitebucket_proto::classify(head.status));
+            assert_eq!(head.class(), sitebucket_proto::_benchable::classify(head.status));
         }
         Ok(None) => {
             assert!(buf.len() < MAX_HEAD_BYTES);
