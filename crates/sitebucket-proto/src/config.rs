@@ -1056,31 +1056,55 @@ impl Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured, so a new field cannot be left out (secrets are redacted below).
+        let Self {
+            api,
+            follow,
+            auth,
+            v2_params,
+            with,
+            replies_all,
+            stringify_friend_ids,
+            framing,
+            stall_warnings,
+            gzip,
+            endpoint,
+            max_message_bytes,
+            stall_timeout,
+            connect_timeout,
+            backoff,
+            jitter,
+            retry_limit,
+            extra_root_certs_pem,
+            rng_seed,
+            trust_after,
+            rate_limit_reset_after,
+        } = self;
         f.debug_struct("Config")
-            .field("api", &self.api)
-            .field("follow", &self.follow)
-            .field("auth", &self.auth)
-            .field("v2_params", &self.v2_params)
-            .field("with", &self.with)
-            .field("replies_all", &self.replies_all)
-            .field("stringify_friend_ids", &self.stringify_friend_ids)
-            .field("framing", &self.framing)
-            .field("stall_warnings", &self.stall_warnings)
-            .field("gzip", &self.gzip)
-            .field("endpoint", &self.endpoint)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("stall_timeout", &self.stall_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("backoff", &self.backoff)
-            .field("jitter", &self.jitter)
-            .field("retry_limit", &self.retry_limit)
+            .field("api", api)
+            .field("follow", follow)
+            .field("auth", auth)
+            .field("v2_params", v2_params)
+            .field("with", with)
+            .field("replies_all", replies_all)
+            .field("stringify_friend_ids", stringify_friend_ids)
+            .field("framing", framing)
+            .field("stall_warnings", stall_warnings)
+            .field("gzip", gzip)
+            .field("endpoint", endpoint)
+            .field("max_message_bytes", max_message_bytes)
+            .field("stall_timeout", stall_timeout)
+            .field("connect_timeout", connect_timeout)
+            .field("backoff", backoff)
+            .field("jitter", jitter)
+            .field("retry_limit", retry_limit)
             .field(
                 "extra_root_certs_pem",
-                &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
+                &format_args!("<{} bytes>", extra_root_certs_pem.len()),
             )
-            .field("rng_seed", &self.rng_seed)
-            .field("trust_after", &self.trust_after)
-            .field("rate_limit_reset_after", &self.rate_limit_reset_after)
+            .field("rng_seed", rng_seed)
+            .field("trust_after", trust_after)
+            .field("rate_limit_reset_after", rate_limit_reset_after)
             .finish()
     }
 }
@@ -1432,31 +1456,55 @@ fn check_durations(
 
 impl fmt::Debug for ConfigBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured, so a new field cannot be left out (secrets are redacted below).
+        let Self {
+            api,
+            follow,
+            auth,
+            v2_params,
+            with,
+            replies_all,
+            stringify_friend_ids,
+            framing,
+            stall_warnings,
+            gzip,
+            url,
+            max_message_bytes,
+            stall_timeout,
+            connect_timeout,
+            backoff,
+            jitter,
+            retry_limit,
+            extra_root_certs_pem,
+            rng_seed,
+            trust_after,
+            rate_limit_reset_after,
+        } = self;
         f.debug_struct("ConfigBuilder")
-            .field("api", &self.api)
-            .field("follow", &self.follow)
-            .field("auth", &self.auth)
-            .field("v2_params", &self.v2_params)
-            .field("with", &self.with)
-            .field("replies_all", &self.replies_all)
-            .field("stringify_friend_ids", &self.stringify_friend_ids)
-            .field("framing", &self.framing)
-            .field("stall_warnings", &self.stall_warnings)
-            .field("gzip", &self.gzip)
-            .field("url", &self.url.as_deref().map(redact_userinfo))
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("stall_timeout", &self.stall_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("backoff", &self.backoff)
-            .field("jitter", &self.jitter)
-            .field("retry_limit", &self.retry_limit)
+            .field("api", api)
+            .field("follow", follow)
+            .field("auth", auth)
+            .field("v2_params", v2_params)
+            .field("with", with)
+            .field("replies_all", replies_all)
+            .field("stringify_friend_ids", stringify_friend_ids)
+            .field("framing", framing)
+            .field("stall_warnings", stall_warnings)
+            .field("gzip", gzip)
+            .field("url", &url.as_deref().map(redact_userinfo))
+            .field("max_message_bytes", max_message_bytes)
+            .field("stall_timeout", stall_timeout)
+            .field("connect_timeout", connect_timeout)
+            .field("backoff", backoff)
+            .field("jitter", jitter)
+            .field("retry_limit", retry_limit)
             .field(
                 "extra_root_certs_pem",
-                &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
+                &format_args!("<{} bytes>", extra_root_certs_pem.len()),
             )
-            .field("rng_seed", &self.rng_seed)
-            .field("trust_after", &self.trust_after)
-            .field("rate_limit_reset_after", &self.rate_limit_reset_after)
+            .field("rng_seed", rng_seed)
+            .field("trust_after", trust_after)
+            .field("rate_limit_reset_after", rate_limit_reset_after)
             .finish()
     }
 }
