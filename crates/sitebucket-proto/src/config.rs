@@ -47,7 +47,7 @@ use core::time::Duration;
 use crate::backoff::{BackoffPolicy, Jitter};
 use crate::Framing;
 
-/// Most user ids one stream may follow when it connects (the seed's `FOLLOW_LIMIT`).
+/// Most user ids one stream may follow when it connects.
 pub const FOLLOW_LIMIT: usize = 100;
 
 /// The Site Streams endpoint used when no URL is given.
@@ -60,7 +60,7 @@ pub const V2_FILTERED_URL: &str = "https://api.x.com/2/tweets/search/stream";
 pub const V2_SAMPLE_URL: &str = "https://api.x.com/2/tweets/sample/stream";
 
 /// Consecutive failed attempts after which the squared policy gives up, unless a retry limit
-/// was set explicitly (the seed's `RETRY_LIMIT`).
+/// was set explicitly.
 pub const RETRY_LIMIT: u32 = 10;
 
 /// Longest message payload accepted by default: 8 MiB.
@@ -72,7 +72,7 @@ pub const MAX_MESSAGE_BYTES_LIMIT: usize = 1024 * 1024 * 1024;
 /// No byte for this long means the stream stalled: three keep-alive periods.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// How long a connection attempt may take by default (the seed's `TIMEOUT`).
+/// How long a connection attempt may take by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// How long a connection must stay up after its `200` head, by default, to earn trust
@@ -993,7 +993,7 @@ impl Config {
         &self.endpoint
     }
 
-    /// The stream URL without its query (the seed's `url`).
+    /// The stream URL without its query.
     pub fn url(&self) -> String {
         self.endpoint.url()
     }
@@ -1008,7 +1008,7 @@ impl Config {
         self.stall_timeout
     }
 
-    /// How long a connection attempt may take (the seed's `timeout`).
+    /// How long a connection attempt may take.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
@@ -1262,7 +1262,7 @@ impl ConfigBuilder {
     /// Give up after this many consecutive failed attempts; `None` is unlimited.
     ///
     /// When never called, the limit is `None` for the Twitter policy and
-    /// `Some(`[`RETRY_LIMIT`]`)` for the squared one, as in the seed. `Some(0)` is an error.
+    /// `Some(`[`RETRY_LIMIT`]`)` for the squared one. `Some(0)` is an error.
     pub fn retry_limit(mut self, limit: Option<u32>) -> Self {
         self.retry_limit = Some(limit);
         self

@@ -586,7 +586,7 @@ impl SiteStream {
         &self.config
     }
 
-    /// The endpoint URL (the seed's `url`), without the query.
+    /// The endpoint URL, without the query.
     pub fn url(&self) -> String {
         self.config.url()
     }
@@ -621,12 +621,12 @@ impl SiteStream {
             .is_none_or(|limit| self.error_count < limit)
     }
 
-    /// The next HTTP-error wait (for the squared policy, the seed's `retry_time`).
+    /// The next HTTP-error wait (for the squared policy, the current retry time).
     pub fn retry_time(&self) -> Duration {
         self.backoff.retry_time()
     }
 
-    /// The connect timeout (the seed's `timeout`).
+    /// The connect timeout.
     pub fn timeout(&self) -> Duration {
         self.config.connect_timeout()
     }
@@ -636,7 +636,7 @@ impl SiteStream {
         self.stream_id.as_deref()
     }
 
-    /// The last signed request sent (the seed's cached `_last_request`). It carries the
+    /// The last signed request sent. It carries the
     /// OAuth signature: do not log it.
     pub fn last_request(&self) -> Option<&Bytes> {
         self.last_request.as_ref()
@@ -666,7 +666,7 @@ impl SiteStream {
         matches!(&self.state, State::Open(c) if c.trusted)
     }
 
-    /// The seed's `connection_healthy`, done right: true while the stream is starting,
+    /// Whether the connection is healthy: true while the stream is starting,
     /// streaming, reconnecting or was stopped on request; false once it finished because of
     /// a failure (gave up, fatal status, revoked).
     pub fn connection_healthy(&self) -> bool {
@@ -697,7 +697,7 @@ impl SiteStream {
         self.state = State::Finished(Outcome::Stopped);
     }
 
-    /// The seed's `reset_throttles`: clears the failure count, every backoff and the
+    /// Clears the failure count, every backoff and the
     /// `disconnect_issued` flag. A finished or backing-off stream connects again at the next
     /// `poll_action`; an open connection is left alone (its buffers hold data in flight).
     /// To try again after giving up without forgetting the backoff, use
