@@ -5,7 +5,7 @@
 #[doc(hidden)]
 pub mod __private {
     pub use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-    pub use sitebucket_proto::stream::Outcome;
+    pub use sitebucket_proto::Outcome;
     pub use sitebucket_proto::{Parser, SiteStream};
     pub use sitebucket_thread::{Control, Resolver};
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 
-use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Resolver};
 
@@ -180,7 +180,7 @@ async fn run_loop<R: Runtime>(
                         link.outbox.push_back(bytes);
                     }
                 }
-                Action::Event(Event::Message(message)) => parser.parse(message),
+                Action::Event(StreamEvent::Message(message)) => parser.parse(message),
                 Action::Event(event) => control.observe(&event),
                 Action::Close => {
                     connecting = None;
@@ -188,8 +188,6 @@ async fn run_loop<R: Runtime>(
                 }
                 Action::Wait(deadline) => break deadline,
                 Action::Finished(outcome) => return outcome,
-                // Actions added to the core later: nothing this driver knows how to do.
-                _ => {}
             }
             if !event {
                 now = Instant::now();
@@ -331,7 +329,7 @@ mod tests {
     use std::sync::Mutex;
 
     use futures_lite::future;
-    use sitebucket_proto::stream::StreamError;
+    use sitebucket_proto::StreamError;
     use sitebucket_proto::{Config, Credentials};
 
     use crate::fake::{Fake, Net, Peer};

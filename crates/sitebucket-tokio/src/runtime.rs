@@ -16,7 +16,7 @@ use tokio::time::Sleep;
 /// tokio as a [`Runtime`]: tokio's sockets and timers, so the futures must be polled inside
 /// a tokio runtime with I/O and time enabled (`enable_all`), of either flavour; polled
 /// outside any runtime, a run ends at once with
-/// [`Outcome::InvalidConfig`](sitebucket_proto::stream::Outcome::InvalidConfig) saying so.
+/// [`Outcome::InvalidConfig`](sitebucket_proto::Outcome::InvalidConfig) saying so.
 /// Each item of a [`Messages`](crate::Messages) spends a unit of the polling task's tokio
 /// budget (`tokio::task::coop`).
 ///
