@@ -131,6 +131,12 @@ pub enum FleetError {
     Read(async_nats::Error),
     /// The worker's task ended abnormally (it panicked or was killed).
     Task(String),
+    /// The output stream could not be opened or created.
+    Output(async_nats::Error),
+    /// The streams could not be started (a thread, a socket).
+    Streams(String),
+    /// A bucket does not exist (no worker has created it yet).
+    Missing(String),
 }
 
 impl fmt::Display for FleetError {
@@ -149,6 +155,15 @@ impl fmt::Display for FleetError {
             FleetError::Follows(error) => write!(f, "follow set: {error}"),
             FleetError::Read(error) => write!(f, "cannot read the fleet's buckets: {error}"),
             FleetError::Task(what) => write!(f, "the worker's task ended abnormally: {what}"),
+            FleetError::Output(error) => {
+                write!(f, "cannot open or create the output stream: {error}")
+            }
+            FleetError::Streams(what) => write!(f, "cannot run the streams: {what}"),
+            FleetError::Missing(bucket) => write!(
+                f,
+                "the key-value bucket {bucket:?} does not exist: no worker (or `follow add`) has \
+                 created it yet"
+            ),
         }
     }
 }
@@ -185,14 +200,79 @@ impl Buckets {
     }
 }
 
+impl Buckets {
+    /// Opens the fleet's buckets without creating any: for readers such as `fleet status`.
+    /// A missing bucket is [`FleetError::Missing`].
+    pub async fn open_existing(
+        js: &jetstream::Context,
+        config: &FleetConfig,
+    ) -> Result<Self, FleetError> {
+        let get = |bucket: String| async move {
+            match js.get_stream(format!("KV_{bucket}")).await {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::context::GetStreamErrorKind::JetStream(ref js_error)
+                            if js_error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ) =>
+                {
+                    Err(FleetError::Missing(bucket))
+                }
+                Err(error) => Err(FleetError::Bucket {
+                    bucket,
+                    error: error.into(),
+                }),
+                Ok(_) => js
+                    .get_key_value(&bucket)
+                    .await
+                    .map_err(|error| FleetError::Bucket {
+                        bucket,
+                        error: error.into(),
+                    }),
+            }
+        };
+        Ok(Buckets {
+            follows: get(config.follows_bucket.clone()).await?,
+            leases: get(config.leases_bucket.clone()).await?,
+            heartbeats: get(config.heartbeats_bucket.clone()).await?,
+        })
+    }
+}
+
+/// Opens the follow set bucket, creating it if missing (for `follow add|remove|list`).
+pub async fn open_follows(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<Store, FleetError> {
+    open_bucket(js, bucket, Duration::ZERO, replicas).await
+}
+
 async fn open_bucket(
     js: &jetstream::Context,
     bucket: &str,
     max_age: Duration,
     replicas: usize,
 ) -> Result<Store, FleetError> {
-    if let Ok(store) = js.get_key_value(bucket).await {
-        return Ok(store);
+    if let Ok(mut stream) = js.get_stream(format!("KV_{bucket}")).await {
+        // A bucket whose max_age is not this worker's TTL would let leases live longer (or
+        // shorter) than the lease machine assumes: refuse rather than break exclusivity.
+        if let Ok(info) = stream.info().await {
+            if info.config.max_age != max_age {
+                return Err(FleetError::Bucket {
+                    bucket: bucket.to_owned(),
+                    error: format!(
+                        "its max_age is {:?} but this worker expects {max_age:?} (every worker \
+                         of a fleet must use the same lease TTL; delete the bucket to change it)",
+                        info.config.max_age
+                    )
+                    .into(),
+                });
+            }
+        }
+        if let Ok(store) = js.get_key_value(bucket).await {
+            return Ok(store);
+        }
     }
     // The stream a key-value bucket is made of, created directly: `create_key_value` first
     // reads the account info, which this client cannot parse from NATS 2.9 servers (it expects
