@@ -626,6 +626,13 @@ pub struct ListenArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stats_every: Option<Duration>,
 
+    /// Publish every message to NATS JetStream instead of printing it:
+    /// nats://HOST:PORT/SUBJECT (subjects SUBJECT.msg.<for_user> and SUBJECT.stream.<kind>,
+    /// the stream SUBJECT upper-cased created if missing, Nats-Msg-Id from the user and the
+    /// bytes). Reading pauses while NATS is behind; at the end what is held is drained.
+    #[arg(long, value_name = "URL", value_parser = crate::sink::parse_sink)]
+    pub sink: Option<crate::sink::SinkUrl>,
+
     /// v2: `expansions`, sent as given (e.g. author_id,attachments.media_keys).
     #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]
     pub expansions: Option<String>,

@@ -491,3 +491,68 @@ fn every_message_sent_while_a_stream_was_up_is_in_jetstream() {
         "the duplicate window let a re-publish through"
     );
 }
+
+/// `listen --sink`: every message in the stream under the subject asked for; the same
+/// messages again (a second run) are dropped by the duplicate window through their
+/// `Nats-Msg-Id`; an unreachable NATS is exit status 1 with a clear message.
+#[test]
+fn listen_sink_publishes_each_message_once() {
+    let nats = NatsServer::start();
+    let mut steps: Vec<Step> = (0..50u64)
+        .map(|k| {
+            Step::Message(
+                format!(r#"{{"for_user":{},"message":{{"id":{k}}}}}"#, 1 + k % 3).into_bytes(),
+            )
+        })
+        .collect();
+    steps.insert(0, Step::Message(br#"{"limit":{"track":7}}"#.to_vec()));
+    let plan = AttemptPlan::ok(steps).with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let sink = format!("{}/sb.test", nats.url);
+    for round in 0..2 {
+        let listened = run(
+            listen(
+                &server.url(),
+                "tokio",
+                &["--sink", &sink, "--max-messages", "51"],
+            ),
+            format!("listen --sink, round {round}"),
+        );
+        assert_eq!(listened.code(), 0, "{}", listened.stderr);
+        assert!(listened.stdout.is_empty(), "nothing printed");
+        assert!(
+            listened
+                .stderr
+                .contains("published to NATS: 51 message(s), every one acknowledged"),
+            "{}",
+            listened.stderr
+        );
+    }
+    let stored = Reader::new(&nats.url).messages("SB_TEST");
+    assert_eq!(
+        stored.len(),
+        51,
+        "each message once, the second round deduplicated"
+    );
+    assert_eq!(stored[0].0, "sb.test.stream.limit");
+    assert_eq!(stored[1].0, "sb.test.msg.1");
+    assert_eq!(stored[2].0, "sb.test.msg.2");
+
+    let unreachable = format!("nats://127.0.0.1:{}/sb", sitebucket_e2e::nats::free_port());
+    let refused = run(
+        listen(&server.url(), "tokio", &["--sink", &unreachable]),
+        "listen --sink unreachable",
+    );
+    assert_eq!(refused.code(), 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("--sink: cannot connect to NATS at"),
+        "{}",
+        refused.stderr
+    );
+    let bad = run(
+        listen(&server.url(), "tokio", &["--sink", "nats://x:1/a..b"]),
+        "listen --sink bad",
+    );
+    assert_eq!(bad.code(), 2, "{bad:?}");
+}

@@ -373,6 +373,18 @@ async fn ensure_stream(js: &jetstream::Context, config: &OutputConfig) -> Result
     if js.get_stream(&config.stream).await.is_ok() {
         return Ok(());
     }
+    // Another stream may already take these subjects (a fleet's, when `listen --sink`
+    // publishes under the same prefix): publish into it.
+    if let Ok(name) = js
+        .stream_by_subject(format!("{}.stream.control", config.subject_prefix))
+        .await
+    {
+        tracing::info!(
+            "publishing into the existing stream {name}, which takes {}.>",
+            config.subject_prefix
+        );
+        return Ok(());
+    }
     let created = js
         .create_stream(jetstream::stream::Config {
             name: config.stream.clone(),
