@@ -18,6 +18,9 @@ use crate::args::{
 };
 use crate::ids;
 
+/// The longest wait between two attempts to reconnect to NATS.
+const RECONNECT_MAX: Duration = Duration::from_millis(250);
+
 /// The lease TTL `fleet status` reads the buckets with (it creates nothing).
 const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
@@ -143,7 +146,12 @@ fn worker(args: FleetWorkerArgs) -> ExitCode {
     let drain_timeout = args.drain_timeout;
     let url = args.nats.nats.clone();
     runtime.block_on(async move {
-        let client = match async_nats::connect(&url).await {
+        // Reconnect attempts at most 250 ms apart (the client's default backs off to 4 s):
+        // leases and publishes resume as soon as NATS is back.
+        let options = async_nats::ConnectOptions::new().reconnect_delay_callback(|attempts| {
+            Duration::from_millis(2u64.saturating_pow(attempts.min(16) as u32)).min(RECONNECT_MAX)
+        });
+        let client = match options.connect(&url).await {
             Ok(client) => client,
             Err(error) => {
                 eprintln!("sitebucket: cannot connect to NATS at {url}: {error}");
@@ -209,6 +217,10 @@ fn worker_config(args: &FleetWorkerArgs) -> Result<FleetWorkerConfig, String> {
     }
     let mut config = FleetWorkerConfig::new(&name, args.lease_ttl, template);
     config.fleet.lease.shards = args.shards;
+    // A renewal may wait up to 0.4 TTL for its answer (the most the lease rules allow with
+    // renewals every TTL/3 and the margin TTL/4): a NATS outage of a few seconds, plus the
+    // client's reconnect, then costs no lease.
+    config.fleet.lease.op_timeout = args.lease_ttl * 2 / 5 - Duration::from_millis(1);
     config.fleet.lease.seed = seed_of(&name);
     config.fleet.follows_bucket = args.nats.follows_bucket.clone();
     config.fleet.replicas = args.replicas;

@@ -29,6 +29,10 @@ use crate::lease::{
     shard_of, Action, ConfigError, KvOp, KvOutcome, LeaseConfig, Leases, OpId, Shard, StopReason,
 };
 
+/// The pause before a renewal or heartbeat that met a transient error is sent again (within
+/// the operation's timeout).
+const RETRY_TRANSIENT: Duration = Duration::from_millis(100);
+
 /// How a [`Worker`] reaches its buckets, and how it holds leases.
 #[derive(Clone, Debug)]
 pub struct FleetConfig {
@@ -601,14 +605,24 @@ impl<S: Sink> Driver<S> {
                             Err(_) => KvOutcome::Failed,
                         }
                     }
+                    // A renewal that meets a transient error (NATS reconnecting, JetStream
+                    // not ready yet after a restart) is sent again until the operation's
+                    // timeout: the machine hears one outcome, in time. Sending it again is
+                    // safe: if an earlier try was applied, this one is a conflict (and the
+                    // shard stops, as for any conflict).
                     KvOp::UpdateLease {
                         shard, revision, ..
-                    } => match leases.update(shard.to_string(), name, revision).await {
-                        Ok(revision) => KvOutcome::Written(revision),
-                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                            KvOutcome::Conflict
+                    } => loop {
+                        match leases
+                            .update(shard.to_string(), name.clone(), revision)
+                            .await
+                        {
+                            Ok(revision) => break KvOutcome::Written(revision),
+                            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                                break KvOutcome::Conflict
+                            }
+                            Err(_) => tokio::time::sleep(RETRY_TRANSIENT).await,
                         }
-                        Err(_) => KvOutcome::Failed,
                     },
                     KvOp::DeleteLease {
                         shard, revision, ..
@@ -621,9 +635,11 @@ impl<S: Sink> Driver<S> {
                     },
                     KvOp::PutHeartbeat { .. } => {
                         let key = String::from_utf8_lossy(&name).into_owned();
-                        match heartbeats.put(key, held).await {
-                            Ok(revision) => KvOutcome::Written(revision),
-                            Err(_) => KvOutcome::Failed,
+                        loop {
+                            match heartbeats.put(key.clone(), held.clone()).await {
+                                Ok(revision) => break KvOutcome::Written(revision),
+                                Err(_) => tokio::time::sleep(RETRY_TRANSIENT).await,
+                            }
                         }
                     }
                     KvOp::DeleteHeartbeat { .. } => {
