@@ -676,7 +676,7 @@ fn nats_down_for_five_seconds_pauses_and_loses_nothing() {
     );
     assert!(
         written.len() >= 9_000,
-        "too few messages: {}",
+        "too few messages: {} (shards lost: {lost:?})",
         written.len()
     );
     assert!(most_held <= bound + 1024, "held {most_held} bytes");
@@ -687,7 +687,7 @@ fn nats_down_for_five_seconds_pauses_and_loses_nothing() {
     assert_eq!(
         metric(&after, "sitebucket_lease_renewals_failed_total"),
         0,
-        "{after}"
+        "{lost:?}"
     );
     assert_eq!(missing, 0);
     assert_eq!(duplicates, 0);
