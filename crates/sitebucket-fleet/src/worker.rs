@@ -108,7 +108,8 @@ enum Command {
 /// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
 /// let config = FleetWorkerConfig::new("worker-1", Duration::from_secs(10), template);
 /// let worker = FleetWorker::start(client, config).await?;
-/// tokio::signal::ctrl_c().await?;
+/// // … until your service stops …
+/// tokio::time::sleep(Duration::from_secs(3600)).await;
 /// // Stop reading, drain what is held to NATS, release the leases.
 /// let left = worker.shutdown(Duration::from_secs(30)).await?;
 /// assert_eq!(left, 0, "every message read is in the stream");
