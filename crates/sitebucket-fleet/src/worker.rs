@@ -25,7 +25,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sitebucket_proto::{Config, Event, Parser, StreamError};
+use sitebucket_proto::{Config, Parser, StreamError, StreamEvent};
 use sitebucket_thread::{Monitor, Observer};
 use sitebucket_tokio::TokioDriver;
 use tokio::task::JoinHandle;
@@ -444,13 +444,13 @@ struct StreamLog {
 }
 
 impl Observer for StreamLog {
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         let n = self.number;
         match event {
-            Event::Connected { status: 200, .. } => {
+            StreamEvent::Connected { status: 200, .. } => {
                 tracing::debug!("stream {n}: connected, streaming")
             }
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Disconnected { error, retry_in } => {
                 let kind = reconnect_kind(error);
                 self.metrics.reconnect(kind);
                 tracing::warn!("stream {n}: {error}; reconnecting in {retry_in:.1?} ({kind})");
