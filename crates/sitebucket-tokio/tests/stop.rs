@@ -40,7 +40,7 @@ enum How {
     /// `abort()` a `tokio::spawn(drive_with(..))`'s `JoinHandle`.
     AbortJoinHandle,
     /// Drop a `Messages` polled by the test itself.
-    DropMessageStream,
+    DropMessages,
 }
 
 /// The servers every state is aimed at, shared by all the runs.
@@ -201,7 +201,7 @@ async fn stop_once(
             assert!(ended.expect_err("aborted").is_cancelled());
             started.elapsed()
         }
-        How::DropMessageStream => {
+        How::DropMessages => {
             let mut messages = sitebucket_tokio::messages_with(stream, resolver);
             let deadline = Instant::now() + PATIENCE;
             // The stream runs only while polled: poll it until the state is reached.
@@ -273,7 +273,7 @@ fn every_stop_is_prompt_in_every_state_and_leaves_no_task_or_socket() {
                     How::Close,
                     How::DropTask,
                     How::AbortJoinHandle,
-                    How::DropMessageStream,
+                    How::DropMessages,
                 ] {
                     // Settle what an earlier run left closing, then count.
                     assert!(servers.open_connections_gone(), "server connections linger");
