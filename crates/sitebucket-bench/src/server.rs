@@ -427,6 +427,41 @@ mod tests {
     }
 
     #[test]
+    fn a_firehose_batch_starts_streaming_only_once_all_its_connections_are_in() {
+        let firehose = Arc::new(
+            Firehose::new(21, 64 * 1024, 64 * 1024)
+                .notsent_lowat(Some(16 * 1024))
+                .together(2),
+        );
+        let (listener, addr) = bind_loopback().unwrap();
+        std::thread::spawn({
+            let firehose = firehose.clone();
+            move || firehose.run(listener)
+        });
+        let request = b"GET /1.1/site.json HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut first = TcpStream::connect(addr).unwrap();
+        first.write_all(request).unwrap();
+        let mut head = vec![0u8; HEAD.len()];
+        first.read_exact(&mut head).unwrap();
+        assert_eq!(head, HEAD);
+        // Alone, the first connection gets nothing past the head.
+        first
+            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(first.read(&mut byte).is_err(), "held until the batch is in");
+        let mut second = TcpStream::connect(addr).unwrap();
+        second.write_all(request).unwrap();
+        first.set_read_timeout(None).unwrap();
+        let mut rest = Vec::new();
+        first.read_to_end(&mut rest).unwrap();
+        assert_eq!((HEAD.len() + rest.len()) as u64, firehose.wire_bytes());
+        let mut wire = Vec::new();
+        second.read_to_end(&mut wire).unwrap();
+        assert_eq!(wire.len() as u64, firehose.wire_bytes());
+    }
+
+    #[test]
     fn the_idle_server_answers_and_holds_plain_and_tls() {
         for tls in [false, true] {
             let material = tls_material().unwrap();

@@ -174,7 +174,7 @@ fn run<D: Driver>(driver: D, config: &Config, tallies: &[Arc<Tally>]) -> (Span, 
             checks += 1;
             // A stream that failed never gets a message: stop waiting for it. Its status
             // is looked at less often than the tallies (it takes a lock).
-            if checks % 100 == 0 && handles.iter().any(|h| !h.is_running()) {
+            if checks.is_multiple_of(100) && handles.iter().any(|h| !h.is_running()) {
                 break;
             }
             std::thread::sleep(CHECK_EVERY);
