@@ -1,8 +1,9 @@
 //! The state shared by a [`ListenThread`](crate::ListenThread) handle and its driver.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use sitebucket_proto::stream::{Event, Outcome, SiteStream, Stats};
 
 /// A snapshot of a running stream, published by its driver.
@@ -68,11 +69,6 @@ impl std::fmt::Debug for Control {
             .field("status", &*lock(&self.status))
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Control {

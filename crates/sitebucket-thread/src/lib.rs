@@ -10,20 +10,25 @@
 //! Architecture invariant: this crate knows nothing of sockets and makes no protocol decision.
 
 mod control;
+mod driver;
 mod follows;
 mod item;
 mod listen;
 mod monitor;
 mod parallel;
 mod resolve;
+mod seed;
+pub mod sync;
 #[cfg(test)]
 mod test_blocks;
 mod threaded;
+pub mod time;
 
 pub use control::{AnnounceHook, Control, FinishHook, Observer, Status};
+pub use driver::{Driver, Finished, RunHandle, READ_BUFFER_BYTES};
 pub use follows::SharedPacer;
 pub use item::{ItemSink, MessagesOnly, StreamItem};
-pub use listen::{Driver, Finished, ListenThread, RunHandle};
+pub use listen::ListenThread;
 pub use monitor::{
     FailedStream, FailedStreamHook, Monitor, MonitorError, SharedParser, StreamInfo, CHECK_INTERVAL,
 };

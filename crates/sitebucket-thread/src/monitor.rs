@@ -19,8 +19,10 @@ use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Config, ConfigError, Parser, SiteStream};
 
 use crate::control::{Control, Observer, Status};
+use crate::driver::Driver;
 use crate::follows::SharedPacer;
-use crate::listen::{Driver, ListenThread};
+use crate::listen::ListenThread;
+use crate::sync::lock;
 
 /// The seed's interval between two health checks: 10 seconds.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -109,9 +111,7 @@ impl<P: Parser> SharedParser<P> {
     /// The parser, locked (e.g. to read what it gathered).
     pub fn lock(&self) -> MutexGuard<'_, P> {
         // A parser that panicked mid-message is still the user's to inspect.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 }
 
@@ -273,11 +273,6 @@ impl Signal {
         change(&mut lock(&self.state));
         self.wake.notify_all();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The monitor's state stays consistent between statements; keep using it after a panic.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<D: Driver> fmt::Debug for Monitor<D> {
