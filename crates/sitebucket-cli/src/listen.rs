@@ -6,9 +6,9 @@
 //! one line (a raw CR or LF byte printed as a space) through one locked buffer, flushed
 //! whenever a driver has drained its core (it has no further complete message in hand and is
 //! about to wait): fast under a firehose, prompt when the stream goes quiet. Each driver tells
-//! the CLI through an [`Observer`] on its [`Control`] ([`Logger`]), which also carries every
+//! the CLI through an [`Observer`] on its [`RunState`] ([`Logger`]), which also carries every
 //! event of the core (status, backoff, stall, disconnect) into the log lines. SIGINT and
-//! SIGTERM stop the run through [`Control::request_stop`] — what `ListenThread::close` does;
+//! SIGTERM stop the run through [`RunState::request_stop`] — what `ListenThread::close` does;
 //! SIGHUP goes to the monitor, which re-reads the follow file.
 
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ use sitebucket_proto::framer::FrameError;
 use sitebucket_proto::pipeline::ReadError;
 use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
-use sitebucket_thread::{Control, Driver, Observer};
+use sitebucket_thread::{Driver, Observer, RunState};
 
 use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, WithArg};
 use crate::drivers::{with_driver, WithDriver};
@@ -79,7 +79,7 @@ pub fn run(args: ListenArgs) -> ExitCode {
         }
     };
     // The run's stop flag: the single stream's own control, or the monitor's supervisor's.
-    let stop = Control::new();
+    let stop = RunState::new();
     let output = Arc::new(Output::new(
         stdout_writer(),
         args.max_messages,
@@ -165,7 +165,7 @@ pub enum RunEnd {
 struct Single {
     stream: SiteStream,
     output: Arc<Output>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
 }
 
 impl WithDriver for Single {
@@ -177,10 +177,10 @@ impl WithDriver for Single {
     }
 }
 
-/// Stops the run on the first SIGINT or SIGTERM, through the same [`Control::request_stop`]
+/// Stops the run on the first SIGINT or SIGTERM, through the same [`RunState::request_stop`]
 /// as `ListenThread::close`; a second signal, or a run that does not end within
 /// [`STOP_GRACE`], ends the process at once. SIGHUP is passed on to `hup`.
-fn stop_on_signals(mut signals: Signals, control: Arc<Control>, hup: mpsc::Sender<()>) {
+fn stop_on_signals(mut signals: Signals, control: Arc<RunState>, hup: mpsc::Sender<()>) {
     // Detached: it blocks in `forever` until the process exits.
     let _ = std::thread::Builder::new()
         .name("sitebucket-signals".into())
@@ -469,7 +469,7 @@ fn stdout_writer() -> Box<dyn Write + Send> {
 /// flushes): one locked writer, so no two messages ever mix inside a line.
 pub struct Output {
     sink: Mutex<Sink>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
 }
 
 /// What [`Output`] guards.
@@ -517,7 +517,7 @@ fn write_one_line(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 
 impl Output {
     /// Output to `writer`, stopping the run through `control` after `limit` messages.
-    pub fn new(writer: Box<dyn Write + Send>, limit: Option<u64>, control: Arc<Control>) -> Self {
+    pub fn new(writer: Box<dyn Write + Send>, limit: Option<u64>, control: Arc<RunState>) -> Self {
         Self {
             sink: Mutex::new(Sink {
                 writer: BufWriter::with_capacity(STDOUT_BUFFER, writer),
@@ -988,7 +988,7 @@ mod tests {
 
     #[test]
     fn output_buffers_until_flushed_and_stops_at_the_limit() {
-        let control = Control::new();
+        let control = RunState::new();
         let recorder = Recorder::default();
         let output = Output::new(Box::new(recorder.clone()), Some(3), control.clone());
         output.message(b"{\"a\":1}");
@@ -1033,7 +1033,7 @@ mod tests {
 
     #[test]
     fn a_closed_output_prints_nothing_more() {
-        let control = Control::new();
+        let control = RunState::new();
         let recorder = Recorder::default();
         let output = Output::new(Box::new(recorder.clone()), None, control.clone());
         output.message(b"1");
@@ -1046,7 +1046,7 @@ mod tests {
 
     #[test]
     fn a_closed_stdout_stops_quietly() {
-        let control = Control::new();
+        let control = RunState::new();
         let recorder = Recorder::default();
         let output = Output::new(Box::new(recorder.clone()), None, control.clone());
         output.message(b"x");

@@ -10,14 +10,15 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use std::vec;
 
 use bytes::Bytes;
 use mio::{Interest, Registry, Token};
 use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Resolver};
+use sitebucket_thread::time::unix_secs;
+use sitebucket_thread::{Resolver, RunState};
 
 use crate::socket::{connect_result, write_queue, Socket};
 
@@ -26,7 +27,7 @@ use crate::socket::{connect_result, write_queue, Socket};
 pub(crate) struct Parts<'a> {
     pub stream: &'a mut SiteStream,
     pub parser: &'a mut dyn Parser,
-    pub control: &'a Control,
+    pub control: &'a RunState,
     pub lookups: &'a Lookups,
 }
 
@@ -336,13 +337,6 @@ impl Conn {
         self.interest = None;
         self.out.clear();
     }
-}
-
-/// Wall-clock seconds for the request's OAuth timestamp.
-pub(crate) fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

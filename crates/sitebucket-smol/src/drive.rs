@@ -16,7 +16,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Resolver};
+use sitebucket_thread::{Resolver, RunState};
 
 use crate::connect::connect;
 
@@ -58,8 +58,8 @@ enum Wake {
     Wrote(io::Result<usize>),
 }
 
-/// Removes the driver's waker from the [`Control`] when the run ends or its future is dropped.
-struct WakerGuard<'a>(&'a Control);
+/// Removes the driver's waker from the [`RunState`] when the run ends or its future is dropped.
+struct WakerGuard<'a>(&'a RunState);
 
 impl Drop for WakerGuard<'_> {
     fn drop(&mut self) {
@@ -72,7 +72,7 @@ impl Drop for WakerGuard<'_> {
 /// The loop follows the core's drain contract: it carries out every [`Action`] until
 /// `Wait(deadline)`, publishes the status to `control`, then waits for whichever comes first
 /// of the connection attempt, bytes from the socket, room to write, the deadline, or a stop
-/// request ([`Control::request_stop`]). On a stop it calls [`SiteStream::disconnect`],
+/// request ([`RunState::request_stop`]). On a stop it calls [`SiteStream::disconnect`],
 /// drains, closes the socket and returns [`Outcome::Stopped`]. It makes no protocol decision:
 /// timeouts, retries and backoff are all the core's.
 ///
@@ -88,7 +88,11 @@ impl Drop for WakerGuard<'_> {
 ///
 /// Any smol-compatible executor can run it (`smol::block_on`, a `smol::Executor` task).
 /// Dropping the future closes the socket at once.
-pub async fn drive(stream: &mut SiteStream, parser: &mut dyn Parser, control: &Control) -> Outcome {
+pub async fn drive(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &RunState,
+) -> Outcome {
     drive_with(stream, parser, control, &Resolver::system()).await
 }
 
@@ -101,7 +105,7 @@ pub async fn drive(stream: &mut SiteStream, parser: &mut dyn Parser, control: &C
 pub async fn drive_with(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
 ) -> Outcome {
     drive_yielding(stream, parser, control, resolver, READS_PER_YIELD).await
@@ -111,7 +115,7 @@ pub async fn drive_with(
 pub(crate) async fn drive_yielding(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
     reads_per_yield: u32,
 ) -> Outcome {
@@ -137,7 +141,7 @@ pub(crate) async fn drive_yielding(
 async fn run_loop(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
     stop: &Receiver<()>,
     reads_per_yield: u32,

@@ -51,7 +51,7 @@ pub use control::{control, control_with};
 pub use drive::{drive, drive_with};
 pub use messages::MessageStream;
 pub use sitebucket_thread::{
-    Control, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
+    ListenThread, MessagesOnly, Observer, Resolver, RunState, Status, StreamItem,
 };
 
 /// The smol [`Driver`]: [`run`](Driver::run) is `smol::block_on(drive_with(..))` in the
@@ -101,7 +101,7 @@ impl Driver for SmolDriver {
         &self,
         stream: &mut SiteStream,
         parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome {
         async_io::block_on(drive_with(stream, parser, control, &self.resolver))
     }

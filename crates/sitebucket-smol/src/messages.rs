@@ -10,7 +10,7 @@ use futures_core::Stream;
 
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::SiteStream;
-use sitebucket_thread::{Control, ItemSink, MessagesOnly, Resolver, Status, StreamItem};
+use sitebucket_thread::{ItemSink, MessagesOnly, Resolver, RunState, Status, StreamItem};
 
 use crate::drive::drive_yielding;
 
@@ -33,7 +33,7 @@ fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamIt
 /// that lets smol's reactor run): connecting, reconnecting and backoff happen inside
 /// [`next`](futures_lite::StreamExt::next). Once it has finished,
 /// [`outcome`](Self::outcome) tells how too. [`stop`](Self::stop) (or
-/// [`Control::request_stop`] from another thread) ends it promptly with
+/// [`RunState::request_stop`] from another thread) ends it promptly with
 /// [`Outcome::Stopped`]; dropping it closes the connection at once.
 /// [`messages_only`](Self::messages_only) keeps just the messages' bytes;
 /// [`StreamItem::parse`] decodes a message into a typed [`Message`](sitebucket_proto::Message).
@@ -63,7 +63,7 @@ fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamIt
 /// ```
 pub struct MessageStream {
     inbox: Inbox,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     run: Option<Run>,
     finished: Option<(SiteStream, Outcome)>,
 }
@@ -90,7 +90,7 @@ impl MessageStream {
     /// until the first poll.
     pub fn with_resolver(stream: SiteStream, resolver: Resolver) -> Self {
         let inbox = Inbox::default();
-        let control = Control::new();
+        let control = RunState::new();
         control.publish(&stream);
         let run: Run = {
             let inbox = inbox.clone();
@@ -138,9 +138,9 @@ impl MessageStream {
         self.control.status()
     }
 
-    /// The shared control: call [`Control::request_stop`] on it to stop the stream from
+    /// The shared control: call [`RunState::request_stop`] on it to stop the stream from
     /// another thread or task.
-    pub fn control(&self) -> &Arc<Control> {
+    pub fn control(&self) -> &Arc<RunState> {
         &self.control
     }
 

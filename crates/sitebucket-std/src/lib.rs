@@ -43,7 +43,7 @@ mod driver;
 mod messages;
 
 pub use control::{run_control, run_control_with};
-pub use driver::{StdDriver, READ_BUFFER_BYTES};
+pub use driver::StdDriver;
 pub use messages::{messages, Closer, Messages, DEFAULT_CAPACITY};
 pub use sitebucket_proto::SiteStream;
 pub use sitebucket_thread::{MessagesOnly, Resolver, StreamItem};

@@ -9,11 +9,15 @@ use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
-use crate::control::Control;
+use crate::run_state::RunState;
 
 /// The size of each read block a driver reads the socket into (64 KiB): every first-party
 /// driver uses it, so all read in blocks of the same size.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Reads shorter than this (8 KiB) are copied out of their read block rather than handed over
+/// in it, so a small message does not pin a whole block.
+pub const READ_COPY_BELOW_BYTES: usize = 8 * 1024;
 
 /// What a run hands back when it ends: the same stream (for a restart) and parser.
 pub struct Finished {
@@ -62,7 +66,7 @@ impl RunHandle {
 ///
 /// A driver only moves bytes and waits for deadlines: every protocol decision is the core's.
 /// It must follow the core's drain contract, hand every event other than a message to
-/// [`Control::observe`], publish status to the [`Control`] after each drain, register a waker with [`Control::set_waker`] that interrupts any wait (socket read,
+/// [`RunState::observe`], publish status to the [`RunState`] after each drain, register a waker with [`RunState::set_waker`] that interrupts any wait (socket read,
 /// connect, backoff sleep) at once, and on a stop request call `stream.disconnect()` and
 /// drain, so the run ends with [`Outcome::Stopped`].
 pub trait Driver: Clone + Send + Sync + 'static {
@@ -74,7 +78,7 @@ pub trait Driver: Clone + Send + Sync + 'static {
         &self,
         stream: &mut SiteStream,
         parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome;
 
     /// Starts a run elsewhere and returns at once. The default runs [`run`](Driver::run) on
@@ -83,7 +87,7 @@ pub trait Driver: Clone + Send + Sync + 'static {
         &self,
         mut stream: SiteStream,
         mut parser: Box<dyn Parser>,
-        control: Arc<Control>,
+        control: Arc<RunState>,
     ) -> io::Result<RunHandle> {
         let (tx, rx) = mpsc::channel();
         let driver = self.clone();

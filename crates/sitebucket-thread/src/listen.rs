@@ -18,9 +18,9 @@ use sitebucket_proto::control::{
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
-use crate::control::{AnnounceHook, Control, FinishHook, Observer, Status};
 use crate::driver::{Driver, RunHandle};
 use crate::follows::{distinct, FollowState, SharedPacer};
+use crate::run_state::{AnnounceHook, FinishHook, Observer, RunState, Status};
 
 /// The seed's `ListenThread`: runs one stream with a driver; `close`, `restart`, `join`,
 /// `connection_healthy` and live status — and `resume`, which starts a stream that gave up
@@ -28,7 +28,7 @@ use crate::follows::{distinct, FollowState, SharedPacer};
 /// to end, so nothing is left behind.
 pub struct ListenThread<D: Driver> {
     driver: D,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     idle: Option<(SiteStream, Box<dyn Parser>)>,
     running: Option<RunHandle>,
     outcome: Option<Outcome>,
@@ -55,7 +55,7 @@ impl<D: Driver> ListenThread<D> {
     pub fn new(driver: D, stream: SiteStream, parser: impl Parser + 'static) -> Self {
         Self {
             driver,
-            control: Control::new(),
+            control: RunState::new(),
             follows: FollowState::new(stream.config()),
             idle: Some((stream, Box::new(parser))),
             running: None,
@@ -186,8 +186,8 @@ impl<D: Driver> ListenThread<D> {
         self.control.status()
     }
 
-    /// The shared control (stop flag, status) of the current run.
-    pub fn control(&self) -> &Arc<Control> {
+    /// The state the current run shares with its driver (stop flag, status, hooks).
+    pub fn run_state(&self) -> &Arc<RunState> {
         &self.control
     }
 
@@ -206,8 +206,8 @@ impl<D: Driver> ListenThread<D> {
         &self.driver
     }
 
-    fn new_control(&self) -> Arc<Control> {
-        let control = Control::new();
+    fn new_control(&self) -> Arc<RunState> {
+        let control = RunState::new();
         if let Some(hook) = &self.announce {
             control.set_announce_hook(hook.clone());
         }
@@ -346,7 +346,7 @@ impl<D: Driver> ListenThread<D> {
     }
 
     /// Installs `observer` (events besides messages, and the end of each drain) for this run
-    /// and every later one: each `start`, `run` and `restart` makes a fresh [`Control`], and
+    /// and every later one: each `start`, `run` and `restart` makes a fresh [`RunState`], and
     /// the observer is carried over to it.
     pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
         self.control.set_observer(observer.clone());
@@ -397,7 +397,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "never"
         }
-        fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<Control>) -> Outcome {
+        fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<RunState>) -> Outcome {
             Outcome::Stopped
         }
     }
@@ -415,7 +415,7 @@ mod tests {
             &self,
             stream: &mut SiteStream,
             _: &mut dyn Parser,
-            control: &Arc<Control>,
+            control: &Arc<RunState>,
         ) -> Outcome {
             let mut now = Instant::now();
             loop {
@@ -507,7 +507,7 @@ mod tests {
         let mut thread = ListenThread::new(NeverRuns, SiteStream::new(config), |_: Bytes| {});
         let drains = Arc::new(Drains::default());
         thread.set_observer(drains.clone());
-        // Each run publishes through a fresh Control; the observer must hear every one.
+        // Each run publishes through a fresh RunState; the observer must hear every one.
         let count = || *drains.0.lock().unwrap();
         let mut seen = count();
         for step in 0..3 {

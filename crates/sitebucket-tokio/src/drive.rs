@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Resolver};
+use sitebucket_thread::{Resolver, RunState};
 
 use crate::connect::connect;
 
@@ -65,8 +65,8 @@ enum Wake {
     Wrote(io::Result<usize>),
 }
 
-/// Removes the driver's waker from the [`Control`] when the run ends or its future is dropped.
-struct WakerGuard<'a>(&'a Control);
+/// Removes the driver's waker from the [`RunState`] when the run ends or its future is dropped.
+struct WakerGuard<'a>(&'a RunState);
 
 impl Drop for WakerGuard<'_> {
     fn drop(&mut self) {
@@ -78,7 +78,7 @@ impl Drop for WakerGuard<'_> {
 ///
 /// The loop follows the core's drain contract: it carries out every [`Action`] until
 /// `Wait(deadline)`, publishes the status to `control`, then waits for whichever comes first
-/// of a stop request ([`Control::request_stop`]), the connection attempt, bytes from the
+/// of a stop request ([`RunState::request_stop`]), the connection attempt, bytes from the
 /// socket, room to write, or the deadline. On a stop it calls [`SiteStream::disconnect`],
 /// drains, closes the socket and returns [`Outcome::Stopped`]. It makes no protocol
 /// decision: timeouts, retries and backoff are all the core's.
@@ -101,7 +101,11 @@ impl Drop for WakerGuard<'_> {
 /// once and abandons a lookup in progress.
 ///
 /// Host names go to the system resolver: see [`drive_with`].
-pub async fn drive(stream: &mut SiteStream, parser: &mut dyn Parser, control: &Control) -> Outcome {
+pub async fn drive(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &RunState,
+) -> Outcome {
     drive_with(stream, parser, control, &Resolver::system()).await
 }
 
@@ -114,7 +118,7 @@ pub async fn drive(stream: &mut SiteStream, parser: &mut dyn Parser, control: &C
 pub async fn drive_with(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
 ) -> Outcome {
     drive_yielding(stream, parser, control, resolver, Yield::Every(16)).await
@@ -132,7 +136,7 @@ pub(crate) enum Yield {
 pub(crate) async fn drive_yielding(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
     yielding: Yield,
 ) -> Outcome {
@@ -168,7 +172,7 @@ pub(crate) async fn drive_yielding(
 async fn run_loop(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
     stop: &Notify,
     reads_per_yield: u32,

@@ -4,7 +4,7 @@
 //! - `mod.rs`: the [`Monitor`] and its background checker (it runs the plans);
 //! - [`plan`]: which users go to which stream — pure functions of the follow lists, tested on
 //!   their own;
-//! - `stream.rs`: what the monitor shows of its streams ([`StreamInfo`], [`FailedStream`]);
+//! - `stream.rs`: what the monitor shows of its streams ([`MonitoredStream`], [`FailedStream`]);
 //! - `error.rs`: [`MonitorError`]; `shared_parser.rs`: [`SharedParser`];
 //! - `tests.rs`: the monitor over a fake driver (no sockets).
 //!
@@ -23,10 +23,10 @@ use sitebucket_proto::control::{ControlError, MAX_USERS_PER_STREAM};
 use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::{Config, Parser, SiteStream};
 
-use crate::control::{Control, Observer};
 use crate::driver::Driver;
 use crate::follows::SharedPacer;
 use crate::listen::ListenThread;
+use crate::run_state::{Observer, RunState};
 use crate::sync::lock;
 
 /// The seed's interval between two health checks: 10 seconds.
@@ -46,7 +46,7 @@ mod stream;
 pub use error::MonitorError;
 use plan::{plan_add, plan_consolidation, plan_moves, plan_remove, slices};
 pub use shared_parser::SharedParser;
-pub use stream::{FailedStream, FailedStreamHook, StreamInfo};
+pub use stream::{FailedStream, FailedStreamHook, MonitoredStream};
 
 /// The seed's `ListenThreadMonitor`: many streams kept healthy, covering a follow list of
 /// any size. Every method takes `&self`, so a monitor can be shared between threads;
@@ -132,11 +132,11 @@ pub struct Monitor<D: Driver> {
 #[derive(Default)]
 struct View(Mutex<Vec<ShardView>>);
 
-/// One stream in the [`View`]: its follow list, and its run's [`Control`] to read the live
+/// One stream in the [`View`]: its follow list, and its run's [`RunState`] to read the live
 /// status from.
 struct ShardView {
     follow: Vec<u64>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
 }
 
 impl View {
@@ -574,15 +574,15 @@ impl<D: Driver> Monitor<D> {
     ///
     /// Never waits for a change in progress: the streams and follow lists are those as of
     /// its last completed step (see [`Monitor`]); each status is read now.
-    pub fn streams(&self) -> Vec<StreamInfo> {
-        let shards: Vec<(Vec<u64>, Arc<Control>)> = lock(&self.view.0)
+    pub fn streams(&self) -> Vec<MonitoredStream> {
+        let shards: Vec<(Vec<u64>, Arc<RunState>)> = lock(&self.view.0)
             .iter()
             .map(|s| (s.follow.clone(), s.control.clone()))
             .collect();
         // Statuses are read after the view's lock is released.
         shards
             .into_iter()
-            .map(|(follow, control)| StreamInfo {
+            .map(|(follow, control)| MonitoredStream {
                 follow,
                 status: control.status(),
             })
@@ -608,7 +608,7 @@ impl<D: Driver> Inner<D> {
             .iter()
             .map(|s| ShardView {
                 follow: s.follows(),
-                control: s.control().clone(),
+                control: s.run_state().clone(),
             })
             .collect();
         *lock(&self.view.0) = view;
@@ -730,7 +730,7 @@ impl<D: Driver> Inner<D> {
                 Ok(false) => self.shards[index].restart(),
                 Err(e) => Err(e),
             };
-            // A restarted run has a new Control: the view must read its status.
+            // A restarted run has a new RunState: the view must read its status.
             self.publish();
             if result.is_err() {
                 // The run lost its stream (the driver panicked): start afresh, with the

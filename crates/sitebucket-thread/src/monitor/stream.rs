@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sitebucket_proto::stream::Outcome;
 
-use crate::control::Status;
+use crate::run_state::Status;
 
 /// A monitored stream that ended in a way retrying cannot fix, as [`Monitor::failed`](super::Monitor::failed) shows
 /// it: the monitor no longer runs it, and its users are no longer covered.
@@ -32,7 +32,7 @@ pub type FailedStreamHook = Arc<dyn Fn(&FailedStream) + Send + Sync>;
 
 /// One monitored stream, as [`Monitor::streams`](super::Monitor::streams) shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StreamInfo {
+pub struct MonitoredStream {
     /// The users it follows (sorted): its `follow` list and the users moved onto it through
     /// its control stream.
     pub follow: Vec<u64>,

@@ -150,7 +150,7 @@ impl Driver for FakeDriver {
         &self,
         mut stream: SiteStream,
         parser: Box<dyn Parser>,
-        control: Arc<Control>,
+        control: Arc<RunState>,
     ) -> io::Result<crate::RunHandle> {
         // Logged here, not in the run's thread, so the log follows the monitor's order.
         lock(&self.log).push(format!("start {}", span(&stream)));
@@ -173,7 +173,7 @@ impl Driver for FakeDriver {
         &self,
         stream: &mut SiteStream,
         _parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome {
         let run = self.runs.fetch_add(1, Ordering::SeqCst);
         self.serve(run, stream, control)
@@ -218,7 +218,7 @@ impl Driver for FakeDriver {
 }
 
 impl FakeDriver {
-    fn serve(&self, run: usize, stream: &mut SiteStream, control: &Arc<Control>) -> Outcome {
+    fn serve(&self, run: usize, stream: &mut SiteStream, control: &Arc<RunState>) -> Outcome {
         let refuse = self
             .refuse
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -1077,7 +1077,7 @@ fn a_driver_without_control_support_says_so() {
         fn name(&self) -> &'static str {
             "bare"
         }
-        fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<Control>) -> Outcome {
+        fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<RunState>) -> Outcome {
             Outcome::Stopped
         }
     }
