@@ -29,6 +29,7 @@ use sitebucket_proto::framer::FrameError;
 use sitebucket_proto::pipeline::ReadError;
 use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
+use sitebucket_thread::sync::lock;
 use sitebucket_thread::{Driver, Observer, RunState};
 
 use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, WithArg};
@@ -534,9 +535,7 @@ impl Output {
 
     fn lock(&self) -> MutexGuard<'_, Sink> {
         // A panic while printing leaves a usable buffer behind.
-        self.sink
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.sink)
     }
 
     /// Prints one message as one line; stops the run once the limit is reached or stdout
@@ -618,9 +617,7 @@ struct Entry {
 
 impl Book {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
-        self.streams
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.streams)
     }
 
     /// Streams connected (a `200` stream open) and streams running.

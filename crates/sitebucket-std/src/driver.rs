@@ -60,8 +60,9 @@ impl StdDriver {
 }
 
 impl Driver for StdDriver {
+    /// `"thread"`: the name the CLI's `--driver` takes for it (one thread per stream).
     fn name(&self) -> &'static str {
-        "std"
+        "thread"
     }
 
     fn run(

@@ -70,7 +70,8 @@ impl RunHandle {
 /// connect, backoff sleep) at once, and on a stop request call `stream.disconnect()` and
 /// drain, so the run ends with [`Outcome::Stopped`].
 pub trait Driver: Clone + Send + Sync + 'static {
-    /// A short name: `"thread"`, `"mio"`, `"smol"`.
+    /// A short name, the one the CLI's `--driver` takes: `"thread"` (std), `"mio"`, `"smol"`,
+    /// `"tokio"`.
     fn name(&self) -> &'static str;
 
     /// Runs the stream in the current thread until it finishes or a stop is requested.
