@@ -134,7 +134,7 @@ pub fn run(args: ListenArgs) -> ExitCode {
             },
         )
     } else {
-        // One stream, as the seed ran it. SIGHUP has nothing to re-read: the signal thread
+        // One stream on its own. SIGHUP has nothing to re-read: the signal thread
         // says so when it finds nobody listening.
         drop(hup_rx);
         let logger = Logger::new(None, config.url(), output.clone(), book);

@@ -54,7 +54,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Starts a loop thread, which looks host names up with `resolver`.
-    pub fn start(resolver: Resolver) -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
+    pub(crate) fn start(resolver: Resolver) -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let shared = Arc::new(Shared {
@@ -89,7 +89,7 @@ impl Shared {
     }
 
     /// Hands a stream to the loop and wakes it.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self: &Arc<Self>,
         stream: SiteStream,
         parser: Box<dyn Parser>,
@@ -125,12 +125,12 @@ impl Shared {
     }
 
     /// Streams handed to the loop and not yet finished.
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::SeqCst)
     }
 
     /// Tells the loop that no handle is left: it exits once its last stream finishes.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         lock(&self.inbox).closed = true;
         self.wake();
     }

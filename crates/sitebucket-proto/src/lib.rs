@@ -18,6 +18,7 @@ pub mod chunked;
 pub mod config;
 pub mod content;
 pub mod control;
+mod finality;
 pub mod framer;
 pub mod message;
 pub mod parser;

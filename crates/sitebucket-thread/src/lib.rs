@@ -1,13 +1,15 @@
 //! # sitebucket-thread — one handle for every driver
 //!
-//! The original sitebucket ran each stream in a `ListenThread`. Here [`ListenThread`] is the
-//! same handle whatever runs the stream underneath: a [`Driver`] (std threads, mio, smol, or
-//! your own). The handle and the driver share a [`RunState`]: the handle asks for a stop and
+//! [`ListenThread`] is the handle for one stream, whatever runs the stream underneath: a
+//! [`Driver`] (std threads, mio, smol, tokio, or your own). Its name says where a stream
+//! runs in the simplest case — its own thread — but the same handle serves every driver. The handle and the driver share a [`RunState`]: the handle asks for a stop and
 //! reads live [`Status`]; the driver publishes status after every drain of the core and
 //! registers a wake-up so a stop takes effect at once, even while it is blocked on a silent
 //! socket, backing off, or connecting.
 //!
 //! Architecture invariant: this crate knows nothing of sockets and makes no protocol decision.
+
+#![warn(unreachable_pub)]
 
 mod driver;
 mod follows;

@@ -1,7 +1,7 @@
-//! [`ListenThread`]: the seed's handle, over any [`Driver`].
+//! [`ListenThread`]: the handle for one stream, over any [`Driver`].
 //!
-//! Two ways start a finished stream again. [`ListenThread::restart`] is the seed's, for a
-//! user who asks: it resets the stream's throttles, so the stream connects at once with its
+//! Two ways start a finished stream again. [`ListenThread::restart`] is for a user who
+//! asks: it resets the stream's throttles, so the stream connects at once with its
 //! backoff forgotten. [`ListenThread::resume`] is for a supervisor (the
 //! [`Monitor`](crate::Monitor) uses it): it starts a stream that gave up again with its
 //! backoff history kept, so its first attempt waits the delay it had earned.
@@ -22,10 +22,13 @@ use crate::driver::{Driver, RunHandle};
 use crate::follows::{distinct, FollowState, SharedPacer};
 use crate::run_state::{AnnounceHook, FinishHook, Observer, RunState, Status};
 
-/// The seed's `ListenThread`: runs one stream with a driver; `close`, `restart`, `join`,
-/// `connection_healthy` and live status — and `resume`, which starts a stream that gave up
-/// again without forgetting its backoff (`restart` forgets it). Dropping it closes the stream and waits for the run
-/// to end, so nothing is left behind.
+/// The handle for one stream, whatever [`Driver`] runs it (std threads, a mio loop, smol or
+/// tokio tasks, your own): `start`/`run`, `close`, `restart`, `join`, `connection_healthy`
+/// and live [`Status`] — and `resume`, which starts a stream that gave up again without
+/// forgetting its backoff (`restart` forgets it) — plus the control-stream calls that change
+/// who a live connection follows. The name is kept from the simplest case, one stream on a
+/// thread of its own. Dropping it closes the stream and waits for the run to end, so nothing
+/// is left behind.
 pub struct ListenThread<D: Driver> {
     driver: D,
     control: Arc<RunState>,
@@ -91,7 +94,7 @@ impl<D: Driver> ListenThread<D> {
         }
     }
 
-    /// Runs the stream in the current thread until it ends (the seed's `run`).
+    /// Runs the stream in the current thread until it ends, and returns how it ended.
     pub fn run(&mut self) -> io::Result<Outcome> {
         let Some((mut stream, mut parser)) = self.idle.take() else {
             return Err(io::Error::other("the stream is already running"));
@@ -127,7 +130,7 @@ impl<D: Driver> ListenThread<D> {
         self.outcome.clone()
     }
 
-    /// The seed's `restart`, for a restart a user asks for: stops the run if it is still
+    /// A restart a user asks for: stops the run if it is still
     /// going, resets the stream's throttles and starts it again with the same stream and
     /// parser. It **forgets the backoff**: the stream connects at once, with no failure
     /// counted. To start a stream that gave up again without forgetting what it earned (as a
@@ -171,7 +174,7 @@ impl<D: Driver> ListenThread<D> {
         Ok(true)
     }
 
-    /// The seed's `connection_healthy`: true unless the stream gave up or hit a fatal error.
+    /// Whether the connection is healthy: true unless the stream gave up or hit a fatal error.
     pub fn connection_healthy(&self) -> bool {
         self.control.status().healthy
     }

@@ -29,7 +29,7 @@ use crate::listen::ListenThread;
 use crate::run_state::{Observer, RunState};
 use crate::sync::lock;
 
-/// The seed's interval between two health checks: 10 seconds.
+/// The usual interval between two health checks of a [`Monitor`]: 10 seconds.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Makes the parser of each new stream.
@@ -48,7 +48,7 @@ use plan::{plan_add, plan_consolidation, plan_moves, plan_remove, slices};
 pub use shared_parser::SharedParser;
 pub use stream::{FailedStream, FailedStreamHook, MonitoredStream};
 
-/// The seed's `ListenThreadMonitor`: many streams kept healthy, covering a follow list of
+/// Many streams kept healthy, covering a follow list of
 /// any size. Every method takes `&self`, so a monitor can be shared between threads;
 /// dropping it disconnects every stream.
 ///
@@ -478,7 +478,7 @@ impl<D: Driver> Monitor<D> {
 
     /// Sets aside every stream that ended in a way retrying cannot fix (see
     /// [`failed`](Self::failed)), restarts every other stream that is unhealthy or whose run
-    /// ended with a failure (the seed's periodic check, which never fired there), and
+    /// ended with a failure, and
     /// re-applies control changes to connections that lost them in a reconnect. Returns how
     /// many streams were restarted.
     ///
@@ -492,7 +492,7 @@ impl<D: Driver> Monitor<D> {
         Ok(restarted)
     }
 
-    /// Runs [`check`](Self::check) on a background thread every `interval` (the seed's is
+    /// Runs [`check`](Self::check) on a background thread every `interval` (usually
     /// [`CHECK_INTERVAL`]), replacing any earlier schedule; in between, re-applies control
     /// changes as soon as a stream announces a new control stream. Stopped by
     /// [`stop_checking`](Self::stop_checking), [`disconnect`](Self::disconnect) or drop, at
@@ -656,7 +656,7 @@ impl<D: Driver> Inner<D> {
         }));
         let signal = self.signal.clone();
         listener.set_finish_hook(Arc::new(move |outcome: &Outcome| {
-            if FailedStream::is_final(outcome) {
+            if outcome.is_final() {
                 signal.notify(|s| s.finished = true);
             }
         }));
@@ -679,9 +679,7 @@ impl<D: Driver> Inner<D> {
         while index < self.shards.len() {
             let outcome = self.shards[index].status().outcome;
             match outcome {
-                Some(outcome)
-                    if FailedStream::is_final(&outcome) && pick(&self.shards[index].follows()) =>
-                {
+                Some(outcome) if outcome.is_final() && pick(&self.shards[index].follows()) => {
                     let shard = self.shards.remove(index);
                     set_aside.push((
                         shard,

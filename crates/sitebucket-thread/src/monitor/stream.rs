@@ -14,17 +14,9 @@ pub struct FailedStream {
     /// The users it followed (sorted): its `follow` list and the users moved onto it through
     /// its control stream.
     pub follows: Vec<u64>,
-    /// How it ended: [`Outcome::Fatal`] (a status such as 401 or 403) or
+    /// How it ended, an end no retry can fix ([`Outcome::is_final`]): [`Outcome::Fatal`] (a status such as 401 or 403) or
     /// [`Outcome::Revoked`] (a `disconnect` message with code 6 or 7).
     pub outcome: Outcome,
-}
-
-impl FailedStream {
-    /// Whether a stream that ended with `outcome` is set aside rather than restarted:
-    /// [`Outcome::Fatal`] and [`Outcome::Revoked`], which no retry can fix.
-    pub fn is_final(outcome: &Outcome) -> bool {
-        matches!(outcome, Outcome::Fatal { .. } | Outcome::Revoked { .. })
-    }
 }
 
 /// Called once with each stream the monitor sets aside (see [`Monitor::set_failed_hook`](super::Monitor::set_failed_hook)).
