@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sitebucket_proto::{BackoffPolicy, Config, Credentials, Event, Framing, TwitterBackoff};
+use sitebucket_proto::{BackoffPolicy, Config, Credentials, Framing, StreamEvent, TwitterBackoff};
 use sitebucket_soak::check::{self, ClientAttempt, ServerAttempt};
 use sitebucket_soak::plan::{Planner, Timing};
 use sitebucket_soak::sample::{self, Sample};
@@ -368,11 +368,11 @@ impl Tracker {
 }
 
 impl Observer for Tracker {
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         let mut track = lock(&self.state);
         match event {
-            Event::Connected { status: 200, .. } => track.open = true,
-            Event::Disconnected { error, .. } => {
+            StreamEvent::Connected { status: 200, .. } => track.open = true,
+            StreamEvent::Disconnected { error, .. } => {
                 self.totals.reconnects.fetch_add(1, Ordering::Relaxed);
                 track.open = false;
                 track.disconnects += 1;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::sync::lock;
 use sitebucket_thread::time::unix_secs;
@@ -76,9 +76,7 @@ impl Driver for StdDriver {
             Ok((poll, waker))
         }) {
             Ok(pair) => pair,
-            Err(e) => {
-                return Outcome::InvalidConfig(format!("cannot create a poller for connects: {e}"))
-            }
+            Err(e) => return Outcome::driver_io("creating a poller for connects", e),
         };
         let (mut poll, waker) = poll;
         // One waker per poll: a stop and a finished lookup both wake it.
@@ -210,7 +208,7 @@ fn drive(
                     }
                 }
             }
-            Action::Event(Event::Message(message)) => parser.parse(message),
+            Action::Event(StreamEvent::Message(message)) => parser.parse(message),
             Action::Event(event) => control.observe(&event),
             Action::Close => {
                 wake.set_socket(None);
@@ -229,8 +227,6 @@ fn drive(
                 }
             }
             Action::Finished(outcome) => return outcome,
-            // `Action` is non-exhaustive: nothing else exists today.
-            _ => {}
         }
         if !event {
             now = Instant::now();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
 use crate::run_state::RunState;

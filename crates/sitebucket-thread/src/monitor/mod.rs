@@ -18,9 +18,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sitebucket_proto::config::FOLLOW_LIMIT;
 use sitebucket_proto::control::{ControlError, MAX_USERS_PER_STREAM};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
+use sitebucket_proto::FOLLOW_LIMIT;
 use sitebucket_proto::{Config, Parser, SiteStream};
 
 use crate::driver::Driver;

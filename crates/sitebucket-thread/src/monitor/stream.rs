@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 
 use crate::run_state::Status;
 

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use super::*;
 
 use sitebucket_proto::control::{ControlCall, ControlKind, ControlResponse};
-use sitebucket_proto::stream::{Action, Outcome};
 use sitebucket_proto::Credentials;
+use sitebucket_proto::{Action, Outcome};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
