@@ -11,7 +11,7 @@ use futures_core::Stream;
 
 use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
-use sitebucket_thread::{Control, ItemSink, MessagesOnly, Resolver, Status, StreamItem};
+use sitebucket_thread::{ItemSink, MessagesOnly, Resolver, RunState, Status, StreamItem};
 
 use crate::drive::drive_yielding;
 use crate::runtime::Runtime;
@@ -36,7 +36,7 @@ fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamIt
 /// work: connecting, reconnecting and backoff happen inside `next()` (from
 /// `futures::StreamExt`, `futures_lite::StreamExt` or `tokio_stream::StreamExt`); nothing
 /// runs in the background. Once it has finished, [`outcome`](Self::outcome) tells how too.
-/// [`stop`](Self::stop) (or [`Control::request_stop`] from another thread or task) ends it
+/// [`stop`](Self::stop) (or [`RunState::request_stop`] from another thread or task) ends it
 /// promptly with [`Outcome::Stopped`]. [`messages_only`](Self::messages_only) keeps just the
 /// messages' bytes; [`StreamItem::parse`] decodes a message into a typed
 /// [`Message`](sitebucket_proto::Message).
@@ -50,7 +50,7 @@ fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamIt
 /// `sitebucket_tokio::Messages`) and make it with their `messages()`.
 pub struct Messages<R> {
     inbox: Inbox,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     run: Option<Run>,
     finished: Option<(SiteStream, Outcome)>,
     runtime: PhantomData<fn() -> R>,
@@ -78,7 +78,7 @@ impl<R: Runtime> Messages<R> {
     /// first poll.
     pub fn with_resolver(stream: SiteStream, resolver: Resolver) -> Self {
         let inbox = Inbox::default();
-        let control = Control::new();
+        let control = RunState::new();
         control.publish(&stream);
         let run: Run = {
             let inbox = inbox.clone();
@@ -129,9 +129,9 @@ impl<R> Messages<R> {
         self.control.status()
     }
 
-    /// The shared control: call [`Control::request_stop`] on it to stop the stream from
+    /// The shared control: call [`RunState::request_stop`] on it to stop the stream from
     /// another thread or task.
-    pub fn control(&self) -> &Arc<Control> {
+    pub fn control(&self) -> &Arc<RunState> {
         &self.control
     }
 

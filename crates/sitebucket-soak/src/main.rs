@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use sitebucket_soak::plan::{Planner, Timing};
 use sitebucket_soak::sample::{self, Sample};
 use sitebucket_soak::wire::{self, Received};
 use sitebucket_testserver::{Scenario, ServerOptions, TestServer};
+use sitebucket_thread::sync::lock;
 use sitebucket_thread::{Driver, Monitor, Observer, Parser};
 
 const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol|tokio [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter]
@@ -47,10 +48,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 // ---------------------------------------------------------------- the server process

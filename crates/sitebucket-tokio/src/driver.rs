@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Driver, Resolver, RunHandle};
+use sitebucket_thread::{Driver, Resolver, RunHandle, RunState};
 
 use crate::task::{self, KeepAlive, StreamTask};
 use crate::{drive_with, run_control_with};
@@ -287,7 +287,7 @@ impl Driver for TokioDriver {
         &self,
         stream: &mut SiteStream,
         parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome {
         if let Err(why) = Self::not_in_a_runtime("run") {
             return Outcome::InvalidConfig(why);
@@ -312,7 +312,7 @@ impl Driver for TokioDriver {
         &self,
         stream: SiteStream,
         parser: Box<dyn Parser>,
-        control: Arc<Control>,
+        control: Arc<RunState>,
     ) -> io::Result<RunHandle> {
         let handle = self.handle()?;
         let (done, finished) = mpsc::channel();
@@ -444,7 +444,7 @@ mod tests {
         let (outcome, answer) = runtime.block_on(async {
             let mut stream = SiteStream::new(config.clone());
             let mut parser = |_: bytes::Bytes| {};
-            let outcome = driver.run(&mut stream, &mut parser, &Control::new());
+            let outcome = driver.run(&mut stream, &mut parser, &RunState::new());
             (outcome, driver.control(call))
         });
         match outcome {
