@@ -8,13 +8,14 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
 use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Resolver, RunState};
+use sitebucket_thread::time::unix_secs;
+use sitebucket_thread::{Resolver, RunState, READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES};
 
 use crate::connect::connect;
 use crate::runtime::Runtime;
@@ -26,18 +27,13 @@ pub(crate) const READS_PER_YIELD: u32 = 16;
 /// handed back after this long even before [`READS_PER_YIELD`] (a slow parser, a debug
 /// build), so the executor's other tasks and a cancellation wait no longer.
 const YIELD_AFTER: Duration = Duration::from_millis(2);
-// TODO(merge): sitebucket_thread::READ_BUFFER_BYTES once c13thread's lands.
-/// Bytes asked of the socket per read: the size of a read block.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Reads shorter than this are copied out rather than handed over in their block.
-const COPY_BELOW: usize = 8 * 1024;
 
 thread_local! {
     /// The read buffer of every stream polled on this thread. A read borrows it only for
     /// one non-blocking read inside a poll, never across an await, so one buffer serves all
     /// the thread's streams, as a mio loop's does: an idle stream holds no block of its own.
     static SHARED_BUFFER: RefCell<ReadBuffer> =
-        RefCell::new(ReadBuffer::new(READ_BUFFER_BYTES, COPY_BELOW));
+        RefCell::new(ReadBuffer::new(READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES));
 }
 
 /// A connection attempt in progress: resolve the host, then try its addresses in turn.
@@ -312,14 +308,6 @@ fn poll_read_shared<R: Runtime>(
     SHARED_BUFFER.with_borrow_mut(|buf| {
         R::poll_read(socket, cx, buf.spare()).map(|read| read.map(|n| buf.filled(n)))
     })
-}
-
-// TODO(merge): sitebucket_thread's shared `unix_secs` once c13thread's lands.
-/// Wall-clock seconds for the request's OAuth timestamp (0 if the clock is before 1970).
-pub(crate) fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

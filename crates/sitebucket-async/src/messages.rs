@@ -4,13 +4,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
 use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
+use sitebucket_thread::sync::lock;
 use sitebucket_thread::{ItemSink, MessagesOnly, Resolver, RunState, Status, StreamItem};
 
 use crate::drive::drive_yielding;
@@ -18,14 +19,6 @@ use crate::runtime::Runtime;
 
 type Inbox = Arc<Mutex<VecDeque<StreamItem>>>;
 type Run = Pin<Box<dyn Future<Output = (SiteStream, Outcome)> + Send>>;
-
-// TODO(merge): sitebucket_thread's shared poison-tolerant `lock` once c13thread's lands.
-fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamItem>> {
-    // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
-    inbox
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A [`SiteStream`] as a [`Stream`] of [`StreamItem`]s, run over the runtime `R`: each
 /// message (its exact payload bytes) and each connection event (a response head, a failure
@@ -129,9 +122,9 @@ impl<R> Messages<R> {
         self.control.status()
     }
 
-    /// The shared control: call [`RunState::request_stop`] on it to stop the stream from
-    /// another thread or task.
-    pub fn control(&self) -> &Arc<RunState> {
+    /// The run's shared state: call [`RunState::request_stop`] on it to stop the stream
+    /// from another thread or task.
+    pub fn run_state(&self) -> &Arc<RunState> {
         &self.control
     }
 

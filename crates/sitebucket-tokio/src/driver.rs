@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
+use sitebucket_thread::sync::lock;
 use sitebucket_thread::{Driver, Resolver, RunHandle, RunState};
 
 use crate::task::{self, KeepAlive, StreamTask};
@@ -125,11 +126,6 @@ impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data: a panic elsewhere while holding the lock leaves it usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Default for TokioDriver {

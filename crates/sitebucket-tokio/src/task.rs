@@ -98,9 +98,9 @@ impl StreamTask {
         self.control.status()
     }
 
-    /// The shared control: [`RunState::request_stop`] from anywhere, an observer, an
+    /// The run's shared state: [`RunState::request_stop`] from anywhere, an observer, an
     /// announce hook.
-    pub fn control(&self) -> &Arc<RunState> {
+    pub fn run_state(&self) -> &Arc<RunState> {
         &self.control
     }
 }
