@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sitebucket_proto::{BackoffPolicy, Config, Credentials, Event, Framing, TwitterBackoff};
+use sitebucket_proto::{
+    BackoffPolicy, Config, Credentials, Event, Framing, SiteStream, StreamError, TwitterBackoff,
+};
 use sitebucket_soak::check::{self, ClientAttempt, ServerAttempt};
 use sitebucket_soak::plan::{Planner, Timing};
 use sitebucket_soak::sample::{self, Sample};
@@ -20,7 +22,7 @@ use sitebucket_soak::wire::{self, Received};
 use sitebucket_testserver::{Scenario, ServerOptions, TestServer};
 use sitebucket_thread::{Driver, Monitor, Observer, Parser};
 
-const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol|tokio [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter]
+const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol|tokio [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter|driver]
        soak serve --seed S --log PATH";
 
 /// Runs shorter than this (seconds) report memory, fds and threads without judging them:
@@ -49,6 +51,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Seconds since the Unix epoch, to the microsecond.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -71,6 +80,9 @@ fn serve(args: &[String]) -> Result<(), String> {
         _ => return Err(USAGE.into()),
     };
     let epoch = Instant::now();
+    // The same moment on the wall clock, so the client can place its own events on the
+    // server's time line (both processes read this machine's clock).
+    let epoch_unix = unix_now();
     let log = Arc::new(Mutex::new(BufWriter::new(
         File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?,
     )));
@@ -107,6 +119,7 @@ fn serve(args: &[String]) -> Result<(), String> {
     say(&mut out, format!("tls {}", servers[1].url()));
     let ca = servers[1].ca_path().map(|p| p.display().to_string());
     say(&mut out, format!("ca {}", ca.unwrap_or_default()));
+    say(&mut out, format!("epoch {epoch_unix:.6}"));
     say(&mut out, "ready".into());
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -196,6 +209,9 @@ enum Sabotage {
     Lose,
     /// One soak message (the first from the 50th on) has a byte flipped before it is read.
     Alter,
+    /// The client's log places the end of each backoff one wait later than the core
+    /// scheduled it: reconnects come before it, as from a driver that ignored the deadline.
+    Driver,
 }
 
 /// Which message `Lose` and `Alter` spoil.
@@ -228,6 +244,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "early" => Sabotage::Early,
                     "lose" => Sabotage::Lose,
                     "alter" => Sabotage::Alter,
+                    "driver" => Sabotage::Driver,
                     _ => return Err(bad()),
                 })
             }
@@ -270,6 +287,10 @@ struct Tracker {
     id: u64,
     totals: Arc<Totals>,
     log: Arc<Mutex<BufWriter<File>>>,
+    /// The connection events log (see [`check::ClientEvent`]).
+    events: Arc<Mutex<BufWriter<File>>>,
+    /// The server's epoch on the wall clock: event times are logged as server seconds.
+    epoch_unix: f64,
     state: Mutex<Track>,
 }
 
@@ -281,6 +302,12 @@ struct Track {
     disconnects: u64,
     current: Option<ClientAttempt>,
     next_n: u64,
+    /// Messages other than `disconnect` messages since the last `200` head.
+    since_connected: u64,
+    /// A failure was announced and the end of its backoff is not logged yet.
+    awaiting_until: bool,
+    /// The wait announced last (seconds), for the `driver` sabotage.
+    last_retry_in: f64,
 }
 
 impl Tracker {
@@ -334,7 +361,11 @@ impl Tracker {
                 _ => {}
             }
         }
-        match wire::read(m) {
+        let received = wire::read(m);
+        if !matches!(received, Received::Disconnect) {
+            track.since_connected += 1;
+        }
+        match received {
             Received::Soak { server, attempt, n } => {
                 self.begin(&mut track, server, attempt);
                 let expected = track.next_n;
@@ -372,10 +403,42 @@ impl Tracker {
 
 impl Observer for Tracker {
     fn event(&self, event: &Event) {
+        let at = unix_now() - self.epoch_unix;
         let mut track = lock(&self.state);
+        let what = match event {
+            Event::Connected { status, .. } => {
+                Some(check::ClientEventKind::Connected { status: *status })
+            }
+            Event::Disconnected { error, retry_in } => {
+                let status = match error {
+                    StreamError::Status { status, .. } => Some(*status),
+                    _ => None,
+                };
+                track.last_retry_in = retry_in.as_secs_f64();
+                Some(check::ClientEventKind::Disconnected {
+                    kind: check::Kind::of_status(status),
+                    retry_in: retry_in.as_secs_f64(),
+                    messages: track.since_connected,
+                    error: error.to_string(),
+                })
+            }
+            _ => None,
+        };
+        if let Some(what) = what {
+            let e = check::ClientEvent {
+                tracker: self.id,
+                at,
+                what,
+            };
+            let _ = writeln!(lock(&self.events), "{}", e.to_line());
+        }
         match event {
-            Event::Connected { status: 200, .. } => track.open = true,
+            Event::Connected { status: 200, .. } => {
+                track.open = true;
+                track.since_connected = 0;
+            }
             Event::Disconnected { error, .. } => {
+                track.awaiting_until = true;
                 self.totals.reconnects.fetch_add(1, Ordering::Relaxed);
                 track.open = false;
                 track.disconnects += 1;
@@ -383,6 +446,41 @@ impl Observer for Tracker {
             }
             _ => {}
         }
+    }
+
+    /// After a failure, the core's own end of the backoff (its `deadline()` while it backs
+    /// off: then it has scheduled as many reconnects as it started attempts), logged as
+    /// server seconds: the exact instant before which a reconnect would be early.
+    fn drained(&self, stream: &SiteStream) {
+        let mut track = lock(&self.state);
+        if !track.awaiting_until {
+            return;
+        }
+        track.awaiting_until = false;
+        let stats = stream.stats();
+        let Some(until) = stream
+            .deadline()
+            .filter(|_| stats.attempts == stats.reconnects)
+        else {
+            // The backoff had already ended when the driver reported (a short wait and a
+            // busy loop): the reconnect is under way and cannot be placed exactly.
+            return;
+        };
+        let (now, unix) = (Instant::now(), unix_now());
+        let mut until = if until >= now {
+            unix + (until - now).as_secs_f64()
+        } else {
+            unix - (now - until).as_secs_f64()
+        } - self.epoch_unix;
+        if self.totals.sabotage == Some(Sabotage::Driver) {
+            until += track.last_retry_in;
+        }
+        let e = check::ClientEvent {
+            tracker: self.id,
+            at: until,
+            what: check::ClientEventKind::BackoffUntil,
+        };
+        let _ = writeln!(lock(&self.events), "{}", e.to_line());
     }
 }
 
@@ -496,6 +594,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         a.seed
     );
     let client_log_path = a.out.join(format!("{name}.client.tsv"));
+    let events_path = a.out.join(format!("{name}.events.tsv"));
     let server_log_path = a.out.join(format!("{name}.server.tsv"));
     let timing = Timing::default();
     let (mut server, said) =
@@ -503,6 +602,13 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     let plain_url = said.get("plain").ok_or("the server gave no plain URL")?;
     let tls_url = said.get("tls").ok_or("the server gave no TLS URL")?;
     let ca = said.get("ca").ok_or("the server gave no CA")?;
+    let epoch_unix: f64 = said
+        .get("epoch")
+        .and_then(|e| e.parse().ok())
+        .ok_or("the server gave no epoch")?;
+    let events = Arc::new(Mutex::new(BufWriter::new(
+        File::create(&events_path).map_err(|e| format!("{}: {e}", events_path.display()))?,
+    )));
     let log = Arc::new(Mutex::new(BufWriter::new(
         File::create(&client_log_path)
             .map_err(|e| format!("{}: {e}", client_log_path.display()))?,
@@ -538,6 +644,18 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         timing.trust_after,
         timing.rate_limit_reset_after
     );
+    // Each stream holds a socket in the client (and the server child one or two): refuse a
+    // run the fd limit cannot hold, rather than fail mid-run with connect errors.
+    if let Some(limit) = sample::fd_limit("self") {
+        let need = 2 * a.streams + 256;
+        if limit < need {
+            return Err(format!(
+                "the open-file limit is {limit}, and {} streams need about {need}: raise it (ulimit -n {need}) and run again",
+                a.streams
+            ));
+        }
+    }
+    let load_start = sample::load_average();
     let (_, _, _, cpu0) = sample::read_proc("self")?;
     let mut monitors = Vec::new();
     let mut next_stream = 0u64;
@@ -560,11 +678,12 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         };
         let template = timing_config(&client_timing, url, ca, seed)?;
         let pending: Arc<Mutex<Option<Arc<Tracker>>>> = Arc::default();
-        let (t, l, p, r) = (
+        let (t, l, p, r, ev) = (
             totals.clone(),
             log.clone(),
             pending.clone(),
             trackers.clone(),
+            events.clone(),
         );
         let parsers = move || -> Box<dyn Parser> {
             let mut all = lock(&r);
@@ -572,6 +691,8 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
                 id: all.len() as u64,
                 totals: t.clone(),
                 log: l.clone(),
+                events: ev.clone(),
+                epoch_unix,
                 state: Mutex::default(),
             });
             all.push(tracker.clone());
@@ -688,6 +809,9 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     lock(&log)
         .flush()
         .map_err(|e| format!("{}: {e}", client_log_path.display()))?;
+    lock(&events)
+        .flush()
+        .map_err(|e| format!("{}: {e}", events_path.display()))?;
     server.stop();
 
     // The check.
@@ -713,6 +837,18 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         )
     };
     let verdict = check::check(&server_log, &client_log, &timing, frozen_at, &stream_name);
+    let client_events: Vec<check::ClientEvent> = read(&events_path)?
+        .iter()
+        .map(|l| check::ClientEvent::from_line(l))
+        .collect::<Result<_, _>>()?;
+    let announced = check::check_announced(
+        &client_events,
+        &server_log,
+        &verdict.tracker_stream,
+        &timing,
+        frozen_at,
+        &stream_name,
+    );
     let warmup = (a.minutes * 60.0 * 0.1)
         .max(30.0)
         .min(a.minutes * 60.0 / 2.0);
@@ -768,11 +904,54 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         );
     }
     println!(
-        "reconnect gaps checked against the policy {}: early {} (tightest margin {:+.3} s, tolerance {:?})",
-        verdict.gaps,
+        "reconnect waits the client announced, checked against the policy (the client's view of each connection) {}: shorter {} (420/429 among them {}; longer than the lenient model {}; unplaced {})",
+        announced.decisions,
+        announced.short,
+        announced.rate_limited,
+        announced.long,
+        announced.unplaced
+    );
+    println!(
+        "reconnects checked against the end of the backoff the core scheduled {}: early {} (tightest margin {:+.3} s, tolerance {:?}); scheduled later than announced {}; not placed (the backoff had ended before the driver reported it) {}",
+        announced.gaps,
+        announced.early,
+        announced.tightest.unwrap_or(0.0),
+        check::TOLERANCE,
+        announced.misannounced,
+        announced.uncaptured
+    );
+    println!(
+        "by the server's clock and its view of each connection alone: {} of {} gaps shorter than the policy's wait (tightest margin {:+.3} s, tolerance {:?}; information: a client that read a close late saw the connection up longer)",
         verdict.early,
+        verdict.gaps,
         verdict.tightest.unwrap_or(0.0),
         check::TOLERANCE
+    );
+    for e in verdict.early_examples.iter().take(5) {
+        println!("  {e}");
+    }
+    let after_warmup = samples.iter().filter(|s| s.t >= warmup);
+    let span = |f: fn(&Sample) -> u64| {
+        let values: Vec<u64> = after_warmup.clone().map(f).collect();
+        (
+            values.iter().copied().min().unwrap_or(0),
+            values.iter().copied().max().unwrap_or(0),
+        )
+    };
+    let (fds_min, fds_max) = span(|s| s.fds);
+    let (threads_min, threads_max) = span(|s| s.threads);
+    let first = samples.first().copied().ok_or("no sample")?;
+    println!(
+        "RSS at start {:.1} MiB, after warm-up {:.1} MiB, at the end {:.1} MiB; open fds after warm-up min {fds_min} max {fds_max}, threads min {threads_min} max {threads_max}",
+        first.rss_kib as f64 / 1024.0,
+        resources.rss.0 as f64 / 1024.0,
+        last.rss_kib as f64 / 1024.0,
+    );
+    println!(
+        "load average (1 min) at start {}, at the end {} ({} cores)",
+        load_start.map_or("?".to_string(), |l| format!("{l:.2}")),
+        sample::load_average().map_or("?".to_string(), |l| format!("{l:.2}")),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "RSS after warm-up ({warmup:.0} s) {:.1} → {:.1} MiB ({:+.1}%), fds beyond connected streams {} → max {}, threads {} → max {}",
@@ -809,6 +988,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     );
 
     let mut failures: Vec<String> = verdict.failures.clone();
+    failures.extend(announced.failures.iter().cloned());
     if a.minutes * 60.0 >= JUDGE_RESOURCES_AFTER {
         failures.extend(resources.failures.iter().cloned());
     } else {
@@ -824,7 +1004,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
             "{failed_streams} streams were set aside by the monitor as failed for good"
         ));
     }
-    if verdict.gaps == 0 {
+    if verdict.gaps == 0 || announced.gaps == 0 || announced.decisions == 0 {
         failures.push("no reconnect was checked against the policy: run longer".into());
     }
     let failures_path = a.out.join(format!("{name}.failures.txt"));

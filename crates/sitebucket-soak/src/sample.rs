@@ -55,6 +55,30 @@ pub fn read_proc(pid: &str) -> Result<(u64, u64, u64, f64), String> {
     Ok((rss, count("fd")?, count("task")?, cpu))
 }
 
+/// The soft limit on open files of process `pid` (`Max open files` in `limits`), if
+/// readable and not unlimited.
+pub fn fd_limit(pid: &str) -> Option<u64> {
+    let limits = std::fs::read_to_string(Path::new("/proc").join(pid).join("limits")).ok()?;
+    parse_fd_limit(&limits)
+}
+
+fn parse_fd_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// The machine's one-minute load average (`/proc/loadavg`), if readable.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The resource targets over a run's samples: after warm-up, RSS grows less than 5%, and
 /// file descriptors and threads stay flat apart from the streams mid-reconnect.
 #[derive(Debug, Clone, Default)]
@@ -234,5 +258,16 @@ mod tests {
     fn this_process_can_be_read() {
         let (rss, fds, threads, _) = read_proc("self").unwrap();
         assert!(rss > 0 && fds >= 3 && threads >= 1);
+        assert!(fd_limit("self").is_none_or(|l| l >= fds));
+        assert!(load_average().is_some_and(|l| l >= 0.0));
+    }
+
+    #[test]
+    fn the_fd_limit_is_read_from_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \nMax cpu time              unlimited            unlimited            seconds   \nMax open files            1024                 524288               files     \n";
+        assert_eq!(parse_fd_limit(limits), Some(1024));
+        let unlimited = limits.replace("1024 ", "unlimited ");
+        assert_eq!(parse_fd_limit(&unlimited), None);
+        assert_eq!(parse_fd_limit("nothing here"), None);
     }
 }
