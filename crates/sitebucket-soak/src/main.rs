@@ -2,6 +2,7 @@
 //! injecting server (`soak serve ...`). Run it through `cargo xtask soak`; see the crate
 //! docs and `--help`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -28,6 +29,48 @@ const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|m
 /// Runs shorter than this (seconds) report memory, fds and threads without judging them:
 /// a process a few seconds old is still growing into its steady state.
 const JUDGE_RESOURCES_AFTER: f64 = 120.0;
+
+/// Counts the bytes the process holds live, then defers to the system allocator: each
+/// sample reports the live heap beside RSS, telling a leak (both grow) from an allocator
+/// keeping freed pages (RSS grows, the heap does not).
+struct Counting;
+
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+#[allow(unsafe_code)]
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is `System`'s; the counter has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 /// Users per stream: the monitor's `follow` limit, so K streams follow 100·K users.
 const USERS_PER_STREAM: u64 = 100;
@@ -731,6 +774,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         Ok(Sample {
             t,
             rss_kib,
+            heap_kib: LIVE_BYTES.load(Ordering::Relaxed) / 1024,
             fds,
             threads,
             up,
@@ -754,9 +798,10 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
             )
         });
         println!(
-            "soak {:>6.0} s: rss {:>7.1} MiB  fds {:>5}  threads {:>4}  up {:>5}/{}  reconnects {:>7} ({:>5.0}/s)  messages {:>9} ({:>6.0}/s)  cpu {:>7.1} s",
+            "soak {:>6.0} s: rss {:>7.1} MiB  heap {:>7.1} MiB  fds {:>5}  threads {:>4}  up {:>5}/{}  reconnects {:>7} ({:>5.0}/s)  messages {:>9} ({:>6.0}/s)  cpu {:>7.1} s",
             s.t,
             s.rss_kib as f64 / 1024.0,
+            s.heap_kib as f64 / 1024.0,
             s.fds,
             s.threads,
             s.up,
@@ -857,14 +902,15 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
 
     // The report.
     println!(
-        "\n{:>7} {:>9} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8}",
-        "t (s)", "RSS MiB", "fds", "threads", "up", "reconnects", "messages", "cpu s"
+        "\n{:>7} {:>9} {:>9} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8}",
+        "t (s)", "RSS MiB", "heap MiB", "fds", "threads", "up", "reconnects", "messages", "cpu s"
     );
     for s in &samples {
         println!(
-            "{:>7.0} {:>9.1} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8.1}",
+            "{:>7.0} {:>9.1} {:>9.1} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8.1}",
             s.t,
             s.rss_kib as f64 / 1024.0,
+            s.heap_kib as f64 / 1024.0,
             s.fds,
             s.threads,
             s.up,
@@ -948,6 +994,17 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         last.rss_kib as f64 / 1024.0,
     );
     println!(
+        "live heap after warm-up {:.1} → {:.1} MiB ({:+.1}%): {}",
+        resources.heap.0 as f64 / 1024.0,
+        resources.heap.1 as f64 / 1024.0,
+        resources.heap_growth,
+        if resources.rss_growth >= 5.0 && resources.heap_growth < resources.rss_growth / 2.0 {
+            "RSS grew while the heap in use did not keep up: the allocator keeping freed pages, not a leak"
+        } else {
+            "the heap in use, for telling a leak from the allocator keeping freed pages"
+        }
+    );
+    println!(
         "load average (1 min) at start {}, at the end {} ({} cores)",
         load_start.map_or("?".to_string(), |l| format!("{l:.2}")),
         sample::load_average().map_or("?".to_string(), |l| format!("{l:.2}")),
@@ -971,11 +1028,12 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         sample::svg(&samples, &format!("sitebucket soak: {name}")),
     )
     .map_err(|e| format!("{}: {e}", svg_path.display()))?;
-    let mut tsv = String::from("t\trss_kib\tfds\tthreads\tup\treconnects\tmessages\tcpu_s\n");
+    let mut tsv =
+        String::from("t\trss_kib\theap_kib\tfds\tthreads\tup\treconnects\tmessages\tcpu_s\n");
     for s in &samples {
         tsv.push_str(&format!(
-            "{:.1}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}\n",
-            s.t, s.rss_kib, s.fds, s.threads, s.up, s.reconnects, s.messages, s.cpu
+            "{:.1}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}\n",
+            s.t, s.rss_kib, s.heap_kib, s.fds, s.threads, s.up, s.reconnects, s.messages, s.cpu
         ));
     }
     std::fs::write(&samples_path, tsv).map_err(|e| format!("{}: {e}", samples_path.display()))?;
