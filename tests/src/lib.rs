@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sitebucket_proto::{
-    Action, Config, ConfigBuilder, Credentials, Event, Outcome, SiteStream, StreamError,
+    Action, Config, ConfigBuilder, Credentials, Outcome, SiteStream, StreamError, StreamEvent,
 };
 use sitebucket_testserver::{Credentials as ServerCredentials, Output, Scenario, Session};
 
@@ -758,9 +758,9 @@ impl Sim {
         }
     }
 
-    fn on_event(&mut self, event: Event) {
+    fn on_event(&mut self, event: StreamEvent) {
         match event {
-            Event::Connected { status, reason } => {
+            StreamEvent::Connected { status, reason } => {
                 self.record(Recorded::Connected {
                     status,
                     reason: reason.clone(),
@@ -784,7 +784,7 @@ impl Sim {
                     self.checks.established_at = Some(self.now);
                 }
             }
-            Event::Message(message) => {
+            StreamEvent::Message(message) => {
                 self.trace.messages += 1;
                 self.record(Recorded::Message(message.len()));
                 if self.checks.disconnect_code.is_none() {
@@ -804,7 +804,7 @@ impl Sim {
                     }
                 }
             }
-            Event::KeepAlive => {
+            StreamEvent::KeepAlive => {
                 self.trace.keep_alives += 1;
                 self.record(Recorded::KeepAlive);
                 self.expect_frame(Expected::KeepAlive);
@@ -812,7 +812,7 @@ impl Sim {
                     log.keep_alives += 1;
                 }
             }
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Disconnected { error, retry_in } => {
                 self.record(Recorded::Disconnected {
                     error: error.clone(),
                     retry_in,

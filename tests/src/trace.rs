@@ -34,18 +34,18 @@ pub enum Recorded {
     },
     /// `Action::Transmit` of this many bytes.
     Transmit(usize),
-    /// `Event::Connected`.
+    /// `StreamEvent::Connected`.
     Connected {
         /// Status code.
         status: u16,
         /// Reason phrase.
         reason: String,
     },
-    /// `Event::Message` of this many bytes (the bytes are in [`ConnectionLog::messages`]).
+    /// `StreamEvent::Message` of this many bytes (the bytes are in [`ConnectionLog::messages`]).
     Message(usize),
-    /// `Event::KeepAlive`.
+    /// `StreamEvent::KeepAlive`.
     KeepAlive,
-    /// `Event::Disconnected`.
+    /// `StreamEvent::Disconnected`.
     Disconnected {
         /// Why.
         error: StreamError,

@@ -5,10 +5,10 @@ use std::io::Read;
 
 use bytes::Bytes;
 use serde::de::IgnoredAny;
-use sitebucket_proto::config::DEFAULT_MAX_MESSAGE_BYTES;
-use sitebucket_proto::framer::Frame;
-use sitebucket_proto::parser::{DefaultParser, Parser};
-use sitebucket_proto::{Framing, ResponseReader};
+use sitebucket_proto::_benchable::Frame;
+use sitebucket_proto::DEFAULT_MAX_MESSAGE_BYTES;
+use sitebucket_proto::{_benchable::ResponseReader, Framing};
+use sitebucket_proto::{DefaultParser, Parser};
 
 /// Messages and keep-alives seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -345,8 +345,8 @@ pub fn response(head: &[u8], chunks: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sitebucket_proto::framer::Frame;
-    use sitebucket_proto::{Framing, ResponseReader};
+    use sitebucket_proto::_benchable::Frame;
+    use sitebucket_proto::{_benchable::ResponseReader, Framing};
 
     /// Every frame of `wire`, pushed `read` bytes at a time.
     fn frames(wire: &[u8], framing: Framing, read: usize) -> (Vec<bytes::Bytes>, usize) {

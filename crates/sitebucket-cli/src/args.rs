@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::builder::PossibleValuesParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use sitebucket_proto::config::{DEFAULT_URL, V2_FILTERED_URL};
 use sitebucket_proto::control::{is_valid_stream_id, stream_id_from_uri, MAX_STREAM_ID_BYTES};
+use sitebucket_proto::{DEFAULT_URL, V2_FILTERED_URL};
 use sitebucket_testserver::BUILTIN_SCENARIOS;
 
 pub use crate::drivers::DriverName;

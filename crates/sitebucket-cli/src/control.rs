@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use sitebucket_proto::config::Endpoint;
 use sitebucket_proto::control::MAX_USERS_PER_STREAM;
 use sitebucket_proto::control::{
     ControlCall, ControlError, ControlPacer, ControlRequest, ControlResponse, StreamInfo,
     FIRST_CURSOR,
 };
 use sitebucket_proto::Credentials;
+use sitebucket_proto::Endpoint;
 use sitebucket_thread::Driver;
 
 use crate::args::{ControlArgs, ControlCommand, ControlFriendsArgs, ControlTarget};
@@ -218,7 +218,7 @@ fn prepare(target: &ControlTarget) -> Result<(Endpoint, Credentials, Vec<u8>), S
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
-            sitebucket_proto::tls::parse_pem_roots(&pem)
+            sitebucket_proto::parse_pem_roots(&pem)
                 .map_err(|e| format!("--ca-file {} is not usable: {e}", path.display()))?;
             pem
         }

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use sitebucket_proto::backoff::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
-use sitebucket_proto::config::FOLLOW_LIMIT;
-use sitebucket_proto::config::{Api, Auth, BearerToken, ConfigError, V2Param};
-use sitebucket_proto::framer::FrameError;
-use sitebucket_proto::pipeline::ReadError;
-use sitebucket_proto::stream::{Event, Outcome, StreamError};
+use sitebucket_proto::FrameError;
+use sitebucket_proto::ReadError;
+use sitebucket_proto::FOLLOW_LIMIT;
+use sitebucket_proto::{Api, Auth, BearerToken, ConfigError, V2Param};
+use sitebucket_proto::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
+use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 use sitebucket_thread::{Control, Driver, Observer};
 
 use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, WithArg};
@@ -428,7 +428,7 @@ pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String>
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
-        sitebucket_proto::tls::parse_pem_roots(&pem)
+        sitebucket_proto::parse_pem_roots(&pem)
             .map_err(|e| format!("--ca-file {} is not usable: {e}", path.display()))?;
         builder = builder.extra_root_certs_pem(pem);
     }
@@ -668,10 +668,10 @@ impl Logger {
 }
 
 impl Observer for Logger {
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         let p = &self.prefix;
         match event {
-            Event::Connected {
+            StreamEvent::Connected {
                 status: 200,
                 reason,
             } => {
@@ -679,9 +679,11 @@ impl Observer for Logger {
             }
             // Any other status is logged once, with what follows from it: the backoff
             // (a `Disconnected` event) or giving up (the run's outcome).
-            Event::Connected { status, reason } => tracing::debug!("{p}HTTP {status} {reason}"),
-            Event::KeepAlive => tracing::debug!("{p}keep-alive"),
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Connected { status, reason } => {
+                tracing::debug!("{p}HTTP {status} {reason}")
+            }
+            StreamEvent::KeepAlive => tracing::debug!("{p}keep-alive"),
+            StreamEvent::Disconnected { error, retry_in } => {
                 self.book.reconnects.fetch_add(1, Ordering::Relaxed);
                 log_disconnect(p, error, *retry_in)
             }

@@ -22,10 +22,10 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use sitebucket_proto::config::FOLLOW_LIMIT;
 use sitebucket_proto::control::MAX_USERS_PER_STREAM;
-use sitebucket_proto::stream::Outcome;
 use sitebucket_proto::Config;
+use sitebucket_proto::Outcome;
+use sitebucket_proto::FOLLOW_LIMIT;
 use sitebucket_thread::{Control, Driver, Monitor};
 
 use crate::drivers::WithDriver;

@@ -10,8 +10,8 @@
 
 use std::process::ExitCode;
 
-use sitebucket_proto::config::{Auth, Endpoint};
 use sitebucket_proto::control::{ControlCall, ControlRequest, ControlResponse, NewRule};
+use sitebucket_proto::{Auth, Endpoint};
 
 use crate::args::{RulesArgs, RulesCommand, RulesTarget};
 use crate::control::carry_out;
@@ -111,7 +111,7 @@ fn prepare(target: &RulesTarget) -> Result<(Endpoint, Auth, Vec<u8>), String> {
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
-            sitebucket_proto::tls::parse_pem_roots(&pem)
+            sitebucket_proto::parse_pem_roots(&pem)
                 .map_err(|e| format!("--ca-file {} is not usable: {e}", path.display()))?;
             pem
         }

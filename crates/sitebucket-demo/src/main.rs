@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sitebucket_proto::message::Message;
 use sitebucket_proto::{
-    BackoffPolicy, Config, Credentials, Event, Outcome, SiteStream, TwitterBackoff,
+    BackoffPolicy, Config, Credentials, Outcome, SiteStream, StreamEvent, TwitterBackoff,
 };
 use sitebucket_testserver::corpus::{self, Corpus, USER_IDS};
 use sitebucket_testserver::{
@@ -121,15 +121,15 @@ struct Recorder {
 }
 
 impl Observer for Recorder {
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         let line = match event {
-            Event::Connected {
+            StreamEvent::Connected {
                 status: 200,
                 reason,
             } => format!("HTTP 200 {reason}: streaming"),
             // A failed status is told by the Disconnected event that follows.
-            Event::Connected { .. } => return,
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Connected { .. } => return,
+            StreamEvent::Disconnected { error, retry_in } => {
                 *self.reconnects.lock().unwrap() += 1;
                 format!("{error} — reconnecting in {retry_in:?}")
             }

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest, FIRST_CURSOR};
-use sitebucket_proto::stream::{Outcome, StreamError};
 use sitebucket_proto::{
     BackoffPolicy, Config, ConfigBuilder, Credentials, Parser, TwitterBackoff, With,
 };
+use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
 };

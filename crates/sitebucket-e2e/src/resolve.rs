@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest};
-use sitebucket_proto::stream::StreamError;
+use sitebucket_proto::StreamError;
 use sitebucket_proto::{Config, Credentials};
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
 use sitebucket_thread::{Driver, ListenThread, Resolver, SiteStream, RESOLVE_THREAD_NAME};

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use sitebucket_proto::stream::{Outcome, StreamError};
 use sitebucket_proto::{BackoffPolicy, ConfigBuilder, TwitterBackoff};
+use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step, TestServer};
 use sitebucket_thread::{Driver, ListenThread, SiteStream};
 

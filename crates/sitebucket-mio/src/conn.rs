@@ -15,7 +15,7 @@ use std::vec;
 
 use bytes::Bytes;
 use mio::{Interest, Registry, Token};
-use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Resolver};
 
@@ -109,7 +109,7 @@ impl Conn {
                     self.out.push_back(bytes);
                     self.flush_or_fail(registry, parts.stream, now);
                 }
-                Action::Event(Event::Message(message)) => parts.parser.parse(message),
+                Action::Event(StreamEvent::Message(message)) => parts.parser.parse(message),
                 Action::Event(event) => parts.control.observe(&event),
                 Action::Close => self.close(registry),
                 Action::Wait(deadline) => {
@@ -126,8 +126,6 @@ impl Conn {
                     self.deadline = None;
                     break Some(outcome);
                 }
-                // `Action` is non-exhaustive: nothing else exists today.
-                _ => {}
             }
             if !event {
                 now = Instant::now();

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mio::{Events, Poll, Token, Waker};
-use sitebucket_proto::stream::{Action, Outcome, ReadBuffer};
+use sitebucket_proto::{Action, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Finished, Resolver, RunHandle};
 
@@ -325,11 +325,11 @@ pub(crate) fn run_here(
 ) -> Outcome {
     let mut poll = match Poll::new() {
         Ok(poll) => poll,
-        Err(e) => return loop_failed(stream, control, &e),
+        Err(e) => return loop_failed(stream, control, e),
     };
     let waker = match Waker::new(poll.registry(), WAKER) {
         Ok(waker) => Arc::new(waker),
-        Err(e) => return loop_failed(stream, control, &e),
+        Err(e) => return loop_failed(stream, control, e),
     };
     // The poll's one waker serves both a stop and a lookup's answer.
     let stop_waker = waker.clone();
@@ -369,7 +369,7 @@ pub(crate) fn run_here(
             Err(e) => {
                 conn.close(poll.registry());
                 control.clear_waker();
-                return loop_failed(parts.stream, control, &e);
+                return loop_failed(parts.stream, control, e);
             }
         }
         for event in events.iter() {
@@ -399,10 +399,10 @@ pub(crate) fn run_here(
 }
 
 /// The loop could not be set up or failed: stop the stream and say why.
-fn loop_failed(stream: &mut SiteStream, control: &Control, error: &io::Error) -> Outcome {
+fn loop_failed(stream: &mut SiteStream, control: &Control, error: io::Error) -> Outcome {
     stream.disconnect();
     // Drain the core's `Close` (there is no socket left to close) to its end.
     while !matches!(stream.poll_action(Instant::now()), Action::Finished(_)) {}
     control.publish(stream);
-    Outcome::InvalidConfig(format!("the mio event loop failed: {error}"))
+    Outcome::driver_io("in the mio event loop", error)
 }

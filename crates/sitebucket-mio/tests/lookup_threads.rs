@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use common::threads_named;
 use sitebucket_e2e::Collected;
 use sitebucket_mio::MioDriver;
-use sitebucket_proto::backoff::{BackoffPolicy, TwitterBackoff};
-use sitebucket_proto::stream::{Outcome, StreamError};
+use sitebucket_proto::{BackoffPolicy, TwitterBackoff};
 use sitebucket_proto::{Config, Credentials, SiteStream};
+use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_thread::{Control, Driver, Resolver, MAX_LOOKUP_THREADS, RESOLVE_THREAD_NAME};
 
 const STREAMS: usize = 1_000;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use common::{config_for, numbered, wait_for};
 use sitebucket_e2e::{Collected, CLOSE_WITHIN};
 use sitebucket_mio::MioDriver;
-use sitebucket_proto::stream::{Outcome, StreamError};
 use sitebucket_proto::{Credentials, SiteStream};
+use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
 };
@@ -333,16 +333,16 @@ fn restart_runs_the_same_stream_again_on_the_loop() {
 
 #[test]
 fn the_observer_sees_every_event_in_order_and_each_drain() {
-    use sitebucket_proto::stream::Event;
+    use sitebucket_proto::StreamEvent;
     use std::sync::{Arc, Mutex};
 
     #[derive(Default)]
     struct Seen {
-        events: Mutex<Vec<Event>>,
+        events: Mutex<Vec<StreamEvent>>,
         drains: Mutex<usize>,
     }
     impl sitebucket_thread::Observer for Seen {
-        fn event(&self, event: &Event) {
+        fn event(&self, event: &StreamEvent) {
             self.events.lock().unwrap().push(event.clone());
         }
         fn drained(&self, _stream: &SiteStream) {
@@ -377,11 +377,11 @@ fn the_observer_sees_every_event_in_order_and_each_drain() {
     assert_eq!(
         *seen.events.lock().unwrap(),
         [
-            Event::Connected {
+            StreamEvent::Connected {
                 status: 200,
                 reason: "OK".into()
             },
-            Event::KeepAlive
+            StreamEvent::KeepAlive
         ]
     );
     assert!(
@@ -467,7 +467,7 @@ fn a_420_that_arrived_while_the_loop_was_busy_counts_as_a_420_not_a_stall() {
     // 420 sequence fell a step behind. Here the busy stream's message (at ~200 ms) holds the
     // loop for 1.2 s; the other server answers 420 at ~450 ms, inside the 500 ms stall
     // timeout, while the loop is busy.
-    use sitebucket_proto::backoff::{BackoffPolicy, TwitterBackoff};
+    use sitebucket_proto::{BackoffPolicy, TwitterBackoff};
     let stall = Duration::from_millis(500);
     let keepalives =
         (0..200).flat_map(|_| [Step::KeepAlive, Step::Wait(Duration::from_millis(50))]);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{config_for, threads_named, wait_for};
 use sitebucket_e2e::Collected;
 use sitebucket_mio::MioDriver;
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, ServerOptions, Step, TestServer};
 use sitebucket_thread::{Control, Driver, ListenThread};

@@ -9,7 +9,7 @@ use sitebucket_e2e::resolve::{TestResolver, FAST_NAME, SLOW_NAME};
 use sitebucket_e2e::CLOSE_WITHIN;
 use sitebucket_e2e::{config_for, numbered_messages, server, wait_for, Collected, Transport};
 use sitebucket_mio::MioDriver;
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
 use sitebucket_thread::{Control, Driver, SiteStream};
 

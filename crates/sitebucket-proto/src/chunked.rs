@@ -6,7 +6,7 @@
 //! progress, so a caller's loop never spins:
 //!
 //! ```
-//! use sitebucket_proto::chunked::ChunkedDecoder;
+//! use sitebucket_proto::_benchable::ChunkedDecoder;
 //!
 //! let mut decoder = ChunkedDecoder::new();
 //! let mut input: &[u8] = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";

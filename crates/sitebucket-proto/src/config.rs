@@ -6,7 +6,7 @@
 //! the URL parsed into an [`Endpoint`], and every limit is in range.
 //!
 //! ```
-//! use sitebucket_proto::config::{Config, Credentials, With};
+//! use sitebucket_proto::{Config, Credentials, With};
 //!
 //! let credentials = Credentials::new("ck", "cs", "t", "ts");
 //! let config = Config::builder([3, 1, 2, 1], credentials)
@@ -27,7 +27,7 @@
 //! parameters ([`V2Param`]) instead, sent as given.
 //!
 //! ```
-//! use sitebucket_proto::config::{Api, BearerToken, Config, V2Param};
+//! use sitebucket_proto::{Api, BearerToken, Config, V2Param};
 //!
 //! let config = Config::v2_builder(Api::V2Filtered, BearerToken::new("AAAA-secret"))
 //!     .v2_param(V2Param::TweetFields, "created_at,author_id")
@@ -301,7 +301,7 @@ impl fmt::Display for Api {
 /// prints it.
 ///
 /// ```
-/// use sitebucket_proto::config::BearerToken;
+/// use sitebucket_proto::BearerToken;
 ///
 /// let token = BearerToken::new("AAAA%2Fsecret");
 /// assert_eq!(format!("{token:?}"), "BearerToken(<redacted>)");

@@ -13,8 +13,8 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use sitebucket_proto::content::ContentDecoder;
-//! use sitebucket_proto::ContentEncoding;
+//! use sitebucket_proto::_benchable::ContentDecoder;
+//! use sitebucket_proto::_benchable::ContentEncoding;
 //!
 //! let mut decoder = ContentDecoder::new(ContentEncoding::Identity);
 //! decoder.push(b"hello");

@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use sitebucket_proto::framer::{Frame, Framer};
+//! use sitebucket_proto::_benchable::{Frame, Framer};
 //! use sitebucket_proto::Framing;
 //!
 //! let mut framer = Framer::new(Framing::Crlf, 1024);

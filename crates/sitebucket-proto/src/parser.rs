@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use sitebucket_proto::parser::{DefaultParser, Parser};
+//! use sitebucket_proto::{DefaultParser, Parser};
 //!
 //! let mut kinds = Vec::new();
 //! let mut parser = DefaultParser::new(|message: Result<_, _>| match message {

@@ -11,8 +11,8 @@
 //! No `oauth_*` parameter ever goes in the query: they travel in the `Authorization` header.
 //!
 //! ```
-//! use sitebucket_proto::config::{Config, Credentials};
-//! use sitebucket_proto::request::stream_request;
+//! use sitebucket_proto::{Config, Credentials};
+//! use sitebucket_proto::_benchable::stream_request;
 //!
 //! let config = Config::builder([12, 13], Credentials::new("ck", "cs", "t", "ts"))
 //!     .build()
@@ -118,8 +118,8 @@ pub fn query_pairs(config: &Config) -> Vec<(&'static str, String)> {
 /// `Authorization: Bearer <token>`, and `unix_secs` and `nonce` are not used.
 ///
 /// ```
-/// use sitebucket_proto::config::{Api, BearerToken, Config, V2Param};
-/// use sitebucket_proto::request::stream_request;
+/// use sitebucket_proto::{Api, BearerToken, Config, V2Param};
+/// use sitebucket_proto::_benchable::stream_request;
 ///
 /// let config = Config::v2_builder(Api::V2Sample, BearerToken::new("T0KEN"))
 ///     .v2_param(V2Param::BackfillMinutes, "2")

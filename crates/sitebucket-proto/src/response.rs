@@ -24,7 +24,7 @@ pub const MAX_SERVER_TEXT_CHARS: usize = 200;
 /// `MAX_SERVER_TEXT_CHARS - 1` characters and ends in `…`.
 ///
 /// ```
-/// use sitebucket_proto::response::{bounded_text, MAX_SERVER_TEXT_CHARS};
+/// use sitebucket_proto::{MAX_SERVER_TEXT_CHARS, _benchable::bounded_text};
 ///
 /// assert_eq!(bounded_text("Enhance Your Calm"), "Enhance Your Calm");
 /// let long = "é".repeat(500);

@@ -256,7 +256,7 @@ impl fmt::Display for Problem<'_> {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use sitebucket_proto::parser::Parser;
+/// use sitebucket_proto::Parser;
 /// use sitebucket_proto::v2::V2Parser;
 ///
 /// let mut kinds = Vec::new();

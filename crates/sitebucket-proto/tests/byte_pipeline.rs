@@ -7,8 +7,11 @@ use flate2::write::{GzEncoder, ZlibEncoder};
 use flate2::Compression;
 use proptest::prelude::*;
 use sitebucket_proto::{
-    parse_head, BodyKind, ChunkedDecoder, ContentDecoder, ContentEncoding, Frame, Framer, Framing,
-    ResponseHead, StatusClass,
+    _benchable::{
+        parse_head, BodyKind, ChunkedDecoder, ContentDecoder, ContentEncoding, Frame, Framer,
+        ResponseHead, StatusClass,
+    },
+    Framing,
 };
 
 /// How many decoded bytes are moved into the framer per step.
@@ -48,7 +51,7 @@ impl Pipeline {
             self.head_buf.extend_from_slice(data);
             let Some((head, consumed)) = parse_head(&self.head_buf).map_err(|e| e.to_string())?
             else {
-                assert!(self.head_buf.len() < sitebucket_proto::response::MAX_HEAD_BYTES);
+                assert!(self.head_buf.len() < sitebucket_proto::_benchable::MAX_HEAD_BYTES);
                 return Ok(());
             };
             assert_eq!(head.body, BodyKind::Chunked);

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use fuzz_logic::{pieces, reference_frames, Chunk, FramerOutcome, Op, Setup, StreamInput, TARGETS};
-use sitebucket_proto::framer::{Frame, FrameError};
+use sitebucket_proto::{_benchable::Frame, FrameError};
 use sitebucket_proto::{
-    ChunkedError, ContentDecoder, ContentEncoding, DecodeError, Framing, HeadError, Outcome,
+    _benchable::{ContentDecoder, ContentEncoding},
+    ChunkedError, DecodeError, Framing, HeadError, Outcome,
 };
 
 fn seed_dir(target: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sitebucket_proto::message::{
     DeleteTarget, DisconnectCode, EventKind, Message, UserMessage, WarningCode,
 };
-use sitebucket_proto::parser::{DefaultParser, Parser};
+use sitebucket_proto::{DefaultParser, Parser};
 
 /// How a fixture file is split into messages.
 #[derive(Clone, Copy, Debug)]

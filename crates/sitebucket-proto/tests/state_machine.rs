@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 use sitebucket_proto::{
-    Action, BackoffPolicy, Config, Credentials, Event, FailureKind, Jitter, Outcome, SiteStream,
-    SquaredBackoff,
+    Action, BackoffPolicy, Config, Credentials, FailureKind, Jitter, Outcome, SiteStream,
+    SquaredBackoff, StreamEvent,
 };
 
 #[derive(Clone, Debug)]
@@ -138,18 +138,18 @@ impl Harness {
                     self.disconnect_seen = false;
                     self.trusted = false;
                 }
-                Action::Event(Event::Connected { status: 200, .. }) => {
+                Action::Event(StreamEvent::Connected { status: 200, .. }) => {
                     // A `200` head alone earns nothing.
                     self.head_at = Some(self.now);
                 }
-                Action::Event(Event::Message(message)) => {
+                Action::Event(StreamEvent::Message(message)) => {
                     if message.starts_with(b"{\"disconnect\"") {
                         self.disconnect_seen = true;
                     } else if self.head_at.is_some() && !self.disconnect_seen {
                         self.earn_trust();
                     }
                 }
-                Action::Event(Event::Disconnected { error, retry_in }) => {
+                Action::Event(StreamEvent::Disconnected { error, retry_in }) => {
                     let kind = error.failure_kind().expect("a retried error has a kind");
                     let kind = if self.setup.squared {
                         FailureKind::Network
@@ -189,7 +189,6 @@ impl Harness {
                     self.deadline = None;
                     return;
                 }
-                other => panic!("unexpected action {other:?}"),
             }
         }
         panic!("poll_action never settled");

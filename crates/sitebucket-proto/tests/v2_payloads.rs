@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sitebucket_proto::config::{Api, BearerToken, Config};
 use sitebucket_proto::v2::{V2Data, V2Message};
-use sitebucket_proto::{Action, Event, SiteStream, StreamError};
+use sitebucket_proto::{Action, SiteStream, StreamError, StreamEvent};
+use sitebucket_proto::{Api, BearerToken, Config};
 
 fn read(name: &str) -> Vec<u8> {
     let full = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -115,8 +115,8 @@ fn run(input: &[u8], cut: usize) -> (Vec<Vec<u8>>, Option<StreamError>) {
     let mut error = None;
     let mut drain = |stream: &mut SiteStream| loop {
         match stream.poll_action(now) {
-            Action::Event(Event::Message(m)) => messages.push(m.to_vec()),
-            Action::Event(Event::Disconnected { error: e, retry_in }) => {
+            Action::Event(StreamEvent::Message(m)) => messages.push(m.to_vec()),
+            Action::Event(StreamEvent::Disconnected { error: e, retry_in }) => {
                 assert_eq!(retry_in, Duration::from_millis(250));
                 error = Some(e);
             }

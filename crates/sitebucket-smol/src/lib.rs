@@ -43,7 +43,7 @@ mod messages;
 use std::sync::Arc;
 
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::Driver;
 

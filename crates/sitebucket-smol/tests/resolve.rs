@@ -13,7 +13,7 @@ use sitebucket_e2e::{
     config_for, numbered_messages, server, wait_for, Transport, CLOSE_WITHIN, PATIENCE,
 };
 use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_smol::{control_with, MessageStream, StreamItem};
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step, TestServer};
 use sitebucket_thread::{SiteStream, RESOLVE_THREAD_NAME};

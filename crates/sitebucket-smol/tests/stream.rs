@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::future::or;
 use futures_lite::StreamExt;
-use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::{
     BackoffPolicy, Config, ConfigBuilder, Credentials, SiteStream, TwitterBackoff,
 };
+use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 use sitebucket_smol::{ListenThread, MessageStream, SmolDriver, StreamItem};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
@@ -348,12 +348,12 @@ fn a_finished_stream_comes_back_for_a_restart() {
 
 #[derive(Default)]
 struct Seen {
-    events: Mutex<Vec<Event>>,
+    events: Mutex<Vec<StreamEvent>>,
     drains: Mutex<u32>,
 }
 
 impl Observer for Seen {
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         self.events.lock().unwrap().push(event.clone());
     }
     fn drained(&self, _stream: &SiteStream) {
@@ -389,11 +389,11 @@ fn the_observer_sees_every_event_but_messages_and_each_drain() {
     assert_eq!(
         *seen.events.lock().unwrap(),
         [
-            Event::Connected {
+            StreamEvent::Connected {
                 status: 200,
                 reason: "OK".into()
             },
-            Event::KeepAlive
+            StreamEvent::KeepAlive
         ]
     );
     // At least: before the connect, after it, after the head, after each message, the end.

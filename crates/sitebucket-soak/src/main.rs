@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sitebucket_proto::{
-    BackoffPolicy, Config, Credentials, Event, Framing, SiteStream, StreamError, TwitterBackoff,
+    BackoffPolicy, Config, Credentials, Framing, SiteStream, StreamError, StreamEvent,
+    TwitterBackoff,
 };
 use sitebucket_soak::check::{self, ClientAttempt, ServerAttempt};
 use sitebucket_soak::plan::{Planner, Timing};
@@ -445,14 +446,14 @@ impl Tracker {
 }
 
 impl Observer for Tracker {
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         let at = unix_now() - self.epoch_unix;
         let mut track = lock(&self.state);
         let what = match event {
-            Event::Connected { status, .. } => {
+            StreamEvent::Connected { status, .. } => {
                 Some(check::ClientEventKind::Connected { status: *status })
             }
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Disconnected { error, retry_in } => {
                 let status = match error {
                     StreamError::Status { status, .. } => Some(*status),
                     _ => None,
@@ -476,11 +477,11 @@ impl Observer for Tracker {
             let _ = writeln!(lock(&self.events), "{}", e.to_line());
         }
         match event {
-            Event::Connected { status: 200, .. } => {
+            StreamEvent::Connected { status: 200, .. } => {
                 track.open = true;
                 track.since_connected = 0;
             }
-            Event::Disconnected { error, .. } => {
+            StreamEvent::Disconnected { error, .. } => {
                 track.awaiting_until = true;
                 self.totals.reconnects.fetch_add(1, Ordering::Relaxed);
                 track.open = false;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Interest, Poll, Token};
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver, Resolver};
 
@@ -78,9 +78,7 @@ impl Driver for StdDriver {
             Ok((poll, waker))
         }) {
             Ok(pair) => pair,
-            Err(e) => {
-                return Outcome::InvalidConfig(format!("cannot create a poller for connects: {e}"))
-            }
+            Err(e) => return Outcome::driver_io("creating a poller for connects", e),
         };
         let (mut poll, waker) = poll;
         // One waker per poll: a stop and a finished lookup both wake it.
@@ -220,7 +218,7 @@ fn drive(
                     }
                 }
             }
-            Action::Event(Event::Message(message)) => parser.parse(message),
+            Action::Event(StreamEvent::Message(message)) => parser.parse(message),
             Action::Event(event) => control.observe(&event),
             Action::Close => {
                 wake.set_socket(None);
@@ -239,8 +237,6 @@ fn drive(
                 }
             }
             Action::Finished(outcome) => return outcome,
-            // `Action` is non-exhaustive: nothing else exists today.
-            _ => {}
         }
         if !event {
             now = Instant::now();

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
 use sitebucket_thread::{Control, Driver, ItemSink, MessagesOnly, Status, StreamItem};
 
@@ -135,8 +135,8 @@ impl Messages {
     pub fn finish(mut self) -> Outcome {
         self.close();
         self.join();
-        self.outcome().unwrap_or_else(|| {
-            Outcome::InvalidConfig("the stream's thread ended without an outcome".into())
+        self.outcome().unwrap_or_else(|| Outcome::DriverPanicked {
+            detail: "the stream's thread ended without an outcome".into(),
         })
     }
 
@@ -285,8 +285,8 @@ struct FinishOnDrop(Arc<Queue>);
 
 impl Drop for FinishOnDrop {
     fn drop(&mut self) {
-        self.0.finish(Outcome::InvalidConfig(
-            "the stream's thread panicked".into(),
-        ));
+        self.0.finish(Outcome::DriverPanicked {
+            detail: "the stream's thread panicked".into(),
+        });
     }
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use sitebucket_e2e::{
     config_for, fast_backoff, numbered_messages, server, Transport, CLOSE_WITHIN,
 };
-use sitebucket_proto::stream::{Outcome, StreamError};
+use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_std::{messages, Messages, StdDriver, StreamItem, DEFAULT_CAPACITY};
 use sitebucket_testserver::{AttemptPlan, End, Repeat, Scenario, Step};
 use sitebucket_thread::{Driver, SiteStream};

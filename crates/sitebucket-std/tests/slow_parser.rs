@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sitebucket_e2e::{config_for, numbered_messages, server, wait_for, Transport};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::Parser;
 use sitebucket_std::StdDriver;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sitebucket_proto::stream::{Event, Outcome, SiteStream, Stats};
+use sitebucket_proto::{Outcome, SiteStream, Stats, StreamEvent};
 
 /// A snapshot of a running stream, published by its driver.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,7 +38,7 @@ pub trait Observer: Send + Sync {
     /// An event of the core other than a message (connected, keep-alive, disconnected),
     /// in order with the messages given to the parser. Drivers forward them with
     /// [`Control::observe`].
-    fn event(&self, event: &Event) {
+    fn event(&self, event: &StreamEvent) {
         let _ = event;
     }
 
@@ -186,7 +186,7 @@ impl Control {
     /// Hands an event other than a message to the observer, if any (and to the run's
     /// [`ItemSink`](crate::ItemSink), if it has one). Drivers call it for each
     /// `Action::Event` that is not a `Message` (messages go to the parser).
-    pub fn observe(&self, event: &Event) {
+    pub fn observe(&self, event: &StreamEvent) {
         let items = lock(&self.item_events).clone();
         if let Some(items) = items {
             items.event(event);
@@ -220,12 +220,12 @@ mod tests {
 
     #[derive(Default)]
     struct Seen {
-        events: Mutex<Vec<Event>>,
+        events: Mutex<Vec<StreamEvent>>,
         drained: Mutex<Vec<u64>>,
     }
 
     impl Observer for Seen {
-        fn event(&self, event: &Event) {
+        fn event(&self, event: &StreamEvent) {
             lock(&self.events).push(event.clone());
         }
         fn drained(&self, stream: &SiteStream) {
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn the_announce_hook_hears_each_new_stream_id_once() {
-        use sitebucket_proto::stream::Action;
+        use sitebucket_proto::Action;
         use std::time::Instant;
 
         let control = Control::new();
@@ -312,20 +312,20 @@ mod tests {
                 .unwrap(),
         );
         // Without an observer, both calls do nothing.
-        control.observe(&Event::KeepAlive);
+        control.observe(&StreamEvent::KeepAlive);
         control.publish(&stream);
 
         let seen = Arc::new(Seen::default());
         control.set_observer(seen.clone());
-        let disconnected = Event::Disconnected {
+        let disconnected = StreamEvent::Disconnected {
             error: sitebucket_proto::StreamError::Closed,
             retry_in: Duration::from_millis(250),
         };
-        control.observe(&Event::KeepAlive);
+        control.observe(&StreamEvent::KeepAlive);
         control.observe(&disconnected);
         control.publish(&stream);
         control.publish(&stream);
-        assert_eq!(*lock(&seen.events), [Event::KeepAlive, disconnected]);
+        assert_eq!(*lock(&seen.events), [StreamEvent::KeepAlive, disconnected]);
         assert_eq!(*lock(&seen.drained), [0, 0]);
         assert!(control.status().running);
     }

@@ -40,8 +40,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 use sitebucket_proto::message::{Message, ParseError};
-use sitebucket_proto::stream::{Event, Outcome, StreamError};
 use sitebucket_proto::Parser;
+use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 
 use crate::control::{Control, Observer};
 
@@ -80,7 +80,7 @@ pub enum StreamItem {
 impl StreamItem {
     /// The item for one of the core's events: `None` for a keep-alive (and for any event
     /// kind a newer core adds that has no item yet).
-    pub fn from_event(event: Event) -> Option<Self> {
+    pub fn from_event(event: StreamEvent) -> Option<Self> {
         Self::try_from(event).ok()
     }
 
@@ -123,14 +123,16 @@ impl StreamItem {
 
 /// The same conversion as [`StreamItem::from_event`], giving back an event with no item (a
 /// keep-alive).
-impl TryFrom<Event> for StreamItem {
-    type Error = Event;
+impl TryFrom<StreamEvent> for StreamItem {
+    type Error = StreamEvent;
 
-    fn try_from(event: Event) -> Result<Self, Event> {
+    fn try_from(event: StreamEvent) -> Result<Self, StreamEvent> {
         match event {
-            Event::Message(message) => Ok(StreamItem::Message(message)),
-            Event::Connected { status, reason } => Ok(StreamItem::Connected { status, reason }),
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Message(message) => Ok(StreamItem::Message(message)),
+            StreamEvent::Connected { status, reason } => {
+                Ok(StreamItem::Connected { status, reason })
+            }
+            StreamEvent::Disconnected { error, retry_in } => {
                 Ok(StreamItem::Reconnecting { error, retry_in })
             }
             other => Err(other),
@@ -181,8 +183,8 @@ impl Parser for ItemSink {
 struct EventForwarder(Arc<dyn Fn(StreamItem) + Send + Sync>);
 
 impl Observer for EventForwarder {
-    fn event(&self, event: &Event) {
-        if !matches!(event, Event::KeepAlive) {
+    fn event(&self, event: &StreamEvent) {
+        if !matches!(event, StreamEvent::KeepAlive) {
             if let Ok(item) = StreamItem::try_from(event.clone()) {
                 (self.0)(item);
             }
@@ -322,20 +324,20 @@ mod tests {
     fn events_become_items_and_keep_alives_nothing() {
         let bytes = Bytes::from_static(b"{}");
         assert_eq!(
-            StreamItem::from_event(Event::Message(bytes.clone())),
+            StreamItem::from_event(StreamEvent::Message(bytes.clone())),
             Some(StreamItem::Message(bytes))
         );
-        assert_eq!(StreamItem::from_event(Event::KeepAlive), None);
+        assert_eq!(StreamItem::from_event(StreamEvent::KeepAlive), None);
         assert_eq!(
-            StreamItem::try_from(Event::KeepAlive),
-            Err(Event::KeepAlive)
+            StreamItem::try_from(StreamEvent::KeepAlive),
+            Err(StreamEvent::KeepAlive)
         );
         assert_eq!(
-            StreamItem::try_from(Event::Message(Bytes::from_static(b"x"))),
+            StreamItem::try_from(StreamEvent::Message(Bytes::from_static(b"x"))),
             Ok(message("x"))
         );
         assert_eq!(
-            StreamItem::from_event(Event::Connected {
+            StreamItem::from_event(StreamEvent::Connected {
                 status: 420,
                 reason: "Enhance Your Calm".into()
             }),
@@ -345,7 +347,7 @@ mod tests {
             })
         );
         assert_eq!(
-            StreamItem::from_event(Event::Disconnected {
+            StreamItem::from_event(StreamEvent::Disconnected {
                 error: StreamError::Stall(Duration::from_secs(90)),
                 retry_in: Duration::from_millis(250),
             }),
@@ -394,19 +396,19 @@ mod tests {
         // A user's observer, set afterwards, sees the events too without taking them away.
         struct Count(Mutex<usize>);
         impl Observer for Count {
-            fn event(&self, _: &Event) {
+            fn event(&self, _: &StreamEvent) {
                 *self.0.lock().unwrap() += 1;
             }
         }
         let count = Arc::new(Count(Mutex::new(0)));
         control.set_observer(count.clone());
-        control.observe(&Event::Connected {
+        control.observe(&StreamEvent::Connected {
             status: 200,
             reason: "OK".into(),
         });
-        control.observe(&Event::KeepAlive);
+        control.observe(&StreamEvent::KeepAlive);
         parser.parse(Bytes::from_static(b"one"));
-        control.observe(&Event::Disconnected {
+        control.observe(&StreamEvent::Disconnected {
             error: StreamError::Closed,
             retry_in: Duration::ZERO,
         });

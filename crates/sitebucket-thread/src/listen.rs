@@ -17,7 +17,7 @@ use sitebucket_proto::control::{
     ControlCall, ControlError, ControlRequest, ControlResponse, FriendsPage, StreamInfo,
     MAX_USERS_PER_REQUEST, MAX_USERS_PER_STREAM,
 };
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
 use crate::control::{AnnounceHook, Control, FinishHook, Observer, Status};
@@ -220,9 +220,9 @@ impl<D: Driver> ListenThread<D> {
                     self.outcome = Some(finished.outcome);
                 }
                 None => {
-                    self.outcome = Some(Outcome::InvalidConfig(
-                        "the driver ended the run without an outcome".into(),
-                    ))
+                    self.outcome = Some(Outcome::DriverPanicked {
+                        detail: "the driver ended the run without an outcome".into(),
+                    })
                 }
             }
         }

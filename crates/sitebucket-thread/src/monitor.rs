@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sitebucket_proto::config::FOLLOW_LIMIT;
 use sitebucket_proto::control::{ControlError, MAX_USERS_PER_STREAM};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
+use sitebucket_proto::FOLLOW_LIMIT;
 use sitebucket_proto::{Config, ConfigError, Parser, SiteStream};
 
 use crate::control::{Control, Observer, Status};
@@ -1351,8 +1351,8 @@ mod tests {
     // ----- the monitor itself, over a fake driver (no sockets) -----
 
     use sitebucket_proto::control::{ControlCall, ControlKind, ControlResponse};
-    use sitebucket_proto::stream::{Action, Outcome};
     use sitebucket_proto::Credentials;
+    use sitebucket_proto::{Action, Outcome};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 

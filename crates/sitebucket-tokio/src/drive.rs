@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use sitebucket_proto::stream::{Action, Event, Outcome, ReadBuffer};
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Resolver};
 
@@ -200,7 +200,7 @@ async fn run_loop(
                         link.outbox.push_back(bytes);
                     }
                 }
-                Action::Event(Event::Message(message)) => parser.parse(message),
+                Action::Event(StreamEvent::Message(message)) => parser.parse(message),
                 Action::Event(event) => control.observe(&event),
                 Action::Close => {
                     connecting = None;
@@ -208,8 +208,6 @@ async fn run_loop(
                 }
                 Action::Wait(deadline) => break deadline,
                 Action::Finished(outcome) => return outcome,
-                // Actions added to the core later: nothing this driver knows how to do.
-                _ => {}
             }
             if !event {
                 now = Instant::now();

@@ -9,7 +9,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver, Resolver, RunHandle};
 
@@ -301,7 +301,7 @@ impl Driver for TokioDriver {
                 .build()
             {
                 Ok(runtime) => runtime.block_on(run),
-                Err(e) => Outcome::InvalidConfig(format!("cannot start a tokio runtime: {e}")),
+                Err(e) => Outcome::driver_io("starting a tokio runtime", e),
             },
         }
     }

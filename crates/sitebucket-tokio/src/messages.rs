@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
 use sitebucket_thread::{Control, ItemSink, MessagesOnly, Resolver, Status, StreamItem};
 

@@ -81,7 +81,7 @@ impl StreamTask {
     }
 
     /// Asks the stream to stop: it closes the connection and the task ends with
-    /// [`Outcome::Stopped`](sitebucket_proto::stream::Outcome::Stopped) promptly, whatever
+    /// [`Outcome::Stopped`](sitebucket_proto::Outcome::Stopped) promptly, whatever
     /// it was waiting on.
     pub fn close(&self) {
         self.control.request_stop();

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use sitebucket_e2e::{config_for, numbered_messages, server, Transport, PATIENCE};
-use sitebucket_proto::stream::{Outcome, StreamError};
 use sitebucket_proto::{BackoffPolicy, SiteStream, TwitterBackoff};
+use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_testserver::{AttemptPlan, End, Repeat, Scenario, Step};
 use sitebucket_tokio::{MessageStream, StreamItem};
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sitebucket_e2e::{config_for, server, wait_for, Collected, Transport};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
 use sitebucket_thread::{Control, Driver, ListenThread, SiteStream};
 use sitebucket_tokio::TokioDriver;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sitebucket_e2e::{
     config_for, numbered_messages, server, wait_for, Collected, Transport, CLOSE_WITHIN,
 };
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
 use sitebucket_thread::{Control, Driver, SiteStream};
 use sitebucket_tokio::TokioDriver;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_lite::StreamExt;
 use sitebucket_e2e::resolve::{TestResolver, SLOW_NAME};
 use sitebucket_e2e::{config_for, numbered_messages, server, BlackHole, Transport, CLOSE_WITHIN};
-use sitebucket_proto::stream::Outcome;
+use sitebucket_proto::Outcome;
 use sitebucket_proto::{BackoffPolicy, Config, Credentials, SiteStream};
 use sitebucket_testserver::{AttemptPlan, Repeat, Scenario, Step, TestServer};
 use sitebucket_thread::{Control, Status};

@@ -19,7 +19,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sitebucket::{Action, Event, SiteStream};
+use sitebucket::{Action, SiteStream, StreamEvent};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = common::settings()?;
@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         stream.handle_eof(Instant::now()); // the connection is gone
                     }
                 }
-                Action::Event(Event::Message(json)) => {
+                Action::Event(StreamEvent::Message(json)) => {
                     messages += 1;
                     println!("{}", String::from_utf8_lossy(&json));
                 }
@@ -63,7 +63,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     println!("{messages} messages; finished: {outcome}");
                     return Ok(());
                 }
-                _ => {} // Action is non_exhaustive
             }
         };
         if (messages >= settings.messages || started.elapsed() >= settings.time)

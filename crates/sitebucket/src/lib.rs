@@ -43,9 +43,9 @@ pub use sitebucket_proto::control::ControlError;
 pub use sitebucket_proto::message;
 pub use sitebucket_proto::{
     Action, Backoff, BackoffPolicy, Config, ConfigBuilder, ConfigError, Credentials,
-    CredentialsEnvError, DefaultParser, Endpoint, Event, FailureKind, Framing, Jitter, Message,
-    Outcome, ParseError, Parser, SiteStream, SquaredBackoff, Stats, StreamError, TwitterBackoff,
-    UrlError, UserMessage, With,
+    CredentialsEnvError, DefaultParser, Endpoint, FailureKind, Framing, Jitter, Message, Outcome,
+    ParseError, Parser, SiteStream, SquaredBackoff, Stats, StreamError, StreamEvent,
+    TwitterBackoff, UrlError, UserMessage, With,
 };
 /// X API v2's filtered and sample streams on the same core: `Config::v2_builder` with a
 /// Bearer token, and the typed v2 envelope.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
 use flate2::{Compression, GzBuilder};
 use fuzz_logic::{Chunk, Op, Setup, StreamInput, UNIX_START};
-use sitebucket_proto::{parse_head, Action, BodyKind, ChunkedDecoder, ContentEncoding, SiteStream};
+use sitebucket_proto::{Action, SiteStream, _benchable::{parse_head, BodyKind, ChunkedDecoder, ContentEncoding}};
 use sitebucket_testserver::corpus::{self, Corpus};
 use sitebucket_testserver::{
     AttemptPlan, BodyEncoding, ChunkPlan, Credentials, End, Framing, Output, Repeat, Scenario,
@@ -216,7 +216,7 @@ impl Sim {
                     self.stream_deadline = None;
                     return;
                 }
-                _ => {}
+                Action::Event(_) => {}
             }
         }
     }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use sitebucket_bench::args::Args;
 use sitebucket_bench::figure::{Figure, Op, Target};
 use sitebucket_bench::stream::{self, BenchStream, HEAD, READ_BYTES};
-use sitebucket_proto::{Action, Config, Event, SiteStream};
+use sitebucket_proto::{Action, Config, SiteStream, StreamEvent};
 use sitebucket_std::StdDriver;
 use sitebucket_thread::ListenThread;
 
@@ -153,9 +153,9 @@ fn main() {
 fn drain(core: &mut SiteStream, now: Instant, parser: &mut impl FnMut(Bytes)) {
     loop {
         match core.poll_action(now) {
-            Action::Event(Event::Message(message)) => parser(message),
+            Action::Event(StreamEvent::Message(message)) => parser(message),
             Action::Wait(_) | Action::Finished(_) => return,
-            _ => {}
+            Action::Event(_) | Action::Connect { .. } | Action::Transmit(_) | Action::Close => {}
         }
     }
 }

@@ -28,7 +28,7 @@ use sitebucket_bench::args::Args;
 use sitebucket_bench::os;
 use sitebucket_mio::MioDriver;
 use sitebucket_proto::message::{Message, ParseError, UserMessage};
-use sitebucket_proto::parser::DefaultParser;
+use sitebucket_proto::DefaultParser;
 use sitebucket_proto::{Config, Parser, SiteStream};
 use sitebucket_smol::SmolDriver;
 use sitebucket_std::StdDriver;

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use sitebucket_proto::config::DEFAULT_STALL_TIMEOUT;
 use sitebucket_proto::ConfigBuilder;
+use sitebucket_proto::DEFAULT_STALL_TIMEOUT;
 use sitebucket_testserver::TestServer;
 
 /// The longest any wait in these tests lasts before the test fails.

@@ -4,16 +4,14 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::chunked::ChunkedDecoder;
 use crate::config::{Auth, Config, Credentials, Endpoint};
-use crate::content::ContentDecoder;
-use crate::pipeline::ReadError;
+use crate::pipeline::{ReadError, ResponseReader};
 use crate::request::make_nonce;
-use crate::response::{parse_head, BodyKind, ContentEncoding, ResponseHead};
+use crate::response::ResponseHead;
 #[cfg(feature = "tls")]
 use crate::tls::{TlsContext, TlsSession};
 
@@ -86,7 +84,7 @@ enum State {
 
 #[derive(Debug)]
 struct Conn {
-    body: OneShot,
+    body: OneResponse,
     #[cfg(feature = "tls")]
     tls: Option<TlsSession>,
 }
@@ -264,7 +262,7 @@ impl ControlCall {
             };
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))] // Set up for TLS only with it.
         let mut conn = Box::new(Conn {
-            body: OneShot::new(),
+            body: OneResponse::new(),
             #[cfg(feature = "tls")]
             tls: None,
         });
@@ -443,8 +441,14 @@ impl ControlCall {
         // A rules change answers `201 Created`.
         let ok = head.status == 200 || (rules && (200..300).contains(&head.status));
         if !ok {
-            // The body only adds detail: an unreadable one leaves it out.
-            let body = conn.body.decoded().unwrap_or_default();
+            // The body only adds detail: one whose compressed data is unreadable leaves it
+            // out; broken transfer framing is still reported.
+            let body = match conn.body.decoded() {
+                Err(ControlError::Read(e @ (ReadError::Chunked(_) | ReadError::Head(_)))) => {
+                    return Err(ControlError::Read(e))
+                }
+                other => other.unwrap_or_default(),
+            };
             return Err(match head.status {
                 404 if !rules => ControlError::UnknownStream {
                     stream_id: self.stream_id.clone().unwrap_or_default(),
@@ -476,137 +480,72 @@ impl ControlCall {
     }
 }
 
-/// How the body's end is found.
+/// One response read whole through the stream's [`ResponseReader`] (head, transfer and
+/// content decoding), bounded by [`MAX_CONTROL_BODY`] before and after content decoding.
 #[derive(Debug)]
-enum Transfer {
-    Chunked(ChunkedDecoder),
-    Remaining(u64),
-    UntilEof,
+struct OneResponse {
+    reader: ResponseReader,
+    head: Option<ResponseHead>,
+    /// The outcome, once the body is complete or unreadable.
+    body: Option<Result<Bytes, ReadError>>,
 }
 
-/// Reads one whole response: the head, then the body (transfer-decoded), bounded by
-/// [`MAX_CONTROL_BODY`] before and after content decoding.
-#[derive(Debug)]
-struct OneShot {
-    head_buf: Vec<u8>,
-    head: Option<(ResponseHead, Transfer)>,
-    body: Vec<u8>,
-    done: bool,
-}
-
-impl OneShot {
+impl OneResponse {
     fn new() -> Self {
-        OneShot {
-            head_buf: Vec::new(),
+        OneResponse {
+            reader: ResponseReader::whole_body(MAX_CONTROL_BODY),
             head: None,
-            body: Vec::new(),
-            done: false,
+            body: None,
         }
     }
 
     fn complete(&self) -> bool {
-        self.done
+        self.body.is_some()
     }
 
-    /// Takes response bytes in any split; bytes after the end of the body are ignored.
+    /// Takes response bytes in any split; bytes after the end of the body are ignored. Only a
+    /// bad head is an error here (a body error is kept for [`answer`](ControlCall::answer),
+    /// which reports the status first).
     fn push(&mut self, input: &[u8]) -> Result<(), ControlError> {
-        let mut rest = input;
-        if self.head.is_none() {
-            let before = self.head_buf.len();
-            self.head_buf.extend_from_slice(input);
-            let Some((head, consumed)) =
-                parse_head(&self.head_buf).map_err(|e| ControlError::Read(ReadError::Head(e)))?
-            else {
-                return Ok(());
-            };
-            // `consumed` covers only bytes in `head_buf`, whose first `before` bytes came
-            // from earlier pushes and held no complete head.
-            rest = input
-                .get(consumed.saturating_sub(before).min(input.len())..)
-                .unwrap_or_default();
-            let transfer = match head.body {
-                BodyKind::Chunked => Transfer::Chunked(ChunkedDecoder::new()),
-                BodyKind::ContentLength(n) => Transfer::Remaining(n),
-                BodyKind::UntilEof => Transfer::UntilEof,
-            };
-            self.done = matches!(transfer, Transfer::Remaining(0));
-            self.head_buf = Vec::new();
-            self.head = Some((head, transfer));
-        }
-        let Some((_, transfer)) = &mut self.head else {
+        if self.complete() {
             return Ok(());
-        };
-        while !rest.is_empty() && !self.done {
-            let data = match transfer {
-                Transfer::Chunked(decoder) => {
-                    let step = decoder
-                        .decode(rest)
-                        .map_err(|e| ControlError::Read(ReadError::Chunked(e)))?;
-                    self.done = step.done;
-                    if step.consumed == 0 && step.data.is_empty() {
-                        break;
-                    }
-                    rest = rest.get(step.consumed..).unwrap_or_default();
-                    step.data
-                }
-                Transfer::Remaining(left) => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(rest.len());
-                    let (data, after) = rest.split_at(take);
-                    *left -= take as u64; // `take <= *left`.
-                    self.done = *left == 0;
-                    rest = after;
-                    data
-                }
-                Transfer::UntilEof => std::mem::take(&mut rest),
-            };
-            if self.body.len().saturating_add(data.len()) > MAX_CONTROL_BODY {
-                return Err(ControlError::BodyTooLarge);
-            }
-            self.body.extend_from_slice(data);
         }
+        if let Some(head) = self.reader.push(input).map_err(ControlError::Read)? {
+            self.head = Some(head);
+        }
+        self.poll();
         Ok(())
+    }
+
+    fn poll(&mut self) {
+        match self.reader.poll_body() {
+            Ok(None) => {}
+            Ok(Some(body)) => self.body = Some(Ok(body)),
+            Err(e) => self.body = Some(Err(e)),
+        }
     }
 
     /// The peer closed: returns whether the response is complete.
     fn handle_eof(&mut self) -> bool {
-        if matches!(self.head, Some((_, Transfer::UntilEof))) {
-            self.done = true;
+        if !self.complete() {
+            self.reader.end_of_input();
+            self.poll();
         }
-        self.done
+        self.complete()
     }
 
     /// The response head, once complete.
     fn head(&self) -> Option<&ResponseHead> {
-        self.head.as_ref().map(|(head, _)| head)
+        self.head.as_ref()
     }
 
     /// The body of a complete response, content decoding undone.
-    fn decoded(&self) -> Result<Vec<u8>, ControlError> {
-        let Some(head) = self.head() else {
-            return Err(ControlError::Closed);
-        };
-        if head.encoding == ContentEncoding::Identity {
-            return Ok(self.body.clone());
+    fn decoded(&self) -> Result<Bytes, ControlError> {
+        match &self.body {
+            None => Err(ControlError::Closed),
+            Some(Ok(body)) => Ok(body.clone()),
+            Some(Err(e)) => Err(ControlError::from_body_error(e)),
         }
-        let mut decoder = ContentDecoder::new(head.encoding);
-        decoder.push(&self.body);
-        let mut out = BytesMut::new();
-        loop {
-            let room = (MAX_CONTROL_BODY + 1).saturating_sub(out.len());
-            let n = decoder
-                .decode_into(&mut out, room.max(1))
-                .map_err(|e| ControlError::Read(ReadError::Decode(e)))?;
-            if out.len() > MAX_CONTROL_BODY {
-                return Err(ControlError::BodyTooLarge);
-            }
-            if n == 0 {
-                break;
-            }
-        }
-        if !decoder.is_finished() {
-            return Err(ControlError::Closed);
-        }
-        Ok(out.to_vec())
     }
 }
 

@@ -270,7 +270,27 @@ impl fmt::Display for ControlError {
     }
 }
 
-impl std::error::Error for ControlError {}
+impl std::error::Error for ControlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ControlError::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl ControlError {
+    /// A control call's reading of a body error of its (whole-body) [`ResponseReader`].
+    ///
+    /// [`ResponseReader`]: crate::pipeline::ResponseReader
+    fn from_body_error(e: &ReadError) -> Self {
+        match e {
+            ReadError::BodyTooLarge { .. } => ControlError::BodyTooLarge,
+            ReadError::CompressedCutShort => ControlError::Closed,
+            other => ControlError::Read(other.clone()),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

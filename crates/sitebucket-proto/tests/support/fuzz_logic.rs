@@ -26,14 +26,19 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
-use sitebucket_proto::backoff::{BackoffPolicy, FailureKind, Jitter, SquaredBackoff};
-use sitebucket_proto::framer::{Frame, FrameError, Framer};
-use sitebucket_proto::response::MAX_HEAD_BYTES;
+use sitebucket_proto::_benchable::MAX_HEAD_BYTES;
 use sitebucket_proto::{
-    parse_head, Action, ChunkedDecoder, ChunkedError, Config, ContentDecoder, ContentEncoding,
-    Credentials, DecodeError, Event, Framing, HeadError, Outcome, ReadError, ResponseHead,
-    ResponseReader, SiteStream, StreamError,
+    _benchable::{
+        parse_head, ChunkedDecoder, ContentDecoder, ContentEncoding, ResponseHead, ResponseReader,
+    },
+    Action, ChunkedError, Config, Credentials, DecodeError, Framing, HeadError, Outcome, ReadError,
+    SiteStream, StreamError, StreamEvent,
 };
+use sitebucket_proto::{
+    _benchable::{Frame, Framer},
+    FrameError,
+};
+use sitebucket_proto::{BackoffPolicy, FailureKind, Jitter, SquaredBackoff};
 
 /// The names of the fuzz targets, which are also the seed directories.
 pub const TARGETS: [&str; 5] = ["framer", "chunked", "response_head", "gzip_body", "stream"];
@@ -447,7 +452,7 @@ pub fn response_head(data: &[u8]) -> HeadOutcome {
             }
             // Three digits; "000" is accepted too (and classified as an HTTP error).
             assert!(head.status <= 999);
-            assert_eq!(head.class(), sitebucket_proto::classify(head.status));
+            assert_eq!(head.class(), sitebucket_proto::_benchable::classify(head.status));
         }
         Ok(None) => {
             assert!(buf.len() < MAX_HEAD_BYTES);
@@ -1202,7 +1207,6 @@ impl Harness<'_> {
                     self.settled();
                     return;
                 }
-                _ => {}
             }
         }
         panic!("poll_action did not settle after {DRAIN_LIMIT} calls");
@@ -1220,9 +1224,9 @@ impl Harness<'_> {
         );
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: StreamEvent) {
         match event {
-            Event::Connected { status, .. } => {
+            StreamEvent::Connected { status, .. } => {
                 let Socket::Open(conn) = &mut self.socket else {
                     panic!("a response head without an open connection");
                 };
@@ -1232,16 +1236,16 @@ impl Harness<'_> {
                 conn.established = status == 200;
                 self.report.statuses.push(status);
             }
-            Event::Message(message) => {
+            StreamEvent::Message(message) => {
                 assert!(!message.is_empty() && message.len() <= self.max);
                 self.established_conn().expect(Frame::Message(message));
                 self.report.messages += 1;
             }
-            Event::KeepAlive => {
+            StreamEvent::KeepAlive => {
                 self.established_conn().expect(Frame::KeepAlive);
                 self.report.keep_alives += 1;
             }
-            Event::Disconnected { error, retry_in } => {
+            StreamEvent::Disconnected { error, retry_in } => {
                 assert!(!self.stopped, "Disconnected after disconnect()");
                 assert!(
                     matches!(self.socket, Socket::None),
