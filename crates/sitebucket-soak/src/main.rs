@@ -95,6 +95,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// The monotonic clock and the wall clock read together: the pair of readings read closest
+/// together of a few tries (a thread preempted between two readings would shift every time
+/// converted with them by the preemption).
+fn clock_pair() -> (Instant, f64) {
+    let mut best: Option<(f64, Instant, f64)> = None;
+    for _ in 0..5 {
+        let before = unix_now();
+        let now = Instant::now();
+        let after = unix_now();
+        let spread = after - before;
+        if best.is_none_or(|(s, _, _)| spread < s) {
+            best = Some((spread, now, (before + after) / 2.0));
+        }
+        if spread < 20e-6 {
+            break;
+        }
+    }
+    best.map_or_else(
+        || (Instant::now(), unix_now()),
+        |(_, now, unix)| (now, unix),
+    )
+}
+
 /// Seconds since the Unix epoch, to the microsecond.
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -148,8 +171,9 @@ fn serve(args: &[String]) -> Result<(), String> {
             if frozen_.load(Ordering::SeqCst) {
                 return;
             }
-            let line = attempt_line(server, r, &book_, epoch, true);
-            let _ = writeln!(lock(&log_), "{line}");
+            if let Some(line) = attempt_line(server, r, &book_, epoch) {
+                let _ = writeln!(lock(&log_), "{line}");
+            }
         });
         servers.push(s);
         books.push(book);
@@ -171,16 +195,19 @@ fn serve(args: &[String]) -> Result<(), String> {
             break;
         };
         let frozen_at = epoch.elapsed().as_secs_f64();
+        // From here on the log is this snapshot: attempts that ended were logged by the
+        // hook; every other attempt (open, or ending from here on) is logged now, as it
+        // stands. An attempt's note leaves its book once, so no attempt is logged twice.
+        frozen.store(true, Ordering::SeqCst);
         for s in &servers {
             s.kill_connections();
         }
-        // From here on the log is this snapshot: attempts that ended were logged by the
-        // hook; the few accepted since the kill are logged as still open.
-        frozen.store(true, Ordering::SeqCst);
         let mut log = lock(&log);
         for (server, s) in servers.iter().enumerate() {
-            for r in s.attempts().iter().filter(|r| r.ended_at.is_none()) {
-                let line = attempt_line(server as u8, r, &books[server], epoch, false);
+            for r in s.attempts().iter() {
+                let Some(line) = attempt_line(server as u8, r, &books[server], epoch) else {
+                    continue;
+                };
                 writeln!(log, "{line}").map_err(|e| format!("{}: {e}", log_path.display()))?;
             }
         }
@@ -194,42 +221,36 @@ fn serve(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// One attempt's line of the server log; `ended` forgets its plan's note.
+/// One attempt's line of the server log, taking its plan's note out of the book; `None`
+/// when the note is gone (the attempt was logged already).
 fn attempt_line(
     server: u8,
     r: &sitebucket_testserver::AttemptRecord,
     book: &PlanBook,
     epoch: Instant,
-    ended: bool,
-) -> String {
+) -> Option<String> {
     let secs = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
     let stream = r
         .query_param("follow")
         .and_then(|f| f.split(',').filter_map(|id| id.parse::<u64>().ok()).min());
-    let noted = {
-        let mut book = lock(book);
-        if ended {
-            book.remove(&r.index)
-        } else {
-            book.get(&r.index).copied()
+    let (fault, messages) = lock(book).remove(&r.index)?;
+    Some(
+        ServerAttempt {
+            server,
+            index: r.index as u64,
+            stream,
+            status: r.status,
+            fault: fault.to_string(),
+            planned: messages,
+            sent: r.messages_sent,
+            at: secs(r.at),
+            request_at: r.request_at.map(secs),
+            last_sent_at: r.last_sent_at.map(secs),
+            ended_at: r.ended_at.map(secs),
+            longest_gap: (r.longest_send_gap.0.as_secs_f64(), r.longest_send_gap.1),
         }
-    };
-    let (fault, messages) = noted.unwrap_or(("?", 0));
-    ServerAttempt {
-        server,
-        index: r.index as u64,
-        stream,
-        status: r.status,
-        fault: fault.to_string(),
-        planned: messages,
-        sent: r.messages_sent,
-        at: secs(r.at),
-        request_at: r.request_at.map(secs),
-        last_sent_at: r.last_sent_at.map(secs),
-        ended_at: r.ended_at.map(secs),
-        longest_gap: (r.longest_send_gap.0.as_secs_f64(), r.longest_send_gap.1),
-    }
-    .to_line()
+        .to_line(),
+    )
 }
 
 // ---------------------------------------------------------------- the client process
@@ -510,7 +531,7 @@ impl Observer for Tracker {
             // busy loop): the reconnect is under way and cannot be placed exactly.
             return;
         };
-        let (now, unix) = (Instant::now(), unix_now());
+        let (now, unix) = clock_pair();
         let mut until = if until >= now {
             unix + (until - now).as_secs_f64()
         } else {
