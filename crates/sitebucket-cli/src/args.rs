@@ -174,9 +174,14 @@ pub enum Command {
     ///
     /// Exit status: 0 done, 1 NATS unreachable or refused (the error says why), 2 usage error.
     Follow(FollowArgs),
-    /// Inspect a fleet of workers on NATS JetStream.
+    /// Run one worker of a fleet on NATS JetStream (`--worker NAME`), or inspect the fleet
+    /// (`fleet status`).
     ///
-    /// Exit status: 0 done, 1 NATS unreachable or refused (the error says why), 2 usage error.
+    /// A worker announces itself, takes its fair share of the shards through leases, streams
+    /// their users and publishes every message to a JetStream stream. SIGINT or SIGTERM: stop
+    /// reading, drain what is held to NATS, release the leases. Exit status: 0 done (every
+    /// message read acknowledged), 1 NATS unreachable or refused, or messages left
+    /// unacknowledged (the error says why), 2 usage error.
     Fleet(FleetArgs),
     /// Print a shell completion script on stdout (e.g. `sitebucket completions bash >
     /// ~/.local/share/bash-completion/completions/sitebucket`).
@@ -244,12 +249,78 @@ pub struct FollowUsersArgs {
     pub follow_file: Option<PathBuf>,
 }
 
-/// Options of `sitebucket fleet`.
+/// Options of `sitebucket fleet`: a worker, or (with a subcommand) a look at the fleet.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct FleetArgs {
-    /// What to do.
+    /// A look at the fleet instead of running a worker.
     #[command(subcommand)]
-    pub command: FleetCommand,
+    pub command: Option<FleetCommand>,
+
+    /// The worker's options.
+    #[command(flatten)]
+    pub worker: FleetWorkerArgs,
+}
+
+/// Options of `sitebucket fleet --worker NAME`: one worker of a fleet.
+#[derive(Debug, Args)]
+pub struct FleetWorkerArgs {
+    /// Where the fleet's buckets and output stream are.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// This worker's name: unique in the fleet; letters, digits, '-' and '_'.
+    #[arg(long, value_name = "NAME")]
+    pub worker: Option<String>,
+
+    /// The fleet's shard count (every worker must agree).
+    #[arg(long, value_name = "N", default_value_t = sitebucket_fleet::DEFAULT_SHARDS)]
+    pub shards: u32,
+
+    /// The lease TTL: a dead worker's shards are taken over within about this plus a third.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464; port 0: any free
+    /// port, logged).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// The JetStream stream messages are published to (created if missing).
+    #[arg(long, value_name = "NAME", default_value = "SITEBUCKET")]
+    pub stream: String,
+
+    /// Replicas of the buckets and the stream when this worker creates them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: usize,
+
+    /// The most publishes awaiting their acknowledgement at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// The most bytes of messages held unacknowledged; reading pauses beyond it.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_held_bytes: usize,
+
+    /// How long a SIGTERM waits for NATS to acknowledge what was read.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Stream endpoint: http:// is plain TCP, https:// is TLS (verified).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// No byte (keep-alives count) for this long: close and reconnect.
+    #[arg(long, value_name = "DUR", default_value = "90s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+
+    /// Extra trusted root certificate(s) for TLS, PEM.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The credentials that sign each connection.
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 /// The `fleet` subcommands.
@@ -554,6 +625,13 @@ pub struct ListenArgs {
     /// Every DUR, one stderr line: messages/s, bytes/s, reconnects, streams up / total.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stats_every: Option<Duration>,
+
+    /// Publish every message to NATS JetStream instead of printing it:
+    /// nats://HOST:PORT/SUBJECT (subjects SUBJECT.msg.<for_user> and SUBJECT.stream.<kind>,
+    /// the stream SUBJECT upper-cased created if missing, Nats-Msg-Id from the user and the
+    /// bytes). Reading pauses while NATS is behind; at the end what is held is drained.
+    #[arg(long, value_name = "URL", value_parser = crate::sink::parse_sink)]
+    pub sink: Option<crate::sink::SinkUrl>,
 
     /// v2: `expansions`, sent as given (e.g. author_id,attachments.media_keys).
     #[arg(long, value_name = "LIST", help_heading = "X API v2 parameters")]

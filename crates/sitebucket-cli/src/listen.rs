@@ -35,6 +35,7 @@ use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, W
 use crate::drivers::{with_driver, WithDriver};
 use crate::ids;
 use crate::many::Many;
+use crate::sink::NatsSink;
 
 /// The environment variables the credentials come from, in the order `Credentials::new`
 /// takes them.
@@ -80,11 +81,24 @@ pub fn run(args: ListenArgs) -> ExitCode {
     };
     // The run's stop flag: the single stream's own control, or the monitor's supervisor's.
     let stop = Control::new();
-    let output = Arc::new(Output::new(
-        stdout_writer(),
-        args.max_messages,
-        stop.clone(),
-    ));
+    let mut output = Output::new(stdout_writer(), args.max_messages, stop.clone());
+    if let Some(url) = &args.sink {
+        match NatsSink::start(url) {
+            Ok(sink) => {
+                tracing::info!(
+                    "publishing every message to NATS at {} under {}.>",
+                    url.server,
+                    url.subject
+                );
+                output = output.with_nats(sink);
+            }
+            Err(why) => {
+                eprintln!("error: --sink: {why}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let output = Arc::new(output);
     let book = Arc::new(Book::default());
     // A follow file other than stdin can be read again on SIGHUP: that needs the monitor.
     let reloadable: Option<PathBuf> = args
@@ -148,6 +162,13 @@ pub fn run(args: ListenArgs) -> ExitCode {
         )
     };
     output.flush();
+    let unacknowledged = output.finish_nats();
+    if unacknowledged > 0 {
+        tracing::error!(
+            "giving up: {unacknowledged} message(s) read were not acknowledged by NATS in time"
+        );
+        return ExitCode::from(1);
+    }
     finish(&outcome, &output)
 }
 
@@ -470,6 +491,15 @@ fn stdout_writer() -> Box<dyn Write + Send> {
 pub struct Output {
     sink: Mutex<Sink>,
     control: Arc<Control>,
+    /// `--sink`: messages go to NATS instead of stdout.
+    nats: Option<NatsOut>,
+}
+
+/// `--sink`'s hand-over (outside any lock) and its publisher (to drain at the end).
+struct NatsOut {
+    sender: sitebucket_fleet::PublishSender,
+    subject: String,
+    sink: Mutex<NatsSink>,
 }
 
 /// What [`Output`] guards.
@@ -529,6 +559,50 @@ impl Output {
                 write_error: None,
             }),
             control,
+            nats: None,
+        }
+    }
+
+    /// Publishes to NATS through `sink` instead of printing.
+    pub fn with_nats(mut self, sink: NatsSink) -> Self {
+        self.nats = Some(NatsOut {
+            sender: sink.sender(),
+            subject: sink.subject().to_owned(),
+            sink: Mutex::new(sink),
+        });
+        self
+    }
+
+    /// `--sink`: counts the message as printed (for --max-messages), then hands it to NATS
+    /// outside the lock (the hand-over may wait while NATS is behind).
+    fn publish(&self, nats: &NatsOut, message: bytes::Bytes) {
+        {
+            let mut sink = self.lock();
+            if sink.done() {
+                return;
+            }
+            sink.printed += 1;
+            sink.bytes += message.len() as u64;
+            if sink.limit_reached() {
+                self.control.request_stop();
+            }
+        }
+        nats.sender.send(sitebucket_fleet::Outgoing::new(
+            &nats.subject,
+            message,
+            sitebucket_fleet::DEFAULT_SHARDS,
+        ));
+    }
+
+    /// `--sink`: drains what is held to NATS; how many messages were not acknowledged.
+    pub fn finish_nats(&self) -> usize {
+        match &self.nats {
+            Some(nats) => nats
+                .sink
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .finish(),
+            None => 0,
         }
     }
 
@@ -594,7 +668,10 @@ pub struct Printer(pub Arc<Output>);
 
 impl Parser for Printer {
     fn parse(&mut self, message: bytes::Bytes) {
-        self.0.message(&message);
+        match &self.0.nats {
+            Some(nats) => self.0.publish(nats, message),
+            None => self.0.message(&message),
+        }
     }
 }
 

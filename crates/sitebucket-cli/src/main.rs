@@ -24,6 +24,7 @@ mod logging;
 mod many;
 mod rules;
 mod serve;
+mod sink;
 
 use std::process::ExitCode;
 

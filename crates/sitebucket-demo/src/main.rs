@@ -251,6 +251,8 @@ fn main() -> ExitCode {
     all_ok &= run_driver(sitebucket_mio::MioDriver::new(), false).ok;
     println!("\n== driver: smol (async)");
     all_ok &= run_driver(sitebucket_smol::SmolDriver::new(), false).ok;
+    println!("\n== driver: tokio (async, a runtime of the driver's own)");
+    all_ok &= run_driver(sitebucket_tokio::TokioDriver::new(), false).ok;
     if all_ok {
         println!("\nall drivers received every message, byte-exact and in order.");
         ExitCode::SUCCESS

@@ -16,6 +16,7 @@
 //! [`suite!`] expands to one `#[test]` per check (plain and TLS where it matters), so every
 //! driver passes the very same checks. The checks can also be called one by one.
 
+pub mod nats;
 pub mod resolve;
 pub mod storm;
 

@@ -10,15 +10,27 @@
 //! `now` go in; key-value operations and start/stop-shard commands come out. The crate's tests
 //! run it against a model key-value store with expiry, partitions, clock drift, crashes and
 //! joins over thousands of seeded schedules.
+//!
+//! [`FleetWorker`] is a whole worker: the lease driver ([`Worker`]), a `Monitor` on the tokio
+//! driver streaming the held shards' users, and durable output to a JetStream stream
+//! ([`output`], [`Publisher`]) with Prometheus metrics ([`Metrics`]).
 #![warn(unreachable_pub)]
 
 mod lease;
+mod metrics;
 mod nats;
+pub mod output;
 mod status;
+mod worker;
 
 pub use lease::{
     shard_of, Action, ConfigError, KvOp, KvOutcome, LeaseConfig, LeaseStats, Leases, OpId, Shard,
     StopReason, DEFAULT_SHARDS,
 };
-pub use nats::{Assignment, Buckets, FleetConfig, FleetError, FollowSet, Sink, Worker};
+pub use metrics::{serve_metrics, Metrics, LATENCY_BUCKETS, RECONNECT_KINDS};
+pub use nats::{
+    open_follows, Assignment, Buckets, FleetConfig, FleetError, FollowSet, Sink, Worker,
+};
+pub use output::{Outgoing, OutputConfig, PublishSender, Publisher};
 pub use status::FleetStatus;
+pub use worker::{reconnect_kind, FleetWorker, FleetWorkerConfig};

@@ -29,6 +29,10 @@ use crate::lease::{
     shard_of, Action, ConfigError, KvOp, KvOutcome, LeaseConfig, Leases, OpId, Shard, StopReason,
 };
 
+/// The pause before a renewal or heartbeat that met a transient error is sent again (within
+/// the operation's timeout).
+const RETRY_TRANSIENT: Duration = Duration::from_millis(100);
+
 /// How a [`Worker`] reaches its buckets, and how it holds leases.
 #[derive(Clone, Debug)]
 pub struct FleetConfig {
@@ -131,6 +135,12 @@ pub enum FleetError {
     Read(async_nats::Error),
     /// The worker's task ended abnormally (it panicked or was killed).
     Task(String),
+    /// The output stream could not be opened or created.
+    Output(async_nats::Error),
+    /// The streams could not be started (a thread, a socket).
+    Streams(String),
+    /// A bucket does not exist (no worker has created it yet).
+    Missing(String),
 }
 
 impl fmt::Display for FleetError {
@@ -149,6 +159,15 @@ impl fmt::Display for FleetError {
             FleetError::Follows(error) => write!(f, "follow set: {error}"),
             FleetError::Read(error) => write!(f, "cannot read the fleet's buckets: {error}"),
             FleetError::Task(what) => write!(f, "the worker's task ended abnormally: {what}"),
+            FleetError::Output(error) => {
+                write!(f, "cannot open or create the output stream: {error}")
+            }
+            FleetError::Streams(what) => write!(f, "cannot run the streams: {what}"),
+            FleetError::Missing(bucket) => write!(
+                f,
+                "the key-value bucket {bucket:?} does not exist: no worker (or `follow add`) has \
+                 created it yet"
+            ),
         }
     }
 }
@@ -185,14 +204,79 @@ impl Buckets {
     }
 }
 
+impl Buckets {
+    /// Opens the fleet's buckets without creating any: for readers such as `fleet status`.
+    /// A missing bucket is [`FleetError::Missing`].
+    pub async fn open_existing(
+        js: &jetstream::Context,
+        config: &FleetConfig,
+    ) -> Result<Self, FleetError> {
+        let get = |bucket: String| async move {
+            match js.get_stream(format!("KV_{bucket}")).await {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::context::GetStreamErrorKind::JetStream(ref js_error)
+                            if js_error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ) =>
+                {
+                    Err(FleetError::Missing(bucket))
+                }
+                Err(error) => Err(FleetError::Bucket {
+                    bucket,
+                    error: error.into(),
+                }),
+                Ok(_) => js
+                    .get_key_value(&bucket)
+                    .await
+                    .map_err(|error| FleetError::Bucket {
+                        bucket,
+                        error: error.into(),
+                    }),
+            }
+        };
+        Ok(Buckets {
+            follows: get(config.follows_bucket.clone()).await?,
+            leases: get(config.leases_bucket.clone()).await?,
+            heartbeats: get(config.heartbeats_bucket.clone()).await?,
+        })
+    }
+}
+
+/// Opens the follow set bucket, creating it if missing (for `follow add|remove|list`).
+pub async fn open_follows(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<Store, FleetError> {
+    open_bucket(js, bucket, Duration::ZERO, replicas).await
+}
+
 async fn open_bucket(
     js: &jetstream::Context,
     bucket: &str,
     max_age: Duration,
     replicas: usize,
 ) -> Result<Store, FleetError> {
-    if let Ok(store) = js.get_key_value(bucket).await {
-        return Ok(store);
+    if let Ok(mut stream) = js.get_stream(format!("KV_{bucket}")).await {
+        // A bucket whose max_age is not this worker's TTL would let leases live longer (or
+        // shorter) than the lease machine assumes: refuse rather than break exclusivity.
+        if let Ok(info) = stream.info().await {
+            if info.config.max_age != max_age {
+                return Err(FleetError::Bucket {
+                    bucket: bucket.to_owned(),
+                    error: format!(
+                        "its max_age is {:?} but this worker expects {max_age:?} (every worker \
+                         of a fleet must use the same lease TTL; delete the bucket to change it)",
+                        info.config.max_age
+                    )
+                    .into(),
+                });
+            }
+        }
+        if let Ok(store) = js.get_key_value(bucket).await {
+            return Ok(store);
+        }
     }
     // The stream a key-value bucket is made of, created directly: `create_key_value` first
     // reads the account info, which this client cannot parse from NATS 2.9 servers (it expects
@@ -521,14 +605,24 @@ impl<S: Sink> Driver<S> {
                             Err(_) => KvOutcome::Failed,
                         }
                     }
+                    // A renewal that meets a transient error (NATS reconnecting, JetStream
+                    // not ready yet after a restart) is sent again until the operation's
+                    // timeout: the machine hears one outcome, in time. Sending it again is
+                    // safe: if an earlier try was applied, this one is a conflict (and the
+                    // shard stops, as for any conflict).
                     KvOp::UpdateLease {
                         shard, revision, ..
-                    } => match leases.update(shard.to_string(), name, revision).await {
-                        Ok(revision) => KvOutcome::Written(revision),
-                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                            KvOutcome::Conflict
+                    } => loop {
+                        match leases
+                            .update(shard.to_string(), name.clone(), revision)
+                            .await
+                        {
+                            Ok(revision) => break KvOutcome::Written(revision),
+                            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                                break KvOutcome::Conflict
+                            }
+                            Err(_) => tokio::time::sleep(RETRY_TRANSIENT).await,
                         }
-                        Err(_) => KvOutcome::Failed,
                     },
                     KvOp::DeleteLease {
                         shard, revision, ..
@@ -541,9 +635,11 @@ impl<S: Sink> Driver<S> {
                     },
                     KvOp::PutHeartbeat { .. } => {
                         let key = String::from_utf8_lossy(&name).into_owned();
-                        match heartbeats.put(key, held).await {
-                            Ok(revision) => KvOutcome::Written(revision),
-                            Err(_) => KvOutcome::Failed,
+                        loop {
+                            match heartbeats.put(key.clone(), held.clone()).await {
+                                Ok(revision) => break KvOutcome::Written(revision),
+                                Err(_) => tokio::time::sleep(RETRY_TRANSIENT).await,
+                            }
                         }
                     }
                     KvOp::DeleteHeartbeat { .. } => {

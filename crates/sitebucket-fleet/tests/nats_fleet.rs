@@ -12,68 +12,17 @@
 //! status read from the buckets agrees with what the workers were told to stream.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sitebucket_e2e::nats::NatsServer;
 use sitebucket_fleet::{
     shard_of, Assignment, Buckets, FleetConfig, FleetStatus, FollowSet, Shard, Worker,
     DEFAULT_SHARDS,
 };
-
-/// A `nats-server -js` of our own, killed and its store removed on drop.
-struct NatsServer {
-    child: Child,
-    store: PathBuf,
-    url: String,
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let store = std::env::temp_dir().join(format!(
-            "sitebucket-fleet-nats-{}-{port}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&store).expect("a temporary store directory");
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server must be installed (apt-get install -y nats-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        NatsServer {
-            child,
-            store,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
 
 /// What each worker streams, as its sink was told.
 #[derive(Default)]

@@ -72,9 +72,9 @@ impl Default for TwitterBackoff {
 /// The original sitebucket policy: sleep `retry_time`, then square it (in seconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SquaredBackoff {
-    /// The first wait (the seed's `RETRY_TIME`, 2 s).
+    /// The first wait (2 s).
     pub start: Duration,
-    /// The ceiling the seed lacked.
+    /// The longest wait: the squares stop growing here.
     pub max: Duration,
 }
 
@@ -187,7 +187,7 @@ impl Backoff {
         self.rate_limit_next = None;
     }
 
-    /// The wait the squared policy would use next (the seed's `retry_time`); for the Twitter
+    /// The wait the squared policy would use next; for the Twitter
     /// policy, the next HTTP-error wait.
     pub fn retry_time(&self) -> Duration {
         match &self.policy {

@@ -47,7 +47,7 @@ use core::time::Duration;
 use crate::backoff::{BackoffPolicy, Jitter};
 use crate::Framing;
 
-/// Most user ids one stream may follow when it connects (the seed's `FOLLOW_LIMIT`).
+/// Most user ids one stream may follow when it connects.
 pub const FOLLOW_LIMIT: usize = 100;
 
 /// The Site Streams endpoint used when no URL is given.
@@ -60,7 +60,7 @@ pub const V2_FILTERED_URL: &str = "https://api.x.com/2/tweets/search/stream";
 pub const V2_SAMPLE_URL: &str = "https://api.x.com/2/tweets/sample/stream";
 
 /// Consecutive failed attempts after which the squared policy gives up, unless a retry limit
-/// was set explicitly (the seed's `RETRY_LIMIT`).
+/// was set explicitly.
 pub const RETRY_LIMIT: u32 = 10;
 
 /// Longest message payload accepted by default: 8 MiB.
@@ -72,7 +72,7 @@ pub const MAX_MESSAGE_BYTES_LIMIT: usize = 1024 * 1024 * 1024;
 /// No byte for this long means the stream stalled: three keep-alive periods.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// How long a connection attempt may take by default (the seed's `TIMEOUT`).
+/// How long a connection attempt may take by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// How long a connection must stay up after its `200` head, by default, to earn trust
@@ -993,7 +993,7 @@ impl Config {
         &self.endpoint
     }
 
-    /// The stream URL without its query (the seed's `url`).
+    /// The stream URL without its query.
     pub fn url(&self) -> String {
         self.endpoint.url()
     }
@@ -1008,7 +1008,7 @@ impl Config {
         self.stall_timeout
     }
 
-    /// How long a connection attempt may take (the seed's `timeout`).
+    /// How long a connection attempt may take.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
@@ -1056,31 +1056,55 @@ impl Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured, so a new field cannot be left out (secrets are redacted below).
+        let Self {
+            api,
+            follow,
+            auth,
+            v2_params,
+            with,
+            replies_all,
+            stringify_friend_ids,
+            framing,
+            stall_warnings,
+            gzip,
+            endpoint,
+            max_message_bytes,
+            stall_timeout,
+            connect_timeout,
+            backoff,
+            jitter,
+            retry_limit,
+            extra_root_certs_pem,
+            rng_seed,
+            trust_after,
+            rate_limit_reset_after,
+        } = self;
         f.debug_struct("Config")
-            .field("api", &self.api)
-            .field("follow", &self.follow)
-            .field("auth", &self.auth)
-            .field("v2_params", &self.v2_params)
-            .field("with", &self.with)
-            .field("replies_all", &self.replies_all)
-            .field("stringify_friend_ids", &self.stringify_friend_ids)
-            .field("framing", &self.framing)
-            .field("stall_warnings", &self.stall_warnings)
-            .field("gzip", &self.gzip)
-            .field("endpoint", &self.endpoint)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("stall_timeout", &self.stall_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("backoff", &self.backoff)
-            .field("jitter", &self.jitter)
-            .field("retry_limit", &self.retry_limit)
+            .field("api", api)
+            .field("follow", follow)
+            .field("auth", auth)
+            .field("v2_params", v2_params)
+            .field("with", with)
+            .field("replies_all", replies_all)
+            .field("stringify_friend_ids", stringify_friend_ids)
+            .field("framing", framing)
+            .field("stall_warnings", stall_warnings)
+            .field("gzip", gzip)
+            .field("endpoint", endpoint)
+            .field("max_message_bytes", max_message_bytes)
+            .field("stall_timeout", stall_timeout)
+            .field("connect_timeout", connect_timeout)
+            .field("backoff", backoff)
+            .field("jitter", jitter)
+            .field("retry_limit", retry_limit)
             .field(
                 "extra_root_certs_pem",
-                &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
+                &format_args!("<{} bytes>", extra_root_certs_pem.len()),
             )
-            .field("rng_seed", &self.rng_seed)
-            .field("trust_after", &self.trust_after)
-            .field("rate_limit_reset_after", &self.rate_limit_reset_after)
+            .field("rng_seed", rng_seed)
+            .field("trust_after", trust_after)
+            .field("rate_limit_reset_after", rate_limit_reset_after)
             .finish()
     }
 }
@@ -1238,7 +1262,7 @@ impl ConfigBuilder {
     /// Give up after this many consecutive failed attempts; `None` is unlimited.
     ///
     /// When never called, the limit is `None` for the Twitter policy and
-    /// `Some(`[`RETRY_LIMIT`]`)` for the squared one, as in the seed. `Some(0)` is an error.
+    /// `Some(`[`RETRY_LIMIT`]`)` for the squared one. `Some(0)` is an error.
     pub fn retry_limit(mut self, limit: Option<u32>) -> Self {
         self.retry_limit = Some(limit);
         self
@@ -1432,31 +1456,55 @@ fn check_durations(
 
 impl fmt::Debug for ConfigBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured, so a new field cannot be left out (secrets are redacted below).
+        let Self {
+            api,
+            follow,
+            auth,
+            v2_params,
+            with,
+            replies_all,
+            stringify_friend_ids,
+            framing,
+            stall_warnings,
+            gzip,
+            url,
+            max_message_bytes,
+            stall_timeout,
+            connect_timeout,
+            backoff,
+            jitter,
+            retry_limit,
+            extra_root_certs_pem,
+            rng_seed,
+            trust_after,
+            rate_limit_reset_after,
+        } = self;
         f.debug_struct("ConfigBuilder")
-            .field("api", &self.api)
-            .field("follow", &self.follow)
-            .field("auth", &self.auth)
-            .field("v2_params", &self.v2_params)
-            .field("with", &self.with)
-            .field("replies_all", &self.replies_all)
-            .field("stringify_friend_ids", &self.stringify_friend_ids)
-            .field("framing", &self.framing)
-            .field("stall_warnings", &self.stall_warnings)
-            .field("gzip", &self.gzip)
-            .field("url", &self.url.as_deref().map(redact_userinfo))
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("stall_timeout", &self.stall_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("backoff", &self.backoff)
-            .field("jitter", &self.jitter)
-            .field("retry_limit", &self.retry_limit)
+            .field("api", api)
+            .field("follow", follow)
+            .field("auth", auth)
+            .field("v2_params", v2_params)
+            .field("with", with)
+            .field("replies_all", replies_all)
+            .field("stringify_friend_ids", stringify_friend_ids)
+            .field("framing", framing)
+            .field("stall_warnings", stall_warnings)
+            .field("gzip", gzip)
+            .field("url", &url.as_deref().map(redact_userinfo))
+            .field("max_message_bytes", max_message_bytes)
+            .field("stall_timeout", stall_timeout)
+            .field("connect_timeout", connect_timeout)
+            .field("backoff", backoff)
+            .field("jitter", jitter)
+            .field("retry_limit", retry_limit)
             .field(
                 "extra_root_certs_pem",
-                &format_args!("<{} bytes>", self.extra_root_certs_pem.len()),
+                &format_args!("<{} bytes>", extra_root_certs_pem.len()),
             )
-            .field("rng_seed", &self.rng_seed)
-            .field("trust_after", &self.trust_after)
-            .field("rate_limit_reset_after", &self.rate_limit_reset_after)
+            .field("rng_seed", rng_seed)
+            .field("trust_after", trust_after)
+            .field("rate_limit_reset_after", rate_limit_reset_after)
             .finish()
     }
 }

@@ -112,7 +112,7 @@ impl std::error::Error for FrameError {}
 /// pushed. After an error the framer drops its buffers, ignores pushes and returns the same
 /// error until [`clear`](Self::clear).
 ///
-/// See the [module docs](self) for when a message is a slice of the input and when a copy.
+/// The module docs (`framer.rs`) say when a message is a slice of the input and when a copy.
 #[derive(Debug)]
 pub struct Framer {
     framing: Framing,

@@ -1,4 +1,4 @@
-//! Parsers: what happens to each complete message (the seed's `BaseParser`).
+//! Parsers: what happens to each complete message.
 //!
 //! The framer hands every complete message — its payload bytes without the trailing `\r\n`,
 //! keep-alives already dropped — to a [`Parser`]. Three are provided:

@@ -1,82 +1,5 @@
-//! [`SiteStream`]: the reconnecting Site Streams client as a pure state machine.
-//!
-//! The stream owns no socket and reads no clock. Its methods fall into four families, as in
-//! quinn-proto's `Connection`:
-//!
-//! - **getters** (`&self`): [`running`](SiteStream::running),
-//!   [`retry_ok`](SiteStream::retry_ok), [`stats`](SiteStream::stats), …
-//! - **`handle_*`** — what happened: the transport connected or failed, bytes arrived, the
-//!   peer closed, a deadline passed. Each takes the current `now`.
-//! - **commands**: [`disconnect`](SiteStream::disconnect),
-//!   [`reset_throttles`](SiteStream::reset_throttles) and
-//!   [`retry_after_giving_up`](SiteStream::retry_after_giving_up).
-//! - **[`poll_action`](SiteStream::poll_action)** — what to do next.
-//!
-//! ## The drain contract
-//! After creating the stream and after **every** `handle_*` call or command, call
-//! `poll_action(now)` until it returns [`Action::Wait`] or [`Action::Finished`]; carry out
-//! each action in order. Then wait until the deadline, new bytes, or a command — whichever
-//! comes first — and hand that in. A driver loop is therefore:
-//!
-//! ```text
-//! loop {
-//!     match stream.poll_action(now) {
-//!         Action::Connect { host, port, tls: _ } => start connecting (then handle_connected
-//!                                                   or handle_connect_failed)
-//!         Action::Transmit(bytes)  => write all of it to the socket
-//!         Action::Event(event)     => hand it to the user (Message → the Parser)
-//!         Action::Close            => drop the socket
-//!         Action::Wait(deadline)   => wait for bytes (handle_input / handle_eof), the deadline
-//!                                     (handle_timeout) or a command (disconnect)
-//!         Action::Finished(outcome) => stop
-//!     }
-//! }
-//! ```
-//! `poll_action` fires any deadline that is already due, so `Wait(deadline)` always lies in
-//! the future of the `now` it was given, and a spurious `handle_timeout` is a no-op.
-//!
-//! ## Reconnect rules
-//! Network errors (refused, reset, timeout, TLS, a drop, a stall, a bad frame, bytes after
-//! the end of the body, a `disconnect` message or X API v2's `operational-disconnect`
-//! message) back off linearly, HTTP errors exponentially, `420`/`429` from a minute,
-//! doubling (see [`backoff`](crate::backoff)) — and, when the head carries
-//! `x-rate-limit-reset` (unix seconds), at least until then, reckoned from the `unix_secs`
-//! given to [`handle_connected`](SiteStream::handle_connected) (at most
-//! [`MAX_RATE_LIMIT_RESET_WAIT`]).
-//! Statuses that retrying cannot fix (401, 403, 404, 406, 413, 416) and `disconnect` codes 6
-//! and 7 finish the stream at once.
-//!
-//! A `200` head alone earns nothing. A connection **earns trust** when it delivers a complete
-//! message that is neither a keep-alive nor a `disconnect` message, or when it has stayed up
-//! for the config's [`trust_after`](crate::Config::trust_after) (30 s by default; keep-alives
-//! keep it up) since its `200` head. Earning trust resets the failure count
-//! ([`error_count`](SiteStream::error_count)) and the network and HTTP backoff sequences. An
-//! attempt that ends before earning trust — a `200` that drops at once, sends only a
-//! `disconnect` message, or an oversized frame — is a failed attempt of its kind: it backs
-//! off along its sequence and counts toward `retry_limit`. So a server that answers `200`
-//! and hangs up gets the growing linear backoff, not four reconnects a second.
-//!
-//! The 420/429 sequence survives trust: it starts over only once a connection has stayed up
-//! for [`rate_limit_reset_after`](crate::Config::rate_limit_reset_after) (10 minutes by
-//! default), so `420, 200-then-drop, 420` waits a minute, then two. Both periods are timers
-//! of the open connection: [`deadline`](SiteStream::deadline) includes them, so
-//! `error_count()` is exact while a connection is healthy.
-//! [`reset_throttles`](SiteStream::reset_throttles) forgets everything.
-//!
-//! A stream that reached its `retry_limit` finishes [`Outcome::GaveUp`]. Two ways lead out:
-//! [`reset_throttles`](SiteStream::reset_throttles) forgets the backoff and connects at once
-//! (for a user who asks), while
-//! [`retry_after_giving_up`](SiteStream::retry_after_giving_up) starts the failure count over
-//! but keeps the backoff, so the first attempt waits the next delay the stream had earned
-//! (for a supervisor such as a monitor, which must not turn giving up into a reconnect storm).
-//!
-//! ## Nothing dropped in silence
-//! Frames that arrived in the same input as a `disconnect` message are handed out before the
-//! disconnect takes effect. Bytes after the end of a response body are a
-//! [`ReadError::AfterBody`] error (and a reconnect). A close in the middle of a message is
-//! reported as [`StreamError::ClosedMidMessage`] with the byte count dropped. Every piece of
-//! server text the stream keeps (a reason phrase, a disconnect reason, a TLS error) is cut to
-//! [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters when it is taken in.
+//! [`SiteStream`]: the reconnecting Site Streams client as a pure state machine (its rules
+//! are on the type).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -501,7 +424,86 @@ enum State {
     Finished(Outcome),
 }
 
-/// The reconnecting Site Streams client, without I/O. See the [module docs](self).
+/// The reconnecting Site Streams client, without I/O.
+///
+/// The stream owns no socket and reads no clock. Its methods fall into four families, as in
+/// quinn-proto's `Connection`:
+///
+/// - **getters** (`&self`): [`running`](Self::running),
+///   [`retry_ok`](Self::retry_ok), [`stats`](Self::stats), …
+/// - **`handle_*`** — what happened: the transport connected or failed, bytes arrived, the
+///   peer closed, a deadline passed. Each takes the current `now`.
+/// - **commands**: [`disconnect`](Self::disconnect),
+///   [`reset_throttles`](Self::reset_throttles) and
+///   [`retry_after_giving_up`](Self::retry_after_giving_up).
+/// - **[`poll_action`](Self::poll_action)** — what to do next.
+///
+/// ## The drain contract
+/// After creating the stream and after **every** `handle_*` call or command, call
+/// `poll_action(now)` until it returns [`Action::Wait`] or [`Action::Finished`]; carry out
+/// each action in order. Then wait until the deadline, new bytes, or a command — whichever
+/// comes first — and hand that in. A driver loop is therefore:
+///
+/// ```text
+/// loop {
+///     match stream.poll_action(now) {
+///         Action::Connect { host, port, tls: _ } => start connecting (then handle_connected
+///                                                   or handle_connect_failed)
+///         Action::Transmit(bytes)  => write all of it to the socket
+///         Action::Event(event)     => hand it to the user (Message → the Parser)
+///         Action::Close            => drop the socket
+///         Action::Wait(deadline)   => wait for bytes (handle_input / handle_eof), the deadline
+///                                     (handle_timeout) or a command (disconnect)
+///         Action::Finished(outcome) => stop
+///     }
+/// }
+/// ```
+/// `poll_action` fires any deadline that is already due, so `Wait(deadline)` always lies in
+/// the future of the `now` it was given, and a spurious `handle_timeout` is a no-op.
+///
+/// ## Reconnect rules
+/// Network errors (refused, reset, timeout, TLS, a drop, a stall, a bad frame, bytes after
+/// the end of the body, a `disconnect` message or X API v2's `operational-disconnect`
+/// message) back off linearly, HTTP errors exponentially, `420`/`429` from a minute,
+/// doubling (see [`BackoffPolicy`](crate::BackoffPolicy)) — and, when the head carries
+/// `x-rate-limit-reset` (unix seconds), at least until then, reckoned from the `unix_secs`
+/// given to [`handle_connected`](Self::handle_connected) (at most
+/// [`MAX_RATE_LIMIT_RESET_WAIT`]).
+/// Statuses that retrying cannot fix (401, 403, 404, 406, 413, 416) and `disconnect` codes 6
+/// and 7 finish the stream at once.
+///
+/// A `200` head alone earns nothing. A connection **earns trust** when it delivers a complete
+/// message that is neither a keep-alive nor a `disconnect` message, or when it has stayed up
+/// for the config's [`trust_after`](crate::Config::trust_after) (30 s by default; keep-alives
+/// keep it up) since its `200` head. Earning trust resets the failure count
+/// ([`error_count`](Self::error_count)) and the network and HTTP backoff sequences. An
+/// attempt that ends before earning trust — a `200` that drops at once, sends only a
+/// `disconnect` message, or an oversized frame — is a failed attempt of its kind: it backs
+/// off along its sequence and counts toward `retry_limit`. So a server that answers `200`
+/// and hangs up gets the growing linear backoff, not four reconnects a second.
+///
+/// The 420/429 sequence survives trust: it starts over only once a connection has stayed up
+/// for [`rate_limit_reset_after`](crate::Config::rate_limit_reset_after) (10 minutes by
+/// default), so `420, 200-then-drop, 420` waits a minute, then two. Both periods are timers
+/// of the open connection: [`deadline`](Self::deadline) includes them, so
+/// `error_count()` is exact while a connection is healthy.
+/// [`reset_throttles`](Self::reset_throttles) forgets everything.
+///
+/// A stream that reached its `retry_limit` finishes [`Outcome::GaveUp`]. Two ways lead out:
+/// [`reset_throttles`](Self::reset_throttles) forgets the backoff and connects at once
+/// (for a user who asks), while
+/// [`retry_after_giving_up`](Self::retry_after_giving_up) starts the failure count over
+/// but keeps the backoff, so the first attempt waits the next delay the stream had earned
+/// (for a supervisor such as a monitor, which must not turn giving up into a reconnect storm).
+///
+/// ## Nothing dropped in silence
+/// Frames that arrived in the same input as a `disconnect` message are handed out before the
+/// disconnect takes effect. Bytes after the end of a response body are a
+/// [`ReadError::AfterBody`] error (and a reconnect). A close in the middle of a message is
+/// reported as [`StreamError::ClosedMidMessage`] with the byte count dropped. Every piece of
+/// server text the stream keeps (a reason phrase, a disconnect reason, a TLS error) is cut to
+/// [`MAX_SERVER_TEXT_CHARS`](crate::MAX_SERVER_TEXT_CHARS) characters when it is taken in.
+///
 ///
 /// `Debug` shows no secret: the config redacts the credentials, the last request and queued
 /// transmissions (which carry the OAuth signature) show only their length, and the nonce
@@ -584,7 +586,7 @@ impl SiteStream {
         &self.config
     }
 
-    /// The endpoint URL (the seed's `url`), without the query.
+    /// The endpoint URL, without the query.
     pub fn url(&self) -> String {
         self.config.url()
     }
@@ -602,7 +604,7 @@ impl SiteStream {
     /// Consecutive failed attempts since the last connection that earned trust: attempts
     /// that got no `200` head, and `200` connections that ended before delivering a real
     /// message or staying up for [`trust_after`](Config::trust_after). Back to 0 the moment
-    /// a connection earns trust (see the [module docs](self)).
+    /// a connection earns trust (see the [type docs](SiteStream)).
     pub fn error_count(&self) -> u32 {
         self.error_count
     }
@@ -619,12 +621,12 @@ impl SiteStream {
             .is_none_or(|limit| self.error_count < limit)
     }
 
-    /// The next HTTP-error wait (for the squared policy, the seed's `retry_time`).
+    /// The next HTTP-error wait (for the squared policy, the current retry time).
     pub fn retry_time(&self) -> Duration {
         self.backoff.retry_time()
     }
 
-    /// The connect timeout (the seed's `timeout`).
+    /// The connect timeout.
     pub fn timeout(&self) -> Duration {
         self.config.connect_timeout()
     }
@@ -634,7 +636,7 @@ impl SiteStream {
         self.stream_id.as_deref()
     }
 
-    /// The last signed request sent (the seed's cached `_last_request`). It carries the
+    /// The last signed request sent. It carries the
     /// OAuth signature: do not log it.
     pub fn last_request(&self) -> Option<&Bytes> {
         self.last_request.as_ref()
@@ -664,7 +666,7 @@ impl SiteStream {
         matches!(&self.state, State::Open(c) if c.trusted)
     }
 
-    /// The seed's `connection_healthy`, done right: true while the stream is starting,
+    /// Whether the connection is healthy: true while the stream is starting,
     /// streaming, reconnecting or was stopped on request; false once it finished because of
     /// a failure (gave up, fatal status, revoked).
     pub fn connection_healthy(&self) -> bool {
@@ -695,7 +697,7 @@ impl SiteStream {
         self.state = State::Finished(Outcome::Stopped);
     }
 
-    /// The seed's `reset_throttles`: clears the failure count, every backoff and the
+    /// Clears the failure count, every backoff and the
     /// `disconnect_issued` flag. A finished or backing-off stream connects again at the next
     /// `poll_action`; an open connection is left alone (its buffers hold data in flight).
     /// To try again after giving up without forgetting the backoff, use
@@ -938,7 +940,7 @@ impl SiteStream {
 
     // ----- output -----
 
-    /// The next thing to do. See the drain contract in the [module docs](self).
+    /// The next thing to do. See the drain contract in the [type docs](SiteStream).
     pub fn poll_action(&mut self, now: Instant) -> Action {
         loop {
             if let Some(action) = self.queue.pop_front() {

@@ -1,18 +1,19 @@
 //! # sitebucket-smol — the async driver, on smol
 //!
-//! Runs a sans-IO [`SiteStream`] over smol's sockets and timers. Four ways in:
+//! Runs a sans-IO [`SiteStream`] over smol's sockets and timers, with the async loop shared
+//! with the tokio driver (`sitebucket-async`, here on [`Smol`]). Four ways in:
 //!
 //! - [`drive`]: the async loop itself, for your own executor or task.
 //! - [`SmolDriver`]: a [`Driver`] for [`ListenThread`] (the handle with `close`, `restart`,
 //!   `join` and live stats), running each stream with `smol::block_on` on its own thread.
-//! - [`MessageStream`]: the messages and connection events as a `futures_core::Stream` of
-//!   [`StreamItem`]s, for `while let Some(item) = items.next().await`.
-//! - [`control`]: one control request (add or remove users, info) on a socket of its own,
-//!   as a future; `SmolDriver` runs it for `ListenThread::add_users` and its siblings.
+//! - [`messages`]: the messages and connection events as a `futures_core::Stream` of
+//!   [`StreamItem`]s ([`Messages`]), for `while let Some(item) = items.next().await`.
+//! - [`run_control`]: one control request (add or remove users, info) on a socket of its
+//!   own, as a future; `SmolDriver` runs it for `ListenThread::add_users` and its siblings.
 //!
 //! Host names are looked up by a [`Resolver`] (the system's by default;
-//! [`SmolDriver::with_resolver`], [`drive_with`], [`MessageStream::with_resolver`] and
-//! [`control_with`] take your own) on its small pool of lookup threads, whose answer the
+//! [`SmolDriver::with_resolver`], [`drive_with`], [`messages_with`] and
+//! [`run_control_with`] take your own) on its small pool of lookup threads, whose answer the
 //! future awaits: a slow lookup holds up neither a stop, nor the core's connect deadline,
 //! nor the executor. IP literals need no lookup.
 //!
@@ -32,13 +33,38 @@
 //! # }
 //! ```
 //!
+//! The messages as a `Stream`:
+//!
+//! ```no_run
+//! use futures_lite::StreamExt;
+//! use sitebucket_proto::{Config, Credentials, SiteStream};
+//! use sitebucket_smol::StreamItem;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::builder([12, 13], Credentials::new("ck", "cs", "tk", "ts")).build()?;
+//! smol::block_on(async {
+//!     let mut items = sitebucket_smol::messages(SiteStream::new(config));
+//!     while let Some(item) = items.next().await {
+//!         match item {
+//!             StreamItem::Message(bytes) => println!("{}", String::from_utf8_lossy(&bytes)),
+//!             StreamItem::Reconnecting { error, retry_in } => {
+//!                 eprintln!("{error}; again in {retry_in:?}")
+//!             }
+//!             StreamItem::Finished(outcome) => eprintln!("ended: {outcome:?}"),
+//!             _ => {}
+//!         }
+//!     }
+//! });
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Architecture invariant: the driver only moves bytes and waits for the core's deadlines;
 //! connect and stall timeouts, retries and backoff are all decided by `sitebucket-proto`.
 
-mod connect;
-mod control;
-mod drive;
-mod messages;
+#![warn(unreachable_pub)]
+
+mod runtime;
 
 use std::sync::Arc;
 
@@ -47,12 +73,15 @@ use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::Driver;
 
-pub use control::{control, control_with};
-pub use drive::{drive, drive_with};
-pub use messages::MessageStream;
+pub use runtime::Smol;
 pub use sitebucket_thread::{
     Control, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
 };
+
+sitebucket_async::driver_api!(
+    Smol,
+    "Any executor that lets smol's reactor run can poll it (`smol::block_on`, a `smol::Executor` task, `async_io::block_on`)."
+);
 
 /// The smol [`Driver`]: [`run`](Driver::run) is `smol::block_on(drive_with(..))` in the
 /// calling thread, and [`spawn`](Driver::spawn) (the trait's default) does the same on a new
@@ -106,11 +135,11 @@ impl Driver for SmolDriver {
         async_io::block_on(drive_with(stream, parser, control, &self.resolver))
     }
 
-    /// `smol::block_on(`[`control_with`]`(call, resolver))` in the calling thread: a socket
+    /// `smol::block_on(`[`run_control_with`]`(call, resolver))` in the calling thread: a socket
     /// of its own, never the stream's. Do not call it from inside an async task (it blocks):
-    /// await [`control_with`] there instead.
+    /// await [`run_control_with`] there instead.
     fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
-        async_io::block_on(control_with(call, &self.resolver))
+        async_io::block_on(run_control_with(call, &self.resolver))
     }
 }
 

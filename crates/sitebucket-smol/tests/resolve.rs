@@ -1,6 +1,6 @@
 //! Host-name resolution off the executor (see `sitebucket_e2e::resolve`): the suite for
-//! `SmolDriver::with_resolver`, and below the async ways in (`MessageStream::with_resolver`,
-//! `control_with`), which must not block the executor while a lookup hangs.
+//! `SmolDriver::with_resolver`, and below the async ways in (`Messages::with_resolver`,
+//! `run_control_with`), which must not block the executor while a lookup hangs.
 sitebucket_e2e::resolution_suite!(sitebucket_smol::SmolDriver::with_resolver);
 
 use std::future::Future;
@@ -14,7 +14,7 @@ use sitebucket_e2e::{
 };
 use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest};
 use sitebucket_proto::Outcome;
-use sitebucket_smol::{control_with, MessageStream, StreamItem};
+use sitebucket_smol::{run_control_with, StreamItem};
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step, TestServer};
 use sitebucket_thread::{SiteStream, RESOLVE_THREAD_NAME};
 use smol::Timer;
@@ -45,7 +45,7 @@ fn a_message_stream_streams_from_a_resolved_name() {
     let server = server(Scenario::single(plan), Transport::Plain);
     let names = TestResolver::new();
     let mut messages =
-        MessageStream::with_resolver(stream_to(&server, FAST_NAME), names.resolver())
+        sitebucket_smol::messages_with(stream_to(&server, FAST_NAME), names.resolver())
             .messages_only();
     let got = bounded(async {
         let mut got = Vec::new();
@@ -74,7 +74,7 @@ fn a_message_stream_stops_promptly_while_resolving() {
     );
     let mut names = TestResolver::new();
     let mut messages =
-        MessageStream::with_resolver(stream_to(&server, SLOW_NAME), names.resolver());
+        sitebucket_smol::messages_with(stream_to(&server, SLOW_NAME), names.resolver());
     let control = messages.control().clone();
     let ticks = bounded(async {
         // The stream waits for its lookup while a timer task on the same thread keeps
@@ -130,7 +130,7 @@ fn control_with_waits_for_a_lookup_without_blocking_the_executor() {
         .with_timeout(timeout);
     let resolver = names.resolver();
     let started = Instant::now();
-    let (result, timer_done) = bounded(zip(control_with(call, &resolver), async {
+    let (result, timer_done) = bounded(zip(run_control_with(call, &resolver), async {
         Timer::after(Duration::from_millis(30)).await;
         started.elapsed()
     }));

@@ -1,4 +1,4 @@
-//! `MessageStream` and `SmolDriver` against the scripted test server on loopback.
+//! `Messages` and `SmolDriver` against the scripted test server on loopback.
 //!
 //! Every test is bounded in time: async bodies race a watchdog timer, and every `close()` is
 //! followed by a join whose latency is asserted.
@@ -15,7 +15,7 @@ use sitebucket_proto::{
     BackoffPolicy, Config, ConfigBuilder, Credentials, SiteStream, TwitterBackoff,
 };
 use sitebucket_proto::{Outcome, StreamError, StreamEvent};
-use sitebucket_smol::{ListenThread, MessageStream, SmolDriver, StreamItem};
+use sitebucket_smol::{ListenThread, Messages, SmolDriver, StreamItem};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
 };
@@ -106,7 +106,7 @@ fn steps(messages: &[Vec<u8>]) -> Vec<Step> {
 }
 
 /// The next message, skipping connection events; `None` if the stream finishes first.
-async fn next_message(stream: &mut MessageStream) -> Option<Bytes> {
+async fn next_message(stream: &mut Messages) -> Option<Bytes> {
     loop {
         match stream.next().await? {
             StreamItem::Message(message) => return Some(message),
@@ -118,7 +118,7 @@ async fn next_message(stream: &mut MessageStream) -> Option<Bytes> {
 
 /// Reads `expected.len()` messages (skipping connection events) and checks each byte for
 /// byte.
-async fn expect_messages(stream: &mut MessageStream, expected: &[Vec<u8>]) {
+async fn expect_messages(stream: &mut Messages, expected: &[Vec<u8>]) {
     for (i, want) in expected.iter().enumerate() {
         let got = next_message(stream).await;
         assert_eq!(
@@ -131,7 +131,7 @@ async fn expect_messages(stream: &mut MessageStream, expected: &[Vec<u8>]) {
 }
 
 /// After a stop: the `Finished(Stopped)` item, then the end.
-async fn expect_stopped(stream: &mut MessageStream) {
+async fn expect_stopped(stream: &mut Messages) {
     assert_eq!(
         stream.next().await,
         Some(StreamItem::Finished(Outcome::Stopped))
@@ -144,7 +144,7 @@ fn stream_yields_byte_exact_messages_over_plain_tcp() {
     let messages = corpus();
     let plan = AttemptPlan::ok(steps(&messages)).with_end(End::Stall);
     let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config(&server).build().unwrap()));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
     bounded(async {
         expect_messages(&mut stream, &messages).await;
         stream.stop();
@@ -170,7 +170,7 @@ fn stream_yields_byte_exact_messages_over_tls_with_gzip_and_random_chunks() {
         .with_end(End::Stall);
     let server = TestServer::start(Scenario::single(plan), ServerOptions::tls()).unwrap();
     let config = config(&server).gzip(true).build().unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config));
     bounded(async {
         expect_messages(&mut stream, &messages).await;
         stream.stop();
@@ -199,8 +199,8 @@ fn two_streams_run_side_by_side_on_one_thread() {
     };
     let server_a = TestServer::start(plan(&a), ServerOptions::plain()).unwrap();
     let server_b = TestServer::start(plan(&b), ServerOptions::tls()).unwrap();
-    let mut sa = MessageStream::new(SiteStream::new(config(&server_a).build().unwrap()));
-    let mut sb = MessageStream::new(SiteStream::new(config(&server_b).build().unwrap()));
+    let mut sa = sitebucket_smol::messages(SiteStream::new(config(&server_a).build().unwrap()));
+    let mut sb = sitebucket_smol::messages(SiteStream::new(config(&server_b).build().unwrap()));
     bounded(futures_lite::future::zip(
         expect_messages(&mut sa, &a),
         expect_messages(&mut sb, &b),
@@ -214,7 +214,7 @@ fn stop_from_another_thread_ends_a_silent_stream_promptly() {
         ServerOptions::plain(),
     )
     .unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config(&server).build().unwrap()));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
     let control = stream.control().clone();
     let reader = std::thread::spawn(move || {
         let next = bounded(stream.next());
@@ -239,7 +239,7 @@ fn dropping_the_stream_closes_the_connection() {
     let plan = AttemptPlan::ok(steps(&messages))
         .with_end(End::HoldWithKeepAlives(Duration::from_millis(50)));
     let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config(&server).build().unwrap()));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
     bounded(expect_messages(&mut stream, &messages[..1]));
     assert_eq!(server.open_connections(), 1);
     drop(stream);
@@ -260,7 +260,7 @@ fn a_rejected_signature_ends_the_stream_with_fatal_401() {
     let c = server.credentials();
     let wrong = Credentials::new(c.consumer_key.clone(), "wrong", c.token.clone(), "wrong");
     let config = config(&server).credentials(wrong).build().unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config));
     let items: Vec<StreamItem> = bounded((&mut stream).collect());
     assert_eq!(items.len(), 2, "{items:?}");
     assert!(
@@ -291,7 +291,7 @@ fn a_refused_port_backs_off_and_gives_up_at_the_retry_limit() {
         .retry_limit(Some(3))
         .build()
         .unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config));
     let started = Instant::now();
     let items: Vec<StreamItem> = bounded((&mut stream).collect());
     // Waits of 20 ms and 40 ms (linear network steps) came between the three attempts.
@@ -329,7 +329,7 @@ fn a_finished_stream_comes_back_for_a_restart() {
     let messages: Vec<Vec<u8>> = vec![br#"{"n":1}"#.to_vec(), br#"{"n":2}"#.to_vec()];
     let plan = AttemptPlan::ok(steps(&messages)).with_end(End::Stall);
     let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config(&server).build().unwrap()));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
     bounded(async {
         expect_messages(&mut stream, &messages).await;
         stream.stop();
@@ -340,7 +340,7 @@ fn a_finished_stream_comes_back_for_a_restart() {
         .expect("the stream ended, so it is handed back");
     assert!(site.disconnect_issued());
     site.reset_throttles();
-    let mut again = MessageStream::new(site);
+    let mut again = sitebucket_smol::messages(site);
     bounded(expect_messages(&mut again, &messages));
     assert_eq!(server.attempts().len(), 2);
     assert_eq!(again.status().stats.attempts, 2, "the counters carry over");
@@ -371,7 +371,7 @@ fn the_observer_sees_every_event_but_messages_and_each_drain() {
     ])
     .with_end(End::Stall);
     let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config(&server).build().unwrap()));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
     let seen = Arc::new(Seen::default());
     stream.control().set_observer(seen.clone());
     bounded(async {
@@ -407,7 +407,7 @@ fn into_stream_is_none_while_running() {
         ServerOptions::plain(),
     )
     .unwrap();
-    let stream = MessageStream::new(SiteStream::new(config(&server).build().unwrap()));
+    let stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
     assert!(stream.outcome().is_none());
     assert!(stream.into_stream().is_none());
 }
@@ -540,7 +540,7 @@ fn a_stream_dropped_mid_message_reconnects_without_losing_or_repeating_messages(
     )
     .unwrap();
     let config = config(&server).backoff(fast_backoff()).build().unwrap();
-    let mut stream = MessageStream::new(SiteStream::new(config));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config));
     let all: Vec<Vec<u8>> = first.iter().chain(&second).cloned().collect();
     bounded(expect_messages(&mut stream, &all));
     assert_eq!(server.attempts().len(), 2);
@@ -551,7 +551,7 @@ fn a_stream_dropped_mid_message_reconnects_without_losing_or_repeating_messages(
     ));
 }
 
-// ----- the items of a MessageStream -----
+// ----- the items of a Messages -----
 
 fn message_items(messages: &[Vec<u8>]) -> Vec<StreamItem> {
     messages
@@ -609,7 +609,7 @@ fn connection_events_arrive_in_order_with_the_messages() {
     expected.extend(message_items(&second));
     expected.push(StreamItem::Finished(Outcome::Stopped));
 
-    let mut stream = MessageStream::new(SiteStream::new(config));
+    let mut stream = sitebucket_smol::messages(SiteStream::new(config));
     let got = bounded(async {
         // Everything up to the last message, then a stop on the silent third connection.
         let mut got: Vec<StreamItem> = (&mut stream).take(expected.len() - 1).collect().await;
@@ -639,7 +639,7 @@ fn messages_only_yields_exactly_the_messages_and_keeps_the_outcome() {
     )
     .unwrap();
     let config = config(&server).backoff(fast_backoff()).build().unwrap();
-    let mut only = MessageStream::new(SiteStream::new(config)).messages_only();
+    let mut only = sitebucket_smol::messages(SiteStream::new(config)).messages_only();
     let got: Vec<Bytes> = bounded((&mut only).collect());
     assert_eq!(
         got,

@@ -4,14 +4,33 @@
 //! the caller's buffer, so endless and huge bodies are produced piece by piece.
 
 use std::io::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flate2::write::{GzEncoder, ZlibEncoder};
 use flate2::Compression;
 
+use crate::control::ControlStreams;
 use crate::corpus;
 use crate::rng::SplitMix64;
-use crate::scenario::{ChunkPlan, End, Repeat, Step, Transfer};
+use crate::scenario::{ChunkPlan, End, PerUser, Repeat, Step, Transfer};
+
+/// Whom a connection follows, for [`Step::PerUser`].
+#[derive(Debug, Clone)]
+pub(crate) enum Follows {
+    /// Its `follow` parameter, fixed.
+    Fixed(Vec<u64>),
+    /// Its control stream's users, as they are now (none once it is gone).
+    Live(ControlStreams, String),
+}
+
+impl Follows {
+    fn now(&self) -> Vec<u64> {
+        match self {
+            Follows::Fixed(users) => users.clone(),
+            Follows::Live(streams, id) => streams.get(id).map(|s| s.follow).unwrap_or_default(),
+        }
+    }
+}
 
 /// The largest piece of an [`Step::Oversized`] payload produced per call.
 const PIECE: usize = 64 * 1024;
@@ -292,6 +311,14 @@ pub(crate) struct Player {
     message_ends: std::collections::VecDeque<usize>,
     /// Framed messages whose every byte is in the caller's buffer.
     messages_out: u64,
+    /// Framed messages produced so far.
+    framed: u64,
+    /// The script's time, as the session last set it (for [`Step::PerUser`]).
+    clock: Option<Instant>,
+    /// Whom the connection follows (for [`Step::PerUser`]).
+    follows: Follows,
+    /// `(user, tick, message index)` of each [`Step::PerUser`] message, not yet taken.
+    per_user_log: Vec<(u64, u64, u64)>,
 }
 
 impl Player {
@@ -316,7 +343,28 @@ impl Player {
             done: None,
             message_ends: std::collections::VecDeque::new(),
             messages_out: 0,
+            framed: 0,
+            clock: None,
+            follows: Follows::Fixed(Vec::new()),
+            per_user_log: Vec::new(),
         }
+    }
+
+    /// Sets whom the connection follows, for [`Step::PerUser`].
+    pub(crate) fn with_follows(mut self, follows: Follows) -> Self {
+        self.follows = follows;
+        self
+    }
+
+    /// Tells the player the script's time before an [`advance`](Self::advance).
+    pub(crate) fn set_clock(&mut self, now: Instant) {
+        self.clock = Some(now);
+    }
+
+    /// The `(user, tick, message index)` of the [`Step::PerUser`] messages produced since
+    /// the last call.
+    pub(crate) fn take_per_user_log(&mut self) -> Vec<(u64, u64, u64)> {
+        std::mem::take(&mut self.per_user_log)
     }
 
     /// How many framed messages (messages, disconnect and control messages, oversized
@@ -369,6 +417,7 @@ impl Player {
         self.body(b"\r\n", out);
         self.step_end(out);
         self.message_ends.push_back(self.chunker.produced());
+        self.framed += 1;
     }
 
     fn keep_alive(&mut self, out: &mut Vec<u8>) {
@@ -474,6 +523,10 @@ impl Player {
                 let repeat = repeat.clone();
                 self.repeat(&repeat, out)
             }
+            Step::PerUser(per_user) => {
+                let per_user = per_user.clone();
+                self.per_user(&per_user, out)
+            }
             Step::Control => {
                 // A session puts the connection's own id in place of this step; a bare
                 // player announces the corpus id.
@@ -536,6 +589,33 @@ impl Player {
         {
             self.progress.keep_alive_owed = true;
         }
+        Advance::Continue
+    }
+
+    /// The next tick of a [`Step::PerUser`]: wait for it, then one message per user.
+    fn per_user(&mut self, step: &PerUser, out: &mut Vec<u8>) -> Advance {
+        let now = self.clock.unwrap_or(step.epoch);
+        let every = step.every.max(Duration::from_millis(1));
+        if !self.progress.started {
+            self.progress.started = true;
+            let since = now.saturating_duration_since(step.epoch);
+            let ticks = since.as_nanos().div_ceil(every.as_nanos());
+            self.progress.done = u64::try_from(ticks).unwrap_or(u64::MAX);
+        }
+        let tick = self.progress.done;
+        if tick >= step.ticks || self.finite {
+            self.next_step();
+            return Advance::Continue;
+        }
+        let at = step.epoch + every * u32::try_from(tick).unwrap_or(u32::MAX);
+        if now < at {
+            return self.wait(at - now, out);
+        }
+        for user in self.follows.now() {
+            self.message(&PerUser::message(user, tick), out);
+            self.per_user_log.push((user, tick, self.framed - 1));
+        }
+        self.progress.done += 1;
         Advance::Continue
     }
 

@@ -35,8 +35,8 @@ pub mod v2;
 pub use control::{ControlStream, ControlStreams};
 pub use oauth::Credentials;
 pub use scenario::{
-    AfterList, AttemptPlan, BodyEncoding, ChunkPlan, End, Framing, Head, PlanGenerator, Repeat,
-    Scenario, Step, Transfer, BUILTIN_SCENARIOS, V2_RULE,
+    AfterList, AttemptPlan, BodyEncoding, ChunkPlan, End, Framing, Head, PerUser, PlanGenerator,
+    Repeat, Scenario, Step, Transfer, BUILTIN_SCENARIOS, V2_RULE,
 };
 pub use server::{EndedHook, ServerOptions, TestServer};
 pub use session::{AttemptRecord, Output, Session};

@@ -24,7 +24,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::corpus::{self, Corpus, USER_IDS};
 
@@ -485,6 +485,41 @@ pub enum Step {
     /// connection lives (see [`control`](crate::control)); played outside a server's session
     /// (no id assigned), the id is [`corpus::STREAM_ID`].
     Control,
+    /// One message for every user the connection follows, at each tick of a clock shared by
+    /// every connection: see [`PerUser`].
+    PerUser(PerUser),
+}
+
+/// A [`Step`] that sends, at each tick `epoch + k × every` for `k` in `0..ticks` (the first
+/// tick at or after the response starts, then each later one), one message to every user the
+/// connection follows at that moment: its `follow` parameter, or, when it announced a control
+/// stream, whatever add and remove requests made of it since. The clock is shared by every
+/// connection built from the same step, so two connections that follow one user at one tick
+/// send it the same bytes, as Twitter delivers one tweet to every stream that follows its
+/// user ([`PerUser::message`]). After the last tick the step ends (the plan's [`End`] follows).
+/// Each message sent is logged in the connection's record
+/// ([`AttemptRecord::per_user`](crate::AttemptRecord::per_user)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerUser {
+    /// Tick 0.
+    pub epoch: Instant,
+    /// The time between two ticks (not zero).
+    pub every: Duration,
+    /// How many ticks in all.
+    pub ticks: u64,
+}
+
+impl PerUser {
+    /// The message for `user` at tick `tick`:
+    /// `{"for_user":U,"message":{"id":I,"id_str":"I","text":"tick T for U","sitebucket_tick":T,"user":{"id":U,"id_str":"U"}}}`,
+    /// where `I` is `T × 2^32 + (U mod 2^32)`.
+    pub fn message(user: u64, tick: u64) -> Vec<u8> {
+        let id = tick.wrapping_shl(32).wrapping_add(user & 0xffff_ffff);
+        format!(
+            r#"{{"for_user":{user},"message":{{"id":{id},"id_str":"{id}","text":"tick {tick} for {user}","sitebucket_tick":{tick},"user":{{"id":{user},"id_str":"{user}"}}}}}}"#
+        )
+        .into_bytes()
+    }
 }
 
 /// A [`Step`] that sends messages from a shared pool in turn, with an optional interval and

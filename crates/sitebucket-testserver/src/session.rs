@@ -30,7 +30,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use crate::body::{Advance, Player, ResolvedEncoding, ResolvedFraming};
+use crate::body::{Advance, Follows, Player, ResolvedEncoding, ResolvedFraming};
 use crate::control::{Answer, ControlStreams};
 use crate::corpus;
 use crate::oauth::{self, Credentials, SignedRequest};
@@ -107,6 +107,11 @@ pub struct AttemptRecord {
     /// many messages were written in full before it: a server starved of CPU for longer
     /// than a client's stall timeout shows here.
     pub longest_send_gap: (std::time::Duration, u64),
+    /// `(user, tick, message index)` of each [`Step::PerUser`](crate::Step::PerUser) message
+    /// put on this connection, in order: the message index counts every framed message of
+    /// the response from 0, so the message was written in full when it is below
+    /// [`messages_sent`](Self::messages_sent).
+    pub per_user: Vec<(u64, u64, u64)>,
 }
 
 impl AttemptRecord {
@@ -130,6 +135,7 @@ impl AttemptRecord {
             messages_sent: 0,
             last_sent_at: None,
             longest_send_gap: (std::time::Duration::ZERO, 0),
+            per_user: Vec::new(),
         }
     }
 
@@ -203,6 +209,7 @@ impl fmt::Debug for AttemptRecord {
             .field("messages_sent", &self.messages_sent)
             .field("last_sent_at", &self.last_sent_at)
             .field("longest_send_gap", &self.longest_send_gap)
+            .field("per_user", &self.per_user.len())
             .finish()
     }
 }
@@ -413,7 +420,9 @@ impl Session {
                     if self.out.len() >= BATCH {
                         return Output::Transmit(std::mem::take(&mut self.out));
                     }
+                    player.set_clock(self.script_time);
                     let advance = player.advance(&mut self.out);
+                    self.record.per_user.extend(player.take_per_user_log());
                     self.messages_out = player.messages_out();
                     match advance {
                         Advance::Continue => {}
@@ -689,7 +698,18 @@ impl Session {
         };
         let content_length =
             (self.plan.transfer == Transfer::ContentLength).then(|| make(steps.clone()).body_len());
-        let player = make(steps);
+        let follows = match (&self.control, &self.record.announced) {
+            (Some(streams), Some(id)) => Follows::Live(streams.clone(), id.clone()),
+            _ => Follows::Fixed(
+                self.record
+                    .query_param("follow")
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(|id| id.trim().parse().ok())
+                    .collect(),
+            ),
+        };
+        let player = make(steps).with_follows(follows);
         if self.plan.head == Head::Standard {
             let mut head = format!("HTTP/1.1 {} {}\r\n", self.plan.status, self.plan.reason);
             let has = |name: &str| {

@@ -13,9 +13,8 @@ use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Driver, Resolver, RunHandle};
 
-use crate::control::run_control_with;
-use crate::drive::drive_with;
 use crate::task::{self, KeepAlive, StreamTask};
+use crate::{drive_with, run_control_with};
 
 /// How much longer than its own timeout [`Driver::control`] waits for a call's answer
 /// before it gives up on a runtime that does not run the call.
@@ -32,7 +31,7 @@ const RUNTIME_THREAD_NAME: &str = "sitebucket-rt";
 /// [`Monitor`](sitebucket_thread::Monitor) like any other driver; every stream is a task,
 /// so thousands of streams cost no thread each. From async code, prefer
 /// [`spawn_stream`](Self::spawn_stream) (or [`spawn`](crate::spawn), [`drive`](crate::drive),
-/// [`MessageStream`](crate::MessageStream)): `ListenThread`'s `join`, `add_users` and
+/// [`messages`](crate::messages)): `ListenThread`'s `join`, `add_users` and
 /// siblings, like [`run`](Driver::run) and [`control`](Driver::control) here, block their
 /// thread and are meant for threads outside the runtime. Called from inside a runtime they
 /// return an error instead of blocking it.

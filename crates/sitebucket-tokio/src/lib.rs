@@ -1,14 +1,16 @@
 //! # sitebucket-tokio — the async driver, on tokio
 //!
 //! Runs a sans-IO [`SiteStream`] over tokio's sockets and timers, never blocking a runtime
-//! thread. Five ways in:
+//! thread, with the async loop shared with the smol driver (`sitebucket-async`, here on
+//! [`Tokio`]). Five ways in:
 //!
 //! - [`drive`]: the async loop itself, to await inside your own task.
 //! - [`spawn`] / [`TokioDriver::spawn_stream`]: a task of its own, as a [`StreamTask`] that
 //!   stops the stream when dropped and can be awaited for its end.
-//! - [`MessageStream`]: a `futures_core::Stream` of [`StreamItem`]s (each message, each
-//!   connection event, the outcome last), for `while let Some(item) = items.next().await`;
-//!   [`MessageStream::messages_only`] for the messages' bytes alone.
+//! - [`messages`]: a `futures_core::Stream` of [`StreamItem`]s ([`Messages`]: each
+//!   message, each connection event, the outcome last), for
+//!   `while let Some(item) = items.next().await`; `messages_only()` for the messages' bytes
+//!   alone.
 //! - [`TokioDriver`]: a [`Driver`] for [`ListenThread`] and [`Monitor`], running each
 //!   stream as a task on a runtime you pass ([`TokioDriver::with_handle`]) or on one it owns.
 //! - [`run_control`]: one control request (add or remove users, info) on a socket of its
@@ -39,6 +41,31 @@
 //! # }
 //! ```
 //!
+//! The messages as a `Stream`, driven by the task that polls it:
+//!
+//! ```no_run
+//! use futures_lite::StreamExt;
+//! use sitebucket_proto::{Config, Credentials, SiteStream};
+//! use sitebucket_tokio::StreamItem;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::builder([12, 13], Credentials::new("ck", "cs", "tk", "ts")).build()?;
+//! let mut items = sitebucket_tokio::messages(SiteStream::new(config));
+//! while let Some(item) = items.next().await {
+//!     match item {
+//!         StreamItem::Message(bytes) => println!("{}", String::from_utf8_lossy(&bytes)),
+//!         StreamItem::Reconnecting { error, retry_in } => {
+//!             eprintln!("{error}; again in {retry_in:?}")
+//!         }
+//!         StreamItem::Finished(outcome) => eprintln!("ended: {outcome:?}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Architecture invariant: the driver only moves bytes and waits for the core's deadlines;
 //! connect and stall timeouts, retries and backoff are all decided by `sitebucket-proto`.
 //!
@@ -46,21 +73,23 @@
 //! [`SiteStream`]: sitebucket_proto::SiteStream
 //! [`Driver`]: sitebucket_thread::Driver
 
-mod connect;
-mod control;
-mod drive;
+#![warn(unreachable_pub)]
+
 mod driver;
-mod messages;
+mod runtime;
 mod task;
 
-pub use control::{run_control, run_control_with};
-pub use drive::{drive, drive_with};
 pub use driver::TokioDriver;
-pub use messages::MessageStream;
+pub use runtime::Tokio;
 pub use sitebucket_thread::{
     Control, Finished, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
 };
 pub use task::{spawn, spawn_with, StreamTask};
+
+sitebucket_async::driver_api!(
+    Tokio,
+    "It must be polled inside a tokio runtime with I/O and time enabled (`enable_all`), of either flavour; a run polled outside any runtime ends at once with `Outcome::InvalidConfig` saying so."
+);
 
 #[cfg(test)]
 mod tests {
@@ -75,7 +104,7 @@ mod tests {
     /// at compile time; nothing here runs them).
     #[test]
     fn every_future_and_handle_is_send() {
-        send_unpin::<MessageStream>();
+        send_unpin::<Messages>();
         send_unpin::<StreamTask>();
         send_unpin::<TokioDriver>();
         let config = sitebucket_proto::Config::builder(

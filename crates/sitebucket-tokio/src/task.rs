@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::{Control, Finished, Resolver, Status};
 
-use crate::drive::drive_with;
+use crate::drive_with;
 
 /// Spawns a task on the current tokio runtime that runs `stream` ([`drive`](crate::drive)),
 /// handing each message to `parser`, and returns its handle. OS entropy is mixed into the
@@ -20,8 +20,9 @@ use crate::drive::drive_with;
 ///
 /// # Panics
 ///
-/// Outside a tokio runtime, as [`tokio::spawn`] does. [`TokioDriver::spawn_stream`]
-/// (crate::TokioDriver::spawn_stream) takes the runtime from the driver instead.
+/// Outside a tokio runtime, as [`tokio::spawn`] does.
+/// [`TokioDriver::spawn_stream`](crate::TokioDriver::spawn_stream) takes the runtime from
+/// the driver instead.
 pub fn spawn(stream: SiteStream, parser: impl Parser + 'static) -> StreamTask {
     spawn_with(stream, parser, Resolver::system())
 }

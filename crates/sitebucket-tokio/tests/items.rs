@@ -1,4 +1,4 @@
-//! The tokio `MessageStream`'s items: connection events in order with the messages, the
+//! The tokio `Messages`'s items: connection events in order with the messages, the
 //! outcome last, `messages_only` for the bytes alone; and a task consuming a flood still
 //! lets the other tasks of its current-thread runtime run.
 
@@ -11,7 +11,7 @@ use sitebucket_e2e::{config_for, numbered_messages, server, Transport, PATIENCE}
 use sitebucket_proto::{BackoffPolicy, SiteStream, TwitterBackoff};
 use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_testserver::{AttemptPlan, End, Repeat, Scenario, Step};
-use sitebucket_tokio::{MessageStream, StreamItem};
+use sitebucket_tokio::StreamItem;
 
 /// `body` on a fresh current-thread runtime, failing the test after [`PATIENCE`].
 fn bounded<T>(body: impl Future<Output = T>) -> T {
@@ -94,7 +94,7 @@ fn connection_events_arrive_in_order_with_the_messages() {
     expected.extend(message_items(&second));
     expected.push(StreamItem::Finished(Outcome::Stopped));
 
-    let mut stream = MessageStream::new(SiteStream::new(config));
+    let mut stream = sitebucket_tokio::messages(SiteStream::new(config));
     let got = bounded(async {
         // Everything up to the last message, then a stop on the silent third connection.
         let mut got: Vec<StreamItem> = (&mut stream).take(expected.len() - 1).collect().await;
@@ -114,7 +114,7 @@ fn messages_only_keeps_the_bytes_and_the_outcome() {
         Transport::Tls,
     );
     let config = config_for(&server, [12]).build().unwrap();
-    let mut messages = MessageStream::new(SiteStream::new(config)).messages_only();
+    let mut messages = sitebucket_tokio::messages(SiteStream::new(config)).messages_only();
     let got = bounded(async {
         let mut got: Vec<Bytes> = (&mut messages).take(sent.len()).collect().await;
         messages.get_ref().stop();
@@ -137,7 +137,7 @@ fn a_task_looping_over_a_flood_lets_the_other_tasks_run() {
     let config = config_for(&server, [12]).build().unwrap();
     let (messages, ticks, worst) = bounded(async {
         let consumer = tokio::spawn(async move {
-            let mut items = MessageStream::new(SiteStream::new(config));
+            let mut items = sitebucket_tokio::messages(SiteStream::new(config));
             let mut messages = 0u64;
             let started = Instant::now();
             // Never awaits anything but the stream: only its budget makes it yield.
@@ -176,7 +176,7 @@ fn polled_outside_a_tokio_runtime_it_ends_with_a_clear_outcome() {
     .url("http://127.0.0.1:1/1.1/site.json")
     .build()
     .unwrap();
-    let mut items = MessageStream::new(SiteStream::new(config));
+    let mut items = sitebucket_tokio::messages(SiteStream::new(config));
     // Another executor, no tokio runtime anywhere on this thread.
     let first = futures_lite::future::block_on(items.next());
     match first {

@@ -1,6 +1,6 @@
 //! Host-name resolution off the runtime (see `sitebucket_e2e::resolve`): the suite for
 //! `TokioDriver::with_resolver` (owned runtime) and for a passed multi-thread runtime, and
-//! below the async ways in (`MessageStream::with_resolver`, `run_control_with`), which must
+//! below the async ways in (`Messages::with_resolver`, `run_control_with`), which must
 //! not hold up a current-thread runtime while a lookup hangs.
 sitebucket_e2e::resolution_suite!(sitebucket_tokio::TokioDriver::with_resolver);
 
@@ -35,7 +35,7 @@ use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest};
 use sitebucket_proto::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step, TestServer};
 use sitebucket_thread::{SiteStream, RESOLVE_THREAD_NAME};
-use sitebucket_tokio::{run_control_with, MessageStream, StreamItem};
+use sitebucket_tokio::{run_control_with, StreamItem};
 
 /// `body` on a fresh current-thread runtime, failing the test after [`PATIENCE`].
 fn bounded<T>(body: impl Future<Output = T>) -> T {
@@ -68,7 +68,7 @@ fn a_message_stream_streams_from_a_resolved_name() {
     let server = server(Scenario::single(plan), Transport::Plain);
     let names = TestResolver::new();
     let mut messages =
-        MessageStream::with_resolver(stream_to(&server, FAST_NAME), names.resolver());
+        sitebucket_tokio::messages_with(stream_to(&server, FAST_NAME), names.resolver());
     let got = bounded(async {
         let mut got = Vec::new();
         while got.len() < sent.len() {
@@ -104,7 +104,7 @@ fn a_message_stream_stops_promptly_while_resolving() {
     );
     let mut names = TestResolver::new();
     let mut messages =
-        MessageStream::with_resolver(stream_to(&server, SLOW_NAME), names.resolver());
+        sitebucket_tokio::messages_with(stream_to(&server, SLOW_NAME), names.resolver());
     let control = messages.control().clone();
     let ticks = bounded(async {
         // The stream waits for its lookup while a timer task on the same thread keeps

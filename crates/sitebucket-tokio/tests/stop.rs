@@ -1,6 +1,6 @@
 //! Every way of stopping a stream is prompt in every state, on both runtime flavours, and
 //! leaves no task and no socket behind: `StreamTask::close`, dropping the `StreamTask`,
-//! aborting a `tokio::spawn`ed `drive`, dropping a `MessageStream`; while connecting,
+//! aborting a `tokio::spawn`ed `drive`, dropping a `Messages`; while connecting,
 //! resolving, waiting on a silent server, backing off and streaming a flood.
 //!
 //! One test in this binary, so the process's open file descriptors (`/proc/self/fd`) are
@@ -16,7 +16,7 @@ use sitebucket_proto::Outcome;
 use sitebucket_proto::{BackoffPolicy, Config, Credentials, SiteStream};
 use sitebucket_testserver::{AttemptPlan, Repeat, Scenario, Step, TestServer};
 use sitebucket_thread::{Control, Status};
-use sitebucket_tokio::{drive_with, MessageStream, Resolver, TokioDriver};
+use sitebucket_tokio::{drive_with, Resolver, TokioDriver};
 use tokio::runtime::{Builder, Runtime};
 
 /// The longest any wait lasts before the test fails.
@@ -39,8 +39,8 @@ enum How {
     DropTask,
     /// `abort()` a `tokio::spawn(drive_with(..))`'s `JoinHandle`.
     AbortJoinHandle,
-    /// Drop a `MessageStream` polled by the test itself.
-    DropMessageStream,
+    /// Drop a `Messages` polled by the test itself.
+    DropMessages,
 }
 
 /// The servers every state is aimed at, shared by all the runs.
@@ -201,8 +201,8 @@ async fn stop_once(
             assert!(ended.expect_err("aborted").is_cancelled());
             started.elapsed()
         }
-        How::DropMessageStream => {
-            let mut messages = MessageStream::with_resolver(stream, resolver);
+        How::DropMessages => {
+            let mut messages = sitebucket_tokio::messages_with(stream, resolver);
             let deadline = Instant::now() + PATIENCE;
             // The stream runs only while polled: poll it until the state is reached.
             while !reached(state, &messages.status(), &names, servers, before) {
@@ -273,7 +273,7 @@ fn every_stop_is_prompt_in_every_state_and_leaves_no_task_or_socket() {
                     How::Close,
                     How::DropTask,
                     How::AbortJoinHandle,
-                    How::DropMessageStream,
+                    How::DropMessages,
                 ] {
                     // Settle what an earlier run left closing, then count.
                     assert!(servers.open_connections_gone(), "server connections linger");

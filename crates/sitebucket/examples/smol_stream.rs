@@ -13,7 +13,6 @@
 mod common;
 
 use futures_lite::{FutureExt, StreamExt};
-use sitebucket::smol_driver::MessageStream;
 use sitebucket::{Message, SiteStream, StreamItem};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = common::builder(&settings, &settings.follow)?.build()?;
 
     smol::block_on(async {
-        let mut messages = MessageStream::new(SiteStream::new(config));
+        let mut messages = sitebucket::smol_driver::messages(SiteStream::new(config));
         let mut seen = 0;
         let timer = async {
             smol::Timer::after(settings.time).await;

@@ -15,7 +15,6 @@
 mod common;
 
 use futures_lite::StreamExt;
-use sitebucket::tokio_driver::MessageStream;
 use sitebucket::{SiteStream, StreamItem};
 
 #[tokio::main(flavor = "current_thread")]
@@ -23,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = common::settings()?;
     let config = common::builder(&settings, &settings.follow)?.build()?;
 
-    let mut items = MessageStream::new(SiteStream::new(config));
+    let mut items = sitebucket::tokio_driver::messages(SiteStream::new(config));
     let deadline = tokio::time::sleep(settings.time);
     tokio::pin!(deadline);
     let mut seen = 0;

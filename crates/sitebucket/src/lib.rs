@@ -9,10 +9,10 @@
 //! | `std` | `StdDriver` and the blocking iterator `std_driver::messages` | yes |
 //! | `tls` | `https://` URLs: rustls inside the core, for every driver | yes |
 //! | `mio` | `MioDriver`: many streams on one event-loop thread | no |
-//! | `smol` | `SmolDriver` and `smol_driver::MessageStream`, a `futures::Stream` of items | no |
-//! | `tokio` | `TokioDriver`, `tokio_driver::spawn` (a task per stream) and `tokio_driver::MessageStream`, a `futures::Stream` of items | no |
+//! | `smol` | `SmolDriver` and `smol_driver::messages()`, a `futures::Stream` of items | no |
+//! | `tokio` | `TokioDriver`, `tokio_driver::spawn` (a task per stream) and `tokio_driver::messages()`, a `futures::Stream` of items | no |
 //!
-//! Every message source (the std iterator, smol's and tokio's `MessageStream`) yields a [`StreamItem`]:
+//! Every message source (the std iterator, smol's and tokio's `Messages` stream) yields a [`StreamItem`]:
 //! each message, each connection event in order with them, and the run's [`Outcome`] last;
 //! [`MessagesOnly`] keeps just the messages' bytes.
 //!

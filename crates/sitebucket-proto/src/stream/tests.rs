@@ -1,7 +1,7 @@
 #![allow(clippy::disallowed_methods)] // `Instant::now()` is only the base of virtual time here
 use super::*;
-use crate::response::MAX_SERVER_TEXT_CHARS;
 use crate::config::Credentials;
+use crate::response::MAX_SERVER_TEXT_CHARS;
 use crate::{BackoffPolicy, Config, Framing};
 
 fn config() -> crate::ConfigBuilder {

@@ -452,7 +452,10 @@ pub fn response_head(data: &[u8]) -> HeadOutcome {
             }
             // Three digits; "000" is accepted too (and classified as an HTTP error).
             assert!(head.status <= 999);
-            assert_eq!(head.class(), sitebucket_proto::_benchable::classify(head.status));
+            assert_eq!(
+                head.class(),
+                sitebucket_proto::_benchable::classify(head.status)
+            );
         }
         Ok(None) => {
             assert!(buf.len() < MAX_HEAD_BYTES);

@@ -1,27 +1,33 @@
 //! Connecting to a `(host, port)`: the lookup with a [`Resolver`] off the executor, then the
-//! addresses in turn over smol's sockets.
+//! addresses in turn over the runtime's sockets.
 
 use std::io;
 use std::net::SocketAddr;
 
-use async_net::TcpStream;
-
 use sitebucket_thread::Resolver;
+
+use crate::runtime::Runtime;
+use crate::signal::answer;
 
 /// Connects to the addresses of `host:port` in turn and returns the first socket that
 /// connects, or the last attempt's error (`NotFound` if there was no address).
 ///
-/// An IP literal is connected to at once; a name is looked up by `resolver`
-/// ([`lookup`]). The future never blocks its executor and holds no thread: dropping it (a
-/// stop, a deadline) abandons the lookup, whose answer is then dropped.
-pub(crate) async fn connect(resolver: Resolver, host: String, port: u16) -> io::Result<TcpStream> {
+/// An IP literal is connected to at once; a name is looked up by `resolver` ([`lookup`]).
+/// The future never blocks its executor and holds no thread: dropping it (a stop, a
+/// deadline) abandons the lookup, whose answer is then dropped, and closes a half-open
+/// socket.
+pub(crate) async fn connect<R: Runtime>(
+    resolver: Resolver,
+    host: String,
+    port: u16,
+) -> io::Result<R::Socket> {
     let addrs = match Resolver::literal(&host, port) {
         Some(addr) => vec![addr],
         None => lookup(&resolver, &host, port).await?,
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        match R::connect(addr).await {
             Ok(socket) => return Ok(socket),
             Err(e) => last = e,
         }
@@ -30,26 +36,24 @@ pub(crate) async fn connect(resolver: Resolver, host: String, port: u16) -> io::
 }
 
 /// The addresses of `host:port`, looked up by `resolver` on a lookup thread of its own
-/// ([`Resolver::spawn_lookup`]) that hands its answer over a one-slot channel.
+/// ([`Resolver::spawn_lookup`]) that hands its answer to a one-answer channel this awaits.
 async fn lookup(resolver: &Resolver, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let (answer, answered) = async_channel::bounded(1);
-    resolver.spawn_lookup(host, port, move |result| {
-        // The one answer fits the empty slot; it fails only when nobody waits any more
-        // (the future was dropped), and then nobody wants it.
-        let _ = answer.try_send(result);
-    })?;
-    match answered.recv().await {
-        Ok(result) => result,
+    let (tx, answered) = answer();
+    // The answer goes nowhere when nobody waits any more (the future was dropped): nobody
+    // wants it.
+    resolver.spawn_lookup(host, port, move |result| tx.send(result))?;
+    match answered.await {
+        Some(result) => result,
         // The lookup thread always answers (a panicking resolver too), so this is a thread
         // that ended without delivering.
-        Err(_) => Err(io::Error::other("the lookup ended without an answer")),
+        None => Err(io::Error::other("the lookup ended without an answer")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, TcpListener};
+    use std::net::IpAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{mpsc, Arc, Mutex};
     use std::time::Duration;
@@ -57,47 +61,46 @@ mod tests {
     use futures_lite::future;
     use sitebucket_thread::RESOLVE_THREAD_NAME;
 
-    /// A port nothing listens on: bound, then closed.
-    fn closed_port() -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    }
+    use crate::fake::{Fake, Net, Peer};
 
     #[test]
     fn a_literal_connects_without_a_lookup() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let net = Net::new();
+        let addr = net.listen(Peer::Silent);
         let asked = Arc::new(AtomicUsize::new(0));
         let counter = asked.clone();
         let resolver = Resolver::new(move |_, _| {
             counter.fetch_add(1, Ordering::SeqCst);
             Err(io::ErrorKind::NotFound.into())
         });
-        let socket = smol::block_on(connect(resolver, "127.0.0.1".into(), port)).unwrap();
-        assert_eq!(socket.peer_addr().unwrap().port(), port);
+        let socket = future::block_on(connect::<Fake>(
+            resolver,
+            addr.ip().to_string(),
+            addr.port(),
+        ))
+        .unwrap();
+        assert_eq!(socket.peer(), addr);
         assert_eq!(asked.load(Ordering::SeqCst), 0, "no lookup for a literal");
     }
 
     #[test]
     fn a_name_is_looked_up_on_a_lookup_thread_and_its_addresses_tried_in_turn() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let refused = closed_port();
+        let net = Net::new();
+        let listening = net.listen(Peer::Silent);
+        let refused = net.unused();
         let threads = Arc::new(Mutex::new(Vec::new()));
         let seen = threads.clone();
         let resolver = Resolver::new(move |host, asked| {
-            assert_eq!((host, asked), ("two.test", port));
+            assert_eq!((host, asked), ("two.test", 7));
             seen.lock()
                 .unwrap()
                 .push(std::thread::current().name().map(str::to_owned));
             // The first address refuses; the second listens.
-            Ok(vec![
-                SocketAddr::from(([127, 0, 0, 1], refused)),
-                SocketAddr::from(([127, 0, 0, 1], port)),
-            ])
+            Ok(vec![refused, listening])
         });
-        let socket = smol::block_on(connect(resolver, "two.test".into(), port)).unwrap();
-        assert_eq!(socket.peer_addr().unwrap().port(), port);
+        let socket = future::block_on(connect::<Fake>(resolver, "two.test".into(), 7)).unwrap();
+        assert_eq!(socket.peer(), listening);
+        assert_eq!(net.attempts(), vec![refused, listening]);
         assert_eq!(
             *threads.lock().unwrap(),
             vec![Some(RESOLVE_THREAD_NAME.to_owned())]
@@ -106,19 +109,25 @@ mod tests {
 
     #[test]
     fn the_last_error_is_returned_when_no_address_connects() {
-        let refused = closed_port();
-        let resolver = Resolver::fixed([("down.test", IpAddr::from([127, 0, 0, 1]))]);
-        let err = smol::block_on(connect(resolver, "down.test".into(), refused)).unwrap_err();
+        let net = Net::new();
+        let refused = net.unused();
+        let resolver = Resolver::fixed([("down.test", refused.ip())]);
+        let err = future::block_on(connect::<Fake>(
+            resolver,
+            "down.test".into(),
+            refused.port(),
+        ))
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
     }
 
     #[test]
     fn a_failed_or_panicking_lookup_is_a_connect_error() {
         let missing = Resolver::fixed([("other.test", IpAddr::from([127, 0, 0, 1]))]);
-        let err = smol::block_on(connect(missing, "missing.test".into(), 1)).unwrap_err();
+        let err = future::block_on(connect::<Fake>(missing, "missing.test".into(), 1)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         let panicking = Resolver::new(|_, _| panic!("resolver test panic"));
-        let err = smol::block_on(connect(panicking, "boom.test".into(), 1)).unwrap_err();
+        let err = future::block_on(connect::<Fake>(panicking, "boom.test".into(), 1)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Other);
     }
 
@@ -134,9 +143,9 @@ mod tests {
             let _ = ended_tx.lock().unwrap().send(());
             Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
         });
-        let mut attempt = Box::pin(connect(resolver, "slow.test".into(), 1));
+        let mut attempt = Box::pin(connect::<Fake>(resolver, "slow.test".into(), 1));
         // One poll starts the lookup, which hangs.
-        assert!(smol::block_on(future::poll_once(&mut attempt)).is_none());
+        assert!(future::block_on(future::poll_once(&mut attempt)).is_none());
         drop(attempt);
         drop(gate);
         // The lookup ends on its own and its answer goes nowhere (no panic, no hang).

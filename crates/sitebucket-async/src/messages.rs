@@ -1,7 +1,8 @@
-//! [`MessageStream`]: a [`SiteStream`] as a `futures_core::Stream` of [`StreamItem`]s.
+//! [`Messages`]: a [`SiteStream`] as a `futures_core::Stream` of [`StreamItem`]s.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -13,10 +14,12 @@ use sitebucket_proto::SiteStream;
 use sitebucket_thread::{Control, ItemSink, MessagesOnly, Resolver, Status, StreamItem};
 
 use crate::drive::drive_yielding;
+use crate::runtime::Runtime;
 
 type Inbox = Arc<Mutex<VecDeque<StreamItem>>>;
 type Run = Pin<Box<dyn Future<Output = (SiteStream, Outcome)> + Send>>;
 
+// TODO(merge): sitebucket_thread's shared poison-tolerant `lock` once c13thread's lands.
 fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamItem>> {
     // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
     inbox
@@ -24,53 +27,38 @@ fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamIt
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A [`SiteStream`] as a [`Stream`] of [`StreamItem`]s: each message (its exact payload
-/// bytes) and each connection event (a response head, a failure and the wait before the
-/// next attempt), in order, then [`StreamItem::Finished`] with the run's outcome, then
-/// `None`.
+/// A [`SiteStream`] as a [`Stream`] of [`StreamItem`]s, run over the runtime `R`: each
+/// message (its exact payload bytes) and each connection event (a response head, a failure
+/// and the wait before the next attempt), in order, then [`StreamItem::Finished`] with the
+/// run's outcome, then `None`.
 ///
-/// The stream is driven by whoever polls it (`smol::block_on`, a smol task, any executor
-/// that lets smol's reactor run): connecting, reconnecting and backoff happen inside
-/// [`next`](futures_lite::StreamExt::next). Once it has finished,
-/// [`outcome`](Self::outcome) tells how too. [`stop`](Self::stop) (or
-/// [`Control::request_stop`] from another thread) ends it promptly with
-/// [`Outcome::Stopped`]; dropping it closes the connection at once.
-/// [`messages_only`](Self::messages_only) keeps just the messages' bytes;
-/// [`StreamItem::parse`] decodes a message into a typed [`Message`](sitebucket_proto::Message).
+/// The stream is driven by whoever polls it, in a context where `R`'s sockets and timers
+/// work: connecting, reconnecting and backoff happen inside `next()` (from
+/// `futures::StreamExt`, `futures_lite::StreamExt` or `tokio_stream::StreamExt`); nothing
+/// runs in the background. Once it has finished, [`outcome`](Self::outcome) tells how too.
+/// [`stop`](Self::stop) (or [`Control::request_stop`] from another thread or task) ends it
+/// promptly with [`Outcome::Stopped`]. [`messages_only`](Self::messages_only) keeps just the
+/// messages' bytes; [`StreamItem::parse`] decodes a message into a typed
+/// [`Message`](sitebucket_proto::Message).
 ///
-/// ```no_run
-/// use futures_lite::StreamExt;
-/// use sitebucket_proto::{Config, Credentials, SiteStream};
-/// use sitebucket_smol::{MessageStream, StreamItem};
+/// The type is `Send` and `Unpin`. Dropping it drops the run: the socket is closed and a
+/// lookup in progress abandoned at once. Each item spends a unit of the polling task's
+/// cooperative budget where `R` has one ([`Runtime::poll_budget`]), so a loop over a flood
+/// yields to the runtime now and then, as it would over the runtime's own channels.
 ///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = Config::builder([12, 13], Credentials::new("ck", "cs", "tk", "ts")).build()?;
-/// smol::block_on(async {
-///     let mut items = MessageStream::new(SiteStream::new(config));
-///     while let Some(item) = items.next().await {
-///         match item {
-///             StreamItem::Message(bytes) => println!("{}", String::from_utf8_lossy(&bytes)),
-///             StreamItem::Reconnecting { error, retry_in } => {
-///                 eprintln!("{error}; again in {retry_in:?}")
-///             }
-///             StreamItem::Finished(outcome) => eprintln!("ended: {outcome:?}"),
-///             _ => {}
-///         }
-///     }
-/// });
-/// # Ok(())
-/// # }
-/// ```
-pub struct MessageStream {
+/// The driver crates name it for their runtime (`sitebucket_smol::Messages`,
+/// `sitebucket_tokio::Messages`) and make it with their `messages()`.
+pub struct Messages<R> {
     inbox: Inbox,
     control: Arc<Control>,
     run: Option<Run>,
     finished: Option<(SiteStream, Outcome)>,
+    runtime: PhantomData<fn() -> R>,
 }
 
-impl std::fmt::Debug for MessageStream {
+impl<R> std::fmt::Debug for Messages<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MessageStream")
+        f.debug_struct("Messages")
             .field("queued", &lock(&self.inbox).len())
             .field("running", &self.run.is_some())
             .field("outcome", &self.outcome())
@@ -78,16 +66,16 @@ impl std::fmt::Debug for MessageStream {
     }
 }
 
-impl MessageStream {
+impl<R: Runtime> Messages<R> {
     /// Wraps `stream`; nothing happens until the first poll. Host names go to the system
     /// resolver: see [`with_resolver`](Self::with_resolver).
     pub fn new(stream: SiteStream) -> Self {
         Self::with_resolver(stream, Resolver::system())
     }
 
-    /// Wraps `stream`, looking host names up with `resolver` on a lookup thread whose
-    /// answer the stream awaits (see [`drive_with`](crate::drive_with)); nothing happens
-    /// until the first poll.
+    /// Wraps `stream`, looking host names up with `resolver` on a lookup thread whose answer
+    /// the stream awaits (see [`drive_with`](crate::drive_with)); nothing happens until the
+    /// first poll.
     pub fn with_resolver(stream: SiteStream, resolver: Resolver) -> Self {
         let inbox = Inbox::default();
         let control = Control::new();
@@ -102,7 +90,7 @@ impl MessageStream {
                 });
                 // A yield after every read bounds the inbox (see `poll_next`).
                 let outcome =
-                    drive_yielding(&mut stream, &mut parser, &control, &resolver, 1).await;
+                    drive_yielding::<R>(&mut stream, &mut parser, &control, &resolver, 1).await;
                 (stream, outcome)
             })
         };
@@ -111,9 +99,12 @@ impl MessageStream {
             control,
             run: Some(run),
             finished: None,
+            runtime: PhantomData,
         }
     }
+}
 
+impl<R> Messages<R> {
     /// Asks the stream to stop: it closes the connection and ends with
     /// [`Outcome::Stopped`] at the next poll, after handing out the items already
     /// received.
@@ -121,8 +112,8 @@ impl MessageStream {
         self.control.request_stop();
     }
 
-    /// How the stream ended, once its run has (at the latest when
-    /// [`next`](futures_lite::StreamExt::next) yields [`StreamItem::Finished`]).
+    /// How the stream ended, once its run has (at the latest when `next()` yields
+    /// [`StreamItem::Finished`]).
     pub fn outcome(&self) -> Option<&Outcome> {
         self.finished.as_ref().map(|(_, outcome)| outcome)
     }
@@ -151,12 +142,14 @@ impl MessageStream {
     }
 }
 
-impl Stream for MessageStream {
+impl<R: Runtime> Stream for Messages<R> {
     type Item = StreamItem;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamItem>> {
         let this = self.get_mut();
+        let budget = std::task::ready!(R::poll_budget(cx));
         if let Some(item) = lock(&this.inbox).pop_front() {
+            R::made_progress(budget);
             return Poll::Ready(Some(item));
         }
         let Some(run) = &mut this.run else {
@@ -171,7 +164,10 @@ impl Stream for MessageStream {
             this.finished = Some((stream, outcome));
         }
         match lock(&this.inbox).pop_front() {
-            Some(item) => Poll::Ready(Some(item)),
+            Some(item) => {
+                R::made_progress(budget);
+                Poll::Ready(Some(item))
+            }
             None => Poll::Pending,
         }
     }

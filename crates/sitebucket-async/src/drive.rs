@@ -1,0 +1,480 @@
+//! [`drive_with`]: the async loop that runs one [`SiteStream`] over a [`Runtime`]'s sockets
+//! and timer.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+
+use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
+use sitebucket_proto::{Parser, SiteStream};
+use sitebucket_thread::{Control, Resolver};
+
+use crate::connect::connect;
+use crate::runtime::Runtime;
+use crate::signal::Stop;
+
+/// Reads in a row between two yields to the executor while bytes keep arriving.
+pub(crate) const READS_PER_YIELD: u32 = 16;
+/// Work between two yields to the executor while bytes keep arriving, at most: reads are
+/// handed back after this long even before [`READS_PER_YIELD`] (a slow parser, a debug
+/// build), so the executor's other tasks and a cancellation wait no longer.
+const YIELD_AFTER: Duration = Duration::from_millis(2);
+// TODO(merge): sitebucket_thread::READ_BUFFER_BYTES once c13thread's lands.
+/// Bytes asked of the socket per read: the size of a read block.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Reads shorter than this are copied out rather than handed over in their block.
+const COPY_BELOW: usize = 8 * 1024;
+
+thread_local! {
+    /// The read buffer of every stream polled on this thread. A read borrows it only for
+    /// one non-blocking read inside a poll, never across an await, so one buffer serves all
+    /// the thread's streams, as a mio loop's does: an idle stream holds no block of its own.
+    static SHARED_BUFFER: RefCell<ReadBuffer> =
+        RefCell::new(ReadBuffer::new(READ_BUFFER_BYTES, COPY_BELOW));
+}
+
+/// A connection attempt in progress: resolve the host, then try its addresses in turn.
+type Connecting<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
+
+/// An open connection.
+struct Link<S> {
+    socket: S,
+    /// What the core asked to send and the socket has not taken yet.
+    outbox: VecDeque<Bytes>,
+    /// The peer closed (or broke) the read side: do not read again.
+    read_closed: bool,
+    /// A write failed: drop what the core sends from now on and let the read side, or the
+    /// core's stall deadline, tell how the connection ended.
+    write_failed: bool,
+}
+
+/// What ended one wait.
+enum Wake<S> {
+    /// The stop was raised (the flag is read at the top of the loop).
+    Stop,
+    /// The core's deadline came.
+    Deadline,
+    /// The connection attempt finished.
+    Connected(io::Result<S>),
+    /// A read finished (empty is the peer's close).
+    Read(io::Result<Bytes>),
+    /// A write finished.
+    Wrote(io::Result<usize>),
+}
+
+/// Removes the loop's waker from the [`Control`] when the run ends or its future is dropped.
+struct WakerGuard<'a>(&'a Control);
+
+impl Drop for WakerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.clear_waker();
+    }
+}
+
+/// Runs `stream` over the runtime `R` until it finishes, handing each message to `parser`
+/// and looking host names up with `resolver`.
+///
+/// The loop follows the core's drain contract: it carries out every [`Action`] until
+/// `Wait(deadline)`, publishes the status to `control`, then waits for whichever comes first
+/// of a stop request ([`Control::request_stop`]), the connection attempt, bytes from the
+/// socket, room to write, or the deadline (in that order when several are ready). On a stop
+/// it calls [`SiteStream::disconnect`], drains, closes the socket and returns
+/// [`Outcome::Stopped`]. It makes no protocol decision: timeouts, retries and backoff are
+/// all the core's.
+///
+/// Reads go into 64 KiB blocks ([`ReadBuffer`], one per thread, shared by every stream
+/// polled on it) handed to the core without a copy, so each message the parser gets is a
+/// slice of a block, which it keeps alive while it lives.
+///
+/// While bytes keep arriving it yields to the executor after every 16 reads (at most 1 MiB)
+/// or 2 ms of work, whichever comes first, so the executor's other tasks, its timers and a
+/// cancellation get their turn.
+///
+/// Each lookup runs on a short-lived thread of its own ([`Resolver::spawn_lookup`]) whose
+/// answer the loop awaits like the connect that follows it, raced against a stop and the
+/// core's deadline: a slow lookup blocks neither the executor nor a stop, and one abandoned
+/// (stop, connect timeout) ends on its own with its answer dropped. IP literals need no
+/// lookup. The addresses are tried in turn; the last one's error is the failed connect's.
+///
+/// If [`Runtime::check_context`] refuses the calling context, the run ends at once with
+/// [`Outcome::InvalidConfig`] giving its reason. Dropping the future closes the socket at
+/// once and abandons a lookup in progress.
+pub async fn drive_with<R: Runtime>(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &Control,
+    resolver: &Resolver,
+) -> Outcome {
+    drive_yielding::<R>(stream, parser, control, resolver, READS_PER_YIELD).await
+}
+
+/// [`drive_with`], yielding to the executor after every `reads_per_yield` reads (at least
+/// 1): 1 lets whoever polls the loop see each read's messages at once.
+pub(crate) async fn drive_yielding<R: Runtime>(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &Control,
+    resolver: &Resolver,
+    reads_per_yield: u32,
+) -> Outcome {
+    if let Err(why) = R::check_context() {
+        control.publish(stream);
+        return Outcome::InvalidConfig(why);
+    }
+    let stop = Arc::new(Stop::default());
+    let raise = stop.clone();
+    // A raise while the loop is busy is kept for its next wait.
+    control.set_waker(Arc::new(move || raise.raise()));
+    let _guard = WakerGuard(control);
+    let outcome = run_loop::<R>(
+        stream,
+        parser,
+        control,
+        resolver,
+        &stop,
+        reads_per_yield.max(1),
+    )
+    .await;
+    control.publish(stream);
+    outcome
+}
+
+async fn run_loop<R: Runtime>(
+    stream: &mut SiteStream,
+    parser: &mut dyn Parser,
+    control: &Control,
+    resolver: &Resolver,
+    stop: &Stop,
+    reads_per_yield: u32,
+) -> Outcome {
+    let mut reads_since_yield = 0;
+    let mut last_yield = Instant::now();
+    let mut connecting: Option<Connecting<R::Socket>> = None;
+    let mut link: Option<Link<R::Socket>> = None;
+    let mut timer = R::timer(Instant::now());
+    // The deadline `timer` is set to, until it fires.
+    let mut armed: Option<Instant> = None;
+    loop {
+        if control.stop_requested() {
+            // A no-op once the stream has finished.
+            stream.disconnect();
+        }
+        let mut now = Instant::now();
+        let deadline = loop {
+            let action = stream.poll_action(now);
+            // The events after a read come in a burst: one clock reading serves them all.
+            let event = matches!(action, Action::Event(_));
+            match action {
+                Action::Connect { host, port, .. } => {
+                    connecting = Some(Box::pin(connect::<R>(resolver.clone(), host, port)));
+                }
+                Action::Transmit(bytes) => {
+                    if let Some(link) = link.as_mut().filter(|l| !l.write_failed) {
+                        link.outbox.push_back(bytes);
+                    }
+                }
+                Action::Event(StreamEvent::Message(message)) => parser.parse(message),
+                Action::Event(event) => control.observe(&event),
+                Action::Close => {
+                    connecting = None;
+                    link = None;
+                }
+                Action::Wait(deadline) => break deadline,
+                Action::Finished(outcome) => return outcome,
+            }
+            if !event {
+                now = Instant::now();
+            }
+        };
+        control.publish(stream);
+
+        // Setting a timer can cost the reactor system calls, and the stall deadline moves
+        // with every read: set it only when the deadline comes sooner than the one set. A
+        // later deadline is reached through an early wake-up, which the core ignores, after
+        // which the timer is set again.
+        if armed.is_none_or(|at| deadline < at) {
+            R::reset_timer(&mut timer, deadline);
+            armed = Some(deadline);
+        }
+        let wake = poll_fn(|cx| {
+            if stop.poll(cx).is_ready() {
+                return Poll::Ready(Wake::Stop);
+            }
+            if let Poll::Ready(wake) = poll_io::<R>(cx, &mut connecting, &mut link) {
+                return Poll::Ready(wake);
+            }
+            R::poll_timer(&mut timer, cx).map(|()| Wake::Deadline)
+        })
+        .await;
+
+        let now = Instant::now();
+        match wake {
+            Wake::Stop => {}
+            Wake::Deadline => {
+                armed = None;
+                stream.handle_timeout(now);
+            }
+            Wake::Connected(result) => {
+                connecting = None;
+                match result {
+                    Ok(socket) => {
+                        link = Some(Link {
+                            socket,
+                            outbox: VecDeque::new(),
+                            read_closed: false,
+                            write_failed: false,
+                        });
+                        stream.handle_connected(now, unix_secs());
+                    }
+                    Err(e) => stream.handle_connect_failed(now, e.kind()),
+                }
+            }
+            Wake::Read(Ok(bytes)) if !bytes.is_empty() => {
+                stream.handle_input_bytes(now, bytes);
+                // Let other tasks (and a `Messages`' consumer) in between reads.
+                reads_since_yield += 1;
+                if reads_since_yield >= reads_per_yield
+                    || now.saturating_duration_since(last_yield) >= YIELD_AFTER
+                {
+                    reads_since_yield = 0;
+                    R::yield_now().await;
+                    last_yield = Instant::now();
+                }
+            }
+            Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Wake::Read(_) => {
+                if let Some(link) = &mut link {
+                    link.read_closed = true;
+                }
+                stream.handle_eof(now);
+            }
+            Wake::Wrote(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Wake::Wrote(result) => {
+                if let Some(link) = &mut link {
+                    match result {
+                        Ok(n) if n > 0 => {
+                            if let Some(front) = link.outbox.front_mut() {
+                                // The write took `n` bytes of `front`, so `n <= front.len()`.
+                                front.advance(n.min(front.len()));
+                                if front.is_empty() {
+                                    link.outbox.pop_front();
+                                }
+                            }
+                        }
+                        _ => {
+                            link.write_failed = true;
+                            link.outbox.clear();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Polls the socket: the connection attempt if there is one, else a read (unless the peer
+/// closed) and, with bytes to send, a write, in that order. Pending with no socket.
+fn poll_io<R: Runtime>(
+    cx: &mut Context<'_>,
+    connecting: &mut Option<Connecting<R::Socket>>,
+    link: &mut Option<Link<R::Socket>>,
+) -> Poll<Wake<R::Socket>> {
+    if let Some(attempt) = connecting {
+        return attempt.as_mut().poll(cx).map(Wake::Connected);
+    }
+    let Some(link) = link else {
+        return Poll::Pending;
+    };
+    if !link.read_closed {
+        if let Poll::Ready(read) = poll_read_shared::<R>(&mut link.socket, cx) {
+            return Poll::Ready(Wake::Read(read));
+        }
+    }
+    match link.outbox.front() {
+        Some(bytes) => R::poll_write(&mut link.socket, cx, bytes).map(Wake::Wrote),
+        None => Poll::Pending,
+    }
+}
+
+/// One read of `socket` into this thread's shared [`ReadBuffer`], handed out as [`Bytes`]
+/// (empty: the peer closed).
+fn poll_read_shared<R: Runtime>(
+    socket: &mut R::Socket,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Bytes>> {
+    SHARED_BUFFER.with_borrow_mut(|buf| {
+        R::poll_read(socket, cx, buf.spare()).map(|read| read.map(|n| buf.filled(n)))
+    })
+}
+
+// TODO(merge): sitebucket_thread's shared `unix_secs` once c13thread's lands.
+/// Wall-clock seconds for the request's OAuth timestamp (0 if the clock is before 1970).
+pub(crate) fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+
+    use futures_lite::future;
+    use sitebucket_proto::StreamError;
+    use sitebucket_proto::{Config, Credentials};
+
+    use crate::fake::{Fake, Net, Peer};
+
+    /// A stream to `addr` that gives up after one failed attempt, with `timeout` for its
+    /// connect and stall deadlines.
+    fn stream_to(addr: SocketAddr, timeout: Duration) -> SiteStream {
+        let config = Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
+            .url(format!("http://{addr}/1.1/site.json"))
+            .connect_timeout(timeout)
+            .stall_timeout(timeout)
+            .retry_limit(Some(1))
+            .rng_seed(1)
+            .build()
+            .unwrap();
+        SiteStream::new(config)
+    }
+
+    /// Runs `stream` on the fake runtime: the outcome and the messages.
+    fn run(stream: &mut SiteStream, control: &Control) -> (Outcome, Vec<Bytes>) {
+        let messages = Mutex::new(Vec::new());
+        let mut parser = |message: Bytes| messages.lock().unwrap().push(message);
+        let outcome = future::block_on(drive_with::<Fake>(
+            stream,
+            &mut parser,
+            control,
+            &Resolver::system(),
+        ));
+        (outcome, messages.into_inner().unwrap())
+    }
+
+    fn gave_up(outcome: &Outcome) -> &StreamError {
+        match outcome {
+            Outcome::GaveUp {
+                attempts: 1,
+                last_error,
+            } => last_error,
+            other => panic!("expected GaveUp after one attempt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stop_while_waiting_on_a_silent_peer_ends_the_run_stopped() {
+        let net = Net::new();
+        let mut stream = stream_to(net.listen(Peer::Silent), Duration::from_secs(60));
+        let control = Control::new();
+        let stopper = control.clone();
+        let started = Instant::now();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            stopper.request_stop();
+        });
+        let (outcome, messages) = run(&mut stream, &control);
+        thread.join().unwrap();
+        assert_eq!(outcome, Outcome::Stopped);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stop was not seen"
+        );
+        assert!(messages.is_empty());
+        let sent = net.sent();
+        assert_eq!(sent.len(), 1, "one connection");
+        assert!(
+            sent[0].starts_with(b"GET /1.1/site.json") && sent[0].ends_with(b"\r\n\r\n"),
+            "the whole request went out, in parts: {:?}",
+            String::from_utf8_lossy(&sent[0])
+        );
+        assert!(!control.status().running);
+    }
+
+    #[test]
+    fn a_stop_before_the_run_is_kept() {
+        let net = Net::new();
+        let mut stream = stream_to(net.listen(Peer::Silent), Duration::from_secs(60));
+        let control = Control::new();
+        control.request_stop();
+        let (outcome, _) = run(&mut stream, &control);
+        assert_eq!(outcome, Outcome::Stopped);
+    }
+
+    #[test]
+    fn the_cores_deadline_fires_the_timer() {
+        let net = Net::new();
+        let timeout = Duration::from_millis(100);
+        let mut stream = stream_to(net.listen(Peer::Silent), timeout);
+        let started = Instant::now();
+        let (outcome, _) = run(&mut stream, &Control::new());
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+        let error = gave_up(&outcome);
+        assert!(error.to_string().contains("no data"), "{error}");
+    }
+
+    #[test]
+    fn a_read_of_zero_is_the_peers_close() {
+        let net = Net::new();
+        let mut stream = stream_to(net.listen(Peer::Closes), Duration::from_secs(60));
+        let (outcome, messages) = run(&mut stream, &Control::new());
+        gave_up(&outcome);
+        assert!(messages.is_empty());
+        assert_eq!(net.sent().len(), 1);
+    }
+
+    #[test]
+    fn a_refused_connect_is_a_failed_attempt() {
+        let net = Net::new();
+        let mut stream = stream_to(net.unused(), Duration::from_secs(60));
+        let (outcome, _) = run(&mut stream, &Control::new());
+        let error = gave_up(&outcome);
+        assert!(error.to_string().contains("refused"), "{error}");
+        assert_eq!(net.attempts().len(), 1);
+    }
+
+    #[test]
+    fn a_reply_is_read_into_messages() {
+        let net = Net::new();
+        let body = "{\"a\":1}\r\n{\"b\":2}\r\n";
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let mut stream = stream_to(
+            net.listen(Peer::Replies(reply.into())),
+            Duration::from_secs(60),
+        );
+        let control = Control::new();
+        let stopper = control.clone();
+        let messages = Mutex::new(Vec::new());
+        // The peer answers each reconnect the same way: stop once the first answer is in.
+        let mut parser = |message: Bytes| {
+            let mut messages = messages.lock().unwrap();
+            messages.push(message);
+            if messages.len() == 2 {
+                stopper.request_stop();
+            }
+        };
+        let outcome = future::block_on(drive_with::<Fake>(
+            &mut stream,
+            &mut parser,
+            &control,
+            &Resolver::system(),
+        ));
+        assert_eq!(outcome, Outcome::Stopped);
+        let messages = messages.into_inner().unwrap();
+        assert_eq!(messages, [&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
+        assert_eq!(control.status().stats.messages, 2);
+    }
+}

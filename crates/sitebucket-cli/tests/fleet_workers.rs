@@ -1,0 +1,694 @@
+//! `sitebucket fleet --worker NAME`, black box: worker processes (this crate's binary) against
+//! a real `nats-server -js` (the shared helper in `sitebucket-e2e`) and the test server with
+//! control streams, on loopback. Lease TTL 3 s throughout, so every wait is a few seconds.
+//!
+//! - Three workers and 2,000 users settle (every user on exactly one live connection, each
+//!   connection's users all in shards of one worker, shard counts within one), within a stated
+//!   bound; `kill -9` of one: its users stream again on the survivors within the lease TTL plus
+//!   a renewal period plus one reconnect, measured and printed; a fourth worker joining gets its
+//!   fair share; SIGTERM ends every worker with status 0.
+//! - Every message the server wrote on a connection that stayed up is in the JetStream stream,
+//!   counted by (user, tick); messages written on connections the workers closed, and
+//!   duplicates, are counted and printed; the metrics endpoint is scraped.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt;
+use nix::sys::signal::Signal;
+use sitebucket_e2e::nats::NatsServer;
+use sitebucket_fleet::{shard_of, Buckets, FleetConfig, FleetStatus, Shard, DEFAULT_SHARDS};
+use sitebucket_testserver::{AttemptPlan, End, PerUser, Scenario, ServerOptions, Step, TestServer};
+
+/// The lease TTL of every worker here.
+const TTL: Duration = Duration::from_secs(3);
+
+/// `sitebucket fleet --worker NAME` against `nats` and `server`, metrics on a free port.
+fn worker(nats: &NatsServer, server: &TestServer, name: &str) -> Running {
+    let mut command = sitebucket();
+    command.args([
+        "fleet",
+        "--nats",
+        &nats.url,
+        "--worker",
+        name,
+        "--lease-ttl",
+        "3s",
+        "--url",
+        &server.url(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--drain-timeout",
+        "10s",
+    ]);
+    with_credentials(&mut command);
+    spawn(command, format!("worker {name}"))
+}
+
+fn cli(args: &[&str]) -> Finished {
+    let mut command = sitebucket();
+    command.args(args);
+    run(command, args.join(" "))
+}
+
+fn follow(nats: &NatsServer, verb: &str, users: &BTreeSet<u64>, label: &str) {
+    let file = id_file(label, users.iter().copied());
+    let done = cli(&[
+        "follow",
+        verb,
+        "--nats",
+        &nats.url,
+        "--follow-file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(done.code(), 0, "{done:?}");
+}
+
+/// Reads the fleet's buckets from the test (the workers are the processes under test).
+struct Reader {
+    runtime: tokio::runtime::Runtime,
+    js: async_nats::jetstream::Context,
+}
+
+impl Reader {
+    fn new(url: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let js = runtime.block_on(async {
+            let client = async_nats::connect(url)
+                .await
+                .expect("connect to nats-server");
+            async_nats::jetstream::new(client)
+        });
+        Reader { runtime, js }
+    }
+
+    /// The fleet's status, if its buckets exist yet.
+    fn status(&self) -> Option<FleetStatus> {
+        self.runtime.block_on(async {
+            let buckets = Buckets::open_existing(&self.js, &FleetConfig::new("test", TTL))
+                .await
+                .ok()?;
+            FleetStatus::read(&buckets, DEFAULT_SHARDS).await.ok()
+        })
+    }
+
+    /// Every message of the stream: (subject, payload).
+    fn messages(&self, stream: &str) -> Vec<(String, Vec<u8>)> {
+        self.runtime.block_on(async {
+            let mut stream = self.js.get_stream(stream).await.expect("the output stream");
+            let total = stream.info().await.expect("stream info").state.messages;
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                    deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                    ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .expect("a consumer");
+            let mut all = Vec::new();
+            while (all.len() as u64) < total {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(1000)
+                    .expires(Duration::from_secs(2))
+                    .messages()
+                    .await
+                    .expect("fetch");
+                let before = all.len();
+                while let Some(message) = batch.next().await {
+                    let message = message.expect("a message");
+                    all.push((message.subject.to_string(), message.payload.to_vec()));
+                }
+                assert!(all.len() > before, "the stream stopped giving messages");
+            }
+            all
+        })
+    }
+}
+
+/// How many live connections follow each user.
+fn coverage(server: &TestServer) -> BTreeMap<u64, usize> {
+    let mut count = BTreeMap::new();
+    for stream in server.control_streams() {
+        for user in stream.follow {
+            *count.entry(user).or_insert(0) += 1;
+        }
+    }
+    count
+}
+
+/// Settled: the buckets say `workers` hold all shards with counts within one, and the server
+/// says every user is on exactly one live connection whose users all belong to one worker.
+fn settled(
+    reader: &Reader,
+    server: &TestServer,
+    workers: &[&str],
+    users: &BTreeSet<u64>,
+) -> Option<Vec<usize>> {
+    let status = reader.status()?;
+    let counts: Vec<usize> = workers.iter().map(|w| status.shards_of(w).len()).collect();
+    let held: usize = counts.iter().sum();
+    let (min, max) = (counts.iter().min()?, counts.iter().max()?);
+    if held != DEFAULT_SHARDS as usize || max - min > 1 {
+        return None;
+    }
+    let cover = coverage(server);
+    if cover.len() != users.len()
+        || cover.values().any(|n| *n != 1)
+        || cover.keys().any(|u| !users.contains(u))
+    {
+        return None;
+    }
+    let owner: BTreeMap<Shard, &String> = status.holders.iter().map(|(s, w)| (*s, w)).collect();
+    for stream in server.control_streams() {
+        let owners: BTreeSet<Option<&&String>> = stream
+            .follow
+            .iter()
+            .map(|u| owner.get(&shard_of(*u, DEFAULT_SHARDS)))
+            .collect();
+        if owners.len() > 1 || owners.contains(&None) {
+            return None;
+        }
+    }
+    Some(counts)
+}
+
+fn wait_settled(
+    reader: &Reader,
+    server: &TestServer,
+    workers: &[&str],
+    users: &BTreeSet<u64>,
+    bound: Duration,
+) -> (Duration, Vec<usize>) {
+    let started = Instant::now();
+    loop {
+        if let Some(counts) = settled(reader, server, workers, users) {
+            return (started.elapsed(), counts);
+        }
+        assert!(
+            started.elapsed() < bound,
+            "{workers:?} not settled within {bound:?}: status\n{}\nusers covered {} of {}",
+            reader.status().map(|s| s.to_string()).unwrap_or_default(),
+            coverage(server).len(),
+            users.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(worker: Running, name: &str) {
+    let finished = worker.signal_and_wait(Signal::SIGTERM, Duration::from_secs(15));
+    assert_eq!(finished.code(), 0, "{name}: {}", finished.stderr);
+    assert!(
+        finished
+            .stderr
+            .contains("drained: every message read was acknowledged"),
+        "{name}: {}",
+        finished.stderr
+    );
+}
+
+/// `n` distinct user ids below 2^50, from `seed` (SplitMix64).
+fn users(seed: u64, n: usize) -> BTreeSet<u64> {
+    let mut state = seed;
+    let mut users = BTreeSet::new();
+    while users.len() < n {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        users.insert(((z ^ (z >> 31)) >> 14).max(1));
+    }
+    users
+}
+
+/// The settle bound: five TTLs (the first worker takes everything, then gives up surplus as
+/// the others appear).
+const SETTLE: Duration = Duration::from_secs(15);
+
+#[test]
+fn three_workers_settle_survive_a_kill_and_share_with_a_fourth() {
+    let nats = NatsServer::start();
+    // Connections that announce a control stream and then only keep alive.
+    let plan = AttemptPlan::ok(vec![Step::Control])
+        .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let users = users(17, 2_000);
+    follow(&nats, "add", &users, "fleet-2000");
+    let reader = Reader::new(&nats.url);
+
+    let mut workers: BTreeMap<&str, Running> = BTreeMap::new();
+    for name in ["w0", "w1", "w2"] {
+        workers.insert(name, worker(&nats, &server, name));
+    }
+    let (settle, counts) = wait_settled(&reader, &server, &["w0", "w1", "w2"], &users, SETTLE);
+    println!(
+        "3 workers, 2000 users: settled in {settle:.2?} (bound {SETTLE:?}), shards {counts:?}, \
+         {} connections",
+        server.control_streams().len()
+    );
+
+    // kill -9 one worker: its users are dark until the survivors take its shards.
+    let mut killed = workers.remove("w1").expect("w1");
+    killed.signal(Signal::SIGKILL);
+    let killed_at = Instant::now();
+    // The kernel closes its connections: its users leave the server's live streams.
+    let dark = eventually(Duration::from_secs(5), || {
+        coverage(&server).len() < users.len()
+    });
+    assert!(dark, "w1's users never left the server");
+    let takeover_bound = TTL + TTL / 3 + Duration::from_secs(2);
+    let takeover = loop {
+        let cover = coverage(&server);
+        if cover.len() == users.len() && cover.values().all(|n| *n == 1) {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < takeover_bound,
+            "w1's users not streamed again within {takeover_bound:?}: {} of {} covered",
+            cover.len(),
+            users.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (settle2, counts) = wait_settled(
+        &reader,
+        &server,
+        &["w0", "w2"],
+        &users,
+        Duration::from_secs(10),
+    );
+    println!(
+        "kill -9 w1: every user streamed again after {takeover:.2?} (bound: TTL {TTL:?} + a \
+         renewal period + 2 s for expiry and reconnect = {takeover_bound:?}); survivors settled \
+         after {:.2?} at {counts:?}",
+        takeover.max(settle2)
+    );
+    drop(killed);
+
+    // A fourth worker joins the two survivors and gets its share.
+    workers.insert("w3", worker(&nats, &server, "w3"));
+    let (joined, counts) = wait_settled(&reader, &server, &["w0", "w2", "w3"], &users, SETTLE);
+    println!("w3 joined: settled in {joined:.2?} at {counts:?}");
+    assert!(counts.iter().all(|c| *c >= 21), "{counts:?}");
+
+    for (name, running) in workers {
+        stop(running, name);
+    }
+    // Every lease given back.
+    let status = reader.status().expect("status");
+    assert!(status.holders.is_empty(), "{status}");
+}
+
+/// Scrapes a worker's metrics endpoint (its address from the log).
+fn scrape(running: &Running) -> String {
+    assert!(
+        running.wait_stderr("serving metrics on http://", Duration::from_secs(10)),
+        "no metrics address: {}",
+        running.stderr_text()
+    );
+    let log = running.stderr_text();
+    let at = log.find("serving metrics on http://").expect("the line") + 26;
+    let addr: String = log[at..]
+        .chars()
+        .take_while(|c| *c != '/' && !c.is_whitespace())
+        .collect();
+    let mut socket = TcpStream::connect(&addr).expect("connect to the metrics");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).expect("the answer");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    answer
+}
+
+/// The value of `name{worker="…"}` in a scrape.
+fn metric(scrape: &str, name: &str) -> u64 {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{scrape}"))
+}
+
+#[test]
+fn every_message_sent_while_a_stream_was_up_is_in_jetstream() {
+    let nats = NatsServer::start();
+    // Ticks start once the fleet has settled (it takes about 2 s), so no shard moves while
+    // messages flow: 40 ticks, one every 100 ms, one message per followed user each.
+    let ticks = 40;
+    let every = Duration::from_millis(100);
+    let epoch = Instant::now() + Duration::from_secs(6);
+    let plan = AttemptPlan::ok(vec![
+        Step::Control,
+        Step::PerUser(PerUser {
+            epoch,
+            every,
+            ticks,
+        }),
+    ])
+    .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let all = users(29, 240);
+    // One user in twelve joins mid-run; the others are followed from the start.
+    let later: BTreeSet<u64> = all.iter().step_by(12).copied().collect();
+    let first: BTreeSet<u64> = all.difference(&later).copied().collect();
+    follow(&nats, "add", &first, "fleet-first");
+    let reader = Reader::new(&nats.url);
+    let a = worker(&nats, &server, "a");
+    let b = worker(&nats, &server, "b");
+    let (settle, counts) = wait_settled(&reader, &server, &["a", "b"], &first, SETTLE);
+    println!(
+        "2 workers, {} users: settled in {settle:.2?} at {counts:?}",
+        first.len()
+    );
+    assert!(
+        Instant::now() < epoch,
+        "settled after the first tick: the test's timing is off"
+    );
+
+    // Mid-run, the follow set changes: users join (through control streams) and leave.
+    std::thread::sleep(epoch.saturating_duration_since(Instant::now()) + every * 10);
+    follow(&nats, "add", &later, "fleet-later");
+    let leaving: BTreeSet<u64> = first.iter().step_by(10).copied().collect();
+    follow(&nats, "remove", &leaving, "fleet-leaving");
+    let ticks_end = epoch + every * ticks as u32;
+    std::thread::sleep(
+        ticks_end.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
+    );
+
+    // Everything read is acknowledged: nothing held.
+    let drained = eventually(Duration::from_secs(10), || {
+        [&a, &b]
+            .iter()
+            .all(|w| metric(&scrape(w), "sitebucket_held_messages") == 0)
+    });
+    assert!(drained, "messages still held");
+    let scrapes = [scrape(&a), scrape(&b)];
+    let acked: u64 = scrapes
+        .iter()
+        .map(|s| metric(s, "sitebucket_acked_total"))
+        .sum();
+    let republished: u64 = scrapes
+        .iter()
+        .map(|s| metric(s, "sitebucket_duplicates_total"))
+        .sum();
+    let read: u64 = scrapes
+        .iter()
+        .map(|s| metric(s, "sitebucket_messages_in_total"))
+        .sum();
+    for s in &scrapes {
+        assert!(
+            s.contains("# TYPE sitebucket_publish_latency_seconds histogram"),
+            "{s}"
+        );
+        assert!(metric(s, "sitebucket_shards_held") >= 31, "{s}");
+    }
+    stop(a, "a");
+    stop(b, "b");
+
+    // What the server wrote in full, and on which connections.
+    let mut on_live: BTreeSet<(u64, u64)> = BTreeSet::new();
+    let mut on_closed: BTreeSet<(u64, u64)> = BTreeSet::new();
+    for attempt in server.attempts() {
+        let outlived = attempt
+            .ended_at
+            .is_none_or(|end| end > ticks_end + Duration::from_millis(500));
+        for &(user, tick, index) in &attempt.per_user {
+            if index < attempt.messages_sent {
+                if outlived {
+                    on_live.insert((user, tick));
+                } else {
+                    on_closed.insert((user, tick));
+                }
+            }
+        }
+    }
+    // What the stream holds.
+    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    let mut other = 0;
+    for (subject, payload) in reader.messages("SITEBUCKET") {
+        let json: serde_json::Value = serde_json::from_slice(&payload).expect("JSON payload");
+        match (
+            json["for_user"].as_u64(),
+            json["message"]["sitebucket_tick"].as_u64(),
+        ) {
+            (Some(user), Some(tick)) => {
+                assert_eq!(subject, format!("sitebucket.msg.{user}"));
+                *stored.entry((user, tick)).or_insert(0) += 1;
+            }
+            _ => {
+                assert!(subject.starts_with("sitebucket.stream."), "{subject}");
+                other += 1;
+            }
+        }
+    }
+    let missing: Vec<&(u64, u64)> = on_live.iter().filter(|m| !stored.contains_key(m)).collect();
+    let closed_missing = on_closed
+        .iter()
+        .filter(|m| !on_live.contains(m) && !stored.contains_key(m))
+        .count();
+    let duplicates: usize = stored.values().map(|n| n - 1).sum();
+    let invented = stored
+        .keys()
+        .filter(|m| !on_live.contains(m) && !on_closed.contains(m))
+        .count();
+    println!(
+        "{} (user, tick) messages written on connections that stayed up: {} in the stream, {} \
+         missing; {} written only on connections the workers closed, {closed_missing} of them \
+         missing; {} stored in all ({other} control messages besides), {duplicates} duplicates \
+         in the stream; the workers read {read}, had {acked} acknowledged, and {republished} \
+         re-publishes were dropped by the duplicate window",
+        on_live.len(),
+        on_live.len() - missing.len(),
+        missing.len(),
+        on_closed.difference(&on_live).count(),
+        stored.len(),
+    );
+    assert!(on_live.len() >= 8_000, "too few messages to say anything");
+    assert!(
+        missing.is_empty(),
+        "lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(invented, 0, "messages the server never wrote");
+    assert_eq!(
+        duplicates, 0,
+        "the duplicate window let a re-publish through"
+    );
+}
+
+/// `listen --sink`: every message in the stream under the subject asked for; the same
+/// messages again (a second run) are dropped by the duplicate window through their
+/// `Nats-Msg-Id`; an unreachable NATS is exit status 1 with a clear message.
+#[test]
+fn listen_sink_publishes_each_message_once() {
+    let nats = NatsServer::start();
+    let mut steps: Vec<Step> = (0..50u64)
+        .map(|k| {
+            Step::Message(
+                format!(r#"{{"for_user":{},"message":{{"id":{k}}}}}"#, 1 + k % 3).into_bytes(),
+            )
+        })
+        .collect();
+    steps.insert(0, Step::Message(br#"{"limit":{"track":7}}"#.to_vec()));
+    let plan = AttemptPlan::ok(steps).with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let sink = format!("{}/sb.test", nats.url);
+    for round in 0..2 {
+        let listened = run(
+            listen(
+                &server.url(),
+                "tokio",
+                &["--sink", &sink, "--max-messages", "51"],
+            ),
+            format!("listen --sink, round {round}"),
+        );
+        assert_eq!(listened.code(), 0, "{}", listened.stderr);
+        assert!(listened.stdout.is_empty(), "nothing printed");
+        assert!(
+            listened
+                .stderr
+                .contains("published to NATS: 51 message(s), every one acknowledged"),
+            "{}",
+            listened.stderr
+        );
+    }
+    let stored = Reader::new(&nats.url).messages("SB_TEST");
+    assert_eq!(
+        stored.len(),
+        51,
+        "each message once, the second round deduplicated"
+    );
+    assert_eq!(stored[0].0, "sb.test.stream.limit");
+    assert_eq!(stored[1].0, "sb.test.msg.1");
+    assert_eq!(stored[2].0, "sb.test.msg.2");
+
+    let unreachable = format!("nats://127.0.0.1:{}/sb", sitebucket_e2e::nats::free_port());
+    let refused = run(
+        listen(&server.url(), "tokio", &["--sink", &unreachable]),
+        "listen --sink unreachable",
+    );
+    assert_eq!(refused.code(), 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("--sink: cannot connect to NATS at"),
+        "{}",
+        refused.stderr
+    );
+    let bad = run(
+        listen(&server.url(), "tokio", &["--sink", "nats://x:1/a..b"]),
+        "listen --sink bad",
+    );
+    assert_eq!(bad.code(), 2, "{bad:?}");
+}
+
+/// All of NATS stops for 5 s mid-run (SIGKILL, then a restart on the same store): the
+/// worker's readers pause once it holds its bound (64 KiB here), the held bytes stay under the
+/// bound, and once NATS is back everything written on the live connections reaches the stream;
+/// the leases (TTL 20 s: a renewal waits up to 8 s for its answer) survive the outage.
+#[test]
+fn nats_down_for_five_seconds_pauses_and_loses_nothing() {
+    let mut nats = NatsServer::start();
+    let ticks = 100;
+    let every = Duration::from_millis(100);
+    // A worker with a 20 s TTL first looks for shards 6.7 to 10 s after it starts.
+    let epoch = Instant::now() + Duration::from_secs(12);
+    let plan = AttemptPlan::ok(vec![
+        Step::Control,
+        Step::PerUser(PerUser {
+            epoch,
+            every,
+            ticks,
+        }),
+    ])
+    .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let users = users(41, 100);
+    follow(&nats, "add", &users, "fleet-down");
+    let bound: u64 = 64 * 1024;
+    let mut command = sitebucket();
+    command.args([
+        "fleet",
+        "--nats",
+        &nats.url,
+        "--worker",
+        "solo",
+        "--lease-ttl",
+        "20s",
+        "--url",
+        &server.url(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--max-held-bytes",
+        &bound.to_string(),
+        "--drain-timeout",
+        "20s",
+    ]);
+    with_credentials(&mut command);
+    let solo = spawn(command, "worker solo");
+    let covered = eventually(Duration::from_secs(10), || {
+        coverage(&server).len() == users.len()
+    });
+    assert!(covered, "the worker never streamed every user");
+    assert!(Instant::now() < epoch, "settled after the first tick");
+
+    // NATS goes away for 5 s, two seconds into the ticks.
+    std::thread::sleep(epoch.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
+    nats.kill();
+    let down_at = Instant::now();
+    let mut most_held = 0;
+    while down_at.elapsed() < Duration::from_secs(5) {
+        most_held = most_held.max(metric(&scrape(&solo), "sitebucket_held_bytes"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let during = scrape(&solo);
+    nats.restart();
+    let ticks_end = epoch + every * ticks as u32;
+    std::thread::sleep(
+        ticks_end.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
+    );
+    let drained = eventually(Duration::from_secs(30), || {
+        metric(&scrape(&solo), "sitebucket_held_messages") == 0
+    });
+    assert!(drained, "messages still held: {}", scrape(&solo));
+    let after = scrape(&solo);
+    let log = solo.stderr_text();
+    let lost: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("lost shard"))
+        .take(3)
+        .collect();
+    stop(solo, "solo");
+
+    let mut written: BTreeSet<(u64, u64)> = BTreeSet::new();
+    let mut ended_early = 0;
+    for attempt in server.attempts() {
+        if attempt.status != Some(200) {
+            continue;
+        }
+        if attempt.ended_at.is_some_and(|end| end <= ticks_end) {
+            ended_early += 1;
+        }
+        for &(user, tick, index) in &attempt.per_user {
+            if index < attempt.messages_sent {
+                written.insert((user, tick));
+            }
+        }
+    }
+    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    for (_, payload) in Reader::new(&nats.url).messages("SITEBUCKET") {
+        let json: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+        if let (Some(user), Some(tick)) = (
+            json["for_user"].as_u64(),
+            json["message"]["sitebucket_tick"].as_u64(),
+        ) {
+            *stored.entry((user, tick)).or_insert(0) += 1;
+        }
+    }
+    let missing = written.iter().filter(|m| !stored.contains_key(m)).count();
+    let duplicates: usize = stored.values().map(|n| n - 1).sum();
+    println!(
+        "NATS down 5 s: at most {most_held} bytes held (bound {bound}), readers paused {} \
+         time(s) during the outage, {} publish error(s) retried, {} lease(s) lost, \
+         {ended_early} connection(s) ended during the run; {} messages written, {} in the \
+         stream, {missing} missing, {duplicates} duplicates",
+        metric(&during, "sitebucket_reading_paused_total"),
+        metric(&after, "sitebucket_publish_errors_total"),
+        metric(&after, "sitebucket_lease_renewals_failed_total"),
+        written.len(),
+        stored.len(),
+    );
+    assert!(
+        written.len() >= 9_000,
+        "too few messages: {} (shards lost: {lost:?})",
+        written.len()
+    );
+    assert!(most_held <= bound + 1024, "held {most_held} bytes");
+    assert!(
+        metric(&during, "sitebucket_reading_paused_total") > 0,
+        "{during}"
+    );
+    assert_eq!(
+        metric(&after, "sitebucket_lease_renewals_failed_total"),
+        0,
+        "{lost:?}"
+    );
+    assert_eq!(missing, 0);
+    assert_eq!(duplicates, 0);
+}
