@@ -561,6 +561,10 @@ pub enum ClientEventKind {
     /// The end of the backoff after the failure before, as the core scheduled it (the
     /// event's `at`). Missing when the backoff had already ended when the driver reported.
     BackoffUntil,
+    /// When the core took in the `200` head before (its last byte's arrival as the driver
+    /// handed it in; the event's `at`): the connection's start on the core's clock, which a
+    /// driver that yields before draining reports late.
+    HeadAt,
 }
 
 impl Kind {
@@ -600,6 +604,7 @@ impl ClientEvent {
                 format!("{}\t{:.6}\tC\t{status}", self.tracker, self.at)
             }
             ClientEventKind::BackoffUntil => format!("{}\t{:.6}\tU", self.tracker, self.at),
+            ClientEventKind::HeadAt => format!("{}\t{:.6}\tH", self.tracker, self.at),
             ClientEventKind::Disconnected {
                 kind,
                 retry_in,
@@ -623,6 +628,7 @@ impl ClientEvent {
                 status: field(status)?,
             },
             [_, _, "U"] => ClientEventKind::BackoffUntil,
+            [_, _, "H"] => ClientEventKind::HeadAt,
             [_, _, "D", kind, retry_in, messages, error] => ClientEventKind::Disconnected {
                 kind: Kind::from_name(kind)?,
                 retry_in: field(retry_in)?,
@@ -682,6 +688,7 @@ struct Pending<'a> {
     at: f64,
     kind: Kind,
     retry_in: f64,
+    messages: u64,
     error: &'a str,
 }
 
@@ -737,11 +744,60 @@ pub fn check_announced(
         let mut model = PolicyModel::default();
         let mut up_since: Option<f64> = None;
         let mut pending: Option<Pending<'_>> = None;
+        // A failure waits for the end of its backoff (on the core's clock, `until −
+        // retry_in` is when the core decided) before the policy judges it.
+        let decide = |a: &mut Announced,
+                      model: &mut PolicyModel,
+                      up_since: &mut Option<f64>,
+                      p: &Pending<'_>,
+                      decided_at: f64| {
+            if let Some(since) = up_since.take() {
+                let lifetime = decided_at - since;
+                if p.messages > 0 || lifetime >= timing.trust_after.as_secs_f64() - band {
+                    model.trusted();
+                }
+                if lifetime >= timing.rate_limit_reset_after.as_secs_f64() - band {
+                    model.forget_rate_limit();
+                }
+            }
+            let wait = model.next(p.kind, timing).as_secs_f64();
+            if p.at > frozen_at {
+                return;
+            }
+            a.decisions += 1;
+            if p.kind == Kind::RateLimited {
+                a.rate_limited += 1;
+            }
+            if p.retry_in < wait - 1e-6 {
+                a.short += 1;
+                fail(
+                    a,
+                    format!(
+                        "{who}: after its {} failure at {:.3} s ({}) the client announced a wait of {:.3} s, shorter than the policy's {wait:.3} s",
+                        p.kind.name(),
+                        p.at,
+                        p.error,
+                        p.retry_in
+                    ),
+                );
+            } else if p.retry_in > wait + 1e-6 {
+                a.long += 1;
+            }
+        };
         for e in list {
             let (kind, retry_in, messages, error) = match &e.what {
                 ClientEventKind::Connected { status } => {
-                    a.uncaptured += u64::from(pending.take().is_some());
+                    if let Some(p) = pending.take() {
+                        a.uncaptured += 1;
+                        decide(&mut a, &mut model, &mut up_since, &p, p.at);
+                    }
                     if *status == 200 {
+                        up_since = Some(e.at);
+                    }
+                    continue;
+                }
+                ClientEventKind::HeadAt => {
+                    if up_since.is_some() {
                         up_since = Some(e.at);
                     }
                     continue;
@@ -749,6 +805,10 @@ pub fn check_announced(
                 ClientEventKind::BackoffUntil => {
                     let Some(p) = pending.take() else { continue };
                     let until = e.at;
+                    decide(&mut a, &mut model, &mut up_since, &p, until - p.retry_in);
+                    if p.at > frozen_at || stream.is_none() {
+                        continue;
+                    }
                     if until > p.at + p.retry_in + until_tol {
                         a.misannounced += 1;
                         fail(
@@ -800,49 +860,25 @@ pub fn check_announced(
                     error,
                 } => (*kind, *retry_in, *messages, error.as_str()),
             };
-            a.uncaptured += u64::from(pending.take().is_some());
-            if let Some(since) = up_since.take() {
-                let lifetime = e.at - since;
-                if messages > 0 || lifetime >= timing.trust_after.as_secs_f64() - band {
-                    model.trusted();
-                }
-                if lifetime >= timing.rate_limit_reset_after.as_secs_f64() - band {
-                    model.forget_rate_limit();
-                }
+            if let Some(p) = pending.take() {
+                a.uncaptured += 1;
+                decide(&mut a, &mut model, &mut up_since, &p, p.at);
             }
-            let wait = model.next(kind, timing).as_secs_f64();
-            if e.at > frozen_at {
-                continue;
-            }
-            a.decisions += 1;
-            if kind == Kind::RateLimited {
-                a.rate_limited += 1;
-            }
-            if retry_in < wait - 1e-6 {
-                a.short += 1;
-                fail(
-                    &mut a,
-                    format!(
-                        "{who}: after its {} failure at {:.3} s ({error}) the client announced a wait of {retry_in:.3} s, shorter than the policy's {wait:.3} s",
-                        kind.name(),
-                        e.at
-                    ),
-                );
-            } else if retry_in > wait + 1e-6 {
-                a.long += 1;
-            }
-            if stream.is_none() {
+            if stream.is_none() && e.at <= frozen_at {
                 a.unplaced += 1;
-                continue;
             }
             pending = Some(Pending {
                 at: e.at,
                 kind,
                 retry_in,
+                messages,
                 error,
             });
         }
-        a.uncaptured += u64::from(pending.is_some());
+        if let Some(p) = pending.take() {
+            a.uncaptured += 1;
+            decide(&mut a, &mut model, &mut up_since, &p, p.at);
+        }
     }
     a
 }
@@ -1101,6 +1137,32 @@ mod tests {
         let mut trusted = storm.clone();
         trusted[3] = failed(1.1, Kind::Network, step, 1);
         assert_eq!(run(&trusted).short, 0);
+        // The core's own times win over the observer's: a head the core took in at 1.0 s
+        // but reported late (1.5 s), and a failure decided at 3.05 s (its backoff ran to
+        // 3.15 s), make a connection up 2.05 s: trusted, so one step is right.
+        let at = |at: f64, what: ClientEventKind| ClientEvent {
+            tracker: 1,
+            at,
+            what,
+        };
+        let late = [
+            connected(0.0, 200),
+            failed(0.1, Kind::Network, step, 0),
+            at(0.2, ClientEventKind::BackoffUntil),
+            connected(1.5, 200),
+            at(1.0, ClientEventKind::HeadAt),
+            failed(3.1, Kind::Network, step, 0),
+            at(3.05 + step, ClientEventKind::BackoffUntil),
+        ];
+        let v = run(&late);
+        assert_eq!((v.decisions, v.short), (2, 0), "{:?}", v.failures);
+        let mut observed = late.to_vec();
+        observed.remove(4);
+        assert_eq!(
+            run(&observed).short,
+            1,
+            "by the observer's times alone: 1.55 s up"
+        );
     }
 
     /// A reconnect that reaches the server before the end of the backoff the core scheduled

@@ -371,6 +371,8 @@ struct Track {
     since_connected: u64,
     /// A failure was announced and the end of its backoff is not logged yet.
     awaiting_until: bool,
+    /// A `200` head was announced and the core's time for it is not logged yet.
+    awaiting_head: bool,
     /// The wait announced last (seconds), for the `driver` sabotage.
     last_retry_in: f64,
 }
@@ -466,6 +468,19 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// An instant of this process on the server's clock (seconds since its epoch).
+    fn server_secs(&self, at: Instant) -> f64 {
+        let (now, unix) = clock_pair();
+        let unix_at = if at >= now {
+            unix + (at - now).as_secs_f64()
+        } else {
+            unix - (now - at).as_secs_f64()
+        };
+        unix_at - self.epoch_unix
+    }
+}
+
 impl Observer for Tracker {
     fn event(&self, event: &StreamEvent) {
         let at = unix_now() - self.epoch_unix;
@@ -501,6 +516,7 @@ impl Observer for Tracker {
             StreamEvent::Connected { status: 200, .. } => {
                 track.open = true;
                 track.since_connected = 0;
+                track.awaiting_head = true;
             }
             StreamEvent::Disconnected { error, .. } => {
                 track.awaiting_until = true;
@@ -518,6 +534,18 @@ impl Observer for Tracker {
     /// server seconds: the exact instant before which a reconnect would be early.
     fn drained(&self, stream: &SiteStream) {
         let mut track = lock(&self.state);
+        if std::mem::take(&mut track.awaiting_head) && stream.is_established() {
+            // The head's time on the core's clock: the last byte handed in before this
+            // drain (a driver that yields between a read and its drain reports it late).
+            if let Some(at) = stream.stats().last_byte_at {
+                let e = check::ClientEvent {
+                    tracker: self.id,
+                    at: self.server_secs(at),
+                    what: check::ClientEventKind::HeadAt,
+                };
+                let _ = writeln!(lock(&self.events), "{}", e.to_line());
+            }
+        }
         if !track.awaiting_until {
             return;
         }
@@ -531,12 +559,7 @@ impl Observer for Tracker {
             // busy loop): the reconnect is under way and cannot be placed exactly.
             return;
         };
-        let (now, unix) = clock_pair();
-        let mut until = if until >= now {
-            unix + (until - now).as_secs_f64()
-        } else {
-            unix - (now - until).as_secs_f64()
-        } - self.epoch_unix;
+        let mut until = self.server_secs(until);
         if self.totals.sabotage == Some(Sabotage::Driver) {
             until += track.last_retry_in;
         }
