@@ -7,7 +7,7 @@ pub mod __private {
     pub use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
     pub use sitebucket_proto::Outcome;
     pub use sitebucket_proto::{Parser, SiteStream};
-    pub use sitebucket_thread::{Control, Resolver};
+    pub use sitebucket_thread::{Resolver, RunState};
 }
 
 /// Defines, in a driver crate, the async entry points of the runtime `$runtime` (a type
@@ -24,7 +24,7 @@ macro_rules! driver_api {
         ///
         /// The loop carries out every action of the core until it says to wait, publishes
         /// the status to `control`, then waits for whichever comes first of a stop request
-        /// ([`Control::request_stop`](sitebucket_thread::Control::request_stop)), the
+        /// ([`RunState::request_stop`](sitebucket_thread::RunState::request_stop)), the
         /// connection attempt, bytes from the socket, room to write, or the core's deadline.
         /// On a stop it ends with `Outcome::Stopped`. It makes no protocol decision:
         /// timeouts, retries and backoff are all the core's.
@@ -42,7 +42,7 @@ macro_rules! driver_api {
         pub async fn drive(
             stream: &mut $crate::__private::SiteStream,
             parser: &mut dyn $crate::__private::Parser,
-            control: &$crate::__private::Control,
+            control: &$crate::__private::RunState,
         ) -> $crate::__private::Outcome {
             drive_with(
                 stream,
@@ -61,7 +61,7 @@ macro_rules! driver_api {
         pub async fn drive_with(
             stream: &mut $crate::__private::SiteStream,
             parser: &mut dyn $crate::__private::Parser,
-            control: &$crate::__private::Control,
+            control: &$crate::__private::RunState,
             resolver: &$crate::__private::Resolver,
         ) -> $crate::__private::Outcome {
             $crate::drive_with::<$runtime>(stream, parser, control, resolver).await

@@ -10,8 +10,8 @@ use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, Contro
 use sitebucket_thread::Resolver;
 
 use crate::connect::connect;
-use crate::drive::unix_secs;
 use crate::runtime::Runtime;
+use sitebucket_thread::time::unix_secs;
 
 /// Bytes asked of the socket per read of a control call's answer.
 const CONTROL_READ_BYTES: usize = 16 * 1024;

@@ -8,13 +8,14 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
 use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Resolver};
+use sitebucket_thread::time::unix_secs;
+use sitebucket_thread::{Resolver, RunState, READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES};
 
 use crate::connect::connect;
 use crate::runtime::Runtime;
@@ -26,18 +27,13 @@ pub(crate) const READS_PER_YIELD: u32 = 16;
 /// handed back after this long even before [`READS_PER_YIELD`] (a slow parser, a debug
 /// build), so the executor's other tasks and a cancellation wait no longer.
 const YIELD_AFTER: Duration = Duration::from_millis(2);
-// TODO(merge): sitebucket_thread::READ_BUFFER_BYTES once c13thread's lands.
-/// Bytes asked of the socket per read: the size of a read block.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Reads shorter than this are copied out rather than handed over in their block.
-const COPY_BELOW: usize = 8 * 1024;
 
 thread_local! {
     /// The read buffer of every stream polled on this thread. A read borrows it only for
     /// one non-blocking read inside a poll, never across an await, so one buffer serves all
     /// the thread's streams, as a mio loop's does: an idle stream holds no block of its own.
     static SHARED_BUFFER: RefCell<ReadBuffer> =
-        RefCell::new(ReadBuffer::new(READ_BUFFER_BYTES, COPY_BELOW));
+        RefCell::new(ReadBuffer::new(READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES));
 }
 
 /// A connection attempt in progress: resolve the host, then try its addresses in turn.
@@ -69,8 +65,8 @@ enum Wake<S> {
     Wrote(io::Result<usize>),
 }
 
-/// Removes the loop's waker from the [`Control`] when the run ends or its future is dropped.
-struct WakerGuard<'a>(&'a Control);
+/// Removes the loop's waker from the [`RunState`] when the run ends or its future is dropped.
+struct WakerGuard<'a>(&'a RunState);
 
 impl Drop for WakerGuard<'_> {
     fn drop(&mut self) {
@@ -83,7 +79,7 @@ impl Drop for WakerGuard<'_> {
 ///
 /// The loop follows the core's drain contract: it carries out every [`Action`] until
 /// `Wait(deadline)`, publishes the status to `control`, then waits for whichever comes first
-/// of a stop request ([`Control::request_stop`]), the connection attempt, bytes from the
+/// of a stop request ([`RunState::request_stop`]), the connection attempt, bytes from the
 /// socket, room to write, or the deadline (in that order when several are ready). On a stop
 /// it calls [`SiteStream::disconnect`], drains, closes the socket and returns
 /// [`Outcome::Stopped`]. It makes no protocol decision: timeouts, retries and backoff are
@@ -109,7 +105,7 @@ impl Drop for WakerGuard<'_> {
 pub async fn drive_with<R: Runtime>(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
 ) -> Outcome {
     drive_yielding::<R>(stream, parser, control, resolver, READS_PER_YIELD).await
@@ -120,7 +116,7 @@ pub async fn drive_with<R: Runtime>(
 pub(crate) async fn drive_yielding<R: Runtime>(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
     reads_per_yield: u32,
 ) -> Outcome {
@@ -149,7 +145,7 @@ pub(crate) async fn drive_yielding<R: Runtime>(
 async fn run_loop<R: Runtime>(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     resolver: &Resolver,
     stop: &Stop,
     reads_per_yield: u32,
@@ -314,14 +310,6 @@ fn poll_read_shared<R: Runtime>(
     })
 }
 
-// TODO(merge): sitebucket_thread's shared `unix_secs` once c13thread's lands.
-/// Wall-clock seconds for the request's OAuth timestamp (0 if the clock is before 1970).
-pub(crate) fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,7 +337,7 @@ mod tests {
     }
 
     /// Runs `stream` on the fake runtime: the outcome and the messages.
-    fn run(stream: &mut SiteStream, control: &Control) -> (Outcome, Vec<Bytes>) {
+    fn run(stream: &mut SiteStream, control: &RunState) -> (Outcome, Vec<Bytes>) {
         let messages = Mutex::new(Vec::new());
         let mut parser = |message: Bytes| messages.lock().unwrap().push(message);
         let outcome = future::block_on(drive_with::<Fake>(
@@ -375,7 +363,7 @@ mod tests {
     fn a_stop_while_waiting_on_a_silent_peer_ends_the_run_stopped() {
         let net = Net::new();
         let mut stream = stream_to(net.listen(Peer::Silent), Duration::from_secs(60));
-        let control = Control::new();
+        let control = RunState::new();
         let stopper = control.clone();
         let started = Instant::now();
         let thread = std::thread::spawn(move || {
@@ -404,7 +392,7 @@ mod tests {
     fn a_stop_before_the_run_is_kept() {
         let net = Net::new();
         let mut stream = stream_to(net.listen(Peer::Silent), Duration::from_secs(60));
-        let control = Control::new();
+        let control = RunState::new();
         control.request_stop();
         let (outcome, _) = run(&mut stream, &control);
         assert_eq!(outcome, Outcome::Stopped);
@@ -416,7 +404,7 @@ mod tests {
         let timeout = Duration::from_millis(100);
         let mut stream = stream_to(net.listen(Peer::Silent), timeout);
         let started = Instant::now();
-        let (outcome, _) = run(&mut stream, &Control::new());
+        let (outcome, _) = run(&mut stream, &RunState::new());
         assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
         let error = gave_up(&outcome);
         assert!(error.to_string().contains("no data"), "{error}");
@@ -426,7 +414,7 @@ mod tests {
     fn a_read_of_zero_is_the_peers_close() {
         let net = Net::new();
         let mut stream = stream_to(net.listen(Peer::Closes), Duration::from_secs(60));
-        let (outcome, messages) = run(&mut stream, &Control::new());
+        let (outcome, messages) = run(&mut stream, &RunState::new());
         gave_up(&outcome);
         assert!(messages.is_empty());
         assert_eq!(net.sent().len(), 1);
@@ -436,7 +424,7 @@ mod tests {
     fn a_refused_connect_is_a_failed_attempt() {
         let net = Net::new();
         let mut stream = stream_to(net.unused(), Duration::from_secs(60));
-        let (outcome, _) = run(&mut stream, &Control::new());
+        let (outcome, _) = run(&mut stream, &RunState::new());
         let error = gave_up(&outcome);
         assert!(error.to_string().contains("refused"), "{error}");
         assert_eq!(net.attempts().len(), 1);
@@ -455,7 +443,7 @@ mod tests {
             net.listen(Peer::Replies(reply.into())),
             Duration::from_secs(60),
         );
-        let control = Control::new();
+        let control = RunState::new();
         let stopper = control.clone();
         let messages = Mutex::new(Vec::new());
         // The peer answers each reconnect the same way: stop once the first answer is in.

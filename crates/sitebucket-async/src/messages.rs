@@ -4,28 +4,21 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
 use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
-use sitebucket_thread::{Control, ItemSink, MessagesOnly, Resolver, Status, StreamItem};
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::{ItemSink, MessagesOnly, Resolver, RunState, Status, StreamItem};
 
 use crate::drive::drive_yielding;
 use crate::runtime::Runtime;
 
 type Inbox = Arc<Mutex<VecDeque<StreamItem>>>;
 type Run = Pin<Box<dyn Future<Output = (SiteStream, Outcome)> + Send>>;
-
-// TODO(merge): sitebucket_thread's shared poison-tolerant `lock` once c13thread's lands.
-fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamItem>> {
-    // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
-    inbox
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A [`SiteStream`] as a [`Stream`] of [`StreamItem`]s, run over the runtime `R`: each
 /// message (its exact payload bytes) and each connection event (a response head, a failure
@@ -36,7 +29,7 @@ fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamIt
 /// work: connecting, reconnecting and backoff happen inside `next()` (from
 /// `futures::StreamExt`, `futures_lite::StreamExt` or `tokio_stream::StreamExt`); nothing
 /// runs in the background. Once it has finished, [`outcome`](Self::outcome) tells how too.
-/// [`stop`](Self::stop) (or [`Control::request_stop`] from another thread or task) ends it
+/// [`stop`](Self::stop) (or [`RunState::request_stop`] from another thread or task) ends it
 /// promptly with [`Outcome::Stopped`]. [`messages_only`](Self::messages_only) keeps just the
 /// messages' bytes; [`StreamItem::parse`] decodes a message into a typed
 /// [`Message`](sitebucket_proto::Message).
@@ -50,7 +43,7 @@ fn lock(inbox: &Mutex<VecDeque<StreamItem>>) -> MutexGuard<'_, VecDeque<StreamIt
 /// `sitebucket_tokio::Messages`) and make it with their `messages()`.
 pub struct Messages<R> {
     inbox: Inbox,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     run: Option<Run>,
     finished: Option<(SiteStream, Outcome)>,
     runtime: PhantomData<fn() -> R>,
@@ -78,7 +71,7 @@ impl<R: Runtime> Messages<R> {
     /// first poll.
     pub fn with_resolver(stream: SiteStream, resolver: Resolver) -> Self {
         let inbox = Inbox::default();
-        let control = Control::new();
+        let control = RunState::new();
         control.publish(&stream);
         let run: Run = {
             let inbox = inbox.clone();
@@ -129,9 +122,9 @@ impl<R> Messages<R> {
         self.control.status()
     }
 
-    /// The shared control: call [`Control::request_stop`] on it to stop the stream from
-    /// another thread or task.
-    pub fn control(&self) -> &Arc<Control> {
+    /// The run's shared state: call [`RunState::request_stop`] on it to stop the stream
+    /// from another thread or task.
+    pub fn run_state(&self) -> &Arc<RunState> {
         &self.control
     }
 

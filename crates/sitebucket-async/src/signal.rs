@@ -1,14 +1,10 @@
 //! Two small runtime-free wake-ups: the stop request a loop waits on ([`Stop`]) and the one
 //! answer of a lookup thread ([`answer`]).
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
 
-// TODO(merge): sitebucket_thread's shared poison-tolerant `lock` once c13thread's lands.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data: a panic elsewhere while holding the lock leaves it usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use sitebucket_thread::sync::lock;
+use std::task::{Context, Poll, Waker};
 
 /// A stop request: raised from any thread ([`raise`](Self::raise)), awaited by one task
 /// ([`poll`](Self::poll)). A raise while nobody waits is kept for the next wait, so none is

@@ -61,6 +61,29 @@ pub fn raise_fd_limit(want: u64) -> u64 {
     }
 }
 
+/// Sets `TCP_NOTSENT_LOWAT` on a TCP socket: the kernel then holds at most `bytes` of data
+/// not yet sent beyond the peer's window, and a blocking write waits until less is queued.
+#[allow(unsafe_code)]
+pub fn set_notsent_lowat(socket: &impl std::os::fd::AsRawFd, bytes: u32) -> std::io::Result<()> {
+    let value = bytes.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from the `c_int` we pass by
+    // pointer; the descriptor is a live socket borrowed for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@
 //!   chunked segment again and again until the byte budget is spent, then a `disconnect`
 //!   message with code 7 (so a client stops instead of reconnecting), the last chunk, and
 //!   closes. Writing from memory costs the server almost nothing per byte, so the
-//!   client, not the server, sets the pace.
+//!   client, not the server, sets the pace. [`Firehose::notsent_lowat`] bounds what a
+//!   connection queues beyond the client's window (on loopback, a client's ACK transmits
+//!   that queue in the client's own context).
 //! - [`run_idle`] answers every connection with `200`, a chunked head and one `control`
 //!   message, then holds it open without a byte more: thousands of idle streams on one
 //!   mio thread, plain or TLS.
@@ -24,6 +26,9 @@ use sitebucket_testserver::corpus;
 
 use crate::stream::{self, BenchStream, MessageHash, HEAD, LAST_CHUNK};
 
+/// The longest a connection waits for the rest of its batch (see [`Firehose::together`]).
+pub const TOGETHER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The longest request head read before answering anyway.
 const MAX_REQUEST: usize = 64 * 1024;
 
@@ -40,6 +45,12 @@ pub struct Firehose {
     repeats: u64,
     /// The [`MessageHash`] of every message of one response, in order.
     hash: MessageHash,
+    /// `TCP_NOTSENT_LOWAT` of every connection, if set (see [`Firehose::notsent_lowat`]).
+    notsent_lowat: Option<u32>,
+    /// Connections start streaming in batches of this many (see [`Firehose::together`]).
+    together: u64,
+    /// Connections that have sent their request so far, and its change.
+    arrived: Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
 }
 
 impl Firehose {
@@ -72,7 +83,46 @@ impl Firehose {
             segment_body,
             repeats,
             hash,
+            notsent_lowat: None,
+            together: 1,
+            arrived: Arc::default(),
         }
+    }
+
+    /// Holds every connection after the response head until `connections` have arrived
+    /// (counting from the first in batches of `connections`; at most [`TOGETHER_WAIT`]), so
+    /// that many streams are all active at once instead of the first ones ending before the
+    /// last ones have connected.
+    pub fn together(mut self, connections: u64) -> Self {
+        self.together = connections.max(1);
+        self
+    }
+
+    /// Waits until this connection's batch has arrived (see [`together`](Self::together)).
+    fn wait_for_batch(&self) {
+        let (count, changed) = &*self.arrived;
+        let mut arrived = count.lock().unwrap_or_else(|p| p.into_inner());
+        *arrived += 1;
+        let batch_full = arrived.div_ceil(self.together) * self.together;
+        changed.notify_all();
+        let deadline = std::time::Instant::now() + TOGETHER_WAIT;
+        while *arrived < batch_full {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            arrived = changed
+                .wait_timeout(arrived, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Queues at most `bytes` of unsent data per connection beyond what the client's window
+    /// takes (`TCP_NOTSENT_LOWAT`), as servers that stream to many clients do.
+    pub fn notsent_lowat(mut self, bytes: Option<u32>) -> Self {
+        self.notsent_lowat = bytes;
+        self
     }
 
     /// The [`MessageHash`] of every message of one response, the final `disconnect` included.
@@ -104,7 +154,13 @@ impl Firehose {
     pub fn serve(&self, mut socket: TcpStream) -> io::Result<()> {
         read_request_head(&mut socket)?;
         let _ = socket.set_nodelay(true);
+        if let Some(bytes) = self.notsent_lowat {
+            crate::os::set_notsent_lowat(&socket, bytes)?;
+        }
         socket.write_all(HEAD)?;
+        if self.together > 1 {
+            self.wait_for_batch();
+        }
         for _ in 0..self.repeats {
             socket.write_all(&self.segment)?;
         }
@@ -368,6 +424,41 @@ mod tests {
         assert_eq!(counts.messages as u64, firehose.messages());
         assert_eq!(counts.keep_alives as u64, firehose.keep_alives());
         assert!(firehose.body_bytes() >= 1 << 20);
+    }
+
+    #[test]
+    fn a_firehose_batch_starts_streaming_only_once_all_its_connections_are_in() {
+        let firehose = Arc::new(
+            Firehose::new(21, 64 * 1024, 64 * 1024)
+                .notsent_lowat(Some(16 * 1024))
+                .together(2),
+        );
+        let (listener, addr) = bind_loopback().unwrap();
+        std::thread::spawn({
+            let firehose = firehose.clone();
+            move || firehose.run(listener)
+        });
+        let request = b"GET /1.1/site.json HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut first = TcpStream::connect(addr).unwrap();
+        first.write_all(request).unwrap();
+        let mut head = vec![0u8; HEAD.len()];
+        first.read_exact(&mut head).unwrap();
+        assert_eq!(head, HEAD);
+        // Alone, the first connection gets nothing past the head.
+        first
+            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(first.read(&mut byte).is_err(), "held until the batch is in");
+        let mut second = TcpStream::connect(addr).unwrap();
+        second.write_all(request).unwrap();
+        first.set_read_timeout(None).unwrap();
+        let mut rest = Vec::new();
+        first.read_to_end(&mut rest).unwrap();
+        assert_eq!((HEAD.len() + rest.len()) as u64, firehose.wire_bytes());
+        let mut wire = Vec::new();
+        second.read_to_end(&mut wire).unwrap();
+        assert_eq!(wire.len() as u64, firehose.wire_bytes());
     }
 
     #[test]

@@ -716,7 +716,7 @@ pub enum WithArg {
 pub enum BackoffName {
     /// Twitter's rules: linear after network errors, exponential after HTTP errors and 420/429.
     Twitter,
-    /// The original sitebucket policy: wait 2 s, then square it, capped at --http-backoff-max.
+    /// Squared backoff: wait 2 s, then square it, capped at --http-backoff-max.
     Squared,
 }
 

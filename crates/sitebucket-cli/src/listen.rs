@@ -6,9 +6,9 @@
 //! one line (a raw CR or LF byte printed as a space) through one locked buffer, flushed
 //! whenever a driver has drained its core (it has no further complete message in hand and is
 //! about to wait): fast under a firehose, prompt when the stream goes quiet. Each driver tells
-//! the CLI through an [`Observer`] on its [`Control`] ([`Logger`]), which also carries every
+//! the CLI through an [`Observer`] on its [`RunState`] ([`Logger`]), which also carries every
 //! event of the core (status, backoff, stall, disconnect) into the log lines. SIGINT and
-//! SIGTERM stop the run through [`Control::request_stop`] — what `ListenThread::close` does;
+//! SIGTERM stop the run through [`RunState::request_stop`] — what `ListenThread::close` does;
 //! SIGHUP goes to the monitor, which re-reads the follow file.
 
 use std::collections::BTreeMap;
@@ -29,7 +29,8 @@ use sitebucket_proto::{Api, Auth, BearerToken, ConfigError, V2Param};
 use sitebucket_proto::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
 use sitebucket_proto::{Outcome, StreamError, StreamEvent};
-use sitebucket_thread::{Control, Driver, Observer};
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::{Driver, Observer, RunState};
 
 use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, WithArg};
 use crate::drivers::{with_driver, WithDriver};
@@ -80,7 +81,7 @@ pub fn run(args: ListenArgs) -> ExitCode {
         }
     };
     // The run's stop flag: the single stream's own control, or the monitor's supervisor's.
-    let stop = Control::new();
+    let stop = RunState::new();
     let mut output = Output::new(stdout_writer(), args.max_messages, stop.clone());
     if let Some(url) = &args.sink {
         match NatsSink::start(url) {
@@ -147,7 +148,7 @@ pub fn run(args: ListenArgs) -> ExitCode {
             },
         )
     } else {
-        // One stream, as the seed ran it. SIGHUP has nothing to re-read: the signal thread
+        // One stream on its own. SIGHUP has nothing to re-read: the signal thread
         // says so when it finds nobody listening.
         drop(hup_rx);
         let logger = Logger::new(None, config.url(), output.clone(), book);
@@ -186,7 +187,7 @@ pub enum RunEnd {
 struct Single {
     stream: SiteStream,
     output: Arc<Output>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
 }
 
 impl WithDriver for Single {
@@ -198,10 +199,10 @@ impl WithDriver for Single {
     }
 }
 
-/// Stops the run on the first SIGINT or SIGTERM, through the same [`Control::request_stop`]
+/// Stops the run on the first SIGINT or SIGTERM, through the same [`RunState::request_stop`]
 /// as `ListenThread::close`; a second signal, or a run that does not end within
 /// [`STOP_GRACE`], ends the process at once. SIGHUP is passed on to `hup`.
-fn stop_on_signals(mut signals: Signals, control: Arc<Control>, hup: mpsc::Sender<()>) {
+fn stop_on_signals(mut signals: Signals, control: Arc<RunState>, hup: mpsc::Sender<()>) {
     // Detached: it blocks in `forever` until the process exits.
     let _ = std::thread::Builder::new()
         .name("sitebucket-signals".into())
@@ -490,7 +491,7 @@ fn stdout_writer() -> Box<dyn Write + Send> {
 /// flushes): one locked writer, so no two messages ever mix inside a line.
 pub struct Output {
     sink: Mutex<Sink>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     /// `--sink`: messages go to NATS instead of stdout.
     nats: Option<NatsOut>,
 }
@@ -547,7 +548,7 @@ fn write_one_line(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 
 impl Output {
     /// Output to `writer`, stopping the run through `control` after `limit` messages.
-    pub fn new(writer: Box<dyn Write + Send>, limit: Option<u64>, control: Arc<Control>) -> Self {
+    pub fn new(writer: Box<dyn Write + Send>, limit: Option<u64>, control: Arc<RunState>) -> Self {
         Self {
             sink: Mutex::new(Sink {
                 writer: BufWriter::with_capacity(STDOUT_BUFFER, writer),
@@ -608,9 +609,7 @@ impl Output {
 
     fn lock(&self) -> MutexGuard<'_, Sink> {
         // A panic while printing leaves a usable buffer behind.
-        self.sink
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.sink)
     }
 
     /// Prints one message as one line; stops the run once the limit is reached or stdout
@@ -695,9 +694,7 @@ struct Entry {
 
 impl Book {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
-        self.streams
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.streams)
     }
 
     /// Streams connected (a `200` stream open) and streams running.
@@ -1067,7 +1064,7 @@ mod tests {
 
     #[test]
     fn output_buffers_until_flushed_and_stops_at_the_limit() {
-        let control = Control::new();
+        let control = RunState::new();
         let recorder = Recorder::default();
         let output = Output::new(Box::new(recorder.clone()), Some(3), control.clone());
         output.message(b"{\"a\":1}");
@@ -1112,7 +1109,7 @@ mod tests {
 
     #[test]
     fn a_closed_output_prints_nothing_more() {
-        let control = Control::new();
+        let control = RunState::new();
         let recorder = Recorder::default();
         let output = Output::new(Box::new(recorder.clone()), None, control.clone());
         output.message(b"1");
@@ -1125,7 +1122,7 @@ mod tests {
 
     #[test]
     fn a_closed_stdout_stops_quietly() {
-        let control = Control::new();
+        let control = RunState::new();
         let recorder = Recorder::default();
         let output = Output::new(Box::new(recorder.clone()), None, control.clone());
         output.message(b"x");

@@ -26,7 +26,7 @@ use sitebucket_proto::control::MAX_USERS_PER_STREAM;
 use sitebucket_proto::Config;
 use sitebucket_proto::Outcome;
 use sitebucket_proto::FOLLOW_LIMIT;
-use sitebucket_thread::{Control, Driver, Monitor};
+use sitebucket_thread::{Driver, Monitor, RunState};
 
 use crate::drivers::WithDriver;
 use crate::ids;
@@ -60,7 +60,7 @@ pub struct Many {
     /// The streams' state, kept by their observers.
     pub book: Arc<Book>,
     /// The run's stop flag (signals, `--max-messages`, stdout closed).
-    pub stop: Arc<Control>,
+    pub stop: Arc<RunState>,
     /// One `()` per SIGHUP.
     pub hup: mpsc::Receiver<()>,
 }
@@ -155,7 +155,7 @@ struct Supervisor<D: Driver> {
     fixed: Vec<u64>,
     follow_file: Option<PathBuf>,
     book: Arc<Book>,
-    stop: Arc<Control>,
+    stop: Arc<RunState>,
     hup: mpsc::Receiver<()>,
 }
 

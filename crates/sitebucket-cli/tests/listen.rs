@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -850,10 +850,7 @@ fn every_attempt_is_signed_afresh() {
             attempts[0].oauth_param("oauth_nonce"),
             attempts[1].oauth_param("oauth_nonce")
         );
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = sitebucket_thread::time::unix_secs();
         for a in &attempts {
             let ts: u64 = a.oauth_param("oauth_timestamp").unwrap().parse().unwrap();
             assert!(ts.abs_diff(now) <= 60, "timestamp {ts} vs now {now}");

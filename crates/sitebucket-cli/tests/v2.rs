@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, ServerOptions, Step, TestServer};
@@ -188,10 +188,7 @@ fn the_v2_disconnect_message_reconnects_after_a_step_on_every_driver() {
 
 #[test]
 fn a_429_waits_for_its_rate_limit_reset() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    let now = sitebucket_thread::time::unix_secs();
     // The window resets 2 s from now (whole seconds): the wait is over 1 s although the
     // backoff alone would be 100 ms.
     let reset = (now + 2).to_string();

@@ -33,6 +33,7 @@ use sitebucket_proto::{Outcome, StreamError};
 use sitebucket_testserver::{
     AttemptPlan, ChunkPlan, End, Scenario, ServerOptions, Step, TestServer,
 };
+use sitebucket_thread::sync::lock;
 use sitebucket_thread::{Driver, ListenThread, Monitor, SiteStream};
 
 /// The contract every driver keeps: a stop takes effect within this long, in every state.
@@ -63,9 +64,7 @@ impl Collected {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Bytes>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 
     /// Every message so far, in order.
@@ -687,12 +686,7 @@ pub fn monitor_sets_aside_a_refused_stream<D: Driver>(driver: D) {
     let heard = Arc::new(Mutex::new(Vec::new()));
     {
         let heard = heard.clone();
-        monitor.set_failed_hook(move |failed| {
-            heard
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(failed.clone())
-        });
+        monitor.set_failed_hook(move |failed| lock(&heard).push(failed.clone()));
     }
     monitor.run_every(Duration::from_millis(20));
     wait_for("the refused stream to be set aside", || {
@@ -706,11 +700,7 @@ pub fn monitor_sets_aside_a_refused_stream<D: Driver>(driver: D) {
         matches!(failed[0].outcome, Outcome::Fatal { status: 401, .. }),
         "{failed:?}"
     );
-    assert_eq!(
-        *heard.lock().unwrap_or_else(|p| p.into_inner()),
-        failed,
-        "the hook heard it once"
-    );
+    assert_eq!(*lock(&heard), failed, "the hook heard it once");
     let attempts = server.attempts();
     assert_eq!(
         attempts.len(),

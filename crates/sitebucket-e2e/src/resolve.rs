@@ -9,13 +9,14 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sitebucket_proto::control::{ControlCall, ControlError, ControlRequest};
 use sitebucket_proto::StreamError;
 use sitebucket_proto::{Config, Credentials};
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
+use sitebucket_thread::sync::lock;
 use sitebucket_thread::{Driver, ListenThread, Resolver, SiteStream, RESOLVE_THREAD_NAME};
 
 use crate::{
@@ -48,10 +49,6 @@ pub struct TestResolver {
     lookups: Arc<Mutex<Vec<Lookup>>>,
     ended: Arc<AtomicUsize>,
     gate: Option<mpsc::Sender<()>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl TestResolver {

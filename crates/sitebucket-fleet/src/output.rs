@@ -24,13 +24,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sha1::{Digest, Sha1};
+use sitebucket_thread::sync::lock;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -196,10 +197,6 @@ struct Held {
     /// Bytes and messages held: queued and in flight.
     bytes: usize,
     messages: usize,
-}
-
-fn lock(m: &Mutex<Held>) -> MutexGuard<'_, Held> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The publishing side of a worker: a task on the tokio runtime that publishes what readers

@@ -10,14 +10,15 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use std::vec;
 
 use bytes::Bytes;
 use mio::{Interest, Registry, Token};
 use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Resolver};
+use sitebucket_thread::time::unix_secs;
+use sitebucket_thread::{Resolver, RunState};
 
 use crate::socket::{connect_result, write_queue, Socket};
 
@@ -26,7 +27,7 @@ use crate::socket::{connect_result, write_queue, Socket};
 pub(crate) struct Parts<'a> {
     pub stream: &'a mut SiteStream,
     pub parser: &'a mut dyn Parser,
-    pub control: &'a Control,
+    pub control: &'a RunState,
     pub lookups: &'a Lookups,
 }
 
@@ -77,7 +78,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(token: Token) -> Self {
+    pub(crate) fn new(token: Token) -> Self {
         Self {
             token,
             socket: Socket::None,
@@ -91,7 +92,7 @@ impl Conn {
 
     /// Drains the core (after a stop request, a deadline or new input), carrying out each
     /// action, then publishes the status. `Some` once the stream has finished.
-    pub fn drive(&mut self, registry: &Registry, parts: &mut Parts<'_>) -> Option<Outcome> {
+    pub(crate) fn drive(&mut self, registry: &Registry, parts: &mut Parts<'_>) -> Option<Outcome> {
         if parts.control.stop_requested() {
             parts.stream.disconnect();
         }
@@ -136,7 +137,7 @@ impl Conn {
     }
 
     /// Handles a readiness event for this conn's token, then drains the core.
-    pub fn ready(
+    pub(crate) fn ready(
         &mut self,
         registry: &Registry,
         writable: bool,
@@ -186,7 +187,7 @@ impl Conn {
     /// streams and that the next poll would report), then drives it. The core then judges
     /// the deadline knowing about that input, so a stall or connect timeout is declared
     /// only on a socket that truly had nothing. This orders I/O; it decides nothing.
-    pub fn due(
+    pub(crate) fn due(
         &mut self,
         registry: &Registry,
         buf: &mut ReadBuffer,
@@ -224,7 +225,7 @@ impl Conn {
     /// A lookup's answer: if the connect still waits for it, connects to its addresses (or
     /// tells the core the attempt failed), then drains the core. An answer nobody waits for
     /// any more (the attempt was closed: a stop, the connect deadline) is dropped.
-    pub fn resolved(
+    pub(crate) fn resolved(
         &mut self,
         registry: &Registry,
         answer: Answer,
@@ -328,19 +329,12 @@ impl Conn {
     }
 
     /// Drops the socket (deregistered first) and anything unsent, and forgets a lookup.
-    pub fn close(&mut self, registry: &Registry) {
+    pub(crate) fn close(&mut self, registry: &Registry) {
         self.resolving = None;
         self.socket.close(registry);
         self.interest = None;
         self.out.clear();
     }
-}
-
-/// Wall-clock seconds for the request's OAuth timestamp.
-pub(crate) fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -8,16 +8,17 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use std::vec;
 
 use bytes::Bytes;
 use mio::{Events, Interest, Poll, Token, Waker};
 use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, ControlResponse};
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::time::unix_secs;
 use sitebucket_thread::Resolver;
 
-use crate::conn::unix_secs;
 use crate::socket::{connect_result, write_queue, Socket};
 
 const CALL: Token = Token(0);
@@ -130,11 +131,6 @@ pub fn run_control_with(
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data (an answer slot): still usable after a panic elsewhere.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Starts a non-blocking connect to the first address that takes one.

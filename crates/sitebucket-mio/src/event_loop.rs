@@ -4,32 +4,29 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mio::{Events, Poll, Token, Waker};
 use sitebucket_proto::{Action, Outcome, ReadBuffer};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Finished, Resolver, RunHandle};
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::{
+    Finished, Resolver, RunHandle, RunState, READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES,
+};
 
 use crate::conn::{Answer, Conn, Lookups, Parts};
 
 /// The token of the loop's `mio::Waker`; streams use their id as token.
 const WAKER: Token = Token(usize::MAX);
 
-/// Size of the blocks of the one read buffer each loop shares among its streams: a read is
-/// handed to the core in its block, without a copy.
-const READ_BUFFER: usize = 64 * 1024;
-/// Reads shorter than this (an idle stream's keep-alive) are copied out of the block instead.
-const COPY_BELOW: usize = 8 * 1024;
-
 /// A stream handed to the loop thread.
 struct Spawn {
     id: usize,
     stream: SiteStream,
     parser: Box<dyn Parser>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     done: mpsc::Sender<Finished>,
 }
 
@@ -55,14 +52,9 @@ pub(crate) struct Shared {
     next_id: AtomicUsize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The inbox is plain data; a panic elsewhere while holding it leaves it usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Shared {
     /// Starts a loop thread, which looks host names up with `resolver`.
-    pub fn start(resolver: Resolver) -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
+    pub(crate) fn start(resolver: Resolver) -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let shared = Arc::new(Shared {
@@ -88,7 +80,7 @@ impl Shared {
             shared: shared.clone(),
             entries: HashMap::new(),
             timers: BTreeSet::new(),
-            buf: ReadBuffer::new(READ_BUFFER, COPY_BELOW),
+            buf: ReadBuffer::new(READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES),
         };
         let thread = std::thread::Builder::new()
             .name("sitebucket-mio".into())
@@ -97,11 +89,11 @@ impl Shared {
     }
 
     /// Hands a stream to the loop and wakes it.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self: &Arc<Self>,
         stream: SiteStream,
         parser: Box<dyn Parser>,
-        control: Arc<Control>,
+        control: Arc<RunState>,
     ) -> io::Result<RunHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, finished) = mpsc::channel();
@@ -133,12 +125,12 @@ impl Shared {
     }
 
     /// Streams handed to the loop and not yet finished.
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::SeqCst)
     }
 
     /// Tells the loop that no handle is left: it exits once its last stream finishes.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         lock(&self.inbox).closed = true;
         self.wake();
     }
@@ -153,7 +145,7 @@ impl Shared {
 struct Entry {
     stream: SiteStream,
     parser: Box<dyn Parser>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     done: mpsc::Sender<Finished>,
     conn: Conn,
     /// The deadline this entry is filed under in the timer set.
@@ -320,7 +312,7 @@ enum Step {
 pub(crate) fn run_here(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Arc<Control>,
+    control: &Arc<RunState>,
     resolver: &Resolver,
 ) -> Outcome {
     let mut poll = match Poll::new() {
@@ -347,7 +339,7 @@ pub(crate) fn run_here(
     };
     let token = Token(0);
     let mut conn = Conn::new(token);
-    let mut buf = ReadBuffer::new(READ_BUFFER, COPY_BELOW);
+    let mut buf = ReadBuffer::new(READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES);
     let mut events = Events::with_capacity(16);
     let mut parts = Parts {
         stream,
@@ -399,7 +391,7 @@ pub(crate) fn run_here(
 }
 
 /// The loop could not be set up or failed: stop the stream and say why.
-fn loop_failed(stream: &mut SiteStream, control: &Control, error: io::Error) -> Outcome {
+fn loop_failed(stream: &mut SiteStream, control: &RunState, error: io::Error) -> Outcome {
     stream.disconnect();
     // Drain the core's `Close` (there is no socket left to close) to its end.
     while !matches!(stream.poll_action(Instant::now()), Action::Finished(_)) {}

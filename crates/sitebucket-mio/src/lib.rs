@@ -39,6 +39,8 @@
 //! the loop's other streams go on; IP literals need no lookup. The [`Resolver`] is the
 //! system's unless [`MioDriver::with_resolver`] says otherwise.
 
+#![warn(unreachable_pub)]
+
 mod conn;
 mod control;
 mod event_loop;
@@ -51,7 +53,8 @@ use std::thread::JoinHandle;
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Driver, RunHandle};
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::{Driver, RunHandle, RunState};
 
 pub use crate::control::{run_control, run_control_with};
 use crate::event_loop::Shared;
@@ -117,11 +120,6 @@ impl MioDriver {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain data: a panic elsewhere while holding the lock leaves it usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl std::fmt::Debug for MioDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MioDriver")
@@ -141,7 +139,7 @@ impl Driver for MioDriver {
         &self,
         stream: &mut SiteStream,
         parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome {
         event_loop::run_here(stream, parser, control, &self.handle.resolver)
     }
@@ -151,7 +149,7 @@ impl Driver for MioDriver {
         &self,
         stream: SiteStream,
         parser: Box<dyn Parser>,
-        control: Arc<Control>,
+        control: Arc<RunState>,
     ) -> io::Result<RunHandle> {
         self.shared()?.spawn(stream, parser, control)
     }

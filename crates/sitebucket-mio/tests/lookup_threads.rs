@@ -15,7 +15,7 @@ use sitebucket_mio::MioDriver;
 use sitebucket_proto::{BackoffPolicy, TwitterBackoff};
 use sitebucket_proto::{Config, Credentials, SiteStream};
 use sitebucket_proto::{Outcome, StreamError};
-use sitebucket_thread::{Control, Driver, Resolver, MAX_LOOKUP_THREADS, RESOLVE_THREAD_NAME};
+use sitebucket_thread::{Driver, Resolver, RunState, MAX_LOOKUP_THREADS, RESOLVE_THREAD_NAME};
 
 const STREAMS: usize = 1_000;
 /// More names than lookup threads, so lookups also queue for a thread.
@@ -62,7 +62,7 @@ fn a_thousand_reconnecting_streams_against_a_hung_resolver_hold_at_most_the_look
             .backoff(backoff.clone())
             .build()
             .expect("valid config");
-        let control = Control::new();
+        let control = RunState::new();
         let handle = driver
             .spawn(
                 SiteStream::new(config),

@@ -254,7 +254,7 @@ fn a_wrong_secret_is_fatal_on_the_shared_loop() {
         .spawn(
             SiteStream::new(config),
             Box::new(Collected::default()),
-            sitebucket_thread::Control::new(),
+            sitebucket_thread::RunState::new(),
         )
         .unwrap();
     let finished = handle.join().expect("the loop answers");
@@ -359,7 +359,7 @@ fn the_observer_sees_every_event_in_order_and_each_drain() {
     .with_end(End::Stall);
     let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
     let driver = MioDriver::new();
-    let control = sitebucket_thread::Control::new();
+    let control = sitebucket_thread::RunState::new();
     let seen = Arc::new(Seen::default());
     control.set_observer(seen.clone());
     let collected = Collected::default();

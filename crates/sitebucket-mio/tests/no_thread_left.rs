@@ -12,7 +12,7 @@ use sitebucket_mio::MioDriver;
 use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, ServerOptions, Step, TestServer};
-use sitebucket_thread::{Control, Driver, ListenThread};
+use sitebucket_thread::{Driver, ListenThread, RunState};
 
 const LOOP_THREAD: &str = "sitebucket-mio";
 
@@ -57,7 +57,7 @@ fn one_loop_thread_for_many_streams_and_none_left_after_drop() {
 
     // Dropped while a stream still runs: the loop outlives the driver until the stream ends.
     let driver = MioDriver::new();
-    let control = Control::new();
+    let control = RunState::new();
     let config = config_for(&server).build().unwrap();
     let handle = driver
         .spawn(

@@ -11,7 +11,7 @@ use sitebucket_e2e::{config_for, numbered_messages, server, wait_for, Collected,
 use sitebucket_mio::MioDriver;
 use sitebucket_proto::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
-use sitebucket_thread::{Control, Driver, SiteStream};
+use sitebucket_thread::{Driver, RunState, SiteStream};
 
 /// Runs `host`'s stream on a private loop (`Driver::run`) in a thread; returns its control
 /// and the thread, which returns the outcome.
@@ -20,14 +20,14 @@ fn run_privately(
     server: &sitebucket_testserver::TestServer,
     host: &str,
     parser: Collected,
-) -> (Arc<Control>, std::thread::JoinHandle<Outcome>) {
+) -> (Arc<RunState>, std::thread::JoinHandle<Outcome>) {
     let config = config_for(server, [12])
         .url(format!("http://{host}:{}/1.1/site.json", server.port()))
         .connect_timeout(Duration::from_secs(5))
         .build()
         .expect("valid config");
     let driver = MioDriver::with_resolver(names.resolver());
-    let control = Control::new();
+    let control = RunState::new();
     let theirs = control.clone();
     let run = std::thread::spawn(move || {
         let mut parser = parser;
@@ -36,7 +36,7 @@ fn run_privately(
     (control, run)
 }
 
-fn stop_promptly(control: &Control, run: std::thread::JoinHandle<Outcome>, state: &str) {
+fn stop_promptly(control: &RunState, run: std::thread::JoinHandle<Outcome>, state: &str) {
     let started = Instant::now();
     control.request_stop();
     let outcome = run.join().expect("the run did not panic");

@@ -22,6 +22,7 @@ mod chunked;
 mod config;
 mod content;
 pub mod control;
+mod finality;
 mod framer;
 pub mod message;
 mod parser;

@@ -75,7 +75,7 @@ use sitebucket_thread::Driver;
 
 pub use runtime::Smol;
 pub use sitebucket_thread::{
-    Control, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
+    ListenThread, MessagesOnly, Observer, Resolver, RunState, Status, StreamItem,
 };
 
 sitebucket_async::driver_api!(
@@ -130,7 +130,7 @@ impl Driver for SmolDriver {
         &self,
         stream: &mut SiteStream,
         parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome {
         async_io::block_on(drive_with(stream, parser, control, &self.resolver))
     }

@@ -75,7 +75,7 @@ fn a_message_stream_stops_promptly_while_resolving() {
     let mut names = TestResolver::new();
     let mut messages =
         sitebucket_smol::messages_with(stream_to(&server, SLOW_NAME), names.resolver());
-    let control = messages.control().clone();
+    let control = messages.run_state().clone();
     let ticks = bounded(async {
         // The stream waits for its lookup while a timer task on the same thread keeps
         // running; the stop comes from that task.

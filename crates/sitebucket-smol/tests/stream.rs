@@ -215,7 +215,7 @@ fn stop_from_another_thread_ends_a_silent_stream_promptly() {
     )
     .unwrap();
     let mut stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
-    let control = stream.control().clone();
+    let control = stream.run_state().clone();
     let reader = std::thread::spawn(move || {
         let next = bounded(stream.next());
         (next, Instant::now(), stream)
@@ -373,7 +373,7 @@ fn the_observer_sees_every_event_but_messages_and_each_drain() {
     let server = TestServer::start(Scenario::single(plan), ServerOptions::plain()).unwrap();
     let mut stream = sitebucket_smol::messages(SiteStream::new(config(&server).build().unwrap()));
     let seen = Arc::new(Seen::default());
-    stream.control().set_observer(seen.clone());
+    stream.run_state().set_observer(seen.clone());
     bounded(async {
         assert_eq!(
             next_message(&mut stream).await.as_deref(),

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use sitebucket_soak::plan::{Planner, Timing};
 use sitebucket_soak::sample::{self, Sample};
 use sitebucket_soak::wire::{self, Received};
 use sitebucket_testserver::{Scenario, ServerOptions, TestServer};
+use sitebucket_thread::sync::lock;
 use sitebucket_thread::{Driver, Monitor, Observer, Parser};
 
 const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol|tokio [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter|driver]
@@ -123,10 +124,6 @@ fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 // ---------------------------------------------------------------- the server process

@@ -3,9 +3,10 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use sitebucket_proto::control::{ControlAction, ControlCall, ControlError, ControlResponse};
+use sitebucket_thread::time::unix_secs;
 use sitebucket_thread::Resolver;
 
 /// Carries out `call` on a new blocking socket in the calling thread, until it finishes: a
@@ -153,10 +154,4 @@ fn resolve(
     };
     // `Other`: the lookup thread ended without an answer (it always sends one).
     answer.map_err(io::Error::from)?
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -3,18 +3,15 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Driver, Resolver};
-
-/// Bytes asked of the socket per read: the size of a read block.
-pub const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Reads shorter than this are copied out rather than handed over in their block.
-const COPY_BELOW_BYTES: usize = 8 * 1024;
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::time::unix_secs;
+use sitebucket_thread::{Driver, Resolver, RunState, READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES};
 
 const CONNECTING: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -63,15 +60,16 @@ impl StdDriver {
 }
 
 impl Driver for StdDriver {
+    /// `"thread"`: the name the CLI's `--driver` takes for it (one thread per stream).
     fn name(&self) -> &'static str {
-        "std"
+        "thread"
     }
 
     fn run(
         &self,
         stream: &mut SiteStream,
         parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome {
         let poll = match Poll::new().and_then(|poll| {
             let waker = mio::Waker::new(poll.registry(), WAKE)?;
@@ -126,12 +124,10 @@ struct WakeState {
 impl Wake {
     fn lock(&self) -> MutexGuard<'_, WakeState> {
         // The state is a socket clone and a waker: still usable after a panic elsewhere.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
-    /// Called by `Control::request_stop` (after the stop flag is set), from any thread.
+    /// Called by `RunState::request_stop` (after the stop flag is set), from any thread.
     fn wake(&self) {
         let state = self.lock();
         if let Some(socket) = &state.socket {
@@ -149,7 +145,7 @@ impl Wake {
     }
 
     /// Sleeps until `deadline` or a stop, whichever comes first.
-    fn sleep_until(&self, deadline: Instant, control: &Control) {
+    fn sleep_until(&self, deadline: Instant, control: &RunState) {
         let mut state = self.lock();
         loop {
             let now = Instant::now();
@@ -164,24 +160,18 @@ impl Wake {
     }
 }
 
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The drain loop of the core's contract (see `sitebucket_proto::stream`).
 fn drive(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
-    control: &Control,
+    control: &RunState,
     wake: &Wake,
     connector: &mut Connector<'_>,
 ) -> Outcome {
     let mut socket: Option<TcpStream> = None;
     // The read timeout set on `socket`, if any.
     let mut read_timeout = None;
-    let mut buf = ReadBuffer::new(READ_BUFFER_BYTES, COPY_BELOW_BYTES);
+    let mut buf = ReadBuffer::new(READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES);
     let mut now = Instant::now();
     loop {
         if control.stop_requested() && !stream.disconnect_issued() {
@@ -340,7 +330,7 @@ impl Connector<'_> {
         host: &str,
         port: u16,
         deadline: Option<Instant>,
-        control: &Control,
+        control: &RunState,
     ) -> Connected {
         let addrs = match Resolver::literal(host, port) {
             Some(addr) => vec![addr],
@@ -370,7 +360,7 @@ impl Connector<'_> {
         host: &str,
         port: u16,
         deadline: Option<Instant>,
-        control: &Control,
+        control: &RunState,
     ) -> Result<Vec<SocketAddr>, Connected> {
         let slot: Arc<Mutex<Option<io::Result<Vec<SocketAddr>>>>> = Arc::default();
         let (answer, waker) = (slot.clone(), self.waker.clone());
@@ -413,15 +403,10 @@ fn time_left(deadline: Option<Instant>) -> Option<Option<Duration>> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data (an answer slot): still usable after a panic elsewhere.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn wait_connected(
     mut pending: mio::net::TcpStream,
     deadline: Option<Instant>,
-    control: &Control,
+    control: &RunState,
     poll: &mut Poll,
 ) -> Connected {
     if let Err(e) = poll

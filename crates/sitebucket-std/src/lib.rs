@@ -13,7 +13,7 @@
 //! let credentials = Credentials::new("consumer key", "consumer secret", "token", "token secret");
 //! let config = Config::builder([12, 13], credentials).build()?;
 //!
-//! // The seed's ListenThread: run the stream on its own thread, close it from here.
+//! // A ListenThread: run the stream on its own thread, close it from here.
 //! let parser = |message: bytes::Bytes| println!("{}", String::from_utf8_lossy(&message));
 //! let mut listener = ListenThread::spawn(StdDriver::new(), SiteStream::new(config.clone()), parser)?;
 //! listener.close();
@@ -38,12 +38,14 @@
 //! [`ListenThread`]: sitebucket_thread::ListenThread
 //! [`Monitor`]: sitebucket_thread::Monitor
 
+#![warn(unreachable_pub)]
+
 mod control;
 mod driver;
 mod messages;
 
 pub use control::{run_control, run_control_with};
-pub use driver::{StdDriver, READ_BUFFER_BYTES};
+pub use driver::StdDriver;
 pub use messages::{messages, Closer, Messages, DEFAULT_CAPACITY};
 pub use sitebucket_proto::SiteStream;
 pub use sitebucket_thread::{MessagesOnly, Resolver, StreamItem};

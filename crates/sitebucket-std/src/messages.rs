@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 
 use sitebucket_proto::Outcome;
 use sitebucket_proto::SiteStream;
-use sitebucket_thread::{Control, Driver, ItemSink, MessagesOnly, Status, StreamItem};
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::{Driver, ItemSink, MessagesOnly, RunState, Status, StreamItem};
 
 use crate::StdDriver;
 
@@ -55,7 +56,7 @@ pub fn messages(stream: SiteStream) -> io::Result<Messages> {
 /// joins its thread.
 pub struct Messages {
     queue: Arc<Queue>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -87,7 +88,7 @@ impl Messages {
             cond: Condvar::new(),
             capacity: capacity.max(1),
         });
-        let control = Control::new();
+        let control = RunState::new();
         control.publish(&stream);
         let thread = {
             let queue = queue.clone();
@@ -183,7 +184,7 @@ impl Drop for Messages {
 #[derive(Clone)]
 pub struct Closer {
     queue: Arc<Queue>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
 }
 
 impl std::fmt::Debug for Closer {
@@ -224,9 +225,7 @@ struct QueueState {
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         // Plain data: still consistent after a panic elsewhere.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     fn wait<'a>(&self, guard: MutexGuard<'a, QueueState>) -> MutexGuard<'a, QueueState> {

@@ -58,7 +58,7 @@ fn an_http_error_and_a_drop_arrive_as_reconnecting_items_in_order() {
     http_error_and_drop(StdDriver::new());
 }
 
-// The items come from what every driver reports to its `Control`, so the iterator runs the
+// The items come from what every driver reports to its `RunState`, so the iterator runs the
 // same story on the other drivers too.
 #[test]
 fn the_mio_driver_under_the_iterator_yields_the_same_items() {

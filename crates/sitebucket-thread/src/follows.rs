@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sitebucket_proto::control::{
@@ -12,7 +12,9 @@ use sitebucket_proto::control::{
 };
 use sitebucket_proto::Config;
 
-use crate::listen::Driver;
+use crate::driver::Driver;
+use crate::seed::splitmix;
+use crate::sync::lock;
 
 /// A [`ControlPacer`] shared by every handle that clones it: Twitter's limit on control
 /// requests is per application, so one pacer should serve every stream (a
@@ -34,11 +36,6 @@ impl SharedPacer {
             std::thread::sleep(left);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The pacer is plain data; a panic elsewhere while holding it leaves it usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The users a handle wants its stream to follow: the connect-time `follow` list, plus users
@@ -218,15 +215,7 @@ impl FollowState {
 }
 
 /// `users` without repeats, in their first order.
-fn distinct(users: impl Iterator<Item = u64>) -> Vec<u64> {
+pub(crate) fn distinct(users: impl Iterator<Item = u64>) -> Vec<u64> {
     let mut seen = BTreeSet::new();
     users.filter(|u| seen.insert(*u)).collect()
-}
-
-/// SplitMix64's finaliser: spreads every input bit over the output.
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -43,7 +43,7 @@ use sitebucket_proto::message::{Message, ParseError};
 use sitebucket_proto::Parser;
 use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 
-use crate::control::{Control, Observer};
+use crate::run_state::{Observer, RunState};
 
 /// What a message source (the std iterator, the smol and tokio `Stream`s) yields.
 ///
@@ -150,7 +150,7 @@ impl From<Outcome> for StreamItem {
 ///
 /// A message source built on a [`Driver`](crate::Driver) (or a driver's own loop) runs the
 /// stream with this parser; messages reach the sink through it and every other event
-/// through [`Control::observe`], in the order the core reported them (both are called on
+/// through [`RunState::observe`], in the order the core reported them (both are called on
 /// the driver's thread). An [`Observer`] set on the same control still sees every event.
 /// The source adds [`StreamItem::Finished`] itself when the run returns its outcome.
 pub struct ItemSink {
@@ -167,7 +167,7 @@ impl ItemSink {
     /// Sends every item of a run on `control` to `sink`: hooks `control` so the events the
     /// driver reports there reach `sink` (leaving its [`Observer`], if any, in place) and
     /// returns the parser to run the stream with.
-    pub fn install(control: &Control, sink: impl Fn(StreamItem) + Send + Sync + 'static) -> Self {
+    pub fn install(control: &RunState, sink: impl Fn(StreamItem) + Send + Sync + 'static) -> Self {
         let sink: Arc<dyn Fn(StreamItem) + Send + Sync> = Arc::new(sink);
         control.set_item_events(Arc::new(EventForwarder(sink.clone())));
         Self { sink }
@@ -389,7 +389,7 @@ mod tests {
     fn an_item_sink_sends_messages_and_events_in_order() {
         use std::sync::Mutex;
 
-        let control = Control::new();
+        let control = RunState::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let mut parser = ItemSink::install(&control, move |item| log.lock().unwrap().push(item));

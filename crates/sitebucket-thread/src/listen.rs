@@ -1,136 +1,37 @@
-//! [`ListenThread`]: the seed's handle, over any [`Driver`].
+//! [`ListenThread`]: the handle for one stream, over any [`Driver`].
 //!
-//! Two ways start a finished stream again. [`ListenThread::restart`] is the seed's, for a
-//! user who asks: it resets the stream's throttles, so the stream connects at once with its
+//! Two ways start a finished stream again. [`ListenThread::restart`] is for a user who
+//! asks: it resets the stream's throttles, so the stream connects at once with its
 //! backoff forgotten. [`ListenThread::resume`] is for a supervisor (the
 //! [`Monitor`](crate::Monitor) uses it): it starts a stream that gave up again with its
 //! backoff history kept, so its first attempt waits the delay it had earned.
 
 use std::collections::BTreeSet;
 use std::io;
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sitebucket_proto::control::{
-    ControlCall, ControlError, ControlRequest, ControlResponse, FriendsPage, StreamInfo,
-    MAX_USERS_PER_REQUEST, MAX_USERS_PER_STREAM,
+    ControlError, ControlRequest, ControlResponse, FriendsPage, StreamInfo, MAX_USERS_PER_REQUEST,
+    MAX_USERS_PER_STREAM,
 };
 use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
 
-use crate::control::{AnnounceHook, Control, FinishHook, Observer, Status};
-use crate::follows::{FollowState, SharedPacer};
+use crate::driver::{Driver, RunHandle};
+use crate::follows::{distinct, FollowState, SharedPacer};
+use crate::run_state::{AnnounceHook, FinishHook, Observer, RunState, Status};
 
-/// What a run hands back when it ends: the same stream (for a restart) and parser.
-pub struct Finished {
-    /// The stream, as the run left it.
-    pub stream: SiteStream,
-    /// The parser the run fed.
-    pub parser: Box<dyn Parser>,
-    /// How the run ended.
-    pub outcome: Outcome,
-}
-
-impl std::fmt::Debug for Finished {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Finished")
-            .field("outcome", &self.outcome)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A run started by [`Driver::spawn`]: wait for it with [`join`](RunHandle::join).
-#[derive(Debug)]
-pub struct RunHandle {
-    done: mpsc::Receiver<Finished>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RunHandle {
-    /// A handle that receives the run's end on `done`; `thread`, if given, is joined too so no
-    /// thread outlives the handle's `join`.
-    pub fn new(done: mpsc::Receiver<Finished>, thread: Option<JoinHandle<()>>) -> Self {
-        Self { done, thread }
-    }
-
-    /// Waits for the run to end. `None` if the driver dropped the run without an answer
-    /// (it panicked).
-    pub fn join(mut self) -> Option<Finished> {
-        let finished = self.done.recv().ok();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        finished
-    }
-}
-
-/// Runs streams: std threads, a mio event loop, smol tasks, or your own runtime.
-///
-/// A driver only moves bytes and waits for deadlines: every protocol decision is the core's.
-/// It must follow the core's drain contract, hand every event other than a message to
-/// [`Control::observe`], publish status to the [`Control`] after each drain, register a waker with [`Control::set_waker`] that interrupts any wait (socket read,
-/// connect, backoff sleep) at once, and on a stop request call `stream.disconnect()` and
-/// drain, so the run ends with [`Outcome::Stopped`].
-pub trait Driver: Clone + Send + Sync + 'static {
-    /// A short name: `"thread"`, `"mio"`, `"smol"`.
-    fn name(&self) -> &'static str;
-
-    /// Runs the stream in the current thread until it finishes or a stop is requested.
-    fn run(
-        &self,
-        stream: &mut SiteStream,
-        parser: &mut dyn Parser,
-        control: &Arc<Control>,
-    ) -> Outcome;
-
-    /// Starts a run elsewhere and returns at once. The default runs [`run`](Driver::run) on
-    /// a new std thread.
-    fn spawn(
-        &self,
-        mut stream: SiteStream,
-        mut parser: Box<dyn Parser>,
-        control: Arc<Control>,
-    ) -> io::Result<RunHandle> {
-        let (tx, rx) = mpsc::channel();
-        let driver = self.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sitebucket-{}", self.name()))
-            .spawn(move || {
-                let outcome = driver.run(&mut stream, parser.as_mut(), &control);
-                control.publish(&stream);
-                let _ = tx.send(Finished {
-                    stream,
-                    parser,
-                    outcome,
-                });
-            })?;
-        Ok(RunHandle::new(rx, Some(thread)))
-    }
-
-    /// Carries out one control request ([`ControlCall`]) on a connection of its own — never
-    /// the stream's, which it neither blocks nor shares — and returns its answer, blocking
-    /// the calling thread until the call finishes (the call's deadline bounds that). The
-    /// call's `poll_action` says what to do, as for a stream.
-    ///
-    /// The default refuses with [`ControlError::Unsupported`], so a driver without control
-    /// support still works for everything else.
-    fn control(&self, call: ControlCall) -> Result<ControlResponse, ControlError> {
-        let _ = call;
-        Err(ControlError::Unsupported {
-            driver: self.name(),
-        })
-    }
-}
-
-/// The seed's `ListenThread`: runs one stream with a driver; `close`, `restart`, `join`,
-/// `connection_healthy` and live status — and `resume`, which starts a stream that gave up
-/// again without forgetting its backoff (`restart` forgets it). Dropping it closes the stream and waits for the run
-/// to end, so nothing is left behind.
+/// The handle for one stream, whatever [`Driver`] runs it (std threads, a mio loop, smol or
+/// tokio tasks, your own): `start`/`run`, `close`, `restart`, `join`, `connection_healthy`
+/// and live [`Status`] — and `resume`, which starts a stream that gave up again without
+/// forgetting its backoff (`restart` forgets it) — plus the control-stream calls that change
+/// who a live connection follows. The name is kept from the simplest case, one stream on a
+/// thread of its own. Dropping it closes the stream and waits for the run to end, so nothing
+/// is left behind.
 pub struct ListenThread<D: Driver> {
     driver: D,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     idle: Option<(SiteStream, Box<dyn Parser>)>,
     running: Option<RunHandle>,
     outcome: Option<Outcome>,
@@ -157,7 +58,7 @@ impl<D: Driver> ListenThread<D> {
     pub fn new(driver: D, stream: SiteStream, parser: impl Parser + 'static) -> Self {
         Self {
             driver,
-            control: Control::new(),
+            control: RunState::new(),
             follows: FollowState::new(stream.config()),
             idle: Some((stream, Box::new(parser))),
             running: None,
@@ -193,7 +94,7 @@ impl<D: Driver> ListenThread<D> {
         }
     }
 
-    /// Runs the stream in the current thread until it ends (the seed's `run`).
+    /// Runs the stream in the current thread until it ends, and returns how it ended.
     pub fn run(&mut self) -> io::Result<Outcome> {
         let Some((mut stream, mut parser)) = self.idle.take() else {
             return Err(io::Error::other("the stream is already running"));
@@ -229,7 +130,7 @@ impl<D: Driver> ListenThread<D> {
         self.outcome.clone()
     }
 
-    /// The seed's `restart`, for a restart a user asks for: stops the run if it is still
+    /// A restart a user asks for: stops the run if it is still
     /// going, resets the stream's throttles and starts it again with the same stream and
     /// parser. It **forgets the backoff**: the stream connects at once, with no failure
     /// counted. To start a stream that gave up again without forgetting what it earned (as a
@@ -273,7 +174,7 @@ impl<D: Driver> ListenThread<D> {
         Ok(true)
     }
 
-    /// The seed's `connection_healthy`: true unless the stream gave up or hit a fatal error.
+    /// Whether the connection is healthy: true unless the stream gave up or hit a fatal error.
     pub fn connection_healthy(&self) -> bool {
         self.control.status().healthy
     }
@@ -288,8 +189,8 @@ impl<D: Driver> ListenThread<D> {
         self.control.status()
     }
 
-    /// The shared control (stop flag, status) of the current run.
-    pub fn control(&self) -> &Arc<Control> {
+    /// The state the current run shares with its driver (stop flag, status, hooks).
+    pub fn run_state(&self) -> &Arc<RunState> {
         &self.control
     }
 
@@ -308,8 +209,8 @@ impl<D: Driver> ListenThread<D> {
         &self.driver
     }
 
-    fn new_control(&self) -> Arc<Control> {
-        let control = Control::new();
+    fn new_control(&self) -> Arc<RunState> {
+        let control = RunState::new();
         if let Some(hook) = &self.announce {
             control.set_announce_hook(hook.clone());
         }
@@ -448,7 +349,7 @@ impl<D: Driver> ListenThread<D> {
     }
 
     /// Installs `observer` (events besides messages, and the end of each drain) for this run
-    /// and every later one: each `start`, `run` and `restart` makes a fresh [`Control`], and
+    /// and every later one: each `start`, `run` and `restart` makes a fresh [`RunState`], and
     /// the observer is carried over to it.
     pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
         self.control.set_observer(observer.clone());
@@ -468,12 +369,6 @@ impl<D: Driver> ListenThread<D> {
         self.control.set_finish_hook(hook.clone());
         self.finish = Some(hook);
     }
-}
-
-/// `users` without repeats, in their first order.
-fn distinct(users: impl Iterator<Item = u64>) -> Vec<u64> {
-    let mut seen = BTreeSet::new();
-    users.filter(|u| seen.insert(*u)).collect()
 }
 
 fn unexpected(response: ControlResponse) -> ControlError {
@@ -505,7 +400,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "never"
         }
-        fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<Control>) -> Outcome {
+        fn run(&self, _: &mut SiteStream, _: &mut dyn Parser, _: &Arc<RunState>) -> Outcome {
             Outcome::Stopped
         }
     }
@@ -523,7 +418,7 @@ mod tests {
             &self,
             stream: &mut SiteStream,
             _: &mut dyn Parser,
-            control: &Arc<Control>,
+            control: &Arc<RunState>,
         ) -> Outcome {
             let mut now = Instant::now();
             loop {
@@ -615,7 +510,7 @@ mod tests {
         let mut thread = ListenThread::new(NeverRuns, SiteStream::new(config), |_: Bytes| {});
         let drains = Arc::new(Drains::default());
         thread.set_observer(drains.clone());
-        // Each run publishes through a fresh Control; the observer must hear every one.
+        // Each run publishes through a fresh RunState; the observer must hear every one.
         let count = || *drains.0.lock().unwrap();
         let mut seen = count();
         for step in 0..3 {

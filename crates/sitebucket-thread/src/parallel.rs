@@ -7,13 +7,14 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use sitebucket_proto::message::{Message, ParseError};
 use sitebucket_proto::Parser;
 
+use crate::sync::lock;
 use crate::threaded::{charge, detach_small, DEFAULT_MAX_QUEUED_BYTES};
 
 /// A [`Parser`] that parses on several worker threads and hands every result to one handler,
@@ -174,12 +175,6 @@ impl Turn<'_> {
             self.shared.wake[worker].notify_one();
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Only bookkeeping runs under these locks, never user code: they cannot be poisoned
-    // half-way through an update.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Default for ParallelParserBuilder {

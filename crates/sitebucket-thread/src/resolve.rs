@@ -89,9 +89,7 @@ impl Pool {
 
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // Only the pool's bookkeeping runs under the lock, never a lookup or a delivery.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 

@@ -86,7 +86,7 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Only the queue's bookkeeping runs under the lock, never user code: it cannot be
         // poisoned half-way through an update.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.queue)
     }
 }
 

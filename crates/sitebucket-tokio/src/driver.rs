@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 use sitebucket_proto::control::{ControlCall, ControlError, ControlResponse};
 use sitebucket_proto::Outcome;
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Driver, Resolver, RunHandle};
+use sitebucket_thread::sync::lock;
+use sitebucket_thread::{Driver, Resolver, RunHandle, RunState};
 
 use crate::task::{self, KeepAlive, StreamTask};
 use crate::{drive_with, run_control_with};
@@ -125,11 +126,6 @@ impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data: a panic elsewhere while holding the lock leaves it usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Default for TokioDriver {
@@ -287,7 +283,7 @@ impl Driver for TokioDriver {
         &self,
         stream: &mut SiteStream,
         parser: &mut dyn Parser,
-        control: &Arc<Control>,
+        control: &Arc<RunState>,
     ) -> Outcome {
         if let Err(why) = Self::not_in_a_runtime("run") {
             return Outcome::InvalidConfig(why);
@@ -312,7 +308,7 @@ impl Driver for TokioDriver {
         &self,
         stream: SiteStream,
         parser: Box<dyn Parser>,
-        control: Arc<Control>,
+        control: Arc<RunState>,
     ) -> io::Result<RunHandle> {
         let handle = self.handle()?;
         let (done, finished) = mpsc::channel();
@@ -444,7 +440,7 @@ mod tests {
         let (outcome, answer) = runtime.block_on(async {
             let mut stream = SiteStream::new(config.clone());
             let mut parser = |_: bytes::Bytes| {};
-            let outcome = driver.run(&mut stream, &mut parser, &Control::new());
+            let outcome = driver.run(&mut stream, &mut parser, &RunState::new());
             (outcome, driver.control(call))
         });
         match outcome {

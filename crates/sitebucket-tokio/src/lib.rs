@@ -82,7 +82,7 @@ mod task;
 pub use driver::TokioDriver;
 pub use runtime::Tokio;
 pub use sitebucket_thread::{
-    Control, Finished, ListenThread, MessagesOnly, Observer, Resolver, Status, StreamItem,
+    Finished, ListenThread, MessagesOnly, Observer, Resolver, RunState, Status, StreamItem,
 };
 pub use task::{spawn, spawn_with, StreamTask};
 
@@ -114,7 +114,7 @@ mod tests {
         .url("http://127.0.0.1:1/1.1/site.json")
         .build()
         .expect("valid config");
-        let (mut stream, control) = (SiteStream::new(config.clone()), Control::new());
+        let (mut stream, control) = (SiteStream::new(config.clone()), RunState::new());
         let mut parser = |_: bytes::Bytes| {};
         let parser: &mut dyn Parser = &mut parser;
         let resolver = Resolver::system();

@@ -9,7 +9,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use sitebucket_proto::{Parser, SiteStream};
-use sitebucket_thread::{Control, Finished, Resolver, Status};
+use sitebucket_thread::{Finished, Resolver, RunState, Status};
 
 use crate::drive_with;
 
@@ -50,7 +50,7 @@ pub fn spawn_with(
 /// in hand), closing the socket and abandoning a lookup in progress. To let a stream run
 /// on, keep its handle.
 pub struct StreamTask {
-    control: Arc<Control>,
+    control: Arc<RunState>,
     task: JoinHandle<Finished>,
 }
 
@@ -75,7 +75,7 @@ impl StreamTask {
         resolver: Resolver,
         keep: Option<KeepAlive>,
     ) -> Self {
-        let control = Control::new();
+        let control = RunState::new();
         control.publish(&stream);
         let task = runtime.spawn(run(stream, parser, control.clone(), resolver, keep));
         Self { control, task }
@@ -98,9 +98,9 @@ impl StreamTask {
         self.control.status()
     }
 
-    /// The shared control: [`Control::request_stop`] from anywhere, an observer, an
+    /// The run's shared state: [`RunState::request_stop`] from anywhere, an observer, an
     /// announce hook.
-    pub fn control(&self) -> &Arc<Control> {
+    pub fn run_state(&self) -> &Arc<RunState> {
         &self.control
     }
 }
@@ -109,7 +109,7 @@ impl StreamTask {
 pub(crate) async fn run(
     mut stream: SiteStream,
     mut parser: Box<dyn Parser>,
-    control: Arc<Control>,
+    control: Arc<RunState>,
     resolver: Resolver,
     keep: Option<KeepAlive>,
 ) -> Finished {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sitebucket_e2e::{config_for, server, wait_for, Collected, Transport};
 use sitebucket_proto::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
-use sitebucket_thread::{Control, Driver, ListenThread, SiteStream};
+use sitebucket_thread::{Driver, ListenThread, RunState, SiteStream};
 use sitebucket_tokio::TokioDriver;
 
 const RUNTIME_THREAD: &str = "sitebucket-rt";
@@ -58,7 +58,7 @@ fn one_runtime_thread_for_many_streams_and_none_left_after_drop() {
     // Dropped while a stream still runs: the runtime outlives the driver until the stream
     // ends.
     let driver = TokioDriver::new();
-    let control = Control::new();
+    let control = RunState::new();
     let config = config_for(&server, [1, 2, 3]).build().unwrap();
     let handle = driver
         .spawn(

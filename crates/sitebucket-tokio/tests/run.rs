@@ -10,7 +10,7 @@ use sitebucket_e2e::{
 };
 use sitebucket_proto::Outcome;
 use sitebucket_testserver::{AttemptPlan, End, Scenario, Step};
-use sitebucket_thread::{Control, Driver, SiteStream};
+use sitebucket_thread::{Driver, RunState, SiteStream};
 use sitebucket_tokio::TokioDriver;
 
 /// Runs a stream of 30 messages with `driver.run` on a thread, stops it once they are all
@@ -22,7 +22,7 @@ fn runs_in_the_calling_thread(driver: TokioDriver) {
     let server = server(Scenario::single(plan), Transport::Tls);
     let config = config_for(&server, [12]).build().expect("valid config");
     let collected = Collected::new();
-    let control = Control::new();
+    let control = RunState::new();
     let run = {
         let (control, mut parser) = (control.clone(), collected.clone());
         std::thread::spawn(move || {

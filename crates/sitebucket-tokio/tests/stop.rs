@@ -15,7 +15,7 @@ use sitebucket_e2e::{config_for, numbered_messages, server, BlackHole, Transport
 use sitebucket_proto::Outcome;
 use sitebucket_proto::{BackoffPolicy, Config, Credentials, SiteStream};
 use sitebucket_testserver::{AttemptPlan, Repeat, Scenario, Step, TestServer};
-use sitebucket_thread::{Control, Status};
+use sitebucket_thread::{RunState, Status};
 use sitebucket_tokio::{drive_with, Resolver, TokioDriver};
 use tokio::runtime::{Builder, Runtime};
 
@@ -181,7 +181,7 @@ async fn stop_once(
             started.elapsed()
         }
         How::AbortJoinHandle => {
-            let control = Control::new();
+            let control = RunState::new();
             let task = tokio::spawn({
                 let control = control.clone();
                 let mut stream = stream;

@@ -51,9 +51,9 @@ pub use sitebucket_proto::{
 /// Bearer token, and the typed v2 envelope.
 pub use sitebucket_proto::{Api, Auth, BearerToken, V2Message, V2Param, V2Parser};
 pub use sitebucket_thread::{
-    AnnounceHook, Control, Driver, FailedStream, Finished, ItemSink, ListenThread, MessagesOnly,
-    Monitor, MonitorError, Observer, ParallelParser, ParallelParserBuilder, Resolver, RunHandle,
-    SharedPacer, SharedParser, Status, StreamInfo, StreamItem, ThreadedParser,
+    AnnounceHook, Driver, FailedStream, Finished, ItemSink, ListenThread, MessagesOnly, Monitor,
+    MonitorError, MonitoredStream, Observer, ParallelParser, ParallelParserBuilder, Resolver,
+    RunHandle, RunState, SharedPacer, SharedParser, Status, StreamItem, ThreadedParser,
 };
 
 #[cfg(feature = "mio")]

@@ -1,7 +1,7 @@
 //! The loopback server of the out-of-process figures (a separate process from the client).
 //!
 //! ```text
-//! bench-server firehose [--seed S] [--segment-bytes B] [--bytes N]
+//! bench-server firehose [--seed S] [--segment-bytes B] [--bytes N] [--notsent-lowat BYTES] [--together N]
 //! bench-server idle [--tls --ca-out PATH]
 //! ```
 //!
@@ -29,11 +29,18 @@ fn main() {
         Some("firehose") => {
             // Up to one connection per busy stream of bench-busy.
             os::raise_fd_limit(1 << 16);
-            let firehose = Arc::new(Firehose::new(
-                args.get("--seed", 20_240_601u64),
-                args.get("--segment-bytes", 16usize << 20),
-                args.get("--bytes", 1u64 << 30),
-            ));
+            let firehose = Arc::new(
+                Firehose::new(
+                    args.get("--seed", 20_240_601u64),
+                    args.get("--segment-bytes", 16usize << 20),
+                    args.get("--bytes", 1u64 << 30),
+                )
+                .notsent_lowat(
+                    args.value("--notsent-lowat")
+                        .map(|_| args.get("--notsent-lowat", 0)),
+                )
+                .together(args.get("--together", 1)),
+            );
             announce(&format!(
                 "listening {addr} messages={} keep_alives={} body={} wire={} hash={}",
                 firehose.messages(),

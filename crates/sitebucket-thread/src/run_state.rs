@@ -1,8 +1,9 @@
 //! The state shared by a [`ListenThread`](crate::ListenThread) handle and its driver.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use sitebucket_proto::{Outcome, SiteStream, Stats, StreamEvent};
 
 /// A snapshot of a running stream, published by its driver.
@@ -30,27 +31,27 @@ pub type FinishHook = Arc<dyn Fn(&Outcome) + Send + Sync>;
 
 /// Watches a run from inside its driver, on the driver's thread: what the core reports
 /// besides messages, and the moment each drain ends. Install one with
-/// [`Control::set_observer`]; both methods default to doing nothing.
+/// [`RunState::set_observer`]; both methods default to doing nothing.
 ///
 /// `drained` is the "batch end" signal: the driver has handed out every message in hand
 /// and is about to wait, so it is the time to flush buffered output.
 pub trait Observer: Send + Sync {
     /// An event of the core other than a message (connected, keep-alive, disconnected),
     /// in order with the messages given to the parser. Drivers forward them with
-    /// [`Control::observe`].
+    /// [`RunState::observe`].
     fn event(&self, event: &StreamEvent) {
         let _ = event;
     }
 
     /// The driver drained the core (it is about to wait, or the run is over), as reported
-    /// by [`Control::publish`]. The stream is read-only here.
+    /// by [`RunState::publish`]. The stream is read-only here.
     fn drained(&self, stream: &SiteStream) {
         let _ = stream;
     }
 }
 
 /// Stop flag, wake-up hook and published status of one run.
-pub struct Control {
+pub struct RunState {
     stop: AtomicBool,
     waker: Mutex<Option<Waker>>,
     status: Mutex<Status>,
@@ -61,21 +62,16 @@ pub struct Control {
     finish: Mutex<Option<FinishHook>>,
 }
 
-impl std::fmt::Debug for Control {
+impl std::fmt::Debug for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Control")
+        f.debug_struct("RunState")
             .field("stop", &self.stop_requested())
             .field("status", &*lock(&self.status))
             .finish_non_exhaustive()
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Control {
+impl RunState {
     /// A fresh control for a stream that has not started.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
@@ -238,7 +234,7 @@ mod tests {
         use sitebucket_proto::Action;
         use std::time::Instant;
 
-        let control = Control::new();
+        let control = RunState::new();
         let heard = Arc::new(Mutex::new(Vec::<String>::new()));
         let log = heard.clone();
         control.set_announce_hook(Arc::new(move |id: &str| lock(&log).push(id.to_owned())));
@@ -283,7 +279,7 @@ mod tests {
 
     #[test]
     fn the_finish_hook_hears_the_outcome_once() {
-        let control = Control::new();
+        let control = RunState::new();
         let heard = Arc::new(Mutex::new(Vec::new()));
         let log = heard.clone();
         control.set_finish_hook(Arc::new(move |outcome: &Outcome| {
@@ -305,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_observer_sees_forwarded_events_and_every_publish() {
-        let control = Control::new();
+        let control = RunState::new();
         let stream = SiteStream::new(
             Config::builder([1], Credentials::new("ck", "cs", "t", "ts"))
                 .build()
