@@ -431,7 +431,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     run(figures)
 }
 
-/// `cargo xtask soak --minutes N --streams K --driver thread|mio|smol [--seed S]`: the soak
+/// `cargo xtask soak --minutes N --streams K --driver thread|mio|smol|tokio [--seed S]`: the soak
 /// (see `crates/sitebucket-soak`), built in release mode. One client process runs K streams
 /// through the `Monitor` for N minutes against a child server process that injects seeded
 /// faults on every connection; it prints a progress line every 10 s, then a table, the
@@ -439,7 +439,7 @@ fn bench(args: &[String]) -> Result<(), String> {
 /// `target/soak/`. Exits non-zero when a target is missed.
 fn soak(args: &[String]) -> Result<(), String> {
     const USAGE: &str =
-        "usage: cargo xtask soak --minutes N --streams K --driver thread|mio|smol [--seed S]";
+        "usage: cargo xtask soak --minutes N --streams K --driver thread|mio|smol|tokio [--seed S]";
     let mut given = Vec::new();
     for pair in args.chunks(2) {
         let [flag, value] = pair else {

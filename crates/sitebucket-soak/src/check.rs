@@ -235,10 +235,17 @@ pub struct Verdict {
     pub reordered: u64,
     /// Reconnect gaps checked against the policy.
     pub gaps: u64,
-    /// Gaps shorter than the policy allows.
+    /// Gaps shorter than the policy allows by the server's clock and the server's view of
+    /// each connection's life. Not a failure by itself: a client that read a close late saw
+    /// the connection up longer than the server did (see [`check_announced`], which judges
+    /// the client by its own view).
     pub early: u64,
+    /// The first of those, in words.
+    pub early_examples: Vec<String>,
     /// The smallest margin over the policy's wait seen, in seconds.
     pub tightest: Option<f64>,
+    /// Each tracker's stream, from the soak messages it received.
+    pub tracker_stream: HashMap<u64, u64>,
     /// Attempts the client gave up as stalled because the server paused longer than the
     /// stall timeout between two writes (a starved server, not a client fault).
     pub server_pauses: u64,
@@ -508,11 +515,372 @@ pub fn check(
                     kind,
                     wait
                 );
-                fail(&mut v, why);
+                if v.early_examples.len() < 20 {
+                    v.early_examples.push(why);
+                }
             }
         }
     }
+    v.tracker_stream = tracker_stream;
     v
+}
+
+/// A connection event of one stream as the client saw it: its `200` (or other status) head,
+/// or its end with the wait the client announced. Times are server seconds (the client
+/// converts its wall clock with the server's announced epoch; both processes read the same
+/// system clock).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEvent {
+    /// The stream's tracker (one per monitored stream).
+    pub tracker: u64,
+    /// When the client's observer saw it (at or just after the core's `now` for it).
+    pub at: f64,
+    /// What happened.
+    pub what: ClientEventKind,
+}
+
+/// See [`ClientEvent`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEventKind {
+    /// A response head arrived.
+    Connected {
+        /// Its status.
+        status: u16,
+    },
+    /// The attempt or connection failed; the client announced `retry_in`.
+    Disconnected {
+        /// How backoff treats the failure.
+        kind: Kind,
+        /// The announced wait, seconds.
+        retry_in: f64,
+        /// Messages other than `disconnect` messages received since the last `200` head.
+        messages: u64,
+        /// The error, in words.
+        error: String,
+    },
+    /// The end of the backoff after the failure before, as the core scheduled it (the
+    /// event's `at`). Missing when the backoff had already ended when the driver reported.
+    BackoffUntil,
+    /// When the core took in the `200` head before (its last byte's arrival as the driver
+    /// handed it in; the event's `at`): the connection's start on the core's clock, which a
+    /// driver that yields before draining reports late.
+    HeadAt,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Network => "network",
+            Kind::Http => "http",
+            Kind::RateLimited => "rate-limited",
+        }
+    }
+
+    fn from_name(s: &str) -> Result<Self, String> {
+        match s {
+            "network" => Ok(Kind::Network),
+            "http" => Ok(Kind::Http),
+            "rate-limited" => Ok(Kind::RateLimited),
+            _ => Err(format!("bad failure kind {s:?}")),
+        }
+    }
+
+    /// How the policy treats a failure with this HTTP status (`None`: not a status), as
+    /// Twitter documents it: 420 and 429 are rate limits, other statuses HTTP errors.
+    pub fn of_status(status: Option<u16>) -> Kind {
+        match status {
+            Some(420 | 429) => Kind::RateLimited,
+            Some(_) => Kind::Http,
+            None => Kind::Network,
+        }
+    }
+}
+
+impl ClientEvent {
+    /// One tab-separated line.
+    pub fn to_line(&self) -> String {
+        match &self.what {
+            ClientEventKind::Connected { status } => {
+                format!("{}\t{:.6}\tC\t{status}", self.tracker, self.at)
+            }
+            ClientEventKind::BackoffUntil => format!("{}\t{:.6}\tU", self.tracker, self.at),
+            ClientEventKind::HeadAt => format!("{}\t{:.6}\tH", self.tracker, self.at),
+            ClientEventKind::Disconnected {
+                kind,
+                retry_in,
+                messages,
+                error,
+            } => format!(
+                "{}\t{:.6}\tD\t{}\t{retry_in:.6}\t{messages}\t{}",
+                self.tracker,
+                self.at,
+                kind.name(),
+                error.replace(['\t', '\n'], " ")
+            ),
+        }
+    }
+
+    /// Reads [`to_line`](Self::to_line)'s output.
+    pub fn from_line(line: &str) -> Result<Self, String> {
+        let f: Vec<&str> = line.split('\t').collect();
+        let what = match f[..] {
+            [_, _, "C", status] => ClientEventKind::Connected {
+                status: field(status)?,
+            },
+            [_, _, "U"] => ClientEventKind::BackoffUntil,
+            [_, _, "H"] => ClientEventKind::HeadAt,
+            [_, _, "D", kind, retry_in, messages, error] => ClientEventKind::Disconnected {
+                kind: Kind::from_name(kind)?,
+                retry_in: field(retry_in)?,
+                messages: field(messages)?,
+                error: error.to_string(),
+            },
+            _ => return Err(format!("bad client event line {line:?}")),
+        };
+        Ok(ClientEvent {
+            tracker: field(f[0])?,
+            at: field(f[1])?,
+            what,
+        })
+    }
+}
+
+/// How long after the failure's record the core's end of the backoff may lie beyond the
+/// announced wait: the two clock readings that convert it to server time, not scheduling
+/// (the core's `now` comes before the observer's record, never after).
+pub const UNTIL_TOLERANCE: Duration = Duration::from_millis(2);
+
+/// How close to `trust_after` or `rate_limit_reset_after` a lifetime seen by the client
+/// must come for the model to take it as reached (the client's `now` at the head and at the
+/// failure are known only to within the observer's delay).
+pub const LIFETIME_BAND: Duration = Duration::from_millis(20);
+
+/// What [`check_announced`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Announced {
+    /// Each problem, in words, with the stream, the time and the seed's attempt.
+    pub failures: Vec<String>,
+    /// Announced waits checked against the policy (the client's view of each connection).
+    pub decisions: u64,
+    /// Announced waits shorter than the policy allows.
+    pub short: u64,
+    /// Announced waits longer than the model's (where the model took the lenient reading
+    /// of an ambiguous lifetime, or a bug that waits too long).
+    pub long: u64,
+    /// 420/429 failures the client announced.
+    pub rate_limited: u64,
+    /// Reconnects checked against the end of the backoff the core scheduled.
+    pub gaps: u64,
+    /// Reconnects that reached the server before it.
+    pub early: u64,
+    /// Backoffs whose scheduled end lies beyond the failure plus the announced wait.
+    pub misannounced: u64,
+    /// The smallest margin of a reconnect over the scheduled end of its backoff, seconds.
+    pub tightest: Option<f64>,
+    /// Failures whose backoff had already ended when the driver reported it (not placed).
+    pub uncaptured: u64,
+    /// Failures whose stream no soak message named (the check cannot place them).
+    pub unplaced: u64,
+}
+
+/// A failure waiting for the end of its backoff.
+struct Pending<'a> {
+    at: f64,
+    kind: Kind,
+    retry_in: f64,
+    messages: u64,
+    error: &'a str,
+}
+
+/// Checks what the client announced against the policy and what it did against what it
+/// announced:
+///
+/// 1. **Policy.** Per stream, a model that shares no code with the core walks the client's
+///    own events (its `200` heads and failures, with the messages between) and computes
+///    the wait the policy allows after each failure: linear after network errors, doubling
+///    after HTTP errors and after 420/429, trust (a message, or `trust_after` up) resetting
+///    the first two, `rate_limit_reset_after` up resetting the third. The announced
+///    `retry_in` must not be shorter. Lifetimes within [`LIFETIME_BAND`] of a threshold
+///    are taken as reaching it (the smaller wait).
+/// 2. **Timing.** The end of the backoff the core scheduled must be no later than the
+///    failure's record plus the announced wait (within [`UNTIL_TOLERANCE`]), and the
+///    stream's next attempt must reach the server no earlier than that end (within
+///    [`TOLERANCE`]).
+///
+/// `tracker_stream` maps each tracker to its stream (from the soak messages it received);
+/// `name` names a stream. Failures after `frozen_at` (the end of the run) are not checked.
+pub fn check_announced(
+    events: &[ClientEvent],
+    server: &[ServerAttempt],
+    tracker_stream: &HashMap<u64, u64>,
+    timing: &Timing,
+    frozen_at: f64,
+    name: &dyn Fn(u64) -> String,
+) -> Announced {
+    let mut a = Announced::default();
+    let fail = |a: &mut Announced, s: String| {
+        if a.failures.len() < 10_000 {
+            a.failures.push(s);
+        }
+    };
+    let mut attempts: HashMap<u64, Vec<&ServerAttempt>> = HashMap::new();
+    for s in server {
+        if let Some(stream) = s.stream {
+            attempts.entry(stream).or_default().push(s);
+        }
+    }
+    for list in attempts.values_mut() {
+        list.sort_by(|x, y| x.at.total_cmp(&y.at));
+    }
+    let mut by_tracker: BTreeMap<u64, Vec<&ClientEvent>> = BTreeMap::new();
+    for e in events {
+        by_tracker.entry(e.tracker).or_default().push(e);
+    }
+    let band = LIFETIME_BAND.as_secs_f64();
+    let (tol, until_tol) = (TOLERANCE.as_secs_f64(), UNTIL_TOLERANCE.as_secs_f64());
+    for (tracker, list) in &by_tracker {
+        let stream = tracker_stream.get(tracker).copied();
+        let who = stream.map_or_else(|| format!("tracker {tracker}"), name);
+        let mut model = PolicyModel::default();
+        let mut up_since: Option<f64> = None;
+        let mut pending: Option<Pending<'_>> = None;
+        // A failure waits for the end of its backoff (on the core's clock, `until −
+        // retry_in` is when the core decided) before the policy judges it.
+        let decide = |a: &mut Announced,
+                      model: &mut PolicyModel,
+                      up_since: &mut Option<f64>,
+                      p: &Pending<'_>,
+                      decided_at: f64| {
+            if let Some(since) = up_since.take() {
+                let lifetime = decided_at - since;
+                if p.messages > 0 || lifetime >= timing.trust_after.as_secs_f64() - band {
+                    model.trusted();
+                }
+                if lifetime >= timing.rate_limit_reset_after.as_secs_f64() - band {
+                    model.forget_rate_limit();
+                }
+            }
+            let wait = model.next(p.kind, timing).as_secs_f64();
+            if p.at > frozen_at {
+                return;
+            }
+            a.decisions += 1;
+            if p.kind == Kind::RateLimited {
+                a.rate_limited += 1;
+            }
+            if p.retry_in < wait - 1e-6 {
+                a.short += 1;
+                fail(
+                    a,
+                    format!(
+                        "{who}: after its {} failure at {:.3} s ({}) the client announced a wait of {:.3} s, shorter than the policy's {wait:.3} s",
+                        p.kind.name(),
+                        p.at,
+                        p.error,
+                        p.retry_in
+                    ),
+                );
+            } else if p.retry_in > wait + 1e-6 {
+                a.long += 1;
+            }
+        };
+        for e in list {
+            let (kind, retry_in, messages, error) = match &e.what {
+                ClientEventKind::Connected { status } => {
+                    if let Some(p) = pending.take() {
+                        a.uncaptured += 1;
+                        decide(&mut a, &mut model, &mut up_since, &p, p.at);
+                    }
+                    if *status == 200 {
+                        up_since = Some(e.at);
+                    }
+                    continue;
+                }
+                ClientEventKind::HeadAt => {
+                    if up_since.is_some() {
+                        up_since = Some(e.at);
+                    }
+                    continue;
+                }
+                ClientEventKind::BackoffUntil => {
+                    let Some(p) = pending.take() else { continue };
+                    let until = e.at;
+                    decide(&mut a, &mut model, &mut up_since, &p, until - p.retry_in);
+                    if p.at > frozen_at || stream.is_none() {
+                        continue;
+                    }
+                    if until > p.at + p.retry_in + until_tol {
+                        a.misannounced += 1;
+                        fail(
+                            &mut a,
+                            format!(
+                                "{who}: after its {} failure at {:.3} s ({}) the client announced {:.3} s but scheduled its reconnect for {until:.3} s",
+                                p.kind.name(),
+                                p.at,
+                                p.error,
+                                p.retry_in
+                            ),
+                        );
+                    }
+                    let Some(next) = stream
+                        .and_then(|s| attempts.get(&s))
+                        .and_then(|l| l.iter().find(|s| s.at > p.at))
+                    else {
+                        continue;
+                    };
+                    if next.at > frozen_at {
+                        continue;
+                    }
+                    a.gaps += 1;
+                    let margin = next.at - until;
+                    a.tightest = Some(a.tightest.map_or(margin, |t: f64| t.min(margin)));
+                    if margin < -tol {
+                        a.early += 1;
+                        fail(
+                            &mut a,
+                            format!(
+                                "{who}: attempt {} on the {} server reconnected at {:.3} s, {:.3} s after the client's {} failure at {:.3} s ({}); its backoff ran to {until:.3} s (announced {:.3} s)",
+                                next.index,
+                                if next.server == 0 { "plain" } else { "TLS" },
+                                next.at,
+                                next.at - p.at,
+                                p.kind.name(),
+                                p.at,
+                                p.error,
+                                p.retry_in
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                ClientEventKind::Disconnected {
+                    kind,
+                    retry_in,
+                    messages,
+                    error,
+                } => (*kind, *retry_in, *messages, error.as_str()),
+            };
+            if let Some(p) = pending.take() {
+                a.uncaptured += 1;
+                decide(&mut a, &mut model, &mut up_since, &p, p.at);
+            }
+            if stream.is_none() && e.at <= frozen_at {
+                a.unplaced += 1;
+            }
+            pending = Some(Pending {
+                at: e.at,
+                kind,
+                retry_in,
+                messages,
+                error,
+            });
+        }
+        if let Some(p) = pending.take() {
+            a.uncaptured += 1;
+            decide(&mut a, &mut model, &mut up_since, &p, p.at);
+        }
+    }
+    a
 }
 
 #[cfg(test)]
@@ -674,5 +1042,180 @@ mod tests {
         let next = attempt(1, Some(200), 5.0, 0);
         let v = check(&[paused, next], &[stalled], &t, 100.0, &name);
         assert_eq!((v.gaps, v.early), (1, 0), "{:?}", v.failures);
+    }
+    fn connected(at: f64, status: u16) -> ClientEvent {
+        ClientEvent {
+            tracker: 1,
+            at,
+            what: ClientEventKind::Connected { status },
+        }
+    }
+
+    fn failed(at: f64, kind: Kind, retry_in: f64, messages: u64) -> ClientEvent {
+        ClientEvent {
+            tracker: 1,
+            at,
+            what: ClientEventKind::Disconnected {
+                kind,
+                retry_in,
+                messages,
+                error: "test".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn event_lines_round_trip() {
+        for e in [
+            connected(1.25, 429),
+            failed(2.5, Kind::RateLimited, 0.8, 0),
+            failed(3.0, Kind::Network, 0.1, 7),
+            ClientEvent {
+                tracker: 2,
+                at: 3.1,
+                what: ClientEventKind::BackoffUntil,
+            },
+        ] {
+            assert_eq!(ClientEvent::from_line(&e.to_line()), Ok(e));
+        }
+        assert!(ClientEvent::from_line("1\t2.0\tX").is_err());
+    }
+
+    /// The announced waits are judged by the client's own view of each connection: two
+    /// 429s in a row need the doubled wait; a 200 up the reset period in between (as the
+    /// client saw it) starts the sequence over, one up a little less does not.
+    #[test]
+    fn announced_waits_shorter_than_the_policy_are_caught() {
+        let t = Timing::default();
+        let start = t.rate_limit_start.as_secs_f64();
+        let reset = t.rate_limit_reset_after.as_secs_f64();
+        let trackers = HashMap::from([(1, 100)]);
+        let run = |events: &[ClientEvent]| check_announced(events, &[], &trackers, &t, 1e9, &name);
+        let doubled = [
+            connected(0.0, 429),
+            failed(0.0, Kind::RateLimited, start, 0),
+            connected(1.0, 429),
+            failed(1.0, Kind::RateLimited, 2.0 * start, 0),
+        ];
+        let v = run(&doubled);
+        assert_eq!(
+            (v.decisions, v.short, v.rate_limited),
+            (2, 0, 2),
+            "{:?}",
+            v.failures
+        );
+        let mut too_soon = doubled.clone();
+        too_soon[3] = failed(1.0, Kind::RateLimited, start, 0);
+        let v = run(&too_soon);
+        assert_eq!(v.short, 1);
+        assert!(
+            v.failures[0].contains("stream 100")
+                && v.failures[0].contains("shorter than the policy")
+        );
+        // A 200 up the reset period (by the client's clock) between them: start over.
+        let forgotten = [
+            connected(0.0, 429),
+            failed(0.0, Kind::RateLimited, start, 5),
+            connected(1.0, 200),
+            failed(1.0 + reset, Kind::Network, t.network_step.as_secs_f64(), 5),
+            connected(2.0 + reset, 429),
+            failed(2.0 + reset, Kind::RateLimited, start, 0),
+        ];
+        assert_eq!(run(&forgotten).short, 0);
+        let mut not_quite = forgotten.clone();
+        not_quite[3] = failed(1.0 + reset - 0.1, Kind::Network, 0.1, 5);
+        assert_eq!(run(&not_quite).short, 1);
+        // Without messages, the second network failure needs two steps; a message resets.
+        let step = t.network_step.as_secs_f64();
+        let storm = [
+            connected(0.0, 200),
+            failed(0.1, Kind::Network, step, 0),
+            connected(1.0, 200),
+            failed(1.1, Kind::Network, step, 0),
+        ];
+        assert_eq!(run(&storm).short, 1);
+        let mut trusted = storm.clone();
+        trusted[3] = failed(1.1, Kind::Network, step, 1);
+        assert_eq!(run(&trusted).short, 0);
+        // The core's own times win over the observer's: a head the core took in at 1.0 s
+        // but reported late (1.5 s), and a failure decided at 3.05 s (its backoff ran to
+        // 3.15 s), make a connection up 2.05 s: trusted, so one step is right.
+        let at = |at: f64, what: ClientEventKind| ClientEvent {
+            tracker: 1,
+            at,
+            what,
+        };
+        let late = [
+            connected(0.0, 200),
+            failed(0.1, Kind::Network, step, 0),
+            at(0.2, ClientEventKind::BackoffUntil),
+            connected(1.5, 200),
+            at(1.0, ClientEventKind::HeadAt),
+            failed(3.1, Kind::Network, step, 0),
+            at(3.05 + step, ClientEventKind::BackoffUntil),
+        ];
+        let v = run(&late);
+        assert_eq!((v.decisions, v.short), (2, 0), "{:?}", v.failures);
+        let mut observed = late.to_vec();
+        observed.remove(4);
+        assert_eq!(
+            run(&observed).short,
+            1,
+            "by the observer's times alone: 1.55 s up"
+        );
+    }
+
+    /// A reconnect that reaches the server before the end of the backoff the core scheduled
+    /// fails, naming the stream and the attempt; one at it passes. A scheduled end beyond
+    /// the failure plus the announced wait fails too.
+    #[test]
+    fn reconnects_before_the_scheduled_end_of_their_backoff_are_caught() {
+        let t = Timing::default();
+        let trackers = HashMap::from([(1, 100)]);
+        let until = |at: f64| ClientEvent {
+            tracker: 1,
+            at,
+            what: ClientEventKind::BackoffUntil,
+        };
+        let events = [
+            connected(0.5, 503),
+            failed(0.5, Kind::Http, 0.3, 0),
+            until(0.799),
+        ];
+        let check_at = |events: &[ClientEvent], next_at: f64| {
+            let server = [
+                attempt(0, Some(503), 0.49, 0),
+                attempt(1, Some(200), next_at, 0),
+            ];
+            check_announced(events, &server, &trackers, &t, 1e9, &name)
+        };
+        let ok = check_at(&events, 0.8);
+        assert_eq!(
+            (ok.gaps, ok.early, ok.uncaptured),
+            (1, 0, 0),
+            "{:?}",
+            ok.failures
+        );
+        let early = check_at(&events, 0.7);
+        assert_eq!(early.early, 1);
+        assert!(
+            early.failures[0].contains("stream 100: attempt 1")
+                && early.failures[0].contains("backoff ran to 0.799 s"),
+            "{:?}",
+            early.failures
+        );
+        let mut late = events.clone();
+        late[2] = until(0.9);
+        let v = check_at(&late, 0.95);
+        assert_eq!((v.misannounced, v.early), (1, 0), "{:?}", v.failures);
+        assert!(v.failures[0].contains("scheduled its reconnect for 0.900 s"));
+        // Without the end of the backoff, the reconnect is counted, not placed.
+        let v = check_at(&events[..2], 0.7);
+        assert_eq!((v.gaps, v.uncaptured), (0, 1));
+        // A failure after the freeze is not judged; an unplaced tracker is counted.
+        let frozen = check_announced(&events, &[], &trackers, &t, 0.1, &name);
+        assert_eq!(frozen.decisions, 0);
+        let unplaced = check_announced(&events, &[], &HashMap::new(), &t, 1e9, &name);
+        assert_eq!(unplaced.unplaced, 1);
     }
 }

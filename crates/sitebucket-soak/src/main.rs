@@ -2,6 +2,7 @@
 //! injecting server (`soak serve ...`). Run it through `cargo xtask soak`; see the crate
 //! docs and `--help`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -12,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sitebucket_proto::{BackoffPolicy, Config, Credentials, Framing, StreamEvent, TwitterBackoff};
+use sitebucket_proto::{
+    BackoffPolicy, Config, Credentials, Framing, SiteStream, StreamError, StreamEvent,
+    TwitterBackoff,
+};
 use sitebucket_soak::check::{self, ClientAttempt, ServerAttempt};
 use sitebucket_soak::plan::{Planner, Timing};
 use sitebucket_soak::sample::{self, Sample};
@@ -21,12 +25,54 @@ use sitebucket_testserver::{Scenario, ServerOptions, TestServer};
 use sitebucket_thread::sync::lock;
 use sitebucket_thread::{Driver, Monitor, Observer, Parser};
 
-const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol|tokio [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter]
+const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|mio|smol|tokio [--seed S] [--out DIR] [--sample-every SECS] [--sabotage early|lose|alter|driver]
        soak serve --seed S --log PATH";
 
 /// Runs shorter than this (seconds) report memory, fds and threads without judging them:
 /// a process a few seconds old is still growing into its steady state.
 const JUDGE_RESOURCES_AFTER: f64 = 120.0;
+
+/// Counts the bytes the process holds live, then defers to the system allocator: each
+/// sample reports the live heap beside RSS, telling a leak (both grow) from an allocator
+/// keeping freed pages (RSS grows, the heap does not).
+struct Counting;
+
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+#[allow(unsafe_code)]
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is `System`'s; the counter has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 /// Users per stream: the monitor's `follow` limit, so K streams follow 100·K users.
 const USERS_PER_STREAM: u64 = 100;
@@ -50,6 +96,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The monotonic clock and the wall clock read together: the pair of readings read closest
+/// together of a few tries (a thread preempted between two readings would shift every time
+/// converted with them by the preemption).
+fn clock_pair() -> (Instant, f64) {
+    let mut best: Option<(f64, Instant, f64)> = None;
+    for _ in 0..5 {
+        let before = unix_now();
+        let now = Instant::now();
+        let after = unix_now();
+        let spread = after - before;
+        if best.is_none_or(|(s, _, _)| spread < s) {
+            best = Some((spread, now, (before + after) / 2.0));
+        }
+        if spread < 20e-6 {
+            break;
+        }
+    }
+    best.map_or_else(
+        || (Instant::now(), unix_now()),
+        |(_, now, unix)| (now, unix),
+    )
+}
+
+/// Seconds since the Unix epoch, to the microsecond.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 // ---------------------------------------------------------------- the server process
 
 /// Each attempt's fault and framed messages, noted as its plan is made.
@@ -68,6 +144,9 @@ fn serve(args: &[String]) -> Result<(), String> {
         _ => return Err(USAGE.into()),
     };
     let epoch = Instant::now();
+    // The same moment on the wall clock, so the client can place its own events on the
+    // server's time line (both processes read this machine's clock).
+    let epoch_unix = unix_now();
     let log = Arc::new(Mutex::new(BufWriter::new(
         File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?,
     )));
@@ -89,8 +168,9 @@ fn serve(args: &[String]) -> Result<(), String> {
             if frozen_.load(Ordering::SeqCst) {
                 return;
             }
-            let line = attempt_line(server, r, &book_, epoch, true);
-            let _ = writeln!(lock(&log_), "{line}");
+            if let Some(line) = attempt_line(server, r, &book_, epoch) {
+                let _ = writeln!(lock(&log_), "{line}");
+            }
         });
         servers.push(s);
         books.push(book);
@@ -104,6 +184,7 @@ fn serve(args: &[String]) -> Result<(), String> {
     say(&mut out, format!("tls {}", servers[1].url()));
     let ca = servers[1].ca_path().map(|p| p.display().to_string());
     say(&mut out, format!("ca {}", ca.unwrap_or_default()));
+    say(&mut out, format!("epoch {epoch_unix:.6}"));
     say(&mut out, "ready".into());
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -111,16 +192,19 @@ fn serve(args: &[String]) -> Result<(), String> {
             break;
         };
         let frozen_at = epoch.elapsed().as_secs_f64();
+        // From here on the log is this snapshot: attempts that ended were logged by the
+        // hook; every other attempt (open, or ending from here on) is logged now, as it
+        // stands. An attempt's note leaves its book once, so no attempt is logged twice.
+        frozen.store(true, Ordering::SeqCst);
         for s in &servers {
             s.kill_connections();
         }
-        // From here on the log is this snapshot: attempts that ended were logged by the
-        // hook; the few accepted since the kill are logged as still open.
-        frozen.store(true, Ordering::SeqCst);
         let mut log = lock(&log);
         for (server, s) in servers.iter().enumerate() {
-            for r in s.attempts().iter().filter(|r| r.ended_at.is_none()) {
-                let line = attempt_line(server as u8, r, &books[server], epoch, false);
+            for r in s.attempts().iter() {
+                let Some(line) = attempt_line(server as u8, r, &books[server], epoch) else {
+                    continue;
+                };
                 writeln!(log, "{line}").map_err(|e| format!("{}: {e}", log_path.display()))?;
             }
         }
@@ -134,42 +218,36 @@ fn serve(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// One attempt's line of the server log; `ended` forgets its plan's note.
+/// One attempt's line of the server log, taking its plan's note out of the book; `None`
+/// when the note is gone (the attempt was logged already).
 fn attempt_line(
     server: u8,
     r: &sitebucket_testserver::AttemptRecord,
     book: &PlanBook,
     epoch: Instant,
-    ended: bool,
-) -> String {
+) -> Option<String> {
     let secs = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
     let stream = r
         .query_param("follow")
         .and_then(|f| f.split(',').filter_map(|id| id.parse::<u64>().ok()).min());
-    let noted = {
-        let mut book = lock(book);
-        if ended {
-            book.remove(&r.index)
-        } else {
-            book.get(&r.index).copied()
+    let (fault, messages) = lock(book).remove(&r.index)?;
+    Some(
+        ServerAttempt {
+            server,
+            index: r.index as u64,
+            stream,
+            status: r.status,
+            fault: fault.to_string(),
+            planned: messages,
+            sent: r.messages_sent,
+            at: secs(r.at),
+            request_at: r.request_at.map(secs),
+            last_sent_at: r.last_sent_at.map(secs),
+            ended_at: r.ended_at.map(secs),
+            longest_gap: (r.longest_send_gap.0.as_secs_f64(), r.longest_send_gap.1),
         }
-    };
-    let (fault, messages) = noted.unwrap_or(("?", 0));
-    ServerAttempt {
-        server,
-        index: r.index as u64,
-        stream,
-        status: r.status,
-        fault: fault.to_string(),
-        planned: messages,
-        sent: r.messages_sent,
-        at: secs(r.at),
-        request_at: r.request_at.map(secs),
-        last_sent_at: r.last_sent_at.map(secs),
-        ended_at: r.ended_at.map(secs),
-        longest_gap: (r.longest_send_gap.0.as_secs_f64(), r.longest_send_gap.1),
-    }
-    .to_line()
+        .to_line(),
+    )
 }
 
 // ---------------------------------------------------------------- the client process
@@ -193,6 +271,9 @@ enum Sabotage {
     Lose,
     /// One soak message (the first from the 50th on) has a byte flipped before it is read.
     Alter,
+    /// The client's log places the end of each backoff one wait later than the core
+    /// scheduled it: reconnects come before it, as from a driver that ignored the deadline.
+    Driver,
 }
 
 /// Which message `Lose` and `Alter` spoil.
@@ -225,6 +306,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "early" => Sabotage::Early,
                     "lose" => Sabotage::Lose,
                     "alter" => Sabotage::Alter,
+                    "driver" => Sabotage::Driver,
                     _ => return Err(bad()),
                 })
             }
@@ -267,6 +349,10 @@ struct Tracker {
     id: u64,
     totals: Arc<Totals>,
     log: Arc<Mutex<BufWriter<File>>>,
+    /// The connection events log (see [`check::ClientEvent`]).
+    events: Arc<Mutex<BufWriter<File>>>,
+    /// The server's epoch on the wall clock: event times are logged as server seconds.
+    epoch_unix: f64,
     state: Mutex<Track>,
 }
 
@@ -278,6 +364,14 @@ struct Track {
     disconnects: u64,
     current: Option<ClientAttempt>,
     next_n: u64,
+    /// Messages other than `disconnect` messages since the last `200` head.
+    since_connected: u64,
+    /// A failure was announced and the end of its backoff is not logged yet.
+    awaiting_until: bool,
+    /// A `200` head was announced and the core's time for it is not logged yet.
+    awaiting_head: bool,
+    /// The wait announced last (seconds), for the `driver` sabotage.
+    last_retry_in: f64,
 }
 
 impl Tracker {
@@ -331,7 +425,11 @@ impl Tracker {
                 _ => {}
             }
         }
-        match wire::read(m) {
+        let received = wire::read(m);
+        if !matches!(received, Received::Disconnect) {
+            track.since_connected += 1;
+        }
+        match received {
             Received::Soak { server, attempt, n } => {
                 self.begin(&mut track, server, attempt);
                 let expected = track.next_n;
@@ -367,12 +465,58 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// An instant of this process on the server's clock (seconds since its epoch).
+    fn server_secs(&self, at: Instant) -> f64 {
+        let (now, unix) = clock_pair();
+        let unix_at = if at >= now {
+            unix + (at - now).as_secs_f64()
+        } else {
+            unix - (now - at).as_secs_f64()
+        };
+        unix_at - self.epoch_unix
+    }
+}
+
 impl Observer for Tracker {
     fn event(&self, event: &StreamEvent) {
+        let at = unix_now() - self.epoch_unix;
         let mut track = lock(&self.state);
+        let what = match event {
+            StreamEvent::Connected { status, .. } => {
+                Some(check::ClientEventKind::Connected { status: *status })
+            }
+            StreamEvent::Disconnected { error, retry_in } => {
+                let status = match error {
+                    StreamError::Status { status, .. } => Some(*status),
+                    _ => None,
+                };
+                track.last_retry_in = retry_in.as_secs_f64();
+                Some(check::ClientEventKind::Disconnected {
+                    kind: check::Kind::of_status(status),
+                    retry_in: retry_in.as_secs_f64(),
+                    messages: track.since_connected,
+                    error: error.to_string(),
+                })
+            }
+            _ => None,
+        };
+        if let Some(what) = what {
+            let e = check::ClientEvent {
+                tracker: self.id,
+                at,
+                what,
+            };
+            let _ = writeln!(lock(&self.events), "{}", e.to_line());
+        }
         match event {
-            StreamEvent::Connected { status: 200, .. } => track.open = true,
+            StreamEvent::Connected { status: 200, .. } => {
+                track.open = true;
+                track.since_connected = 0;
+                track.awaiting_head = true;
+            }
             StreamEvent::Disconnected { error, .. } => {
+                track.awaiting_until = true;
                 self.totals.reconnects.fetch_add(1, Ordering::Relaxed);
                 track.open = false;
                 track.disconnects += 1;
@@ -380,6 +524,48 @@ impl Observer for Tracker {
             }
             _ => {}
         }
+    }
+
+    /// After a failure, the core's own end of the backoff (its `deadline()` while it backs
+    /// off: then it has scheduled as many reconnects as it started attempts), logged as
+    /// server seconds: the exact instant before which a reconnect would be early.
+    fn drained(&self, stream: &SiteStream) {
+        let mut track = lock(&self.state);
+        if std::mem::take(&mut track.awaiting_head) && stream.is_established() {
+            // The head's time on the core's clock: the last byte handed in before this
+            // drain (a driver that yields between a read and its drain reports it late).
+            if let Some(at) = stream.stats().last_byte_at {
+                let e = check::ClientEvent {
+                    tracker: self.id,
+                    at: self.server_secs(at),
+                    what: check::ClientEventKind::HeadAt,
+                };
+                let _ = writeln!(lock(&self.events), "{}", e.to_line());
+            }
+        }
+        if !track.awaiting_until {
+            return;
+        }
+        track.awaiting_until = false;
+        let stats = stream.stats();
+        let Some(until) = stream
+            .deadline()
+            .filter(|_| stats.attempts == stats.reconnects)
+        else {
+            // The backoff had already ended when the driver reported (a short wait and a
+            // busy loop): the reconnect is under way and cannot be placed exactly.
+            return;
+        };
+        let mut until = self.server_secs(until);
+        if self.totals.sabotage == Some(Sabotage::Driver) {
+            until += track.last_retry_in;
+        }
+        let e = check::ClientEvent {
+            tracker: self.id,
+            at: until,
+            what: check::ClientEventKind::BackoffUntil,
+        };
+        let _ = writeln!(lock(&self.events), "{}", e.to_line());
     }
 }
 
@@ -493,6 +679,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         a.seed
     );
     let client_log_path = a.out.join(format!("{name}.client.tsv"));
+    let events_path = a.out.join(format!("{name}.events.tsv"));
     let server_log_path = a.out.join(format!("{name}.server.tsv"));
     let timing = Timing::default();
     let (mut server, said) =
@@ -500,6 +687,13 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     let plain_url = said.get("plain").ok_or("the server gave no plain URL")?;
     let tls_url = said.get("tls").ok_or("the server gave no TLS URL")?;
     let ca = said.get("ca").ok_or("the server gave no CA")?;
+    let epoch_unix: f64 = said
+        .get("epoch")
+        .and_then(|e| e.parse().ok())
+        .ok_or("the server gave no epoch")?;
+    let events = Arc::new(Mutex::new(BufWriter::new(
+        File::create(&events_path).map_err(|e| format!("{}: {e}", events_path.display()))?,
+    )));
     let log = Arc::new(Mutex::new(BufWriter::new(
         File::create(&client_log_path)
             .map_err(|e| format!("{}: {e}", client_log_path.display()))?,
@@ -535,6 +729,18 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         timing.trust_after,
         timing.rate_limit_reset_after
     );
+    // Each stream holds a socket in the client (and the server child one or two): refuse a
+    // run the fd limit cannot hold, rather than fail mid-run with connect errors.
+    if let Some(limit) = sample::fd_limit("self") {
+        let need = 2 * a.streams + 256;
+        if limit < need {
+            return Err(format!(
+                "the open-file limit is {limit}, and {} streams need about {need}: raise it (ulimit -n {need}) and run again",
+                a.streams
+            ));
+        }
+    }
+    let load_start = sample::load_average();
     let (_, _, _, cpu0) = sample::read_proc("self")?;
     let mut monitors = Vec::new();
     let mut next_stream = 0u64;
@@ -557,11 +763,12 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         };
         let template = timing_config(&client_timing, url, ca, seed)?;
         let pending: Arc<Mutex<Option<Arc<Tracker>>>> = Arc::default();
-        let (t, l, p, r) = (
+        let (t, l, p, r, ev) = (
             totals.clone(),
             log.clone(),
             pending.clone(),
             trackers.clone(),
+            events.clone(),
         );
         let parsers = move || -> Box<dyn Parser> {
             let mut all = lock(&r);
@@ -569,6 +776,8 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
                 id: all.len() as u64,
                 totals: t.clone(),
                 log: l.clone(),
+                events: ev.clone(),
+                epoch_unix,
                 state: Mutex::default(),
             });
             all.push(tracker.clone());
@@ -607,6 +816,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         Ok(Sample {
             t,
             rss_kib,
+            heap_kib: LIVE_BYTES.load(Ordering::Relaxed) / 1024,
             fds,
             threads,
             up,
@@ -630,9 +840,10 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
             )
         });
         println!(
-            "soak {:>6.0} s: rss {:>7.1} MiB  fds {:>5}  threads {:>4}  up {:>5}/{}  reconnects {:>7} ({:>5.0}/s)  messages {:>9} ({:>6.0}/s)  cpu {:>7.1} s",
+            "soak {:>6.0} s: rss {:>7.1} MiB  heap {:>7.1} MiB  fds {:>5}  threads {:>4}  up {:>5}/{}  reconnects {:>7} ({:>5.0}/s)  messages {:>9} ({:>6.0}/s)  cpu {:>7.1} s",
             s.t,
             s.rss_kib as f64 / 1024.0,
+            s.heap_kib as f64 / 1024.0,
             s.fds,
             s.threads,
             s.up,
@@ -685,6 +896,9 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     lock(&log)
         .flush()
         .map_err(|e| format!("{}: {e}", client_log_path.display()))?;
+    lock(&events)
+        .flush()
+        .map_err(|e| format!("{}: {e}", events_path.display()))?;
     server.stop();
 
     // The check.
@@ -710,6 +924,18 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         )
     };
     let verdict = check::check(&server_log, &client_log, &timing, frozen_at, &stream_name);
+    let client_events: Vec<check::ClientEvent> = read(&events_path)?
+        .iter()
+        .map(|l| check::ClientEvent::from_line(l))
+        .collect::<Result<_, _>>()?;
+    let announced = check::check_announced(
+        &client_events,
+        &server_log,
+        &verdict.tracker_stream,
+        &timing,
+        frozen_at,
+        &stream_name,
+    );
     let warmup = (a.minutes * 60.0 * 0.1)
         .max(30.0)
         .min(a.minutes * 60.0 / 2.0);
@@ -718,14 +944,15 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
 
     // The report.
     println!(
-        "\n{:>7} {:>9} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8}",
-        "t (s)", "RSS MiB", "fds", "threads", "up", "reconnects", "messages", "cpu s"
+        "\n{:>7} {:>9} {:>9} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8}",
+        "t (s)", "RSS MiB", "heap MiB", "fds", "threads", "up", "reconnects", "messages", "cpu s"
     );
     for s in &samples {
         println!(
-            "{:>7.0} {:>9.1} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8.1}",
+            "{:>7.0} {:>9.1} {:>9.1} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8.1}",
             s.t,
             s.rss_kib as f64 / 1024.0,
+            s.heap_kib as f64 / 1024.0,
             s.fds,
             s.threads,
             s.up,
@@ -765,11 +992,65 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         );
     }
     println!(
-        "reconnect gaps checked against the policy {}: early {} (tightest margin {:+.3} s, tolerance {:?})",
-        verdict.gaps,
+        "reconnect waits the client announced, checked against the policy (the client's view of each connection) {}: shorter {} (420/429 among them {}; longer than the lenient model {}; unplaced {})",
+        announced.decisions,
+        announced.short,
+        announced.rate_limited,
+        announced.long,
+        announced.unplaced
+    );
+    println!(
+        "reconnects checked against the end of the backoff the core scheduled {}: early {} (tightest margin {:+.3} s, tolerance {:?}); scheduled later than announced {}; not placed (the backoff had ended before the driver reported it) {}",
+        announced.gaps,
+        announced.early,
+        announced.tightest.unwrap_or(0.0),
+        check::TOLERANCE,
+        announced.misannounced,
+        announced.uncaptured
+    );
+    println!(
+        "by the server's clock and its view of each connection alone: {} of {} gaps shorter than the policy's wait (tightest margin {:+.3} s, tolerance {:?}; information: a client that read a close late saw the connection up longer)",
         verdict.early,
+        verdict.gaps,
         verdict.tightest.unwrap_or(0.0),
         check::TOLERANCE
+    );
+    for e in verdict.early_examples.iter().take(5) {
+        println!("  {e}");
+    }
+    let after_warmup = samples.iter().filter(|s| s.t >= warmup);
+    let span = |f: fn(&Sample) -> u64| {
+        let values: Vec<u64> = after_warmup.clone().map(f).collect();
+        (
+            values.iter().copied().min().unwrap_or(0),
+            values.iter().copied().max().unwrap_or(0),
+        )
+    };
+    let (fds_min, fds_max) = span(|s| s.fds);
+    let (threads_min, threads_max) = span(|s| s.threads);
+    let first = samples.first().copied().ok_or("no sample")?;
+    println!(
+        "RSS at start {:.1} MiB, after warm-up {:.1} MiB, at the end {:.1} MiB; open fds after warm-up min {fds_min} max {fds_max}, threads min {threads_min} max {threads_max}",
+        first.rss_kib as f64 / 1024.0,
+        resources.rss.0 as f64 / 1024.0,
+        last.rss_kib as f64 / 1024.0,
+    );
+    println!(
+        "live heap after warm-up {:.1} → {:.1} MiB ({:+.1}%): {}",
+        resources.heap.0 as f64 / 1024.0,
+        resources.heap.1 as f64 / 1024.0,
+        resources.heap_growth,
+        if resources.rss_growth >= 5.0 && resources.heap_growth < resources.rss_growth / 2.0 {
+            "RSS grew while the heap in use did not keep up: the allocator keeping freed pages, not a leak"
+        } else {
+            "the heap in use, for telling a leak from the allocator keeping freed pages"
+        }
+    );
+    println!(
+        "load average (1 min) at start {}, at the end {} ({} cores)",
+        load_start.map_or("?".to_string(), |l| format!("{l:.2}")),
+        sample::load_average().map_or("?".to_string(), |l| format!("{l:.2}")),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "RSS after warm-up ({warmup:.0} s) {:.1} → {:.1} MiB ({:+.1}%), fds beyond connected streams {} → max {}, threads {} → max {}",
@@ -789,11 +1070,12 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         sample::svg(&samples, &format!("sitebucket soak: {name}")),
     )
     .map_err(|e| format!("{}: {e}", svg_path.display()))?;
-    let mut tsv = String::from("t\trss_kib\tfds\tthreads\tup\treconnects\tmessages\tcpu_s\n");
+    let mut tsv =
+        String::from("t\trss_kib\theap_kib\tfds\tthreads\tup\treconnects\tmessages\tcpu_s\n");
     for s in &samples {
         tsv.push_str(&format!(
-            "{:.1}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}\n",
-            s.t, s.rss_kib, s.fds, s.threads, s.up, s.reconnects, s.messages, s.cpu
+            "{:.1}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}\n",
+            s.t, s.rss_kib, s.heap_kib, s.fds, s.threads, s.up, s.reconnects, s.messages, s.cpu
         ));
     }
     std::fs::write(&samples_path, tsv).map_err(|e| format!("{}: {e}", samples_path.display()))?;
@@ -806,6 +1088,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     );
 
     let mut failures: Vec<String> = verdict.failures.clone();
+    failures.extend(announced.failures.iter().cloned());
     if a.minutes * 60.0 >= JUDGE_RESOURCES_AFTER {
         failures.extend(resources.failures.iter().cloned());
     } else {
@@ -821,7 +1104,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
             "{failed_streams} streams were set aside by the monitor as failed for good"
         ));
     }
-    if verdict.gaps == 0 {
+    if verdict.gaps == 0 || announced.gaps == 0 || announced.decisions == 0 {
         failures.push("no reconnect was checked against the policy: run longer".into());
     }
     let failures_path = a.out.join(format!("{name}.failures.txt"));

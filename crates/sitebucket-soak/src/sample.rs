@@ -10,6 +10,10 @@ pub struct Sample {
     pub t: f64,
     /// Resident memory, KiB (`VmRSS`).
     pub rss_kib: u64,
+    /// Heap the process holds live (allocated and not yet freed through the global
+    /// allocator), KiB: what RSS would be without the allocator's free but kept pages, so
+    /// RSS growth with a flat heap is fragmentation, not a leak.
+    pub heap_kib: u64,
     /// Open file descriptors (entries of `fd/`).
     pub fds: u64,
     /// Threads (entries of `task/`).
@@ -55,6 +59,30 @@ pub fn read_proc(pid: &str) -> Result<(u64, u64, u64, f64), String> {
     Ok((rss, count("fd")?, count("task")?, cpu))
 }
 
+/// The soft limit on open files of process `pid` (`Max open files` in `limits`), if
+/// readable and not unlimited.
+pub fn fd_limit(pid: &str) -> Option<u64> {
+    let limits = std::fs::read_to_string(Path::new("/proc").join(pid).join("limits")).ok()?;
+    parse_fd_limit(&limits)
+}
+
+fn parse_fd_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// The machine's one-minute load average (`/proc/loadavg`), if readable.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The resource targets over a run's samples: after warm-up, RSS grows less than 5%, and
 /// file descriptors and threads stay flat apart from the streams mid-reconnect.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +93,10 @@ pub struct ResourceVerdict {
     pub rss: (u64, u64),
     /// RSS growth after warm-up, percent.
     pub rss_growth: f64,
+    /// Median live heap just after warm-up, and in the last quarter, KiB.
+    pub heap: (u64, u64),
+    /// Live heap growth after warm-up, percent.
+    pub heap_growth: f64,
     /// Fds above the streams' own sockets: (just after warm-up, highest later).
     pub fds: (u64, u64),
     /// Threads: (just after warm-up, highest later).
@@ -98,6 +130,10 @@ pub fn resources(samples: &[Sample], warmup: f64, slack: u64) -> ResourceVerdict
     let rss1 = median(last.iter().map(|s| s.rss_kib).collect());
     v.rss = (rss0, rss1);
     v.rss_growth = (rss1 as f64 / rss0.max(1) as f64 - 1.0) * 100.0;
+    let heap0 = median(first.iter().map(|s| s.heap_kib).collect());
+    let heap1 = median(last.iter().map(|s| s.heap_kib).collect());
+    v.heap = (heap0, heap1);
+    v.heap_growth = (heap1 as f64 / heap0.max(1) as f64 - 1.0) * 100.0;
     if v.rss_growth >= 5.0 {
         v.failures.push(format!(
             "RSS grew {:.1}% after warm-up ({rss0} KiB → {rss1} KiB; target < 5%)",
@@ -140,18 +176,19 @@ pub fn resources(samples: &[Sample], warmup: f64, slack: u64) -> ResourceVerdict
     v
 }
 
-/// A small SVG: RSS, fds and threads over time, each in its own panel with its range.
+/// A small SVG: RSS, live heap, fds and threads over time, each in its own panel with its range.
 pub fn svg(samples: &[Sample], title: &str) -> String {
     let (w, panel, pad) = (720.0, 150.0, 40.0);
-    let height = pad + 3.0 * (panel + pad);
+    let height = pad + 4.0 * (panel + pad);
     let t_max = samples.iter().map(|s| s.t).fold(1.0, f64::max);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{pad}\" y=\"20\" font-size=\"14\">{}</text>\n",
         title.replace('&', "&amp;").replace('<', "&lt;")
     );
     type Value = fn(&Sample) -> f64;
-    let series: [(&str, &str, Value); 3] = [
+    let series: [(&str, &str, Value); 4] = [
         ("RSS (MiB)", "#c0392b", |s| s.rss_kib as f64 / 1024.0),
+        ("live heap (MiB)", "#8e44ad", |s| s.heap_kib as f64 / 1024.0),
         ("open fds", "#2471a3", |s| s.fds as f64),
         ("threads", "#229954", |s| s.threads as f64),
     ];
@@ -201,6 +238,7 @@ mod tests {
             .map(|i| Sample {
                 t: i as f64 * 10.0,
                 rss_kib: rss(i),
+                heap_kib: rss(i) / 2,
                 fds: fds(i) + 90 + (i % 3),
                 threads,
                 up: 90 + (i % 3),
@@ -234,5 +272,16 @@ mod tests {
     fn this_process_can_be_read() {
         let (rss, fds, threads, _) = read_proc("self").unwrap();
         assert!(rss > 0 && fds >= 3 && threads >= 1);
+        assert!(fd_limit("self").is_none_or(|l| l >= fds));
+        assert!(load_average().is_some_and(|l| l >= 0.0));
+    }
+
+    #[test]
+    fn the_fd_limit_is_read_from_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \nMax cpu time              unlimited            unlimited            seconds   \nMax open files            1024                 524288               files     \n";
+        assert_eq!(parse_fd_limit(limits), Some(1024));
+        let unlimited = limits.replace("1024 ", "unlimited ");
+        assert_eq!(parse_fd_limit(&unlimited), None);
+        assert_eq!(parse_fd_limit("nothing here"), None);
     }
 }
