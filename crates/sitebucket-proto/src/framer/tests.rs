@@ -25,13 +25,7 @@ const FEEDS: [Feed; 4] = [
 
 /// Feeds `input` cut at `points` (sorted offsets) the `feed` way, draining frames after
 /// each piece like a driver would.
-fn frame_at(
-    framing: Framing,
-    max: usize,
-    input: &[u8],
-    points: &[usize],
-    feed: Feed,
-) -> Outcome {
+fn frame_at(framing: Framing, max: usize, input: &[u8], points: &[usize], feed: Feed) -> Outcome {
     let whole = Bytes::copy_from_slice(input);
     let mut framer = Framer::new(framing, max);
     let mut frames = Vec::new();

@@ -164,8 +164,7 @@ fn twitter_documented_example_request() {
             &[],
         );
         // The body is the documented one but for the case of its hex digits (%2B, %2C).
-        let body =
-            "status=Hello%20Ladies%20%2B%20Gentlemen%2C%20a%20signed%20OAuth%20request%21";
+        let body = "status=Hello%20Ladies%20%2B%20Gentlemen%2C%20a%20signed%20OAuth%20request%21";
         let expected = format!(
             "POST /{version}/statuses/update.json?include_entities=true HTTP/1.1\r\n\
              Host: api.twitter.com\r\n\
@@ -437,9 +436,7 @@ fn each_optional_parameter_alone() {
     // gzip changes only the header, never the query.
     let c = config(|b| b.gzip(true));
     assert_eq!(query_pairs(&c), plain);
-    assert!(
-        text(&stream_request(&c, 1, "n")).contains("\r\nAccept-Encoding: deflate, gzip\r\n")
-    );
+    assert!(text(&stream_request(&c, 1, "n")).contains("\r\nAccept-Encoding: deflate, gzip\r\n"));
 }
 
 #[test]
