@@ -22,7 +22,6 @@
 //!
 //! Architecture invariant: the loops only move bytes and wait for the core's deadlines;
 //! connect and stall timeouts, retries and backoff are all decided by `sitebucket-proto`.
-#![warn(unreachable_pub)]
 
 mod api;
 mod connect;

@@ -12,20 +12,20 @@ use sitebucket_proto::control::{is_valid_stream_id, stream_id_from_uri, MAX_STRE
 use sitebucket_proto::{DEFAULT_URL, V2_FILTERED_URL};
 use sitebucket_testserver::BUILTIN_SCENARIOS;
 
-pub use crate::drivers::DriverName;
+pub(crate) use crate::drivers::DriverName;
 
 /// The most distinct user ids one `listen` follows (`--follow` and `--follow-file`
 /// together): 100 connections of 1,000 users.
-pub const MAX_FOLLOWS: usize = 100_000;
+pub(crate) const MAX_FOLLOWS: usize = 100_000;
 
 /// The longest duration any option accepts: a week. Longer values are certainly typos, and
 /// refusing them keeps every deadline far from `Instant` overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// `sitebucket`: a Site Streams client and a scripted test server.
 #[derive(Debug, Parser)]
 #[command(name = "sitebucket", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// How much to log, and how.
     #[command(flatten)]
     pub log: LogArgs,
@@ -37,7 +37,7 @@ pub struct Cli {
 
 /// The logging options, taken by every subcommand.
 #[derive(Debug, Clone, Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Log more: -v debug, -vv trace (the default is info). Overrides RUST_LOG.
     #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet", help_heading = "Logging")]
     pub verbose: u8,
@@ -53,7 +53,7 @@ pub struct LogArgs {
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line (tracing-subscriber's json format).
@@ -63,7 +63,7 @@ pub enum LogFormat {
 /// The OAuth 1.0a credentials, from the environment (or, less safely, from flags: any
 /// local user can read a process's arguments).
 #[derive(Debug, Clone, Args)]
-pub struct CredentialArgs {
+pub(crate) struct CredentialArgs {
     /// OAuth consumer key.
     #[arg(
         long,
@@ -107,7 +107,7 @@ pub struct CredentialArgs {
 
 /// The X API v2 Bearer token, from the environment (or, less safely, from a flag).
 #[derive(Debug, Clone, Args)]
-pub struct BearerArgs {
+pub(crate) struct BearerArgs {
     /// X API v2 Bearer token (app-only); prefer the environment: arguments are visible to `ps`.
     #[arg(
         long,
@@ -121,7 +121,7 @@ pub struct BearerArgs {
 
 /// `--api` of `listen`: which streaming API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ApiArg {
+pub(crate) enum ApiArg {
     /// Site Streams (v1.1): --follow, OAuth 1.0a.
     Site,
     /// X API v2 filtered stream (GET /2/tweets/search/stream): the app's rules, a Bearer token.
@@ -132,7 +132,7 @@ pub enum ApiArg {
 
 /// `--api` of `serve`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ServeApi {
+pub(crate) enum ServeApi {
     /// Site Streams, OAuth 1.0a.
     Site,
     /// X API v2 filtered and sample streams and the rules endpoint, a Bearer token.
@@ -141,7 +141,7 @@ pub enum ServeApi {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Connect to a Site Streams endpoint (or, with --api, an X API v2 stream) and print its
     /// messages, one per line.
     ///
@@ -190,7 +190,7 @@ pub enum Command {
 
 /// Where a fleet's buckets are.
 #[derive(Debug, Args)]
-pub struct NatsArgs {
+pub(crate) struct NatsArgs {
     /// The NATS server (JetStream enabled).
     #[arg(
         long,
@@ -207,7 +207,7 @@ pub struct NatsArgs {
 
 /// Options of `sitebucket follow`.
 #[derive(Debug, Args)]
-pub struct FollowArgs {
+pub(crate) struct FollowArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: FollowCommand,
@@ -215,7 +215,7 @@ pub struct FollowArgs {
 
 /// The `follow` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum FollowCommand {
+pub(crate) enum FollowCommand {
     /// Add users to the follow set (adding a present user changes nothing).
     Add(FollowUsersArgs),
     /// Remove users from the follow set (removing an absent user changes nothing).
@@ -226,7 +226,7 @@ pub enum FollowCommand {
 
 /// Users for `follow add|remove`, given as for `listen`.
 #[derive(Debug, Args)]
-pub struct FollowUsersArgs {
+pub(crate) struct FollowUsersArgs {
     /// Where the follow set is.
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -252,7 +252,7 @@ pub struct FollowUsersArgs {
 /// Options of `sitebucket fleet`: a worker, or (with a subcommand) a look at the fleet.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct FleetArgs {
+pub(crate) struct FleetArgs {
     /// A look at the fleet instead of running a worker.
     #[command(subcommand)]
     pub command: Option<FleetCommand>,
@@ -264,7 +264,7 @@ pub struct FleetArgs {
 
 /// Options of `sitebucket fleet --worker NAME`: one worker of a fleet.
 #[derive(Debug, Args)]
-pub struct FleetWorkerArgs {
+pub(crate) struct FleetWorkerArgs {
     /// Where the fleet's buckets and output stream are.
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -325,14 +325,14 @@ pub struct FleetWorkerArgs {
 
 /// The `fleet` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum FleetCommand {
+pub(crate) enum FleetCommand {
     /// Print who holds which shards and how many users each streams, read from the buckets.
     Status(FleetStatusArgs),
 }
 
 /// Options of `sitebucket fleet status`.
 #[derive(Debug, Args)]
-pub struct FleetStatusArgs {
+pub(crate) struct FleetStatusArgs {
     /// Where the fleet's buckets are.
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -344,7 +344,7 @@ pub struct FleetStatusArgs {
 
 /// Options of `sitebucket completions`.
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
@@ -352,7 +352,7 @@ pub struct CompletionsArgs {
 
 /// Options of `sitebucket control`.
 #[derive(Debug, Args)]
-pub struct ControlArgs {
+pub(crate) struct ControlArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: ControlCommand,
@@ -360,7 +360,7 @@ pub struct ControlArgs {
 
 /// The `control` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ControlCommand {
+pub(crate) enum ControlCommand {
     /// Add users to the live stream (POST …/add_user.json, 100 users per request).
     Add(ControlUsersArgs),
     /// Remove users from the live stream (POST …/remove_user.json, 100 per request).
@@ -375,7 +375,7 @@ pub enum ControlCommand {
 
 /// Which live stream a control request goes to, and how.
 #[derive(Debug, Args)]
-pub struct ControlTarget {
+pub(crate) struct ControlTarget {
     /// The stream's endpoint (the control path sits beside it: /1.1/site.json →
     /// /1.1/site/c/ID/...).
     #[arg(long, value_name = "URL", default_value = DEFAULT_URL)]
@@ -404,7 +404,7 @@ pub struct ControlTarget {
 
 /// Options of `sitebucket control friends`.
 #[derive(Debug, Args)]
-pub struct ControlFriendsArgs {
+pub(crate) struct ControlFriendsArgs {
     /// Where the request goes.
     #[command(flatten)]
     pub target: ControlTarget,
@@ -416,7 +416,7 @@ pub struct ControlFriendsArgs {
 
 /// Options of `sitebucket control add` and `remove`.
 #[derive(Debug, Args)]
-pub struct ControlUsersArgs {
+pub(crate) struct ControlUsersArgs {
     /// Where the request goes.
     #[command(flatten)]
     pub target: ControlTarget,
@@ -437,7 +437,7 @@ pub struct ControlUsersArgs {
 
 /// Options of `sitebucket rules`.
 #[derive(Debug, Args)]
-pub struct RulesArgs {
+pub(crate) struct RulesArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: RulesCommand,
@@ -445,7 +445,7 @@ pub struct RulesArgs {
 
 /// The `rules` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum RulesCommand {
+pub(crate) enum RulesCommand {
     /// Print the filtered stream's rules (GET …/rules) as one line of JSON.
     List(RulesTarget),
     /// Add rules (POST …/rules {"add":[…]}).
@@ -456,7 +456,7 @@ pub enum RulesCommand {
 
 /// Where a rules request goes, and how.
 #[derive(Debug, Args)]
-pub struct RulesTarget {
+pub(crate) struct RulesTarget {
     /// The filtered stream's endpoint (the rules endpoint is `<URL>/rules`).
     #[arg(long, value_name = "URL", default_value = V2_FILTERED_URL)]
     pub url: String,
@@ -480,7 +480,7 @@ pub struct RulesTarget {
 
 /// Options of `sitebucket rules add`.
 #[derive(Debug, Args)]
-pub struct RulesAddArgs {
+pub(crate) struct RulesAddArgs {
     /// Where the request goes.
     #[command(flatten)]
     pub target: RulesTarget,
@@ -500,7 +500,7 @@ pub struct RulesAddArgs {
 
 /// Options of `sitebucket rules delete`.
 #[derive(Debug, Args)]
-pub struct RulesDeleteArgs {
+pub(crate) struct RulesDeleteArgs {
     /// Where the request goes.
     #[command(flatten)]
     pub target: RulesTarget,
@@ -517,7 +517,7 @@ pub struct RulesDeleteArgs {
 
 /// Options of `sitebucket listen`.
 #[derive(Debug, Args)]
-pub struct ListenArgs {
+pub(crate) struct ListenArgs {
     /// Which streaming API: Site Streams (the default), or X API v2's filtered or sample
     /// stream (a Bearer token from SITEBUCKET_BEARER_TOKEN; no --follow).
     #[arg(long, value_enum, value_name = "API")]
@@ -676,7 +676,7 @@ pub struct ListenArgs {
 
 /// Options of `sitebucket serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Which API to speak: Site Streams (OAuth 1.0a), or X API v2 (a Bearer token; the
     /// filtered and sample streams and the rules endpoint).
     #[arg(long, value_enum, default_value_t = ServeApi::Site)]
@@ -704,7 +704,7 @@ pub struct ServeArgs {
 
 /// `--with`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WithArg {
+pub(crate) enum WithArg {
     /// `with=user`.
     User,
     /// `with=followings`.
@@ -713,7 +713,7 @@ pub enum WithArg {
 
 /// `--backoff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackoffName {
+pub(crate) enum BackoffName {
     /// Twitter's rules: linear after network errors, exponential after HTTP errors and 420/429.
     Twitter,
     /// Squared backoff: wait 2 s, then square it, capped at --http-backoff-max.
@@ -722,7 +722,7 @@ pub enum BackoffName {
 
 /// Parses one user id of `--follow`, `--follow-file` or `control --users`: a decimal `u64`,
 /// not 0. (clap splits the comma lists.)
-pub fn parse_user_id(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_user_id(text: &str) -> Result<u64, String> {
     let id = text.trim();
     if id.is_empty() {
         return Err(
@@ -749,7 +749,7 @@ pub fn parse_user_id(text: &str) -> Result<u64, String> {
 }
 
 /// Parses a rule id of `rules delete --id`: decimal digits.
-pub fn parse_rule_id(text: &str) -> Result<String, String> {
+pub(crate) fn parse_rule_id(text: &str) -> Result<String, String> {
     let id = text.trim();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
@@ -761,7 +761,7 @@ pub fn parse_rule_id(text: &str) -> Result<String, String> {
 
 /// Parses `control --stream-id`: an id, or a control URI (`/1.1/site/c/ID`, also a whole
 /// URL) whose id is taken.
-pub fn parse_stream_id(text: &str) -> Result<String, String> {
+pub(crate) fn parse_stream_id(text: &str) -> Result<String, String> {
     let text = text.trim();
     let id = if text.contains('/') {
         stream_id_from_uri(text).ok_or_else(|| {
@@ -781,7 +781,7 @@ pub fn parse_stream_id(text: &str) -> Result<String, String> {
 
 /// Parses a duration: a whole number and a unit, `ms`, `s`, `m` or `h` (`250ms`, `5s`, `2m`,
 /// `1h`). It must be above zero and at most [`MAX_DURATION`].
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     const EXPECTED: &str =
         "expected a whole number and a unit (ms, s, m or h), like 250ms, 5s, 2m or 1h";
     let trimmed = text.trim();

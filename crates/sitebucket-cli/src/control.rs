@@ -28,10 +28,10 @@ use crate::listen::credentials;
 
 /// The most `friends/ids.json` pages one `control friends` reads (Twitter's pages hold 5,000
 /// ids): a server that never ends its cursor chain cannot keep the command going.
-pub const MAX_FRIENDS_PAGES: usize = 10_000;
+pub(crate) const MAX_FRIENDS_PAGES: usize = 10_000;
 
 /// Runs `sitebucket control` and returns the process's exit status.
-pub fn run(args: ControlArgs) -> ExitCode {
+pub(crate) fn run(args: ControlArgs) -> ExitCode {
     let (target, verb, requests) = match &args.command {
         ControlCommand::Friends(friends) => return run_friends(friends),
         ControlCommand::Add(a) => (
@@ -149,7 +149,7 @@ fn distinct_users(users: &[u64]) -> Result<Vec<u64>, String> {
 }
 
 /// `friends` as one line of JSON: `{"user_id":U,"friends":[...]}`.
-pub fn friends_json(user: u64, friends: &[u64]) -> String {
+pub(crate) fn friends_json(user: u64, friends: &[u64]) -> String {
     #[derive(Serialize)]
     struct Line<'a> {
         user_id: u64,
@@ -227,7 +227,10 @@ fn prepare(target: &ControlTarget) -> Result<(Endpoint, Credentials, Vec<u8>), S
 }
 
 /// One call on the chosen driver (each on a connection of its own).
-pub fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlResponse, ControlError> {
+pub(crate) fn carry_out(
+    driver: DriverName,
+    call: ControlCall,
+) -> Result<ControlResponse, ControlError> {
     struct CarryOut(ControlCall);
     impl WithDriver for CarryOut {
         type Output = Result<ControlResponse, ControlError>;
@@ -240,7 +243,7 @@ pub fn carry_out(driver: DriverName, call: ControlCall) -> Result<ControlRespons
 
 /// `info` as one line of JSON: the stream id, the users, `follows` when there are any, and
 /// each option the server reported.
-pub fn info_json(stream_id: &str, info: &StreamInfo) -> String {
+pub(crate) fn info_json(stream_id: &str, info: &StreamInfo) -> String {
     #[derive(Serialize)]
     struct User<'a> {
         id: u64,

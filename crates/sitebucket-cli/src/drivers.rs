@@ -6,7 +6,7 @@ use sitebucket_thread::Driver;
 
 /// `--driver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DriverName {
+pub(crate) enum DriverName {
     /// Blocking std sockets on a thread (sitebucket-std).
     Thread,
     /// A mio event loop (sitebucket-mio).
@@ -18,7 +18,7 @@ pub enum DriverName {
 }
 
 /// Work to do with a driver, whichever it is: `with_driver` hands it the one named.
-pub trait WithDriver {
+pub(crate) trait WithDriver {
     /// What the work returns.
     type Output;
 
@@ -27,7 +27,7 @@ pub trait WithDriver {
 }
 
 /// Runs `work` with the driver `name` names.
-pub fn with_driver<W: WithDriver>(name: DriverName, work: W) -> W::Output {
+pub(crate) fn with_driver<W: WithDriver>(name: DriverName, work: W) -> W::Output {
     match name {
         DriverName::Thread => work.with(sitebucket_std::StdDriver::new()),
         DriverName::Mio => work.with(sitebucket_mio::MioDriver::new()),
@@ -38,7 +38,7 @@ pub fn with_driver<W: WithDriver>(name: DriverName, work: W) -> W::Output {
 
 impl DriverName {
     /// The name as `--driver` takes it.
-    pub fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         self.to_possible_value()
             .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
     }

@@ -25,7 +25,7 @@ const RECONNECT_MAX: Duration = Duration::from_millis(250);
 const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 /// `sitebucket follow ...`.
-pub fn follow(args: FollowArgs) -> ExitCode {
+pub(crate) fn follow(args: FollowArgs) -> ExitCode {
     let (target, add) = match args.command {
         FollowCommand::List(nats) => return list(&nats),
         FollowCommand::Add(target) => (target, true),
@@ -69,7 +69,7 @@ fn list(nats: &NatsArgs) -> ExitCode {
 }
 
 /// `sitebucket fleet ...`.
-pub fn fleet(args: FleetArgs) -> ExitCode {
+pub(crate) fn fleet(args: FleetArgs) -> ExitCode {
     match args.command {
         Some(FleetCommand::Status(status)) => {
             let shards = status.shards;

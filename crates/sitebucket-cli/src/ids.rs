@@ -9,7 +9,7 @@ use crate::args::{parse_user_id, ListenArgs, MAX_FOLLOWS};
 
 /// Every user to follow, sorted and each once: `--follow` and the file's ids. A problem (an
 /// unreadable file, a bad line, no id at all, too many) is a usage error, said in the text.
-pub fn collect(args: &ListenArgs) -> Result<Vec<u64>, String> {
+pub(crate) fn collect(args: &ListenArgs) -> Result<Vec<u64>, String> {
     let mut all: BTreeSet<u64> = args.follow.iter().copied().collect();
     if let Some(path) = &args.follow_file {
         all.extend(read_file(path)?);
@@ -18,7 +18,7 @@ pub fn collect(args: &ListenArgs) -> Result<Vec<u64>, String> {
 }
 
 /// The ids of `--follow-file` `path` (`-`: stdin).
-pub fn read_file(path: &Path) -> Result<Vec<u64>, String> {
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u64>, String> {
     let name = path.display();
     let mut text = String::new();
     let read = if path == Path::new("-") {
@@ -32,7 +32,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u64>, String> {
 
 /// One id per line; `#` starts a comment, blank lines are skipped. A bad line is returned
 /// with its number (from 1).
-pub fn parse_file(text: &str) -> Result<Vec<u64>, (usize, String)> {
+pub(crate) fn parse_file(text: &str) -> Result<Vec<u64>, (usize, String)> {
     let mut ids = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or("").trim();
@@ -46,7 +46,7 @@ pub fn parse_file(text: &str) -> Result<Vec<u64>, (usize, String)> {
 }
 
 /// The set as a sorted list, if it has 1 to [`MAX_FOLLOWS`] ids.
-pub fn check(all: BTreeSet<u64>) -> Result<Vec<u64>, String> {
+pub(crate) fn check(all: BTreeSet<u64>) -> Result<Vec<u64>, String> {
     if all.is_empty() {
         return Err("no user id to follow: give --follow or a --follow-file with ids".to_owned());
     }

@@ -40,7 +40,7 @@ use crate::sink::NatsSink;
 
 /// The environment variables the credentials come from, in the order `Credentials::new`
 /// takes them.
-pub const CREDENTIAL_VARS: [&str; 4] = [
+pub(crate) const CREDENTIAL_VARS: [&str; 4] = [
     "SITEBUCKET_CONSUMER_KEY",
     "SITEBUCKET_CONSUMER_SECRET",
     "SITEBUCKET_TOKEN",
@@ -51,10 +51,10 @@ pub const CREDENTIAL_VARS: [&str; 4] = [
 const STDOUT_BUFFER: usize = 64 * 1024;
 
 /// How long a stopped run may take to end before the process exits anyway.
-pub const STOP_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `sitebucket listen` and returns the process's exit status.
-pub fn run(args: ListenArgs) -> ExitCode {
+pub(crate) fn run(args: ListenArgs) -> ExitCode {
     let v2 = is_v2(&args);
     let prepared = if v2 {
         // A v2 stream follows no ids: its rules (or the sample) say what comes.
@@ -174,7 +174,7 @@ pub fn run(args: ListenArgs) -> ExitCode {
 }
 
 /// How a run ended, for [`finish`].
-pub enum RunEnd {
+pub(crate) enum RunEnd {
     /// The single stream's outcome.
     Stream(Outcome),
     /// The monitor stopped on request.
@@ -306,7 +306,7 @@ fn report_stats(every: Duration, output: Arc<Output>, book: Arc<Book>) {
 
 /// The four credentials, from their options or (as clap reads them) their environment
 /// variables. A missing or empty one is a usage error that names the variable(s).
-pub fn credentials(args: &CredentialArgs) -> Result<Credentials, String> {
+pub(crate) fn credentials(args: &CredentialArgs) -> Result<Credentials, String> {
     let values = [
         &args.consumer_key,
         &args.consumer_secret,
@@ -342,10 +342,10 @@ pub fn credentials(args: &CredentialArgs) -> Result<Credentials, String> {
 }
 
 /// The environment variable the Bearer token comes from.
-pub const BEARER_VAR: &str = "SITEBUCKET_BEARER_TOKEN";
+pub(crate) const BEARER_VAR: &str = "SITEBUCKET_BEARER_TOKEN";
 
 /// Whether `--api` names an X API v2 stream.
-pub fn is_v2(args: &ListenArgs) -> bool {
+pub(crate) fn is_v2(args: &ListenArgs) -> bool {
     matches!(args.api, Some(ApiArg::V2Filtered | ApiArg::V2Sample))
 }
 
@@ -363,7 +363,7 @@ fn follow_refused(args: &ListenArgs) -> Result<(), String> {
 
 /// The Bearer token, from `--bearer-token` or (as clap reads it) `SITEBUCKET_BEARER_TOKEN`.
 /// A missing or empty one is a usage error that names the variable.
-pub fn bearer_token(args: &BearerArgs) -> Result<BearerToken, String> {
+pub(crate) fn bearer_token(args: &BearerArgs) -> Result<BearerToken, String> {
     match args.bearer_token.as_deref() {
         Some(token) if !token.is_empty() => Ok(BearerToken::new(token)),
         _ => Err(format!(
@@ -376,7 +376,7 @@ pub fn bearer_token(args: &BearerArgs) -> Result<BearerToken, String> {
 /// Maps the options onto a checked [`Config`] following `follow` (at most
 /// [`FOLLOW_LIMIT`] ids: the first stream's; a monitor gives each stream its own). Every
 /// problem is a usage error, found before anything is sent.
-pub fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String> {
+pub(crate) fn build_config(args: &ListenArgs, follow: &[u64]) -> Result<Config, String> {
     let api = match args.api {
         None | Some(ApiArg::Site) => Api::SiteStreams,
         Some(ApiArg::V2Filtered) => Api::V2Filtered,
@@ -489,7 +489,7 @@ fn stdout_writer() -> Box<dyn Write + Send> {
 
 /// The buffered stdout, shared by every stream's parser (which writes) and observer (which
 /// flushes): one locked writer, so no two messages ever mix inside a line.
-pub struct Output {
+pub(crate) struct Output {
     sink: Mutex<Sink>,
     control: Arc<RunState>,
     /// `--sink`: messages go to NATS instead of stdout.
@@ -504,7 +504,7 @@ struct NatsOut {
 }
 
 /// What [`Output`] guards.
-pub struct Sink {
+pub(crate) struct Sink {
     writer: BufWriter<Box<dyn Write + Send>>,
     printed: u64,
     bytes: u64,
@@ -548,7 +548,11 @@ fn write_one_line(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 
 impl Output {
     /// Output to `writer`, stopping the run through `control` after `limit` messages.
-    pub fn new(writer: Box<dyn Write + Send>, limit: Option<u64>, control: Arc<RunState>) -> Self {
+    pub(crate) fn new(
+        writer: Box<dyn Write + Send>,
+        limit: Option<u64>,
+        control: Arc<RunState>,
+    ) -> Self {
         Self {
             sink: Mutex::new(Sink {
                 writer: BufWriter::with_capacity(STDOUT_BUFFER, writer),
@@ -565,7 +569,7 @@ impl Output {
     }
 
     /// Publishes to NATS through `sink` instead of printing.
-    pub fn with_nats(mut self, sink: NatsSink) -> Self {
+    pub(crate) fn with_nats(mut self, sink: NatsSink) -> Self {
         self.nats = Some(NatsOut {
             sender: sink.sender(),
             subject: sink.subject().to_owned(),
@@ -596,7 +600,7 @@ impl Output {
     }
 
     /// `--sink`: drains what is held to NATS; how many messages were not acknowledged.
-    pub fn finish_nats(&self) -> usize {
+    pub(crate) fn finish_nats(&self) -> usize {
         match &self.nats {
             Some(nats) => nats
                 .sink
@@ -614,7 +618,7 @@ impl Output {
 
     /// Prints one message as one line; stops the run once the limit is reached or stdout
     /// is gone. Messages after that are dropped.
-    pub fn message(&self, payload: &[u8]) {
+    pub(crate) fn message(&self, payload: &[u8]) {
         let mut sink = self.lock();
         if sink.done() {
             return;
@@ -638,7 +642,7 @@ impl Output {
     }
 
     /// Writes out everything buffered.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut sink = self.lock();
         if sink.stdout_closed || sink.write_error.is_some() {
             return;
@@ -650,20 +654,20 @@ impl Output {
     }
 
     /// Writes out everything buffered and prints nothing more (the run is stopping).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.flush();
         self.lock().closed = true;
     }
 
     /// Messages printed and their payload bytes, so far.
-    pub fn counts(&self) -> (u64, u64) {
+    pub(crate) fn counts(&self) -> (u64, u64) {
         let sink = self.lock();
         (sink.printed, sink.bytes)
     }
 }
 
 /// The parser: every message to [`Output`].
-pub struct Printer(pub Arc<Output>);
+pub(crate) struct Printer(pub Arc<Output>);
 
 impl Parser for Printer {
     fn parse(&mut self, message: bytes::Bytes) {
@@ -677,7 +681,7 @@ impl Parser for Printer {
 /// What the observers know of every stream, for `--stats-every` and the monitor's
 /// supervisor: reconnects so far, and each stream by number.
 #[derive(Default)]
-pub struct Book {
+pub(crate) struct Book {
     /// Reconnects scheduled, all streams together.
     pub reconnects: AtomicU64,
     streams: Mutex<BTreeMap<u64, Entry>>,
@@ -698,7 +702,7 @@ impl Book {
     }
 
     /// Streams connected (a `200` stream open) and streams running.
-    pub fn streams_up(&self) -> (usize, usize) {
+    pub(crate) fn streams_up(&self) -> (usize, usize) {
         let streams = self.lock();
         let up = streams.values().filter(|e| e.running && e.up).count();
         let running = streams.values().filter(|e| e.running).count();
@@ -706,7 +710,7 @@ impl Book {
     }
 
     /// The number of the latest stream whose `follow` list starts with a user of `users`.
-    pub fn number_of(&self, users: &[u64]) -> Option<u64> {
+    pub(crate) fn number_of(&self, users: &[u64]) -> Option<u64> {
         let streams = self.lock();
         streams
             .iter()
@@ -718,7 +722,7 @@ impl Book {
 
 /// The observer of one stream: log lines for the core's events (prefixed `stream N: ` when
 /// there are several), its state in the [`Book`], and a flush at the end of every drain.
-pub struct Logger {
+pub(crate) struct Logger {
     number: u64,
     prefix: String,
     url: String,
@@ -729,7 +733,12 @@ pub struct Logger {
 
 impl Logger {
     /// The observer of stream `number` (`None`: the only stream, unnamed in the log).
-    pub fn new(number: Option<u64>, url: String, output: Arc<Output>, book: Arc<Book>) -> Self {
+    pub(crate) fn new(
+        number: Option<u64>,
+        url: String,
+        output: Arc<Output>,
+        book: Arc<Book>,
+    ) -> Self {
         Self {
             number: number.unwrap_or(0),
             prefix: number.map_or_else(String::new, |n| format!("stream {n}: ")),
@@ -810,7 +819,7 @@ fn log_disconnect(p: &str, error: &StreamError, retry_in: Duration) {
 }
 
 /// `250ms`, `5s`, `1.5s`, `320s`: the units the options take.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         return format!("{}ms", d.as_millis());
     }

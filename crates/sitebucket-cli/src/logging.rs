@@ -8,7 +8,7 @@ use crate::args::{LogArgs, LogFormat};
 
 /// The filter: `-v` / `-q` when given (they win), else `RUST_LOG` when set and valid,
 /// else `info`. Returns the filter and, for a `RUST_LOG` that does not parse, why.
-pub fn filter(args: &LogArgs, rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
+pub(crate) fn filter(args: &LogArgs, rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
     let level = match (args.verbose, args.quiet) {
         (0, 0) => None,
         (1, _) => Some("debug"),
@@ -32,7 +32,7 @@ pub fn filter(args: &LogArgs, rust_log: Option<&str>) -> (EnvFilter, Option<Stri
 }
 
 /// Installs the stderr logger.
-pub fn init(args: &LogArgs) {
+pub(crate) fn init(args: &LogArgs) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let (filter, problem) = filter(args, rust_log.as_deref());
     let builder = tracing_subscriber::fmt()

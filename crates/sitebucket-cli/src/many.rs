@@ -37,16 +37,16 @@ const TICK: Duration = Duration::from_millis(200);
 
 /// How long a first-wave stream may stream without announcing a control stream before the
 /// other users go on connections of their own.
-pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(3);
+pub(crate) const ANNOUNCE_WAIT: Duration = Duration::from_secs(3);
 
 /// The longest the other users wait for the first wave to announce, however it fares.
-pub const FIRST_WAVE_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const FIRST_WAVE_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for the streams to close before the process exits anyway.
 const CLOSE_WAIT: Duration = Duration::from_millis(300);
 
 /// The monitored run: what `listen` hands over.
-pub struct Many {
+pub(crate) struct Many {
     /// Every stream's config, but for its follow list.
     pub template: Config,
     /// Every user, sorted, each once.

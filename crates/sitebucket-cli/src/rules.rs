@@ -18,7 +18,7 @@ use crate::control::carry_out;
 use crate::listen::bearer_token;
 
 /// Runs `sitebucket rules` and returns the process's exit status.
-pub fn run(args: RulesArgs) -> ExitCode {
+pub(crate) fn run(args: RulesArgs) -> ExitCode {
     let (target, request) = match &args.command {
         RulesCommand::List(target) => (target, Ok(ControlRequest::rules_list())),
         RulesCommand::Add(add) => {

@@ -17,7 +17,7 @@ use crate::args::{ServeApi, ServeArgs};
 use crate::listen::{BEARER_VAR, CREDENTIAL_VARS};
 
 /// Runs `sitebucket serve` and returns the process's exit status.
-pub fn run(args: ServeArgs) -> ExitCode {
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let v2 = args.api == ServeApi::V2;
     let scenario = match &args.replay {
         None if v2 => Scenario::builtin_v2(&args.scenario),
@@ -101,7 +101,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 /// The messages of a `--replay` file: one JSON text per line (blank lines skipped), as
 /// `sitebucket listen` prints them. A line that is not JSON is an error naming it.
-pub fn read_recording(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn read_recording(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     let name = path.display();
     let text = std::fs::read(path).map_err(|e| format!("cannot read --replay {name}: {e}"))?;
     let mut messages = Vec::new();
@@ -127,7 +127,7 @@ pub fn read_recording(path: &Path) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// The Bearer token `serve --api v2` accepts.
-pub const TEST_BEARER_TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAsitebucket-test-bearer-token";
+pub(crate) const TEST_BEARER_TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAsitebucket-test-bearer-token";
 
 /// The text printed on stdout: valid shell, to paste or `eval`.
 fn banner(server: &TestServer, scenario: &str) -> String {

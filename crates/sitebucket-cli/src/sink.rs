@@ -15,7 +15,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// A parsed `--sink`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkUrl {
+pub(crate) struct SinkUrl {
     /// `nats://HOST:PORT`.
     pub server: String,
     /// The subject prefix.
@@ -24,7 +24,7 @@ pub struct SinkUrl {
 
 /// Parses `nats://HOST:PORT/SUBJECT`; the subject is tokens of letters, digits, `_` and `-`
 /// separated by dots.
-pub fn parse_sink(text: &str) -> Result<SinkUrl, String> {
+pub(crate) fn parse_sink(text: &str) -> Result<SinkUrl, String> {
     let expected = "expected nats://HOST:PORT/SUBJECT, like nats://127.0.0.1:4222/sitebucket";
     let rest = text
         .strip_prefix("nats://")
@@ -51,7 +51,7 @@ pub fn parse_sink(text: &str) -> Result<SinkUrl, String> {
 }
 
 /// The publishing side of `listen --sink`, on a thread and runtime of its own.
-pub struct NatsSink {
+pub(crate) struct NatsSink {
     sender: PublishSender,
     subject: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -61,7 +61,7 @@ pub struct NatsSink {
 
 impl NatsSink {
     /// Connects and makes sure the stream exists; an error says why not.
-    pub fn start(url: &SinkUrl) -> Result<Self, String> {
+    pub(crate) fn start(url: &SinkUrl) -> Result<Self, String> {
         let (ready_tx, ready) = mpsc::channel();
         let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = mpsc::channel();
@@ -123,17 +123,17 @@ impl NatsSink {
     }
 
     /// The handle that hands messages over (blocking while NATS is behind).
-    pub fn sender(&self) -> PublishSender {
+    pub(crate) fn sender(&self) -> PublishSender {
         self.sender.clone()
     }
 
     /// The subject prefix.
-    pub fn subject(&self) -> &str {
+    pub(crate) fn subject(&self) -> &str {
         &self.subject
     }
 
     /// Drains what is held; returns how many messages were not acknowledged in time.
-    pub fn finish(&mut self) -> usize {
+    pub(crate) fn finish(&mut self) -> usize {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

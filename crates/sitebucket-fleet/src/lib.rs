@@ -14,7 +14,6 @@
 //! [`FleetWorker`] is a whole worker: the lease driver ([`Worker`]), a `Monitor` on the tokio
 //! driver streaming the held shards' users, and durable output to a JetStream stream
 //! ([`output`], [`Publisher`]) with Prometheus metrics ([`Metrics`]).
-#![warn(unreachable_pub)]
 
 mod lease;
 mod metrics;

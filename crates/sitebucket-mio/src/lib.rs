@@ -39,8 +39,6 @@
 //! the loop's other streams go on; IP literals need no lookup. The [`Resolver`] is the
 //! system's unless [`MioDriver::with_resolver`] says otherwise.
 
-#![warn(unreachable_pub)]
-
 mod conn;
 mod control;
 mod event_loop;

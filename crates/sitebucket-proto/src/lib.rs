@@ -12,7 +12,6 @@
 //! same outputs, bit for bit (the simulator and the tests do).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![warn(unreachable_pub)]
 
 // The modules are private: the API is the curated list below. `control`, `message` and `v2`
 // stay public as namespaces of the many types a control answer or a decoded message is made

@@ -62,8 +62,6 @@
 //! Architecture invariant: the driver only moves bytes and waits for the core's deadlines;
 //! connect and stall timeouts, retries and backoff are all decided by `sitebucket-proto`.
 
-#![warn(unreachable_pub)]
-
 mod runtime;
 
 use std::sync::Arc;

@@ -38,8 +38,6 @@
 //! [`ListenThread`]: sitebucket_thread::ListenThread
 //! [`Monitor`]: sitebucket_thread::Monitor
 
-#![warn(unreachable_pub)]
-
 mod control;
 mod driver;
 mod messages;

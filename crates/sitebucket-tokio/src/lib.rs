@@ -73,8 +73,6 @@
 //! [`SiteStream`]: sitebucket_proto::SiteStream
 //! [`Driver`]: sitebucket_thread::Driver
 
-#![warn(unreachable_pub)]
-
 mod driver;
 mod runtime;
 mod task;

@@ -17,22 +17,22 @@ use nix::unistd::Pid;
 use sitebucket_testserver::{AttemptPlan, Credentials, Scenario, ServerOptions, TestServer};
 
 /// The four names `--driver` takes; every behaviour is checked on each.
-pub const DRIVERS: [&str; 4] = ["thread", "mio", "smol", "tokio"];
+pub(crate) const DRIVERS: [&str; 4] = ["thread", "mio", "smol", "tokio"];
 
 /// The longest any single run may take before the test fails.
-pub const RUN_BOUND: Duration = Duration::from_secs(30);
+pub(crate) const RUN_BOUND: Duration = Duration::from_secs(30);
 
 /// The follow list every test uses unless it says otherwise.
-pub const FOLLOW: &str = "1,2,3";
+pub(crate) const FOLLOW: &str = "1,2,3";
 
 /// A server playing `plans` in order (the last one repeats), plain TCP, test credentials.
-pub fn server(plans: Vec<AttemptPlan>) -> TestServer {
+pub(crate) fn server(plans: Vec<AttemptPlan>) -> TestServer {
     TestServer::start(Scenario::new(plans), ServerOptions::plain()).expect("test server starts")
 }
 
 /// `sitebucket listen --url <server> --follow 1,2,3 --driver <driver> <extra...>` with the
 /// test credentials in the environment (and no other `SITEBUCKET_*` variable).
-pub fn listen(url: &str, driver: &str, extra: &[&str]) -> Command {
+pub(crate) fn listen(url: &str, driver: &str, extra: &[&str]) -> Command {
     let mut command = sitebucket();
     command
         .args([
@@ -49,7 +49,7 @@ pub fn listen(url: &str, driver: &str, extra: &[&str]) -> Command {
 }
 
 /// The binary with a clean environment for its own variables.
-pub fn sitebucket() -> Command {
+pub(crate) fn sitebucket() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sitebucket"));
     for name in [
         "SITEBUCKET_CONSUMER_KEY",
@@ -66,7 +66,7 @@ pub fn sitebucket() -> Command {
 
 /// Bytes a reader thread collects, with a condition variable to wait on.
 #[derive(Default)]
-pub struct Collected {
+pub(crate) struct Collected {
     bytes: Mutex<Vec<u8>>,
     grew: Condvar,
 }
@@ -88,12 +88,12 @@ impl Collected {
     }
 
     /// A copy of everything so far.
-    pub fn snapshot(&self) -> Vec<u8> {
+    pub(crate) fn snapshot(&self) -> Vec<u8> {
         self.bytes.lock().unwrap().clone()
     }
 
     /// Waits until `done` holds for the bytes so far, or `timeout`; returns whether it did.
-    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> bool {
+    pub(crate) fn wait_for(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut bytes = self.bytes.lock().unwrap();
         loop {
@@ -110,7 +110,7 @@ impl Collected {
 }
 
 /// A running `sitebucket` process with its output collected.
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     pub stdout: Arc<Collected>,
     pub stderr: Arc<Collected>,
@@ -123,7 +123,7 @@ pub struct Running {
 
 /// A finished run.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: String,
@@ -133,20 +133,20 @@ pub struct Finished {
 
 impl Finished {
     /// The exit code; a death by signal fails the test.
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         self.status
             .code()
             .unwrap_or_else(|| panic!("killed by a signal: {self:?}"))
     }
 
     /// stdout as text.
-    pub fn stdout_text(&self) -> String {
+    pub(crate) fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 }
 
 /// Starts `command` with stdout and stderr collected.
-pub fn spawn(mut command: Command, label: impl Into<String>) -> Running {
+pub(crate) fn spawn(mut command: Command, label: impl Into<String>) -> Running {
     let label = label.into();
     let mut child = command
         .stdin(Stdio::null())
@@ -175,7 +175,10 @@ pub fn spawn(mut command: Command, label: impl Into<String>) -> Running {
 }
 
 /// Starts `command` with stdout handed to the caller (stderr collected).
-pub fn spawn_with_stdout(mut command: Command, label: impl Into<String>) -> (Running, ChildStdout) {
+pub(crate) fn spawn_with_stdout(
+    mut command: Command,
+    label: impl Into<String>,
+) -> (Running, ChildStdout) {
     let label = label.into();
     let mut child = command
         .stdin(Stdio::null())
@@ -200,49 +203,49 @@ pub fn spawn_with_stdout(mut command: Command, label: impl Into<String>) -> (Run
 }
 
 /// Runs `command` to its end (bounded by [`RUN_BOUND`]).
-pub fn run(command: Command, label: impl Into<String>) -> Finished {
+pub(crate) fn run(command: Command, label: impl Into<String>) -> Finished {
     spawn(command, label).wait(RUN_BOUND)
 }
 
 impl Running {
     /// Lets this run end through the stop watchdog (a stdout nobody reads blocks the run).
-    pub fn expecting_watchdog(mut self) -> Self {
+    pub(crate) fn expecting_watchdog(mut self) -> Self {
         self.watchdog_expected = true;
         self
     }
 
     /// Waits until stdout holds at least `lines` newline characters.
-    pub fn wait_stdout_lines(&self, lines: usize, timeout: Duration) -> bool {
+    pub(crate) fn wait_stdout_lines(&self, lines: usize, timeout: Duration) -> bool {
         self.stdout.wait_for(timeout, |b| {
             b.iter().filter(|c| **c == b'\n').count() >= lines
         })
     }
 
     /// Waits until stderr contains `needle`.
-    pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> bool {
+    pub(crate) fn wait_stderr(&self, needle: &str, timeout: Duration) -> bool {
         self.stderr
             .wait_for(timeout, |b| String::from_utf8_lossy(b).contains(needle))
     }
 
     /// Sends `signal` and leaves the process running.
-    pub fn signal(&mut self, signal: Signal) {
+    pub(crate) fn signal(&mut self, signal: Signal) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
         kill(pid, signal).expect("kill");
     }
 
     /// stderr so far, as text.
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr.snapshot()).into_owned()
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// Sends `signal`, then waits for the exit (bounded by `timeout`); `elapsed` counts from
     /// the signal.
-    pub fn signal_and_wait(mut self, signal: Signal, timeout: Duration) -> Finished {
+    pub(crate) fn signal_and_wait(mut self, signal: Signal, timeout: Duration) -> Finished {
         assert!(
             self.is_running(),
             "{}: exited before the signal",
@@ -255,7 +258,7 @@ impl Running {
     }
 
     /// Waits for the exit, at most `timeout`; kills the process and fails the test past it.
-    pub fn wait(self, timeout: Duration) -> Finished {
+    pub(crate) fn wait(self, timeout: Duration) -> Finished {
         self.wait_from(Instant::now(), timeout)
     }
 
@@ -307,7 +310,7 @@ impl Drop for Running {
 
 /// Fails if `stderr` shows a secret: the test secrets, `extra` secrets, or the
 /// `oauth_signature` of any request `server` received (raw and percent-decoded).
-pub fn assert_no_secrets(stderr: &str, server: Option<&TestServer>, extra: &[&str]) {
+pub(crate) fn assert_no_secrets(stderr: &str, server: Option<&TestServer>, extra: &[&str]) {
     let credentials = Credentials::test_default();
     let mut secrets: Vec<String> = vec![
         credentials.consumer_secret.clone(),
@@ -356,7 +359,7 @@ fn percent_decode(text: &str) -> String {
 
 /// What stdout must be for these messages: each payload, with every raw CR or LF byte as
 /// a space, and a `\n` (README "Output": one message, one line).
-pub fn lines(messages: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn lines(messages: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     for message in messages {
         out.extend(one_line(message));
@@ -366,7 +369,7 @@ pub fn lines(messages: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// The payload as `listen` prints it: each raw CR or LF byte a space.
-pub fn one_line(message: &[u8]) -> Vec<u8> {
+pub(crate) fn one_line(message: &[u8]) -> Vec<u8> {
     message
         .iter()
         .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
@@ -374,7 +377,7 @@ pub fn one_line(message: &[u8]) -> Vec<u8> {
 }
 
 /// `listen` with every credential set and these arguments only (no `--follow`).
-pub fn listen_args(url: &str, driver: &str, extra: &[&str]) -> Command {
+pub(crate) fn listen_args(url: &str, driver: &str, extra: &[&str]) -> Command {
     let mut command = sitebucket();
     command
         .args(["listen", "--url", url, "--driver", driver])
@@ -384,7 +387,7 @@ pub fn listen_args(url: &str, driver: &str, extra: &[&str]) -> Command {
 }
 
 /// Sets the test credentials in the command's environment.
-pub fn with_credentials(command: &mut Command) {
+pub(crate) fn with_credentials(command: &mut Command) {
     let credentials = Credentials::test_default();
     command
         .env("SITEBUCKET_CONSUMER_KEY", &credentials.consumer_key)
@@ -394,7 +397,7 @@ pub fn with_credentials(command: &mut Command) {
 }
 
 /// A file of ids, one per line, in a fresh temporary path named after `label`.
-pub fn id_file(label: &str, ids: impl IntoIterator<Item = u64>) -> std::path::PathBuf {
+pub(crate) fn id_file(label: &str, ids: impl IntoIterator<Item = u64>) -> std::path::PathBuf {
     let path =
         std::env::temp_dir().join(format!("sitebucket-cli-{label}-{}.txt", std::process::id()));
     write_ids(&path, ids);
@@ -402,13 +405,13 @@ pub fn id_file(label: &str, ids: impl IntoIterator<Item = u64>) -> std::path::Pa
 }
 
 /// Writes `ids` to `path`, one per line.
-pub fn write_ids(path: &std::path::Path, ids: impl IntoIterator<Item = u64>) {
+pub(crate) fn write_ids(path: &std::path::Path, ids: impl IntoIterator<Item = u64>) {
     let text: String = ids.into_iter().map(|id| format!("{id}\n")).collect();
     std::fs::write(path, text).expect("the id file is written");
 }
 
 /// Polls `done` every 10 ms until it holds or `timeout` passes; returns whether it held.
-pub fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if done() {
@@ -422,14 +425,14 @@ pub fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// The query of an attempt as a sorted list, for exact comparison.
-pub fn sorted_query(query: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn sorted_query(query: &[(String, String)]) -> Vec<(String, String)> {
     let mut query = query.to_vec();
     query.sort();
     query
 }
 
 /// Owned `(name, value)` pairs, sorted.
-pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = items
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -439,7 +442,7 @@ pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// The gaps between consecutive attempts' accept times.
-pub fn gaps(server: &TestServer) -> Vec<Duration> {
+pub(crate) fn gaps(server: &TestServer) -> Vec<Duration> {
     let attempts = server.attempts();
     attempts
         .windows(2)

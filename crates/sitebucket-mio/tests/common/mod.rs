@@ -9,19 +9,19 @@ use sitebucket_proto::DEFAULT_STALL_TIMEOUT;
 use sitebucket_testserver::TestServer;
 
 /// The longest any wait in these tests lasts before the test fails.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The cross-driver suite's config for `server` (its credentials, its CA, fast backoff),
 /// following users 1, 2 and 3, with these tests' longer connect timeout and the default
 /// stall timeout.
-pub fn config_for(server: &TestServer) -> ConfigBuilder {
+pub(crate) fn config_for(server: &TestServer) -> ConfigBuilder {
     sitebucket_e2e::config_for(server, [1, 2, 3])
         .connect_timeout(Duration::from_secs(5))
         .stall_timeout(DEFAULT_STALL_TIMEOUT)
 }
 
 /// Polls `done` until it holds; panics naming `what` after [`PATIENCE`].
-pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -30,7 +30,7 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// `n` distinct messages, every third with a bare `\n` inside (allowed by the protocol).
-pub fn numbered(tag: &str, n: usize) -> Vec<Vec<u8>> {
+pub(crate) fn numbered(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             if i % 3 == 0 {
@@ -43,7 +43,7 @@ pub fn numbered(tag: &str, n: usize) -> Vec<Vec<u8>> {
 }
 
 /// How many threads of this process carry `name` (Linux: `/proc/self/task/*/comm`).
-pub fn threads_named(name: &str) -> usize {
+pub(crate) fn threads_named(name: &str) -> usize {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };

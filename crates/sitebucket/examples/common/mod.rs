@@ -18,10 +18,10 @@ use std::time::Duration;
 use sitebucket::{Config, ConfigBuilder, Credentials};
 
 /// The users `sitebucket serve` has messages for (the first two of its corpus).
-pub const SERVE_USERS: [u64; 2] = [783_214, 6_253_282];
+pub(crate) const SERVE_USERS: [u64; 2] = [783_214, 6_253_282];
 
 /// The settings of one run.
-pub struct Settings {
+pub(crate) struct Settings {
     /// The stream URL.
     pub url: String,
     /// The users to follow.
@@ -33,7 +33,7 @@ pub struct Settings {
 }
 
 /// Reads the settings from the arguments and the environment.
-pub fn settings() -> Result<Settings, Box<dyn Error>> {
+pub(crate) fn settings() -> Result<Settings, Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let url = args
         .next()
@@ -71,7 +71,10 @@ pub fn settings() -> Result<Settings, Box<dyn Error>> {
 
 /// A config builder for `follow` on the settings' URL, with the credentials from the
 /// environment and the extra root certificate, if any.
-pub fn builder(settings: &Settings, follow: &[u64]) -> Result<ConfigBuilder, Box<dyn Error>> {
+pub(crate) fn builder(
+    settings: &Settings,
+    follow: &[u64],
+) -> Result<ConfigBuilder, Box<dyn Error>> {
     let mut builder = Config::builder(follow.iter().copied(), Credentials::from_env()?)
         .url(settings.url.clone())
         .gzip(true);
