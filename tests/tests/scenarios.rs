@@ -88,6 +88,38 @@ fn lines(lines: &[&str]) -> Vec<String> {
     lines.iter().map(|s| s.to_string()).collect()
 }
 
+/// A golden trace built step by step: [`answered`](Story::answered) stands for the three lines
+/// of every attempt that reaches the server (`connect`, `transmit`, `connected STATUS`), so a
+/// story lists only what differs from one attempt to the next.
+struct Story(Vec<String>);
+
+impl Story {
+    fn new() -> Self {
+        Story(Vec::new())
+    }
+
+    /// An attempt at `at` (seconds, as the trace prints them) that the server answers with
+    /// `status` (e.g. `"200 OK"`).
+    fn answered(mut self, at: &str, status: &str) -> Self {
+        self.0.extend([
+            format!("{at} connect 127.0.0.1:8080"),
+            format!("{at} transmit"),
+            format!("{at} connected {status}"),
+        ]);
+        self
+    }
+
+    /// Lines as they are.
+    fn then(mut self, lines: &[&str]) -> Self {
+        self.0.extend(lines.iter().map(|s| s.to_string()));
+        self
+    }
+
+    fn build(self) -> Vec<String> {
+        self.0
+    }
+}
+
 #[test]
 fn happy_path() {
     let plan = AttemptPlan::ok(vec![
@@ -107,16 +139,16 @@ fn happy_path() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 message",
-            "0.000 message",
-            "0.000 message",
-            "1.000 message",
-            "31.000 keep-alive",
-        ])
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&[
+                "0.000 message",
+                "0.000 message",
+                "0.000 message",
+                "1.000 message",
+                "31.000 keep-alive",
+            ])
+            .build()
     );
     assert_eq!(
         trace.connections[0].messages,
@@ -162,22 +194,22 @@ fn keep_alives_hold_off_the_stall_until_they_stop() {
         );
         assert_eq!(
             trace.story(),
-            lines(&[
-                "0.000 connect 127.0.0.1:8080",
-                "0.000 transmit",
-                "0.000 connected 200 OK",
-                "0.000 message",
-                "89.000 keep-alive",
-                "178.000 keep-alive",
-                "268.000 close",
-                "268.000 disconnected (stall detected: no data for 90s), retry in 250ms",
-                "268.250 connect 127.0.0.1:8080",
-                "268.250 transmit",
-                "268.250 connected 200 OK",
-                "268.250 message",
-                "298.250 keep-alive",
-                "328.250 keep-alive",
-            ]),
+            Story::new()
+                .answered("0.000", "200 OK")
+                .then(&[
+                    "0.000 message",
+                    "89.000 keep-alive",
+                    "178.000 keep-alive",
+                    "268.000 close",
+                    "268.000 disconnected (stall detected: no data for 90s), retry in 250ms",
+                ])
+                .answered("268.250", "200 OK")
+                .then(&[
+                    "268.250 message",
+                    "298.250 keep-alive",
+                    "328.250 keep-alive",
+                ])
+                .build(),
             "{framing:?}"
         );
         assert_eq!(trace.attempts[1].query_param("delimited"), {
@@ -205,17 +237,15 @@ fn rate_limited_420_then_200_waits_a_minute() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 420 Enhance Your Calm",
-            "0.000 close",
-            "0.000 disconnected (HTTP 420 Enhance Your Calm), retry in 60s",
-            "60.000 connect 127.0.0.1:8080",
-            "60.000 transmit",
-            "60.000 connected 200 OK",
-            "60.000 message",
-        ])
+        Story::new()
+            .answered("0.000", "420 Enhance Your Calm")
+            .then(&[
+                "0.000 close",
+                "0.000 disconnected (HTTP 420 Enhance Your Calm), retry in 60s",
+            ])
+            .answered("60.000", "200 OK")
+            .then(&["60.000 message"])
+            .build()
     );
     assert_eq!(trace.attempts.len(), 2);
     assert_eq!(trace.attempts[1].at - trace.attempts[0].at, secs(60));
@@ -247,12 +277,12 @@ fn three_503s_then_200_back_off_5_10_20_seconds() {
             format!("{at} disconnected (HTTP 503 Service Unavailable), retry in {wait}"),
         ]);
     }
-    want.extend(lines(&[
-        "35.000 connect 127.0.0.1:8080",
-        "35.000 transmit",
-        "35.000 connected 200 OK",
-        "35.000 message",
-    ]));
+    want.extend(
+        Story::new()
+            .answered("35.000", "200 OK")
+            .then(&["35.000 message"])
+            .build(),
+    );
     assert_eq!(trace.story(), want);
     assert_eq!(
         sim.stream().error_count(),
@@ -273,13 +303,13 @@ fn unauthorized_401_finishes_after_one_attempt() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 401 Unauthorized",
-            "0.000 close",
-            "0.000 finished: HTTP 401 Unauthorized: retrying cannot fix this status",
-        ])
+        Story::new()
+            .answered("0.000", "401 Unauthorized")
+            .then(&[
+                "0.000 close",
+                "0.000 finished: HTTP 401 Unauthorized: retrying cannot fix this status",
+            ])
+            .build()
     );
     assert_eq!(trace.attempts.len(), 1);
     assert!(!trace.attempts[0].signature_ok);
@@ -304,23 +334,23 @@ fn stall_before_and_after_the_head_reconnects_after_250ms() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 message",
-            "90.000 close",
-            "90.000 disconnected (stall detected: no data for 90s), retry in 250ms",
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&[
+                "0.000 message",
+                "90.000 close",
+                "90.000 disconnected (stall detected: no data for 90s), retry in 250ms",
+            ])
             // No head at all: the stall timer runs from the moment the connection is up.
-            "90.250 connect 127.0.0.1:8080",
-            "90.250 transmit",
-            "180.250 close",
-            "180.250 disconnected (stall detected: no data for 90s), retry in 500ms",
-            "180.750 connect 127.0.0.1:8080",
-            "180.750 transmit",
-            "180.750 connected 200 OK",
-            "180.750 message",
-        ])
+            .then(&[
+                "90.250 connect 127.0.0.1:8080",
+                "90.250 transmit",
+                "180.250 close",
+                "180.250 disconnected (stall detected: no data for 90s), retry in 500ms",
+            ])
+            .answered("180.750", "200 OK")
+            .then(&["180.750 message",])
+            .build()
     );
     assert!(trace.attempts[1].request_complete());
     assert_eq!(trace.attempts[1].status, None, "never answered");
@@ -352,23 +382,22 @@ fn server_close_mid_message_then_resume() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 message",
-            "0.000 message",
-            "0.000 message",
-            "0.000 close",
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&[
+                "0.000 message",
+                "0.000 message",
+                "0.000 message",
+                "0.000 close",
+            ])
             // The half message is reported with its size, not dropped in silence.
-            "0.000 disconnected (connection closed by the server mid-message (32 bytes of an \
-             unfinished message dropped)), retry in 250ms",
-            "0.250 connect 127.0.0.1:8080",
-            "0.250 transmit",
-            "0.250 connected 200 OK",
-            "0.250 message",
-            "0.250 message",
-        ])
+            .then(&[
+                "0.000 disconnected (connection closed by the server mid-message (32 bytes of an \
+                 unfinished message dropped)), retry in 250ms",
+            ])
+            .answered("0.250", "200 OK")
+            .then(&["0.250 message", "0.250 message",])
+            .build()
     );
     assert_eq!(
         trace.connections[0].messages,
@@ -412,22 +441,18 @@ fn network_truncation_mid_message_then_resume() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 message",
-            "0.000 message",
-            "1.000 close",
-            "1.000 disconnected (connection closed by the server mid-message (32 bytes of an \
-             unfinished message dropped)), retry in 250ms",
-            "1.250 connect 127.0.0.1:8080",
-            "1.250 transmit",
-            "1.250 connected 200 OK",
-            "1.250 message",
-            "1.250 message",
-            "2.250 message",
-        ])
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&[
+                "0.000 message",
+                "0.000 message",
+                "1.000 close",
+                "1.000 disconnected (connection closed by the server mid-message (32 bytes of an \
+                 unfinished message dropped)), retry in 250ms",
+            ])
+            .answered("1.250", "200 OK")
+            .then(&["1.250 message", "1.250 message", "2.250 message",])
+            .build()
     );
     assert_eq!(trace.connections[0].messages, [msg(1), msg(2)]);
     assert_eq!(trace.connections[0].bytes_received, cut);
@@ -505,23 +530,19 @@ fn disconnect_code_1_reconnects() {
     let story = trace.story();
     assert_eq!(
         story[..13],
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 message",
-            "0.000 message",
-            "1.000 message",
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&["0.000 message", "0.000 message", "1.000 message",])
             // msg(2) came in the same read as the disconnect: handed out before it takes
             // effect.
-            "1.000 message",
-            "1.000 close",
-            "1.000 disconnected (disconnect message code 1: shutdown), retry in 250ms",
-            "1.250 connect 127.0.0.1:8080",
-            "1.250 transmit",
-            "1.250 connected 200 OK",
-            "1.250 message",
-        ])
+            .then(&[
+                "1.000 message",
+                "1.000 close",
+                "1.000 disconnected (disconnect message code 1: shutdown), retry in 250ms",
+            ])
+            .answered("1.250", "200 OK")
+            .then(&["1.250 message",])
+            .build()
     );
     assert!(
         story[13..].iter().all(|l| l.ends_with("keep-alive")),
@@ -542,19 +563,19 @@ fn disconnect_codes_6_and_7_finish() {
         let (trace, _) = disconnect_message_story(code, reason);
         assert_eq!(
             trace.story(),
-            lines(&[
-                "0.000 connect 127.0.0.1:8080",
-                "0.000 transmit",
-                "0.000 connected 200 OK",
-                "0.000 message",
-                "0.000 message",
-                "1.000 message",
-                "1.000 message",
-                "1.000 close",
-                &format!(
-                    "1.000 finished: disconnect message code {code} ({reason}): not reconnecting"
-                ),
-            ])
+            Story::new()
+                .answered("0.000", "200 OK")
+                .then(&[
+                    "0.000 message",
+                    "0.000 message",
+                    "1.000 message",
+                    "1.000 message",
+                    "1.000 close",
+                    &format!(
+                        "1.000 finished: disconnect message code {code} ({reason}): not reconnecting"
+                    ),
+                ])
+                .build()
         );
         assert_eq!(trace.attempts.len(), 1);
         assert_eq!(
@@ -584,19 +605,17 @@ fn oversized_frame_drops_the_connection_with_bounded_memory() {
         );
         assert_eq!(
             trace.story(),
-            lines(&[
-                "0.000 connect 127.0.0.1:8080",
-                "0.000 transmit",
-                "0.000 connected 200 OK",
-                "0.000 message",
-                "0.000 close",
-                "0.000 disconnected (bad message framing: message is longer than the limit of \
-                 1024 bytes), retry in 250ms",
-                "0.250 connect 127.0.0.1:8080",
-                "0.250 transmit",
-                "0.250 connected 200 OK",
-                "0.250 message",
-            ]),
+            Story::new()
+                .answered("0.000", "200 OK")
+                .then(&[
+                    "0.000 message",
+                    "0.000 close",
+                    "0.000 disconnected (bad message framing: message is longer than the limit of \
+                     1024 bytes), retry in 250ms",
+                ])
+                .answered("0.250", "200 OK")
+                .then(&["0.250 message",])
+                .build(),
             "{framing:?}"
         );
         assert_eq!(trace.connections[0].messages, [msg(1)]);
@@ -722,14 +741,14 @@ fn disconnect_while_backing_off() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 420 Enhance Your Calm",
-            "0.000 close",
-            "0.000 disconnected (HTTP 420 Enhance Your Calm), retry in 60s",
-            "30.000 finished: stopped on request",
-        ])
+        Story::new()
+            .answered("0.000", "420 Enhance Your Calm")
+            .then(&[
+                "0.000 close",
+                "0.000 disconnected (HTTP 420 Enhance Your Calm), retry in 60s",
+                "30.000 finished: stopped on request",
+            ])
+            .build()
     );
 }
 
@@ -746,15 +765,15 @@ fn disconnect_while_streaming() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 message",
-            "30.000 keep-alive",
-            "45.000 close",
-            "45.000 finished: stopped on request",
-        ])
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&[
+                "0.000 message",
+                "30.000 keep-alive",
+                "45.000 close",
+                "45.000 finished: stopped on request",
+            ])
+            .build()
     );
     assert_eq!(trace.connections[0].messages, [msg(1)]);
     assert_eq!(trace.connections[0].closed_at, Some(secs(45)));
@@ -802,17 +821,15 @@ fn a_200_that_closes_at_once_forever_backs_off_linearly_and_gives_up() {
     assert_eq!(connects_within(&trace, secs(12)), 10);
     assert_eq!(
         trace.story()[..9],
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 close",
-            "0.000 disconnected (connection closed by the server), retry in 250ms",
-            "0.250 connect 127.0.0.1:8080",
-            "0.250 transmit",
-            "0.250 connected 200 OK",
-            "0.250 close",
-        ])
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&[
+                "0.000 close",
+                "0.000 disconnected (connection closed by the server), retry in 250ms",
+            ])
+            .answered("0.250", "200 OK")
+            .then(&["0.250 close"])
+            .build()
     );
     assert_eq!(
         trace.story().last().map(String::as_str),
@@ -860,19 +877,16 @@ fn a_200_with_only_disconnect_code_2_forever_backs_off_linearly() {
     );
     assert_eq!(
         trace.story()[..11],
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 200 OK",
-            "0.000 message",
-            "0.000 close",
-            "0.000 disconnected (disconnect message code 2: duplicate stream), retry in 250ms",
-            "0.250 connect 127.0.0.1:8080",
-            "0.250 transmit",
-            "0.250 connected 200 OK",
-            "0.250 message",
-            "0.250 close",
-        ])
+        Story::new()
+            .answered("0.000", "200 OK")
+            .then(&[
+                "0.000 message",
+                "0.000 close",
+                "0.000 disconnected (disconnect message code 2: duplicate stream), retry in 250ms",
+            ])
+            .answered("0.250", "200 OK")
+            .then(&["0.250 message", "0.250 close",])
+            .build()
     );
     // 250 ms · (1 + … + 21) = 57.75 s: 22 attempts in the minute (240 before).
     assert_eq!(trace.retry_waits(), linear(22));
@@ -892,12 +906,10 @@ fn a_200_with_an_oversized_frame_forever_backs_off_linearly() {
         );
         assert_eq!(
             trace.story()[..4],
-            lines(&[
-                "0.000 connect 127.0.0.1:8080",
-                "0.000 transmit",
-                "0.000 connected 200 OK",
-                "0.000 close",
-            ]),
+            Story::new()
+                .answered("0.000", "200 OK")
+                .then(&["0.000 close"])
+                .build(),
             "{framing:?}"
         );
         assert_eq!(trace.retry_waits(), linear(22), "{framing:?}");
@@ -920,27 +932,25 @@ fn rate_limit_420_then_200_drop_then_420_waits_60_then_120_seconds() {
     );
     assert_eq!(
         trace.story(),
-        lines(&[
-            "0.000 connect 127.0.0.1:8080",
-            "0.000 transmit",
-            "0.000 connected 420 Enhance Your Calm",
-            "0.000 close",
-            "0.000 disconnected (HTTP 420 Enhance Your Calm), retry in 60s",
-            "60.000 connect 127.0.0.1:8080",
-            "60.000 transmit",
-            "60.000 connected 200 OK",
-            "60.000 close",
-            "60.000 disconnected (connection closed by the server), retry in 250ms",
-            "60.250 connect 127.0.0.1:8080",
-            "60.250 transmit",
-            "60.250 connected 420 Enhance Your Calm",
-            "60.250 close",
-            "60.250 disconnected (HTTP 420 Enhance Your Calm), retry in 120s",
-            "180.250 connect 127.0.0.1:8080",
-            "180.250 transmit",
-            "180.250 connected 200 OK",
-            "180.250 message",
-        ])
+        Story::new()
+            .answered("0.000", "420 Enhance Your Calm")
+            .then(&[
+                "0.000 close",
+                "0.000 disconnected (HTTP 420 Enhance Your Calm), retry in 60s",
+            ])
+            .answered("60.000", "200 OK")
+            .then(&[
+                "60.000 close",
+                "60.000 disconnected (connection closed by the server), retry in 250ms",
+            ])
+            .answered("60.250", "420 Enhance Your Calm")
+            .then(&[
+                "60.250 close",
+                "60.250 disconnected (HTTP 420 Enhance Your Calm), retry in 120s",
+            ])
+            .answered("180.250", "200 OK")
+            .then(&["180.250 message"])
+            .build()
     );
     assert_eq!(sim.stream().error_count(), 0, "the message earned trust");
 }
@@ -1044,15 +1054,15 @@ fn keep_alives_for_31_seconds_earn_trust_and_29_do_not() {
     assert_eq!(trace.retry_waits(), [ms(250), ms(500), ms(250)]);
     assert_eq!(
         trace.story()[trace.story().len() - 7..],
-        lines(&[
-            "30.750 keep-alive",
-            "31.750 close",
-            "31.750 disconnected (connection closed by the server), retry in 250ms",
-            "32.000 connect 127.0.0.1:8080",
-            "32.000 transmit",
-            "32.000 connected 200 OK",
-            "32.000 message",
-        ])
+        Story::new()
+            .then(&[
+                "30.750 keep-alive",
+                "31.750 close",
+                "31.750 disconnected (connection closed by the server), retry in 250ms",
+            ])
+            .answered("32.000", "200 OK")
+            .then(&["32.000 message"])
+            .build()
     );
     assert_eq!(count, 0);
     let (trace, count) = run(29);
@@ -1084,23 +1094,21 @@ fn one_real_message_earns_trust_and_the_next_wait_is_the_first_again() {
     );
     assert_eq!(
         trace.story()[15..],
-        lines(&[
-            "1.500 connect 127.0.0.1:8080",
-            "1.500 transmit",
-            "1.500 connected 200 OK",
-            "1.500 message",
-            "1.500 close",
-            "1.500 disconnected (connection closed by the server), retry in 250ms",
-            "1.750 connect 127.0.0.1:8080",
-            "1.750 transmit",
-            "1.750 connected 200 OK",
-            "1.750 close",
-            "1.750 disconnected (connection closed by the server), retry in 500ms",
-            "2.250 connect 127.0.0.1:8080",
-            "2.250 transmit",
-            "2.250 connected 200 OK",
-            "2.250 message",
-        ])
+        Story::new()
+            .answered("1.500", "200 OK")
+            .then(&[
+                "1.500 message",
+                "1.500 close",
+                "1.500 disconnected (connection closed by the server), retry in 250ms",
+            ])
+            .answered("1.750", "200 OK")
+            .then(&[
+                "1.750 close",
+                "1.750 disconnected (connection closed by the server), retry in 500ms",
+            ])
+            .answered("2.250", "200 OK")
+            .then(&["2.250 message"])
+            .build()
     );
     assert_eq!(
         trace.retry_waits(),
