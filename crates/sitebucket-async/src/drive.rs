@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes};
 use sitebucket_proto::{Action, Outcome, ReadBuffer, StreamEvent};
 use sitebucket_proto::{Parser, SiteStream};
 use sitebucket_thread::time::unix_secs;
-use sitebucket_thread::{Resolver, RunState, READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES};
+use sitebucket_thread::{GateWaiter, Resolver, RunState, READ_BUFFER_BYTES, READ_COPY_BELOW_BYTES};
 
 use crate::connect::connect;
 use crate::runtime::Runtime;
@@ -91,7 +91,16 @@ impl Drop for WakerGuard<'_> {
 ///
 /// While bytes keep arriving it yields to the executor after every 16 reads (at most 1 MiB)
 /// or 2 ms of work, whichever comes first, so the executor's other tasks, its timers and a
-/// cancellation get their turn.
+/// cancellation get their turn. The yield comes after the read's messages are handed to the
+/// parser, never between a read and its messages.
+///
+/// If `control` has a [`ReadGate`](sitebucket_thread::ReadGate)
+/// ([`RunState::set_read_gate`]), the loop reads only while the gate is open: while it is
+/// paused, the loop waits for the stop, the connection attempt, room to write, the core's
+/// deadline and the gate's resume, but reads nothing. The core's stall timer therefore runs
+/// on, and a stream silent for its stall timeout is reconnected by the core as any stalled
+/// stream is; the thread is never blocked. The gate is looked at before each read: a read
+/// begun is handed to the core whole.
 ///
 /// Each lookup runs on a short-lived thread of its own ([`Resolver::spawn_lookup`]) whose
 /// answer the loop awaits like the connect that follows it, raced against a stop and the
@@ -152,6 +161,9 @@ async fn run_loop<R: Runtime>(
 ) -> Outcome {
     let mut reads_since_yield = 0;
     let mut last_yield = Instant::now();
+    // A yield owed after a read, taken once the read's messages are handed out.
+    let mut yield_due = false;
+    let gate: Option<GateWaiter> = control.read_gate().map(|gate| gate.waiter());
     let mut connecting: Option<Connecting<R::Socket>> = None;
     let mut link: Option<Link<R::Socket>> = None;
     let mut timer = R::timer(Instant::now());
@@ -190,6 +202,10 @@ async fn run_loop<R: Runtime>(
             }
         };
         control.publish(stream);
+        if std::mem::take(&mut yield_due) {
+            R::yield_now().await;
+            last_yield = Instant::now();
+        }
 
         // Setting a timer can cost the reactor system calls, and the stall deadline moves
         // with every read: set it only when the deadline comes sooner than the one set. A
@@ -203,7 +219,7 @@ async fn run_loop<R: Runtime>(
             if stop.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Stop);
             }
-            if let Poll::Ready(wake) = poll_io::<R>(cx, &mut connecting, &mut link) {
+            if let Poll::Ready(wake) = poll_io::<R>(cx, &mut connecting, &mut link, gate.as_ref()) {
                 return Poll::Ready(wake);
             }
             R::poll_timer(&mut timer, cx).map(|()| Wake::Deadline)
@@ -234,14 +250,14 @@ async fn run_loop<R: Runtime>(
             }
             Wake::Read(Ok(bytes)) if !bytes.is_empty() => {
                 stream.handle_input_bytes(now, bytes);
-                // Let other tasks (and a `Messages`' consumer) in between reads.
+                // Let other tasks (and a `Messages`' consumer) in between reads, once this
+                // read's messages are handed out.
                 reads_since_yield += 1;
                 if reads_since_yield >= reads_per_yield
                     || now.saturating_duration_since(last_yield) >= YIELD_AFTER
                 {
                     reads_since_yield = 0;
-                    R::yield_now().await;
-                    last_yield = Instant::now();
+                    yield_due = true;
                 }
             }
             Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -276,11 +292,13 @@ async fn run_loop<R: Runtime>(
 }
 
 /// Polls the socket: the connection attempt if there is one, else a read (unless the peer
-/// closed) and, with bytes to send, a write, in that order. Pending with no socket.
+/// closed, or `gate` is paused: then the task waits for its resume) and, with bytes to send,
+/// a write, in that order. Pending with no socket.
 fn poll_io<R: Runtime>(
     cx: &mut Context<'_>,
     connecting: &mut Option<Connecting<R::Socket>>,
     link: &mut Option<Link<R::Socket>>,
+    gate: Option<&GateWaiter>,
 ) -> Poll<Wake<R::Socket>> {
     if let Some(attempt) = connecting {
         return attempt.as_mut().poll(cx).map(Wake::Connected);
@@ -288,7 +306,7 @@ fn poll_io<R: Runtime>(
     let Some(link) = link else {
         return Poll::Pending;
     };
-    if !link.read_closed {
+    if !link.read_closed && gate.is_none_or(|gate| gate.poll_open(cx).is_ready()) {
         if let Poll::Ready(read) = poll_read_shared::<R>(&mut link.socket, cx) {
             return Poll::Ready(Wake::Read(read));
         }
@@ -428,6 +446,114 @@ mod tests {
         let error = gave_up(&outcome);
         assert!(error.to_string().contains("refused"), "{error}");
         assert_eq!(net.attempts().len(), 1);
+    }
+
+    /// A peer that answers with a head and two messages, then closes.
+    fn two_messages() -> Peer {
+        let body = "{\"a\":1}\r\n{\"b\":2}\r\n";
+        Peer::Replies(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+            .into(),
+        )
+    }
+
+    #[test]
+    fn a_paused_gate_reads_nothing_and_the_cores_stall_timer_still_fires() {
+        let net = Net::new();
+        let timeout = Duration::from_millis(100);
+        let mut stream = stream_to(net.listen(two_messages()), timeout);
+        let control = RunState::new();
+        let gate = sitebucket_thread::ReadGate::new();
+        gate.pause();
+        control.set_read_gate(gate.clone());
+        let started = Instant::now();
+        // A message read would stop the run (the peer answers every reconnect alike).
+        let stopper = control.clone();
+        let messages = Mutex::new(Vec::new());
+        let mut parser = |message: Bytes| {
+            messages.lock().unwrap().push(message);
+            stopper.request_stop();
+        };
+        let outcome = future::block_on(drive_with::<Fake>(
+            &mut stream,
+            &mut parser,
+            &control,
+            &Resolver::system(),
+        ));
+        let messages = messages.into_inner().unwrap();
+        // Nothing was read (not even the peer's close), so the core's stall deadline ended
+        // the connection, and the request still went out.
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+        let error = gave_up(&outcome);
+        assert!(matches!(error, StreamError::Stall(_)), "{error}");
+        assert!(messages.is_empty(), "{messages:?}");
+        assert!(net.sent()[0].starts_with(b"GET /1.1/site.json"));
+        assert_eq!(gate.waiting(), 0, "the run left no waker behind");
+    }
+
+    #[test]
+    fn a_resumed_gate_lets_the_waiting_run_read() {
+        let net = Net::new();
+        let mut stream = stream_to(net.listen(two_messages()), Duration::from_secs(60));
+        let control = RunState::new();
+        let gate = sitebucket_thread::ReadGate::new();
+        gate.pause();
+        control.set_read_gate(gate.clone());
+        let resumer = gate.clone();
+        let paused = Duration::from_millis(100);
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(paused);
+            resumer.resume();
+        });
+        let started = Instant::now();
+        let stopper = control.clone();
+        let messages = Mutex::new(Vec::new());
+        let mut parser = |message: Bytes| {
+            let mut messages = messages.lock().unwrap();
+            messages.push(message);
+            if messages.len() == 2 {
+                stopper.request_stop();
+            }
+        };
+        let outcome = future::block_on(drive_with::<Fake>(
+            &mut stream,
+            &mut parser,
+            &control,
+            &Resolver::system(),
+        ));
+        thread.join().unwrap();
+        assert_eq!(outcome, Outcome::Stopped);
+        assert!(started.elapsed() >= paused, "read before the resume");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(
+            messages.into_inner().unwrap(),
+            [&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]
+        );
+    }
+
+    #[test]
+    fn a_stop_ends_a_paused_run() {
+        let net = Net::new();
+        let mut stream = stream_to(net.listen(two_messages()), Duration::from_secs(60));
+        let control = RunState::new();
+        let gate = sitebucket_thread::ReadGate::new();
+        gate.pause();
+        control.set_read_gate(gate);
+        let stopper = control.clone();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            stopper.request_stop();
+        });
+        let started = Instant::now();
+        let (outcome, messages) = run(&mut stream, &control);
+        thread.join().unwrap();
+        assert_eq!(outcome, Outcome::Stopped);
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(messages.is_empty());
     }
 
     #[test]
