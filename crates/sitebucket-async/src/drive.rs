@@ -91,8 +91,8 @@ impl Drop for WakerGuard<'_> {
 ///
 /// While bytes keep arriving it yields to the executor after every 16 reads (at most 1 MiB)
 /// or 2 ms of work, whichever comes first, so the executor's other tasks, its timers and a
-/// cancellation get their turn. The yield comes after the read's messages are handed to the
-/// parser, never between a read and its messages.
+/// cancellation get their turn. With a read gate (below), the yield comes after the read's
+/// messages are handed to the parser, never between a read and its messages.
 ///
 /// If `control` has a [`ReadGate`](sitebucket_thread::ReadGate)
 /// ([`RunState::set_read_gate`]), the loop reads only while the gate is open: while it is
@@ -250,14 +250,22 @@ async fn run_loop<R: Runtime>(
             }
             Wake::Read(Ok(bytes)) if !bytes.is_empty() => {
                 stream.handle_input_bytes(now, bytes);
-                // Let other tasks (and a `Messages`' consumer) in between reads, once this
-                // read's messages are handed out.
+                // Let other tasks (and a `Messages`' consumer) in between reads.
                 reads_since_yield += 1;
                 if reads_since_yield >= reads_per_yield
                     || now.saturating_duration_since(last_yield) >= YIELD_AFTER
                 {
                     reads_since_yield = 0;
-                    yield_due = true;
+                    if gate.is_some() {
+                        // Only once this read's messages are handed out: another stream
+                        // reading meanwhile sees the gate the parser may have paused.
+                        yield_due = true;
+                    } else {
+                        // At once: a `Messages` then hands its consumer a pending poll
+                        // between two reads, which lets the consumer's executor in.
+                        R::yield_now().await;
+                        last_yield = Instant::now();
+                    }
                 }
             }
             Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
