@@ -80,7 +80,10 @@ impl Drop for WakerGuard<'_> {
 /// The loop follows the core's drain contract: it carries out every [`Action`] until
 /// `Wait(deadline)`, publishes the status to `control`, then waits for whichever comes first
 /// of a stop request ([`RunState::request_stop`]), the connection attempt, bytes from the
-/// socket, room to write, or the deadline (in that order when several are ready). On a stop
+/// socket, room to write, or the deadline (in that order when several are ready; a deadline
+/// that comes while the runtime reports no bytes first reads the socket itself,
+/// [`Runtime::try_read`], and hands the core what it finds, bytes or the peer's close,
+/// instead: a readiness the reactor reports late never turns data into a stall). On a stop
 /// it calls [`SiteStream::disconnect`], drains, closes the socket and returns
 /// [`Outcome::Stopped`]. It makes no protocol decision: timeouts, retries and backoff are
 /// all the core's.
@@ -90,8 +93,11 @@ impl Drop for WakerGuard<'_> {
 /// slice of a block, which it keeps alive while it lives.
 ///
 /// While bytes keep arriving it yields to the executor after every 16 reads (at most 1 MiB)
-/// or 2 ms of work, whichever comes first, so the executor's other tasks, its timers and a
-/// cancellation get their turn.
+/// or 2 ms of work since it last gave the thread back (a yield, or a wait that was pending),
+/// whichever comes first, so the executor's other tasks, its timers and a cancellation get
+/// their turn. It yields once the core has drained the last read, its messages handed to
+/// the parser: no read's block is held across a yield, so the shared buffer recycles its
+/// blocks however many streams take turns on the thread.
 ///
 /// Each lookup runs on a short-lived thread of its own ([`Resolver::spawn_lookup`]) whose
 /// answer the loop awaits like the connect that follows it, raced against a stop and the
@@ -332,14 +338,14 @@ fn read_before_deadline<R: Runtime>(link: &mut Option<Link<R::Socket>>) -> Wake<
     let Some(link) = link.as_mut().filter(|l| !l.read_closed) else {
         return Wake::Deadline;
     };
-    let read = SHARED_BUFFER.with_borrow_mut(|buf| {
-        R::try_read(&mut link.socket, buf.spare()).map(|n| buf.filled(n))
-    });
+    let read = SHARED_BUFFER
+        .with_borrow_mut(|buf| R::try_read(&mut link.socket, buf.spare()).map(|n| buf.filled(n)));
     match read {
-        Err(e) if matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ) =>
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
         {
             Wake::Deadline
         }
@@ -576,7 +582,11 @@ mod tests {
             assert!(polls < 1000, "no read");
         }
         // The poll that read the reply ended in the yield: the messages are out.
-        assert_eq!(seen.lock().unwrap().len(), 2, "the yield came before the drain");
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            2,
+            "the yield came before the drain"
+        );
     }
 
     #[test]
