@@ -230,7 +230,10 @@ async fn run_loop<R: Runtime>(
                 fired = true;
                 // The runtime's readiness can lag the socket (a readiness event still
                 // queued in its reactor): ask the socket itself before the deadline wins.
-                return Poll::Ready(read_before_deadline::<R>(&mut link));
+                return Poll::Ready(match connecting {
+                    Some(_) => Wake::Deadline,
+                    None => read_before_deadline::<R>(&mut link),
+                });
             }
             waited = true;
             Poll::Pending
