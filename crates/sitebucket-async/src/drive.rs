@@ -162,6 +162,8 @@ async fn run_loop<R: Runtime>(
     let mut last_yield = Instant::now();
     // A yield is owed once the core has drained the last read.
     let mut yield_due = false;
+    // The deadline came but a read found bytes first: the core judges it once they are in.
+    let mut timeout_owed = false;
     let mut connecting: Option<Connecting<R::Socket>> = None;
     let mut link: Option<Link<R::Socket>> = None;
     let mut timer = R::timer(Instant::now());
@@ -199,6 +201,12 @@ async fn run_loop<R: Runtime>(
                 now = Instant::now();
             }
         };
+        if std::mem::take(&mut timeout_owed) {
+            // Whatever else is due (a rate-limit reset, trust earned) is not put off by a
+            // socket that always has bytes; a stall no longer is, the bytes having moved it.
+            stream.handle_timeout(Instant::now());
+            continue;
+        }
         control.publish(stream);
         // Yield only now, with the read's messages handed out and the rest of it copied by
         // the core: a read's block is never held across a yield, so the thread's shared
@@ -228,6 +236,10 @@ async fn run_loop<R: Runtime>(
             }
             if R::poll_timer(&mut timer, cx).is_ready() {
                 fired = true;
+                // The read below is one like any other: it waits for the task's budget, so
+                // a flood whose deadlines keep coming still gives the thread back.
+                let budget = std::task::ready!(R::poll_budget(cx));
+                R::made_progress(budget);
                 // The runtime's readiness can lag the socket (a readiness event still
                 // queued in its reactor): ask the socket itself before the deadline wins.
                 return Poll::Ready(match connecting {
@@ -244,6 +256,7 @@ async fn run_loop<R: Runtime>(
         if fired {
             // Set again before it is polled again, whatever the wait ended with.
             armed = None;
+            timeout_owed = !matches!(wake, Wake::Deadline);
         }
         if waited {
             // The wait gave the thread back: the work since the last yield starts again.
