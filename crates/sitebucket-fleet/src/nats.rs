@@ -652,33 +652,50 @@ impl<S: Sink> Driver<S> {
             let work = async {
                 match op {
                     KvOp::CreateLease { shard, .. } => {
-                        match leases.create(shard.to_string(), name).await {
+                        match leases.create(shard.to_string(), name.clone()).await {
                             Ok(revision) => KvOutcome::Written(revision),
                             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                                 KvOutcome::Conflict
                             }
-                            Err(_) => KvOutcome::Failed,
+                            // The create may have been applied with its answer lost: then
+                            // the lease is ours, and left alone it would keep the shard
+                            // dark until it expired.
+                            Err(_) => match written_by(&leases, &shard.to_string(), &name).await {
+                                Some(revision) => KvOutcome::Written(revision),
+                                None => KvOutcome::Failed,
+                            },
                         }
                     }
                     // A renewal that meets a transient error (NATS reconnecting, JetStream
                     // not ready yet after a restart) is sent again until the operation's
-                    // timeout: the machine hears one outcome, in time. Sending it again is
-                    // safe: if an earlier try was applied, this one is a conflict (and the
-                    // shard stops, as for any conflict).
+                    // timeout: the machine hears one outcome, in time. A try whose answer
+                    // was lost may still have been applied (the client sends what it held
+                    // once it reconnects), so a conflict after such a try is checked: if
+                    // the lease now holds this worker's name, that write was ours and the
+                    // renewal succeeded; otherwise it is a conflict and the shard stops.
                     KvOp::UpdateLease {
                         shard, revision, ..
-                    } => loop {
-                        match leases
-                            .update(shard.to_string(), name.clone(), revision)
-                            .await
-                        {
-                            Ok(revision) => break KvOutcome::Written(revision),
-                            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                                break KvOutcome::Conflict
+                    } => {
+                        let key = shard.to_string();
+                        let mut unanswered = false;
+                        loop {
+                            match leases.update(key.clone(), name.clone(), revision).await {
+                                Ok(revision) => break KvOutcome::Written(revision),
+                                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                                    break match unanswered {
+                                        true => written_by(&leases, &key, &name)
+                                            .await
+                                            .map_or(KvOutcome::Conflict, KvOutcome::Written),
+                                        false => KvOutcome::Conflict,
+                                    };
+                                }
+                                Err(_) => {
+                                    unanswered = true;
+                                    tokio::time::sleep(RETRY_TRANSIENT).await;
+                                }
                             }
-                            Err(_) => tokio::time::sleep(RETRY_TRANSIENT).await,
                         }
-                    },
+                    }
                     KvOp::DeleteLease {
                         shard, revision, ..
                     } => match leases
@@ -711,6 +728,23 @@ impl<S: Sink> Driver<S> {
                 .unwrap_or(KvOutcome::Failed);
             (id, outcome)
         })
+    }
+}
+
+/// The revision of `key` when its current value is `name`: the last write to a lease was this
+/// worker's own (no other worker writes its name), as when a write whose answer was lost had
+/// been applied. `None` when another holds it, it is gone, or it cannot be read in time (the
+/// caller's operation timeout bounds the retries).
+pub(crate) async fn written_by(store: &Store, key: &str, name: &Bytes) -> Option<u64> {
+    loop {
+        match store.entry(key).await {
+            Ok(Some(entry)) => {
+                return (entry.operation == Operation::Put && entry.value == *name)
+                    .then_some(entry.revision)
+            }
+            Ok(None) => return None,
+            Err(_) => tokio::time::sleep(RETRY_TRANSIENT).await,
+        }
     }
 }
 
@@ -794,5 +828,46 @@ mod input_tests {
             let error = parse_servers(bad).expect_err(bad);
             assert!(error.contains(says), "{bad:?}: {error}");
         }
+    }
+}
+
+/// A lease write whose answer was lost, on a real `nats-server` (Debian's; `.ci/run` installs
+/// it): the retry that conflicts with it must find that the write was this worker's own.
+#[cfg(test)]
+mod lost_answer_tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use sitebucket_e2e::nats::NatsServer;
+
+    use super::{open_bucket, written_by};
+
+    #[tokio::test]
+    async fn a_conflict_with_our_own_applied_write_is_no_conflict() {
+        let server = NatsServer::start();
+        let client = async_nats::connect(&server.url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let leases = open_bucket(&js, "lost_answer", Duration::from_secs(30), 1)
+            .await
+            .expect("bucket");
+        let (ours, theirs) = (Bytes::from("w1"), Bytes::from("w2"));
+        let first = leases.create("3", ours.clone()).await.expect("create");
+        // The renewal sent before NATS went away, applied though its answer never came.
+        let applied = leases
+            .update("3", ours.clone(), first)
+            .await
+            .expect("update");
+        // Its retry (same expected revision) conflicts ...
+        let retry = leases.update("3", ours.clone(), first).await;
+        assert!(retry.is_err(), "the retry applied too: {retry:?}");
+        // ... and the lease shows the applied write was ours, at its revision.
+        assert_eq!(written_by(&leases, "3", &ours).await, Some(applied));
+        assert_eq!(written_by(&leases, "3", &theirs).await, None);
+        // Another worker's write, or no lease at all, is a conflict.
+        leases.put("3", theirs.clone()).await.expect("put");
+        assert_eq!(written_by(&leases, "3", &ours).await, None);
+        leases.delete("3").await.expect("delete");
+        assert_eq!(written_by(&leases, "3", &ours).await, None);
+        assert_eq!(written_by(&leases, "4", &ours).await, None);
     }
 }
