@@ -30,10 +30,10 @@ use sitebucket_proto::{BackoffPolicy, SquaredBackoff, TwitterBackoff};
 use sitebucket_proto::{Config, Credentials, Framing, Parser, SiteStream, With};
 use sitebucket_proto::{Outcome, StreamError, StreamEvent};
 use sitebucket_thread::sync::lock;
-use sitebucket_thread::{Driver, Observer, RunState};
+use sitebucket_thread::{Driver, Observer, ReadGate, RunState};
 
 use crate::args::{ApiArg, BackoffName, BearerArgs, CredentialArgs, ListenArgs, WithArg};
-use crate::drivers::{with_driver, WithDriver};
+use crate::drivers::{with_driver, DriverName, WithDriver};
 use crate::ids;
 use crate::many::Many;
 use crate::sink::NatsSink;
@@ -91,7 +91,10 @@ pub(crate) fn run(args: ListenArgs) -> ExitCode {
                     url.server,
                     url.subject
                 );
-                output = output.with_nats(sink);
+                // The async drivers honour a read gate: handing a message over never blocks
+                // their runtime. The thread and mio drivers cannot, so their readers wait.
+                let gated = matches!(args.driver, DriverName::Smol | DriverName::Tokio);
+                output = output.with_nats(sink, gated);
             }
             Err(why) => {
                 eprintln!("error: --sink: {why}");
@@ -153,6 +156,9 @@ pub(crate) fn run(args: ListenArgs) -> ExitCode {
         drop(hup_rx);
         let logger = Logger::new(None, config.url(), output.clone(), book);
         stop.set_observer(Arc::new(logger));
+        if let Some(gate) = output.read_gate() {
+            stop.set_read_gate(gate);
+        }
         with_driver(
             args.driver,
             Single {
@@ -501,6 +507,9 @@ struct NatsOut {
     sender: sitebucket_fleet::PublishSender,
     subject: String,
     sink: Mutex<NatsSink>,
+    /// The streams honour the publisher's read gate (smol, tokio): hand over without
+    /// waiting. Otherwise a reader waits for room.
+    gated: bool,
 }
 
 /// What [`Output`] guards.
@@ -568,18 +577,30 @@ impl Output {
         }
     }
 
-    /// Publishes to NATS through `sink` instead of printing.
-    pub(crate) fn with_nats(mut self, sink: NatsSink) -> Self {
+    /// Publishes to NATS through `sink` instead of printing; `gated`: the streams honour
+    /// [`read_gate`](Self::read_gate), so a message is handed over without waiting.
+    pub(crate) fn with_nats(mut self, sink: NatsSink, gated: bool) -> Self {
         self.nats = Some(NatsOut {
             sender: sink.sender(),
             subject: sink.subject().to_owned(),
             sink: Mutex::new(sink),
+            gated,
         });
         self
     }
 
+    /// `--sink` on a driver that honours it: the gate the publisher pauses while NATS is
+    /// behind, for the streams.
+    pub(crate) fn read_gate(&self) -> Option<ReadGate> {
+        self.nats
+            .as_ref()
+            .filter(|nats| nats.gated)
+            .map(|nats| nats.sender.read_gate())
+    }
+
     /// `--sink`: counts the message as printed (for --max-messages), then hands it to NATS
-    /// outside the lock (the hand-over may wait while NATS is behind).
+    /// outside the lock (on the thread and mio drivers the hand-over waits while NATS is
+    /// behind; on smol and tokio it never waits, and the read gate pauses the streams).
     fn publish(&self, nats: &NatsOut, message: bytes::Bytes) {
         {
             let mut sink = self.lock();
@@ -592,11 +613,16 @@ impl Output {
                 self.control.request_stop();
             }
         }
-        nats.sender.send(sitebucket_fleet::Outgoing::new(
+        let outgoing = sitebucket_fleet::Outgoing::new(
             &nats.subject,
             message,
             sitebucket_fleet::DEFAULT_SHARDS,
-        ));
+        );
+        if nats.gated {
+            nats.sender.send(outgoing);
+        } else {
+            nats.sender.send_blocking(outgoing);
+        }
     }
 
     /// `--sink`: drains what is held to NATS; how many messages were not acknowledged.

@@ -80,6 +80,9 @@ impl WithDriver for Many {
         let monitor = Arc::new(Monitor::new(driver, self.template, move || {
             Box::new(Printer(printer_output.clone()))
         }));
+        if let Some(gate) = self.output.read_gate() {
+            monitor.set_read_gate(gate);
+        }
         {
             let (output, book) = (self.output.clone(), self.book.clone());
             monitor.set_observers(move |number| {

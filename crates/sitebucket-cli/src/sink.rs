@@ -1,7 +1,8 @@
 //! `listen --sink nats://HOST:PORT/SUBJECT`: every message published to JetStream instead of
 //! printed, the way a fleet worker publishes (see `sitebucket_fleet::output`): subjects
 //! `SUBJECT.msg.<for_user>` and `SUBJECT.stream.<kind>`, the raw bytes, `Nats-Msg-Id` from the
-//! user and the bytes, a bounded number in flight and held (the readers pause beyond it).
+//! user and the bytes, a bounded number in flight and held (beyond it the streams' read gate
+//! pauses on the smol and tokio drivers; on the thread and mio drivers the reader waits).
 //! The stream (`SUBJECT` upper-cased, `.` and `-` as `_`) is created if missing. At the end
 //! of the run what is held is drained to NATS.
 
@@ -122,7 +123,7 @@ impl NatsSink {
         })
     }
 
-    /// The handle that hands messages over (blocking while NATS is behind).
+    /// The handle that hands messages over.
     pub(crate) fn sender(&self) -> PublishSender {
         self.sender.clone()
     }

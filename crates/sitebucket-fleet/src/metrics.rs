@@ -54,8 +54,13 @@ pub struct Metrics {
     pub held_messages: AtomicU64,
     /// Bytes held.
     pub held_bytes: AtomicU64,
-    /// Times a stream's reader waited for room because NATS was behind (backpressure).
+    /// Times reading paused because the publisher held its bound (NATS behind).
     pub paused: AtomicU64,
+    /// 1 while reading is paused, 0 otherwise.
+    pub reading_paused: AtomicU64,
+    /// Streams reconnected after a stall while reading was paused: the pause outlasted
+    /// their stall timeout (also counted in the `stall` kind of the reconnects).
+    pub reconnects_while_paused: AtomicU64,
     /// Shards this worker holds and streams.
     pub shards_held: AtomicU64,
     /// Users this worker streams.
@@ -107,7 +112,7 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let worker = escape(worker);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let simple: [(&str, &str, &str, &AtomicU64); 13] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 15] = [
             (
                 "sitebucket_messages_in_total",
                 "counter",
@@ -153,8 +158,20 @@ impl Metrics {
             (
                 "sitebucket_reading_paused_total",
                 "counter",
-                "Waits of a stream reader for room while NATS was behind.",
+                "Pauses of reading while the publisher held its bound (NATS behind).",
                 &self.paused,
+            ),
+            (
+                "sitebucket_reconnects_while_paused_total",
+                "counter",
+                "Stream reconnects after a stall while reading was paused.",
+                &self.reconnects_while_paused,
+            ),
+            (
+                "sitebucket_reading_paused",
+                "gauge",
+                "1 while reading is paused because NATS is behind.",
+                &self.reading_paused,
             ),
             (
                 "sitebucket_lease_renewals_failed_total",

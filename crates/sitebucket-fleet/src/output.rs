@@ -16,10 +16,22 @@
 //!   in every worker and every version.
 //! - **Backpressure, bounded memory**: at most [`OutputConfig::max_in_flight`] publishes await
 //!   their acknowledgement; messages held (queued or in flight) are bounded by
-//!   [`OutputConfig::max_held_bytes`] and [`OutputConfig::max_held_messages`]. A stream's
-//!   reader that finds no room waits for it (logging every few seconds): when NATS is slow
-//!   or down, reading pauses instead of memory growing. A publish that fails or is not
-//!   acknowledged in time is sent again (same id) until it is.
+//!   [`OutputConfig::max_held_bytes`] and [`OutputConfig::max_held_messages`]. Handing a
+//!   message over ([`PublishSender::send`]) never blocks: once the bound is reached the
+//!   publisher pauses its [`ReadGate`] ([`PublishSender::read_gate`]), and the streams that
+//!   honour it (the smol and tokio drivers' loop) stop reading from their sockets while their
+//!   timers, control requests and every other task run on. When NATS is slow or down, reading
+//!   pauses instead of memory growing; a stream that stays paused for its stall timeout is
+//!   reconnected by the core, with the core's backoff, like any stalled stream. Reading
+//!   resumes once what is held falls to three quarters of the bound. What was read is never
+//!   dropped: the bound can be passed by what a reader read just before the pause (one read,
+//!   at most 64 KiB, plus the end of a message the core had buffered, per thread reading at
+//!   the same moment). A publish that fails or is not acknowledged in time is sent again
+//!   (same id) until it is.
+//! - **The log** says when reading paused and how much was held, every few seconds while it
+//!   stays paused (for how long, how much held, how many streams reconnected because of it),
+//!   and when it resumes and after how long; each stream reconnected during the pause says
+//!   so in its own line (see [`FleetWorker`](crate::FleetWorker)).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -32,6 +44,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sha1::{Digest, Sha1};
 use sitebucket_thread::sync::lock;
+use sitebucket_thread::ReadGate;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -52,9 +65,10 @@ pub struct OutputConfig {
     pub duplicate_window: Duration,
     /// The most publishes awaiting their acknowledgement at once.
     pub max_in_flight: usize,
-    /// The most bytes held (queued or in flight); a reader waits for room beyond it.
+    /// The most bytes held (queued or in flight): reading pauses once they are reached (see
+    /// the [module docs](self) for by how much a pause can pass it).
     pub max_held_bytes: usize,
-    /// The most messages held (queued or in flight).
+    /// The most messages held (queued or in flight): reading pauses once they are reached.
     pub max_held_messages: usize,
     /// How long a publish may wait for its acknowledgement before it is sent again.
     pub ack_timeout: Duration,
@@ -181,7 +195,9 @@ impl Outgoing {
 /// What the readers and the publishing task share.
 struct Shared {
     held: Mutex<Held>,
-    /// Readers wait here for room.
+    /// Paused while the bound is reached (see [`Held::admit`]).
+    gate: ReadGate,
+    /// [`PublishSender::send_blocking`] waits here for room.
     room: Condvar,
     /// The publishing task waits here for work.
     work: Notify,
@@ -197,6 +213,84 @@ struct Held {
     /// Bytes and messages held: queued and in flight.
     bytes: usize,
     messages: usize,
+    /// Since when reading is paused, if it is.
+    paused: Option<Pause>,
+    /// When a pause was last logged at warning level (at most one such line per
+    /// [`PAUSE_LOG_EVERY`], so routine backpressure does not flood the log).
+    pause_warned: Option<Instant>,
+}
+
+/// One pause of reading.
+#[derive(Clone, Copy, Debug)]
+struct Pause {
+    since: Instant,
+    /// The worker's reconnects-while-paused counter when the pause began.
+    reconnects_before: u64,
+}
+
+/// What a change to what is held means for reading.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    /// Nothing changes.
+    Same,
+    /// The bound is reached: pause reading.
+    Pause,
+    /// Room again after a pause that began at `since`: resume reading.
+    Resume {
+        since: Instant,
+        reconnects_before: u64,
+    },
+}
+
+impl Held {
+    /// Whether the bound is reached: reading pauses.
+    fn full(&self, max_bytes: usize, max_messages: usize) -> bool {
+        self.bytes >= max_bytes || self.messages >= max_messages.max(1)
+    }
+
+    /// Whether there is room enough to resume after a pause: three quarters of the bound.
+    fn roomy(&self, max_bytes: usize, max_messages: usize) -> bool {
+        self.bytes <= max_bytes / 4 * 3 && self.messages <= max_messages / 4 * 3
+    }
+
+    /// Takes `message` (always: what was read is never dropped). Pauses reading when the
+    /// bound is reached.
+    fn admit(
+        &mut self,
+        message: Outgoing,
+        max: (usize, usize),
+        now: Instant,
+        reconnects: u64,
+    ) -> Turn {
+        self.bytes += message.payload.len();
+        self.messages += 1;
+        self.queue.push_back(message);
+        if self.paused.is_none() && self.full(max.0, max.1) {
+            self.paused = Some(Pause {
+                since: now,
+                reconnects_before: reconnects,
+            });
+            return Turn::Pause;
+        }
+        Turn::Same
+    }
+
+    /// One message of `len` bytes acknowledged. Resumes reading after a pause once what is
+    /// held is down to three quarters of the bound.
+    fn release(&mut self, len: usize, max: (usize, usize)) -> Turn {
+        self.bytes = self.bytes.saturating_sub(len);
+        self.messages = self.messages.saturating_sub(1);
+        match self.paused {
+            Some(pause) if self.roomy(max.0, max.1) => {
+                self.paused = None;
+                Turn::Resume {
+                    since: pause.since,
+                    reconnects_before: pause.reconnects_before,
+                }
+            }
+            _ => Turn::Same,
+        }
+    }
 }
 
 /// The publishing side of a worker: a task on the tokio runtime that publishes what readers
@@ -229,70 +323,130 @@ impl fmt::Debug for PublishSender {
     }
 }
 
-/// How long a reader waits for room before it logs that reading is paused (and again).
+/// How often the log says, while reading stays paused, how long it has been and how much is
+/// held.
 const PAUSE_LOG_EVERY: Duration = Duration::from_secs(5);
 /// The first wait before a failed publish is sent again; doubled up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
 impl PublishSender {
-    /// Queues `message` for publishing. Blocks the calling thread while the publisher holds
-    /// its bound of bytes or messages (a message larger than the whole byte bound is taken
-    /// when nothing else is held): this is the backpressure that pauses a stream's reading.
+    /// Queues `message` for publishing. Never blocks and never drops it: once the publisher
+    /// holds its bound of bytes or messages, it pauses its [`read_gate`](Self::read_gate),
+    /// which is how reading pauses. Readers that cannot honour the gate (a thread or mio
+    /// driver) use [`send_blocking`](Self::send_blocking) instead.
     pub fn send(&self, message: Outgoing) {
         let shared = &self.shared;
-        let (max_bytes, max_messages) = (
-            shared.config.max_held_bytes,
-            shared.config.max_held_messages.max(1),
-        );
-        let len = message.payload.len();
-        let mut held = lock(&shared.held);
-        let full =
-            |h: &Held| h.messages > 0 && (h.bytes + len > max_bytes || h.messages >= max_messages);
-        if full(&held) {
-            shared.metrics.paused.fetch_add(1, Ordering::Relaxed);
-            let since = Instant::now();
-            while full(&held) {
-                let (next, timeout) = shared
-                    .room
-                    .wait_timeout(held, PAUSE_LOG_EVERY)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                held = next;
-                if timeout.timed_out() && full(&held) {
-                    tracing::warn!(
-                        "publishing to NATS is behind: {} message(s), {} bytes held unacknowledged; \
-                         reading has been paused for {:.0?} (a stream silent for its stall timeout \
-                         reconnects once reading resumes)",
-                        held.messages,
-                        held.bytes,
-                        since.elapsed()
-                    );
+        let turn = {
+            let mut held = lock(&shared.held);
+            let turn = held.admit(
+                message,
+                shared.max(),
+                Instant::now(),
+                shared
+                    .metrics
+                    .reconnects_while_paused
+                    .load(Ordering::Relaxed),
+            );
+            shared.gauges(&held);
+            if turn == Turn::Pause {
+                // Under the lock, so a release cannot resume before this pause.
+                shared.gate.pause();
+                let now = Instant::now();
+                let line = format!(
+                    "NATS is behind: reading paused, {} message(s) and {} bytes held \
+                     unacknowledged (bound {} messages, {} bytes); a stream paused for its \
+                     stall timeout reconnects",
+                    held.messages,
+                    held.bytes,
+                    shared.config.max_held_messages,
+                    shared.config.max_held_bytes
+                );
+                if held
+                    .pause_warned
+                    .is_none_or(|at| now.duration_since(at) >= PAUSE_LOG_EVERY)
+                {
+                    held.pause_warned = Some(now);
+                    tracing::warn!("{line}");
+                } else {
+                    tracing::debug!("{line}");
                 }
             }
-            let waited = since.elapsed();
-            if waited >= PAUSE_LOG_EVERY {
-                tracing::info!("NATS caught up: reading resumes after a pause of {waited:.0?}");
+            turn
+        };
+        if turn == Turn::Pause {
+            shared.metrics.paused.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.reading_paused.store(1, Ordering::Relaxed);
+        }
+        shared.work.notify_one();
+    }
+
+    /// [`send`](Self::send) for a reader that cannot honour the [`read_gate`](Self::read_gate):
+    /// blocks the calling thread while the bound is reached (a message larger than the whole
+    /// byte bound is taken when nothing else is held). Never call it on an async runtime's
+    /// thread: it would stop every task there, timers included.
+    pub fn send_blocking(&self, message: Outgoing) {
+        let shared = &self.shared;
+        let (max_bytes, max_messages) = shared.max();
+        let len = message.payload.len();
+        let mut held = lock(&shared.held);
+        let full = |h: &Held| {
+            h.messages > 0 && (h.bytes + len > max_bytes || h.messages >= max_messages.max(1))
+        };
+        let since = Instant::now();
+        let mut logged = since;
+        while full(&held) {
+            let (next, _) = shared
+                .room
+                .wait_timeout(held, PAUSE_LOG_EVERY)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            held = next;
+            if full(&held) && logged.elapsed() >= PAUSE_LOG_EVERY {
+                logged = Instant::now();
+                tracing::warn!(
+                    "publishing to NATS is behind: {} message(s), {} bytes held \
+                     unacknowledged; this reader has waited {:.0?} for room",
+                    held.messages,
+                    held.bytes,
+                    since.elapsed()
+                );
             }
         }
-        held.bytes += len;
-        held.messages += 1;
-        held.queue.push_back(message);
-        shared
-            .metrics
-            .held_messages
-            .store(held.messages as u64, Ordering::Relaxed);
-        shared
-            .metrics
-            .held_bytes
-            .store(held.bytes as u64, Ordering::Relaxed);
         drop(held);
-        shared.work.notify_one();
+        self.send(message);
     }
 
     /// Messages and bytes held now (queued or in flight).
     pub fn held(&self) -> (usize, usize) {
         let held = lock(&self.shared.held);
         (held.messages, held.bytes)
+    }
+
+    /// The gate the publisher pauses while it holds its bound: give it to the streams
+    /// ([`Monitor::set_read_gate`](sitebucket_thread::Monitor::set_read_gate),
+    /// [`RunState::set_read_gate`](sitebucket_thread::RunState::set_read_gate)).
+    pub fn read_gate(&self) -> ReadGate {
+        self.shared.gate.clone()
+    }
+
+    /// Whether reading is paused now, and since how long.
+    pub fn paused_for(&self) -> Option<Duration> {
+        lock(&self.shared.held).paused.map(|p| p.since.elapsed())
+    }
+}
+
+impl Shared {
+    fn max(&self) -> (usize, usize) {
+        (self.config.max_held_bytes, self.config.max_held_messages)
+    }
+
+    fn gauges(&self, held: &Held) {
+        self.metrics
+            .held_messages
+            .store(held.messages as u64, Ordering::Relaxed);
+        self.metrics
+            .held_bytes
+            .store(held.bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -323,6 +477,7 @@ impl Publisher {
         ensure_stream(&js, &config).await?;
         let shared = Arc::new(Shared {
             held: Mutex::new(Held::default()),
+            gate: ReadGate::new(),
             room: Condvar::new(),
             work: Notify::new(),
             empty: Notify::new(),
@@ -331,6 +486,11 @@ impl Publisher {
         });
         let task = tokio::spawn(publish_loop(js, shared.clone()));
         Ok(Publisher { shared, task })
+    }
+
+    /// The gate paused while the bound is reached (see [`PublishSender::read_gate`]).
+    pub fn read_gate(&self) -> ReadGate {
+        self.shared.gate.clone()
     }
 
     /// A handle for readers.
@@ -409,6 +569,9 @@ async fn publish_loop(js: jetstream::Context, shared: Arc<Shared>) {
     let mut backoff = RETRY_FIRST;
     let mut resume_at: Option<tokio::time::Instant> = None;
     let mut failing_since: Option<Instant> = None;
+    let mut last_error = String::new();
+    let mut pause_log = tokio::time::interval(PAUSE_LOG_EVERY);
+    pause_log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Send while there is room in flight (not while backing off after a failure).
         while in_flight.len() < max_in_flight
@@ -432,7 +595,8 @@ async fn publish_loop(js: jetstream::Context, shared: Arc<Shared>) {
                 Ok(ack) => in_flight.push(Box::pin(await_ack(message, sent, ack))),
                 Err(error) => {
                     metrics.publish_errors.fetch_add(1, Ordering::Relaxed);
-                    note_failure(&mut failing_since, &error.to_string());
+                    last_error = error.to_string();
+                    note_failure(&mut failing_since, &last_error);
                     retry.push_front(message);
                     resume_at = Some(tokio::time::Instant::now() + backoff);
                     backoff = (backoff * 2).min(RETRY_MAX);
@@ -461,6 +625,7 @@ async fn publish_loop(js: jetstream::Context, shared: Arc<Shared>) {
                     Err(error) => {
                         metrics.publish_errors.fetch_add(1, Ordering::Relaxed);
                         note_failure(&mut failing_since, &error);
+                        last_error = error;
                         retry.push_back(message);
                         if resume_at.is_none() {
                             resume_at = Some(tokio::time::Instant::now() + backoff);
@@ -471,8 +636,39 @@ async fn publish_loop(js: jetstream::Context, shared: Arc<Shared>) {
             }
             () = work => {}
             () = sleep_until(resume_at) => {}
+            _ = pause_log.tick() => log_pause(&shared, &last_error),
         }
     }
+}
+
+/// While reading is paused: for how long, how much is held, how many streams reconnected
+/// because of it, and why NATS is behind.
+fn log_pause(shared: &Shared, last_error: &str) {
+    let held = lock(&shared.held);
+    let Some(pause) = held.paused else { return };
+    let paused_for = pause.since.elapsed();
+    if paused_for < PAUSE_LOG_EVERY {
+        return;
+    }
+    let reconnected = shared
+        .metrics
+        .reconnects_while_paused
+        .load(Ordering::Relaxed)
+        .saturating_sub(pause.reconnects_before);
+    let why = if last_error.is_empty() {
+        String::new()
+    } else {
+        format!("; last publish error: {last_error}")
+    };
+    tracing::warn!(
+        "reading has been paused for {:.1?}: {} message(s), {} bytes held unacknowledged \
+         (bound {} bytes); {reconnected} stream reconnect(s) after a stall because of the \
+         pause{why}",
+        paused_for,
+        held.messages,
+        held.bytes,
+        shared.config.max_held_bytes,
+    );
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -502,20 +698,38 @@ fn note_failure(failing_since: &mut Option<Instant>, error: &str) {
     }
 }
 
-/// One message acknowledged: frees its room and wakes waiting readers.
+/// One message acknowledged: frees its room, wakes readers waiting for it, and resumes
+/// reading when a pause is over.
 fn release(shared: &Shared, len: usize) {
     let mut held = lock(&shared.held);
-    held.bytes = held.bytes.saturating_sub(len);
-    held.messages = held.messages.saturating_sub(1);
-    shared
-        .metrics
-        .held_messages
-        .store(held.messages as u64, Ordering::Relaxed);
-    shared
-        .metrics
-        .held_bytes
-        .store(held.bytes as u64, Ordering::Relaxed);
+    let turn = held.release(len, shared.max());
+    shared.gauges(&held);
     let empty = held.messages == 0;
+    if let Turn::Resume {
+        since,
+        reconnects_before,
+    } = turn
+    {
+        // Under the lock, so a send cannot pause again before this resume.
+        shared.gate.resume();
+        shared.metrics.reading_paused.store(0, Ordering::Relaxed);
+        let reconnected = shared
+            .metrics
+            .reconnects_while_paused
+            .load(Ordering::Relaxed)
+            .saturating_sub(reconnects_before);
+        let paused_for = since.elapsed();
+        // A short pause is routine backpressure; a long one is an event worth a line.
+        if paused_for >= Duration::from_secs(1) || reconnected > 0 {
+            tracing::info!(
+                "NATS caught up: reading resumes after a pause of {paused_for:.1?} \
+                 ({reconnected} stream reconnect(s) after a stall because of it; {} \
+                 message(s), {} bytes still held)",
+                held.messages,
+                held.bytes
+            );
+        }
+    }
     drop(held);
     shared.room.notify_all();
     if empty {
@@ -526,6 +740,118 @@ fn release(shared: &Shared, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(len: usize) -> Outgoing {
+        Outgoing::new("sb", Bytes::from(vec![b'x'; len]), 64)
+    }
+
+    #[test]
+    fn reading_pauses_at_the_bound_and_resumes_at_three_quarters() {
+        let max = (1000, 100);
+        let t0 = Instant::now();
+        let mut held = Held::default();
+        for _ in 0..9 {
+            assert_eq!(held.admit(message(100), max, t0, 0), Turn::Same);
+        }
+        // The tenth message reaches 1,000 bytes: pause, once.
+        assert_eq!(held.admit(message(100), max, t0, 7), Turn::Pause);
+        // What was read is still taken while paused, and pauses nothing again.
+        assert_eq!(held.admit(message(100), max, t0, 7), Turn::Same);
+        assert_eq!(
+            (held.messages, held.bytes, held.queue.len()),
+            (11, 1100, 11)
+        );
+        // Down to 800 bytes: still paused (resume at 750).
+        for _ in 0..3 {
+            assert_eq!(held.release(100, max), Turn::Same);
+        }
+        assert_eq!(
+            held.release(100, max),
+            Turn::Resume {
+                since: t0,
+                reconnects_before: 7
+            }
+        );
+        assert!(held.paused.is_none());
+        assert_eq!(held.release(100, max), Turn::Same);
+        assert_eq!((held.messages, held.bytes), (6, 600));
+    }
+
+    #[test]
+    fn the_message_bound_pauses_too_and_one_huge_message_is_taken() {
+        let t0 = Instant::now();
+        let mut held = Held::default();
+        let max = (1 << 20, 4);
+        for _ in 0..3 {
+            assert_eq!(held.admit(message(1), max, t0, 0), Turn::Same);
+        }
+        assert_eq!(held.admit(message(1), max, t0, 0), Turn::Pause);
+        assert_eq!(
+            held.release(1, max),
+            Turn::Resume {
+                since: t0,
+                reconnects_before: 0
+            },
+            "3 of 4 messages is three quarters"
+        );
+        // A message larger than the whole byte bound is taken, and pauses at once.
+        let mut held = Held::default();
+        assert_eq!(held.admit(message(5000), (1000, 10), t0, 0), Turn::Pause);
+        assert_eq!(
+            held.release(5000, (1000, 10)),
+            Turn::Resume {
+                since: t0,
+                reconnects_before: 0
+            }
+        );
+        assert_eq!((held.messages, held.bytes), (0, 0));
+    }
+
+    /// The whole hand-over without NATS: `send` never blocks, pauses the gate at the bound,
+    /// `release` resumes it, and the metrics follow.
+    #[test]
+    fn send_never_blocks_and_drives_the_read_gate() {
+        let mut config = OutputConfig::new("w");
+        config.max_held_bytes = 300;
+        config.max_held_messages = 1000;
+        let metrics = Arc::new(Metrics::default());
+        let shared = Arc::new(Shared {
+            held: Mutex::new(Held::default()),
+            gate: ReadGate::new(),
+            room: Condvar::new(),
+            work: Notify::new(),
+            empty: Notify::new(),
+            config,
+            metrics: metrics.clone(),
+        });
+        let sender = PublishSender {
+            shared: shared.clone(),
+        };
+        let gate = sender.read_gate();
+        let started = Instant::now();
+        for _ in 0..10 {
+            sender.send(message(100));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "send blocked");
+        assert_eq!(sender.held(), (10, 1000), "nothing dropped");
+        assert!(gate.is_paused());
+        assert!(sender.paused_for().is_some());
+        assert_eq!(metrics.paused.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.reading_paused.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.held_bytes.load(Ordering::Relaxed), 1000);
+        // Resumes once 225 bytes or fewer are held.
+        for _ in 0..7 {
+            assert!(gate.is_paused());
+            release(&shared, 100);
+        }
+        assert_eq!(sender.held(), (3, 300));
+        assert!(gate.is_paused(), "300 bytes is still the bound");
+        release(&shared, 100);
+        assert!(!gate.is_paused());
+        assert!(sender.paused_for().is_none());
+        assert_eq!(metrics.reading_paused.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.held_bytes.load(Ordering::Relaxed), 200);
+    }
 
     #[test]
     fn the_user_comes_from_the_envelope() {

@@ -12,8 +12,14 @@
 //!   connections only when those are full), users of a lost shard or unfollowed leave through
 //!   control requests; streams that carry none of the changed users are not touched. The
 //!   thread batches what arrived together and runs the Monitor's health check every second.
-//! - Every message goes through the gate to the [`Publisher`] (see [`output`](crate::output)),
-//!   which pauses the readers when NATS falls behind.
+//! - Every message goes through the gate to the [`Publisher`] (see [`output`](crate::output)).
+//!   Handing a message over never blocks; when NATS falls behind and the publisher holds its
+//!   bound, it pauses a [`ReadGate`](sitebucket_thread::ReadGate) that every stream honours:
+//!   the streams stop reading from their sockets, while the runtime they share goes on
+//!   running their timers and control requests. A stream paused for its stall timeout is
+//!   reconnected by the core (its own backoff), and its log line says it was because of the
+//!   pause. Leases, heartbeats, publishing and metrics run on the caller's runtime, which
+//!   the pause never touches.
 //! - [`FleetWorker::shutdown`] stops reading, drains what is held to NATS, then releases the
 //!   leases: the order a SIGTERM asks for.
 
@@ -162,8 +168,9 @@ impl FleetWorker {
 
         let monitor = {
             let (gate, sender, metrics) = (gate.clone(), publisher.sender(), metrics.clone());
+            let read_gate = publisher.read_gate();
             let prefix: Arc<str> = config.output.subject_prefix.clone().into();
-            Monitor::new(TokioDriver::new(), config.template.clone(), move || {
+            let monitor = Monitor::new(TokioDriver::new(), config.template.clone(), move || {
                 Box::new(GatedPublisher {
                     gate: gate.clone(),
                     sender: sender.clone(),
@@ -171,14 +178,18 @@ impl FleetWorker {
                     prefix: prefix.clone(),
                     shards,
                 })
-            })
+            });
+            monitor.set_read_gate(read_gate);
+            monitor
         };
         {
             let metrics = metrics.clone();
+            let sender = publisher.sender();
             monitor.set_observers(move |number| {
                 Arc::new(StreamLog {
                     number,
                     metrics: metrics.clone(),
+                    sender: sender.clone(),
                 })
             });
         }
@@ -229,8 +240,8 @@ impl FleetWorker {
         let started = Instant::now();
         let (closed_tx, closed) = mpsc::channel();
         let _ = self.commands.send(Command::Stop(closed_tx));
-        // The streams close once their readers return, which may wait for NATS to take
-        // what is held: wait on a blocking thread, bounded.
+        // The streams close promptly (a paused reader does not block); the thread that
+        // closes them may still be in a control request: wait on a blocking thread, bounded.
         let waited = tokio::task::spawn_blocking(move || closed.recv_timeout(drain_timeout)).await;
         if !matches!(waited, Ok(Ok(()))) {
             tracing::warn!("the streams did not close within {drain_timeout:?}");
@@ -254,7 +265,7 @@ impl FleetWorker {
             leases.shutdown().await?;
         }
         if let Some(streams) = self.streams.take() {
-            // It has answered (or is stuck on a reader NATS never freed): do not wait.
+            // It has answered (or is stuck in a control request): do not wait.
             if streams.is_finished() {
                 let _ = streams.join();
             }
@@ -433,14 +444,17 @@ impl Parser for GatedPublisher {
                 return;
             }
         }
+        // Never blocks: a full publisher pauses the streams' read gate instead.
         self.sender.send(outgoing);
     }
 }
 
-/// Each stream's observer: reconnects counted by kind and logged.
+/// Each stream's observer: reconnects counted by kind and logged, with those a pause of
+/// reading caused counted and said apart.
 struct StreamLog {
     number: u64,
     metrics: Arc<Metrics>,
+    sender: PublishSender,
 }
 
 impl Observer for StreamLog {
@@ -453,7 +467,23 @@ impl Observer for StreamLog {
             StreamEvent::Disconnected { error, retry_in } => {
                 let kind = reconnect_kind(error);
                 self.metrics.reconnect(kind);
-                tracing::warn!("stream {n}: {error}; reconnecting in {retry_in:.1?} ({kind})");
+                match self.sender.paused_for() {
+                    // Silent because it was not reading: the pause outlasted its stall timeout.
+                    Some(paused) if kind == "stall" => {
+                        self.metrics
+                            .reconnects_while_paused
+                            .fetch_add(1, Ordering::Relaxed);
+                        let (messages, bytes) = self.sender.held();
+                        tracing::warn!(
+                            "stream {n}: {error} because reading has been paused for \
+                             {paused:.1?} (NATS behind, {messages} message(s), {bytes} bytes \
+                             held); reconnecting in {retry_in:.1?} (stall)"
+                        );
+                    }
+                    _ => tracing::warn!(
+                        "stream {n}: {error}; reconnecting in {retry_in:.1?} ({kind})"
+                    ),
+                }
             }
             _ => {}
         }

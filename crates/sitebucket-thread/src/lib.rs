@@ -15,6 +15,7 @@ mod item;
 mod listen;
 mod monitor;
 mod parallel;
+mod read_gate;
 mod resolve;
 mod run_state;
 mod seed;
@@ -33,6 +34,7 @@ pub use monitor::{
     CHECK_INTERVAL,
 };
 pub use parallel::{ParallelParser, ParallelParserBuilder};
+pub use read_gate::{GateWaiter, ReadGate};
 pub use resolve::{Resolver, MAX_LOOKUP_THREADS, MAX_WAITERS_PER_LOOKUP, RESOLVE_THREAD_NAME};
 pub use run_state::{AnnounceHook, FinishHook, Observer, RunState, Status};
 pub use sitebucket_proto::{self as proto, Parser, SiteStream};

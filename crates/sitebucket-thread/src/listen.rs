@@ -20,6 +20,7 @@ use sitebucket_proto::{Parser, SiteStream};
 
 use crate::driver::{Driver, RunHandle};
 use crate::follows::{distinct, FollowState, SharedPacer};
+use crate::read_gate::ReadGate;
 use crate::run_state::{AnnounceHook, FinishHook, Observer, RunState, Status};
 
 /// The handle for one stream, whatever [`Driver`] runs it (std threads, a mio loop, smol or
@@ -39,6 +40,7 @@ pub struct ListenThread<D: Driver> {
     announce: Option<AnnounceHook>,
     finish: Option<FinishHook>,
     observer: Option<Arc<dyn Observer>>,
+    read_gate: Option<ReadGate>,
 }
 
 impl<D: Driver> std::fmt::Debug for ListenThread<D> {
@@ -66,6 +68,7 @@ impl<D: Driver> ListenThread<D> {
             announce: None,
             finish: None,
             observer: None,
+            read_gate: None,
         }
     }
 
@@ -220,6 +223,9 @@ impl<D: Driver> ListenThread<D> {
         if let Some(observer) = &self.observer {
             control.set_observer(observer.clone());
         }
+        if let Some(gate) = &self.read_gate {
+            control.set_read_gate(gate.clone());
+        }
         control
     }
 
@@ -354,6 +360,14 @@ impl<D: Driver> ListenThread<D> {
     pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
         self.control.set_observer(observer.clone());
         self.observer = Some(observer);
+    }
+
+    /// Makes every later run (each `start`, `run` and `restart`) honour `gate`: while it is
+    /// paused, a driver that honours it (smol, tokio) reads nothing from the socket but keeps
+    /// running the core's timers, so a stream silent for its stall timeout reconnects as
+    /// usual. See [`ReadGate`].
+    pub fn set_read_gate(&mut self, gate: ReadGate) {
+        self.read_gate = Some(gate);
     }
 
     /// Calls `hook`, on the driver's thread, with each new control stream id the stream

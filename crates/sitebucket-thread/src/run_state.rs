@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::read_gate::ReadGate;
 use crate::sync::lock;
 use sitebucket_proto::{Outcome, SiteStream, Stats, StreamEvent};
 
@@ -60,6 +61,7 @@ pub struct RunState {
     item_events: Mutex<Option<Arc<dyn Observer>>>,
     announce: Mutex<Option<AnnounceHook>>,
     finish: Mutex<Option<FinishHook>>,
+    read_gate: Mutex<Option<ReadGate>>,
 }
 
 impl std::fmt::Debug for RunState {
@@ -86,6 +88,7 @@ impl RunState {
             item_events: Mutex::new(None),
             announce: Mutex::new(None),
             finish: Mutex::new(None),
+            read_gate: Mutex::new(None),
         })
     }
 
@@ -172,6 +175,18 @@ impl RunState {
     /// that retrying cannot fix.
     pub fn set_finish_hook(&self, hook: FinishHook) {
         *lock(&self.finish) = Some(hook);
+    }
+
+    /// Makes the run honour `gate` (see [`ReadGate`]): while it is paused, a driver that
+    /// honours it reads nothing from the socket but keeps running the core's timers. Set it
+    /// before the run starts; drivers read it once, when the run begins.
+    pub fn set_read_gate(&self, gate: ReadGate) {
+        *lock(&self.read_gate) = Some(gate);
+    }
+
+    /// The run's [`ReadGate`], if it has one.
+    pub fn read_gate(&self) -> Option<ReadGate> {
+        lock(&self.read_gate).clone()
     }
 
     /// Installs the observer of this run (replacing any earlier one).

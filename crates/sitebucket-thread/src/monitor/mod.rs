@@ -26,6 +26,7 @@ use sitebucket_proto::{Config, Parser, SiteStream};
 use crate::driver::Driver;
 use crate::follows::SharedPacer;
 use crate::listen::ListenThread;
+use crate::read_gate::ReadGate;
 use crate::run_state::{Observer, RunState};
 use crate::sync::lock;
 
@@ -153,6 +154,8 @@ struct Inner<D: Driver> {
     template: Config,
     parsers: ParserFactory,
     observers: Option<ObserverFactory>,
+    /// Honoured by every stream started from now on.
+    read_gate: Option<ReadGate>,
     shards: Vec<ListenThread<D>>,
     /// Streams started so far: salts each stream's nonce seed so no two share nonces.
     started: u64,
@@ -216,6 +219,7 @@ impl<D: Driver> Monitor<D> {
                 template,
                 parsers: Arc::new(parsers),
                 observers: None,
+                read_gate: None,
                 shards: Vec::new(),
                 started: 0,
                 pacer: SharedPacer::default(),
@@ -241,6 +245,14 @@ impl<D: Driver> Monitor<D> {
         observers: impl Fn(u64) -> Arc<dyn Observer> + Send + Sync + 'static,
     ) {
         lock(&self.inner).observers = Some(Arc::new(observers));
+    }
+
+    /// Makes every stream started from now on honour `gate` (see [`ReadGate`]): while it is
+    /// paused, their driver (smol, tokio) reads nothing from their sockets but keeps running
+    /// the core's timers, so a stream silent for its stall timeout reconnects as usual and
+    /// control requests still run. Set it before the first stream starts.
+    pub fn set_read_gate(&self, gate: ReadGate) {
+        lock(&self.inner).read_gate = Some(gate);
     }
 
     /// Calls `hook` once with each stream the monitor sets aside for good (see
@@ -648,6 +660,9 @@ impl<D: Driver> Inner<D> {
         let mut listener = ListenThread::new(self.driver.clone(), SiteStream::new(config), parser);
         if let Some(observers) = &self.observers {
             listener.set_observer(observers(self.started));
+        }
+        if let Some(gate) = &self.read_gate {
+            listener.set_read_gate(gate.clone());
         }
         listener.set_control_pacer(self.pacer.clone());
         let signal = self.signal.clone();
