@@ -26,6 +26,14 @@
 //! (`"caf\u00e9"`, `"\r\n"`). Sub-objects kept whole (an event's `target_object`) are borrowed
 //! [`RawValue`]s.
 //!
+//! Some sub-objects are kept raw and read only when asked: a tweet's author
+//! ([`Tweet::user_id`], [`Tweet::user_screen_name`]) and the original of a retweet
+//! ([`Tweet::retweeted_status_id`]). They hold more than half of a v1.1 tweet's object keys,
+//! and skipping an object costs a fraction of reading its keys; each accessor reads its
+//! object again on every call. Their syntax and UTF-8 are checked with the message, so an
+//! accessor can meet only one kind of bad input, a string with a lone surrogate escape
+//! (`"\ud800"`), and answers `None` for it (such a string used to fail the whole message).
+//!
 //! A [`Tweet`] has no raw copy of itself: the decoder reads the tweet's fields while it scans
 //! it, and serde_json cannot also hand back the span it just scanned, so a raw copy would cost
 //! a second pass over every tweet — the commonest and largest message. Keep the message bytes
@@ -68,7 +76,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::ser::SerializeMap;
+use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
@@ -294,9 +302,14 @@ pub struct UserWithheld<'a> {
 /// A tweet (status), with the fields a stream consumer most often needs.
 ///
 /// Ids come from `id_str` when it is present (some tools rounded the numeric `id` through a
-/// double), else from `id`. Everything else stays in the message bytes: see the
-/// [module docs](crate::message) for why there is no raw copy here.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// double), else from `id`. The author (`user`) and the original of a retweet
+/// (`retweeted_status`) are kept as raw JSON and read when asked ([`Tweet::user_id`],
+/// [`Tweet::user_screen_name`], [`Tweet::retweeted_status_id`]): together they hold most of a
+/// tweet's keys, and most consumers never ask. Everything else stays in the message bytes:
+/// see the [module docs](crate::message) for why there is no raw copy of the whole tweet.
+///
+/// Equality compares the raw `user` and `retweeted_status` by their exact text.
+#[derive(Clone, Debug)]
 pub struct Tweet<'a> {
     /// The tweet id.
     pub id: u64,
@@ -304,28 +317,21 @@ pub struct Tweet<'a> {
     /// has no `text`).
     pub text: Cow<'a, str>,
     /// The untruncated text: `extended_tweet.full_text`, or a top-level `full_text`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub full_text: Option<Cow<'a, str>>,
-    /// The author's id (`user.id_str` / `user.id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<u64>,
-    /// The author's `user.screen_name`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_screen_name: Option<Cow<'a, str>>,
+    /// The author: the `user` object as sent (`None` when absent or `null`). Its syntax and
+    /// UTF-8 were checked with the message; its fields are read by [`Tweet::user_id`] and
+    /// [`Tweet::user_screen_name`].
+    pub user: Option<Cow<'a, RawValue>>,
     /// `created_at`, as sent (`"Wed Apr 06 19:13:37 +0000 2011"`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Cow<'a, str>>,
     /// The tweet this one replies to.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub in_reply_to_status_id: Option<u64>,
-    /// For a retweet, the id of the original tweet (`retweeted_status`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retweeted_status_id: Option<u64>,
+    /// For a retweet, the original tweet (`retweeted_status`) as sent (`None` when absent or
+    /// `null`); its id is [`Tweet::retweeted_status_id`].
+    pub retweeted_status: Option<Cow<'a, RawValue>>,
     /// For a quote tweet, the id of the quoted tweet.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub quoted_status_id: Option<u64>,
     /// `timestamp_ms` (sent by streams since 2014).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
 }
 
@@ -447,9 +453,11 @@ impl<'a> Message<'a> {
     ///
     /// Unknown kinds are not errors (see [`UserMessage::Unknown`]); only invalid JSON or a
     /// top level that is not an object is. Like [`IgnoredAny`], the decoder checks the syntax
-    /// of everything but the UTF-8 of only the strings it keeps (every `Cow<str>` here is
-    /// valid UTF-8; a skipped string with invalid bytes is not reported). Skipped values may
-    /// nest to any depth: serde_json skips them without recursion.
+    /// of everything but the UTF-8 of only what it keeps: the strings it decodes and the
+    /// values it keeps raw (a tweet's `user`, `retweeted_status` and `source`, an event's
+    /// `target_object`, …), whose invalid bytes are an [`InvalidJson`](ParseErrorKind::InvalidJson)
+    /// error. Every `Cow<str>` here is valid UTF-8; a skipped string with invalid bytes is not
+    /// reported. Skipped values may nest to any depth: serde_json skips them without recursion.
     pub fn from_slice(bytes: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let top = deserializer
@@ -705,6 +713,115 @@ impl Tweet<'_> {
     pub fn best_text(&self) -> &str {
         self.full_text.as_deref().unwrap_or(&self.text)
     }
+
+    /// The author's id: `user.id_str`, else `user.id` (or a bare numeric `user`).
+    ///
+    /// Read from the raw [`user`](Tweet::user) on each call (one pass over that object, about
+    /// 1.6 KB in a v1.1 tweet). `None` when there is no `user`, it has no id of the right
+    /// shape, or one of the fields read holds a string serde_json cannot decode (a lone
+    /// surrogate escape such as `"\ud800"`; the syntax and UTF-8 were checked with the
+    /// message, so nothing else can fail here). Such a string made the whole message a
+    /// [`ParseError`] before the author was read lazily.
+    pub fn user_id(&self) -> Option<u64> {
+        self.user.as_deref().and_then(user_from_raw)?.id()
+    }
+
+    /// The author's `user.screen_name`, borrowed from the message unless it holds escapes.
+    ///
+    /// Read from the raw [`user`](Tweet::user) on each call, like [`Tweet::user_id`]; `None`
+    /// when there is no `user`, its `screen_name` is not a string, or that string or the
+    /// user's `id`/`id_str` cannot be decoded (a lone surrogate escape).
+    pub fn user_screen_name(&self) -> Option<Cow<'_, str>> {
+        let user = self.user.as_deref().and_then(user_from_raw)?;
+        let name = user.screen_name?;
+        serde_json::from_str::<Lenient<Cow<'_, str>>>(name.get())
+            .ok()
+            .and_then(|name| name.0)
+    }
+
+    /// For a retweet, the id of the original tweet: `retweeted_status.id_str`, else
+    /// `retweeted_status.id`.
+    ///
+    /// Read from the raw [`retweeted_status`](Tweet::retweeted_status) on each call (one pass
+    /// over it); `None` when there is none, it has no id of the right shape, or its `id_str`
+    /// holds a lone surrogate escape (which made the whole message a [`ParseError`] before).
+    pub fn retweeted_status_id(&self) -> Option<u64> {
+        self.retweeted_status.as_deref().and_then(id_from_raw)
+    }
+}
+
+impl PartialEq for Tweet<'_> {
+    /// Raw JSON compares by its exact text.
+    fn eq(&self, other: &Self) -> bool {
+        fn raw<'r>(value: &'r Option<Cow<'_, RawValue>>) -> Option<&'r str> {
+            value.as_deref().map(RawValue::get)
+        }
+        self.id == other.id
+            && self.text == other.text
+            && self.full_text == other.full_text
+            && raw(&self.user) == raw(&other.user)
+            && self.created_at == other.created_at
+            && self.in_reply_to_status_id == other.in_reply_to_status_id
+            && raw(&self.retweeted_status) == raw(&other.retweeted_status)
+            && self.quoted_status_id == other.quoted_status_id
+            && self.timestamp_ms == other.timestamp_ms
+    }
+}
+
+impl Eq for Tweet<'_> {}
+
+impl Serialize for Tweet<'_> {
+    /// `{"id":…,"text":…,"full_text":…,"user_id":…,"user_screen_name":…,"created_at":…,
+    /// "in_reply_to_status_id":…,"retweeted_status_id":…,"quoted_status_id":…,
+    /// "timestamp_ms":…}`, the absent ones left out; the author and the retweet's id are read
+    /// from the raw objects (see [`Tweet::user_id`]).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = (
+            self.full_text.as_ref(),
+            self.user_id(),
+            self.user_screen_name(),
+            self.created_at.as_ref(),
+            self.in_reply_to_status_id,
+            self.retweeted_status_id(),
+            self.quoted_status_id,
+            self.timestamp_ms,
+        );
+        let present = [
+            fields.0.is_some(),
+            fields.1.is_some(),
+            fields.2.is_some(),
+            fields.3.is_some(),
+            fields.4.is_some(),
+            fields.5.is_some(),
+            fields.6.is_some(),
+            fields.7.is_some(),
+        ];
+        let count = 2 + present.iter().filter(|p| **p).count();
+        let mut out = serializer.serialize_struct("Tweet", count)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("text", &self.text)?;
+        optional_field(&mut out, "full_text", fields.0)?;
+        optional_field(&mut out, "user_id", fields.1)?;
+        optional_field(&mut out, "user_screen_name", fields.2)?;
+        optional_field(&mut out, "created_at", fields.3)?;
+        optional_field(&mut out, "in_reply_to_status_id", fields.4)?;
+        optional_field(&mut out, "retweeted_status_id", fields.5)?;
+        optional_field(&mut out, "quoted_status_id", fields.6)?;
+        optional_field(&mut out, "timestamp_ms", fields.7)?;
+        out.end()
+    }
+}
+
+/// Writes a field when it is present, skips it otherwise (as `skip_serializing_if` does).
+fn optional_field<S: SerializeStruct, T: Serialize>(
+    out: &mut S,
+    key: &'static str,
+    value: Option<T>,
+) -> Result<(), S::Error> {
+    match value {
+        Some(value) => out.serialize_field(key, &value),
+        None => out.skip_field(key),
+    }
 }
 
 impl PartialEq for DirectMessage<'_> {
@@ -936,11 +1053,10 @@ impl Tweet<'_> {
             id,
             text,
             full_text,
-            user_id,
-            user_screen_name,
+            user,
             created_at,
             in_reply_to_status_id,
-            retweeted_status_id,
+            retweeted_status,
             quoted_status_id,
             timestamp_ms,
         } = self;
@@ -948,11 +1064,10 @@ impl Tweet<'_> {
             id,
             text: owned_str(text),
             full_text: full_text.map(owned_str),
-            user_id,
-            user_screen_name: user_screen_name.map(owned_str),
+            user: user.map(owned_raw),
             created_at: created_at.map(owned_str),
             in_reply_to_status_id,
-            retweeted_status_id,
+            retweeted_status: retweeted_status.map(owned_raw),
             quoted_status_id,
             timestamp_ms,
         }
@@ -1293,13 +1408,13 @@ struct Fields<'a> {
     text: Option<Cow<'a, str>>,
     full_text: Option<Cow<'a, str>>,
     extended_full_text: Option<Cow<'a, str>>,
-    user: Option<UserRef<'a>>,
+    user: Option<&'a RawValue>,
     in_reply_to_status_id: Option<u64>,
     in_reply_to_status_id_str: Option<u64>,
-    retweeted_status_id: Option<u64>,
+    retweeted_status: Option<&'a RawValue>,
     quoted_status_id: Option<u64>,
     quoted_status_id_str: Option<u64>,
-    quoted_status: Option<u64>,
+    quoted_status: Option<&'a RawValue>,
     timestamp_ms: Option<u64>,
     // Bare direct messages.
     has_sender_or_recipient: bool,
@@ -1341,19 +1456,18 @@ impl<'a> Fields<'a> {
                     let extended: Option<ExtendedTweet<'a>> = lenient(&mut map)?;
                     f.extended_full_text = extended.and_then(|e| e.full_text);
                 }
-                b"user" => f.user = lenient(&mut map)?,
+                // The author and a retweet's original are most of a tweet's keys, and are
+                // read only when asked (`Tweet::user_id`): skipped here, and kept raw.
+                b"user" => f.user = not_null(map.next_value::<&'a RawValue>()?),
                 b"in_reply_to_status_id" => f.in_reply_to_status_id = lenient(&mut map)?,
                 b"in_reply_to_status_id_str" => f.in_reply_to_status_id_str = lenient(&mut map)?,
                 b"retweeted_status" => {
-                    let original: Option<IdRef> = lenient(&mut map)?;
-                    f.retweeted_status_id = original.and_then(IdRef::id);
+                    f.retweeted_status = not_null(map.next_value::<&'a RawValue>()?)
                 }
                 b"quoted_status_id" => f.quoted_status_id = lenient(&mut map)?,
                 b"quoted_status_id_str" => f.quoted_status_id_str = lenient(&mut map)?,
-                b"quoted_status" => {
-                    let quoted: Option<IdRef> = lenient(&mut map)?;
-                    f.quoted_status = quoted.and_then(IdRef::id);
-                }
+                // Read only when the tweet has no `quoted_status_id[_str]` (see resolve).
+                b"quoted_status" => f.quoted_status = Some(map.next_value::<&'a RawValue>()?),
                 b"timestamp_ms" => f.timestamp_ms = lenient(&mut map)?,
                 b"sender_id" | b"sender_id_str" | b"sender" | b"recipient_id"
                 | b"recipient_id_str" | b"recipient" => {
@@ -1442,22 +1556,20 @@ impl<'a> Fields<'a> {
         else {
             return Inner::Unknown;
         };
-        let user = self.user.take();
         known(UserMessage::Tweet(Tweet {
             id,
             text,
             full_text,
-            user_id: user.as_ref().and_then(UserRef::id),
-            user_screen_name: user.and_then(|user| user.screen_name),
+            user: self.user.map(Cow::Borrowed),
             created_at: self.created_at.take(),
             in_reply_to_status_id: self
                 .in_reply_to_status_id_str
                 .or(self.in_reply_to_status_id),
-            retweeted_status_id: self.retweeted_status_id,
+            retweeted_status: self.retweeted_status.map(Cow::Borrowed),
             quoted_status_id: self
                 .quoted_status_id_str
                 .or(self.quoted_status_id)
-                .or(self.quoted_status),
+                .or_else(|| self.quoted_status.and_then(id_from_raw)),
             timestamp_ms: self.timestamp_ms,
         }))
     }
@@ -1550,7 +1662,8 @@ fn fast_id_list(bytes: &[u8]) -> Option<Vec<u64>> {
 
 /// A tweet's `source` is a (usually escaped) string of HTML, an event's a user object: it is
 /// captured raw, which skips decoding the string, and only an event's user is decoded — in a
-/// second, short pass over just that object.
+/// second, short pass over just that object. A tweet's raw `user` is read the same way, when
+/// asked ([`Tweet::user_id`]).
 fn user_from_raw(raw: &RawValue) -> Option<UserRef<'_>> {
     match raw.get().as_bytes().first() {
         Some(b'{' | b'0'..=b'9') => serde_json::from_str::<Lenient<UserRef<'_>>>(raw.get())
@@ -1558,6 +1671,21 @@ fn user_from_raw(raw: &RawValue) -> Option<UserRef<'_>> {
             .and_then(|user| user.0),
         _ => None,
     }
+}
+
+/// A raw value, or `None` for `null`.
+fn not_null(raw: &RawValue) -> Option<&RawValue> {
+    (raw.get() != "null").then_some(raw)
+}
+
+/// The id of a raw tweet object (`id_str`, else `id`); `None` for any other shape, and when
+/// the object cannot be decoded (it was checked with the message, so only a lone surrogate
+/// escape in a string read here can fail).
+fn id_from_raw(raw: &RawValue) -> Option<u64> {
+    serde_json::from_str::<Lenient<IdRef>>(raw.get())
+        .ok()
+        .and_then(|id| id.0)
+        .and_then(IdRef::id)
 }
 
 /// Reads the next map value leniently: `None` when it has an unexpected shape.
@@ -2014,7 +2142,9 @@ impl<'de> FromJson<'de> for DmFields<'de> {
 struct UserRef<'de> {
     id: Option<u64>,
     id_str: Option<u64>,
-    screen_name: Option<Cow<'de, str>>,
+    /// Raw, decoded only by [`Tweet::user_screen_name`]: events and direct messages never
+    /// need it, and a name that cannot be decoded must not cost the id.
+    screen_name: Option<&'de RawValue>,
 }
 
 impl UserRef<'_> {
@@ -2035,7 +2165,7 @@ impl<'de> FromJson<'de> for UserRef<'de> {
         for_each_key!(map, |key| match &*key {
             b"id" => user.id = lenient(&mut map)?,
             b"id_str" => user.id_str = lenient(&mut map)?,
-            b"screen_name" => user.screen_name = lenient(&mut map)?,
+            b"screen_name" => user.screen_name = Some(map.next_value::<&'de RawValue>()?),
             _ => skip_value(&mut map)?,
         });
         Ok(Some(user))

@@ -820,14 +820,14 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
     tweet("himura__twitter-types/status_quoted.json", 0, |t| {
         assert_eq!(t.id, 641660763770372097);
         assert_eq!(t.quoted_status_id, Some(641653574284537856));
-        assert_eq!(t.user_id, Some(15232432));
-        assert_eq!(t.user_screen_name.as_deref(), Some("deanwampler"));
+        assert_eq!(t.user_id(), Some(15232432));
+        assert_eq!(t.user_screen_name().as_deref(), Some("deanwampler"));
         assert_eq!(t.text, "Wow! Congrats! https://t.co/EPMMldEcci");
     });
     tweet("linvi__tweetinvi/FilteredStreamEvent.json", 0, |t| {
         assert_eq!(t.id, 1217181769885200385);
         assert_eq!(t.quoted_status_id, Some(1216867520923172871));
-        assert_eq!(t.user_screen_name.as_deref(), Some("nneleaa"));
+        assert_eq!(t.user_screen_name().as_deref(), Some("nneleaa"));
         assert_eq!(t.text, "Il a raison de \u{c0} \u{e0} Z i see no lie");
         assert!(matches!(t.text, Cow::Owned(_)), "escaped text is decoded");
     });
@@ -836,7 +836,7 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
         0,
         |t| {
             assert_eq!(
-                (t.id, t.retweeted_status_id),
+                (t.id, t.retweeted_status_id()),
                 (763459917910945792, Some(758839565989720065))
             );
             assert!(t.text.starts_with("RT @ygritteygritte: "));
@@ -870,7 +870,7 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
     );
     tweet("sferik__twitter/track_streaming.json", 1, |t| {
         assert_eq!(t.id, 55709764298092545);
-        assert_eq!(t.user_screen_name.as_deref(), Some("sferik"));
+        assert_eq!(t.user_screen_name().as_deref(), Some("sferik"));
         assert_eq!(
             t.created_at.as_deref(),
             Some("Wed Apr 06 19:13:37 +0000 2011")
@@ -886,7 +886,7 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
         |t| {
             assert_eq!(t.id, 651470141381865473);
             assert_eq!(
-                (t.user_id, t.user_screen_name.as_deref()),
+                (t.user_id(), t.user_screen_name().as_deref()),
                 (None, None),
                 "this tweet has no user"
             );
@@ -919,7 +919,7 @@ fn all_python_twitter_lines_are_extended_tweets_with_matching_ids() {
                     "line {index}"
                 );
                 assert_eq!(
-                    t.user_id,
+                    t.user_id(),
                     value["user"]["id_str"]
                         .as_str()
                         .and_then(|s| s.parse().ok())

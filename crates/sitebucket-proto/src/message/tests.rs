@@ -443,20 +443,34 @@ fn tweet_fields() {
     let t = tweet(
         r#"{"created_at":"Thu Mar 08 12:38:03 +0000 2018","id":3,"id_str":"3","text":"short\u2026","source":"\u003ca href=\"x\"\u003eweb\u003c\/a\u003e","truncated":true,"in_reply_to_status_id":1,"in_reply_to_status_id_str":"1","user":{"id":7,"id_str":"7","screen_name":"alice","entities":{"url":{"urls":[{"id":99}]}}},"retweeted_status":{"id":2,"id_str":"2","user":{"id":8},"text":"orig"},"quoted_status_id":4,"quoted_status_id_str":"4","quoted_status":{"id":5},"extended_tweet":{"full_text":"the whole text","display_text_range":[0,14]},"timestamp_ms":"1520690595660"}"#,
     );
+    let raw = |json: &str| Some(Cow::Owned(RawValue::from_string(json.to_owned()).unwrap()));
     assert_eq!(
         t,
         Tweet {
             id: 3,
             text: Cow::Borrowed("short…"),
             full_text: Some(Cow::Borrowed("the whole text")),
-            user_id: Some(7),
-            user_screen_name: Some(Cow::Borrowed("alice")),
+            user: raw(
+                r#"{"id":7,"id_str":"7","screen_name":"alice","entities":{"url":{"urls":[{"id":99}]}}}"#
+            ),
             created_at: Some(Cow::Borrowed("Thu Mar 08 12:38:03 +0000 2018")),
             in_reply_to_status_id: Some(1),
-            retweeted_status_id: Some(2),
+            retweeted_status: raw(r#"{"id":2,"id_str":"2","user":{"id":8},"text":"orig"}"#),
             quoted_status_id: Some(4),
             timestamp_ms: Some(1520690595660),
         }
+    );
+    assert_eq!(
+        (
+            t.user_id(),
+            t.user_screen_name().as_deref(),
+            t.retweeted_status_id()
+        ),
+        (Some(7), Some("alice"), Some(2))
+    );
+    assert!(
+        matches!(t.user_screen_name(), Some(Cow::Borrowed(_))),
+        "an unescaped name borrows from the message"
     );
     assert_eq!(t.best_text(), "the whole text");
     // Only full_text (REST extended mode), and a quoted_status without the id fields.
@@ -466,9 +480,10 @@ fn tweet_fields() {
             &*t.text,
             t.full_text.as_deref(),
             t.quoted_status_id,
-            t.user_id
+            t.user_id(),
+            t.user.is_none()
         ),
-        ("long", Some("long"), Some(5), None)
+        ("long", Some("long"), Some(5), None, true)
     );
     assert_eq!(t.best_text(), "long");
     // No text at all, or no id: not a tweet.
@@ -895,7 +910,7 @@ proptest! {
                 prop_assert_eq!(got, for_user);
                 prop_assert_eq!(t.id, id);
                 prop_assert_eq!(&*t.text, &*text);
-                prop_assert_eq!(t.user_id, Some(user_id));
+                prop_assert_eq!(t.user_id(), Some(user_id));
             }
             other => prop_assert!(false, "{:?}", other),
         }
@@ -917,6 +932,54 @@ proptest! {
         let lenient = serde_json::from_str::<Lenient<Vec<u64>>>(&list).expect("valid").0;
         prop_assert_eq!(lenient, Some(expected));
     }
+}
+
+#[test]
+fn the_author_and_the_retweet_are_read_when_asked() {
+    // Escapes in the name: decoded (owned) on access.
+    let t = tweet(
+        r#"{"id":1,"text":"t","user":{"name":"n","id":5,"screen_name":"caf\u00e9","id_str":"6"},"retweeted_status":{"text":"x","id_str":"9","user":{"id":3}}}"#,
+    );
+    assert_eq!((t.user_id(), t.retweeted_status_id()), (Some(6), Some(9)));
+    assert!(matches!(t.user_screen_name(), Some(Cow::Owned(name)) if name == "café"));
+    // Duplicate keys: the last one counts, as everywhere else.
+    let t =
+        tweet(r#"{"id":1,"text":"t","user":{"id":1,"id":2,"screen_name":"a","screen_name":7}}"#);
+    assert_eq!((t.user_id(), t.user_screen_name()), (Some(2), None));
+    // A bare numeric user (hand-written fixtures); odd shapes give None, never an error.
+    let t = tweet(r#"{"id":1,"text":"t","user":12,"retweeted_status":"x"}"#);
+    assert_eq!(
+        (t.user_id(), t.user_screen_name(), t.retweeted_status_id()),
+        (Some(12), None, None)
+    );
+    let t = tweet(r#"{"id":1,"text":"t","user":[1],"retweeted_status":null}"#);
+    assert_eq!((t.user_id(), t.retweeted_status.is_none()), (None, true));
+    // A lone surrogate in a field read lazily: the message decodes, and only what cannot be
+    // decoded is `None` (the whole message used to be an error).
+    let t = tweet(
+        r#"{"id":1,"text":"t","user":{"id":4,"screen_name":"\ud800"},"retweeted_status":{"id_str":"\ud800"}}"#,
+    );
+    assert_eq!(
+        (t.user_id(), t.user_screen_name(), t.retweeted_status_id()),
+        (Some(4), None, None)
+    );
+    // An id that cannot be decoded fails the read of the whole `user`, name included.
+    let t = tweet(r#"{"id":1,"text":"t","user":{"id_str":"\udfff","screen_name":"s"}}"#);
+    assert_eq!((t.user_id(), t.user_screen_name()), (None, None));
+    // Invalid UTF-8 anywhere in a value kept raw fails the message, as in `source` before.
+    for input in [
+        &b"{\"id\":1,\"text\":\"t\",\"user\":{\"description\":\"\xff\"}}"[..],
+        &b"{\"id\":1,\"text\":\"t\",\"retweeted_status\":{\"text\":\"\xc3\"}}"[..],
+    ] {
+        assert_eq!(error(input).kind(), ParseErrorKind::InvalidJson);
+    }
+    // ... while invalid UTF-8 in a skipped value is still not looked at.
+    assert_eq!(
+        Message::from_slice(b"{\"id\":1,\"text\":\"t\",\"entities\":{\"x\":\"\xff\"}}")
+            .unwrap()
+            .kind(),
+        "tweet"
+    );
 }
 
 fn serialized(json: &str) -> String {
@@ -969,6 +1032,7 @@ fn owned_messages_equal_the_borrowed_ones_and_outlive_their_bytes() {
         r#"{"status_withheld":{"id":1,"user_id":2,"withheld_in_countries":["DE","FR"]}}"#,
         r#"{"user_withheld":{"id":1,"withheld_in_countries":["X\u0059"]}}"#,
         r#"{"warning":{"code":"SOMETHING_NEW","message":"m"}}"#,
+        r#"{"for_user":4,"message":{"id":1,"text":"t","user":{"id_str":"7","screen_name":"a\u00e9"},"retweeted_status":{"id":2}}}"#,
     ];
     for input in inputs {
         let bytes = input.as_bytes().to_vec();

@@ -1,0 +1,105 @@
+//! The typed parser against `serde_json`'s validation, in memory, for profiling and for
+//! quick A/B timing on a noisy machine.
+//!
+//! ```text
+//! bench-parse [typed|ignored|value|ab] [--mib N] [--rounds R]
+//! ```
+//!
+//! Builds the bench stream's first `N` MiB of messages (default 8, the same seed as
+//! `cargo xtask bench`) and runs one parser over them `R` times (default 1): `typed`
+//! (`DefaultParser` into the typed `Message`), `ignored` (`serde_json` into `IgnoredAny`) or
+//! `value` (`serde_json::Value`). One parser per process is what a profiler wants:
+//!
+//! ```text
+//! valgrind --tool=callgrind target/profiling/bench-parse typed --mib 8
+//! ```
+//!
+//! `ab` instead alternates `typed` and `ignored` round by round (default 20 rounds) and prints
+//! the ratio of each pair of rounds (`ignored` time ÷ `typed` time, the
+//! `default_parser_vs_ignored_any` figure): median, min and max, timed by the process's CPU
+//! time (`getrusage`, so time spent waiting for a core on a loaded machine is not counted) and
+//! by the wall clock.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use sitebucket_bench::args::Args;
+use sitebucket_bench::stream::BenchStream;
+use sitebucket_bench::{inproc, os};
+
+/// The stream's seed, shared with the other figures.
+const SEED: u64 = 20_240_601;
+
+fn main() {
+    let args = Args::from_env();
+    let mib: usize = args.get("--mib", 8);
+    let stream = BenchStream::generate(SEED, mib << 20);
+    let messages: Vec<Bytes> = stream
+        .messages
+        .iter()
+        .map(|m| Bytes::from(m.clone()))
+        .collect();
+    let payload = stream.payload_bytes();
+    let mode = args.mode().unwrap_or("typed");
+    let parse: fn(&[Bytes]) -> usize = match mode {
+        "typed" => inproc::parse_typed,
+        "ignored" => inproc::parse_ignored,
+        "value" => inproc::parse_value,
+        "ab" => return ab(&messages, payload, args.get("--rounds", 20)),
+        other => {
+            eprintln!("unknown mode {other:?}: typed, ignored, value or ab");
+            std::process::exit(2)
+        }
+    };
+    let rounds: usize = args.get("--rounds", 1);
+    for _ in 0..rounds {
+        let began = Instant::now();
+        let ok = parse(&messages);
+        let secs = began.elapsed().as_secs_f64();
+        println!(
+            "{mode}: {ok} of {} messages, {:.1} MB/s",
+            messages.len(),
+            payload as f64 / secs / 1e6
+        );
+    }
+}
+
+/// Alternates the typed parser and `IgnoredAny`, and prints the ratio of each pair of rounds.
+fn ab(messages: &[Bytes], payload: usize, rounds: usize) {
+    let time = |parse: fn(&[Bytes]) -> usize| {
+        let (wall, cpu) = (Instant::now(), os::cpu_time());
+        let ok = parse(messages);
+        assert_eq!(ok, messages.len(), "every message parses");
+        (
+            wall.elapsed().as_secs_f64(),
+            (os::cpu_time() - cpu).as_secs_f64(),
+        )
+    };
+    let (mut wall_ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
+    let mut best = [f64::MAX; 2];
+    for _ in 0..rounds.max(1) {
+        let typed = time(inproc::parse_typed);
+        let ignored = time(inproc::parse_ignored);
+        best = [best[0].min(typed.1), best[1].min(ignored.1)];
+        wall_ratios.push(ignored.0 / typed.0);
+        cpu_ratios.push(ignored.1 / typed.1);
+    }
+    let summary = |ratios: &mut Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        format!(
+            "median {:.3} (min {:.3}, max {:.3})",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        )
+    };
+    println!(
+        "ab: {} rounds of {} messages; ignored/typed by CPU time {}, by wall time {}; fastest CPU rounds: typed {:.0} MB/s, ignored {:.0} MB/s",
+        cpu_ratios.len(),
+        messages.len(),
+        summary(&mut cpu_ratios),
+        summary(&mut wall_ratios),
+        payload as f64 / best[0] / 1e6,
+        payload as f64 / best[1] / 1e6,
+    );
+}
