@@ -53,6 +53,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The server process's id, while it runs (to read its CPU time from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts the server again (after [`kill`](Self::kill)) on the same port and store, and
     /// waits until it listens.
     pub fn restart(&mut self) {
