@@ -34,7 +34,10 @@ macro_rules! driver_api {
         /// executor after every 16 reads (at most 1 MiB) or 2 ms of work, whichever comes
         /// first, so the executor's other tasks, its timers and a cancellation get their
         /// turn (a cooperative budget alone would count a 64 KiB read, a millisecond of
-        /// framing and parsing, as one unit).
+        /// framing and parsing, as one unit); it yields after handing the read's messages
+        /// out, never holding a read across the yield. When the core's deadline comes while
+        /// no bytes are reported, it first reads the socket itself, so bytes or a close
+        /// already there reach the core before its stall timeout.
         ///
         #[doc = $context]
         /// The future is `Send`; dropping it closes the socket at once and abandons a

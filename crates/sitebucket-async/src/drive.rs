@@ -80,7 +80,10 @@ impl Drop for WakerGuard<'_> {
 /// The loop follows the core's drain contract: it carries out every [`Action`] until
 /// `Wait(deadline)`, publishes the status to `control`, then waits for whichever comes first
 /// of a stop request ([`RunState::request_stop`]), the connection attempt, bytes from the
-/// socket, room to write, or the deadline (in that order when several are ready). On a stop
+/// socket, room to write, or the deadline (in that order when several are ready; a deadline
+/// that comes while the runtime reports no bytes first reads the socket itself,
+/// [`Runtime::try_read`], and hands the core what it finds, bytes or the peer's close,
+/// instead: a readiness the reactor reports late never turns data into a stall). On a stop
 /// it calls [`SiteStream::disconnect`], drains, closes the socket and returns
 /// [`Outcome::Stopped`]. It makes no protocol decision: timeouts, retries and backoff are
 /// all the core's.
@@ -90,8 +93,11 @@ impl Drop for WakerGuard<'_> {
 /// slice of a block, which it keeps alive while it lives.
 ///
 /// While bytes keep arriving it yields to the executor after every 16 reads (at most 1 MiB)
-/// or 2 ms of work, whichever comes first, so the executor's other tasks, its timers and a
-/// cancellation get their turn.
+/// or 2 ms of work since it last gave the thread back (a yield, or a wait that was pending),
+/// whichever comes first, so the executor's other tasks, its timers and a cancellation get
+/// their turn. It yields once the core has drained the last read, its messages handed to
+/// the parser: no read's block is held across a yield, so the shared buffer recycles its
+/// blocks however many streams take turns on the thread.
 ///
 /// Each lookup runs on a short-lived thread of its own ([`Resolver::spawn_lookup`]) whose
 /// answer the loop awaits like the connect that follows it, raced against a stop and the
@@ -150,8 +156,14 @@ async fn run_loop<R: Runtime>(
     stop: &Stop,
     reads_per_yield: u32,
 ) -> Outcome {
+    // Reads since the loop last gave the thread back (a yield, or a wait that was pending),
+    // and when that was.
     let mut reads_since_yield = 0;
     let mut last_yield = Instant::now();
+    // A yield is owed once the core has drained the last read.
+    let mut yield_due = false;
+    // The deadline came but a read found bytes first: the core judges it once they are in.
+    let mut timeout_owed = false;
     let mut connecting: Option<Connecting<R::Socket>> = None;
     let mut link: Option<Link<R::Socket>> = None;
     let mut timer = R::timer(Instant::now());
@@ -189,7 +201,22 @@ async fn run_loop<R: Runtime>(
                 now = Instant::now();
             }
         };
+        if std::mem::take(&mut timeout_owed) {
+            // Whatever else is due (a rate-limit reset, trust earned) is not put off by a
+            // socket that always has bytes; a stall no longer is, the bytes having moved it.
+            stream.handle_timeout(Instant::now());
+            continue;
+        }
         control.publish(stream);
+        // Yield only now, with the read's messages handed out and the rest of it copied by
+        // the core: a read's block is never held across a yield, so the thread's shared
+        // buffer recycles its blocks however many streams take turns on it.
+        if yield_due {
+            yield_due = false;
+            R::yield_now().await;
+            reads_since_yield = 0;
+            last_yield = Instant::now();
+        }
 
         // Setting a timer can cost the reactor system calls, and the stall deadline moves
         // with every read: set it only when the deadline comes sooner than the one set. A
@@ -199,6 +226,7 @@ async fn run_loop<R: Runtime>(
             R::reset_timer(&mut timer, deadline);
             armed = Some(deadline);
         }
+        let (mut waited, mut fired) = (false, false);
         let wake = poll_fn(|cx| {
             if stop.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Stop);
@@ -206,15 +234,38 @@ async fn run_loop<R: Runtime>(
             if let Poll::Ready(wake) = poll_io::<R>(cx, &mut connecting, &mut link) {
                 return Poll::Ready(wake);
             }
-            R::poll_timer(&mut timer, cx).map(|()| Wake::Deadline)
+            if R::poll_timer(&mut timer, cx).is_ready() {
+                fired = true;
+                // The read below is one like any other: it waits for the task's budget, so
+                // a flood whose deadlines keep coming still gives the thread back.
+                let budget = std::task::ready!(R::poll_budget(cx));
+                R::made_progress(budget);
+                // The runtime's readiness can lag the socket (a readiness event still
+                // queued in its reactor): ask the socket itself before the deadline wins.
+                return Poll::Ready(match connecting {
+                    Some(_) => Wake::Deadline,
+                    None => read_before_deadline::<R>(&mut link),
+                });
+            }
+            waited = true;
+            Poll::Pending
         })
         .await;
 
         let now = Instant::now();
+        if fired {
+            // Set again before it is polled again, whatever the wait ended with.
+            armed = None;
+            timeout_owed = !matches!(wake, Wake::Deadline);
+        }
+        if waited {
+            // The wait gave the thread back: the work since the last yield starts again.
+            reads_since_yield = 0;
+            last_yield = now;
+        }
         match wake {
             Wake::Stop => {}
             Wake::Deadline => {
-                armed = None;
                 stream.handle_timeout(now);
             }
             Wake::Connected(result) => {
@@ -234,15 +285,11 @@ async fn run_loop<R: Runtime>(
             }
             Wake::Read(Ok(bytes)) if !bytes.is_empty() => {
                 stream.handle_input_bytes(now, bytes);
-                // Let other tasks (and a `Messages`' consumer) in between reads.
+                // Let other tasks (and a `Messages`' consumer) in between reads, once this
+                // read is drained (at the top of the loop).
                 reads_since_yield += 1;
-                if reads_since_yield >= reads_per_yield
-                    || now.saturating_duration_since(last_yield) >= YIELD_AFTER
-                {
-                    reads_since_yield = 0;
-                    R::yield_now().await;
-                    last_yield = Instant::now();
-                }
+                yield_due = reads_since_yield >= reads_per_yield
+                    || now.saturating_duration_since(last_yield) >= YIELD_AFTER;
             }
             Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Wake::Read(_) => {
@@ -296,6 +343,29 @@ fn poll_io<R: Runtime>(
     match link.outbox.front() {
         Some(bytes) => R::poll_write(&mut link.socket, cx, bytes).map(Wake::Wrote),
         None => Poll::Pending,
+    }
+}
+
+/// What a wait whose deadline came ends with: a read that finds bytes (or the peer's close)
+/// the runtime had not reported yet, so the core sees them before its deadline, else the
+/// deadline itself. The read asks the socket directly ([`Runtime::try_read`]): bytes that
+/// came before the deadline are never lost to a stall a late readiness would call.
+fn read_before_deadline<R: Runtime>(link: &mut Option<Link<R::Socket>>) -> Wake<R::Socket> {
+    let Some(link) = link.as_mut().filter(|l| !l.read_closed) else {
+        return Wake::Deadline;
+    };
+    let read = SHARED_BUFFER
+        .with_borrow_mut(|buf| R::try_read(&mut link.socket, buf.spare()).map(|n| buf.filled(n)));
+    match read {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Wake::Deadline
+        }
+        read => Wake::Read(read),
     }
 }
 
@@ -430,19 +500,19 @@ mod tests {
         assert_eq!(net.attempts().len(), 1);
     }
 
-    #[test]
-    fn a_reply_is_read_into_messages() {
-        let net = Net::new();
+    /// A chunked reply of two messages, `{"a":1}` and `{"b":2}`, and the end of the body.
+    fn two_messages() -> Vec<u8> {
         let body = "{\"a\":1}\r\n{\"b\":2}\r\n";
-        let reply = format!(
+        format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
             body.len()
-        );
-        let mut stream = stream_to(
-            net.listen(Peer::Replies(reply.into())),
-            Duration::from_secs(60),
-        );
+        )
+        .into()
+    }
+
+    /// Runs `stream` on the fake runtime until its parser has two messages, then stops it.
+    fn run_until_two(stream: &mut SiteStream) -> (Outcome, Vec<Bytes>, Arc<RunState>) {
         let control = RunState::new();
         let stopper = control.clone();
         let messages = Mutex::new(Vec::new());
@@ -455,13 +525,95 @@ mod tests {
             }
         };
         let outcome = future::block_on(drive_with::<Fake>(
-            &mut stream,
+            stream,
             &mut parser,
             &control,
             &Resolver::system(),
         ));
+        (outcome, messages.into_inner().unwrap(), control)
+    }
+
+    #[test]
+    fn bytes_in_the_socket_reach_the_core_before_its_deadline() {
+        // The reply is in the socket from the start, but the runtime never reports it
+        // readable (its readiness event is late): when the stall deadline comes, the loop
+        // must read the socket itself and hand the core the bytes, not the deadline.
+        let net = Net::new();
+        let timeout = Duration::from_millis(100);
+        let mut stream = stream_to(net.listen(Peer::Unannounced(two_messages())), timeout);
+        let started = Instant::now();
+        let (outcome, messages, control) = run_until_two(&mut stream);
+        assert_eq!(outcome, Outcome::Stopped, "the deadline won over the bytes");
+        assert_eq!(messages, [&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
+        assert_eq!(control.status().stats.messages, 2);
+        // The bytes were found when the deadline came, not before (nothing reported them).
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_close_in_the_socket_reaches_the_core_before_its_deadline() {
+        // Only the head and the close are there, unreported: the core sees the peer's close
+        // (a lost connection), not a stall.
+        let net = Net::new();
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n";
+        let mut stream = stream_to(
+            net.listen(Peer::Unannounced(head.into())),
+            Duration::from_millis(100),
+        );
+        let (outcome, messages) = run(&mut stream, &RunState::new());
+        let error = gave_up(&outcome);
+        assert!(!error.to_string().contains("no data"), "a stall: {error}");
+        assert!(messages.is_empty());
+    }
+
+    #[test]
+    fn a_read_is_drained_before_the_loop_yields() {
+        // With a yield after every read (as `Messages` runs it), the messages of a read
+        // reach the parser before the yield, not after it: a yield never holds a read's
+        // block, and the peer's close is read only once they are out.
+        let net = Net::new();
+        let mut stream = stream_to(
+            net.listen(Peer::Replies(two_messages())),
+            Duration::from_secs(60),
+        );
+        let control = RunState::new();
+        let seen = Mutex::new(Vec::new());
+        let mut parser = |message: Bytes| seen.lock().unwrap().push(message);
+        let resolver = Resolver::system();
+        let mut run = std::pin::pin!(drive_yielding::<Fake>(
+            &mut stream,
+            &mut parser,
+            &control,
+            &resolver,
+            1,
+        ));
+        // Poll by hand until the first pending poll that follows a read: the yield.
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut polls = 0;
+        while net.sent().is_empty() || net.unread() > 0 {
+            assert!(run.as_mut().poll(&mut cx).is_pending(), "no yield");
+            polls += 1;
+            assert!(polls < 1000, "no read");
+        }
+        // The poll that read the reply ended in the yield: the messages are out.
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            2,
+            "the yield came before the drain"
+        );
+    }
+
+    #[test]
+    fn a_reply_is_read_into_messages() {
+        let net = Net::new();
+        let mut stream = stream_to(
+            net.listen(Peer::Replies(two_messages())),
+            Duration::from_secs(60),
+        );
+        let (outcome, messages, control) = run_until_two(&mut stream);
         assert_eq!(outcome, Outcome::Stopped);
-        let messages = messages.into_inner().unwrap();
         assert_eq!(messages, [&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
         assert_eq!(control.status().stats.messages, 2);
     }

@@ -29,6 +29,11 @@ pub(crate) enum Peer {
     Closes,
     /// Sends these bytes, then closes.
     Replies(Vec<u8>),
+    /// Sends these bytes and closes as [`Replies`](Self::Replies) does, but the runtime's
+    /// readiness never reports them (a readiness event still queued in its reactor, as
+    /// tokio's when more sockets are ready than one poll of the OS returns): only
+    /// [`Runtime::try_read`], which asks the socket itself, finds them.
+    Unannounced(Vec<u8>),
 }
 
 #[derive(Default)]
@@ -45,6 +50,8 @@ struct State {
 pub(crate) struct Wire {
     incoming: VecDeque<u8>,
     eof: bool,
+    /// What `incoming` and `eof` hold is invisible to `poll_read`.
+    unannounced: bool,
     written: Vec<u8>,
 }
 
@@ -87,6 +94,16 @@ impl Net {
     /// Every address a connect was tried on, in order.
     pub(crate) fn attempts(&self) -> Vec<SocketAddr> {
         self.0.lock().unwrap().attempts.clone()
+    }
+
+    /// The bytes the peers sent that no read has taken yet, over every connection.
+    pub(crate) fn unread(&self) -> usize {
+        let state = self.0.lock().unwrap();
+        state
+            .wires
+            .iter()
+            .map(|wire| wire.lock().unwrap().incoming.len())
+            .sum()
     }
 
     /// What each accepted connection was sent, in order.
@@ -141,6 +158,11 @@ impl Runtime for Fake {
                         wire.incoming.extend(bytes);
                         wire.eof = true;
                     }
+                    Peer::Unannounced(bytes) => {
+                        wire.incoming.extend(bytes);
+                        wire.eof = true;
+                        wire.unannounced = true;
+                    }
                 }
                 let wire = Arc::new(Mutex::new(wire));
                 state.wires.push(wire.clone());
@@ -159,16 +181,27 @@ impl Runtime for Fake {
         _: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if socket.wire.lock().unwrap().unannounced {
+            // Never reported: only a direct read finds the bytes.
+            return Poll::Pending;
+        }
+        match Self::try_read(socket, buf) {
+            // A silent peer: nothing ever comes.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            read => Poll::Ready(read),
+        }
+    }
+
+    fn try_read(socket: &mut Socket, buf: &mut [u8]) -> io::Result<usize> {
         let mut wire = socket.wire.lock().unwrap();
         let n = buf.len().min(wire.incoming.len());
         if n == 0 && !wire.eof {
-            // A silent peer: nothing ever comes.
-            return Poll::Pending;
+            return Err(io::ErrorKind::WouldBlock.into());
         }
         for (slot, byte) in buf.iter_mut().zip(wire.incoming.drain(..n)) {
             *slot = byte;
         }
-        Poll::Ready(Ok(n))
+        Ok(n)
     }
 
     fn poll_write(

@@ -49,6 +49,14 @@ pub trait Runtime: Send + Sync + 'static {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>>;
 
+    /// One non-blocking read into `buf` that asks the socket itself, whatever readiness the
+    /// runtime has recorded for it: `Ok(0)` when the peer closed, `WouldBlock` when nothing
+    /// is there. The loops call it when the core's deadline comes while
+    /// [`poll_read`](Self::poll_read) is pending, so bytes already in the socket (whose
+    /// readiness event the reactor has not handed out yet) reach the core before the
+    /// deadline does.
+    fn try_read(socket: &mut Self::Socket, buf: &mut [u8]) -> io::Result<usize>;
+
     /// One write of a prefix of `bytes` once the socket has room: how many bytes it took.
     /// Pending (with the task's waker registered) while there is no room.
     fn poll_write(

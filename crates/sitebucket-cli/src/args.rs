@@ -191,10 +191,11 @@ pub(crate) enum Command {
 /// Where a fleet's buckets are.
 #[derive(Debug, Args)]
 pub(crate) struct NatsArgs {
-    /// The NATS server (JetStream enabled).
+    /// The NATS server(s), JetStream enabled: several URLs of one cluster comma-separated
+    /// (the client connects to one and fails over to the others).
     #[arg(
         long,
-        value_name = "URL",
+        value_name = "URL[,URL...]",
         default_value = "nats://127.0.0.1:4222",
         env = "SITEBUCKET_NATS"
     )]
@@ -203,6 +204,11 @@ pub(crate) struct NatsArgs {
     /// The follow set bucket.
     #[arg(long, value_name = "BUCKET", default_value = "sitebucket-follows")]
     pub follows_bucket: String,
+
+    /// Replicas of the buckets (and a worker's output stream) when this command creates them:
+    /// 1 on a single server, 3 on a three-node cluster.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: usize,
 }
 
 /// Options of `sitebucket follow`.
@@ -289,10 +295,6 @@ pub(crate) struct FleetWorkerArgs {
     /// The JetStream stream messages are published to (created if missing).
     #[arg(long, value_name = "NAME", default_value = "SITEBUCKET")]
     pub stream: String,
-
-    /// Replicas of the buckets and the stream when this worker creates them.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub replicas: usize,
 
     /// The most publishes awaiting their acknowledgement at once.
     #[arg(long, value_name = "N", default_value_t = 256)]

@@ -21,6 +21,9 @@ use crate::ids;
 /// The longest wait between two attempts to reconnect to NATS.
 const RECONNECT_MAX: Duration = Duration::from_millis(250);
 
+/// How long connecting to one NATS server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The lease TTL `fleet status` reads the buckets with (it creates nothing).
 const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
@@ -39,7 +42,8 @@ pub(crate) fn follow(args: FollowArgs) -> ExitCode {
         }
     };
     run(&target.nats, move |js, config| async move {
-        let follows = FollowSet::new(open_follows(&js, &config.follows_bucket, 1).await?);
+        let follows =
+            FollowSet::new(open_follows(&js, &config.follows_bucket, config.replicas).await?);
         for user in &users {
             if add {
                 follows.add(*user).await?;
@@ -56,7 +60,7 @@ pub(crate) fn follow(args: FollowArgs) -> ExitCode {
 /// `sitebucket follow list`: one id per line, sorted.
 fn list(nats: &NatsArgs) -> ExitCode {
     run(nats, |js, config| async move {
-        let follows = open_follows(&js, &config.follows_bucket, 1).await?;
+        let follows = open_follows(&js, &config.follows_bucket, config.replicas).await?;
         let users = FollowSet::new(follows).list().await?;
         let mut out = String::with_capacity(users.len() * 20);
         for user in users {
@@ -144,20 +148,48 @@ fn worker(args: FleetWorkerArgs) -> ExitCode {
             });
     }
     let drain_timeout = args.drain_timeout;
-    let url = args.nats.nats.clone();
+    let servers = match servers_of(&args.nats) {
+        Ok(servers) => servers,
+        Err(why) => {
+            eprintln!("sitebucket: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    let connection_name = format!("sitebucket fleet worker {}", config.fleet.lease.worker);
     runtime.block_on(async move {
         // Reconnect attempts at most 250 ms apart (the client's default backs off to 4 s):
-        // leases and publishes resume as soon as NATS is back.
-        let options = async_nats::ConnectOptions::new().reconnect_delay_callback(|attempts| {
-            Duration::from_millis(2u64.saturating_pow(attempts.min(16) as u32)).min(RECONNECT_MAX)
-        });
-        let client = match options.connect(&url).await {
+        // leases and publishes resume as soon as NATS, or another node of its cluster, is back.
+        let options = async_nats::ConnectOptions::new()
+            .name(connection_name)
+            .connection_timeout(CONNECT_TIMEOUT)
+            // Losing the server and reconnecting (to it or another node) is logged.
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS: connected"),
+                    other => tracing::warn!("NATS: {other}"),
+                }
+            })
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(2u64.saturating_pow(attempts.min(16) as u32))
+                    .min(RECONNECT_MAX)
+            });
+        let client = match options.connect(servers.as_slice()).await {
             Ok(client) => client,
             Err(error) => {
-                eprintln!("sitebucket: cannot connect to NATS at {url}: {error}");
+                eprintln!(
+                    "sitebucket: cannot connect to NATS at {}: {error}",
+                    addresses(&servers)
+                );
                 return ExitCode::from(1);
             }
         };
+        let info = client.server_info();
+        tracing::info!(
+            "connected to NATS server {} at {}:{}",
+            info.server_name,
+            info.host,
+            info.port
+        );
         let worker = match FleetWorker::start(client, config).await {
             Ok(worker) => worker,
             Err(error) => {
@@ -223,9 +255,9 @@ fn worker_config(args: &FleetWorkerArgs) -> Result<FleetWorkerConfig, String> {
     config.fleet.lease.op_timeout = args.lease_ttl * 2 / 5 - Duration::from_millis(1);
     config.fleet.lease.seed = seed_of(&name);
     config.fleet.follows_bucket = args.nats.follows_bucket.clone();
-    config.fleet.replicas = args.replicas;
+    config.fleet.replicas = args.nats.replicas;
     config.output.stream = args.stream.clone();
-    config.output.replicas = args.replicas;
+    config.output.replicas = args.nats.replicas;
     config.output.max_in_flight = args.max_in_flight.max(1);
     config.output.max_held_bytes = args.max_held_bytes;
     config.metrics_addr = args.metrics_addr;
@@ -273,13 +305,21 @@ where
             return ExitCode::from(1);
         }
     };
+    let servers = match servers_of(nats) {
+        Ok(servers) => servers,
+        Err(why) => {
+            eprintln!("sitebucket: {why}");
+            return ExitCode::from(2);
+        }
+    };
     runtime.block_on(async {
-        let client = match async_nats::connect(&nats.nats).await {
+        let options = async_nats::ConnectOptions::new().connection_timeout(CONNECT_TIMEOUT);
+        let client = match options.connect(servers.as_slice()).await {
             Ok(client) => client,
             Err(error) => {
                 eprintln!(
                     "sitebucket: cannot connect to NATS at {}: {error}",
-                    nats.nats
+                    addresses(&servers)
                 );
                 return ExitCode::from(1);
             }
@@ -287,6 +327,7 @@ where
         let js = async_nats::jetstream::new(client);
         let mut config = FleetConfig::new("sitebucket-cli", DEFAULT_TTL);
         config.follows_bucket = nats.follows_bucket.clone();
+        config.replicas = nats.replicas;
         match work(js, config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -295,4 +336,23 @@ where
             }
         }
     })
+}
+
+/// The servers of `--nats` (several of one cluster, comma-separated); a usage error says
+/// which one is wrong.
+fn servers_of(nats: &NatsArgs) -> Result<Vec<async_nats::ServerAddr>, String> {
+    if nats.replicas == 0 {
+        return Err("--replicas must be at least 1".to_owned());
+    }
+    sitebucket_fleet::parse_servers(&nats.nats).map_err(|why| format!("--nats: {why}"))
+}
+
+/// `HOST:PORT` of each server, comma-separated: for messages (a URL's user and password, if
+/// any, are left out).
+fn addresses(servers: &[async_nats::ServerAddr]) -> String {
+    servers
+        .iter()
+        .map(|s| format!("{}:{}", s.host(), s.port()))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -30,15 +30,18 @@ const TTL: Duration = Duration::from_secs(3);
 
 /// `sitebucket fleet --worker NAME` against `nats` and `server`, metrics on a free port.
 fn worker(nats: &NatsServer, server: &TestServer, name: &str) -> Running {
+    worker_at(&nats.url, server, name, &["--lease-ttl", "3s"])
+}
+
+/// `sitebucket fleet --worker NAME --nats URLS` with `extra` options, metrics on a free port.
+fn worker_at(urls: &str, server: &TestServer, name: &str, extra: &[&str]) -> Running {
     let mut command = sitebucket();
     command.args([
         "fleet",
         "--nats",
-        &nats.url,
+        urls,
         "--worker",
         name,
-        "--lease-ttl",
-        "3s",
         "--url",
         &server.url(),
         "--metrics-addr",
@@ -46,6 +49,7 @@ fn worker(nats: &NatsServer, server: &TestServer, name: &str) -> Running {
         "--drain-timeout",
         "10s",
     ]);
+    command.args(extra);
     with_credentials(&mut command);
     spawn(command, format!("worker {name}"))
 }
@@ -57,15 +61,21 @@ fn cli(args: &[&str]) -> Finished {
 }
 
 fn follow(nats: &NatsServer, verb: &str, users: &BTreeSet<u64>, label: &str) {
+    follow_at(&nats.url, verb, users, label, &[]);
+}
+
+fn follow_at(urls: &str, verb: &str, users: &BTreeSet<u64>, label: &str, extra: &[&str]) {
     let file = id_file(label, users.iter().copied());
-    let done = cli(&[
+    let mut args = vec![
         "follow",
         verb,
         "--nats",
-        &nats.url,
+        urls,
         "--follow-file",
         file.to_str().expect("utf-8 path"),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let done = cli(&args);
     let _ = std::fs::remove_file(&file);
     assert_eq!(done.code(), 0, "{done:?}");
 }
@@ -77,14 +87,16 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(url: &str) -> Self {
+    /// Connected to `urls` (several comma-separated: one of them, failing over to the others).
+    fn new(urls: &str) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("a runtime");
         let js = runtime.block_on(async {
-            let client = async_nats::connect(url)
+            let servers: Vec<&str> = urls.split(',').collect();
+            let client = async_nats::connect(servers)
                 .await
                 .expect("connect to nats-server");
             async_nats::jetstream::new(client)
@@ -102,19 +114,71 @@ impl Reader {
         })
     }
 
+    /// Puts `value` under `key` in `bucket`, as any NATS client could.
+    fn put(&self, bucket: &str, key: &str, value: &[u8]) {
+        self.runtime.block_on(async {
+            let store = self.js.get_key_value(bucket).await.expect("the bucket");
+            store
+                .put(key, value.to_vec().into())
+                .await
+                .unwrap_or_else(|e| panic!("put {key:?} into {bucket}: {e}"));
+        })
+    }
+
+    /// The stream's replica count and the name of the node leading it.
+    fn replicas_and_leader(&self, stream: &str) -> (usize, Option<String>) {
+        self.runtime.block_on(async {
+            let mut stream = self.js.get_stream(stream).await.expect("the stream");
+            let info = stream.info().await.expect("stream info");
+            let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+            (info.config.num_replicas, leader)
+        })
+    }
+
+    /// Asks the stream's leader to step down (another replica is elected); waits at most 10 s
+    /// for a leader again and returns it.
+    fn step_down(&self, stream: &str) -> Option<String> {
+        self.runtime.block_on(async {
+            let subject = format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}");
+            let _ = self.js.client().request(subject, bytes::Bytes::new()).await;
+        });
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(200));
+            if let (_, Some(leader)) = self.replicas_and_leader(stream) {
+                return Some(leader);
+            }
+        }
+        None
+    }
+
     /// Every message of the stream: (subject, payload).
     fn messages(&self, stream: &str) -> Vec<(String, Vec<u8>)> {
         self.runtime.block_on(async {
             let mut stream = self.js.get_stream(stream).await.expect("the output stream");
             let total = stream.info().await.expect("stream info").state.messages;
-            let consumer = stream
-                .create_consumer(async_nats::jetstream::consumer::pull::Config {
-                    deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-                    ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
-                    ..Default::default()
-                })
-                .await
-                .expect("a consumer");
+            // On a cluster that just lost a node, creating a consumer may time out while the
+            // cluster reassigns: a few tries, each bounded by the client's request timeout.
+            let mut tries = 0;
+            let consumer = loop {
+                tries += 1;
+                match stream
+                    .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                        deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                        ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                        num_replicas: 1,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(consumer) => break consumer,
+                    Err(error) if tries < 5 => {
+                        println!("creating a consumer, try {tries}: {error}; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(error) => panic!("no consumer after {tries} tries: {error}"),
+                }
+            };
             let mut all = Vec::new();
             while (all.len() as u64) < total {
                 let mut batch = consumer
@@ -691,4 +755,455 @@ fn nats_down_for_five_seconds_pauses_and_loses_nothing() {
     );
     assert_eq!(missing, 0);
     assert_eq!(duplicates, 0);
+}
+
+/// `fleet --nats` with no server listening: exit status 1 and a message naming the servers,
+/// in bounded time (connection refused is immediate; each server's connect is bounded by
+/// 5 s). A malformed `--nats` is a usage error (2) naming what is wrong, for the worker and
+/// for `follow`.
+#[test]
+fn a_worker_given_an_unreachable_or_malformed_nats_url_exits_with_a_clear_error() {
+    let ports = sitebucket_e2e::nats::free_ports(2);
+    let one = format!("nats://127.0.0.1:{}", ports[0]);
+    let both = format!("{one},nats://127.0.0.1:{}", ports[1]);
+    for urls in [&one, &both] {
+        let mut command = sitebucket();
+        command.args([
+            "fleet",
+            "--nats",
+            urls,
+            "--worker",
+            "w",
+            "--url",
+            "http://127.0.0.1:9/",
+        ]);
+        with_credentials(&mut command);
+        let started = Instant::now();
+        let done = run(command, format!("fleet --nats {urls}"));
+        let took = started.elapsed();
+        println!(
+            "fleet --nats {urls} (nothing listening): exit {} after {took:.2?}",
+            done.code()
+        );
+        assert_eq!(done.code(), 1, "{done:?}");
+        let named = urls.replace("nats://", "");
+        assert!(
+            done.stderr
+                .contains(&format!("sitebucket: cannot connect to NATS at {named}: ")),
+            "{}",
+            done.stderr
+        );
+        assert!(took < Duration::from_secs(15), "took {took:?}");
+    }
+    for (bad, says) in [
+        ("http://127.0.0.1:4222", "is not a NATS server URL"),
+        (
+            "nats://127.0.0.1:4222,,nats://127.0.0.1:4223",
+            "has an empty server",
+        ),
+        ("nats://127.0.0.1:notaport", "is not a NATS server URL"),
+    ] {
+        let mut command = sitebucket();
+        command.args(["fleet", "--nats", bad, "--worker", "w"]);
+        with_credentials(&mut command);
+        let done = run(command, format!("fleet --nats {bad}"));
+        assert_eq!(done.code(), 2, "{done:?}");
+        assert!(
+            done.stderr.contains("sitebucket: --nats: "),
+            "{}",
+            done.stderr
+        );
+        assert!(done.stderr.contains(says), "{bad}: {}", done.stderr);
+        let listed = cli(&["follow", "list", "--nats", bad]);
+        assert_eq!(listed.code(), 2, "{listed:?}");
+        assert!(listed.stderr.contains(says), "{bad}: {}", listed.stderr);
+    }
+}
+
+/// A running worker meets keys and values in its three buckets that no sitebucket wrote:
+/// malformed user ids in the follow set, garbage values under followed users (the value is
+/// free: nothing changes), lease keys that are not shards of the fleet, heartbeats whose value
+/// no worker writes (garbage bytes, foreign JSON). Each is logged with its key and what is
+/// wrong with it; the worker keeps running, keeps every valid user on exactly one connection
+/// (no connection opened or closed), holds every shard (no lease lost, no share given up for
+/// a phantom worker), and still applies a valid follow added afterwards.
+#[test]
+fn a_worker_logs_and_ignores_foreign_keys_and_values_in_its_buckets() {
+    let nats = NatsServer::start();
+    let plan = AttemptPlan::ok(vec![Step::Control])
+        .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let users = users(53, 300);
+    follow(&nats, "add", &users, "fleet-foreign");
+    let reader = Reader::new(&nats.url);
+    let solo = worker(&nats, &server, "solo");
+    let (settle, counts) = wait_settled(&reader, &server, &["solo"], &users, SETTLE);
+    println!(
+        "1 worker, {} users: settled in {settle:.2?} at {counts:?}",
+        users.len()
+    );
+    let attempts_before = server.attempts().len();
+
+    let mut garbage = vec![0xff, 0xfe, 0x00, b'{'];
+    garbage.extend_from_slice(&[0x80; 60]);
+    let first = *users.first().expect("a user");
+    let last = *users.last().expect("a user");
+    let follows = "sitebucket-follows";
+    let bad_follow_keys = ["abc", "007", "0", "-5", "1.5", "18446744073709551616"];
+    for key in bad_follow_keys {
+        reader.put(follows, key, &garbage);
+    }
+    reader.put(follows, &first.to_string(), &garbage);
+    reader.put(follows, &last.to_string(), br#"{"not":"a note"#);
+    let bad_lease_keys = ["shard-x", "64", "1000", "007"];
+    for key in bad_lease_keys {
+        reader.put("sitebucket-leases", key, &garbage);
+    }
+    let bad_heartbeats = [
+        ("intruder", &garbage[..]),
+        ("json", &br#"{"worker":"json","shards":3}"#[..]),
+        ("empty", &b""[..]),
+    ];
+    for (key, value) in bad_heartbeats {
+        reader.put("sitebucket-workers", key, value);
+    }
+    // Long enough for a phantom worker to cost shards: the worker looks at its share at every
+    // renewal (TTL/3) and gives up extras at once.
+    std::thread::sleep(TTL * 2 + Duration::from_secs(1));
+
+    let mut solo = solo;
+    assert!(solo.is_running(), "the worker died: {}", solo.stderr_text());
+    let log = solo.stderr_text();
+    for key in bad_follow_keys {
+        let line = format!("ignoring the key {key:?} of the follow-set bucket");
+        assert!(log.contains(&line), "no warning for {key:?}:\n{log}");
+    }
+    assert!(log.contains("not a user id"), "{log}");
+    for key in bad_lease_keys {
+        let line = format!("ignoring the key {key:?} of the leases bucket");
+        assert!(log.contains(&line), "no warning for {key:?}:\n{log}");
+    }
+    for (key, _) in bad_heartbeats {
+        let line = format!("ignoring the key {key:?} of the heartbeats bucket");
+        assert!(log.contains(&line), "no warning for {key:?}:\n{log}");
+    }
+    assert!(
+        log.contains("is not a worker's heartbeat (shards=N)"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let status = reader.status().expect("status");
+    assert_eq!(
+        status.shards_of("solo").len(),
+        DEFAULT_SHARDS as usize,
+        "shards given up or lost:\n{status}"
+    );
+    let cover = coverage(&server);
+    assert_eq!(cover.len(), users.len(), "users dropped");
+    assert!(cover.values().all(|n| *n == 1), "a user on two connections");
+    assert!(
+        cover.keys().all(|u| users.contains(u)),
+        "a foreign key streamed"
+    );
+    let attempts_after = server.attempts().len();
+    assert_eq!(
+        attempts_after, attempts_before,
+        "connections were opened: the foreign keys disturbed the streams"
+    );
+    let scraped = scrape(&solo);
+    assert_eq!(
+        metric(&scraped, "sitebucket_lease_renewals_failed_total"),
+        0
+    );
+    assert!(!log.contains("lost shard"), "{log}");
+    println!(
+        "foreign keys: {} follow-set keys, 2 foreign values under followed users, {} lease \
+         keys, {} heartbeats: each logged, {} of {} users still streamed once, {} shards \
+         held, {attempts_after} connection attempts before and after, {} foreign keys in \
+         `fleet status`",
+        bad_follow_keys.len(),
+        bad_lease_keys.len(),
+        bad_heartbeats.len(),
+        cover.len(),
+        users.len(),
+        status.shards_of("solo").len(),
+        status.foreign_keys
+    );
+
+    // The watch still works: a valid user added afterwards is streamed.
+    let newcomer: BTreeSet<u64> = [(1 << 51) + 17].into_iter().collect();
+    follow(&nats, "add", &newcomer, "fleet-foreign-new");
+    let all: BTreeSet<u64> = users.union(&newcomer).copied().collect();
+    let joined = eventually(Duration::from_secs(10), || {
+        let cover = coverage(&server);
+        cover.len() == all.len() && cover.values().all(|n| *n == 1)
+    });
+    assert!(
+        joined,
+        "the user added after the foreign keys was not streamed"
+    );
+    stop(solo, "solo");
+}
+
+/// Three `nats-server` nodes in one JetStream cluster; three workers given all three URLs
+/// create the buckets and the stream with 3 replicas (checked). Once the fleet has settled and
+/// messages flow, one node is killed with SIGKILL: one a worker is connected to, made the
+/// leader of the leases bucket and of the output stream first (leader step-downs). Publishing
+/// carries on (how long acknowledgements stopped and when the backlog cleared are printed), no
+/// lease is lost, every user stays on exactly one connection throughout, and every message the
+/// server wrote is in the stream (counted by (user, tick); duplicates counted, none allowed).
+#[test]
+fn a_nats_node_killed_mid_run_loses_no_lease_and_no_message() {
+    let mut cluster = sitebucket_e2e::nats::NatsCluster::start();
+    let urls = cluster.urls();
+    let every = Duration::from_millis(200);
+    let ticks = 100;
+    // Workers with a 30 s TTL first look for shards 10 to 15 s after they start; three of
+    // them settle a few seconds later.
+    let epoch = Instant::now() + Duration::from_secs(50);
+    let plan = AttemptPlan::ok(vec![
+        Step::Control,
+        Step::PerUser(PerUser {
+            epoch,
+            every,
+            ticks,
+        }),
+    ])
+    .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let users = users(61, 240);
+    follow_at(&urls, "add", &users, "fleet-cluster", &["--replicas", "3"]);
+    let names = ["a", "b", "c"];
+    // Lease TTL 30 s: a renewal may wait 0.4 TTL = 12 s for its answer, which covers NATS 2.9
+    // electing a new leader for a stream whose leader died (a raft election timeout is 4 to 9 s
+    // after the last heartbeat heard; acknowledgements stopped for 5 to 9.2 s here) with room
+    // for a loaded machine. With 20 s (8 s) a renewal could fail.
+    let options = ["--lease-ttl", "30s", "--replicas", "3"];
+    let mut workers: Vec<Running> = names
+        .iter()
+        .map(|name| worker_at(&urls, &server, name, &options))
+        .collect();
+    let reader = Reader::new(&urls);
+    let started = Instant::now();
+    let (settle, counts) = loop {
+        if let Some(counts) = settled(&reader, &server, &names, &users) {
+            break (started.elapsed(), counts);
+        }
+        if started.elapsed() > Duration::from_secs(48) {
+            let logs: Vec<String> = workers.iter().map(Running::stderr_text).collect();
+            panic!(
+                "not settled within 48 s: status\n{}\nusers covered {} of {}; logs:\n{}",
+                reader.status().map(|s| s.to_string()).unwrap_or_default(),
+                coverage(&server).len(),
+                users.len(),
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "3 workers on a 3-node cluster, {} users: settled in {settle:.2?} at {counts:?}",
+        users.len()
+    );
+    assert!(Instant::now() < epoch, "settled after the first tick");
+
+    let leases_stream = "KV_sitebucket-leases";
+    let mut leaders = BTreeMap::new();
+    for stream in [
+        "KV_sitebucket-follows",
+        leases_stream,
+        "KV_sitebucket-workers",
+        "SITEBUCKET",
+    ] {
+        let (replicas, leader) = reader.replicas_and_leader(stream);
+        assert_eq!(replicas, 3, "{stream} has {replicas} replica(s)");
+        leaders.insert(stream, leader.unwrap_or_default());
+    }
+    // Which node each worker is connected to.
+    let mut connected: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        let connz = node.monitor("/connz").expect("the node's /connz");
+        for connection in connz["connections"].as_array().into_iter().flatten() {
+            if let Some(name) = connection["name"].as_str() {
+                if let Some(worker) = name.strip_prefix("sitebucket fleet worker ") {
+                    connected.entry(index).or_default().push(worker.to_owned());
+                }
+            }
+        }
+    }
+    let workers_seen: usize = connected.values().map(Vec::len).sum();
+    assert_eq!(workers_seen, 3, "workers' connections: {connected:?}");
+    let score = |index: usize| {
+        let name = &cluster.nodes[index].name;
+        2 * usize::from(leaders[leases_stream] == *name)
+            + usize::from(leaders["SITEBUCKET"] == *name)
+    };
+    let victim = *connected
+        .keys()
+        .max_by_key(|index| (score(**index), std::cmp::Reverse(**index)))
+        .expect("a node with a worker");
+    let victim_name = cluster.nodes[victim].name.clone();
+    // The leaders of the leases bucket and of the output stream are the hardest nodes to
+    // lose: each one's leadership is moved (a step-down elects one of the two other replicas
+    // at random) onto the node that will be killed, a few tries at most, so that every run
+    // loses a worker's connection and both leaders at once.
+    for stream in [leases_stream, "SITEBUCKET"] {
+        for _ in 0..8 {
+            if leaders[stream] == victim_name {
+                break;
+            }
+            if let Some(leader) = reader.step_down(stream) {
+                leaders.insert(stream, leader);
+            }
+        }
+    }
+    let led: Vec<&str> = leaders
+        .iter()
+        .filter(|(_, leader)| **leader == victim_name)
+        .map(|(stream, _)| *stream)
+        .collect();
+
+    // Two seconds into the ticks, kill -9 that node.
+    std::thread::sleep(epoch.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
+    cluster.kill(victim);
+    let killed_at = Instant::now();
+    println!(
+        "killed node {victim_name} (SIGKILL): workers {:?} were connected to it; it led {led:?}",
+        connected[&victim]
+    );
+
+    // Until the ticks end, a look every 100 ms: every user on exactly one connection at each;
+    // how long acknowledgements stopped, and when the backlog (more than two ticks' worth of
+    // messages held) was cleared for good.
+    let ticks_end = epoch + every * ticks as u32;
+    let backlog = 2 * users.len() as u64;
+    let (mut last_backlog, mut most_held, mut looks) = (None, 0, 0);
+    let (mut acked_before, mut acked_since, mut longest_stall) = (0, killed_at, Duration::ZERO);
+    while Instant::now() < ticks_end {
+        let scrapes: Vec<String> = workers.iter().map(scrape).collect();
+        let now = Instant::now();
+        let held: u64 = scrapes
+            .iter()
+            .map(|s| metric(s, "sitebucket_held_messages"))
+            .sum();
+        let acked: u64 = scrapes
+            .iter()
+            .map(|s| metric(s, "sitebucket_acked_total"))
+            .sum();
+        most_held = most_held.max(held);
+        if held > backlog {
+            last_backlog = Some(now.duration_since(killed_at));
+        }
+        if acked > acked_before {
+            acked_before = acked;
+            acked_since = now;
+        } else {
+            longest_stall = longest_stall.max(now.duration_since(acked_since));
+        }
+        let cover = coverage(&server);
+        assert!(
+            cover.len() == users.len() && cover.values().all(|n| *n == 1),
+            "{:.2?} after the kill: {} of {} users covered, {} on two connections",
+            killed_at.elapsed(),
+            cover.len(),
+            users.len(),
+            cover.values().filter(|n| **n > 1).count()
+        );
+        looks += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recovered = last_backlog.map_or(Duration::ZERO, |t| t + Duration::from_millis(100));
+    assert!(
+        recovered + Duration::from_secs(2) < ticks_end.duration_since(killed_at),
+        "the backlog was not cleared well before the end of the ticks: {recovered:.2?} after \
+         the kill"
+    );
+    let (_, new_leader) = reader.replicas_and_leader(leases_stream);
+    println!(
+        "publishing: acknowledgements stopped for at most {longest_stall:.2?}; the backlog \
+         (over {backlog} messages held) cleared {recovered:.2?} after the kill; at most \
+         {most_held} messages held; {looks} looks, every user on exactly one connection at \
+         each; the leases bucket is led by {new_leader:?} now"
+    );
+
+    let drained = eventually(Duration::from_secs(30), || {
+        workers
+            .iter()
+            .all(|w| metric(&scrape(w), "sitebucket_held_messages") == 0)
+    });
+    assert!(drained, "messages still held");
+    let scrapes: Vec<String> = workers.iter().map(scrape).collect();
+    let sum = |name: &str| scrapes.iter().map(|s| metric(s, name)).sum::<u64>();
+    let (errors, failed, republished) = (
+        sum("sitebucket_publish_errors_total"),
+        sum("sitebucket_lease_renewals_failed_total"),
+        sum("sitebucket_duplicates_total"),
+    );
+    let logs: Vec<String> = workers.iter().map(Running::stderr_text).collect();
+    let lost: Vec<&str> = logs
+        .iter()
+        .flat_map(|log| log.lines())
+        .filter(|l| l.contains("lost shard"))
+        .take(3)
+        .collect();
+    for (name, running) in names.iter().zip(workers.drain(..)) {
+        stop(running, name);
+    }
+
+    let mut written: BTreeSet<(u64, u64)> = BTreeSet::new();
+    let mut ended_early = 0;
+    for attempt in server.attempts() {
+        if attempt.status != Some(200) {
+            continue;
+        }
+        // Connections the settling closed ended before the first tick.
+        if attempt
+            .ended_at
+            .is_some_and(|end| end > epoch && end <= ticks_end)
+        {
+            ended_early += 1;
+        }
+        for &(user, tick, index) in &attempt.per_user {
+            if index < attempt.messages_sent {
+                written.insert((user, tick));
+            }
+        }
+    }
+    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    for (_, payload) in reader.messages("SITEBUCKET") {
+        let json: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+        if let (Some(user), Some(tick)) = (
+            json["for_user"].as_u64(),
+            json["message"]["sitebucket_tick"].as_u64(),
+        ) {
+            *stored.entry((user, tick)).or_insert(0) += 1;
+        }
+    }
+    let missing = written.iter().filter(|m| !stored.contains_key(m)).count();
+    let duplicates: usize = stored.values().map(|n| n - 1).sum();
+    let invented = stored.keys().filter(|m| !written.contains(m)).count();
+    println!(
+        "node {victim_name} killed: {} messages written, {} in the stream, {missing} missing, \
+         {duplicates} duplicates stored, {invented} never written; {errors} publish error(s) \
+         retried, {republished} re-publish(es) dropped by the duplicate window, {failed} lease \
+         renewal(s) failed, {ended_early} connection(s) ended during the run",
+        written.len(),
+        stored.len(),
+    );
+    assert!(
+        written.len() >= 20_000,
+        "too few messages: {}",
+        written.len()
+    );
+    assert_eq!(failed, 0, "leases lost: {lost:?}");
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(ended_early, 0, "connections closed during the run");
+    assert_eq!(missing, 0, "messages lost");
+    assert_eq!(invented, 0, "messages the server never wrote");
+    assert_eq!(
+        duplicates, 0,
+        "the duplicate window let a re-publish through"
+    );
 }

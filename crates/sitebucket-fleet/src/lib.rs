@@ -28,7 +28,8 @@ pub use lease::{
 };
 pub use metrics::{serve_metrics, Metrics, LATENCY_BUCKETS, RECONNECT_KINDS};
 pub use nats::{
-    open_follows, Assignment, Buckets, FleetConfig, FleetError, FollowSet, Sink, Worker,
+    open_follows, parse_servers, Assignment, Buckets, FleetConfig, FleetError, FollowSet, Sink,
+    Worker,
 };
 pub use output::{Outgoing, OutputConfig, PublishSender, Publisher};
 pub use status::FleetStatus;

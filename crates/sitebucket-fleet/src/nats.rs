@@ -310,6 +310,28 @@ async fn open_bucket(
         })
 }
 
+/// The user a follow-set key names: its decimal id, written as [`FollowSet::add`] writes it
+/// (no sign, no leading zeros, not 0). `"007"` is not user 7: deleting it must not unfollow
+/// the user `"7"` names.
+pub(crate) fn user_of_key(key: &str) -> Option<u64> {
+    key.parse::<u64>()
+        .ok()
+        .filter(|user| *user != 0 && key == user.to_string())
+}
+
+/// What a worker writes as its heartbeat: `shards=N`.
+pub(crate) fn heartbeat_value(shards: usize) -> Bytes {
+    Bytes::from(format!("shards={shards}"))
+}
+
+/// Whether a heartbeat bucket's value is one a worker writes ([`heartbeat_value`]).
+pub(crate) fn is_heartbeat(value: &[u8]) -> bool {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.strip_prefix("shards="))
+        .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
 /// The follow set: which users the fleet streams.
 #[derive(Clone, Debug)]
 pub struct FollowSet {
@@ -355,11 +377,11 @@ impl FollowSet {
         let mut foreign = 0;
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| FleetError::Follows(e.into()))?;
-            match key.parse() {
-                Ok(user) => users.push(user),
-                Err(_) => {
+            match user_of_key(&key) {
+                Some(user) => users.push(user),
+                None => {
                     foreign += 1;
-                    tracing::warn!(key, "skipping a follow-set key that is not a user id");
+                    tracing::warn!("skipping the follow-set key {key:?}: not a user id");
                 }
             }
         }
@@ -542,28 +564,61 @@ impl<S: Sink> Driver<S> {
         let now = Instant::now();
         match seen {
             Seen::Lease(entry) => {
-                let Ok(shard) = entry.key.parse::<Shard>() else {
-                    tracing::warn!(key = entry.key, "ignoring a lease key that is not a shard");
-                    return;
+                let shard = match entry.key.parse::<Shard>() {
+                    Ok(shard) if shard < self.shards && entry.key == shard.to_string() => shard,
+                    _ => {
+                        tracing::warn!(
+                            "ignoring the key {:?} of the leases bucket {:?}: not a shard                              number of this fleet (0 to {})",
+                            entry.key,
+                            entry.bucket,
+                            self.shards - 1
+                        );
+                        return;
+                    }
                 };
                 let holder = match entry.operation {
-                    Operation::Put => std::str::from_utf8(&entry.value).ok(),
+                    Operation::Put => Some(match std::str::from_utf8(&entry.value) {
+                        Ok(holder) => holder.to_owned(),
+                        // Not a worker's name: still a lease someone wrote, which holds the
+                        // shard until it expires.
+                        Err(_) => {
+                            tracing::warn!(
+                                "the lease of shard {shard} (key {:?} of the bucket {:?}) holds                                  {} bytes that are not a worker name (not UTF-8): the shard                                  counts as held by someone else until that value expires",
+                                entry.key,
+                                entry.bucket,
+                                entry.value.len()
+                            );
+                            String::from_utf8_lossy(&entry.value).into_owned()
+                        }
+                    }),
                     Operation::Delete | Operation::Purge => None,
                 };
                 self.leases
-                    .handle_lease_seen(now, shard, holder, entry.revision);
+                    .handle_lease_seen(now, shard, holder.as_deref(), entry.revision);
             }
             Seen::Heartbeat(entry) => match entry.operation {
-                Operation::Put => self.leases.handle_heartbeat_seen(now, &entry.key),
+                Operation::Put if is_heartbeat(&entry.value) => {
+                    self.leases.handle_heartbeat_seen(now, &entry.key)
+                }
+                // A value no worker writes: counting it as a live worker would shrink every
+                // worker's fair share and make them give up shards for nobody.
+                Operation::Put => tracing::warn!(
+                    "ignoring the key {:?} of the heartbeats bucket {:?}: its value ({}                      bytes, {:?}…) is not a worker's heartbeat (shards=N)",
+                    entry.key,
+                    entry.bucket,
+                    entry.value.len(),
+                    String::from_utf8_lossy(&entry.value[..entry.value.len().min(32)])
+                ),
                 Operation::Delete | Operation::Purge => {
                     self.leases.handle_heartbeat_gone(now, &entry.key)
                 }
             },
             Seen::Follow(entry) => {
-                let Ok(user) = entry.key.parse::<u64>() else {
+                let Some(user) = user_of_key(&entry.key) else {
                     tracing::warn!(
-                        key = entry.key,
-                        "ignoring a follow-set key that is not a user id"
+                        "ignoring the key {:?} of the follow-set bucket {:?}: not a user id (a                          decimal number from 1 to 2^64-1, without sign or leading zeros)",
+                        entry.key,
+                        entry.bucket
                     );
                     return;
                 };
@@ -590,7 +645,7 @@ impl<S: Sink> Driver<S> {
         let leases = self.buckets.leases.clone();
         let heartbeats = self.buckets.heartbeats.clone();
         let name = self.name.clone();
-        let held = Bytes::from(format!("shards={}", self.leases.owned().len()));
+        let held = heartbeat_value(self.leases.owned().len());
         let timeout = self.op_timeout;
         Box::pin(async move {
             let id = op.id();
@@ -656,5 +711,88 @@ impl<S: Sink> Driver<S> {
                 .unwrap_or(KvOutcome::Failed);
             (id, outcome)
         })
+    }
+}
+
+/// Parses a list of NATS servers, comma-separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`),
+/// as the client takes them: it connects to one (picked at random) and, when that one fails,
+/// reconnects to another of the list (or one the cluster announced since). Each item is a
+/// `nats://` (or `tls://`) URL or a bare `HOST:PORT`; spaces around commas are ignored. An
+/// empty list, an empty item or an item that is not a URL is an error naming it.
+pub fn parse_servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let mut servers = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!(
+                "{list:?} has an empty server: give URLs separated by commas, like \
+                 nats://127.0.0.1:4222,nats://127.0.0.1:4223"
+            ));
+        }
+        let server = item
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|e| format!("{item:?} is not a NATS server URL: {e}"))?;
+        servers.push(server);
+    }
+    Ok(servers)
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::{heartbeat_value, is_heartbeat, parse_servers, user_of_key};
+
+    #[test]
+    fn follow_keys_are_canonical_user_ids() {
+        assert_eq!(user_of_key("7"), Some(7));
+        assert_eq!(user_of_key("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "0",
+            "007",
+            "+7",
+            "-7",
+            "7 ",
+            "1.5",
+            "abc",
+            "18446744073709551616",
+        ] {
+            assert_eq!(user_of_key(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn heartbeats_are_what_workers_write() {
+        assert!(is_heartbeat(&heartbeat_value(0)));
+        assert!(is_heartbeat(&heartbeat_value(64)));
+        for bad in [
+            &b""[..],
+            b"shards=",
+            b"shards=x",
+            b"{\"shards\":3}",
+            b"\xff\xfe",
+            b"garbage",
+        ] {
+            assert!(!is_heartbeat(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn one_or_several_servers_parse_and_bad_ones_are_named() {
+        let one = parse_servers("nats://127.0.0.1:4222").expect("one");
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].host(), one[0].port()), ("127.0.0.1", 4222));
+        let three =
+            parse_servers("nats://127.0.0.1:1, nats://127.0.0.1:2,127.0.0.1:3").expect("three");
+        let ports: Vec<u16> = three.iter().map(|s| s.port()).collect();
+        assert_eq!(ports, [1, 2, 3]);
+        for (bad, says) in [
+            ("", "empty server"),
+            ("nats://a:1,", "empty server"),
+            ("nats://a:1,,nats://b:2", "empty server"),
+            ("http://a:1", "\"http://a:1\" is not a NATS server URL"),
+            ("nats://a:notaport", "is not a NATS server URL"),
+        ] {
+            let error = parse_servers(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
     }
 }

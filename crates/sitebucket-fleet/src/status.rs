@@ -7,7 +7,7 @@ use std::fmt;
 use futures_util::StreamExt;
 
 use crate::lease::{shard_of, Shard};
-use crate::nats::{Buckets, FleetError, FollowSet};
+use crate::nats::{is_heartbeat, Buckets, FleetError, FollowSet};
 
 /// A snapshot of a fleet, read from its buckets (not from the workers).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct FleetStatus {
     /// The users of each shard in the follow set.
     pub users: BTreeMap<Shard, usize>,
     /// Keys found that do not belong (a lease key that is not a shard, a follow-set key that is
-    /// not a user id): skipped, and counted here.
+    /// not a user id, a heartbeat whose value no worker writes): skipped, and counted here.
     pub foreign_keys: usize,
 }
 
@@ -45,13 +45,17 @@ impl FleetStatus {
                 .get(key.as_str())
                 .await
                 .map_err(|e| follow_err(e.into()))?;
-            match (key.parse::<Shard>(), value) {
-                (Ok(shard), Some(holder)) if shard < shards => {
+            let shard = key
+                .parse::<Shard>()
+                .ok()
+                .filter(|shard| key == shard.to_string());
+            match (shard, value) {
+                (Some(shard), Some(holder)) if shard < shards => {
                     let holder = String::from_utf8_lossy(&holder).into_owned();
                     status.holders.insert(shard, holder);
                 }
                 // Deleted or expired between the listing and the read.
-                (Ok(shard), None) if shard < shards => {}
+                (Some(shard), None) if shard < shards => {}
                 _ => status.foreign_keys += 1,
             }
         }
@@ -68,8 +72,12 @@ impl FleetStatus {
                 .await
                 .map_err(|e| follow_err(e.into()))?
             {
-                let value = String::from_utf8_lossy(&value).into_owned();
-                status.workers.insert(key, value);
+                if is_heartbeat(&value) {
+                    let value = String::from_utf8_lossy(&value).into_owned();
+                    status.workers.insert(key, value);
+                } else {
+                    status.foreign_keys += 1;
+                }
             }
         }
         let (users, foreign) = FollowSet::new(buckets.follows.clone())

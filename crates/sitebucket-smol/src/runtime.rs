@@ -1,7 +1,7 @@
 //! [`Smol`]: smol's sockets, timer and yield as a [`Runtime`] for the shared async loop.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,6 +11,7 @@ use async_io::Timer;
 use async_net::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite};
 use sitebucket_async::Runtime;
+use socket2::SockRef;
 
 /// smol as a [`Runtime`]: `async-net` sockets and `async-io` timers, driven by the
 /// `async-io` reactor; any executor that lets that reactor run can poll the futures
@@ -40,6 +41,11 @@ impl Runtime for Smol {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         Pin::new(socket).poll_read(cx, buf)
+    }
+
+    fn try_read(socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        // The (non-blocking) socket itself, without registering for readiness.
+        (&*SockRef::from(&*socket)).read(buf)
     }
 
     fn poll_write(

@@ -718,6 +718,10 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
         a.seed
     );
     println!(
+        "soak: memory figures are of {}",
+        sample::allocator(std::env::vars())
+    );
+    println!(
         "soak: Twitter's waits scaled down: network {:?} steps to {:?}, HTTP {:?} to {:?}, 420/429 {:?} to {:?}, stall {:?}, trust after {:?}, 420 forgotten after {:?}",
         timing.network_step,
         timing.network_max,

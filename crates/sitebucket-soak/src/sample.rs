@@ -83,6 +83,31 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Which allocator the client's memory figures describe, from its environment: RSS depends on
+/// it as much as on the client (glibc's malloc keeps freed pages that a decaying allocator
+/// such as jemalloc returns), so a run says which one it measured.
+pub fn allocator(env: impl IntoIterator<Item = (String, String)>) -> String {
+    let mut preload = None;
+    let mut tuning = Vec::new();
+    for (key, value) in env {
+        if key == "LD_PRELOAD" && !value.trim().is_empty() {
+            preload = Some(value);
+        } else if key.starts_with("MALLOC_") || key == "GLIBC_TUNABLES" {
+            tuning.push(format!("{key}={value}"));
+        }
+    }
+    tuning.sort();
+    let mut said = match preload {
+        Some(preload) => format!("LD_PRELOAD={preload} (the system allocator replaced)"),
+        None => "the system allocator (glibc malloc on Linux)".to_string(),
+    };
+    if !tuning.is_empty() {
+        said.push_str(", tuned by ");
+        said.push_str(&tuning.join(" "));
+    }
+    said
+}
+
 /// The resource targets over a run's samples: after warm-up, RSS grows less than 5%, and
 /// file descriptors and threads stay flat apart from the streams mid-reconnect.
 #[derive(Debug, Clone, Default)]
@@ -231,6 +256,33 @@ pub fn svg(samples: &[Sample], title: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_allocator_line_names_a_preload_and_tuning() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            allocator(env(&[("HOME", "/root")])),
+            "the system allocator (glibc malloc on Linux)"
+        );
+        assert_eq!(
+            allocator(env(&[
+                ("MALLOC_ARENA_MAX", "1"),
+                ("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"),
+                ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+            ])),
+            "LD_PRELOAD=/usr/lib/libjemalloc.so.2 (the system allocator replaced), tuned by \
+             GLIBC_TUNABLES=glibc.malloc.trim_threshold=0 MALLOC_ARENA_MAX=1"
+        );
+        assert_eq!(
+            allocator(env(&[("LD_PRELOAD", " ")])),
+            "the system allocator (glibc malloc on Linux)"
+        );
+    }
     use super::*;
 
     fn run(rss: impl Fn(u64) -> u64, fds: impl Fn(u64) -> u64, threads: u64) -> ResourceVerdict {

@@ -2,13 +2,14 @@
 //! shared async loop.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use sitebucket_async::Runtime;
+use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::task::coop::RestoreOnPending;
 use tokio::time::Sleep;
@@ -56,6 +57,13 @@ impl Runtime for Tokio {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         when_ready(cx, |cx| socket.poll_read_ready(cx), || socket.try_read(buf))
+    }
+
+    fn try_read(socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        // `TcpStream::try_read` answers `WouldBlock` while tokio has no readiness recorded:
+        // read the (non-blocking) socket itself. tokio's readiness is left as it is, and is
+        // cleared by the next read that would block.
+        (&*SockRef::from(&*socket)).read(buf)
     }
 
     fn poll_write(
