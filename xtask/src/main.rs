@@ -17,7 +17,7 @@ fn main() {
         Some("soak") => soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | demo | msrv-check | bench [--quick] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H] | soak --minutes N --streams K --driver D [--seed S]>"
+                "usage: cargo xtask <ci | demo | msrv-check | bench [--quick] [--only SECTION] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H] | soak --minutes N --streams K --driver D [--seed S]>"
             );
             exit(2);
         }
@@ -349,15 +349,24 @@ fn sim(args: &[String]) -> Result<(), String> {
 /// `profiling` profile (release optimizations plus line tables for `perf`). Builds first,
 /// then runs the criterion bench of the in-process figures (its report goes to
 /// `target/bench/inproc.log`; only `figure` and `#` lines are shown) and `bench-figures` for the loopback, memory, tweepy and simulator figures.
-/// `--quick` shortens every measurement (under ten minutes on two cores).
+/// `--quick` shortens every measurement (under ten minutes on two cores). `--only SECTION`
+/// runs one section of `bench-figures` (`raw`, `typed`, `busy`, `idle`, `sim`, `fleet`) and
+/// skips the in-process bench. The fleet figures also build the CLI's `sitebucket` binary
+/// and need `nats-server` (without it they say so and the rest runs).
 fn bench(args: &[String]) -> Result<(), String> {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
-    let quick = match args {
-        [] => false,
-        [flag] if flag == "--quick" => true,
-        _ => return Err("usage: cargo xtask bench [--quick]".into()),
-    };
+    const USAGE: &str = "usage: cargo xtask bench [--quick] [--only raw|typed|busy|idle|sim|fleet]";
+    let mut quick = false;
+    let mut only: Option<String> = None;
+    let mut given = args.iter();
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => only = Some(given.next().ok_or(USAGE)?.clone()),
+            _ => return Err(USAGE.into()),
+        }
+    }
     let mut build = cargo();
     build.args([
         "build",
@@ -369,8 +378,49 @@ fn bench(args: &[String]) -> Result<(), String> {
         "json-crates",
         "--bins",
     ]);
-    build.args(["--bench", "inproc"]);
+    if only.is_none() {
+        build.args(["--bench", "inproc"]);
+    }
     run(build)?;
+    // The fleet figures run the CLI's worker: built on its own, with its own features, as a
+    // user builds it.
+    let mut cli = cargo();
+    cli.args([
+        "build",
+        "--profile",
+        "profiling",
+        "--package",
+        "sitebucket-cli",
+        "--bin",
+        "sitebucket",
+    ]);
+    run(cli)?;
+    let run_figures = |only: Option<&str>| {
+        let mut figures = cargo();
+        figures.args([
+            "run",
+            "--quiet",
+            "--profile",
+            "profiling",
+            "--package",
+            "sitebucket-bench",
+            "--features",
+            "json-crates",
+            "--bin",
+            "bench-figures",
+            "--",
+        ]);
+        if quick {
+            figures.arg("--quick");
+        }
+        if let Some(section) = only {
+            figures.args(["--only", section]);
+        }
+        run(figures)
+    };
+    if let Some(section) = only.as_deref() {
+        return run_figures(Some(section));
+    }
 
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
@@ -411,24 +461,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         ));
     }
 
-    let mut figures = cargo();
-    figures.args([
-        "run",
-        "--quiet",
-        "--profile",
-        "profiling",
-        "--package",
-        "sitebucket-bench",
-        "--features",
-        "json-crates",
-        "--bin",
-        "bench-figures",
-        "--",
-    ]);
-    if quick {
-        figures.arg("--quick");
-    }
-    run(figures)
+    run_figures(None)
 }
 
 /// `cargo xtask soak --minutes N --streams K --driver thread|mio|smol|tokio [--seed S]`: the soak

@@ -25,6 +25,42 @@ pub fn cpu_times() -> (Duration, Duration) {
     (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
+/// The CPU time of every thread of process `pid` so far, in nanoseconds by thread id: the
+/// first field of `/proc/<pid>/task/<tid>/schedstat`, time on a CPU, user and system
+/// together, to the nanosecond (`/proc/<pid>/stat` counts in clock ticks, 10 ms here). `None`
+/// when the process is gone.
+pub fn thread_cpu_ns(pid: u32) -> Option<std::collections::HashMap<u32, u64>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut threads = std::collections::HashMap::new();
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // A thread that ends meanwhile is simply not counted in this sample.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = stat.split_whitespace().next().and_then(|n| n.parse().ok()) {
+            threads.insert(tid, ns);
+        }
+    }
+    Some(threads)
+}
+
+/// The CPU a process used between two [`thread_cpu_ns`] samples: what each thread added,
+/// threads started in between counted whole, threads ended in between not at all (only
+/// what they used after the first sample is lost, not what they had used before it).
+pub fn cpu_between(
+    before: &std::collections::HashMap<u32, u64>,
+    after: &std::collections::HashMap<u32, u64>,
+) -> Duration {
+    let ns: u64 = after
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Duration::from_nanos(ns)
+}
+
 /// The process's resident set size in KiB (`VmRSS` of `/proc/self/status`).
 pub fn vm_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -121,6 +157,46 @@ mod tests {
             Some(1234)
         );
         assert_eq!(status_field_kib("VmHWM: 1 kB\n", "VmRSS:"), None);
+    }
+
+    #[test]
+    fn thread_cpu_counts_this_process_and_differences_are_per_thread() {
+        let pid = std::process::id();
+        let before = thread_cpu_ns(pid).expect("Linux has /proc/<pid>/task");
+        assert!(before.contains_key(&pid), "the main thread is a task");
+        // A thread that spins for at least 20 ms of CPU, then ends.
+        std::thread::spawn(|| {
+            let start = cpu_time();
+            let mut x = 0u64;
+            let wall = std::time::Instant::now();
+            while cpu_time().saturating_sub(start) < Duration::from_millis(20)
+                && wall.elapsed() < Duration::from_secs(20)
+            {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            }
+        })
+        .join()
+        .unwrap();
+        let after = thread_cpu_ns(pid).unwrap();
+        assert!(after[&pid] >= before[&pid]);
+        let mut fake_after = after.clone();
+        fake_after.insert(u32::MAX, 5_000);
+        let base = cpu_between(&before, &after);
+        assert_eq!(
+            cpu_between(&before, &fake_after),
+            base + Duration::from_nanos(5_000),
+            "a new thread counts whole"
+        );
+        let mut fake_before = before.clone();
+        fake_before.insert(u32::MAX - 1, 1_000_000_000);
+        assert_eq!(
+            cpu_between(&fake_before, &after),
+            base,
+            "an ended thread subtracts nothing"
+        );
+        assert_eq!(thread_cpu_ns(u32::MAX), None);
     }
 
     #[test]

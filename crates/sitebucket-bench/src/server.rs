@@ -51,6 +51,10 @@ pub struct Firehose {
     together: u64,
     /// Connections that have sent their request so far, and its change.
     arrived: Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
+    /// Whether connections wait for [`Firehose::go`] after the head (see [`Firehose::gated`]).
+    gated: bool,
+    /// How many times [`Firehose::go`] was called, and its change.
+    gos: Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
 }
 
 impl Firehose {
@@ -86,6 +90,35 @@ impl Firehose {
             notsent_lowat: None,
             together: 1,
             arrived: Arc::default(),
+            gated: false,
+            gos: Arc::default(),
+        }
+    }
+
+    /// Holds every connection after the response head until [`go`](Self::go) is called
+    /// (each connection waits for the next call after its arrival), calling `on_wait` as it
+    /// starts waiting: the process that measures a client can then read the client's CPU
+    /// after its start-up and before the first message.
+    pub fn gated(mut self, gated: bool) -> Self {
+        self.gated = gated;
+        self
+    }
+
+    /// Releases every connection waiting at the gate (see [`gated`](Self::gated)).
+    pub fn go(&self) {
+        let (count, changed) = &*self.gos;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        changed.notify_all();
+    }
+
+    /// Waits for the next [`go`](Self::go).
+    fn wait_for_go(&self, on_wait: &dyn Fn()) {
+        let (count, changed) = &*self.gos;
+        let mut gos = count.lock().unwrap_or_else(|p| p.into_inner());
+        let arrived_at = *gos;
+        on_wait();
+        while *gos == arrived_at {
+            gos = changed.wait(gos).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -151,7 +184,9 @@ impl Firehose {
     }
 
     /// Answers one connection: reads the request head, writes the whole response, closes.
-    pub fn serve(&self, mut socket: TcpStream) -> io::Result<()> {
+    /// A gated firehose calls `on_wait` once the head is written and waits for
+    /// [`go`](Self::go) (see [`gated`](Self::gated)).
+    pub fn serve(&self, mut socket: TcpStream, on_wait: &dyn Fn()) -> io::Result<()> {
         read_request_head(&mut socket)?;
         let _ = socket.set_nodelay(true);
         if let Some(bytes) = self.notsent_lowat {
@@ -160,6 +195,9 @@ impl Firehose {
         socket.write_all(HEAD)?;
         if self.together > 1 {
             self.wait_for_batch();
+        }
+        if self.gated {
+            self.wait_for_go(on_wait);
         }
         for _ in 0..self.repeats {
             socket.write_all(&self.segment)?;
@@ -178,12 +216,22 @@ impl Firehose {
 
     /// Serves every connection of `listener` (one thread each), forever.
     pub fn run(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        self.run_with(listener, Arc::new(|| {}))
+    }
+
+    /// [`run`](Self::run), calling `on_wait` whenever a connection starts waiting at the
+    /// gate (see [`gated`](Self::gated)).
+    pub fn run_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        on_wait: Arc<dyn Fn() + Send + Sync>,
+    ) -> io::Result<()> {
         for socket in listener.incoming() {
             let socket = socket?;
-            let firehose = self.clone();
+            let (firehose, on_wait) = (self.clone(), on_wait.clone());
             std::thread::spawn(move || {
                 // A client that hangs up early is not the server's problem.
-                let _ = firehose.serve(socket);
+                let _ = firehose.serve(socket, &*on_wait);
             });
         }
         Ok(())
@@ -515,5 +563,44 @@ mod tests {
             drop(socket);
             assert_eq!(rx.recv().unwrap(), 0, "a closed connection is forgotten");
         }
+    }
+
+    #[test]
+    fn a_gated_firehose_streams_only_after_go() {
+        let firehose = Arc::new(Firehose::new(21, 64 * 1024, 64 * 1024).gated(true));
+        let (listener, addr) = bind_loopback().unwrap();
+        let (waiting_tx, waiting) = std::sync::mpsc::channel::<()>();
+        let waiting_tx = std::sync::Mutex::new(waiting_tx);
+        std::thread::spawn({
+            let firehose = firehose.clone();
+            move || {
+                firehose.run_with(
+                    listener,
+                    Arc::new(move || {
+                        let _ = waiting_tx.lock().unwrap().send(());
+                    }),
+                )
+            }
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET /1.1/site.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        waiting
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the connection waits at the gate");
+        let mut head = vec![0u8; HEAD.len()];
+        client.read_exact(&mut head).unwrap();
+        assert_eq!(head, HEAD);
+        client
+            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(client.read(&mut byte).is_err(), "held until go");
+        firehose.go();
+        client.set_read_timeout(None).unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert_eq!((HEAD.len() + rest.len()) as u64, firehose.wire_bytes());
     }
 }

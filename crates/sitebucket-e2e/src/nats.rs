@@ -79,6 +79,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The server process's id, while it runs (to read its CPU time from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the server process is running (not killed, not exited).
     pub fn is_running(&mut self) -> bool {
         self.child

@@ -148,15 +148,31 @@ pub fn kind_of(message: &[u8]) -> &str {
 pub fn message_id(for_user: Option<u64>, message: &[u8]) -> String {
     let mut hash = Sha1::new();
     match for_user {
-        Some(user) => hash.update(user.to_string().as_bytes()),
+        Some(user) => {
+            // The decimal digits without an allocation (this runs for every message).
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut rest = user;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+            hash.update(&digits[at..]);
+        }
         None => hash.update(b"-"),
     }
     hash.update(b"\n");
     hash.update(message);
     let digest = hash.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(32);
     for byte in &digest[..16] {
-        id.push_str(&format!("{byte:02x}"));
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     id
 }
@@ -882,6 +898,14 @@ mod tests {
         assert_eq!(kind_of(b""), "other");
     }
 
+    /// The reference: the first 16 bytes of the SHA-1 of `input`, formatted one by one.
+    fn sha1_hex_prefix(input: &[u8]) -> String {
+        Sha1::digest(input)[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     #[test]
     fn ids_depend_on_the_user_and_every_byte() {
         let a = message_id(Some(1), b"{}");
@@ -890,6 +914,14 @@ mod tests {
         assert_ne!(a, message_id(Some(2), b"{}"));
         assert_ne!(a, message_id(None, b"{}"));
         assert_ne!(a, message_id(Some(1), b"{ }"));
+        // Stable across versions: SHA-1 of "1888\n{}" and of "-\n{}", first 16 bytes in hex.
+        assert_eq!(message_id(Some(1888), b"{}"), sha1_hex_prefix(b"1888\n{}"));
+        assert_eq!(message_id(None, b"{}"), sha1_hex_prefix(b"-\n{}"));
+        assert_eq!(
+            message_id(Some(u64::MAX), b"x"),
+            sha1_hex_prefix(b"18446744073709551615\nx")
+        );
+        assert_eq!(message_id(Some(0), b"x"), sha1_hex_prefix(b"0\nx"));
         let out = Outgoing::new(
             "sb",
             Bytes::from_static(br#"{"for_user":7,"message":{}}"#),

@@ -1,13 +1,15 @@
 //! The out-of-process figures: every loopback client in its own process against
 //! `bench-server` in another, plus the allocation count, the busy and the idle streams, tweepy
-//! and the simulator. Prints one `figure ...` line per figure (and `# ...` context lines).
+//! the simulator and the fleet on NATS JetStream. Prints one `figure ...` line per figure (and
+//! `# ...` context lines).
 //!
 //! ```text
-//! bench-figures [--quick] [--only raw|typed|busy|idle|sim]
+//! bench-figures [--quick] [--only raw|typed|busy|idle|sim|fleet]
 //! ```
 //!
 //! The sibling binaries (`bench-server`, `bench-client`, `bench-busy`, `bench-idle`,
-//! `bench-alloc`, `bench-sim`) are found next to this one. tweepy 4.13 is installed with pip into a venv
+//! `bench-alloc`, `bench-sim`, `bench-fleet`, and the CLI's `sitebucket`) are found next to
+//! this one. tweepy 4.13 is installed with pip into a venv
 //! under `<target>/bench/venv` when `python3` is there; without Python (or without network
 //! access to PyPI) that figure is skipped with a note.
 
@@ -88,6 +90,30 @@ fn main() {
             Command::new(bin.join("bench-sim")).args(["--hours", &plan.sim_hours.to_string()]),
         );
         print!("{out}");
+    }
+    if run("fleet") {
+        fleet(&bin, quick);
+    }
+}
+
+/// The fleet figures (`bench-fleet`): they need `nats-server`, and say so when it is missing.
+/// A failed run is reported, not fatal: the other figures stand on their own.
+fn fleet(bin: &Path, quick: bool) {
+    let mut command = Command::new(bin.join("bench-fleet"));
+    if quick {
+        command.arg("--quick");
+    }
+    match command.stderr(Stdio::inherit()).output() {
+        Ok(out) => {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            if !out.status.success() {
+                println!(
+                    "# fleet: bench-fleet failed ({}); see its message above",
+                    out.status
+                );
+            }
+        }
+        Err(e) => println!("# fleet: not measured: cannot run bench-fleet: {e}"),
     }
 }
 

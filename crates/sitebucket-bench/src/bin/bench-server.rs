@@ -1,15 +1,17 @@
 //! The loopback server of the out-of-process figures (a separate process from the client).
 //!
 //! ```text
-//! bench-server firehose [--seed S] [--segment-bytes B] [--bytes N] [--notsent-lowat BYTES] [--together N]
+//! bench-server firehose [--seed S] [--segment-bytes B] [--bytes N] [--notsent-lowat BYTES] [--together N] [--gate]
 //! bench-server idle [--tls --ca-out PATH]
 //! ```
 //!
 //! It prints `listening <addr> ...` on stdout once it accepts connections, and exits when its
-//! standard input closes, so the process that started it never has to kill it.
+//! standard input closes, so the process that started it never has to kill it. With `--gate`,
+//! every connection waits after the response head, printing `waiting` on stdout, until a
+//! line `go` arrives on standard input (each `go` releases the connections waiting then).
 
-use std::io::{Read, Write};
-use std::sync::Arc;
+use std::io::{BufRead, Write};
+use std::sync::{Arc, OnceLock};
 
 use sitebucket_bench::args::Args;
 use sitebucket_bench::os;
@@ -17,12 +19,24 @@ use sitebucket_bench::server::{self, Firehose};
 
 fn main() {
     let args = Args::from_env();
+    // The firehose, once made, for `go` lines.
+    let gate: Arc<OnceLock<Arc<Firehose>>> = Arc::default();
     // End with the parent: when our stdin closes, exit.
-    std::thread::spawn(|| {
-        let mut sink = [0u8; 64];
-        let mut stdin = std::io::stdin();
-        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-        std::process::exit(0);
+    std::thread::spawn({
+        let gate = gate.clone();
+        move || {
+            let mut line = String::new();
+            let mut stdin = std::io::stdin().lock();
+            while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
+                if line.trim() == "go" {
+                    if let Some(firehose) = gate.get() {
+                        firehose.go();
+                    }
+                }
+                line.clear();
+            }
+            std::process::exit(0);
+        }
     });
     let (listener, addr) = server::bind_loopback().unwrap_or_else(|e| fail(&e));
     match args.mode() {
@@ -39,8 +53,10 @@ fn main() {
                     args.value("--notsent-lowat")
                         .map(|_| args.get("--notsent-lowat", 0)),
                 )
-                .together(args.get("--together", 1)),
+                .together(args.get("--together", 1))
+                .gated(args.has("--gate")),
             );
+            let _ = gate.set(firehose.clone());
             announce(&format!(
                 "listening {addr} messages={} keep_alives={} body={} wire={} hash={}",
                 firehose.messages(),
@@ -49,7 +65,9 @@ fn main() {
                 firehose.wire_bytes(),
                 firehose.hash()
             ));
-            firehose.run(listener).unwrap_or_else(|e| fail(&e));
+            firehose
+                .run_with(listener, Arc::new(|| announce("waiting")))
+                .unwrap_or_else(|e| fail(&e));
         }
         Some("idle") => {
             os::raise_fd_limit(1 << 20);
