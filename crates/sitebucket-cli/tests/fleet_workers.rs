@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
-use sitebucket_e2e::nats::NatsServer;
+use sitebucket_e2e::nats::{users, NatsServer};
 use sitebucket_fleet::{shard_of, Buckets, FleetConfig, FleetStatus, Shard, DEFAULT_SHARDS};
 use sitebucket_testserver::{AttemptPlan, End, PerUser, Scenario, ServerOptions, Step, TestServer};
 
@@ -280,20 +280,6 @@ fn stop(worker: Running, name: &str) {
         "{name}: {}",
         finished.stderr
     );
-}
-
-/// `n` distinct user ids below 2^50, from `seed` (SplitMix64).
-fn users(seed: u64, n: usize) -> BTreeSet<u64> {
-    let mut state = seed;
-    let mut users = BTreeSet::new();
-    while users.len() < n {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        users.insert(((z ^ (z >> 31)) >> 14).max(1));
-    }
-    users
 }
 
 /// The settle bound: five TTLs (the first worker takes everything, then gives up surplus as

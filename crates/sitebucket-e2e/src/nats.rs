@@ -28,6 +28,21 @@ pub struct NatsServer {
     pub url: String,
 }
 
+/// `n` distinct user ids below 2^50 from `seed` (SplitMix64): the follow sets of the fleet's
+/// black-box tests and of `bench-fleet`.
+pub fn users(seed: u64, n: usize) -> std::collections::BTreeSet<u64> {
+    let mut state = seed;
+    let mut users = std::collections::BTreeSet::new();
+    while users.len() < n {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        users.insert(((z ^ (z >> 31)) >> 14).max(1));
+    }
+    users
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     free_ports(1)[0]

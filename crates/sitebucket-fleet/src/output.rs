@@ -452,6 +452,18 @@ impl PublishSender {
 }
 
 impl Shared {
+    fn new(config: OutputConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            held: Mutex::new(Held::default()),
+            gate: ReadGate::new(),
+            room: Condvar::new(),
+            work: Notify::new(),
+            empty: Notify::new(),
+            config,
+            metrics,
+        }
+    }
+
     fn max(&self) -> (usize, usize) {
         (self.config.max_held_bytes, self.config.max_held_messages)
     }
@@ -491,15 +503,7 @@ impl Publisher {
             .max_ack_inflight(config.max_in_flight.max(1))
             .build(client);
         ensure_stream(&js, &config).await?;
-        let shared = Arc::new(Shared {
-            held: Mutex::new(Held::default()),
-            gate: ReadGate::new(),
-            room: Condvar::new(),
-            work: Notify::new(),
-            empty: Notify::new(),
-            config,
-            metrics,
-        });
+        let shared = Arc::new(Shared::new(config, metrics));
         let task = tokio::spawn(publish_loop(js, shared.clone()));
         Ok(Publisher { shared, task })
     }
@@ -831,15 +835,7 @@ mod tests {
         config.max_held_bytes = 300;
         config.max_held_messages = 1000;
         let metrics = Arc::new(Metrics::default());
-        let shared = Arc::new(Shared {
-            held: Mutex::new(Held::default()),
-            gate: ReadGate::new(),
-            room: Condvar::new(),
-            work: Notify::new(),
-            empty: Notify::new(),
-            config,
-            metrics: metrics.clone(),
-        });
+        let shared = Arc::new(Shared::new(config, metrics.clone()));
         let sender = PublishSender {
             shared: shared.clone(),
         };

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use sitebucket_bench::args::Args;
 use sitebucket_bench::figure::{Figure, Op, Target};
 use sitebucket_bench::os::{cpu_between, thread_cpu_ns};
-use sitebucket_e2e::nats::{free_port, NatsServer};
+use sitebucket_e2e::nats::{free_port, users, NatsServer};
 use sitebucket_testserver::{
     AttemptPlan, Credentials, End, Scenario, ServerOptions, Step, TestServer,
 };
@@ -555,20 +555,6 @@ fn throughput(bin: &Path, sitebucket: &Path, plan: &Plan) {
             Target::Reported,
         )
     );
-}
-
-/// `n` distinct user ids below 2^50 from `seed` (SplitMix64), the black-box test's way.
-fn users(seed: u64, n: usize) -> BTreeSet<u64> {
-    let mut state = seed;
-    let mut users = BTreeSet::new();
-    while users.len() < n {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        users.insert(((z ^ (z >> 31)) >> 14).max(1));
-    }
-    users
 }
 
 /// Whether every user is on exactly one live connection of the test server.
