@@ -30,12 +30,12 @@ macro_rules! driver_api {
         /// timeouts, retries and backoff are all the core's.
         ///
         /// Reads go into 64 KiB blocks (one per thread, shared by every stream polled on it)
-        /// handed to the core without a copy. It reads the socket until it would block, but
-        /// while bytes keep arriving it yields to the executor after 2 ms of work, so the
-        /// executor's other tasks, its timers and a cancellation get their turn (a
-        /// cooperative budget alone would count a 64 KiB read, a millisecond of framing and
-        /// parsing, as one unit); it yields after handing the read's messages out, never
-        /// holding a read across the yield. When the core's deadline comes while
+        /// handed to the core without a copy. While bytes keep arriving it yields to the
+        /// executor after every 16 reads (at most 1 MiB) or 2 ms of work, whichever comes
+        /// first, so the executor's other tasks, its timers and a cancellation get their
+        /// turn (a cooperative budget alone would count a 64 KiB read, a millisecond of
+        /// framing and parsing, as one unit); it yields after handing the read's messages
+        /// out, never holding a read across the yield. When the core's deadline comes while
         /// no bytes are reported, it first reads the socket itself, so bytes or a close
         /// already there reach the core before its stall timeout.
         ///

@@ -21,11 +21,11 @@ use crate::connect::connect;
 use crate::runtime::Runtime;
 use crate::signal::Stop;
 
-/// Work between two yields to the executor while bytes keep arriving, at most: a socket is
-/// read until it would block or this long has passed since the thread was last given back,
-/// so the executor's other tasks and a cancellation wait no longer. No count of reads ends
-/// the run of reads: a yield with bytes still in the socket costs kernel time (the busy
-/// figure in BENCHMARKS.md), and the runtime's own budget (tokio's) still applies.
+/// Reads in a row between two yields to the executor while bytes keep arriving.
+pub(crate) const READS_PER_YIELD: u32 = 16;
+/// Work between two yields to the executor while bytes keep arriving, at most: reads are
+/// handed back after this long even before [`READS_PER_YIELD`] (a slow parser, a debug
+/// build), so the executor's other tasks and a cancellation wait no longer.
 const YIELD_AFTER: Duration = Duration::from_millis(2);
 
 thread_local! {
@@ -122,12 +122,11 @@ pub async fn drive_with<R: Runtime>(
     control: &RunState,
     resolver: &Resolver,
 ) -> Outcome {
-    drive_yielding::<R>(stream, parser, control, resolver, u32::MAX).await
+    drive_yielding::<R>(stream, parser, control, resolver, READS_PER_YIELD).await
 }
 
 /// [`drive_with`], yielding to the executor after every `reads_per_yield` reads (at least
-/// 1) as well as after [`YIELD_AFTER`]: 1 lets whoever polls the loop see each read's
-/// messages at once, `u32::MAX` leaves only the time bound.
+/// 1): 1 lets whoever polls the loop see each read's messages at once.
 pub(crate) async fn drive_yielding<R: Runtime>(
     stream: &mut SiteStream,
     parser: &mut dyn Parser,
@@ -167,7 +166,7 @@ async fn run_loop<R: Runtime>(
 ) -> Outcome {
     // Reads since the loop last gave the thread back (a yield, or a wait that was pending),
     // and when that was.
-    let mut reads_since_yield: u32 = 0;
+    let mut reads_since_yield = 0;
     let mut last_yield = Instant::now();
     // A yield is owed once the core has drained the last read.
     let mut yield_due = false;
@@ -299,7 +298,7 @@ async fn run_loop<R: Runtime>(
                 stream.handle_input_bytes(now, bytes);
                 // Let other tasks (and a `Messages`' consumer) in between reads, once this
                 // read is drained (at the top of the loop).
-                reads_since_yield = reads_since_yield.saturating_add(1);
+                reads_since_yield += 1;
                 yield_due = reads_since_yield >= reads_per_yield
                     || now.saturating_duration_since(last_yield) >= YIELD_AFTER;
             }
