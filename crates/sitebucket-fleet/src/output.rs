@@ -28,6 +28,12 @@
 //!   at most 64 KiB, plus the end of a message the core had buffered, per thread reading at
 //!   the same moment). A publish that fails or is not acknowledged in time is sent again
 //!   (same id) until it is.
+//! - **Acknowledgements** come back on one wildcard inbox subscription of the publisher's
+//!   own: each publish carries the reply subject `<inbox>.<n>`, numbered in sending order, and
+//!   its JetStream ack (or error, or "no responders") is matched to it by `n`. One timer
+//!   watches the oldest publish's deadline. Readers wake the publisher only when they find
+//!   its queue empty, it takes the whole queue per wake-up, and what one wake-up
+//!   acknowledged is released under one lock.
 //! - **The log** says when reading paused and how much was held, every few seconds while it
 //!   stays paused (for how long, how much held, how many streams reconnected because of it),
 //!   and when it resumes and after how long; each stream reconnected during the pause says
@@ -65,7 +71,9 @@ pub struct OutputConfig {
     pub replicas: usize,
     /// The stream's duplicate window (when it is created): re-publishes within it are dropped.
     pub duplicate_window: Duration,
-    /// The most publishes awaiting their acknowledgement at once.
+    /// The most publishes awaiting their acknowledgement at once: the span of numbers from
+    /// the oldest publish still waiting to the newest sent (an acknowledgement that does not
+    /// come holds the window until its publish times out and is sent again).
     pub max_in_flight: usize,
     /// The most bytes held (queued or in flight): reading pauses once they are reached (see
     /// the [module docs](self) for by how much a pause can pass it).
