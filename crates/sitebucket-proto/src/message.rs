@@ -26,13 +26,16 @@
 //! (`"caf\u00e9"`, `"\r\n"`). Sub-objects kept whole (an event's `target_object`) are borrowed
 //! [`RawValue`]s.
 //!
-//! Some sub-objects are kept raw and read only when asked: a tweet's author
-//! ([`Tweet::user_id`], [`Tweet::user_screen_name`]) and the original of a retweet
-//! ([`Tweet::retweeted_status_id`]). They hold more than half of a v1.1 tweet's object keys,
-//! and skipping an object costs a fraction of reading its keys; each accessor reads its
-//! object again on every call. Their syntax and UTF-8 are checked with the message, so an
-//! accessor can meet only one kind of bad input, a string with a lone surrogate escape
-//! (`"\ud800"`), and answers `None` for it (such a string used to fail the whole message).
+//! A tweet's text, its author ([`Tweet::user_id`], [`Tweet::user_screen_name`]) and the
+//! original of a retweet ([`Tweet::retweeted_status_id`]) are kept as [`RawJson`] and read
+//! only when asked ([`Tweet::text`] decodes the text). The two objects hold more than half of
+//! a v1.1 tweet's object keys, and skipping an object costs a fraction of reading its keys;
+//! the text is where a tweet's escapes are. Each accessor reads its value again on every
+//! call. Their syntax is checked with the message, but not their UTF-8 (as with
+//! [`IgnoredAny`]) nor their escapes' code points: the text decodes lossily (U+FFFD), and an
+//! accessor that meets a field it cannot decode (a lone surrogate escape such as
+//! `"\ud800"`, bytes that are not UTF-8) answers `None` (such a string used to fail the
+//! whole message).
 //!
 //! A [`Tweet`] has no raw copy of itself: the decoder reads the tweet's fields while it scans
 //! it, and serde_json cannot also hand back the span it just scanned, so a raw copy would cost
@@ -64,7 +67,7 @@
 //! match message {
 //!     Message::ForUser { for_user, message: UserMessage::Tweet(tweet) } => {
 //!         assert_eq!(for_user, 1888);
-//!         assert_eq!(tweet.text, "café");
+//!         assert_eq!(tweet.text(), "café");
 //!     }
 //!     other => panic!("unexpected {other:?}"),
 //! }
@@ -607,11 +610,13 @@ impl<'a> Message<'a> {
     ///
     /// Unknown kinds are not errors (see [`UserMessage::Unknown`]); only invalid JSON or a
     /// top level that is not an object is. Like [`IgnoredAny`], the decoder checks the syntax
-    /// of everything but the UTF-8 of only what it keeps: the strings it decodes and the
-    /// values it keeps raw (a tweet's `user`, `retweeted_status` and `source`, an event's
-    /// `target_object`, …), whose invalid bytes are an [`InvalidJson`](ParseErrorKind::InvalidJson)
-    /// error. Every `Cow<str>` here is valid UTF-8; a skipped string with invalid bytes is not
-    /// reported. Skipped values may nest to any depth: serde_json skips them without recursion.
+    /// of everything but the UTF-8 of only what it decodes: the strings it decodes and the
+    /// values it keeps as [`RawValue`] (an event's `target_object`, …), whose invalid bytes
+    /// are an [`InvalidJson`](ParseErrorKind::InvalidJson) error. Every `Cow<str>` here is
+    /// valid UTF-8; a skipped string with invalid bytes is not reported, nor is one inside a
+    /// value kept as [`RawJson`] (a tweet's text, `user` and `retweeted_status`), whose
+    /// accessors deal with it. Skipped values may nest to any depth: serde_json skips them
+    /// without recursion.
     pub fn from_slice(bytes: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let top = deserializer
@@ -1620,8 +1625,9 @@ impl<'a> Fields<'a> {
     ) -> Result<(), A::Error> {
         let f = self;
         let mut pending: Option<(Span, usize)> = None;
-        while let Some(Key(key)) = map.next_key::<Key<'a>>()? {
+        while let Some(key) = map.next_key::<Key<'a>>()? {
             let at = key_offset(input, &key);
+            let Key(key) = key;
             if let Some((span, start)) = pending.take() {
                 let end = at
                     .and_then(|at| end_before_key(input, at))
@@ -1658,9 +1664,7 @@ impl<'a> Fields<'a> {
                 Field::FriendsStr => f.friends_str = id_list(map.next_value::<&'a RawValue>()?),
                 Field::Event => f.event = lenient(&mut map)?,
                 Field::Target => f.target = lenient(&mut map)?,
-                Field::TargetObject => {
-                    f.target_object = Some(map.next_value::<&'a RawValue>()?)
-                }
+                Field::TargetObject => f.target_object = Some(map.next_value::<&'a RawValue>()?),
                 Field::CreatedAt => f.created_at = lenient(&mut map)?,
                 Field::Id => f.id = lenient(&mut map)?,
                 Field::IdStr => f.id_str = lenient(&mut map)?,
@@ -1673,9 +1677,7 @@ impl<'a> Fields<'a> {
                 Field::QuotedStatusId => f.quoted_status_id = lenient(&mut map)?,
                 Field::QuotedStatusIdStr => f.quoted_status_id_str = lenient(&mut map)?,
                 // Read only when the tweet has no `quoted_status_id[_str]` (see resolve).
-                Field::QuotedStatus => {
-                    f.quoted_status = Some(map.next_value::<&'a RawValue>()?)
-                }
+                Field::QuotedStatus => f.quoted_status = Some(map.next_value::<&'a RawValue>()?),
                 Field::TimestampMs => f.timestamp_ms = lenient(&mut map)?,
                 Field::DmParty => {
                     f.dm_parties.accept(&key, &mut map)?;
@@ -2275,9 +2277,15 @@ impl Field {
                 (b"sender_id", F::DmParty),
                 (b"recipient", F::DmParty),
             ],
-            10 => &[(b"created_at", F::CreatedAt), (b"disconnect", F::Disconnect)],
+            10 => &[
+                (b"created_at", F::CreatedAt),
+                (b"disconnect", F::Disconnect),
+            ],
             11 => &[(b"friends_str", F::FriendsStr)],
-            12 => &[(b"timestamp_ms", F::TimestampMs), (b"recipient_id", F::DmParty)],
+            12 => &[
+                (b"timestamp_ms", F::TimestampMs),
+                (b"recipient_id", F::DmParty),
+            ],
             13 => &[
                 (b"quoted_status", F::QuotedStatus),
                 (b"target_object", F::TargetObject),
@@ -2331,8 +2339,10 @@ enum Span {
 
 /// Where a key borrowed from the message starts in it (`None` for a key with escapes,
 /// which serde_json hands over as a decoded copy).
-fn key_offset(input: &[u8], key: &Cow<'_, [u8]>) -> Option<usize> {
-    let Cow::Borrowed(key) = key else { return None };
+fn key_offset(input: &[u8], key: &Key<'_>) -> Option<usize> {
+    let Key(Cow::Borrowed(key)) = key else {
+        return None;
+    };
     let offset = (key.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
     (offset.checked_add(key.len())? <= input.len()).then_some(offset)
 }

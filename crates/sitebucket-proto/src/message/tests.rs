@@ -422,7 +422,10 @@ fn kept_values_are_found_whatever_the_keys_around_them() {
     let t = tweet(
         r#"{"id":1,"text":"t","retweeted_status" : {"id":2,"s":"}]\"{"} , "user":{"id":[3],"id_str":"4"}}"#,
     );
-    assert_eq!(t.user.as_ref().unwrap().as_bytes(), br#"{"id":[3],"id_str":"4"}"#);
+    assert_eq!(
+        t.user.as_ref().unwrap().as_bytes(),
+        br#"{"id":[3],"id_str":"4"}"#
+    );
     assert_eq!((t.user_id(), t.retweeted_status_id()), (Some(4), Some(2)));
     assert_eq!(
         t.retweeted_status.as_ref().unwrap().as_bytes(),
@@ -436,8 +439,7 @@ fn kept_values_are_found_whatever_the_keys_around_them() {
     assert_eq!(decode(r#"{"id":1,"text":5}"#).kind(), "unknown");
     assert_eq!(decode(r#"{"id":1,"text":null,"x":1}"#).kind(), "unknown");
     // Inside the envelope, with the message key last at the top.
-    let message =
-        decode(r#"{"for_user":9, "message" :{"id":1,"user":{"id":2},"text":"\u00e9"} }"#);
+    let message = decode(r#"{"for_user":9, "message" :{"id":1,"user":{"id":2},"text":"\u00e9"} }"#);
     match message {
         Message::ForUser {
             for_user: 9,
@@ -481,14 +483,27 @@ fn raw_json_decodes_strings_lossily_and_checks_syntax() {
         decode_str(r#"" \" \\ \/ \b \f \n \r \t \u00e9 \ud83d\ude00 ""#).as_deref(),
         Some(" \" \\ / \u{8} \u{c} \n \r \t é 😀 ")
     );
-    assert_eq!(decode_str(r#""\udc00\ud800""#).as_deref(), Some("\u{fffd}\u{fffd}"));
-    assert_eq!(decode_str(r#""\ud800\u0041""#).as_deref(), Some("\u{fffd}A"));
+    assert_eq!(
+        decode_str(r#""\udc00\ud800""#).as_deref(),
+        Some("\u{fffd}\u{fffd}")
+    );
+    assert_eq!(
+        decode_str(r#""\ud800\u0041""#).as_deref(),
+        Some("\u{fffd}A")
+    );
     assert_eq!(decode_str("{}"), None);
     assert_eq!(decode_str("7"), None);
     assert!(RawJson::new(b"{").is_err() && RawJson::new(b"1 2").is_err());
     assert_eq!(RawJson::new(b"\"\xff\"").unwrap().to_str().ok(), None);
     // Bytes the decoder never hands over still decode to something, without a panic.
-    for odd in [&b"\\"[..], b"\\u", b"\\u12", b"\\uzzzz", b"\\ud800\\u", b"\\q"] {
+    for odd in [
+        &b"\\"[..],
+        b"\\u",
+        b"\\u12",
+        b"\\uzzzz",
+        b"\\ud800\\u",
+        b"\\q",
+    ] {
         let _ = decode_json_string(odd);
     }
     assert_eq!(decode_json_string(b"a\\"), "a\\");
