@@ -1018,6 +1018,43 @@ proptest! {
     }
 
     #[test]
+    fn kept_values_are_the_values_serde_json_sees(
+        value in json_value(),
+        text in any::<String>(),
+        pretty in any::<bool>(),
+        wrapped in any::<bool>(),
+    ) {
+        use serde_json::Value;
+        // A tweet with random other entries (keys sort, so `user` often comes last), printed
+        // compact or with whitespace everywhere, unwrapped or in the envelope.
+        let mut object = match value {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        object.insert("id".into(), Value::from(1));
+        object.entry("text").or_insert(Value::String(text));
+        let payload = Value::Object(object);
+        let top = if wrapped {
+            serde_json::json!({"for_user": 5, "message": payload.clone()})
+        } else {
+            payload.clone()
+        };
+        let bytes = if pretty { serde_json::to_vec_pretty(&top) } else { serde_json::to_vec(&top) }
+            .expect("serializable");
+        let message = Message::from_slice(&bytes).expect("an object decodes");
+        if let Some(UserMessage::Tweet(t)) = message.user_message() {
+            let raw = |raw: Option<&RawJson<'_>>| {
+                raw.map(|raw| serde_json::from_slice::<Value>(raw.as_bytes()).expect("a whole value"))
+            };
+            let not_null = |key: &str| payload.get(key).filter(|v| !v.is_null()).cloned();
+            prop_assert_eq!(raw(t.user.as_ref()), not_null("user"));
+            prop_assert_eq!(raw(t.retweeted_status.as_ref()), not_null("retweeted_status"));
+            let text = payload["text"].as_str().or(payload["full_text"].as_str());
+            prop_assert_eq!(Some(&*t.text()), text);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = Message::from_slice(&bytes).map(|m| m.kind());
     }
