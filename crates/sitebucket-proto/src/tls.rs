@@ -128,16 +128,24 @@ impl TlsContext {
 
     /// Starts a handshake with `host` at wall-clock time `unix_secs`.
     pub(crate) fn connect(&self, host: &str, unix_secs: u64) -> Result<TlsSession, String> {
+        self.connect_reusing(host, unix_secs, BytesMut::new())
+    }
+
+    /// [`connect`](Self::connect), decrypting into `plain`'s block once its earlier messages
+    /// are gone (an ended session's [`into_plain`](TlsSession::into_plain)).
+    pub(crate) fn connect_reusing(
+        &self,
+        host: &str,
+        unix_secs: u64,
+        plain: BytesMut,
+    ) -> Result<TlsSession, String> {
         self.time.0.store(unix_secs, Ordering::Relaxed);
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| format!("invalid TLS server name {host:?}: {e}"))?;
         let conn = ClientConnection::new(self.config.clone(), name)
             .map_err(|e| format!("TLS setup failed: {e}"))?;
-        Ok(TlsSession {
-            conn,
-            plain: BytesMut::new(),
-        })
+        Ok(TlsSession { conn, plain })
     }
 }
 
@@ -151,6 +159,12 @@ pub(crate) struct TlsSession {
 }
 
 impl TlsSession {
+    /// The plaintext block, for the next session of the same stream
+    /// ([`TlsContext::connect`]).
+    pub(crate) fn into_plain(self) -> BytesMut {
+        self.plain
+    }
+
     /// Queues plaintext to send (buffered until the handshake completes).
     pub(crate) fn write_plaintext(&mut self, data: &[u8]) {
         // rustls buffers plaintext written before the handshake ends; its default buffer
@@ -205,11 +219,20 @@ impl TlsSession {
                 // messages stay zero-copy. Zeroed once per block, which is cheaper than
                 // copying.
                 if self.plain.len() < want.min(PLAIN_BLOCK) {
-                    self.plain = BytesMut::zeroed(if want < PLAIN_SMALL {
+                    let size = if want < PLAIN_SMALL {
                         PLAIN_SMALL
                     } else {
                         PLAIN_BLOCK
-                    });
+                    };
+                    // The block is read into again once every message sliced from it is
+                    // gone (as a driver's `ReadBuffer` does), rather than a new one
+                    // allocated per record burst.
+                    self.plain.clear();
+                    if self.plain.try_reclaim(size) {
+                        self.plain.resize(size, 0);
+                    } else {
+                        self.plain = BytesMut::zeroed(size);
+                    }
                 }
                 match self.conn.reader().read(&mut self.plain[..]) {
                     Ok(0) => break,
