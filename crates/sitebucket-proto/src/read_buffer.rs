@@ -218,7 +218,10 @@ mod tests {
         // No room for 3 more while `a` lives: a new small block; the old stays intact.
         let c = read(&mut buf, b"ccc");
         assert_ne!(c.as_ptr(), a.as_ptr().wrapping_add(9));
-        assert_eq!((&a[..], &b[..], &c[..]), (&b"aaaa"[..], &b"bbbbb"[..], &b"ccc"[..]));
+        assert_eq!(
+            (&a[..], &b[..], &c[..]),
+            (&b"aaaa"[..], &b"bbbbb"[..], &b"ccc"[..])
+        );
         // Once the copies in a full block are gone, it is written again from its start.
         let first = c.as_ptr();
         let d = read(&mut buf, b"dddddd");
