@@ -155,23 +155,6 @@ enum Stage {
     DeflateEnd,
 }
 
-/// What a finished [`ContentDecoder`] leaves for the next: its inflater and its input
-/// buffer, so a reconnecting stream does not allocate them again per connection.
-#[derive(Default)]
-pub(crate) struct DecoderSpare {
-    inflate: Option<Decompress>,
-    input: BytesMut,
-}
-
-impl fmt::Debug for DecoderSpare {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DecoderSpare")
-            .field("inflater", &self.inflate.is_some())
-            .field("input_capacity", &self.input.capacity())
-            .finish()
-    }
-}
-
 /// A streaming `Content-Encoding` decoder with bounded output per call.
 pub struct ContentDecoder {
     encoding: ContentEncoding,
@@ -200,42 +183,22 @@ impl fmt::Debug for ContentDecoder {
 impl ContentDecoder {
     /// A decoder for a body with the given `Content-Encoding`.
     pub fn new(encoding: ContentEncoding) -> Self {
-        Self::reusing(encoding, DecoderSpare::default())
-    }
-
-    /// A decoder for `encoding` that works in the memory an earlier decoder left
-    /// ([`into_spare`](Self::into_spare)): its inflater (about 43 KiB, reset before use) and
-    /// its input buffer. A stream that reconnects keeps one of each instead of allocating and
-    /// freeing them per connection.
-    pub(crate) fn reusing(encoding: ContentEncoding, spare: DecoderSpare) -> Self {
-        let DecoderSpare { inflate, mut input } = spare;
-        input.clear();
-        // An identity or deflate body keeps the spare inflater for later: deflate resets it
-        // once the first two bytes tell zlib from raw, gzip at every member header.
         let (stage, inflate) = match encoding {
-            ContentEncoding::Identity => (Stage::Identity, inflate),
+            ContentEncoding::Identity => (Stage::Identity, None),
             ContentEncoding::Gzip => (
                 Stage::GzipHeader(GzipHeader::new()),
-                Some(inflate.unwrap_or_else(|| Decompress::new(false))),
+                Some(Decompress::new(false)),
             ),
-            ContentEncoding::Deflate => (Stage::DeflateDetect, inflate),
+            ContentEncoding::Deflate => (Stage::DeflateDetect, None),
         };
         ContentDecoder {
             encoding,
-            input,
+            input: BytesMut::new(),
             stage,
             inflate,
             crc: Crc::new(),
             size: 0,
             failed: None,
-        }
-    }
-
-    /// The memory this decoder can hand to the next one ([`reusing`](Self::reusing)).
-    pub(crate) fn into_spare(self) -> DecoderSpare {
-        DecoderSpare {
-            inflate: self.inflate,
-            input: self.input,
         }
     }
 
@@ -369,10 +332,7 @@ impl ContentDecoder {
                         break;
                     }
                     let zlib = looks_like_zlib(self.input[0], self.input[1]); // len >= 2.
-                    match &mut self.inflate {
-                        Some(inflate) => inflate.reset(zlib),
-                        None => self.inflate = Some(Decompress::new(zlib)),
-                    }
+                    self.inflate = Some(Decompress::new(zlib));
                     self.stage = Stage::DeflateBody;
                 }
                 Stage::DeflateEnd => {

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::chunked::{ChunkedDecoder, ChunkedError};
-use crate::content::{ContentDecoder, DecodeError, DecoderSpare};
+use crate::content::{ContentDecoder, DecodeError};
 use crate::framer::{Frame, FrameError, Framer};
 use crate::response::{parse_head, BodyKind, ContentEncoding, HeadError, ResponseHead};
 use crate::Framing;
@@ -184,20 +184,6 @@ pub struct ResponseReader {
     /// The last content-decoding step filled its [`DECODE_STEP`]: the decoder may have more
     /// output ready even without new input.
     decode_more: bool,
-    /// An earlier connection's decoder memory, for this body's decoder if it has one.
-    spare: DecoderSpare,
-}
-
-/// The memory a finished [`ResponseReader`] hands to the next connection's
-/// ([`ResponseReader::reusing`]): the content decoder's inflater and input buffer, and the
-/// decoding window. A stream that reconnects thousands of times then keeps one of each
-/// instead of allocating and freeing about 110 KiB per compressed connection, churn that
-/// fragments a general-purpose allocator's heap over hours (glibc's malloc with a thread per
-/// stream: see the README's soak section).
-#[derive(Debug, Default)]
-pub(crate) struct ReaderSpare {
-    decoder: DecoderSpare,
-    window: BytesMut,
 }
 
 impl ResponseReader {
@@ -229,35 +215,6 @@ impl ResponseReader {
             decode_failed: None,
             window: BytesMut::new(),
             decode_more: false,
-            spare: DecoderSpare::default(),
-        }
-    }
-
-    /// [`new`](Self::new), working in the memory a finished reader left
-    /// ([`into_spare`](Self::into_spare)).
-    pub(crate) fn reusing(framing: Framing, max_message_bytes: usize, spare: ReaderSpare) -> Self {
-        let mut reader = Self::new(framing, max_message_bytes);
-        reader.spare = spare.decoder;
-        reader.window = spare.window;
-        // The frames of the last connection may still hold parts of the window: `reserve`
-        // reclaims it only once they are gone.
-        reader.window.clear();
-        reader
-    }
-
-    /// The memory this reader can hand to the next connection's
-    /// ([`reusing`](Self::reusing)).
-    pub(crate) fn into_spare(self) -> ReaderSpare {
-        let decoder = match self.stage {
-            Stage::Body {
-                content: Some(content),
-                ..
-            } => content.into_spare(),
-            _ => self.spare,
-        };
-        ReaderSpare {
-            decoder,
-            window: self.window,
         }
     }
 
@@ -325,10 +282,7 @@ impl ResponseReader {
                     };
                     let content = match head.encoding {
                         ContentEncoding::Identity => None,
-                        other => Some(ContentDecoder::reusing(
-                            other,
-                            std::mem::take(&mut self.spare),
-                        )),
+                        other => Some(ContentDecoder::new(other)),
                     };
                     self.body_done = matches!(transfer, Transfer::Remaining(0));
                     self.stage = Stage::Body { transfer, content };

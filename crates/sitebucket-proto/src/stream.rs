@@ -15,7 +15,7 @@ use crate::backoff::{Backoff, FailureKind};
 use crate::config::Config;
 use crate::framer::Frame;
 use crate::message::{stream_signal, DisconnectCode, StreamSignal};
-use crate::pipeline::{ReadError, ReaderSpare, ResponseReader};
+use crate::pipeline::{ReadError, ResponseReader};
 use crate::request::{make_nonce, stream_request};
 use crate::response::bounded_text;
 use crate::response::StatusClass;
@@ -554,19 +554,6 @@ pub struct SiteStream {
     stream_id: Option<String>,
     last_request: Option<Bytes>,
     stats: Stats,
-    /// The last connection's buffers, for the next one.
-    spare: Spare,
-}
-
-/// The memory a connection that ended leaves for the stream's next connection: the
-/// response reader's decoder and window and, over TLS, the plaintext block. A stream that
-/// reconnects thousands of times works in the same few buffers instead of allocating and
-/// freeing them per connection, which fragments glibc's heap over hours.
-#[derive(Debug, Default)]
-struct Spare {
-    reader: ReaderSpare,
-    #[cfg(feature = "tls")]
-    tls_plain: bytes::BytesMut,
 }
 
 /// How `Debug` shows a signed request: its length only.
@@ -622,7 +609,6 @@ impl SiteStream {
             stream_id: None,
             last_request: None,
             stats: Stats::default(),
-            spare: Spare::default(),
         }
     }
 
@@ -805,11 +791,7 @@ impl SiteStream {
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut conn = Box::new(Connection {
             stall_deadline: later(now, self.config.stall_timeout()),
-            reader: ResponseReader::reusing(
-                self.config.framing(),
-                self.config.max_message_bytes(),
-                std::mem::take(&mut self.spare.reader),
-            ),
+            reader: ResponseReader::new(self.config.framing(), self.config.max_message_bytes()),
             #[cfg(feature = "tls")]
             tls: None,
             established: false,
@@ -825,11 +807,7 @@ impl SiteStream {
             #[cfg(feature = "tls")]
             {
                 let session = match &self.tls {
-                    Some(ctx) => ctx.connect_reusing(
-                        &self.config.endpoint().host,
-                        unix_secs,
-                        std::mem::take(&mut self.spare.tls_plain),
-                    ),
+                    Some(ctx) => ctx.connect(&self.config.endpoint().host, unix_secs),
                     None => Err("TLS context missing".into()),
                 };
                 match session {
@@ -1150,15 +1128,6 @@ impl SiteStream {
         self.backoff.trusted();
     }
 
-    /// Keeps the buffers of a connection that ended for the next one (see [`Spare`]).
-    fn keep_spare(&mut self, conn: Connection) {
-        self.spare.reader = conn.reader.into_spare();
-        #[cfg(feature = "tls")]
-        if let Some(tls) = conn.tls {
-            self.spare.tls_plain = tls.into_plain();
-        }
-    }
-
     /// The current attempt or connection failed: close it, then finish or back off.
     fn fail(&mut self, now: Instant, error: StreamError) {
         self.fail_at_least(now, error, Duration::ZERO);
@@ -1167,18 +1136,12 @@ impl SiteStream {
     /// As [`fail`](Self::fail), but a backoff waits at least `floor` (a rate limit's reset
     /// time).
     fn fail_at_least(&mut self, now: Instant, error: StreamError, floor: Duration) {
-        // Every path below sets the state: the connection's buffers go to the next one.
-        let trusted = match std::mem::replace(&mut self.state, State::Idle) {
+        let trusted = match &self.state {
             State::Open(conn) => {
                 self.queue.push_back(Action::Close);
-                let trusted = conn.trusted;
-                self.keep_spare(*conn);
-                trusted
+                conn.trusted
             }
-            other => {
-                self.state = other;
-                false
-            }
+            _ => false,
         };
         self.stream_id = None;
         self.stats.last_error = Some(error.clone());

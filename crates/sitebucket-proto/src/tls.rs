@@ -128,24 +128,16 @@ impl TlsContext {
 
     /// Starts a handshake with `host` at wall-clock time `unix_secs`.
     pub(crate) fn connect(&self, host: &str, unix_secs: u64) -> Result<TlsSession, String> {
-        self.connect_reusing(host, unix_secs, BytesMut::new())
-    }
-
-    /// [`connect`](Self::connect), decrypting into `plain`'s block once its earlier messages
-    /// are gone (an ended session's [`into_plain`](TlsSession::into_plain)).
-    pub(crate) fn connect_reusing(
-        &self,
-        host: &str,
-        unix_secs: u64,
-        plain: BytesMut,
-    ) -> Result<TlsSession, String> {
         self.time.0.store(unix_secs, Ordering::Relaxed);
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| format!("invalid TLS server name {host:?}: {e}"))?;
         let conn = ClientConnection::new(self.config.clone(), name)
             .map_err(|e| format!("TLS setup failed: {e}"))?;
-        Ok(TlsSession { conn, plain })
+        Ok(TlsSession {
+            conn,
+            plain: BytesMut::new(),
+        })
     }
 }
 
@@ -159,12 +151,6 @@ pub(crate) struct TlsSession {
 }
 
 impl TlsSession {
-    /// The plaintext block, for the next session of the same stream
-    /// ([`TlsContext::connect`]).
-    pub(crate) fn into_plain(self) -> BytesMut {
-        self.plain
-    }
-
     /// Queues plaintext to send (buffered until the handshake completes).
     pub(crate) fn write_plaintext(&mut self, data: &[u8]) {
         // rustls buffers plaintext written before the handshake ends; its default buffer

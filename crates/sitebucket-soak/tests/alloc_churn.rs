@@ -1,12 +1,10 @@
 //! Heap churn per reconnect and per read, counted by a global allocator.
 //!
-//! With glibc's malloc and a thread per stream (the `thread` and `smol` drivers), RSS crept
-//! about 1 MiB per 5 minutes per 100 streams while the live heap stayed flat: freed chunks
-//! kept in each thread's cache and the holes around them. The soak measured it (README, soak
-//! section). These tests pin what cut it: a stream reuses its last connection's large
-//! buffers (the inflater, the decoding window), signs its request without a string per
-//! followed id, short reads allocate nothing, and publishing the stats after every read does
-//! not copy the last error again.
+//! The churn the hunt for glibc's RSS creep on the thread-per-stream drivers found and cut
+//! (README, soak section): a stream signs its request without a string per followed id,
+//! short reads and the messages sliced from them allocate nothing, and publishing the stats
+//! after every read does not copy the last error again. (That did not stop the creep, which
+//! is glibc's per-thread cache; it is less work per read and per reconnect for every driver.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -18,7 +16,7 @@ use sitebucket_proto::{Action, Config, Credentials, ReadBuffer, SiteStream, Stre
 use sitebucket_proto::{Stats, StreamError};
 
 /// Counts this thread's allocations (reallocations included): all of them, and those of
-/// 16 KiB or more.
+/// 16 KiB or more (the inflater and the decoding window of each compressed connection).
 struct Counting;
 
 thread_local! {
@@ -119,7 +117,7 @@ fn one_connection(stream: &mut SiteStream, response: &Bytes, now: Instant) -> In
 }
 
 #[test]
-fn a_reconnecting_gzip_stream_reuses_its_large_buffers_and_signs_without_a_string_per_id() {
+fn a_reconnecting_stream_signs_its_request_without_a_string_per_followed_id() {
     let config = Config::builder(1..=100, Credentials::new("ck", "cs", "t", "ts"))
         .url("http://127.0.0.1:1/1.1/site.json")
         .gzip(true)
@@ -141,16 +139,18 @@ fn a_reconnecting_gzip_stream_reuses_its_large_buffers_and_signs_without_a_strin
     }
     let after = counts();
     let (all, big) = (after.0 - before.0, after.1 - before.1);
-    // Each connection used to allocate (and free) its inflater (about 43 KiB) and its
-    // decoding window (64 KiB).
+    let per_reconnect = all / RECONNECTS;
+    eprintln!("{all} allocations ({big} of {BIG} bytes or more) in {RECONNECTS} reconnects");
+    // Each compressed connection allocates its inflater (about 43 KiB) and its decoding
+    // window (64 KiB): reusing them across reconnects did not slow glibc's creep and kept
+    // them through every backoff, so they are not.
     assert_eq!(
-        big, 0,
-        "allocations of {BIG} bytes or more in {RECONNECTS} reconnects"
+        big,
+        2 * RECONNECTS,
+        "large allocations in {RECONNECTS} reconnects"
     );
     // Signing the request for 100 followed ids made a `String` per id (over 100 allocations
     // per reconnect on their own); what is left is the request, the head and the messages.
-    let per_reconnect = all / RECONNECTS;
-    eprintln!("{all} allocations ({big} big) in {RECONNECTS} reconnects");
     assert!(
         per_reconnect < 90,
         "{per_reconnect} allocations per reconnect ({all} in {RECONNECTS})"
