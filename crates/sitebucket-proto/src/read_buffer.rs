@@ -22,9 +22,9 @@ const POOL_BLOCKS: usize = 2;
 /// block kept for the next read, so small reads do not pin a block each. The copies are
 /// carved one after another from a small block of `copy_below` bytes, itself written again
 /// from its start once every copy made in it is gone: a stream of short reads allocates
-/// nothing per read (a copy of its own per read, of every size below `copy_below`, was heap
-/// churn that fragments glibc's malloc with a thread per stream: see the README's soak
-/// section), and a message kept for long pins at most `copy_below` bytes.
+/// nothing per read, nor per message sliced from one (a copy of its own per read took two
+/// allocations: the copy, then a shared header when the framer sliced it), and a message
+/// kept for long pins at most `copy_below` bytes.
 /// The core itself copies what it keeps of a read (the start of an unfinished message), so an
 /// idle connection holds no block: one buffer can serve many connections in turn (a `mio`
 /// loop shares one).
@@ -118,10 +118,12 @@ impl ReadBuffer {
             let read = self.block.get(..len).unwrap_or(&[]);
             if self.small.capacity() < len {
                 // Start the block again if every copy made in it is gone, else take a new
-                // one (the old is freed with its last copy).
+                // one (the old is freed with its last copy). A read is at most a block, so
+                // a `copy_below` larger than a block asks no more than that.
+                let size = self.copy_below.min(self.block_bytes);
                 self.small.clear();
-                if !self.small.try_reclaim(self.copy_below) {
-                    self.small = BytesMut::with_capacity(self.copy_below);
+                if !self.small.try_reclaim(size) {
+                    self.small = BytesMut::with_capacity(size);
                 }
             }
             self.small.extend_from_slice(read);
@@ -233,5 +235,9 @@ mod tests {
         // A message sliced from a copy shares its block: no allocation of its own.
         let part = e.slice(2..5);
         assert_eq!(part.as_ptr(), first.wrapping_add(2));
+        // Every read is copied when `copy_below` exceeds the block, into blocks no larger.
+        let mut all = ReadBuffer::new(16, usize::MAX);
+        all.spare().fill(b'z');
+        assert_eq!(&all.filled(16)[..], &[b'z'; 16][..]);
     }
 }
