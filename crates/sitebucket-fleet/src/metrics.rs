@@ -94,11 +94,15 @@ impl Metrics {
 
     /// Records one publish's latency, from its send to its acknowledgement.
     pub fn observe_latency(&self, latency: Duration) {
+        // One increment, in the smallest bucket that takes it (this runs for every message);
+        // the exposition adds them up into Prometheus' cumulative buckets.
         let seconds = latency.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.latency_buckets)
+            .find_map(|(bound, bucket)| (seconds <= *bound).then_some(bucket))
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros.fetch_add(
@@ -225,11 +229,12 @@ impl Metrics {
             out,
             "# HELP {name} From a publish to its acknowledgement.\n# TYPE {name} histogram"
         );
+        let mut cumulative = 0;
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += load(bucket);
             let _ = writeln!(
                 out,
-                "{name}_bucket{{worker=\"{worker}\",le=\"{bound}\"}} {}",
-                load(bucket)
+                "{name}_bucket{{worker=\"{worker}\",le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = load(&self.latency_count);
@@ -324,5 +329,29 @@ mod tests {
         ));
         assert!(text.contains("sitebucket_publish_latency_seconds_count{worker=\"w\\\"1\"} 1"));
         assert_eq!(metrics.reconnects("stall"), 1);
+    }
+
+    /// Each latency is counted once, and the exposition's buckets are cumulative.
+    #[test]
+    fn latency_buckets_are_cumulative() {
+        let metrics = Metrics::default();
+        for ms in [3, 3, 40, 20_000, 1] {
+            metrics.observe_latency(Duration::from_millis(ms));
+        }
+        let text = metrics.render("w");
+        let bucket = |le: &str| {
+            let key =
+                format!("sitebucket_publish_latency_seconds_bucket{{worker=\"w\",le=\"{le}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .unwrap_or_else(|| panic!("no bucket {le}: {text}"))
+                .to_owned()
+        };
+        assert_eq!(bucket("0.001"), "1");
+        assert_eq!(bucket("0.0025"), "1");
+        assert_eq!(bucket("0.005"), "3");
+        assert_eq!(bucket("0.05"), "4");
+        assert_eq!(bucket("10"), "4");
+        assert_eq!(bucket("+Inf"), "5");
     }
 }

@@ -28,6 +28,12 @@
 //!   at most 64 KiB, plus the end of a message the core had buffered, per thread reading at
 //!   the same moment). A publish that fails or is not acknowledged in time is sent again
 //!   (same id) until it is.
+//! - **Acknowledgements** come back on one wildcard inbox subscription of the publisher's
+//!   own: each publish carries the reply subject `<inbox>.<n>`, numbered in sending order, and
+//!   its JetStream ack (or error, or "no responders") is matched to it by `n`. One timer
+//!   watches the oldest publish's deadline. Readers wake the publisher only when they find
+//!   its queue empty, it takes the whole queue per wake-up, and what one wake-up
+//!   acknowledged is released under one lock.
 //! - **The log** says when reading paused and how much was held, every few seconds while it
 //!   stays paused (for how long, how much held, how many streams reconnected because of it),
 //!   and when it resumes and after how long; each stream reconnected during the pause says
@@ -39,9 +45,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream;
+use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use bytes::Bytes;
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use sha1::{Digest, Sha1};
 use sitebucket_thread::sync::lock;
 use sitebucket_thread::ReadGate;
@@ -63,7 +71,9 @@ pub struct OutputConfig {
     pub replicas: usize,
     /// The stream's duplicate window (when it is created): re-publishes within it are dropped.
     pub duplicate_window: Duration,
-    /// The most publishes awaiting their acknowledgement at once.
+    /// The most publishes awaiting their acknowledgement at once: the span of numbers from
+    /// the oldest publish still waiting to the newest sent (an acknowledgement that does not
+    /// come holds the window until its publish times out and is sent again).
     pub max_in_flight: usize,
     /// The most bytes held (queued or in flight): reading pauses once they are reached (see
     /// the [module docs](self) for by how much a pause can pass it).
@@ -270,14 +280,19 @@ impl Held {
     }
 
     /// Takes `message` (always: what was read is never dropped). Pauses reading when the
-    /// bound is reached.
+    /// bound is reached. Also says whether the publisher must be woken: only when the queue
+    /// was empty, since the publisher takes the whole queue at each wake-up ([`take`]), so
+    /// the other messages of a burst ride along with the first.
+    ///
+    /// [`take`]: Self::take
     fn admit(
         &mut self,
         message: Outgoing,
         max: (usize, usize),
         now: Instant,
         reconnects: u64,
-    ) -> Turn {
+    ) -> (Turn, bool) {
+        let wake = self.queue.is_empty();
         self.bytes += message.payload.len();
         self.messages += 1;
         self.queue.push_back(message);
@@ -286,16 +301,28 @@ impl Held {
                 since: now,
                 reconnects_before: reconnects,
             });
-            return Turn::Pause;
+            return (Turn::Pause, wake);
         }
-        Turn::Same
+        (Turn::Same, wake)
     }
 
-    /// One message of `len` bytes acknowledged. Resumes reading after a pause once what is
-    /// held is down to three quarters of the bound.
-    fn release(&mut self, len: usize, max: (usize, usize)) -> Turn {
-        self.bytes = self.bytes.saturating_sub(len);
-        self.messages = self.messages.saturating_sub(1);
+    /// Moves every queued message to the end of `into` (still held until acknowledged): one
+    /// lock per wake-up of the publisher, not one per message.
+    fn take(&mut self, into: &mut VecDeque<Outgoing>) {
+        if into.is_empty() {
+            // The two buffers trade places: no copy, and their capacities are kept.
+            std::mem::swap(into, &mut self.queue);
+        } else {
+            into.extend(self.queue.drain(..));
+        }
+    }
+
+    /// `messages` messages of `bytes` bytes in all acknowledged (the publisher releases what
+    /// one wake-up acknowledged at once). Resumes reading after a pause once what is held is
+    /// down to three quarters of the bound.
+    fn release(&mut self, messages: usize, bytes: usize, max: (usize, usize)) -> Turn {
+        self.bytes = self.bytes.saturating_sub(bytes);
+        self.messages = self.messages.saturating_sub(messages);
         match self.paused {
             Some(pause) if self.roomy(max.0, max.1) => {
                 self.paused = None;
@@ -353,9 +380,9 @@ impl PublishSender {
     /// driver) use [`send_blocking`](Self::send_blocking) instead.
     pub fn send(&self, message: Outgoing) {
         let shared = &self.shared;
-        let turn = {
+        let (turn, wake) = {
             let mut held = lock(&shared.held);
-            let turn = held.admit(
+            let (turn, wake) = held.admit(
                 message,
                 shared.max(),
                 Instant::now(),
@@ -388,13 +415,15 @@ impl PublishSender {
                     tracing::debug!("{line}");
                 }
             }
-            turn
+            (turn, wake)
         };
         if turn == Turn::Pause {
             shared.metrics.paused.fetch_add(1, Ordering::Relaxed);
             shared.metrics.reading_paused.store(1, Ordering::Relaxed);
         }
-        shared.work.notify_one();
+        if wake {
+            shared.work.notify_one();
+        }
     }
 
     /// [`send`](Self::send) for a reader that cannot honour the [`read_gate`](Self::read_gate):
@@ -478,18 +507,6 @@ impl Shared {
     }
 }
 
-type InFlight = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = (
-                    Outgoing,
-                    Instant,
-                    Result<jetstream::publish::PublishAck, String>,
-                ),
-            > + Send,
-    >,
->;
-
 impl Publisher {
     /// Makes sure the stream exists (creating it with `config`'s settings if missing) and
     /// starts publishing on the current tokio runtime.
@@ -500,11 +517,17 @@ impl Publisher {
     ) -> Result<Self, FleetError> {
         let js = jetstream::ContextBuilder::new()
             .timeout(config.ack_timeout)
-            .max_ack_inflight(config.max_in_flight.max(1))
-            .build(client);
+            .build(client.clone());
         ensure_stream(&js, &config).await?;
+        // The acknowledgements come back on one wildcard inbox of the publisher's own, each
+        // publish's reply subject ending in its sequence number (see [`Window`]).
+        let inbox = format!("{}.", client.new_inbox());
+        let acks = client
+            .subscribe(format!("{inbox}*"))
+            .await
+            .map_err(|error| FleetError::Output(error.into()))?;
         let shared = Arc::new(Shared::new(config, metrics));
-        let task = tokio::spawn(publish_loop(js, shared.clone()));
+        let task = tokio::spawn(publish_loop(client, acks, inbox, shared.clone()));
         Ok(Publisher { shared, task })
     }
 
@@ -579,86 +602,340 @@ async fn ensure_stream(js: &jetstream::Context, config: &OutputConfig) -> Result
     }
 }
 
-async fn publish_loop(js: jetstream::Context, shared: Arc<Shared>) {
+/// The publishes awaiting their acknowledgement, by sequence number: publish `n` is sent with
+/// the reply subject `<inbox>.<n>`, and its acknowledgement arrives on the publisher's one
+/// subscription to `<inbox>.*`. Numbers are given in sending order, so the oldest publish
+/// still waiting is the first slot and its deadline is the window's. The window spans at
+/// most [`OutputConfig::max_in_flight`] numbers, from the oldest still waiting to the
+/// newest sent: an acknowledgement that does not come holds the window (the bound of what
+/// is in flight) until its publish times out and is sent again, under a new number.
+#[derive(Debug)]
+struct Window<T> {
+    /// The number of `slots[0]`.
+    first: u64,
+    /// What each publish carried and when it was sent; `None` once answered. The first slot,
+    /// when there is one, is never `None`.
+    slots: VecDeque<Option<(T, tokio::time::Instant)>>,
+}
+
+impl<T> Window<T> {
+    fn new() -> Self {
+        Window {
+            first: 1,
+            slots: VecDeque::new(),
+        }
+    }
+
+    /// Numbers from the oldest publish waiting to the newest sent (what the bound limits).
+    fn span(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The number the next publish gets.
+    fn next(&self) -> u64 {
+        self.first + self.slots.len() as u64
+    }
+
+    /// Records a publish sent at `sent`; its number is [`next`](Self::next)'s.
+    fn push(&mut self, item: T, sent: tokio::time::Instant) -> u64 {
+        let n = self.next();
+        self.slots.push_back(Some((item, sent)));
+        n
+    }
+
+    /// The publish answered by the acknowledgement for number `n`: `None` for a number not
+    /// waiting (answered already, or timed out and sent again under another number).
+    fn answer(&mut self, n: u64) -> Option<(T, tokio::time::Instant)> {
+        let at = usize::try_from(n.checked_sub(self.first)?).ok()?;
+        let answered = self.slots.get_mut(at)?.take()?;
+        self.trim();
+        Some(answered)
+    }
+
+    /// When the oldest publish waiting was sent.
+    fn oldest(&self) -> Option<tokio::time::Instant> {
+        self.slots
+            .front()
+            .and_then(|slot| slot.as_ref().map(|(_, at)| *at))
+    }
+
+    /// The oldest publish waiting if it was sent at or before `before` (it is given up on:
+    /// an acknowledgement for its number is ignored from now on).
+    fn expire(&mut self, before: tokio::time::Instant) -> Option<T> {
+        if self.oldest()? > before {
+            return None;
+        }
+        let (item, _) = self.slots.pop_front().flatten()?;
+        self.first += 1;
+        self.trim();
+        Some(item)
+    }
+
+    /// Drops the answered slots at the front.
+    fn trim(&mut self) {
+        while self.slots.front().is_some_and(Option::is_none) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+    }
+}
+
+/// What an acknowledgement says: `Ok(duplicate)` when the stream stored the message (or
+/// already had its `Nats-Msg-Id` within its duplicate window), `Err(why)` otherwise: a status
+/// instead of an answer (503: no stream takes the subject), a JetStream error, or a reply
+/// that is not an acknowledgement.
+fn ack_outcome(
+    status: Option<u16>,
+    description: Option<&str>,
+    payload: &[u8],
+) -> Result<bool, String> {
+    #[derive(serde::Deserialize)]
+    struct Ack {
+        seq: Option<u64>,
+        #[serde(default)]
+        duplicate: bool,
+        error: Option<ApiError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        #[serde(default)]
+        code: u16,
+        #[serde(default)]
+        err_code: u64,
+        #[serde(default)]
+        description: String,
+    }
+    match status {
+        None => {}
+        Some(503) => return Err("no stream takes the subject (no responders)".into()),
+        Some(code) => {
+            return Err(format!(
+                "status {code} instead of an acknowledgement{}",
+                description.map(|d| format!(" ({d})")).unwrap_or_default()
+            ))
+        }
+    }
+    match serde_json::from_slice::<Ack>(payload) {
+        Ok(Ack {
+            error: Some(error), ..
+        }) => Err(format!(
+            "JetStream refused the message: {} (code {}, error code {})",
+            error.description, error.code, error.err_code
+        )),
+        Ok(Ack {
+            seq: Some(_),
+            duplicate,
+            ..
+        }) => Ok(duplicate),
+        Ok(_) | Err(_) => Err(format!(
+            "an unreadable acknowledgement: {:?}",
+            String::from_utf8_lossy(&payload[..payload.len().min(200)])
+        )),
+    }
+}
+
+/// Acknowledged in one wake-up of the publisher: released at once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Released {
+    messages: usize,
+    bytes: usize,
+}
+
+const WORKER_HEADER: HeaderName = HeaderName::from_static("Sitebucket-Worker");
+const SHARD_HEADER: HeaderName = HeaderName::from_static("Sitebucket-Shard");
+
+async fn publish_loop(
+    client: async_nats::Client,
+    mut acks: async_nats::Subscriber,
+    inbox: String,
+    shared: Arc<Shared>,
+) {
     let metrics = shared.metrics.clone();
-    let worker = shared.config.worker.clone();
+    let worker = HeaderValue::from(shared.config.worker.as_str());
     let max_in_flight = shared.config.max_in_flight.max(1);
-    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let ack_timeout = shared.config.ack_timeout;
+    let mut window: Window<Outgoing> = Window::new();
+    // What the readers handed over, taken from the shared queue all at once.
+    let mut pending: VecDeque<Outgoing> = VecDeque::new();
     // Failed publishes, sent again first.
     let mut retry: VecDeque<Outgoing> = VecDeque::new();
     let mut backoff = RETRY_FIRST;
     let mut resume_at: Option<tokio::time::Instant> = None;
     let mut failing_since: Option<Instant> = None;
     let mut last_error = String::new();
+    let mut acks_open = true;
     let mut pause_log = tokio::time::interval(PAUSE_LOG_EVERY);
     pause_log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for the oldest publish's deadline and the end of a backoff, moved as they
+    // change (moving it later does not touch the timer wheel).
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     loop {
-        // Send while there is room in flight (not while backing off after a failure).
-        while in_flight.len() < max_in_flight
-            && resume_at.is_none_or(|at| tokio::time::Instant::now() >= at)
-        {
+        lock(&shared.held).take(&mut pending);
+        // Send while the window has room (not while backing off after a failure).
+        if resume_at.is_none_or(|at| tokio::time::Instant::now() >= at) {
             resume_at = None;
-            let next = retry
-                .pop_front()
-                .or_else(|| lock(&shared.held).queue.pop_front());
-            let Some(message) = next else { break };
-            let mut publish = PublishMessage::build()
-                .payload(message.payload.clone())
-                .message_id(&message.id)
-                .header("Sitebucket-Worker", worker.as_str());
-            if let Some(shard) = message.shard {
-                publish = publish.header("Sitebucket-Shard", shard.to_string().as_str());
-            }
-            metrics.published.fetch_add(1, Ordering::Relaxed);
-            let sent = Instant::now();
-            match js.send_publish(message.subject.clone(), publish).await {
-                Ok(ack) => in_flight.push(Box::pin(await_ack(message, sent, ack))),
-                Err(error) => {
-                    metrics.publish_errors.fetch_add(1, Ordering::Relaxed);
-                    last_error = error.to_string();
-                    note_failure(&mut failing_since, &last_error);
-                    retry.push_front(message);
-                    resume_at = Some(tokio::time::Instant::now() + backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
+            while window.span() < max_in_flight {
+                let Some(message) = retry.pop_front().or_else(|| pending.pop_front()) else {
+                    break;
+                };
+                let mut headers = HeaderMap::new();
+                headers.insert(NATS_MESSAGE_ID, message.id.as_str());
+                headers.insert(WORKER_HEADER, worker.clone());
+                if let Some(shard) = message.shard {
+                    headers.insert(SHARD_HEADER, HeaderValue::from(shard));
                 }
+                let reply = format!("{inbox}{}", window.next());
+                metrics.published.fetch_add(1, Ordering::Relaxed);
+                let sent = tokio::time::timeout(
+                    ack_timeout,
+                    client.publish_with_reply_and_headers(
+                        Subject::from(message.subject.as_str()),
+                        reply,
+                        headers,
+                        message.payload.clone(),
+                    ),
+                )
+                .await;
+                let error = match sent {
+                    Ok(Ok(())) => {
+                        window.push(message, tokio::time::Instant::now());
+                        continue;
+                    }
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => format!("the client took no publish for {ack_timeout:?}"),
+                };
+                metrics.publish_errors.fetch_add(1, Ordering::Relaxed);
+                note_failure(&mut failing_since, &error);
+                last_error = error;
+                retry.push_front(message);
+                resume_at = Some(tokio::time::Instant::now() + backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                break;
+            }
+        }
+        let deadline = match (window.oldest().map(|at| at + ack_timeout), resume_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Moved only when the deadline comes earlier: as acknowledgements arrive the oldest
+        // deadline only moves later, and a timer that fires early finds nothing expired and
+        // is set again (once per acknowledgement timeout, not once per wake-up).
+        if let Some(at) = deadline {
+            if armed.is_none_or(|armed| at < armed) {
+                timer.as_mut().reset(at);
+                armed = Some(at);
             }
         }
         let work = shared.work.notified();
         tokio::select! {
-            Some((message, sent, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                match result {
-                    Ok(ack) => {
-                        if let Some(since) = failing_since.take() {
-                            tracing::info!(
-                                "NATS acknowledges publishes again after {:.1?} of failures",
-                                since.elapsed()
+            ack = acks.next(), if acks_open => {
+                let mut released = Released::default();
+                let mut next = ack;
+                loop {
+                    match next {
+                        Some(ack) => {
+                            let outcome = answer(&mut window, &inbox, &ack);
+                            if let Some((message, sent, outcome)) = outcome {
+                                match outcome {
+                                    Ok(duplicate) => {
+                                        if let Some(since) = failing_since.take() {
+                                            tracing::info!(
+                                                "NATS acknowledges publishes again after {:.1?} \
+                                                 of failures",
+                                                since.elapsed()
+                                            );
+                                        }
+                                        backoff = RETRY_FIRST;
+                                        metrics.acked.fetch_add(1, Ordering::Relaxed);
+                                        if duplicate {
+                                            metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                        metrics.observe_latency(sent.elapsed());
+                                        released.messages += 1;
+                                        released.bytes += message.payload.len();
+                                    }
+                                    Err(error) => {
+                                        metrics.publish_errors.fetch_add(1, Ordering::Relaxed);
+                                        note_failure(&mut failing_since, &error);
+                                        last_error = error;
+                                        retry.push_back(message);
+                                        if resume_at.is_none() {
+                                            resume_at =
+                                                Some(tokio::time::Instant::now() + backoff);
+                                            backoff = (backoff * 2).min(RETRY_MAX);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        None => {
+                            acks_open = false;
+                            tracing::error!(
+                                "the NATS client closed the acknowledgements' subscription: \
+                                 publishes will time out"
                             );
-                        }
-                        backoff = RETRY_FIRST;
-                        metrics.acked.fetch_add(1, Ordering::Relaxed);
-                        if ack.duplicate {
-                            metrics.duplicates.fetch_add(1, Ordering::Relaxed);
-                        }
-                        metrics.observe_latency(sent.elapsed());
-                        release(&shared, message.payload.len());
-                    }
-                    Err(error) => {
-                        metrics.publish_errors.fetch_add(1, Ordering::Relaxed);
-                        note_failure(&mut failing_since, &error);
-                        last_error = error;
-                        retry.push_back(message);
-                        if resume_at.is_none() {
-                            resume_at = Some(tokio::time::Instant::now() + backoff);
-                            backoff = (backoff * 2).min(RETRY_MAX);
+                            break;
                         }
                     }
+                    // Every acknowledgement already there, in this one wake-up.
+                    match acks.next().now_or_never() {
+                        Some(ack) => next = ack,
+                        None => break,
+                    }
+                }
+                if released.messages > 0 {
+                    release(&shared, released);
                 }
             }
             () = work => {}
-            () = sleep_until(resume_at) => {}
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                let now = tokio::time::Instant::now();
+                let mut expired = 0;
+                while let Some(message) = now.checked_sub(ack_timeout).and_then(|before| window.expire(before)) {
+                    expired += 1;
+                    retry.push_back(message);
+                }
+                if expired > 0 {
+                    metrics.publish_errors.fetch_add(expired, Ordering::Relaxed);
+                    let error = format!(
+                        "{expired} publish(es) not acknowledged within {ack_timeout:?}"
+                    );
+                    note_failure(&mut failing_since, &error);
+                    last_error = error;
+                    if resume_at.is_none() {
+                        resume_at = Some(now + backoff);
+                        backoff = (backoff * 2).min(RETRY_MAX);
+                    }
+                }
+            }
             _ = pause_log.tick() => log_pause(&shared, &last_error),
         }
     }
+}
+
+/// The publish an acknowledgement answers, when it is one of the window's, with what the
+/// acknowledgement says ([`ack_outcome`]).
+fn answer(
+    window: &mut Window<Outgoing>,
+    inbox: &str,
+    ack: &async_nats::Message,
+) -> Option<(Outgoing, tokio::time::Instant, Result<bool, String>)> {
+    let n = ack
+        .subject
+        .as_str()
+        .strip_prefix(inbox)?
+        .parse::<u64>()
+        .ok()?;
+    let (message, sent) = window.answer(n)?;
+    let outcome = ack_outcome(
+        ack.status.map(|s| s.as_u16()),
+        ack.description.as_deref(),
+        &ack.payload,
+    );
+    Some((message, sent, outcome))
 }
 
 /// While reading is paused: for how long, how much is held, how many streams reconnected
@@ -691,26 +968,6 @@ fn log_pause(shared: &Shared, last_error: &str) {
     );
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn await_ack(
-    message: Outgoing,
-    sent: Instant,
-    ack: PublishAckFuture,
-) -> (
-    Outgoing,
-    Instant,
-    Result<jetstream::publish::PublishAck, String>,
-) {
-    let result = ack.await.map_err(|e| e.to_string());
-    (message, sent, result)
-}
-
 fn note_failure(failing_since: &mut Option<Instant>, error: &str) {
     if failing_since.is_none() {
         *failing_since = Some(Instant::now());
@@ -718,11 +975,11 @@ fn note_failure(failing_since: &mut Option<Instant>, error: &str) {
     }
 }
 
-/// One message acknowledged: frees its room, wakes readers waiting for it, and resumes
-/// reading when a pause is over.
-fn release(shared: &Shared, len: usize) {
+/// Messages acknowledged (all those of one wake-up of the publisher): frees their room, wakes
+/// readers waiting for it, and resumes reading when a pause is over.
+fn release(shared: &Shared, released: Released) {
     let mut held = lock(&shared.held);
-    let turn = held.release(len, shared.max());
+    let turn = held.release(released.messages, released.bytes, shared.max());
     shared.gauges(&held);
     let empty = held.messages == 0;
     if let Turn::Resume {
@@ -771,29 +1028,29 @@ mod tests {
         let t0 = Instant::now();
         let mut held = Held::default();
         for _ in 0..9 {
-            assert_eq!(held.admit(message(100), max, t0, 0), Turn::Same);
+            assert_eq!(held.admit(message(100), max, t0, 0).0, Turn::Same);
         }
         // The tenth message reaches 1,000 bytes: pause, once.
-        assert_eq!(held.admit(message(100), max, t0, 7), Turn::Pause);
+        assert_eq!(held.admit(message(100), max, t0, 7).0, Turn::Pause);
         // What was read is still taken while paused, and pauses nothing again.
-        assert_eq!(held.admit(message(100), max, t0, 7), Turn::Same);
+        assert_eq!(held.admit(message(100), max, t0, 7).0, Turn::Same);
         assert_eq!(
             (held.messages, held.bytes, held.queue.len()),
             (11, 1100, 11)
         );
         // Down to 800 bytes: still paused (resume at 750).
         for _ in 0..3 {
-            assert_eq!(held.release(100, max), Turn::Same);
+            assert_eq!(held.release(1, 100, max), Turn::Same);
         }
         assert_eq!(
-            held.release(100, max),
+            held.release(1, 100, max),
             Turn::Resume {
                 since: t0,
                 reconnects_before: 7
             }
         );
         assert!(held.paused.is_none());
-        assert_eq!(held.release(100, max), Turn::Same);
+        assert_eq!(held.release(1, 100, max), Turn::Same);
         assert_eq!((held.messages, held.bytes), (6, 600));
     }
 
@@ -803,11 +1060,11 @@ mod tests {
         let mut held = Held::default();
         let max = (1 << 20, 4);
         for _ in 0..3 {
-            assert_eq!(held.admit(message(1), max, t0, 0), Turn::Same);
+            assert_eq!(held.admit(message(1), max, t0, 0).0, Turn::Same);
         }
-        assert_eq!(held.admit(message(1), max, t0, 0), Turn::Pause);
+        assert_eq!(held.admit(message(1), max, t0, 0).0, Turn::Pause);
         assert_eq!(
-            held.release(1, max),
+            held.release(1, 1, max),
             Turn::Resume {
                 since: t0,
                 reconnects_before: 0
@@ -816,9 +1073,9 @@ mod tests {
         );
         // A message larger than the whole byte bound is taken, and pauses at once.
         let mut held = Held::default();
-        assert_eq!(held.admit(message(5000), (1000, 10), t0, 0), Turn::Pause);
+        assert_eq!(held.admit(message(5000), (1000, 10), t0, 0).0, Turn::Pause);
         assert_eq!(
-            held.release(5000, (1000, 10)),
+            held.release(1, 5000, (1000, 10)),
             Turn::Resume {
                 since: t0,
                 reconnects_before: 0
@@ -854,15 +1111,165 @@ mod tests {
         // Resumes once 225 bytes or fewer are held.
         for _ in 0..7 {
             assert!(gate.is_paused());
-            release(&shared, 100);
+            release(
+                &shared,
+                Released {
+                    messages: 1,
+                    bytes: 100,
+                },
+            );
         }
         assert_eq!(sender.held(), (3, 300));
         assert!(gate.is_paused(), "300 bytes is still the bound");
-        release(&shared, 100);
+        release(
+            &shared,
+            Released {
+                messages: 1,
+                bytes: 100,
+            },
+        );
         assert!(!gate.is_paused());
         assert!(sender.paused_for().is_none());
         assert_eq!(metrics.reading_paused.load(Ordering::Relaxed), 0);
         assert_eq!(metrics.held_bytes.load(Ordering::Relaxed), 200);
+    }
+
+    /// The publisher is woken by the message that finds the queue empty only, and takes the
+    /// whole queue at once; what it took stays held until released.
+    #[test]
+    fn only_the_first_message_of_a_burst_wakes_the_publisher_which_takes_them_all() {
+        let max = (1 << 20, 1000);
+        let t0 = Instant::now();
+        let mut held = Held::default();
+        let wakes: Vec<bool> = (0..5)
+            .map(|_| held.admit(message(10), max, t0, 0).1)
+            .collect();
+        assert_eq!(wakes, [true, false, false, false, false]);
+        let mut pending = VecDeque::new();
+        held.take(&mut pending);
+        assert_eq!((pending.len(), held.queue.len()), (5, 0));
+        assert_eq!((held.messages, held.bytes), (5, 50), "taken is still held");
+        // The queue is empty again: the next message wakes it, and a second take appends
+        // in order behind what is still pending.
+        assert!(held.admit(message(20), max, t0, 0).1);
+        assert!(!held.admit(message(30), max, t0, 0).1);
+        held.take(&mut pending);
+        let lens: Vec<usize> = pending.iter().map(|m| m.payload.len()).collect();
+        assert_eq!(lens, [10, 10, 10, 10, 10, 20, 30]);
+        assert!(held.admit(message(1), max, t0, 0).1);
+    }
+
+    /// Releasing what one wake-up acknowledged at once resumes exactly when releasing the
+    /// same messages one by one would have resumed by the end of them.
+    #[test]
+    fn a_batch_of_acknowledgements_is_released_at_once() {
+        let max = (1000, 100);
+        let t0 = Instant::now();
+        let fill = || {
+            let mut held = Held::default();
+            for _ in 0..10 {
+                held.admit(message(100), max, t0, 3);
+            }
+            assert!(held.paused.is_some());
+            held
+        };
+        let mut held = fill();
+        assert_eq!(
+            held.release(2, 200, max),
+            Turn::Same,
+            "800 bytes: still paused"
+        );
+        assert_eq!(
+            held.release(3, 300, max),
+            Turn::Resume {
+                since: t0,
+                reconnects_before: 3
+            }
+        );
+        assert_eq!((held.messages, held.bytes), (5, 500));
+        assert_eq!(held.release(5, 500, max), Turn::Same);
+        assert_eq!((held.messages, held.bytes), (0, 0));
+        // The whole bound at once, and more than is held: nothing underflows.
+        let mut held = fill();
+        assert!(matches!(held.release(20, 5000, max), Turn::Resume { .. }));
+        assert_eq!((held.messages, held.bytes), (0, 0));
+    }
+
+    #[test]
+    fn the_window_numbers_publishes_and_matches_acknowledgements_in_any_order() {
+        let t0 = tokio::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut window = Window::new();
+        assert_eq!((window.span(), window.oldest()), (0, None));
+        let first = window.next();
+        for (i, c) in ['a', 'b', 'c', 'd'].into_iter().enumerate() {
+            assert_eq!(window.push(c, at(i as u64)), first + i as u64);
+        }
+        assert_eq!(window.span(), 4);
+        // Out of order: the span stays until the oldest is answered.
+        assert_eq!(window.answer(first + 2), Some(('c', at(2))));
+        assert_eq!(window.answer(first + 1), Some(('b', at(1))));
+        assert_eq!((window.span(), window.oldest()), (4, Some(at(0))));
+        assert_eq!(window.answer(first), Some(('a', at(0))));
+        assert_eq!((window.span(), window.oldest()), (1, Some(at(3))));
+        // Answered already, never sent, or before the window: ignored.
+        for n in [first, first + 2, first + 4, first + 99, 0, u64::MAX] {
+            assert_eq!(window.answer(n), None, "{n}");
+        }
+        assert_eq!(window.next(), first + 4, "numbers are never reused");
+        assert_eq!(window.answer(first + 3), Some(('d', at(3))));
+        assert_eq!((window.span(), window.oldest()), (0, None));
+    }
+
+    #[test]
+    fn the_oldest_publishes_expire_in_order_and_their_late_answers_are_ignored() {
+        let t0 = tokio::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut window = Window::new();
+        let a = window.push('a', at(0));
+        let b = window.push('b', at(10));
+        let c = window.push('c', at(20));
+        assert_eq!(window.answer(b), Some(('b', at(10))));
+        assert_eq!(window.expire(at(0) - Duration::from_millis(1)), None);
+        assert_eq!(window.expire(at(15)), Some('a'));
+        // 'b' was answered: the next oldest is 'c', not yet due.
+        assert_eq!(window.expire(at(15)), None);
+        assert_eq!(window.oldest(), Some(at(20)));
+        assert_eq!(
+            window.answer(a),
+            None,
+            "a late answer to an expired publish"
+        );
+        assert_eq!(window.expire(at(20)), Some('c'));
+        assert_eq!(window.answer(c), None);
+        assert_eq!(window.span(), 0);
+        // Sent again, it gets a new number.
+        assert_eq!(window.push('a', at(30)), c + 1);
+    }
+
+    #[test]
+    fn acknowledgements_are_read_exactly() {
+        let ok = br#"{"stream":"SITEBUCKET","seq":42}"#;
+        assert_eq!(ack_outcome(None, None, ok), Ok(false));
+        let dup = br#"{"stream":"SITEBUCKET","seq":42,"duplicate":true}"#;
+        assert_eq!(ack_outcome(None, None, dup), Ok(true));
+        let domain = br#"{"stream":"S","domain":"hub","seq":1,"duplicate":false}"#;
+        assert_eq!(ack_outcome(None, None, domain), Ok(false));
+        let refused =
+            br#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#;
+        let error = ack_outcome(None, None, refused).expect_err("an error");
+        assert!(error.contains("maximum messages exceeded"), "{error}");
+        assert!(error.contains("10077"), "{error}");
+        let error = ack_outcome(Some(503), None, b"").expect_err("no responders");
+        assert!(error.contains("no responders"), "{error}");
+        let error = ack_outcome(Some(408), Some("Request Timeout"), b"").expect_err("408");
+        assert!(
+            error.contains("408") && error.contains("Request Timeout"),
+            "{error}"
+        );
+        for bad in [&b""[..], b"{}", b"{\"stream\":\"S\"}", b"not json", b"[1]"] {
+            assert!(ack_outcome(None, None, bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -928,5 +1335,136 @@ mod tests {
         let out = Outgoing::new("sb", Bytes::from_static(br#"{"limit":{"track":1}}"#), 64);
         assert_eq!(out.subject, "sb.stream.limit");
         assert_eq!(out.shard, None);
+    }
+}
+
+/// The publisher against a real `nats-server` (Debian's; `.ci/run` installs it).
+#[cfg(test)]
+mod nats_tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use sitebucket_e2e::nats::NatsServer;
+
+    use super::{Outgoing, OutputConfig, Publisher};
+    use crate::metrics::Metrics;
+
+    fn envelope(user: u64, n: usize) -> Outgoing {
+        Outgoing::new(
+            "sbt",
+            Bytes::from(format!(r#"{{"for_user":{user},"message":{{"n":{n}}}}}"#)),
+            64,
+        )
+    }
+
+    async fn stored(client: &async_nats::Client, stream: &str) -> u64 {
+        let js = async_nats::jetstream::new(client.clone());
+        let mut stream = js.get_stream(stream).await.expect("the stream");
+        stream.info().await.expect("its info").state.messages
+    }
+
+    /// Every message is acknowledged once stored, a re-publish of the same bytes is a
+    /// duplicate the stream drops, and what is held drains to nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_message_is_acknowledged_and_repeats_are_duplicates() {
+        let server = NatsServer::start();
+        let client = async_nats::connect(&server.url).await.expect("connect");
+        let mut config = OutputConfig::new("t");
+        config.stream = "SBT".into();
+        config.subject_prefix = "sbt".into();
+        config.max_in_flight = 16;
+        let metrics = Arc::new(Metrics::default());
+        let publisher = Publisher::start(client.clone(), config, metrics.clone())
+            .await
+            .expect("publisher");
+        let sender = publisher.sender();
+        for n in 0..2000 {
+            sender.send(envelope(7 + (n % 5) as u64, n));
+        }
+        // The first 100 again: same user, same bytes, same ids.
+        for n in 0..100 {
+            sender.send(envelope(7 + (n % 5) as u64, n));
+        }
+        assert_eq!(publisher.drain(Duration::from_secs(30)).await, 0);
+        assert_eq!(metrics.acked.load(Ordering::Relaxed), 2100);
+        assert_eq!(metrics.duplicates.load(Ordering::Relaxed), 100);
+        assert_eq!(metrics.publish_errors.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.held_messages.load(Ordering::Relaxed), 0);
+        assert_eq!(stored(&client, "SBT").await, 2000);
+    }
+
+    /// Acknowledgements lost with the server (killed with messages in flight) time out and
+    /// the messages are sent again with the same ids once it is back: each stored once, none
+    /// lost, none left held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishes_whose_answers_are_lost_are_sent_again_until_acknowledged() {
+        let mut server = NatsServer::start();
+        let client = async_nats::ConnectOptions::new()
+            .reconnect_delay_callback(|_| Duration::from_millis(50))
+            .connect(&server.url)
+            .await
+            .expect("connect");
+        let mut config = OutputConfig::new("t");
+        config.stream = "SBT".into();
+        config.subject_prefix = "sbt".into();
+        config.max_in_flight = 8;
+        config.ack_timeout = Duration::from_millis(500);
+        let metrics = Arc::new(Metrics::default());
+        let publisher = Publisher::start(client.clone(), config, metrics.clone())
+            .await
+            .expect("publisher");
+        let sender = publisher.sender();
+        for n in 0..200 {
+            sender.send(envelope(3, n));
+        }
+        server.kill();
+        for n in 200..400 {
+            sender.send(envelope(3, n));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| server.restart());
+        assert_eq!(publisher.drain(Duration::from_secs(60)).await, 0);
+        assert!(metrics.acked.load(Ordering::Relaxed) >= 400);
+        assert_eq!(stored(&client, "SBT").await, 400, "each message once");
+    }
+
+    /// A subject no stream takes is answered "no responders": an error, retried, and
+    /// delivered once a stream takes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_responders_is_an_error_retried_until_a_stream_takes_the_subject() {
+        let server = NatsServer::start();
+        let client = async_nats::connect(&server.url).await.expect("connect");
+        let mut config = OutputConfig::new("t");
+        config.stream = "SBT".into();
+        config.subject_prefix = "sbt".into();
+        let metrics = Arc::new(Metrics::default());
+        let publisher = Publisher::start(client.clone(), config, metrics.clone())
+            .await
+            .expect("publisher");
+        let js = async_nats::jetstream::new(client.clone());
+        js.delete_stream("SBT").await.expect("delete the stream");
+        let sender = publisher.sender();
+        for n in 0..10 {
+            sender.send(envelope(9, n));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while metrics.publish_errors.load(Ordering::Relaxed) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "no error counted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(metrics.acked.load(Ordering::Relaxed), 0);
+        assert_eq!(sender.held().0, 10, "nothing released before its ack");
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "SBT".into(),
+            subjects: vec!["sbt.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+        assert_eq!(publisher.drain(Duration::from_secs(30)).await, 0);
+        assert_eq!(metrics.acked.load(Ordering::Relaxed), 10);
+        assert_eq!(stored(&client, "SBT").await, 10);
     }
 }

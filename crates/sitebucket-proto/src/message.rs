@@ -26,13 +26,16 @@
 //! (`"caf\u00e9"`, `"\r\n"`). Sub-objects kept whole (an event's `target_object`) are borrowed
 //! [`RawValue`]s.
 //!
-//! Some sub-objects are kept raw and read only when asked: a tweet's author
-//! ([`Tweet::user_id`], [`Tweet::user_screen_name`]) and the original of a retweet
-//! ([`Tweet::retweeted_status_id`]). They hold more than half of a v1.1 tweet's object keys,
-//! and skipping an object costs a fraction of reading its keys; each accessor reads its
-//! object again on every call. Their syntax and UTF-8 are checked with the message, so an
-//! accessor can meet only one kind of bad input, a string with a lone surrogate escape
-//! (`"\ud800"`), and answers `None` for it (such a string used to fail the whole message).
+//! A tweet's text, its author ([`Tweet::user_id`], [`Tweet::user_screen_name`]) and the
+//! original of a retweet ([`Tweet::retweeted_status_id`]) are kept as [`RawJson`] and read
+//! only when asked ([`Tweet::text`] decodes the text). The two objects hold more than half of
+//! a v1.1 tweet's object keys, and skipping an object costs a fraction of reading its keys;
+//! the text is where a tweet's escapes are. Each accessor reads its value again on every
+//! call. Their syntax is checked with the message, but not their UTF-8 (as with
+//! [`IgnoredAny`]) nor their escapes' code points: the text decodes lossily (U+FFFD), and an
+//! accessor that meets a field it cannot decode (a lone surrogate escape such as
+//! `"\ud800"`, bytes that are not UTF-8) answers `None` (such a string used to fail the
+//! whole message).
 //!
 //! A [`Tweet`] has no raw copy of itself: the decoder reads the tweet's fields while it scans
 //! it, and serde_json cannot also hand back the span it just scanned, so a raw copy would cost
@@ -64,7 +67,7 @@
 //! match message {
 //!     Message::ForUser { for_user, message: UserMessage::Tweet(tweet) } => {
 //!         assert_eq!(for_user, 1888);
-//!         assert_eq!(tweet.text, "café");
+//!         assert_eq!(tweet.text(), "café");
 //!     }
 //!     other => panic!("unexpected {other:?}"),
 //! }
@@ -302,37 +305,191 @@ pub struct UserWithheld<'a> {
 /// A tweet (status), with the fields a stream consumer most often needs.
 ///
 /// Ids come from `id_str` when it is present (some tools rounded the numeric `id` through a
-/// double), else from `id`. The author (`user`) and the original of a retweet
-/// (`retweeted_status`) are kept as raw JSON and read when asked ([`Tweet::user_id`],
-/// [`Tweet::user_screen_name`], [`Tweet::retweeted_status_id`]): together they hold most of a
-/// tweet's keys, and most consumers never ask. Everything else stays in the message bytes:
+/// double), else from `id`. The text, the author (`user`) and the original of a retweet
+/// (`retweeted_status`) are kept as raw JSON ([`RawJson`]) and read when asked
+/// ([`Tweet::text`], [`Tweet::user_id`], [`Tweet::user_screen_name`],
+/// [`Tweet::retweeted_status_id`]): together they hold most of a tweet's keys and escapes,
+/// and most consumers never ask for all of them. Everything else stays in the message bytes:
 /// see the [module docs](crate::message) for why there is no raw copy of the whole tweet.
 ///
-/// Equality compares the raw `user` and `retweeted_status` by their exact text.
+/// Equality compares the texts decoded, and the raw `user` and `retweeted_status` by their
+/// exact bytes.
 #[derive(Clone, Debug)]
 pub struct Tweet<'a> {
     /// The tweet id.
     pub id: u64,
-    /// `text` (truncated to 140 characters for extended tweets; `full_text` when a tweet
-    /// has no `text`).
-    pub text: Cow<'a, str>,
-    /// The untruncated text: `extended_tweet.full_text`, or a top-level `full_text`.
-    pub full_text: Option<Cow<'a, str>>,
-    /// The author: the `user` object as sent (`None` when absent or `null`). Its syntax and
-    /// UTF-8 were checked with the message; its fields are read by [`Tweet::user_id`] and
+    /// `text` as sent: a JSON string literal, quotes and escapes included (`full_text`'s when
+    /// a tweet has no `text`). Decoded by [`Tweet::text`].
+    pub raw_text: RawJson<'a>,
+    /// The untruncated text as sent (`extended_tweet.full_text`, or a top-level
+    /// `full_text`), a JSON string literal. Decoded by [`Tweet::full_text`].
+    pub raw_full_text: Option<RawJson<'a>>,
+    /// The author: the `user` object as sent (`None` when absent or `null`). Its syntax was
+    /// checked with the message; its fields are read by [`Tweet::user_id`] and
     /// [`Tweet::user_screen_name`].
-    pub user: Option<Cow<'a, RawValue>>,
+    pub user: Option<RawJson<'a>>,
     /// `created_at`, as sent (`"Wed Apr 06 19:13:37 +0000 2011"`).
     pub created_at: Option<Cow<'a, str>>,
     /// The tweet this one replies to.
     pub in_reply_to_status_id: Option<u64>,
     /// For a retweet, the original tweet (`retweeted_status`) as sent (`None` when absent or
     /// `null`); its id is [`Tweet::retweeted_status_id`].
-    pub retweeted_status: Option<Cow<'a, RawValue>>,
+    pub retweeted_status: Option<RawJson<'a>>,
     /// For a quote tweet, the id of the quoted tweet.
     pub quoted_status_id: Option<u64>,
     /// `timestamp_ms` (sent by streams since 2014).
     pub timestamp_ms: Option<u64>,
+}
+
+/// One JSON value as it appeared in a message, not decoded.
+///
+/// The decoder checks the syntax of a value it keeps this way, as it does every value's, but
+/// like [`IgnoredAny`] it neither decodes its string escapes nor checks its UTF-8: that is
+/// left to whoever reads it ([`RawJson::decode_str`], [`Tweet::text`], [`Tweet::user_id`],
+/// …), which is what makes keeping it cheap. [`RawJson::to_str`] checks the UTF-8 of the
+/// whole value.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RawJson<'a>(Cow<'a, [u8]>);
+
+impl<'a> RawJson<'a> {
+    /// Raw JSON from text that holds exactly one JSON value (whitespace around it allowed,
+    /// and kept), checked as the decoder checks a value: its syntax, not its UTF-8.
+    pub fn new(json: &'a [u8]) -> Result<Self, ParseError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(json);
+        IgnoredAny::deserialize(&mut deserializer)
+            .and_then(|_| deserializer.end())
+            .map_err(|error| ParseError::from_json(&error, json))?;
+        Ok(RawJson(Cow::Borrowed(json)))
+    }
+
+    /// A value the decoder already checked.
+    fn checked(json: &'a [u8]) -> Self {
+        RawJson(Cow::Borrowed(json))
+    }
+
+    /// The JSON text, as sent.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The JSON text as a `str`, when it is valid UTF-8 (escapes are not decoded).
+    pub fn to_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.0)
+    }
+
+    /// For a JSON string, its text, decoded: borrowed when it holds no escapes and is valid
+    /// UTF-8, else a copy. Never fails on a string: bytes that are not UTF-8 and escapes of
+    /// lone surrogates (`"\ud800"`) become U+FFFD, as [`String::from_utf8_lossy`] does.
+    /// `None` when the value is not a string.
+    pub fn decode_str(&self) -> Option<Cow<'_, str>> {
+        string_inside(&self.0).map(decode_json_string)
+    }
+
+    /// The same value owning its bytes.
+    pub fn into_owned(self) -> RawJson<'static> {
+        RawJson(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Debug for RawJson<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawJson({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl Serialize for RawJson<'_> {
+    /// The value as it was sent (with serde_json, verbatim); an error if it is not UTF-8.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let text = self.to_str().map_err(S::Error::custom)?;
+        let raw: &RawValue = serde_json::from_str(text).map_err(S::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+/// Decodes the inside of a JSON string literal (between its quotes), lossily: see
+/// [`RawJson::decode_str`]. Well-formed input is what the decoder checked; anything else
+/// still decodes to something, and never panics.
+fn decode_json_string(raw: &[u8]) -> Cow<'_, str> {
+    let Some(first) = memchr::memchr(b'\\', raw) else {
+        return String::from_utf8_lossy(raw);
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    let mut at = first;
+    loop {
+        out.extend_from_slice(&rest[..at]);
+        rest = &rest[at + 1..];
+        let (escape, tail) = match rest.split_first() {
+            Some((escape, tail)) => (*escape, tail),
+            None => {
+                out.push(b'\\');
+                break;
+            }
+        };
+        rest = tail;
+        let simple = match escape {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(byte) = simple {
+            out.push(byte);
+        } else if escape == b'u' {
+            let (c, tail) = decode_unicode_escape(rest);
+            rest = tail;
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
+        }
+        match memchr::memchr(b'\\', rest) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.extend_from_slice(rest);
+    match String::from_utf8(out) {
+        Ok(text) => Cow::Owned(text),
+        Err(error) => Cow::Owned(String::from_utf8_lossy(error.as_bytes()).into_owned()),
+    }
+}
+
+/// The character of a `\uXXXX` escape (after the `\u`), joining a surrogate pair; a lone
+/// surrogate or bad hex is U+FFFD. Returns the rest of the input.
+fn decode_unicode_escape(rest: &[u8]) -> (char, &[u8]) {
+    fn hex4(bytes: &[u8]) -> Option<u32> {
+        let digits = std::str::from_utf8(bytes.get(..4)?).ok()?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(digits, 16).ok()
+    }
+    let Some(unit) = hex4(rest) else {
+        return (char::REPLACEMENT_CHARACTER, rest);
+    };
+    let rest = &rest[4..];
+    if (0xD800..0xDC00).contains(&unit) {
+        if let Some(low) = rest.strip_prefix(b"\\u").and_then(hex4) {
+            if (0xDC00..0xE000).contains(&low) {
+                let c = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                return (
+                    char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER),
+                    &rest[6..],
+                );
+            }
+        }
+    }
+    (
+        char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER),
+        rest,
+    )
 }
 
 /// A direct message, with a few fields decoded and the whole object kept raw.
@@ -453,15 +610,17 @@ impl<'a> Message<'a> {
     ///
     /// Unknown kinds are not errors (see [`UserMessage::Unknown`]); only invalid JSON or a
     /// top level that is not an object is. Like [`IgnoredAny`], the decoder checks the syntax
-    /// of everything but the UTF-8 of only what it keeps: the strings it decodes and the
-    /// values it keeps raw (a tweet's `user`, `retweeted_status` and `source`, an event's
-    /// `target_object`, …), whose invalid bytes are an [`InvalidJson`](ParseErrorKind::InvalidJson)
-    /// error. Every `Cow<str>` here is valid UTF-8; a skipped string with invalid bytes is not
-    /// reported. Skipped values may nest to any depth: serde_json skips them without recursion.
+    /// of everything but the UTF-8 of only what it decodes: the strings it decodes and the
+    /// values it keeps as [`RawValue`] (an event's `target_object`, …), whose invalid bytes
+    /// are an [`InvalidJson`](ParseErrorKind::InvalidJson) error. Every `Cow<str>` here is
+    /// valid UTF-8; a skipped string with invalid bytes is not reported, nor is one inside a
+    /// value kept as [`RawJson`] (a tweet's text, `user` and `retweeted_status`), whose
+    /// accessors deal with it. Skipped values may nest to any depth: serde_json skips them
+    /// without recursion.
     pub fn from_slice(bytes: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let top = deserializer
-            .deserialize_any(TopVisitor)
+            .deserialize_any(TopVisitor { input: bytes })
             .and_then(|top| deserializer.end().map(|()| top))
             .map_err(|error| ParseError::from_json(&error, bytes))?;
         Ok(match top {
@@ -709,21 +868,40 @@ impl WarningCode<'_> {
 }
 
 impl Tweet<'_> {
-    /// The untruncated text when there is one, else `text`.
-    pub fn best_text(&self) -> &str {
-        self.full_text.as_deref().unwrap_or(&self.text)
+    /// The tweet's `text`, decoded from [`raw_text`](Tweet::raw_text) on each call: borrowed
+    /// from the message when it holds no escapes, else a copy. Never fails: bytes that are
+    /// not UTF-8 and escapes of lone surrogates (`"\ud800"`) become U+FFFD (such a text made
+    /// the whole message a [`ParseError`] before the text was decoded lazily).
+    pub fn text(&self) -> Cow<'_, str> {
+        self.raw_text.decode_str().unwrap_or_default()
+    }
+
+    /// The untruncated text (`extended_tweet.full_text`, or a top-level `full_text`),
+    /// decoded as [`Tweet::text`] is; `None` when the tweet has none.
+    pub fn full_text(&self) -> Option<Cow<'_, str>> {
+        self.raw_full_text
+            .as_ref()
+            .map(|text| text.decode_str().unwrap_or_default())
+    }
+
+    /// The untruncated text when there is one, else [`Tweet::text`].
+    pub fn best_text(&self) -> Cow<'_, str> {
+        self.full_text().unwrap_or_else(|| self.text())
     }
 
     /// The author's id: `user.id_str`, else `user.id` (or a bare numeric `user`).
     ///
     /// Read from the raw [`user`](Tweet::user) on each call (one pass over that object, about
     /// 1.6 KB in a v1.1 tweet). `None` when there is no `user`, it has no id of the right
-    /// shape, or one of the fields read holds a string serde_json cannot decode (a lone
-    /// surrogate escape such as `"\ud800"`; the syntax and UTF-8 were checked with the
-    /// message, so nothing else can fail here). Such a string made the whole message a
-    /// [`ParseError`] before the author was read lazily.
+    /// shape, or one of the fields read (`id`, `id_str`, `screen_name`) holds a string that
+    /// cannot be decoded: a lone surrogate escape such as `"\ud800"`, or bytes that are not
+    /// UTF-8 (the syntax was checked with the message, so nothing else can fail here). Such a
+    /// string made the whole message a [`ParseError`] before the author was read lazily.
     pub fn user_id(&self) -> Option<u64> {
-        self.user.as_deref().and_then(user_from_raw)?.id()
+        self.user
+            .as_ref()
+            .and_then(|user| user_from_raw(user.as_bytes()))?
+            .id()
     }
 
     /// The author's `user.screen_name`, borrowed from the message unless it holds escapes.
@@ -732,7 +910,10 @@ impl Tweet<'_> {
     /// when there is no `user`, its `screen_name` is not a string, or that string or the
     /// user's `id`/`id_str` cannot be decoded (a lone surrogate escape).
     pub fn user_screen_name(&self) -> Option<Cow<'_, str>> {
-        let user = self.user.as_deref().and_then(user_from_raw)?;
+        let user = self
+            .user
+            .as_ref()
+            .and_then(|user| user_from_raw(user.as_bytes()))?;
         let name = user.screen_name?;
         serde_json::from_str::<Lenient<Cow<'_, str>>>(name.get())
             .ok()
@@ -744,25 +925,25 @@ impl Tweet<'_> {
     ///
     /// Read from the raw [`retweeted_status`](Tweet::retweeted_status) on each call (one pass
     /// over it); `None` when there is none, it has no id of the right shape, or its `id_str`
-    /// holds a lone surrogate escape (which made the whole message a [`ParseError`] before).
+    /// holds a lone surrogate escape or bytes that are not UTF-8 (which made the whole message
+    /// a [`ParseError`] before).
     pub fn retweeted_status_id(&self) -> Option<u64> {
-        self.retweeted_status.as_deref().and_then(id_from_raw)
+        self.retweeted_status
+            .as_ref()
+            .and_then(|raw| id_from_raw(raw.as_bytes()))
     }
 }
 
 impl PartialEq for Tweet<'_> {
-    /// Raw JSON compares by its exact text.
+    /// Texts compare decoded; raw JSON compares by its exact bytes.
     fn eq(&self, other: &Self) -> bool {
-        fn raw<'r>(value: &'r Option<Cow<'_, RawValue>>) -> Option<&'r str> {
-            value.as_deref().map(RawValue::get)
-        }
         self.id == other.id
-            && self.text == other.text
-            && self.full_text == other.full_text
-            && raw(&self.user) == raw(&other.user)
+            && self.text() == other.text()
+            && self.full_text() == other.full_text()
+            && self.user == other.user
             && self.created_at == other.created_at
             && self.in_reply_to_status_id == other.in_reply_to_status_id
-            && raw(&self.retweeted_status) == raw(&other.retweeted_status)
+            && self.retweeted_status == other.retweeted_status
             && self.quoted_status_id == other.quoted_status_id
             && self.timestamp_ms == other.timestamp_ms
     }
@@ -777,7 +958,7 @@ impl Serialize for Tweet<'_> {
     /// from the raw objects (see [`Tweet::user_id`]).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fields = (
-            self.full_text.as_ref(),
+            self.full_text(),
             self.user_id(),
             self.user_screen_name(),
             self.created_at.as_ref(),
@@ -799,7 +980,7 @@ impl Serialize for Tweet<'_> {
         let count = 2 + present.iter().filter(|p| **p).count();
         let mut out = serializer.serialize_struct("Tweet", count)?;
         out.serialize_field("id", &self.id)?;
-        out.serialize_field("text", &self.text)?;
+        out.serialize_field("text", &self.text())?;
         optional_field(&mut out, "full_text", fields.0)?;
         optional_field(&mut out, "user_id", fields.1)?;
         optional_field(&mut out, "user_screen_name", fields.2)?;
@@ -1051,8 +1232,8 @@ impl Tweet<'_> {
     pub fn into_owned(self) -> Tweet<'static> {
         let Tweet {
             id,
-            text,
-            full_text,
+            raw_text,
+            raw_full_text,
             user,
             created_at,
             in_reply_to_status_id,
@@ -1062,12 +1243,12 @@ impl Tweet<'_> {
         } = self;
         Tweet {
             id,
-            text: owned_str(text),
-            full_text: full_text.map(owned_str),
-            user: user.map(owned_raw),
+            raw_text: raw_text.into_owned(),
+            raw_full_text: raw_full_text.map(RawJson::into_owned),
+            user: user.map(RawJson::into_owned),
             created_at: created_at.map(owned_str),
             in_reply_to_status_id,
-            retweeted_status: retweeted_status.map(owned_raw),
+            retweeted_status: retweeted_status.map(RawJson::into_owned),
             quoted_status_id,
             timestamp_ms,
         }
@@ -1329,15 +1510,18 @@ fn raw_or_whole<'a>(bytes: &'a [u8], path: &[&str]) -> Result<&'a RawValue, Pars
 }
 
 /// The top-level visitor: an object is decoded, anything else is a [`ParseError`].
-struct TopVisitor;
+struct TopVisitor<'a> {
+    /// The whole message, which the keys borrowed from point into.
+    input: &'a [u8],
+}
 
-impl TopVisitor {
+impl TopVisitor<'_> {
     fn not_an_object<E: de::Error>(found: &str) -> E {
         E::custom(format_args!("the top level is {found}, expected an object"))
     }
 }
 
-impl<'de> Visitor<'de> for TopVisitor {
+impl<'de> Visitor<'de> for TopVisitor<'de> {
     type Value = Top<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1346,7 +1530,7 @@ impl<'de> Visitor<'de> for TopVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::default();
-        fields.read(map, true)?;
+        fields.read(map, true, self.input)?;
         Ok(fields.resolve_top())
     }
 
@@ -1405,13 +1589,13 @@ struct Fields<'a> {
     created_at: Option<Cow<'a, str>>,
     id: Option<u64>,
     id_str: Option<u64>,
-    text: Option<Cow<'a, str>>,
-    full_text: Option<Cow<'a, str>>,
-    extended_full_text: Option<Cow<'a, str>>,
-    user: Option<&'a RawValue>,
+    text: Option<RawJson<'a>>,
+    full_text: Option<RawJson<'a>>,
+    extended_full_text: Option<RawJson<'a>>,
+    user: Option<RawJson<'a>>,
     in_reply_to_status_id: Option<u64>,
     in_reply_to_status_id_str: Option<u64>,
-    retweeted_status: Option<&'a RawValue>,
+    retweeted_status: Option<RawJson<'a>>,
     quoted_status_id: Option<u64>,
     quoted_status_id_str: Option<u64>,
     quoted_status: Option<&'a RawValue>,
@@ -1422,62 +1606,106 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Reads every entry of an object. `top` enables the keys only valid at the top level.
-    fn read<A: MapAccess<'a>>(&mut self, mut map: A, top: bool) -> Result<(), A::Error> {
+    /// Reads every entry of an object. `top` enables the keys only valid at the top level;
+    /// `input` is the whole message, which the keys borrowed from point into.
+    ///
+    /// Keys are matched by [`Field::of`]. The values kept raw ([`Span`]: a tweet's `text`,
+    /// `user`, …) are skipped like [`IgnoredAny`] skips them, and their bytes are found from
+    /// where the keys around them lie in the message: a value starts after its key's `":`
+    /// and ends before the `,"` of the next key. That avoids serde_json's [`RawValue`], which
+    /// checks the UTF-8 of all it captures. When there is no next key to end a value (it is
+    /// the object's last, or the next key has escapes and so is not borrowed), its end is
+    /// found by scanning it again ([`value_end`]); a key with escapes is captured through
+    /// [`RawValue`].
+    fn read<A: MapAccess<'a>>(
+        &mut self,
+        mut map: A,
+        top: bool,
+        input: &'a [u8],
+    ) -> Result<(), A::Error> {
         let f = self;
-        while let Some(Key(key)) = map.next_key::<Key<'a>>()? {
-            match &*key {
-                b"for_user" if top => f.for_user = lenient(&mut map)?,
-                b"message" if top => {
-                    let inner: Option<InnerMessage<'a>> = lenient(&mut map)?;
-                    f.message = Some(inner.map_or(Inner::Unknown, |m| m.0));
+        let mut pending: Option<(Span, usize)> = None;
+        while let Some(key) = map.next_key::<Key<'a>>()? {
+            let at = key_offset(input, &key);
+            let Key(key) = key;
+            if let Some((span, start)) = pending.take() {
+                let end = at
+                    .and_then(|at| end_before_key(input, at))
+                    .or_else(|| value_end(input, start));
+                f.put_span(span, end.and_then(|end| input.get(start..end)));
+            }
+            let field = Field::of(&key);
+            if let Some(span) = field.span() {
+                match at.and_then(|at| value_start(input, at + key.len())) {
+                    Some(start) => {
+                        skip_value(&mut map)?;
+                        pending = Some((span, start));
+                    }
+                    None => {
+                        let raw = map.next_value::<&'a RawValue>()?;
+                        f.put_span(span, Some(raw.get().as_bytes()));
+                    }
                 }
-                b"control" if top => f.control = lenient(&mut map)?,
-                b"disconnect" if top => f.disconnect = lenient(&mut map)?,
-                b"warning" => f.warning = lenient(&mut map)?,
-                b"limit" => f.limit = lenient(&mut map)?,
-                b"delete" => f.delete = lenient(&mut map)?,
-                b"scrub_geo" => f.scrub_geo = lenient(&mut map)?,
-                b"status_withheld" => f.status_withheld = lenient(&mut map)?,
-                b"user_withheld" => f.user_withheld = lenient(&mut map)?,
-                b"direct_message" => f.direct_message = lenient(&mut map)?,
-                b"friends" => f.friends = id_list(map.next_value::<&'a RawValue>()?),
-                b"friends_str" => f.friends_str = id_list(map.next_value::<&'a RawValue>()?),
-                b"event" => f.event = lenient(&mut map)?,
-                b"source" => f.source = user_from_raw(map.next_value::<&'a RawValue>()?),
-                b"target" => f.target = lenient(&mut map)?,
-                b"target_object" => f.target_object = Some(map.next_value::<&'a RawValue>()?),
-                b"created_at" => f.created_at = lenient(&mut map)?,
-                b"id" => f.id = lenient(&mut map)?,
-                b"id_str" => f.id_str = lenient(&mut map)?,
-                b"text" => f.text = lenient(&mut map)?,
-                b"full_text" => f.full_text = lenient(&mut map)?,
-                b"extended_tweet" => {
+                continue;
+            }
+            match field {
+                Field::ForUser if top => f.for_user = lenient(&mut map)?,
+                Field::Message if top => f.message = Some(map.next_value_seed(InnerSeed(input))?),
+                Field::Control if top => f.control = lenient(&mut map)?,
+                Field::Disconnect if top => f.disconnect = lenient(&mut map)?,
+                Field::Warning => f.warning = lenient(&mut map)?,
+                Field::Limit => f.limit = lenient(&mut map)?,
+                Field::Delete => f.delete = lenient(&mut map)?,
+                Field::ScrubGeo => f.scrub_geo = lenient(&mut map)?,
+                Field::StatusWithheld => f.status_withheld = lenient(&mut map)?,
+                Field::UserWithheld => f.user_withheld = lenient(&mut map)?,
+                Field::DirectMessage => f.direct_message = lenient(&mut map)?,
+                Field::Friends => f.friends = id_list(map.next_value::<&'a RawValue>()?),
+                Field::FriendsStr => f.friends_str = id_list(map.next_value::<&'a RawValue>()?),
+                Field::Event => f.event = lenient(&mut map)?,
+                Field::Target => f.target = lenient(&mut map)?,
+                Field::TargetObject => f.target_object = Some(map.next_value::<&'a RawValue>()?),
+                Field::CreatedAt => f.created_at = lenient(&mut map)?,
+                Field::Id => f.id = lenient(&mut map)?,
+                Field::IdStr => f.id_str = lenient(&mut map)?,
+                Field::ExtendedTweet => {
                     let extended: Option<ExtendedTweet<'a>> = lenient(&mut map)?;
                     f.extended_full_text = extended.and_then(|e| e.full_text);
                 }
-                // The author and a retweet's original are most of a tweet's keys, and are
-                // read only when asked (`Tweet::user_id`): skipped here, and kept raw.
-                b"user" => f.user = not_null(map.next_value::<&'a RawValue>()?),
-                b"in_reply_to_status_id" => f.in_reply_to_status_id = lenient(&mut map)?,
-                b"in_reply_to_status_id_str" => f.in_reply_to_status_id_str = lenient(&mut map)?,
-                b"retweeted_status" => {
-                    f.retweeted_status = not_null(map.next_value::<&'a RawValue>()?)
-                }
-                b"quoted_status_id" => f.quoted_status_id = lenient(&mut map)?,
-                b"quoted_status_id_str" => f.quoted_status_id_str = lenient(&mut map)?,
+                Field::InReplyToStatusId => f.in_reply_to_status_id = lenient(&mut map)?,
+                Field::InReplyToStatusIdStr => f.in_reply_to_status_id_str = lenient(&mut map)?,
+                Field::QuotedStatusId => f.quoted_status_id = lenient(&mut map)?,
+                Field::QuotedStatusIdStr => f.quoted_status_id_str = lenient(&mut map)?,
                 // Read only when the tweet has no `quoted_status_id[_str]` (see resolve).
-                b"quoted_status" => f.quoted_status = Some(map.next_value::<&'a RawValue>()?),
-                b"timestamp_ms" => f.timestamp_ms = lenient(&mut map)?,
-                b"sender_id" | b"sender_id_str" | b"sender" | b"recipient_id"
-                | b"recipient_id_str" | b"recipient" => {
+                Field::QuotedStatus => f.quoted_status = Some(map.next_value::<&'a RawValue>()?),
+                Field::TimestampMs => f.timestamp_ms = lenient(&mut map)?,
+                Field::DmParty => {
                     f.dm_parties.accept(&key, &mut map)?;
                     f.has_sender_or_recipient = true;
                 }
                 _ => skip_value(&mut map)?,
             }
         }
+        if let Some((span, start)) = pending {
+            f.put_span(
+                span,
+                value_end(input, start).and_then(|end| input.get(start..end)),
+            );
+        }
         Ok(())
+    }
+
+    /// Keeps the bytes of a value read by its [`Span`] (`None`: its end could not be found,
+    /// which a message serde_json accepted cannot cause).
+    fn put_span(&mut self, span: Span, value: Option<&'a [u8]>) {
+        let Some(value) = value else { return };
+        match span {
+            Span::Text => self.text = string_value(value),
+            Span::FullText => self.full_text = string_value(value),
+            Span::User => self.user = not_null(value),
+            Span::RetweetedStatus => self.retweeted_status = not_null(value),
+            Span::Source => self.source = user_from_raw(value),
+        }
     }
 
     fn resolve_top(&mut self) -> Top<'a> {
@@ -1543,7 +1771,7 @@ impl<'a> Fields<'a> {
                 return Inner::DirectMessage {
                     fields: DmFields {
                         id,
-                        text,
+                        text: decoded(text),
                         sender_id: self.dm_parties.sender_id(),
                         recipient_id: self.dm_parties.recipient_id(),
                     },
@@ -1558,18 +1786,21 @@ impl<'a> Fields<'a> {
         };
         known(UserMessage::Tweet(Tweet {
             id,
-            text,
-            full_text,
-            user: self.user.map(Cow::Borrowed),
+            raw_text: text,
+            raw_full_text: full_text,
+            user: self.user.take(),
             created_at: self.created_at.take(),
             in_reply_to_status_id: self
                 .in_reply_to_status_id_str
                 .or(self.in_reply_to_status_id),
-            retweeted_status: self.retweeted_status.map(Cow::Borrowed),
+            retweeted_status: self.retweeted_status.take(),
             quoted_status_id: self
                 .quoted_status_id_str
                 .or(self.quoted_status_id)
-                .or_else(|| self.quoted_status.and_then(id_from_raw)),
+                .or_else(|| {
+                    self.quoted_status
+                        .and_then(|raw| id_from_raw(raw.get().as_bytes()))
+                }),
             timestamp_ms: self.timestamp_ms,
         }))
     }
@@ -1577,9 +1808,9 @@ impl<'a> Fields<'a> {
 
 /// A tweet's `text` and `full_text`; a tweet with only `full_text` uses it for both.
 fn tweet_texts<'a>(
-    text: Option<Cow<'a, str>>,
-    full_text: Option<Cow<'a, str>>,
-) -> Option<(Cow<'a, str>, Option<Cow<'a, str>>)> {
+    text: Option<RawJson<'a>>,
+    full_text: Option<RawJson<'a>>,
+) -> Option<(RawJson<'a>, Option<RawJson<'a>>)> {
     match (text, full_text) {
         (Some(text), full_text) => Some((text, full_text)),
         (None, Some(full_text)) => Some((full_text.clone(), Some(full_text))),
@@ -1664,25 +1895,48 @@ fn fast_id_list(bytes: &[u8]) -> Option<Vec<u64>> {
 /// captured raw, which skips decoding the string, and only an event's user is decoded — in a
 /// second, short pass over just that object. A tweet's raw `user` is read the same way, when
 /// asked ([`Tweet::user_id`]).
-fn user_from_raw(raw: &RawValue) -> Option<UserRef<'_>> {
-    match raw.get().as_bytes().first() {
-        Some(b'{' | b'0'..=b'9') => serde_json::from_str::<Lenient<UserRef<'_>>>(raw.get())
+fn user_from_raw(raw: &[u8]) -> Option<UserRef<'_>> {
+    match raw.first() {
+        Some(b'{' | b'0'..=b'9') => serde_json::from_slice::<Lenient<UserRef<'_>>>(raw)
             .ok()
             .and_then(|user| user.0),
         _ => None,
     }
 }
 
-/// A raw value, or `None` for `null`.
-fn not_null(raw: &RawValue) -> Option<&RawValue> {
-    (raw.get() != "null").then_some(raw)
+/// A raw value the decoder checked, or `None` for `null`.
+fn not_null(raw: &[u8]) -> Option<RawJson<'_>> {
+    (raw != b"null").then(|| RawJson::checked(raw))
+}
+
+/// A raw value the decoder checked when it is a string, else `None`.
+fn string_value(raw: &[u8]) -> Option<RawJson<'_>> {
+    (raw.first() == Some(&b'"')).then(|| RawJson::checked(raw))
+}
+
+/// A JSON string literal the decoder kept raw, decoded (lossily: see [`RawJson::decode_str`]).
+fn decoded(raw: RawJson<'_>) -> Cow<'_, str> {
+    match raw.0 {
+        Cow::Borrowed(bytes) => string_inside(bytes).map_or_else(Cow::default, decode_json_string),
+        Cow::Owned(bytes) => Cow::Owned(
+            string_inside(&bytes)
+                .map(decode_json_string)
+                .unwrap_or_default()
+                .into_owned(),
+        ),
+    }
+}
+
+/// The inside of a JSON string literal (between its quotes), or `None` for another value.
+fn string_inside(json: &[u8]) -> Option<&[u8]> {
+    json.trim_ascii().strip_prefix(b"\"")?.strip_suffix(b"\"")
 }
 
 /// The id of a raw tweet object (`id_str`, else `id`); `None` for any other shape, and when
 /// the object cannot be decoded (it was checked with the message, so only a lone surrogate
 /// escape in a string read here can fail).
-fn id_from_raw(raw: &RawValue) -> Option<u64> {
-    serde_json::from_str::<Lenient<IdRef>>(raw.get())
+fn id_from_raw(raw: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Lenient<IdRef>>(raw)
         .ok()
         .and_then(|id| id.0)
         .and_then(IdRef::id)
@@ -1908,14 +2162,259 @@ macro_rules! for_each_key {
     };
 }
 
-/// The payload of a `for_user` envelope.
-struct InnerMessage<'de>(Inner<'de>);
+/// Reads the payload of a `for_user` envelope: [`Inner::Unknown`] when it is not an object.
+/// It carries the whole message, as [`Fields::read`] needs.
+struct InnerSeed<'de>(&'de [u8]);
 
-impl<'de> FromJson<'de> for InnerMessage<'de> {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+impl<'de> DeserializeSeed<'de> for InnerSeed<'de> {
+    type Value = Inner<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InnerSeed<'de> {
+    type Value = Inner<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::default();
-        fields.read(map, false)?;
-        Ok(Some(InnerMessage(fields.resolve_inner())))
+        fields.read(map, false, self.0)?;
+        Ok(fields.resolve_inner())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq).map(|()| Inner::Unknown)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Inner::Unknown)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Inner::Unknown)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Inner::Unknown)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Inner::Unknown)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Inner::Unknown)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Inner::Unknown)
+    }
+}
+
+/// The keys [`Fields::read`] looks for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Field {
+    ForUser,
+    Message,
+    Control,
+    Disconnect,
+    Warning,
+    Limit,
+    Delete,
+    ScrubGeo,
+    StatusWithheld,
+    UserWithheld,
+    DirectMessage,
+    Friends,
+    FriendsStr,
+    Event,
+    Source,
+    Target,
+    TargetObject,
+    CreatedAt,
+    Id,
+    IdStr,
+    Text,
+    FullText,
+    ExtendedTweet,
+    User,
+    InReplyToStatusId,
+    InReplyToStatusIdStr,
+    RetweetedStatus,
+    QuotedStatusId,
+    QuotedStatusIdStr,
+    QuotedStatus,
+    TimestampMs,
+    /// `sender`, `sender_id`, `sender_id_str` and the same for `recipient`.
+    DmParty,
+    /// Any other key: its value is skipped.
+    Other,
+}
+
+impl Field {
+    /// The field a key names: by its length first, then among the few names of that length
+    /// (a `match` over byte-string literals compares them one after the other).
+    fn of(key: &[u8]) -> Field {
+        use Field as F;
+        let candidates: &[(&[u8], Field)] = match key.len() {
+            2 => &[(b"id", F::Id)],
+            4 => &[(b"text", F::Text), (b"user", F::User)],
+            5 => &[(b"limit", F::Limit), (b"event", F::Event)],
+            6 => &[
+                (b"id_str", F::IdStr),
+                (b"source", F::Source),
+                (b"delete", F::Delete),
+                (b"target", F::Target),
+                (b"sender", F::DmParty),
+            ],
+            7 => &[
+                (b"message", F::Message),
+                (b"control", F::Control),
+                (b"warning", F::Warning),
+                (b"friends", F::Friends),
+            ],
+            8 => &[(b"for_user", F::ForUser)],
+            9 => &[
+                (b"full_text", F::FullText),
+                (b"scrub_geo", F::ScrubGeo),
+                (b"sender_id", F::DmParty),
+                (b"recipient", F::DmParty),
+            ],
+            10 => &[
+                (b"created_at", F::CreatedAt),
+                (b"disconnect", F::Disconnect),
+            ],
+            11 => &[(b"friends_str", F::FriendsStr)],
+            12 => &[
+                (b"timestamp_ms", F::TimestampMs),
+                (b"recipient_id", F::DmParty),
+            ],
+            13 => &[
+                (b"quoted_status", F::QuotedStatus),
+                (b"target_object", F::TargetObject),
+                (b"user_withheld", F::UserWithheld),
+                (b"sender_id_str", F::DmParty),
+            ],
+            14 => &[
+                (b"extended_tweet", F::ExtendedTweet),
+                (b"direct_message", F::DirectMessage),
+            ],
+            15 => &[(b"status_withheld", F::StatusWithheld)],
+            16 => &[
+                (b"retweeted_status", F::RetweetedStatus),
+                (b"quoted_status_id", F::QuotedStatusId),
+                (b"recipient_id_str", F::DmParty),
+            ],
+            20 => &[(b"quoted_status_id_str", F::QuotedStatusIdStr)],
+            21 => &[(b"in_reply_to_status_id", F::InReplyToStatusId)],
+            25 => &[(b"in_reply_to_status_id_str", F::InReplyToStatusIdStr)],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map_or(F::Other, |(_, field)| *field)
+    }
+
+    /// For a value kept by its bytes in the message, which slot it fills.
+    fn span(self) -> Option<Span> {
+        match self {
+            Field::Text => Some(Span::Text),
+            Field::FullText => Some(Span::FullText),
+            Field::User => Some(Span::User),
+            Field::RetweetedStatus => Some(Span::RetweetedStatus),
+            Field::Source => Some(Span::Source),
+            _ => None,
+        }
+    }
+}
+
+/// The values [`Fields::read`] keeps as their bytes in the message, unchecked UTF-8.
+#[derive(Clone, Copy, Debug)]
+enum Span {
+    Text,
+    FullText,
+    User,
+    RetweetedStatus,
+    /// A tweet's `source` (a string, dropped) or an event's (a user, whose id is read).
+    Source,
+}
+
+/// Where a key borrowed from the message starts in it (`None` for a key with escapes,
+/// which serde_json hands over as a decoded copy).
+fn key_offset(input: &[u8], key: &Key<'_>) -> Option<usize> {
+    let Key(Cow::Borrowed(key)) = key else {
+        return None;
+    };
+    let offset = (key.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    (offset.checked_add(key.len())? <= input.len()).then_some(offset)
+}
+
+fn is_json_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Where the value of a key starts, given where the key's text ends: past its closing
+/// quote, the colon and whitespace. `None` if the bytes are not shaped so.
+fn value_start(input: &[u8], key_end: usize) -> Option<usize> {
+    let skip = |mut at: usize| {
+        while input.get(at).copied().is_some_and(is_json_space) {
+            at += 1;
+        }
+        at
+    };
+    (input.get(key_end) == Some(&b'"')).then_some(())?;
+    let colon = skip(key_end + 1);
+    (input.get(colon) == Some(&b':')).then_some(())?;
+    Some(skip(colon + 1))
+}
+
+/// Where the value before a key ends, given where the key's text starts: before its
+/// opening quote, the comma and whitespace. `None` if the bytes are not shaped so.
+fn end_before_key(input: &[u8], key_start: usize) -> Option<usize> {
+    let back = |mut at: usize| {
+        while at > 0 && input.get(at - 1).copied().is_some_and(is_json_space) {
+            at -= 1;
+        }
+        at
+    };
+    let quote = key_start.checked_sub(1)?;
+    (input.get(quote) == Some(&b'"')).then_some(())?;
+    let comma = back(quote).checked_sub(1)?;
+    (input.get(comma) == Some(&b',')).then_some(())?;
+    Some(back(comma))
+}
+
+/// The end of the JSON value starting at `start`, in a message serde_json has checked: a
+/// string to its closing quote, an object or array to its closing bracket (skipping the
+/// strings inside), anything else to the next delimiter. `None` if the input ends first.
+fn value_end(input: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut at = start;
+    loop {
+        match *input.get(at)? {
+            b'"' => {
+                at += 1;
+                loop {
+                    at += memchr::memchr2(b'"', b'\\', input.get(at..)?)?;
+                    if input.get(at) == Some(&b'"') {
+                        break;
+                    }
+                    at += 2;
+                }
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' | b',' if depth == 0 => return Some(at),
+            byte if depth == 0 && is_json_space(byte) => return Some(at),
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
     }
 }
 
@@ -2197,16 +2696,18 @@ impl<'de> FromJson<'de> for IdRef {
     }
 }
 
-/// `extended_tweet`, of which only `full_text` is needed.
+/// `extended_tweet`, of which only `full_text` is needed (kept raw, as a tweet's `text` is).
 struct ExtendedTweet<'de> {
-    full_text: Option<Cow<'de, str>>,
+    full_text: Option<RawJson<'de>>,
 }
 
 impl<'de> FromJson<'de> for ExtendedTweet<'de> {
     fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         let mut full_text = None;
         for_each_key!(map, |key| match &*key {
-            b"full_text" => full_text = lenient(&mut map)?,
+            b"full_text" => {
+                full_text = string_value(map.next_value::<&'de RawValue>()?.get().as_bytes())
+            }
             _ => skip_value(&mut map)?,
         });
         Ok(Some(ExtendedTweet { full_text }))

@@ -189,7 +189,7 @@ mod tests {
         let mut texts = Vec::new();
         let mut parser = DefaultParser::new(|result: Result<Message<'_>, ParseError>| {
             if let Ok(Message::Unwrapped(UserMessage::Tweet(tweet))) = result {
-                texts.push(tweet.text.into_owned());
+                texts.push(tweet.text().into_owned());
             }
         });
         parser.parse(Bytes::from_static(br#"{"id":1,"text":"\ud83d\ude00 ok"}"#));

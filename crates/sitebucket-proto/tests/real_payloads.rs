@@ -822,14 +822,14 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
         assert_eq!(t.quoted_status_id, Some(641653574284537856));
         assert_eq!(t.user_id(), Some(15232432));
         assert_eq!(t.user_screen_name().as_deref(), Some("deanwampler"));
-        assert_eq!(t.text, "Wow! Congrats! https://t.co/EPMMldEcci");
+        assert_eq!(t.text(), "Wow! Congrats! https://t.co/EPMMldEcci");
     });
     tweet("linvi__tweetinvi/FilteredStreamEvent.json", 0, |t| {
         assert_eq!(t.id, 1217181769885200385);
         assert_eq!(t.quoted_status_id, Some(1216867520923172871));
         assert_eq!(t.user_screen_name().as_deref(), Some("nneleaa"));
-        assert_eq!(t.text, "Il a raison de \u{c0} \u{e0} Z i see no lie");
-        assert!(matches!(t.text, Cow::Owned(_)), "escaped text is decoded");
+        assert_eq!(t.text(), "Il a raison de \u{c0} \u{e0} Z i see no lie");
+        assert!(matches!(t.text(), Cow::Owned(_)), "escaped text is decoded");
     });
     tweet(
         "twitterdev__tweet-updates/retweet_w_replies+attachment.json",
@@ -839,7 +839,7 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
                 (t.id, t.retweeted_status_id()),
                 (763459917910945792, Some(758839565989720065))
             );
-            assert!(t.text.starts_with("RT @ygritteygritte: "));
+            assert!(t.text().starts_with("RT @ygritteygritte: "));
         },
     );
     tweet(
@@ -847,9 +847,9 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
         0,
         |t| {
             assert_eq!(t.id, 714461850188926976);
-            let full = t.full_text.as_deref().expect("extended_tweet.full_text");
+            let full = t.full_text().expect("extended_tweet.full_text");
             assert!(full.starts_with("@jeremycloud It's neat to have owls and raccoons around"));
-            assert!(full.chars().count() > t.text.chars().count() - 30);
+            assert!(full.chars().count() > t.text().chars().count() - 30);
             assert_eq!(t.best_text(), full);
         },
     );
@@ -859,13 +859,9 @@ fn tweets_prefer_id_str_and_keep_text_exact() {
         |t| {
             assert_eq!(t.id, 971726741583605760);
             assert!(t
-                .text
+                .text()
                 .ends_with("Big/Small/\u{2026} https://t.co/ZPJrpMvcZG"));
-            assert!(t
-                .full_text
-                .as_deref()
-                .expect("full text")
-                .contains("Multiverse"));
+            assert!(t.full_text().expect("full text").contains("Multiverse"));
         },
     );
     tweet("sferik__twitter/track_streaming.json", 1, |t| {
@@ -909,12 +905,12 @@ fn all_python_twitter_lines_are_extended_tweets_with_matching_ids() {
             Message::Unwrapped(UserMessage::Tweet(t)) => {
                 assert_eq!(t.id, id, "line {index}");
                 assert_eq!(
-                    t.text,
+                    t.text(),
                     value["text"].as_str().expect("text"),
                     "line {index}"
                 );
                 assert_eq!(
-                    t.full_text.as_deref(),
+                    t.full_text().as_deref(),
                     value["extended_tweet"]["full_text"].as_str(),
                     "line {index}"
                 );
@@ -950,7 +946,7 @@ fn text_with_escaped_newlines_decodes() {
         if let Some(text) = value["text"].as_str() {
             let message = Message::from_slice(line).expect("decodes");
             match message.user_message() {
-                Some(UserMessage::Tweet(t)) => assert_eq!(t.text, text),
+                Some(UserMessage::Tweet(t)) => assert_eq!(t.text(), text),
                 other => panic!("{other:?}"),
             }
         }

@@ -14,7 +14,7 @@
 //! `serde_json` into `IgnoredAny`, the floor of any parser that checks its input). It prints one line:
 //! `result driver=.. parse=.. bytes=.. messages=.. typed_ok=.. order=.. cpu_ns=.. wall_ns=..`,
 //! where `order` is a hash of what the typed handler saw, message after message (kind,
-//! `for_user`, tweet id and text length), equal between runs that saw the same in the same order.
+//! `for_user`, tweet id and the raw text's length), equal between runs that saw the same in the same order.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -119,7 +119,7 @@ impl OrderHash {
         let (kind, user, id, text) = match message {
             Ok(m) => {
                 let (id, text) = match m.user_message() {
-                    Some(UserMessage::Tweet(t)) => (t.id, t.text.len() as u64),
+                    Some(UserMessage::Tweet(t)) => (t.id, t.raw_text.as_bytes().len() as u64),
                     _ => (0, 0),
                 };
                 (m.kind(), m.for_user().unwrap_or(0), id, text)

@@ -26,6 +26,13 @@ fn tweet(json: &str) -> Tweet<'_> {
     }
 }
 
+fn tweet_bytes(json: &[u8]) -> Tweet<'_> {
+    match Message::from_slice(json).map(|m| m.user_message().cloned()) {
+        Ok(Some(UserMessage::Tweet(tweet))) => tweet,
+        other => panic!("{:?}: {other:?}", String::from_utf8_lossy(json)),
+    }
+}
+
 fn error(json: &[u8]) -> ParseError {
     match Message::from_slice(json) {
         Err(error) => error,
@@ -357,22 +364,149 @@ fn notices_of_kinds_no_fixture_has() {
 #[test]
 fn non_ascii_text_raw_and_escaped() {
     let raw = tweet(r#"{"id":1,"text":"日本語 café 😀"}"#);
-    assert_eq!(raw.text, "日本語 café 😀");
+    assert_eq!(raw.text(), "日本語 café 😀");
+    assert_eq!(raw.raw_text.as_bytes(), "\"日本語 café 😀\"".as_bytes());
     assert!(
-        matches!(raw.text, Cow::Borrowed(_)),
+        matches!(raw.text(), Cow::Borrowed(_)),
         "unescaped text borrows from the input"
     );
     let escaped = tweet(r#"{"id":1,"text":"\u65e5\u672c\u8a9e caf\u00e9 \ud83d\ude00"}"#);
-    assert_eq!(escaped.text, "日本語 café 😀");
-    assert!(matches!(escaped.text, Cow::Owned(_)));
-    // A lone surrogate is not valid JSON text for serde_json.
-    let lone = error(br#"{"id":1,"text":"\ud83d"}"#);
-    assert_eq!(lone.kind(), ParseErrorKind::InvalidJson);
-    // Invalid UTF-8 in a kept string is an error.
+    assert_eq!(escaped.text(), "日本語 café 😀");
+    assert!(matches!(escaped.text(), Cow::Owned(_)));
     assert_eq!(
-        error(b"{\"id\":1,\"text\":\"\xff\"}").kind(),
-        ParseErrorKind::InvalidJson
+        escaped.raw_text.as_bytes(),
+        br#""\u65e5\u672c\u8a9e caf\u00e9 \ud83d\ude00""#
     );
+    // The text is decoded when asked, lossily: a lone surrogate or bytes that are not UTF-8
+    // become U+FFFD, and the message decodes (both made it an error before).
+    let lone = tweet(r#"{"id":1,"text":"a\ud83d b \udc00\u0041"}"#);
+    assert_eq!(lone.text(), "a\u{fffd} b \u{fffd}A");
+    let bad = Message::from_slice(b"{\"id\":1,\"text\":\"caf\xc3 \xff\"}").unwrap();
+    match bad.user_message() {
+        Some(UserMessage::Tweet(t)) => assert_eq!(t.text(), "caf\u{fffd} \u{fffd}"),
+        other => panic!("{other:?}"),
+    }
+    // Bad syntax inside the text is still an error: a bad escape, a raw control character.
+    for input in [
+        &br#"{"id":1,"text":"\x"}"#[..],
+        &br#"{"id":1,"text":"\u12"}"#[..],
+        &b"{\"id\":1,\"text\":\"a\nb\"}"[..],
+    ] {
+        assert_eq!(error(input).kind(), ParseErrorKind::InvalidJson);
+    }
+}
+
+#[test]
+fn kept_values_are_found_whatever_the_keys_around_them() {
+    // Whitespace everywhere, the text last (no next key to end it), and keys with escapes
+    // next to it and on it: every way `Fields::read` finds a value's bytes.
+    let cases: [&[u8]; 6] = [
+        br#"{"id":1,"text":"a \"b\" c"}"#,
+        b"{ \"id\" : 1 ,\n \"text\"\t:\r\n \"a \\\"b\\\" c\" \n , \"x\" : [ ] }",
+        br#"{"text":"a \"b\" c","i\u0064":1}"#,
+        br#"{"id":1,"t\u0065xt":"a \"b\" c"}"#,
+        br#"{"text":"first","id":1,"text":"a \"b\" c"}"#,
+        br#"{"id":1,"text":"a \"b\" c","text":"a \"b\" c","z":{"text":"no"}}"#,
+    ];
+    for input in cases {
+        let message = Message::from_slice(input).unwrap();
+        match message.user_message() {
+            Some(UserMessage::Tweet(t)) => {
+                assert_eq!(t.text(), "a \"b\" c", "{}", String::from_utf8_lossy(input));
+                assert_eq!(t.raw_text.as_bytes(), br#""a \"b\" c""#);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The author and the retweet last, before escaped keys, around whitespace, or `null`.
+    let t = tweet(
+        r#"{"id":1,"text":"t","retweeted_status" : {"id":2,"s":"}]\"{"} , "user":{"id":[3],"id_str":"4"}}"#,
+    );
+    assert_eq!(
+        t.user.as_ref().unwrap().as_bytes(),
+        br#"{"id":[3],"id_str":"4"}"#
+    );
+    assert_eq!((t.user_id(), t.retweeted_status_id()), (Some(4), Some(2)));
+    assert_eq!(
+        t.retweeted_status.as_ref().unwrap().as_bytes(),
+        br#"{"id":2,"s":"}]\"{"}"#
+    );
+    let t = tweet(r#"{"user":7,"\u0069d":1,"text":"t","retweeted_status":null}"#);
+    assert_eq!((t.user_id(), t.retweeted_status.is_none()), (Some(7), true));
+    let t = tweet(r#"{"id":1,"text":"t","user":{"id":5},"user":null}"#);
+    assert!(t.user.is_none(), "the last duplicate counts");
+    // A text that is not a string is no text (and then no tweet), as before.
+    assert_eq!(decode(r#"{"id":1,"text":5}"#).kind(), "unknown");
+    assert_eq!(decode(r#"{"id":1,"text":null,"x":1}"#).kind(), "unknown");
+    // Inside the envelope, with the message key last at the top.
+    let message = decode(r#"{"for_user":9, "message" :{"id":1,"user":{"id":2},"text":"\u00e9"} }"#);
+    match message {
+        Message::ForUser {
+            for_user: 9,
+            message: UserMessage::Tweet(t),
+        } => assert_eq!((t.text().as_ref(), t.user_id()), ("é", Some(2))),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn field_keys_are_matched_exactly() {
+    for (key, field) in [
+        (&b"id"[..], Field::Id),
+        (b"text", Field::Text),
+        (b"user", Field::User),
+        (b"source", Field::Source),
+        (b"sender", Field::DmParty),
+        (b"retweeted_status", Field::RetweetedStatus),
+        (b"recipient_id_str", Field::DmParty),
+        (b"in_reply_to_status_id_str", Field::InReplyToStatusIdStr),
+        (b"ie", Field::Other),
+        (b"texts", Field::Other),
+        (b"", Field::Other),
+        (b"retweeted_statuz", Field::Other),
+        (b"lang", Field::Other),
+    ] {
+        assert_eq!(Field::of(key), field, "{}", String::from_utf8_lossy(key));
+    }
+}
+
+#[test]
+fn raw_json_decodes_strings_lossily_and_checks_syntax() {
+    let decode_str = |json: &str| {
+        RawJson::new(json.as_bytes())
+            .unwrap()
+            .decode_str()
+            .map(Cow::into_owned)
+    };
+    assert_eq!(decode_str(r#""plain""#).as_deref(), Some("plain"));
+    assert_eq!(
+        decode_str(r#"" \" \\ \/ \b \f \n \r \t \u00e9 \ud83d\ude00 ""#).as_deref(),
+        Some(" \" \\ / \u{8} \u{c} \n \r \t é 😀 ")
+    );
+    assert_eq!(
+        decode_str(r#""\udc00\ud800""#).as_deref(),
+        Some("\u{fffd}\u{fffd}")
+    );
+    assert_eq!(
+        decode_str(r#""\ud800\u0041""#).as_deref(),
+        Some("\u{fffd}A")
+    );
+    assert_eq!(decode_str("{}"), None);
+    assert_eq!(decode_str("7"), None);
+    assert!(RawJson::new(b"{").is_err() && RawJson::new(b"1 2").is_err());
+    assert_eq!(RawJson::new(b"\"\xff\"").unwrap().to_str().ok(), None);
+    // Bytes the decoder never hands over still decode to something, without a panic.
+    for odd in [
+        &b"\\"[..],
+        b"\\u",
+        b"\\u12",
+        b"\\uzzzz",
+        b"\\ud800\\u",
+        b"\\q",
+    ] {
+        let _ = decode_json_string(odd);
+    }
+    assert_eq!(decode_json_string(b"a\\"), "a\\");
 }
 
 #[test]
@@ -394,7 +528,7 @@ fn escaped_crlf_inside_strings() {
         other => panic!("{other:?}"),
     }
     let t = tweet(r#"{"id":2,"text":"a\r\nb \"quoted\" \\ \/"}"#);
-    assert_eq!(t.text, "a\r\nb \"quoted\" \\ /");
+    assert_eq!(t.text(), "a\r\nb \"quoted\" \\ /");
 }
 
 #[test]
@@ -443,13 +577,13 @@ fn tweet_fields() {
     let t = tweet(
         r#"{"created_at":"Thu Mar 08 12:38:03 +0000 2018","id":3,"id_str":"3","text":"short\u2026","source":"\u003ca href=\"x\"\u003eweb\u003c\/a\u003e","truncated":true,"in_reply_to_status_id":1,"in_reply_to_status_id_str":"1","user":{"id":7,"id_str":"7","screen_name":"alice","entities":{"url":{"urls":[{"id":99}]}}},"retweeted_status":{"id":2,"id_str":"2","user":{"id":8},"text":"orig"},"quoted_status_id":4,"quoted_status_id_str":"4","quoted_status":{"id":5},"extended_tweet":{"full_text":"the whole text","display_text_range":[0,14]},"timestamp_ms":"1520690595660"}"#,
     );
-    let raw = |json: &str| Some(Cow::Owned(RawValue::from_string(json.to_owned()).unwrap()));
+    let raw = |json: &'static str| Some(RawJson::new(json.as_bytes()).unwrap());
     assert_eq!(
         t,
         Tweet {
             id: 3,
-            text: Cow::Borrowed("short…"),
-            full_text: Some(Cow::Borrowed("the whole text")),
+            raw_text: RawJson::new(br#""short\u2026""#).unwrap(),
+            raw_full_text: raw(r#""the whole text""#),
             user: raw(
                 r#"{"id":7,"id_str":"7","screen_name":"alice","entities":{"url":{"urls":[{"id":99}]}}}"#
             ),
@@ -477,8 +611,8 @@ fn tweet_fields() {
     let t = tweet(r#"{"id":1,"full_text":"long","quoted_status":{"id_str":"5"},"user":null}"#);
     assert_eq!(
         (
-            &*t.text,
-            t.full_text.as_deref(),
+            &*t.text(),
+            t.full_text().as_deref(),
             t.quoted_status_id,
             t.user_id(),
             t.user.is_none()
@@ -884,6 +1018,43 @@ proptest! {
     }
 
     #[test]
+    fn kept_values_are_the_values_serde_json_sees(
+        value in json_value(),
+        text in any::<String>(),
+        pretty in any::<bool>(),
+        wrapped in any::<bool>(),
+    ) {
+        use serde_json::Value;
+        // A tweet with random other entries (keys sort, so `user` often comes last), printed
+        // compact or with whitespace everywhere, unwrapped or in the envelope.
+        let mut object = match value {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        object.insert("id".into(), Value::from(1));
+        object.entry("text").or_insert(Value::String(text));
+        let payload = Value::Object(object);
+        let top = if wrapped {
+            serde_json::json!({"for_user": 5, "message": payload.clone()})
+        } else {
+            payload.clone()
+        };
+        let bytes = if pretty { serde_json::to_vec_pretty(&top) } else { serde_json::to_vec(&top) }
+            .expect("serializable");
+        let message = Message::from_slice(&bytes).expect("an object decodes");
+        if let Some(UserMessage::Tweet(t)) = message.user_message() {
+            let raw = |raw: Option<&RawJson<'_>>| {
+                raw.map(|raw| serde_json::from_slice::<Value>(raw.as_bytes()).expect("a whole value"))
+            };
+            let not_null = |key: &str| payload.get(key).filter(|v| !v.is_null()).cloned();
+            prop_assert_eq!(raw(t.user.as_ref()), not_null("user"));
+            prop_assert_eq!(raw(t.retweeted_status.as_ref()), not_null("retweeted_status"));
+            let text = payload["text"].as_str().or(payload["full_text"].as_str());
+            prop_assert_eq!(Some(&*t.text()), text);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = Message::from_slice(&bytes).map(|m| m.kind());
     }
@@ -909,7 +1080,7 @@ proptest! {
             Message::ForUser { for_user: got, message: UserMessage::Tweet(t) } => {
                 prop_assert_eq!(got, for_user);
                 prop_assert_eq!(t.id, id);
-                prop_assert_eq!(&*t.text, &*text);
+                prop_assert_eq!(&*t.text(), &*text);
                 prop_assert_eq!(t.user_id(), Some(user_id));
             }
             other => prop_assert!(false, "{:?}", other),
@@ -966,13 +1137,15 @@ fn the_author_and_the_retweet_are_read_when_asked() {
     // An id that cannot be decoded fails the read of the whole `user`, name included.
     let t = tweet(r#"{"id":1,"text":"t","user":{"id_str":"\udfff","screen_name":"s"}}"#);
     assert_eq!((t.user_id(), t.user_screen_name()), (None, None));
-    // Invalid UTF-8 anywhere in a value kept raw fails the message, as in `source` before.
-    for input in [
-        &b"{\"id\":1,\"text\":\"t\",\"user\":{\"description\":\"\xff\"}}"[..],
-        &b"{\"id\":1,\"text\":\"t\",\"retweeted_status\":{\"text\":\"\xc3\"}}"[..],
-    ] {
-        assert_eq!(error(input).kind(), ParseErrorKind::InvalidJson);
-    }
+    // Invalid UTF-8 in a value kept raw is not looked at with the message (as in a skipped
+    // value): only a field read from it that holds such bytes is `None`.
+    let t = tweet_bytes(
+        b"{\"id\":1,\"text\":\"t\",\"user\":{\"description\":\"\xff\",\"id\":3},\"retweeted_status\":{\"text\":\"\xc3\",\"id\":4},\"source\":\"\xff\"}",
+    );
+    assert_eq!((t.user_id(), t.retweeted_status_id()), (Some(3), Some(4)));
+    assert!(t.user.as_ref().unwrap().to_str().is_err());
+    let t = tweet_bytes(b"{\"id\":1,\"text\":\"t\",\"user\":{\"screen_name\":\"\xff\",\"id\":3}}");
+    assert_eq!((t.user_id(), t.user_screen_name()), (None, None));
     // ... while invalid UTF-8 in a skipped value is still not looked at.
     assert_eq!(
         Message::from_slice(b"{\"id\":1,\"text\":\"t\",\"entities\":{\"x\":\"\xff\"}}")
