@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// How many blocks whose messages are all gone a [`ReadBuffer`] keeps for its next reads.
 const POOL_BLOCKS: usize = 2;
@@ -18,8 +18,13 @@ const POOL_BLOCKS: usize = 2;
 /// cycles through one or two blocks, and no byte is copied or zeroed twice. A block is only
 /// allocated (zeroed: safe code cannot read into uninitialised memory) when none is free.
 ///
-/// A read shorter than `copy_below` (a keep-alive, a trickle) is copied into [`Bytes`] of its
-/// own instead and the block kept for the next read, so small reads do not pin a block each.
+/// A read shorter than `copy_below` (a keep-alive, a trickle) is copied out instead and the
+/// block kept for the next read, so small reads do not pin a block each. The copies are
+/// carved one after another from a small block of `copy_below` bytes, itself written again
+/// from its start once every copy made in it is gone: a stream of short reads allocates
+/// nothing per read, nor per message sliced from one (a copy of its own per read took two
+/// allocations: the copy, then a shared header when the framer sliced it), and a message
+/// kept for long pins at most `copy_below` bytes.
 /// The core itself copies what it keeps of a read (the start of an unfinished message), so an
 /// idle connection holds no block: one buffer can serve many connections in turn (a `mio`
 /// loop shares one).
@@ -48,6 +53,8 @@ pub struct ReadBuffer {
     block: Vec<u8>,
     /// Blocks given back by the last `Bytes` of a read, ready to be read into again.
     pool: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Where short reads are copied: the room left in the current small block.
+    small: BytesMut,
 }
 
 /// A read's block inside the [`Bytes`] made of it: gives the block back to its
@@ -89,6 +96,7 @@ impl ReadBuffer {
             copy_below,
             block: Vec::new(),
             pool: Arc::new(Mutex::new(Vec::new())),
+            small: BytesMut::new(),
         }
     }
 
@@ -107,7 +115,19 @@ impl ReadBuffer {
     pub fn filled(&mut self, n: usize) -> Bytes {
         let len = n.min(self.block.len());
         if len < self.copy_below {
-            return Bytes::copy_from_slice(self.block.get(..len).unwrap_or(&[]));
+            let read = self.block.get(..len).unwrap_or(&[]);
+            if self.small.capacity() < len {
+                // Start the block again if every copy made in it is gone, else take a new
+                // one (the old is freed with its last copy). A read is at most a block, so
+                // a `copy_below` larger than a block asks no more than that.
+                let size = self.copy_below.min(self.block_bytes);
+                self.small.clear();
+                if !self.small.try_reclaim(size) {
+                    self.small = BytesMut::with_capacity(size);
+                }
+            }
+            self.small.extend_from_slice(read);
+            return self.small.split().freeze();
         }
         Bytes::from_owner(LentBlock {
             block: std::mem::take(&mut self.block),
@@ -120,6 +140,7 @@ impl ReadBuffer {
     /// stream goes idle for long.
     pub fn release(&mut self) {
         self.block = Vec::new();
+        self.small = BytesMut::new();
         lock_pool(&self.pool).clear();
     }
 }
@@ -181,5 +202,42 @@ mod tests {
         buf.release();
         assert_eq!(lock_pool(&buf.pool).len(), 0);
         assert_eq!(ReadBuffer::new(0, 0).spare().len(), 1);
+    }
+
+    #[test]
+    fn short_reads_are_carved_from_one_small_block_reused_once_its_copies_are_gone() {
+        let mut buf = ReadBuffer::new(100, 10);
+        let read = |buf: &mut ReadBuffer, fill: &[u8]| {
+            buf.spare()[..fill.len()].copy_from_slice(fill);
+            buf.filled(fill.len())
+        };
+        let a = read(&mut buf, b"aaaa");
+        let b = read(&mut buf, b"bbbbb");
+        assert_eq!((&a[..], &b[..]), (&b"aaaa"[..], &b"bbbbb"[..]));
+        // One after the other in the same small block, not in the read block.
+        assert_eq!(b.as_ptr(), a.as_ptr().wrapping_add(4));
+        assert_ne!(a.as_ptr(), buf.spare().as_ptr());
+        // No room for 3 more while `a` lives: a new small block; the old stays intact.
+        let c = read(&mut buf, b"ccc");
+        assert_ne!(c.as_ptr(), a.as_ptr().wrapping_add(9));
+        assert_eq!(
+            (&a[..], &b[..], &c[..]),
+            (&b"aaaa"[..], &b"bbbbb"[..], &b"ccc"[..])
+        );
+        // Once the copies in a full block are gone, it is written again from its start.
+        let first = c.as_ptr();
+        let d = read(&mut buf, b"dddddd");
+        assert_eq!(d.as_ptr(), first.wrapping_add(3));
+        drop((c, d));
+        let e = read(&mut buf, b"eeeeeeeee");
+        assert_eq!((e.as_ptr(), &e[..]), (first, &b"eeeeeeeee"[..]));
+        assert_eq!(&a[..], b"aaaa", "what was read stays intact");
+        // A message sliced from a copy shares its block: no allocation of its own.
+        let part = e.slice(2..5);
+        assert_eq!(part.as_ptr(), first.wrapping_add(2));
+        // Every read is copied when `copy_below` exceeds the block, into blocks no larger.
+        let mut all = ReadBuffer::new(16, usize::MAX);
+        all.spare().fill(b'z');
+        assert_eq!(&all.filled(16)[..], &[b'z'; 16][..]);
     }
 }

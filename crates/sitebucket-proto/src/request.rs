@@ -86,12 +86,16 @@ pub fn query_pairs(config: &Config) -> Vec<(&'static str, String)> {
             .map(|(param, value)| (param.name(), value.clone()))
             .collect();
     }
-    let follow = config
-        .follow()
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    // One string written in place: a stream signs this request at every reconnect, and a
+    // `String` per id (then a join) made a hundred short-lived allocations per attempt.
+    let mut follow = String::with_capacity(config.follow().len() * 21);
+    for (i, id) in config.follow().iter().enumerate() {
+        if i > 0 {
+            follow.push(',');
+        }
+        // Writing to a `String` cannot fail.
+        let _ = write!(follow, "{id}");
+    }
     let mut pairs = vec![("follow", follow), ("with", config.with().to_string())];
     if config.replies_all() {
         pairs.push(("replies", "all".to_owned()));

@@ -100,6 +100,35 @@ pub enum StreamEvent {
     },
 }
 
+impl Clone for Stats {
+    fn clone(&self) -> Self {
+        let mut copy = Stats::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Stats {
+            messages,
+            keep_alives,
+            bytes,
+            attempts,
+            reconnects,
+            last_error,
+            last_byte_at,
+        } = source;
+        self.messages = *messages;
+        self.keep_alives = *keep_alives;
+        self.bytes = *bytes;
+        self.attempts = *attempts;
+        self.reconnects = *reconnects;
+        if self.last_error != *last_error {
+            self.last_error.clone_from(last_error);
+        }
+        self.last_byte_at = *last_byte_at;
+    }
+}
+
 /// Why a connection attempt or an established connection failed.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -356,7 +385,11 @@ impl fmt::Display for Outcome {
 }
 
 /// Live counters of one stream.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// `clone_from` keeps the copy's `last_error` when it is unchanged: a driver publishes the
+/// stats after every drain, and cloning the error (text, in most variants) each time was a
+/// heap allocation per read.
+#[derive(Debug, Default, PartialEq)]
 pub struct Stats {
     /// Messages handed out.
     pub messages: u64,

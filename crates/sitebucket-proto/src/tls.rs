@@ -205,11 +205,20 @@ impl TlsSession {
                 // messages stay zero-copy. Zeroed once per block, which is cheaper than
                 // copying.
                 if self.plain.len() < want.min(PLAIN_BLOCK) {
-                    self.plain = BytesMut::zeroed(if want < PLAIN_SMALL {
+                    let size = if want < PLAIN_SMALL {
                         PLAIN_SMALL
                     } else {
                         PLAIN_BLOCK
-                    });
+                    };
+                    // The block is read into again once every message sliced from it is
+                    // gone (as a driver's `ReadBuffer` does), rather than a new one
+                    // allocated per record burst.
+                    self.plain.clear();
+                    if self.plain.try_reclaim(size) {
+                        self.plain.resize(size, 0);
+                    } else {
+                        self.plain = BytesMut::zeroed(size);
+                    }
                 }
                 match self.conn.reader().read(&mut self.plain[..]) {
                     Ok(0) => break,

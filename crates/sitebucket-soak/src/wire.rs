@@ -18,6 +18,18 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// `h` as 16 lowercase hex digits (`{h:016x}`), without allocating: the client checks
+/// every message it receives on the stream's own thread, and the soak should not add heap
+/// churn of its own to the client's it measures.
+fn hex16(h: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        let nibble = (h >> (60 - 4 * i)) & 0xf;
+        *digit = b"0123456789abcdef"[nibble as usize];
+    }
+    out
+}
+
 /// Message `n` (0-based) of attempt `attempt` on server `server`, wrapping `body`.
 pub fn message(server: u8, attempt: u64, n: u64, body: &[u8]) -> Vec<u8> {
     let mut m = format!("{{\"soak\":[{server},{attempt},{n}],\"message\":").into_bytes();
@@ -78,7 +90,7 @@ pub fn read(m: &[u8]) -> Received {
         let (hashed, tail) = m.split_at(m.len() - TAIL);
         tail.starts_with(b",\"h\":\"")
             && tail.ends_with(b"\"}")
-            && tail[6..22] == *format!("{:016x}", fnv1a(hashed)).as_bytes()
+            && tail[6..22] == hex16(fnv1a(hashed))
     };
     match (intact, server, ids[1], ids[2]) {
         (true, Some(server), Some(attempt), Some(n)) => Received::Soak { server, attempt, n },
@@ -92,6 +104,13 @@ pub fn read(m: &[u8]) -> Received {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex16_is_format_016x() {
+        for h in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, fnv1a(b"soak")] {
+            assert_eq!(hex16(h), *format!("{h:016x}").as_bytes());
+        }
+    }
 
     #[test]
     fn a_message_reads_back_and_any_altered_byte_is_caught() {

@@ -141,7 +141,10 @@ impl RunState {
             status.outcome = stream.outcome().cloned();
             let id = stream.stream_id();
             let changed = status.stream_id.as_deref() != id;
-            status.stream_id = id.map(str::to_owned);
+            // Copied only when it changed: this runs after every drain (every read).
+            if changed {
+                status.stream_id = id.map(str::to_owned);
+            }
             (id.filter(|_| changed).map(str::to_owned), finished)
         };
         if let Some(id) = announced {
