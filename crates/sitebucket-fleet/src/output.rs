@@ -756,7 +756,10 @@ fn plain_ack(payload: &[u8]) -> Option<bool> {
     if digits == 0 || digits > 20 || (digits > 1 && rest[0] == b'0') {
         return None;
     }
-    std::str::from_utf8(&rest[..digits]).ok()?.parse::<u64>().ok()?;
+    std::str::from_utf8(&rest[..digits])
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
     match &rest[digits..] {
         b"}" => Some(false),
         br#","duplicate":true}"# => Some(true),
@@ -824,10 +827,8 @@ async fn publish_loop(
                     headers.insert(SHARD_HEADER, shard_value(&mut shard_values, shard));
                 }
                 let subject = subjects.subject(&[message.subject.as_bytes()]);
-                let reply = subjects.subject(&[
-                    inbox.as_bytes(),
-                    decimal(window.next(), &mut [0; 20]),
-                ]);
+                let reply =
+                    subjects.subject(&[inbox.as_bytes(), decimal(window.next(), &mut [0; 20])]);
                 metrics.published.fetch_add(1, Ordering::Relaxed);
                 let sent = tokio::time::timeout(
                     ack_timeout,
@@ -1366,7 +1367,10 @@ mod tests {
         let plain: [(&[u8], bool); 4] = [
             (br#"{"stream":"SITEBUCKET","seq":42}"#, false),
             (br#"{"stream":"S","seq":0}"#, false),
-            (br#"{"stream":"S","seq":18446744073709551615,"duplicate":true}"#, true),
+            (
+                br#"{"stream":"S","seq":18446744073709551615,"duplicate":true}"#,
+                true,
+            ),
             (br#"{"stream":"a-b_c","seq":7,"duplicate":true}"#, true),
         ];
         for (ack, duplicate) in plain {
@@ -1384,7 +1388,10 @@ mod tests {
             (br#"{"stream":"S","seq":}"#, None),
             (br#"{"stream":"S","seq":1} "#, Some(false)),
             (br#"{"stream":"S","seq":1"#, None),
-            (br#"{"stream":"S","seq":1,"error":{"code":1,"description":"x"}}"#, None),
+            (
+                br#"{"stream":"S","seq":1,"error":{"code":1,"description":"x"}}"#,
+                None,
+            ),
         ];
         for (ack, outcome) in others {
             assert_eq!(plain_ack(ack), None, "{ack:?}");
