@@ -66,7 +66,9 @@ const NO_TURN: u64 = u64::MAX;
 ///   each also counts [`QUEUED_MESSAGE_OVERHEAD`](crate::QUEUED_MESSAGE_OVERHEAD). While the
 ///   count is at `max_queued_bytes`, [`parse`](Parser::parse) blocks, so a handler slower
 ///   than the stream slows reading down instead of growing memory (on an async driver the
-///   wait blocks the executor thread running the stream, as a slow inline parser would). One
+///   wait blocks the executor thread running the stream, as a slow inline parser would).
+///   Once blocked, it waits until its message fits with a quarter of the bound to spare (or
+///   nothing is held), so that it wakes once per many messages handled, not once per run. One
 ///   message larger than the whole bound is still taken, alone. A typed result adds no more
 ///   than its message to what is held: the [`Message`] borrows from the message's bytes, and
 ///   a string it had to unescape is never longer than its escaped form. (A
@@ -147,8 +149,8 @@ struct Jobs {
     /// Of those, how many were notified and have not woken yet: `parse` notifies only when
     /// a worker sleeps that no notification is on its way to.
     woken: usize,
-    /// `parse` is waiting on `room`.
-    full: bool,
+    /// What the message `parse` waits on `room` to push counts (0: it does not wait).
+    wants: usize,
     /// The payload of the first panic, until it is resumed in the caller.
     panic: Option<Box<dyn Any + Send>>,
     /// A panic happened (its payload may already be taken).
@@ -156,6 +158,17 @@ struct Jobs {
     /// The length of every run taken, in order (for the tests).
     #[cfg(test)]
     runs: Vec<usize>,
+}
+
+impl Jobs {
+    /// Whether `parse`, waiting for room, should be woken: once the count has come down to
+    /// where its message fits with a quarter of the bound to spare (or to nothing), so that it
+    /// pushes several messages per wake-up rather than one per run handled.
+    fn room_for_waiter(&self, max_bytes: usize) -> bool {
+        self.wants > 0
+            && (self.bytes == 0
+                || self.bytes.saturating_add(self.wants) <= max_bytes - max_bytes / 4)
+    }
 }
 
 /// Whose turn it is to deliver: lock-free, so that a worker whose turn has already come
@@ -406,8 +419,8 @@ fn work(shared: &Shared, worker: usize) {
         let first = {
             let mut jobs = lock(&shared.jobs);
             jobs.bytes -= done_bytes;
-            if done_bytes > 0 && jobs.full {
-                jobs.full = false;
+            if jobs.room_for_waiter(shared.max_bytes) {
+                jobs.wants = 0;
                 shared.room.notify_one();
             }
             while jobs.queue.is_empty() && !jobs.closed {
@@ -455,10 +468,9 @@ fn work(shared: &Shared, worker: usize) {
                 jobs.panicked = true;
                 jobs.panic = Some(payload);
             }
-            if jobs.full {
-                jobs.full = false;
-                shared.room.notify_one();
-            }
+            // `parse` must wake to resume it.
+            jobs.wants = 0;
+            shared.room.notify_one();
         }
         turn.pass(panicked);
     }
@@ -550,7 +562,7 @@ impl Parser for ParallelParser {
         let mut jobs = lock(&shared.jobs);
         while jobs.bytes > 0 && jobs.bytes.saturating_add(cost) > shared.max_bytes && !jobs.panicked
         {
-            jobs.full = true;
+            jobs.wants = cost;
             jobs = shared.room.wait(jobs).unwrap_or_else(|p| p.into_inner());
         }
         if jobs.panicked {
