@@ -658,12 +658,19 @@ mod tests {
                     move |n: usize| tx.send(n).unwrap(),
                 )
                 .unwrap();
+            let shared = parser.shared.clone();
             for i in 0..2_000 {
                 parser.parse(message(i));
             }
             drop(parser);
-            let got: Vec<usize> = rx.iter().collect();
+            // Dropping it handled every message (`shared` keeps the handler, and `tx`, alive).
+            let got: Vec<usize> = rx.try_iter().collect();
             assert_eq!(got, (0..2_000).collect::<Vec<_>>(), "seed {seed}");
+            // The reader runs far ahead of parses of up to 200 µs: workers took runs.
+            let runs = &lock(&shared.jobs).runs;
+            assert_eq!(runs.iter().sum::<usize>(), 2_000);
+            assert!(runs.iter().any(|&r| r > 1), "seed {seed}: no run was taken");
+            assert!(runs.iter().all(|&r| r <= MAX_RUN));
         }
     }
 
@@ -954,5 +961,243 @@ mod tests {
         parser.parse(message(1));
         drop(parser);
         assert_eq!(rx.iter().collect::<Vec<_>>(), [7]);
+    }
+
+    #[test]
+    fn run_lengths_are_a_share_of_what_waits() {
+        assert_eq!(run_length(0, 4), 0);
+        assert_eq!(run_length(1, 4), 1, "a lone message is a run of one");
+        assert_eq!(run_length(5, 4), 2);
+        assert_eq!(run_length(14, 2), 7);
+        assert_eq!(run_length(1_000, 2), MAX_RUN);
+        assert_eq!(run_length(3, 1), 3);
+    }
+
+    /// A staged parser on `threads` workers whose handler reports each message it enters on
+    /// `entered`, waits for a `go`, panics if the message is `fails`, and reports it on
+    /// `handled`; it parses with `parse`.
+    fn gated(
+        threads: usize,
+        parse: impl Fn(Bytes) -> usize + Send + Sync + 'static,
+        fails: Option<usize>,
+        handled: mpsc::Sender<usize>,
+        max_queued_bytes: usize,
+    ) -> (ParallelParser, mpsc::Receiver<usize>, mpsc::Sender<()>) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (go, gate) = mpsc::channel::<()>();
+        let parser = ParallelParser::builder()
+            .threads(threads)
+            .max_queued_bytes(max_queued_bytes)
+            .staged(parse, move |n: usize| {
+                entered_tx.send(n).unwrap();
+                gate.recv().unwrap();
+                if Some(n) == fails {
+                    panic!("handler failed at {n}");
+                }
+                handled.send(n).unwrap();
+            })
+            .unwrap();
+        (parser, entered, go)
+    }
+
+    /// A parse that panics at message `fails`, if given.
+    fn parse_failing_at(fails: Option<usize>) -> impl Fn(Bytes) -> usize + Send + Sync {
+        move |m: Bytes| {
+            let n = number(&m);
+            if Some(n) == fails {
+                panic!("parse failed at {n}");
+            }
+            n
+        }
+    }
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn a_panic_inside_a_run_surfaces_after_the_messages_before_it_in_the_run() {
+        // Message 100 holds the only worker in the handler while 101..=110 queue up; the
+        // worker then takes them as one run. Message 106 panics (in the parse, or in the
+        // handler): 101..=105 of the same run are still handled, 107.. are not.
+        for in_parse in [true, false] {
+            let (tx, handled) = mpsc::channel();
+            let (parse_fails, handler_fails) = if in_parse {
+                (Some(106), None)
+            } else {
+                (None, Some(106))
+            };
+            let (parser, entered, go) =
+                gated(1, parse_failing_at(parse_fails), handler_fails, tx, 1 << 20);
+            let shared = parser.shared.clone();
+            let mut parser = parser;
+            parser.parse(message(100));
+            assert_eq!(entered.recv_timeout(WAIT), Ok(100));
+            for i in 101..=110 {
+                parser.parse(message(i));
+            }
+            for _ in 0..20 {
+                let _ = go.send(());
+            }
+            let outcome = panic::catch_unwind(AssertUnwindSafe(move || drop(parser)));
+            let expected = if in_parse { "parse" } else { "handler" };
+            assert_eq!(
+                panic_text(outcome.unwrap_err()),
+                format!("{expected} failed at 106")
+            );
+            let handled: Vec<usize> = handled.try_iter().collect();
+            assert_eq!(handled, (100..=105).collect::<Vec<_>>());
+            assert_eq!(lock(&shared.jobs).runs, [1, 10], "101..=110 were one run");
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_run_parsed_before_its_turn_surfaces_after_the_messages_before_it() {
+        // Two workers. One holds the turn in the handler of message 0; 1..=10 are queued at
+        // once, so the other takes its share, 1..=5, as one run and parses it before its
+        // turn. Message 4 panics (in the parse, or in the handler when its turn comes):
+        // 1..=3 of that run are still handled once 0 is, nothing after.
+        for in_parse in [true, false] {
+            let (tx, handled) = mpsc::channel();
+            let (parse_fails, handler_fails) = if in_parse {
+                (Some(4), None)
+            } else {
+                (None, Some(4))
+            };
+            let (mut parser, entered, go) =
+                gated(2, parse_failing_at(parse_fails), handler_fails, tx, 1 << 20);
+            let shared = parser.shared.clone();
+            parser.parse(message(0));
+            assert_eq!(entered.recv_timeout(WAIT), Ok(0));
+            {
+                // As ten calls to `parse` would, but all at once.
+                let mut jobs = lock(&shared.jobs);
+                for i in 1..=10 {
+                    jobs.bytes += charge(message(i).len());
+                    jobs.queue.push_back(detach_small(message(i)));
+                }
+            }
+            shared.ready.notify_all();
+            // The second worker has parsed its run (up to the panic) and sleeps for its turn.
+            let began = Instant::now();
+            while !shared
+                .turns
+                .waiting
+                .iter()
+                .any(|w| w.load(Ordering::SeqCst) == 1)
+                && began.elapsed() < WAIT
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(lock(&shared.jobs).runs[..2], [1, 5]);
+            for _ in 0..20 {
+                let _ = go.send(());
+            }
+            let outcome = panic::catch_unwind(AssertUnwindSafe(move || drop(parser)));
+            let expected = if in_parse { "parse" } else { "handler" };
+            assert_eq!(
+                panic_text(outcome.unwrap_err()),
+                format!("{expected} failed at 4")
+            );
+            let handled: Vec<usize> = handled.try_iter().collect();
+            assert_eq!(handled, [0, 1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn a_run_stays_counted_until_its_last_message_is_handled() {
+        // One worker, a bound of 20 messages. Message 200 holds the worker in the handler
+        // while 201..=210 queue up; they become one run, counted until 210 is handled.
+        let c = charge(message(200).len());
+        let (tx, handled) = mpsc::channel();
+        let (parser, entered, go) = gated(1, parse_failing_at(None), None, tx, 20 * c);
+        let shared = parser.shared.clone();
+        let mut parser = parser;
+        parser.parse(message(200));
+        assert_eq!(entered.recv_timeout(WAIT), Ok(200));
+        for i in 201..=210 {
+            parser.parse(message(i));
+        }
+        go.send(()).unwrap();
+        assert_eq!(entered.recv_timeout(WAIT), Ok(201));
+        assert_eq!(lock(&shared.jobs).runs, [1, 10]);
+        assert_eq!(
+            parser.queued(),
+            (0, 10 * c),
+            "the run is counted, not queued"
+        );
+        // Ten more fill the bound; the eleventh blocks the reader.
+        for i in 211..=220 {
+            parser.parse(message(i));
+        }
+        assert_eq!(parser.queued(), (10, 20 * c));
+        let pushed = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let pushed = pushed.clone();
+            std::thread::spawn(move || {
+                parser.parse(message(221));
+                pushed.store(1, Ordering::SeqCst);
+                parser
+            })
+        };
+        let began = Instant::now();
+        while lock(&shared.jobs).wants == 0 && began.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(lock(&shared.jobs).wants, c, "the reader waits for room");
+        // Handling 201..=209 frees nothing: the run holds their bytes until its end.
+        for n in 202..=210 {
+            go.send(()).unwrap();
+            assert_eq!(entered.recv_timeout(WAIT), Ok(n));
+        }
+        assert_eq!(lock(&shared.jobs).bytes, 20 * c);
+        assert_eq!(pushed.load(Ordering::SeqCst), 0, "the reader is still held");
+        // Handling 210 gives the run's bytes back: the reader goes on.
+        go.send(()).unwrap();
+        let parser = reader.join().unwrap();
+        assert_eq!(pushed.load(Ordering::SeqCst), 1);
+        for _ in 211..=221 {
+            go.send(()).unwrap();
+        }
+        drop(parser);
+        let handled: Vec<usize> = handled.try_iter().collect();
+        assert_eq!(handled, (200..=221).collect::<Vec<_>>());
+        assert_eq!(lock(&shared.jobs).bytes, 0);
+    }
+
+    #[test]
+    fn every_message_of_a_burst_is_handled_without_more_coming_and_so_is_a_lone_one_after() {
+        // Bursts that leave runs of every length behind, each followed by silence: every
+        // message must reach the handler while the parser lives and nothing more comes, the
+        // last of a burst and a lone message after it alike.
+        let (tx, rx) = mpsc::channel();
+        let mut parser = ParallelParser::builder()
+            .threads(3)
+            .staged(
+                |m: Bytes| {
+                    let n = number(&m);
+                    std::thread::sleep(delay(11, n) / 4);
+                    n
+                },
+                move |n: usize| tx.send(n).unwrap(),
+            )
+            .unwrap();
+        let mut next = 0;
+        for burst in [1, 2, 3, 17, 50, 333] {
+            for _ in 0..burst {
+                parser.parse(message(next));
+                next += 1;
+            }
+            for expected in next - burst..next {
+                assert_eq!(rx.recv_timeout(WAIT), Ok(expected), "burst of {burst}");
+            }
+            parser.parse(message(next));
+            assert_eq!(
+                rx.recv_timeout(WAIT),
+                Ok(next),
+                "the lone one after {burst}"
+            );
+            next += 1;
+        }
+        let runs = lock(&parser.shared.jobs).runs.clone();
+        assert!(runs.iter().any(|&r| r > 1), "no run was taken: {runs:?}");
     }
 }

@@ -160,7 +160,11 @@ fn adapters(messages: &[Bytes], rounds: usize, threads: usize) {
             wall.elapsed().as_secs_f64(),
             (os::cpu_time() - cpu).as_secs_f64(),
         );
-        assert_eq!(ok.load(Ordering::Relaxed), messages.len(), "every message parses");
+        assert_eq!(
+            ok.load(Ordering::Relaxed),
+            messages.len(),
+            "every message parses"
+        );
         (messages.len() as f64 / cpu, messages.len() as f64 / wall)
     };
     let mut per_cpu: [Vec<f64>; 3] = Default::default();
