@@ -49,13 +49,15 @@ const NO_TURN: u64 = u64::MAX;
 ///   taken alone, parsed, and reaches the handler after that one parse. Only when several
 ///   messages are already waiting (the stream is ahead of the workers) does a worker take a
 ///   *run* of consecutive ones: its share of the queue (the queue's length divided by the
-///   number of workers, rounded up), at most 16. The run costs the workers one hand-over of
-///   the queue, one wait for the turn and one release of its bytes, instead of one of each
-///   per message. Within a run, every message is handed to the handler as soon as it is
-///   parsed once the run's turn has come; a message parsed before the turn came is handed
-///   over when it comes, between two parses of the run (so it may reach the handler up to one
-///   parse after its turn came, where a worker waiting idle would have handed it over at
-///   once). Every message of a run was waiting for a worker when the run was taken.
+///   number of workers, rounded up), at most 16. What is batched is only the
+///   synchronisation: the run costs one hand-over from the queue, one wait for the turn and
+///   one release of its bytes, instead of one of each per message. No message waits for a
+///   run to fill (every message of a run was already waiting for a worker when the run was
+///   taken), and results are not held back for the rest of the run: once the run's turn has
+///   come, each message is handed to the handler as soon as it is parsed. A result parsed
+///   before the turn came is handed over when the worker next looks, before its next parse
+///   (or at once, if it has parsed the whole run and waits): at most one parse after the
+///   turn came.
 /// - **Bounded memory, with backpressure.** Messages are counted from the moment they are
 ///   queued until the handler has returned for every message of their run (a run's bytes
 ///   are held, and counted, until its last message is handled), by the memory they keep
