@@ -7,8 +7,9 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
 
 use bytes::Bytes;
 use sitebucket_proto::message::{Message, ParseError};
@@ -17,14 +18,24 @@ use sitebucket_proto::Parser;
 use crate::sync::lock;
 use crate::threaded::{charge, detach_small, DEFAULT_MAX_QUEUED_BYTES};
 
+/// The most messages a worker takes at once (see [`ParallelParser`]).
+const MAX_RUN: usize = 16;
+
+/// How many times a worker checks for its turn, with a spin-loop hint between checks,
+/// before it sleeps until the turn comes.
+const TURN_SPINS: u32 = 64;
+
+/// A worker waiting for no turn.
+const NO_TURN: u64 = u64::MAX;
+
 /// A [`Parser`] that parses on several worker threads and hands every result to one handler,
 /// strictly in the order the messages came off the stream.
 ///
 /// Messages of a stream are independent, so their parsing can use every core; only the
-/// handler has to see them one at a time, in order. Each worker takes the oldest waiting
-/// message, parses it (`serde_json` into the typed [`Message`] for
+/// handler has to see them one at a time, in order. An idle worker takes the oldest waiting
+/// messages, parses them (`serde_json` into the typed [`Message`] for
 /// [`typed`](ParallelParserBuilder::typed)), waits until every earlier message has been
-/// handled, then calls the handler with its result. The handler is called by one worker at a
+/// handled, then calls the handler with its results. The handler is called by one worker at a
 /// time, never concurrently, and sees the messages in stream order. A parsed [`Message`]
 /// borrows from its message's bytes, as under [`DefaultParser`](sitebucket_proto::DefaultParser):
 /// nothing is copied to carry it to the handler.
@@ -33,28 +44,42 @@ use crate::threaded::{charge, detach_small, DEFAULT_MAX_QUEUED_BYTES};
 /// or a [`Monitor`](crate::Monitor) of any driver takes it. The driver's thread only reads,
 /// frames and queues.
 ///
-/// - **No batching.** A message is taken by an idle worker as soon as it is queued, and a
-///   message whose predecessors are all handled is handled as soon as it is parsed: a lone
-///   message on a quiet stream reaches the handler after one parse, with no wait for others.
+/// - **No batching: runs only of messages already waiting.** A worker takes what is queued
+///   when it comes for work, never waiting for more: a lone message on a quiet stream is
+///   taken alone, parsed, and reaches the handler after that one parse. Only when several
+///   messages are already waiting (the stream is ahead of the workers) does a worker take a
+///   *run* of consecutive ones: its share of the queue (the queue's length divided by the
+///   number of workers, rounded up), at most 16. What is batched is only the
+///   synchronisation: the run costs one hand-over from the queue, one wait for the turn and
+///   one release of its bytes, instead of one of each per message. No message waits for a
+///   run to fill (every message of a run was already waiting for a worker when the run was
+///   taken), and results are not held back for the rest of the run: once the run's turn has
+///   come, each message is handed to the handler as soon as it is parsed. A result parsed
+///   before the turn came is handed over when the worker next looks, before its next parse
+///   (or at once, if it has parsed the whole run and waits): at most one parse after the
+///   turn came.
 /// - **Bounded memory, with backpressure.** Messages are counted from the moment they are
-///   queued until the handler has returned for them, by the memory they keep alive, under the
-///   same rule as [`ThreadedParser`](crate::ThreadedParser): a message shorter than
-///   [`QUEUE_COPY_BELOW_BYTES`](crate::QUEUE_COPY_BELOW_BYTES) is copied out of its read block
-///   and counts its length; a longer one counts a whole
-///   [`QUEUE_BLOCK_BYTES`](crate::QUEUE_BLOCK_BYTES) read block (or its length, if longer); each
-///   also counts [`QUEUED_MESSAGE_OVERHEAD`](crate::QUEUED_MESSAGE_OVERHEAD). While the count
-///   is at `max_queued_bytes`, [`parse`](Parser::parse) blocks, so a handler slower than the
-///   stream slows reading down instead of growing memory (on an async driver the wait blocks
-///   the executor thread running the stream, as a slow inline parser would). One message
-///   larger than the whole bound is still taken, alone. A typed result adds no more than its
-///   message to what is held: the [`Message`] borrows from the message's bytes, and a string
-///   it had to unescape is never longer than its escaped form. (A
+///   queued until the handler has returned for every message of their run (a run's bytes
+///   are held, and counted, until its last message is handled), by the memory they keep
+///   alive, under the same rule as [`ThreadedParser`](crate::ThreadedParser): a message
+///   shorter than [`QUEUE_COPY_BELOW_BYTES`](crate::QUEUE_COPY_BELOW_BYTES) is copied out of
+///   its read block and counts its length; a longer one counts a whole
+///   [`QUEUE_BLOCK_BYTES`](crate::QUEUE_BLOCK_BYTES) read block (or its length, if longer);
+///   each also counts [`QUEUED_MESSAGE_OVERHEAD`](crate::QUEUED_MESSAGE_OVERHEAD). While the
+///   count is at `max_queued_bytes`, [`parse`](Parser::parse) blocks, so a handler slower
+///   than the stream slows reading down instead of growing memory (on an async driver the
+///   wait blocks the executor thread running the stream, as a slow inline parser would).
+///   Once blocked, it waits until its message fits with a quarter of the bound to spare (or
+///   nothing is held), so that it wakes once per many messages handled, not once per run. One
+///   message larger than the whole bound is still taken, alone. A typed result adds no more
+///   than its message to what is held: the [`Message`] borrows from the message's bytes, and
+///   a string it had to unescape is never longer than its escaped form. (A
 ///   [`staged`](ParallelParserBuilder::staged) result is the caller's own type and is not
 ///   counted beyond its message.)
 /// - **Panics surface in order.** If parsing message *k* or handling it panics, every earlier
-///   message is still handled, no later one is, and the panic is resumed, with its own payload,
-///   in the driver's thread at its next call to `parse` (or when the parser is dropped), as an
-///   inline parser's panic would be.
+///   message is still handled (those of its own run too), no later one is, and the panic is
+///   resumed, with its own payload, in the driver's thread at its next call to `parse` (or
+///   when the parser is dropped), as an inline parser's panic would be.
 /// - **Drop drains.** Dropping it waits until every queued message has been handled, then
 ///   ends the workers.
 ///
@@ -80,8 +105,6 @@ use crate::threaded::{charge, detach_small, DEFAULT_MAX_QUEUED_BYTES};
 pub struct ParallelParser {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    /// The sequence number the next message gets.
-    next_seq: u64,
     /// A panic was already resumed in the caller: later calls panic with a plain message.
     surfaced: bool,
 }
@@ -93,10 +116,11 @@ pub struct ParallelParserBuilder {
     max_queued_bytes: usize,
 }
 
-/// What the workers do with a message: parse it, then, in its turn, deliver it.
+/// What the workers do with a run of messages: parse each, and deliver each in its turn.
 trait Stage: Send + Sync {
-    /// Parses `message`, calls `turn.wait()`, and delivers the result if it returns `true`.
-    fn run(&self, message: Bytes, turn: &mut Turn<'_>);
+    /// Parses and delivers the messages of `run` in order, through `turn` (see
+    /// [`Turn::process`]); the payload of a panic, if one ended the run.
+    fn run(&self, run: &mut Vec<Bytes>, turn: &mut Turn<'_>) -> Option<Box<dyn Any + Send>>;
 }
 
 struct Shared {
@@ -105,75 +129,193 @@ struct Shared {
     ready: Condvar,
     /// `parse` waits here for room.
     room: Condvar,
-    turns: Mutex<Turns>,
-    /// One per worker: it waits here for its message's turn.
-    wake: Vec<Condvar>,
+    turns: Turns,
     max_bytes: usize,
     stage: Box<dyn Stage>,
 }
 
 #[derive(Default)]
 struct Jobs {
-    /// Messages no worker has taken yet, with their sequence numbers.
-    queue: VecDeque<(u64, Bytes)>,
+    /// Messages no worker has taken yet.
+    queue: VecDeque<Bytes>,
+    /// How many messages workers have taken: the sequence number of the first one in
+    /// `queue`.
+    taken: u64,
     /// What the bound counts for every message not handled yet: waiting, being parsed, or
-    /// parsed and waiting for its turn.
+    /// parsed and waiting for its turn (or for the rest of its run).
     bytes: usize,
     /// No more messages will come: workers drain the queue and end.
     closed: bool,
     /// Workers waiting on `ready`.
     idle: usize,
-    /// `parse` is waiting on `room`.
-    full: bool,
+    /// Of those, how many were notified and have not woken yet: `parse` notifies only when
+    /// a worker sleeps that no notification is on its way to.
+    woken: usize,
+    /// What the message `parse` waits on `room` to push counts (0: it does not wait).
+    wants: usize,
     /// The payload of the first panic, until it is resumed in the caller.
     panic: Option<Box<dyn Any + Send>>,
     /// A panic happened (its payload may already be taken).
     panicked: bool,
+    /// The length of every run taken, in order (for the tests).
+    #[cfg(test)]
+    runs: Vec<usize>,
 }
 
-#[derive(Default)]
+impl Jobs {
+    /// Whether `parse`, waiting for room, should be woken: once the count has come down to
+    /// where its message fits with a quarter of the bound to spare (or to nothing), so that it
+    /// pushes several messages per wake-up rather than one per run handled.
+    fn room_for_waiter(&self, max_bytes: usize) -> bool {
+        self.wants > 0
+            && (self.bytes == 0
+                || self.bytes.saturating_add(self.wants) <= max_bytes - max_bytes / 4)
+    }
+}
+
+/// Whose turn it is to deliver: lock-free, so that a worker whose turn has already come
+/// neither locks nor sleeps.
 struct Turns {
-    /// The sequence number of the message whose turn it is to be delivered.
-    next: u64,
-    /// For each worker, the sequence number it waits to deliver, if it waits.
-    waiting: Vec<Option<u64>>,
+    /// The sequence number of the first message not delivered (or skipped) yet.
+    next: AtomicU64,
     /// A message before `next` panicked: nothing more is delivered.
-    panicked: bool,
+    stopped: AtomicBool,
+    /// For each worker, the first sequence number of the run it sleeps waiting to deliver,
+    /// or [`NO_TURN`].
+    waiting: Vec<AtomicU64>,
+    /// Each worker's thread, to wake it (set by the worker before it first waits).
+    threads: Vec<OnceLock<Thread>>,
 }
 
-/// A worker's hold on one message's turn.
+/// A worker's hold on one run's turn: the messages `first .. first + len`.
 struct Turn<'a> {
-    shared: &'a Shared,
+    turns: &'a Turns,
     worker: usize,
-    seq: u64,
-    taken: bool,
+    first: u64,
+    len: u64,
+    /// The turn has come: every message before the run has been delivered or skipped.
+    held: bool,
+    /// The turn has come and no earlier message panicked: results may be delivered.
+    open: bool,
 }
 
 impl Turn<'_> {
-    /// Waits until every earlier message has been delivered; whether this one may be
-    /// (`false` once an earlier one panicked).
-    fn wait(&mut self) -> bool {
-        let mut turns = lock(&self.shared.turns);
-        while turns.next != self.seq {
-            turns.waiting[self.worker] = Some(self.seq);
-            turns = self.shared.wake[self.worker]
-                .wait(turns)
-                .unwrap_or_else(|p| p.into_inner());
+    /// Whether the turn has come (taking it if so), without waiting.
+    fn try_take(&mut self) -> bool {
+        if !self.held && self.turns.next.load(Ordering::Acquire) == self.first {
+            self.take();
         }
-        turns.waiting[self.worker] = None;
-        self.taken = true;
-        !turns.panicked
+        self.held
     }
 
-    /// Hands the turn to the next message (after a panic of this one, if `panicked`).
-    fn pass(self, panicked: bool) {
-        let mut turns = lock(&self.shared.turns);
-        turns.panicked |= panicked;
-        turns.next += 1;
-        let next = turns.next;
-        if let Some(worker) = turns.waiting.iter().position(|w| *w == Some(next)) {
-            self.shared.wake[worker].notify_one();
+    fn take(&mut self) {
+        self.held = true;
+        self.open = !self.turns.stopped.load(Ordering::Acquire);
+    }
+
+    /// Waits until every message before the run has been delivered (or skipped): briefly
+    /// spinning, as the turn is often moments away, then asleep.
+    fn wait(&mut self) {
+        if self.held {
+            return;
         }
+        for _ in 0..TURN_SPINS {
+            if self.try_take() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        let turns = self.turns;
+        // Announce the wait, then look again: `pass` stores `next`, then looks for a waiter
+        // (both sequentially consistent), so one of the two sees the other.
+        turns.waiting[self.worker].store(self.first, Ordering::SeqCst);
+        while turns.next.load(Ordering::SeqCst) != self.first {
+            std::thread::park();
+        }
+        turns.waiting[self.worker].store(NO_TURN, Ordering::Relaxed);
+        self.take();
+    }
+
+    /// Hands the turn to the message after the run (after a panic in the run, if
+    /// `panicked`): wakes the worker waiting for it, if it sleeps.
+    fn pass(mut self, panicked: bool) {
+        self.wait();
+        let turns = self.turns;
+        if panicked {
+            turns.stopped.store(true, Ordering::Release);
+        }
+        let next = self.first + self.len;
+        turns.next.store(next, Ordering::SeqCst);
+        for (worker, waiting) in turns.waiting.iter().enumerate() {
+            if waiting.load(Ordering::SeqCst) == next {
+                if let Some(thread) = turns.threads[worker].get() {
+                    thread.unpark();
+                }
+                break;
+            }
+        }
+    }
+
+    /// Parses each of `items` with `parse` and calls `deliver` with each result, in order,
+    /// in the run's turn: a result parsed before the turn came waits for it; once it has
+    /// come, each is delivered as soon as it is parsed. A panic in `parse` or `deliver`
+    /// stops the run there (every earlier result of the run is still delivered); its
+    /// payload is returned. Nothing is delivered, or parsed, once an earlier message
+    /// panicked.
+    fn process<I, T>(
+        &mut self,
+        items: I,
+        parse: impl Fn(I::Item) -> T,
+        mut deliver: impl FnMut(T),
+    ) -> Option<Box<dyn Any + Send>>
+    where
+        I: IntoIterator,
+    {
+        let mut deliver = |result: T| panic::catch_unwind(AssertUnwindSafe(|| deliver(result)));
+        // Results parsed before the turn came.
+        let mut pending: Vec<T> = Vec::new();
+        let mut failure = None;
+        for item in items {
+            if !self.held && self.try_take() {
+                for result in pending.drain(..) {
+                    if !self.open {
+                        break;
+                    }
+                    if let Err(payload) = deliver(result) {
+                        return Some(payload);
+                    }
+                }
+            }
+            if self.turns.stopped.load(Ordering::Relaxed) {
+                // An earlier message panicked: the rest is never delivered.
+                break;
+            }
+            match panic::catch_unwind(AssertUnwindSafe(|| parse(item))) {
+                Ok(result) if self.held => {
+                    if !self.open {
+                        break;
+                    }
+                    if let Err(payload) = deliver(result) {
+                        return Some(payload);
+                    }
+                }
+                Ok(result) => pending.push(result),
+                Err(payload) => {
+                    failure = Some(payload);
+                    break;
+                }
+            }
+        }
+        self.wait();
+        for result in pending.drain(..) {
+            if !self.open {
+                break;
+            }
+            if let Err(payload) = deliver(result) {
+                return Some(payload);
+            }
+        }
+        failure
     }
 }
 
@@ -234,18 +376,18 @@ impl ParallelParserBuilder {
             jobs: Mutex::new(Jobs::default()),
             ready: Condvar::new(),
             room: Condvar::new(),
-            turns: Mutex::new(Turns {
-                waiting: vec![None; self.threads],
-                ..Turns::default()
-            }),
-            wake: (0..self.threads).map(|_| Condvar::new()).collect(),
+            turns: Turns {
+                next: AtomicU64::new(0),
+                stopped: AtomicBool::new(false),
+                waiting: (0..self.threads).map(|_| AtomicU64::new(NO_TURN)).collect(),
+                threads: (0..self.threads).map(|_| OnceLock::new()).collect(),
+            },
             max_bytes: self.max_queued_bytes,
             stage,
         });
         let mut parser = ParallelParser {
             shared: shared.clone(),
             workers: Vec::with_capacity(self.threads),
-            next_seq: 0,
             surfaced: false,
         };
         for worker in 0..self.threads {
@@ -261,53 +403,76 @@ impl ParallelParserBuilder {
     }
 }
 
-/// A worker: take the oldest message, parse it, deliver it in its turn, give its bytes back;
-/// after a close, finish the queue and end.
+/// How many of `queued` waiting messages a worker takes at once, with `workers` workers:
+/// its share, rounded up, at most [`MAX_RUN`] (and at least one, if any wait).
+fn run_length(queued: usize, workers: usize) -> usize {
+    queued.div_ceil(workers.max(1)).min(MAX_RUN)
+}
+
+/// A worker: take a run of the oldest messages, parse them and deliver them in their turn,
+/// give their bytes back; after a close, finish the queue and end.
 fn work(shared: &Shared, worker: usize) {
+    let turns = &shared.turns;
+    let _ = turns.threads[worker].set(std::thread::current());
+    let workers = turns.waiting.len();
+    let mut run: Vec<Bytes> = Vec::with_capacity(MAX_RUN);
     let mut done_bytes = 0;
     loop {
-        let (seq, message) = {
+        let first = {
             let mut jobs = lock(&shared.jobs);
             jobs.bytes -= done_bytes;
-            if done_bytes > 0 && jobs.full {
-                jobs.full = false;
+            if jobs.room_for_waiter(shared.max_bytes) {
+                jobs.wants = 0;
                 shared.room.notify_one();
             }
             while jobs.queue.is_empty() && !jobs.closed {
                 jobs.idle += 1;
                 jobs = shared.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
                 jobs.idle -= 1;
+                jobs.woken = jobs.woken.saturating_sub(1);
             }
-            match jobs.queue.pop_front() {
-                Some(job) => job,
-                None => return, // Closed and drained.
+            let take = run_length(jobs.queue.len(), workers);
+            if take == 0 {
+                return; // Closed and drained.
             }
+            run.extend(jobs.queue.drain(..take));
+            #[cfg(test)]
+            jobs.runs.push(take);
+            let first = jobs.taken;
+            jobs.taken += take as u64;
+            // Whatever is left is another worker's: wake one if all are asleep unwarned (a
+            // push warns one, but a spurious wake-up may have taken its notification).
+            let wake = !jobs.queue.is_empty() && jobs.idle > jobs.woken;
+            if wake {
+                jobs.woken += 1;
+                shared.ready.notify_one();
+            }
+            first
         };
-        done_bytes = charge(message.len());
+        done_bytes = run.iter().map(|m| charge(m.len())).sum();
         let mut turn = Turn {
-            shared,
+            turns,
             worker,
-            seq,
-            taken: false,
+            first,
+            len: run.len() as u64,
+            held: false,
+            open: false,
         };
-        let outcome =
-            panic::catch_unwind(AssertUnwindSafe(|| shared.stage.run(message, &mut turn)));
-        if !turn.taken {
-            // The parse panicked (or the stage skipped its turn): the turn still comes in order.
-            turn.wait();
-        }
-        let panicked = outcome.is_err();
-        if let Err(payload) = outcome {
+        let failure = shared.stage.run(&mut run, &mut turn);
+        // The run's bytes are gone before they stop being counted.
+        run.clear();
+        let panicked = failure.is_some();
+        if let Some(payload) = failure {
+            // Every message before this one has been delivered: the run holds its turn.
             let mut jobs = lock(&shared.jobs);
             // Only the first panic counts: nothing after it is delivered.
             if !jobs.panicked {
                 jobs.panicked = true;
                 jobs.panic = Some(payload);
             }
-            if jobs.full {
-                jobs.full = false;
-                shared.room.notify_one();
-            }
+            // `parse` must wake to resume it.
+            jobs.wants = 0;
+            shared.room.notify_one();
         }
         turn.pass(panicked);
     }
@@ -322,12 +487,13 @@ impl<F> Stage for Typed<F>
 where
     F: FnMut(Result<Message<'_>, ParseError>) + Send,
 {
-    fn run(&self, message: Bytes, turn: &mut Turn<'_>) {
-        let parsed = Message::from_slice(&message);
-        if turn.wait() {
+    fn run(&self, run: &mut Vec<Bytes>, turn: &mut Turn<'_>) -> Option<Box<dyn Any + Send>> {
+        turn.process(
+            run.iter(),
+            |message| Message::from_slice(message),
             // Turns are exclusive: the lock is never contended.
-            (lock(&self.handler))(parsed);
-        }
+            |parsed| (lock(&self.handler))(parsed),
+        )
     }
 }
 
@@ -343,11 +509,10 @@ where
     P: Fn(Bytes) -> T + Send + Sync,
     D: FnMut(T) + Send,
 {
-    fn run(&self, message: Bytes, turn: &mut Turn<'_>) {
-        let parsed = (self.parse)(message);
-        if turn.wait() {
-            (lock(&self.deliver))(parsed);
-        }
+    fn run(&self, run: &mut Vec<Bytes>, turn: &mut Turn<'_>) -> Option<Box<dyn Any + Send>> {
+        turn.process(run.drain(..), &self.parse, |parsed| {
+            (lock(&self.deliver))(parsed)
+        })
     }
 }
 
@@ -369,7 +534,7 @@ impl ParallelParser {
 
     /// The number of worker threads.
     pub fn threads(&self) -> usize {
-        self.shared.wake.len()
+        self.shared.turns.waiting.len()
     }
 
     /// Messages no worker has taken yet, and the bytes counted for every message not handled
@@ -399,7 +564,7 @@ impl Parser for ParallelParser {
         let mut jobs = lock(&shared.jobs);
         while jobs.bytes > 0 && jobs.bytes.saturating_add(cost) > shared.max_bytes && !jobs.panicked
         {
-            jobs.full = true;
+            jobs.wants = cost;
             jobs = shared.room.wait(jobs).unwrap_or_else(|p| p.into_inner());
         }
         if jobs.panicked {
@@ -408,9 +573,12 @@ impl Parser for ParallelParser {
             self.surface(payload);
         }
         jobs.bytes += cost;
-        jobs.queue.push_back((self.next_seq, message));
-        self.next_seq += 1;
-        let wake = jobs.idle > 0;
+        jobs.queue.push_back(message);
+        // Wake a sleeping worker, unless every sleeping one is already being woken.
+        let wake = jobs.idle > jobs.woken;
+        if wake {
+            jobs.woken += 1;
+        }
         drop(jobs);
         if wake {
             shared.ready.notify_one();
@@ -492,12 +660,19 @@ mod tests {
                     move |n: usize| tx.send(n).unwrap(),
                 )
                 .unwrap();
+            let shared = parser.shared.clone();
             for i in 0..2_000 {
                 parser.parse(message(i));
             }
             drop(parser);
-            let got: Vec<usize> = rx.iter().collect();
+            // Dropping it handled every message (`shared` keeps the handler, and `tx`, alive).
+            let got: Vec<usize> = rx.try_iter().collect();
             assert_eq!(got, (0..2_000).collect::<Vec<_>>(), "seed {seed}");
+            // The reader runs far ahead of parses of up to 200 µs: workers took runs.
+            let runs = &lock(&shared.jobs).runs;
+            assert_eq!(runs.iter().sum::<usize>(), 2_000);
+            assert!(runs.iter().any(|&r| r > 1), "seed {seed}: no run was taken");
+            assert!(runs.iter().all(|&r| r <= MAX_RUN));
         }
     }
 
@@ -680,7 +855,7 @@ mod tests {
         let small_bytes = pushed_len.load(Ordering::SeqCst);
         let held = live_blocks.load(Ordering::SeqCst)
             + small_bytes
-            + queued * std::mem::size_of::<(u64, Bytes)>();
+            + queued * std::mem::size_of::<Bytes>();
         assert!(
             held <= max + QUEUE_BLOCK_BYTES,
             "{queued} queued messages hold {held} bytes, over the bound of {max}"
@@ -788,5 +963,243 @@ mod tests {
         parser.parse(message(1));
         drop(parser);
         assert_eq!(rx.iter().collect::<Vec<_>>(), [7]);
+    }
+
+    #[test]
+    fn run_lengths_are_a_share_of_what_waits() {
+        assert_eq!(run_length(0, 4), 0);
+        assert_eq!(run_length(1, 4), 1, "a lone message is a run of one");
+        assert_eq!(run_length(5, 4), 2);
+        assert_eq!(run_length(14, 2), 7);
+        assert_eq!(run_length(1_000, 2), MAX_RUN);
+        assert_eq!(run_length(3, 1), 3);
+    }
+
+    /// A staged parser on `threads` workers whose handler reports each message it enters on
+    /// `entered`, waits for a `go`, panics if the message is `fails`, and reports it on
+    /// `handled`; it parses with `parse`.
+    fn gated(
+        threads: usize,
+        parse: impl Fn(Bytes) -> usize + Send + Sync + 'static,
+        fails: Option<usize>,
+        handled: mpsc::Sender<usize>,
+        max_queued_bytes: usize,
+    ) -> (ParallelParser, mpsc::Receiver<usize>, mpsc::Sender<()>) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (go, gate) = mpsc::channel::<()>();
+        let parser = ParallelParser::builder()
+            .threads(threads)
+            .max_queued_bytes(max_queued_bytes)
+            .staged(parse, move |n: usize| {
+                entered_tx.send(n).unwrap();
+                gate.recv().unwrap();
+                if Some(n) == fails {
+                    panic!("handler failed at {n}");
+                }
+                handled.send(n).unwrap();
+            })
+            .unwrap();
+        (parser, entered, go)
+    }
+
+    /// A parse that panics at message `fails`, if given.
+    fn parse_failing_at(fails: Option<usize>) -> impl Fn(Bytes) -> usize + Send + Sync {
+        move |m: Bytes| {
+            let n = number(&m);
+            if Some(n) == fails {
+                panic!("parse failed at {n}");
+            }
+            n
+        }
+    }
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn a_panic_inside_a_run_surfaces_after_the_messages_before_it_in_the_run() {
+        // Message 100 holds the only worker in the handler while 101..=110 queue up; the
+        // worker then takes them as one run. Message 106 panics (in the parse, or in the
+        // handler): 101..=105 of the same run are still handled, 107.. are not.
+        for in_parse in [true, false] {
+            let (tx, handled) = mpsc::channel();
+            let (parse_fails, handler_fails) = if in_parse {
+                (Some(106), None)
+            } else {
+                (None, Some(106))
+            };
+            let (parser, entered, go) =
+                gated(1, parse_failing_at(parse_fails), handler_fails, tx, 1 << 20);
+            let shared = parser.shared.clone();
+            let mut parser = parser;
+            parser.parse(message(100));
+            assert_eq!(entered.recv_timeout(WAIT), Ok(100));
+            for i in 101..=110 {
+                parser.parse(message(i));
+            }
+            for _ in 0..20 {
+                let _ = go.send(());
+            }
+            let outcome = panic::catch_unwind(AssertUnwindSafe(move || drop(parser)));
+            let expected = if in_parse { "parse" } else { "handler" };
+            assert_eq!(
+                panic_text(outcome.unwrap_err()),
+                format!("{expected} failed at 106")
+            );
+            let handled: Vec<usize> = handled.try_iter().collect();
+            assert_eq!(handled, (100..=105).collect::<Vec<_>>());
+            assert_eq!(lock(&shared.jobs).runs, [1, 10], "101..=110 were one run");
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_run_parsed_before_its_turn_surfaces_after_the_messages_before_it() {
+        // Two workers. One holds the turn in the handler of message 0; 1..=10 are queued at
+        // once, so the other takes its share, 1..=5, as one run and parses it before its
+        // turn. Message 4 panics (in the parse, or in the handler when its turn comes):
+        // 1..=3 of that run are still handled once 0 is, nothing after.
+        for in_parse in [true, false] {
+            let (tx, handled) = mpsc::channel();
+            let (parse_fails, handler_fails) = if in_parse {
+                (Some(4), None)
+            } else {
+                (None, Some(4))
+            };
+            let (mut parser, entered, go) =
+                gated(2, parse_failing_at(parse_fails), handler_fails, tx, 1 << 20);
+            let shared = parser.shared.clone();
+            parser.parse(message(0));
+            assert_eq!(entered.recv_timeout(WAIT), Ok(0));
+            {
+                // As ten calls to `parse` would, but all at once.
+                let mut jobs = lock(&shared.jobs);
+                for i in 1..=10 {
+                    jobs.bytes += charge(message(i).len());
+                    jobs.queue.push_back(detach_small(message(i)));
+                }
+            }
+            shared.ready.notify_all();
+            // The second worker has parsed its run (up to the panic) and sleeps for its turn.
+            let began = Instant::now();
+            while !shared
+                .turns
+                .waiting
+                .iter()
+                .any(|w| w.load(Ordering::SeqCst) == 1)
+                && began.elapsed() < WAIT
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(lock(&shared.jobs).runs[..2], [1, 5]);
+            for _ in 0..20 {
+                let _ = go.send(());
+            }
+            let outcome = panic::catch_unwind(AssertUnwindSafe(move || drop(parser)));
+            let expected = if in_parse { "parse" } else { "handler" };
+            assert_eq!(
+                panic_text(outcome.unwrap_err()),
+                format!("{expected} failed at 4")
+            );
+            let handled: Vec<usize> = handled.try_iter().collect();
+            assert_eq!(handled, [0, 1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn a_run_stays_counted_until_its_last_message_is_handled() {
+        // One worker, a bound of 20 messages. Message 200 holds the worker in the handler
+        // while 201..=210 queue up; they become one run, counted until 210 is handled.
+        let c = charge(message(200).len());
+        let (tx, handled) = mpsc::channel();
+        let (parser, entered, go) = gated(1, parse_failing_at(None), None, tx, 20 * c);
+        let shared = parser.shared.clone();
+        let mut parser = parser;
+        parser.parse(message(200));
+        assert_eq!(entered.recv_timeout(WAIT), Ok(200));
+        for i in 201..=210 {
+            parser.parse(message(i));
+        }
+        go.send(()).unwrap();
+        assert_eq!(entered.recv_timeout(WAIT), Ok(201));
+        assert_eq!(lock(&shared.jobs).runs, [1, 10]);
+        assert_eq!(
+            parser.queued(),
+            (0, 10 * c),
+            "the run is counted, not queued"
+        );
+        // Ten more fill the bound; the eleventh blocks the reader.
+        for i in 211..=220 {
+            parser.parse(message(i));
+        }
+        assert_eq!(parser.queued(), (10, 20 * c));
+        let pushed = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let pushed = pushed.clone();
+            std::thread::spawn(move || {
+                parser.parse(message(221));
+                pushed.store(1, Ordering::SeqCst);
+                parser
+            })
+        };
+        let began = Instant::now();
+        while lock(&shared.jobs).wants == 0 && began.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(lock(&shared.jobs).wants, c, "the reader waits for room");
+        // Handling 201..=209 frees nothing: the run holds their bytes until its end.
+        for n in 202..=210 {
+            go.send(()).unwrap();
+            assert_eq!(entered.recv_timeout(WAIT), Ok(n));
+        }
+        assert_eq!(lock(&shared.jobs).bytes, 20 * c);
+        assert_eq!(pushed.load(Ordering::SeqCst), 0, "the reader is still held");
+        // Handling 210 gives the run's bytes back: the reader goes on.
+        go.send(()).unwrap();
+        let parser = reader.join().unwrap();
+        assert_eq!(pushed.load(Ordering::SeqCst), 1);
+        for _ in 211..=221 {
+            go.send(()).unwrap();
+        }
+        drop(parser);
+        let handled: Vec<usize> = handled.try_iter().collect();
+        assert_eq!(handled, (200..=221).collect::<Vec<_>>());
+        assert_eq!(lock(&shared.jobs).bytes, 0);
+    }
+
+    #[test]
+    fn every_message_of_a_burst_is_handled_without_more_coming_and_so_is_a_lone_one_after() {
+        // Bursts that leave runs of every length behind, each followed by silence: every
+        // message must reach the handler while the parser lives and nothing more comes, the
+        // last of a burst and a lone message after it alike.
+        let (tx, rx) = mpsc::channel();
+        let mut parser = ParallelParser::builder()
+            .threads(3)
+            .staged(
+                |m: Bytes| {
+                    let n = number(&m);
+                    std::thread::sleep(delay(11, n) / 4);
+                    n
+                },
+                move |n: usize| tx.send(n).unwrap(),
+            )
+            .unwrap();
+        let mut next = 0;
+        for burst in [1, 2, 3, 17, 50, 333] {
+            for _ in 0..burst {
+                parser.parse(message(next));
+                next += 1;
+            }
+            for expected in next - burst..next {
+                assert_eq!(rx.recv_timeout(WAIT), Ok(expected), "burst of {burst}");
+            }
+            parser.parse(message(next));
+            assert_eq!(
+                rx.recv_timeout(WAIT),
+                Ok(next),
+                "the lone one after {burst}"
+            );
+            next += 1;
+        }
+        let runs = lock(&parser.shared.jobs).runs.clone();
+        assert!(runs.iter().any(|&r| r > 1), "no run was taken: {runs:?}");
     }
 }

@@ -45,7 +45,8 @@ pub const QUEUED_MESSAGE_OVERHEAD: usize = 128;
 ///
 /// So what the queue holds stays within the bound for drivers that read in blocks of at most
 /// [`QUEUE_BLOCK_BYTES`], as every sitebucket driver does. When the queue is full,
-/// [`parse`](Parser::parse) blocks until the parser thread catches up, so a handler that is
+/// [`parse`](Parser::parse) blocks until the parser thread catches up (until its message fits
+/// with a quarter of the bound to spare, or the queue is empty), so a handler that is
 /// slower than the stream slows reading down (and the server eventually warns with
 /// `FALLING_BEHIND`, as it would without the queue) instead of growing memory. One message
 /// larger than the whole bound is still queued, alone.
@@ -76,8 +77,11 @@ struct Queue {
     bytes: usize,
     /// No more messages will come: the parser thread drains the queue and ends.
     closed: bool,
-    /// The parser thread is waiting on `ready`.
+    /// The parser thread is waiting on `ready` and nobody has woken it yet: `parse` wakes it
+    /// once, not once per message pushed while it wakes up.
     idle: bool,
+    /// What the message `parse` waits on `room` to push counts (0: it does not wait).
+    wants: usize,
     /// The inner parser panicked; the parser thread is gone.
     panicked: bool,
 }
@@ -137,17 +141,29 @@ impl ThreadedParser {
     }
 }
 
-/// The parser thread: take everything queued, parse it outside the lock, give its bytes back,
-/// repeat; after a close, finish the queue and end.
+/// The most messages the parser thread takes from the queue at once: their bytes are given
+/// back together, so a larger batch would hold the reader up longer on a full queue.
+const BATCH: usize = 64;
+
+/// The parser thread: take what is queued (up to [`BATCH`] messages), parse it outside the
+/// lock, give its bytes back, repeat; after a close, finish the queue and end.
 fn work(shared: &Shared, parser: &mut dyn Parser) {
-    let mut batch = VecDeque::new();
+    let mut batch = Vec::with_capacity(BATCH);
     let mut done_bytes = 0;
     loop {
         {
             let mut queue = shared.lock();
             queue.bytes -= done_bytes;
-            if done_bytes > 0 {
-                shared.room.notify_all();
+            // Wake `parse` once its message fits with a quarter of the bound to spare (or
+            // nothing is held), not after every batch: it then pushes many messages per
+            // wake-up.
+            if queue.wants > 0
+                && (queue.bytes == 0
+                    || queue.bytes.saturating_add(queue.wants)
+                        <= shared.max_bytes - shared.max_bytes / 4)
+            {
+                queue.wants = 0;
+                shared.room.notify_one();
             }
             while queue.messages.is_empty() && !queue.closed {
                 queue.idle = true;
@@ -157,7 +173,8 @@ fn work(shared: &Shared, parser: &mut dyn Parser) {
             if queue.messages.is_empty() {
                 return; // Closed and drained.
             }
-            std::mem::swap(&mut batch, &mut queue.messages);
+            let take = queue.messages.len().min(BATCH);
+            batch.extend(queue.messages.drain(..take));
         }
         done_bytes = 0;
         for message in batch.drain(..) {
@@ -211,6 +228,7 @@ impl Parser for ThreadedParser {
             && queue.bytes.saturating_add(cost) > shared.max_bytes
             && !queue.panicked
         {
+            queue.wants = cost;
             queue = shared.room.wait(queue).unwrap_or_else(|p| p.into_inner());
         }
         if queue.panicked {
@@ -220,6 +238,7 @@ impl Parser for ThreadedParser {
         queue.bytes += cost;
         queue.messages.push_back(message);
         let wake = queue.idle;
+        queue.idle = false;
         drop(queue);
         if wake {
             shared.ready.notify_one();

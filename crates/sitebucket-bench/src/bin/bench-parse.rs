@@ -2,7 +2,7 @@
 //! quick A/B timing on a noisy machine.
 //!
 //! ```text
-//! bench-parse [typed|ignored|value|ab] [--mib N] [--rounds R]
+//! bench-parse [typed|ignored|value|ab|adapters] [--mib N] [--rounds R] [--threads T]
 //! ```
 //!
 //! Builds the bench stream's first `N` MiB of messages (default 8, the same seed as
@@ -19,13 +19,26 @@
 //! `default_parser_vs_ignored_any` figure): median, min and max, timed by the process's CPU
 //! time (`getrusage`, so time spent waiting for a core on a loaded machine is not counted) and
 //! by the wall clock.
+//!
+//! `adapters` measures what handing messages to other threads costs: round by round (default
+//! 10 rounds) it runs the typed parser inline, in a `ThreadedParser` and in a `ParallelParser`
+//! of `--threads` workers (default 2), this thread pushing the messages as a driver would, and
+//! prints for each the median messages per CPU-second of the whole process (the figure
+//! `typed_e2e_parallel_per_cpu_second` compares end to end), the median messages per second
+//! of wall time, and each adapter's CPU per message over the inline parser's (median of the
+//! per-round ratios).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use sitebucket_bench::args::Args;
 use sitebucket_bench::stream::BenchStream;
 use sitebucket_bench::{inproc, os};
+use sitebucket_proto::message::{Message, ParseError};
+use sitebucket_proto::{DefaultParser, Parser};
+use sitebucket_thread::{ParallelParser, ThreadedParser};
 
 /// The stream's seed, shared with the other figures.
 const SEED: u64 = 20_240_601;
@@ -46,8 +59,15 @@ fn main() {
         "ignored" => inproc::parse_ignored,
         "value" => inproc::parse_value,
         "ab" => return ab(&messages, payload, args.get("--rounds", 20)),
+        "adapters" => {
+            return adapters(
+                &messages,
+                args.get("--rounds", 10),
+                args.get("--threads", 2),
+            )
+        }
         other => {
-            eprintln!("unknown mode {other:?}: typed, ignored, value or ab");
+            eprintln!("unknown mode {other:?}: typed, ignored, value, ab or adapters");
             std::process::exit(2)
         }
     };
@@ -102,4 +122,82 @@ fn ab(messages: &[Bytes], payload: usize, rounds: usize) {
         payload as f64 / best[0] / 1e6,
         payload as f64 / best[1] / 1e6,
     );
+}
+
+/// The typed parser inline, in a `ThreadedParser` and in a `ParallelParser`, round by round:
+/// messages per CPU-second and per wall second of each.
+fn adapters(messages: &[Bytes], rounds: usize, threads: usize) {
+    const NAMES: [&str; 3] = ["inline", "threaded", "parallel"];
+    let run = |which: usize| {
+        let ok = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let ok = ok.clone();
+            move |message: Result<Message<'_>, ParseError>| {
+                if let Ok(message) = message {
+                    std::hint::black_box(&message);
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        let (wall, cpu) = (Instant::now(), os::cpu_time());
+        {
+            let mut parser: Box<dyn Parser> = match which {
+                0 => Box::new(DefaultParser::new(handler)),
+                1 => Box::new(ThreadedParser::spawn(DefaultParser::new(handler)).unwrap()),
+                _ => Box::new(
+                    ParallelParser::builder()
+                        .threads(threads)
+                        .typed(handler)
+                        .unwrap(),
+                ),
+            };
+            for message in messages {
+                parser.parse(message.clone());
+            }
+            // Dropping it waits for every message to be handled.
+        }
+        let (wall, cpu) = (
+            wall.elapsed().as_secs_f64(),
+            (os::cpu_time() - cpu).as_secs_f64(),
+        );
+        assert_eq!(
+            ok.load(Ordering::Relaxed),
+            messages.len(),
+            "every message parses"
+        );
+        (messages.len() as f64 / cpu, messages.len() as f64 / wall)
+    };
+    let mut per_cpu: [Vec<f64>; 3] = Default::default();
+    let mut per_wall: [Vec<f64>; 3] = Default::default();
+    let mut cpu_ratio: [Vec<f64>; 3] = Default::default();
+    for _ in 0..rounds.max(1) {
+        let mut this = [0.0; 3];
+        for which in 0..3 {
+            let (cpu, wall) = run(which);
+            this[which] = cpu;
+            per_cpu[which].push(cpu);
+            per_wall[which].push(wall);
+        }
+        for which in 0..3 {
+            cpu_ratio[which].push(this[0] / this[which]);
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "adapters: {} rounds of {} messages, parallel on {threads} threads",
+        per_cpu[0].len(),
+        messages.len()
+    );
+    for which in 0..3 {
+        println!(
+            "adapters: {:<8} {:>8.0} msgs/cpu-s {:>8.0} msgs/s wall, CPU per message {:.3}x inline",
+            NAMES[which],
+            median(&mut per_cpu[which]),
+            median(&mut per_wall[which]),
+            median(&mut cpu_ratio[which]),
+        );
+    }
 }
