@@ -156,6 +156,28 @@ pub fn parse_typed(messages: &[Bytes]) -> usize {
     ok
 }
 
+/// Every message through the serde decoder the typed `Message` had before its own scanner
+/// (`Message::from_slice_serde`, kept as the reference); returns how many decoded.
+pub fn parse_typed_serde(messages: &[Bytes]) -> usize {
+    messages
+        .iter()
+        .filter(|m| {
+            sitebucket_proto::message::Message::from_slice_serde(m)
+                .map(|message| std::hint::black_box(message).kind())
+                .is_ok()
+        })
+        .count()
+}
+
+/// Every message checked by the crate's own JSON scanner (`RawJson::new`: the same check as
+/// [`parse_ignored`], nothing kept); returns how many passed.
+pub fn parse_validated(messages: &[Bytes]) -> usize {
+    messages
+        .iter()
+        .filter(|m| sitebucket_proto::message::RawJson::new(m).is_ok())
+        .count()
+}
+
 /// Every message into a `serde_json::Value`; returns how many decoded.
 pub fn parse_value(messages: &[Bytes]) -> usize {
     messages
@@ -249,9 +271,13 @@ mod tests {
         assert_eq!(parse_typed(&messages), messages.len());
         assert_eq!(parse_value(&messages), messages.len());
         assert_eq!(parse_ignored(&messages), messages.len());
+        assert_eq!(parse_validated(&messages), messages.len());
+        assert_eq!(parse_typed_serde(&messages), messages.len());
         let broken = [Bytes::from_static(b"{\"for_user\":1,")];
         assert_eq!(parse_typed(&broken), 0);
         assert_eq!(parse_value(&broken), 0);
         assert_eq!(parse_ignored(&broken), 0);
+        assert_eq!(parse_validated(&broken), 0);
+        assert_eq!(parse_typed_serde(&broken), 0);
     }
 }

@@ -2347,9 +2347,11 @@ impl Field {
             25 => &[(b"in_reply_to_status_id_str", F::InReplyToStatusIdStr)],
             _ => &[],
         };
+        // The names are short and of the key's length: compare them byte by byte inline,
+        // not through a `memcmp` call each.
         candidates
             .iter()
-            .find(|(name, _)| *name == key)
+            .find(|(name, _)| name.iter().zip(key).all(|(a, b)| a == b))
             .map_or(F::Other, |(_, field)| *field)
     }
 

@@ -71,7 +71,7 @@ pub(super) fn skip_space(input: &[u8], mut at: usize) -> usize {
 /// Given the index just past a string's opening quote, the index just past its closing
 /// quote, and whether it holds an escape. `CONTROL_OK` lets control bytes through, as
 /// serde_json does in a string it reads as bytes (the keys of the objects it decodes).
-#[inline]
+#[inline(always)]
 fn string_end<const CONTROL_OK: bool>(
     input: &[u8],
     mut at: usize,
@@ -120,7 +120,7 @@ fn digits_end(input: &[u8], mut at: usize) -> usize {
 }
 
 /// The end of a number starting at `at` (`-` or a digit), by serde_json's grammar.
-#[inline]
+#[inline(always)]
 fn number_end(input: &[u8], mut at: usize) -> Result<usize, Reject> {
     if input[at] == b'-' {
         at += 1;
@@ -159,7 +159,7 @@ fn number_end(input: &[u8], mut at: usize) -> Result<usize, Reject> {
 /// `"key"` then `:` from `at` (a key's opening quote): where its value starts (whitespace
 /// skipped), the key's text between its quotes, and whether it holds escapes.
 /// `CONTROL_OK` as for [`string_end`].
-#[inline]
+#[inline(always)]
 fn key_then_colon<const CONTROL_OK: bool>(
     input: &[u8],
     at: usize,
