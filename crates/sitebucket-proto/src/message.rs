@@ -19,12 +19,17 @@
 //!
 //! # Performance and borrowing
 //!
-//! Decoding is a single pass over the bytes with hand-written serde visitors: keys are
-//! matched as they come, values the message kind does not need are skipped with
-//! [`IgnoredAny`], and nothing is built into a [`serde_json::Value`]. Strings are
-//! [`Cow`]s that borrow from the input unless they contain escapes, which must be decoded
-//! (`"caf\u00e9"`, `"\r\n"`). Sub-objects kept whole (an event's `target_object`) are borrowed
-//! [`RawValue`]s.
+//! Decoding is a single pass over the bytes with a validating JSON scanner of this crate's
+//! own: it checks exactly what serde_json checks when it skips a value into [`IgnoredAny`],
+//! but scans strings eight bytes at a time and builds nothing. Keys are matched as they come,
+//! the few values a kind needs (ids, `created_at`, …) are read from their bytes, values it
+//! does not need are only checked, and nothing is built into a [`serde_json::Value`]; a rarer
+//! value (a notice, an event's users) is read by serde code on that value's bytes. Invalid
+//! input is handed to a decoder made of serde_json visitors alone, which gives the error with
+//! serde_json's wording and position (the two decoders give the same answer for every input;
+//! the tests compare them). Strings are [`Cow`]s that borrow from the input unless they contain
+//! escapes, which must be decoded (`"caf\u00e9"`, `"\r\n"`). Sub-objects kept whole (an
+//! event's `target_object`) are borrowed [`RawValue`]s.
 //!
 //! A tweet's text, its author ([`Tweet::user_id`], [`Tweet::user_screen_name`]) and the
 //! original of a retweet ([`Tweet::retweeted_status_id`]) are kept as [`RawJson`] and read
@@ -37,10 +42,9 @@
 //! `"\ud800"`, bytes that are not UTF-8) answers `None` (such a string used to fail the
 //! whole message).
 //!
-//! A [`Tweet`] has no raw copy of itself: the decoder reads the tweet's fields while it scans
-//! it, and serde_json cannot also hand back the span it just scanned, so a raw copy would cost
-//! a second pass over every tweet — the commonest and largest message. Keep the message bytes
-//! instead (a [`Parser`](crate::parser::Parser) receives them as [`bytes::Bytes`]) and use
+//! A [`Tweet`] has no raw copy of itself (for a message that went through the serde decoder it
+//! would cost a second pass over every tweet, the commonest and largest message). Keep the
+//! message bytes instead (a [`Parser`](crate::parser::Parser) receives them as [`bytes::Bytes`]) and use
 //! [`raw_at`] or your own serde type on them for anything else. The rare kinds that do carry
 //! their raw JSON ([`UserMessage::Unknown`], [`DirectMessage::raw`]) pay for that with a second
 //! scan of the same message.
