@@ -489,24 +489,7 @@ fn every_message_sent_while_a_stream_was_up_is_in_jetstream() {
         }
     }
     // What the stream holds.
-    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-    let mut other = 0;
-    for (subject, payload) in reader.messages("SITEBUCKET") {
-        let json: serde_json::Value = serde_json::from_slice(&payload).expect("JSON payload");
-        match (
-            json["for_user"].as_u64(),
-            json["message"]["sitebucket_tick"].as_u64(),
-        ) {
-            (Some(user), Some(tick)) => {
-                assert_eq!(subject, format!("sitebucket.msg.{user}"));
-                *stored.entry((user, tick)).or_insert(0) += 1;
-            }
-            _ => {
-                assert!(subject.starts_with("sitebucket.stream."), "{subject}");
-                other += 1;
-            }
-        }
-    }
+    let (stored, other) = ticks_stored(&reader.messages("SITEBUCKET"));
     let missing: Vec<&(u64, u64)> = on_live.iter().filter(|m| !stored.contains_key(m)).collect();
     let closed_missing = on_closed
         .iter()
@@ -607,56 +590,111 @@ fn listen_sink_publishes_each_message_once() {
     assert_eq!(bad.code(), 2, "{bad:?}");
 }
 
+/// The maximum the NATS-outage tests let their worker hold (`--max-held-bytes`).
+const OUTAGE_BOUND: u64 = 64 * 1024;
+
+/// The set-up of the NATS-outage tests, once every user is streamed and before the first tick.
+struct Outage {
+    nats: NatsServer,
+    server: TestServer,
+    solo: Running,
+    /// When the test server writes the first per-user tick.
+    epoch: Instant,
+    /// When it has written the last.
+    ticks_end: Instant,
+}
+
+/// One worker, `solo`, holding at most [`OUTAGE_BOUND`] bytes, with `extra` options, streaming
+/// 100 users (ids from `seed`, follow file named after `label`) of a test server that writes
+/// each user a tick every 100 ms, `ticks` of them, from `lead` after now. Returns once every
+/// user is streamed (within `settle_within`), before the first tick.
+fn solo_before_an_outage(
+    seed: u64,
+    label: &str,
+    ticks: u32,
+    lead: Duration,
+    settle_within: Duration,
+    extra: &[&str],
+) -> Outage {
+    let nats = NatsServer::start();
+    let every = Duration::from_millis(100);
+    let epoch = Instant::now() + lead;
+    let plan = AttemptPlan::ok(vec![
+        Step::Control,
+        Step::PerUser(PerUser {
+            epoch,
+            every,
+            ticks: u64::from(ticks),
+        }),
+    ])
+    .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
+    let server =
+        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
+    let users = users(seed, 100);
+    follow(&nats, "add", &users, label);
+    let bound = OUTAGE_BOUND.to_string();
+    let mut options = vec!["--max-held-bytes", bound.as_str()];
+    options.extend_from_slice(extra);
+    let solo = worker_at(&nats.url, &server, "solo", &options);
+    let covered = eventually(settle_within, || coverage(&server).len() == users.len());
+    assert!(covered, "the worker never streamed every user");
+    assert!(Instant::now() < epoch, "settled after the first tick");
+    Outage {
+        nats,
+        server,
+        solo,
+        epoch,
+        ticks_end: epoch + every * ticks,
+    }
+}
+
+/// The per-user tick messages among a stream's `messages` (subject, payload), counted by
+/// (user, tick), and how many other messages there were. A tick is on its user's subject;
+/// anything else on a `sitebucket.stream.` subject.
+fn ticks_stored(messages: &[(String, Vec<u8>)]) -> (BTreeMap<(u64, u64), usize>, usize) {
+    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    let mut other = 0;
+    for (subject, payload) in messages {
+        let json: serde_json::Value = serde_json::from_slice(payload).expect("JSON payload");
+        match (
+            json["for_user"].as_u64(),
+            json["message"]["sitebucket_tick"].as_u64(),
+        ) {
+            (Some(user), Some(tick)) => {
+                assert_eq!(*subject, format!("sitebucket.msg.{user}"));
+                *stored.entry((user, tick)).or_insert(0) += 1;
+            }
+            _ => {
+                assert!(subject.starts_with("sitebucket.stream."), "{subject}");
+                other += 1;
+            }
+        }
+    }
+    (stored, other)
+}
+
 /// All of NATS stops for 5 s mid-run (SIGKILL, then a restart on the same store): the
 /// worker's readers pause once it holds its bound (64 KiB here), the held bytes stay within the
 /// bound plus the one read in hand when reading paused (at most 64 KiB), and once NATS is back everything written on the live connections reaches the stream;
 /// the leases (TTL 20 s: a renewal waits up to 8 s for its answer) survive the outage.
 #[test]
 fn nats_down_for_five_seconds_pauses_and_loses_nothing() {
-    let mut nats = NatsServer::start();
-    let ticks = 100;
-    let every = Duration::from_millis(100);
     // A worker with a 20 s TTL first looks for shards 6.7 to 10 s after it starts.
-    let epoch = Instant::now() + Duration::from_secs(12);
-    let plan = AttemptPlan::ok(vec![
-        Step::Control,
-        Step::PerUser(PerUser {
-            epoch,
-            every,
-            ticks,
-        }),
-    ])
-    .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
-    let server =
-        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
-    let users = users(41, 100);
-    follow(&nats, "add", &users, "fleet-down");
-    let bound: u64 = 64 * 1024;
-    let mut command = sitebucket();
-    command.args([
-        "fleet",
-        "--nats",
-        &nats.url,
-        "--worker",
-        "solo",
-        "--lease-ttl",
-        "20s",
-        "--url",
-        &server.url(),
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--max-held-bytes",
-        &bound.to_string(),
-        "--drain-timeout",
-        "20s",
-    ]);
-    with_credentials(&mut command);
-    let solo = spawn(command, "worker solo");
-    let covered = eventually(Duration::from_secs(10), || {
-        coverage(&server).len() == users.len()
-    });
-    assert!(covered, "the worker never streamed every user");
-    assert!(Instant::now() < epoch, "settled after the first tick");
+    let Outage {
+        mut nats,
+        server,
+        solo,
+        epoch,
+        ticks_end,
+    } = solo_before_an_outage(
+        41,
+        "fleet-down",
+        100,
+        Duration::from_secs(12),
+        Duration::from_secs(10),
+        &["--lease-ttl", "20s"],
+    );
+    let bound = OUTAGE_BOUND;
 
     // NATS goes away for 5 s, two seconds into the ticks.
     std::thread::sleep(epoch.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
@@ -669,7 +707,6 @@ fn nats_down_for_five_seconds_pauses_and_loses_nothing() {
     }
     let during = scrape(&solo);
     nats.restart();
-    let ticks_end = epoch + every * ticks as u32;
     std::thread::sleep(
         ticks_end.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
     );
@@ -701,16 +738,7 @@ fn nats_down_for_five_seconds_pauses_and_loses_nothing() {
             }
         }
     }
-    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-    for (_, payload) in Reader::new(&nats.url).messages("SITEBUCKET") {
-        let json: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
-        if let (Some(user), Some(tick)) = (
-            json["for_user"].as_u64(),
-            json["message"]["sitebucket_tick"].as_u64(),
-        ) {
-            *stored.entry((user, tick)).or_insert(0) += 1;
-        }
-    }
+    let (stored, _) = ticks_stored(&Reader::new(&nats.url).messages("SITEBUCKET"));
     let missing = written.iter().filter(|m| !stored.contains_key(m)).count();
     let duplicates: usize = stored.values().map(|n| n - 1).sum();
     println!(
@@ -1161,16 +1189,7 @@ fn a_nats_node_killed_mid_run_loses_no_lease_and_no_message() {
             }
         }
     }
-    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-    for (_, payload) in reader.messages("SITEBUCKET") {
-        let json: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
-        if let (Some(user), Some(tick)) = (
-            json["for_user"].as_u64(),
-            json["message"]["sitebucket_tick"].as_u64(),
-        ) {
-            *stored.entry((user, tick)).or_insert(0) += 1;
-        }
-    }
+    let (stored, _) = ticks_stored(&reader.messages("SITEBUCKET"));
     let missing = written.iter().filter(|m| !stored.contains_key(m)).count();
     let duplicates: usize = stored.values().map(|n| n - 1).sum();
     let invented = stored.keys().filter(|m| !written.contains(m)).count();
@@ -1218,52 +1237,22 @@ fn reconnects(scrape: &str, kind: &str) -> u64 {
 /// held, which streams reconnected because of it, resumed after how long.
 #[test]
 fn nats_down_longer_than_the_stall_timeout_reconnects_streams_and_loses_nothing() {
-    let mut nats = NatsServer::start();
-    let ticks = 160;
-    let every = Duration::from_millis(100);
     // A worker with a 30 s TTL first looks for shards 10 to 15 s after it starts.
-    let epoch = Instant::now() + Duration::from_secs(19);
-    let plan = AttemptPlan::ok(vec![
-        Step::Control,
-        Step::PerUser(PerUser {
-            epoch,
-            every,
-            ticks,
-        }),
-    ])
-    .with_end(End::HoldWithKeepAlives(Duration::from_millis(500)));
-    let server =
-        TestServer::start(Scenario::single(plan), ServerOptions::plain()).expect("test server");
-    let users = users(43, 100);
-    follow(&nats, "add", &users, "fleet-long-outage");
-    let bound: u64 = 64 * 1024;
-    let mut command = sitebucket();
-    command.args([
-        "fleet",
-        "--nats",
-        &nats.url,
-        "--worker",
-        "solo",
-        "--lease-ttl",
-        "30s",
-        "--stall-timeout",
-        "2s",
-        "--url",
-        &server.url(),
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--max-held-bytes",
-        &bound.to_string(),
-        "--drain-timeout",
-        "20s",
-    ]);
-    with_credentials(&mut command);
-    let solo = spawn(command, "worker solo");
-    let covered = eventually(Duration::from_secs(17), || {
-        coverage(&server).len() == users.len()
-    });
-    assert!(covered, "the worker never streamed every user");
-    assert!(Instant::now() < epoch, "settled after the first tick");
+    let Outage {
+        mut nats,
+        server: _server,
+        solo,
+        epoch,
+        ticks_end,
+    } = solo_before_an_outage(
+        43,
+        "fleet-long-outage",
+        160,
+        Duration::from_secs(19),
+        Duration::from_secs(17),
+        &["--lease-ttl", "30s", "--stall-timeout", "2s"],
+    );
+    let bound = OUTAGE_BOUND;
 
     // NATS goes away for 8 s, two seconds into the ticks; the metrics are scraped throughout.
     std::thread::sleep(epoch.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
@@ -1290,7 +1279,6 @@ fn nats_down_longer_than_the_stall_timeout_reconnects_streams_and_loses_nothing(
     });
     let resumed_after = back_at.elapsed();
     assert!(resumed, "reading never resumed: {}", scrape(&solo));
-    let ticks_end = epoch + every * ticks as u32;
     std::thread::sleep(
         ticks_end.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
     );
@@ -1310,16 +1298,7 @@ fn nats_down_longer_than_the_stall_timeout_reconnects_streams_and_loses_nothing(
         - metric(&after, "sitebucket_dropped_not_held_total");
     let deduplicated = metric(&after, "sitebucket_duplicates_total");
     let all = Reader::new(&nats.url).messages("SITEBUCKET");
-    let mut stored: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-    for (_, payload) in &all {
-        let json: serde_json::Value = serde_json::from_slice(payload).expect("JSON");
-        if let (Some(user), Some(tick)) = (
-            json["for_user"].as_u64(),
-            json["message"]["sitebucket_tick"].as_u64(),
-        ) {
-            *stored.entry((user, tick)).or_insert(0) += 1;
-        }
-    }
+    let (stored, _) = ticks_stored(&all);
     let duplicates: usize = stored.values().map(|n| n - 1).sum();
     let line = |needle: &str| log.lines().find(|l| l.contains(needle)).map(str::to_owned);
     println!(

@@ -158,21 +158,8 @@ pub fn kind_of(message: &[u8]) -> &str {
 pub fn message_id(for_user: Option<u64>, message: &[u8]) -> String {
     let mut hash = Sha1::new();
     match for_user {
-        Some(user) => {
-            // The decimal digits without an allocation (this runs for every message).
-            let mut digits = [0u8; 20];
-            let mut at = digits.len();
-            let mut rest = user;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (rest % 10) as u8;
-                rest /= 10;
-                if rest == 0 {
-                    break;
-                }
-            }
-            hash.update(&digits[at..]);
-        }
+        // The decimal digits without an allocation (this runs for every message).
+        Some(user) => hash.update(decimal(user, &mut [0; 20])),
         None => hash.update(b"-"),
     }
     hash.update(b"\n");
@@ -185,6 +172,21 @@ pub fn message_id(for_user: Option<u64>, message: &[u8]) -> String {
         id.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     id
+}
+
+/// `n` in decimal ASCII digits, written at the end of `digits`.
+fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    &digits[at..]
 }
 
 /// One message to publish.
@@ -706,7 +708,11 @@ fn ack_outcome(
         description: String,
     }
     match status {
-        None => {}
+        None => {
+            if let Some(duplicate) = plain_ack(payload) {
+                return Ok(duplicate);
+            }
+        }
         Some(503) => return Err("no stream takes the subject (no responders)".into()),
         Some(code) => {
             return Err(format!(
@@ -734,6 +740,33 @@ fn ack_outcome(
     }
 }
 
+/// The acknowledgement as nats-server writes it for a stream without a domain,
+/// `{"stream":"NAME","seq":N}` or `{"stream":"NAME","seq":N,"duplicate":true}`, read
+/// without a JSON parser (one per message): `Some(duplicate)`; `None` for anything else, which
+/// [`ack_outcome`] reads as JSON.
+fn plain_ack(payload: &[u8]) -> Option<bool> {
+    let rest = payload.strip_prefix(br#"{"stream":""#)?;
+    let name = rest.iter().position(|&b| b == b'"')?;
+    if rest[..name].iter().any(|&b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    let rest = rest[name..].strip_prefix(br#"","seq":"#)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    // A sequence number is a u64 (at most 20 digits) without leading zeros.
+    if digits == 0 || digits > 20 || (digits > 1 && rest[0] == b'0') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits])
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    match &rest[digits..] {
+        b"}" => Some(false),
+        br#","duplicate":true}"# => Some(true),
+        _ => None,
+    }
+}
+
 /// Acknowledged in one wake-up of the publisher: released at once.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Released {
@@ -751,7 +784,15 @@ async fn publish_loop(
     shared: Arc<Shared>,
 ) {
     let metrics = shared.metrics.clone();
-    let worker = HeaderValue::from(shared.config.worker.as_str());
+    // The headers every publish carries, built once: each publish clones them and adds its
+    // own id and shard.
+    let mut constant = HeaderMap::new();
+    constant.insert(WORKER_HEADER, shared.config.worker.as_str());
+    // Each shard's header value, made the first time one of its messages is published.
+    let mut shard_values: Vec<Option<HeaderValue>> = Vec::new();
+    // The subjects and reply subjects of publishes, carved one after another from shared
+    // blocks: no allocation of its own per subject.
+    let mut subjects = SubjectArena::default();
     let max_in_flight = shared.config.max_in_flight.max(1);
     let ack_timeout = shared.config.ack_timeout;
     let mut window: Window<Outgoing> = Window::new();
@@ -780,18 +821,19 @@ async fn publish_loop(
                 let Some(message) = retry.pop_front().or_else(|| pending.pop_front()) else {
                     break;
                 };
-                let mut headers = HeaderMap::new();
+                let mut headers = constant.clone();
                 headers.insert(NATS_MESSAGE_ID, message.id.as_str());
-                headers.insert(WORKER_HEADER, worker.clone());
                 if let Some(shard) = message.shard {
-                    headers.insert(SHARD_HEADER, HeaderValue::from(shard));
+                    headers.insert(SHARD_HEADER, shard_value(&mut shard_values, shard));
                 }
-                let reply = format!("{inbox}{}", window.next());
+                let subject = subjects.subject(&[message.subject.as_bytes()]);
+                let reply =
+                    subjects.subject(&[inbox.as_bytes(), decimal(window.next(), &mut [0; 20])]);
                 metrics.published.fetch_add(1, Ordering::Relaxed);
                 let sent = tokio::time::timeout(
                     ack_timeout,
                     client.publish_with_reply_and_headers(
-                        Subject::from(message.subject.as_str()),
+                        subject,
                         reply,
                         headers,
                         message.payload.clone(),
@@ -914,6 +956,52 @@ async fn publish_loop(
             _ = pause_log.tick() => log_pause(&shared, &last_error),
         }
     }
+}
+
+/// Subjects for the NATS client, carved from shared blocks of [`SubjectArena::BLOCK`] bytes:
+/// a `Subject` made from a `&str` or a `String` costs an allocation of its own (two, once the
+/// client clones it), one carved here costs a copy of its bytes only. A block is freed once
+/// the client has written (and dropped) every subject carved from it.
+#[derive(Debug, Default)]
+struct SubjectArena {
+    block: bytes::BytesMut,
+}
+
+impl SubjectArena {
+    const BLOCK: usize = 16 * 1024;
+
+    /// A subject of `parts` one after the other.
+    fn subject(&mut self, parts: &[&[u8]]) -> Subject {
+        let len = parts.iter().map(|p| p.len()).sum();
+        if self.block.capacity() - self.block.len() < len {
+            self.block = bytes::BytesMut::with_capacity(Self::BLOCK.max(len));
+        }
+        for part in parts {
+            self.block.extend_from_slice(part);
+        }
+        let bytes = self.block.split().freeze();
+        match Subject::try_from(bytes) {
+            Ok(subject) => subject,
+            // Not reached: every part is a `str` or ASCII digits; the slow way regardless.
+            Err(_) => Subject::from(String::from_utf8_lossy(&parts.concat()).into_owned()),
+        }
+    }
+}
+
+/// The `Sitebucket-Shard` header value of `shard`, made once per shard (at most 65,536 of
+/// them kept).
+fn shard_value(values: &mut Vec<Option<HeaderValue>>, shard: Shard) -> HeaderValue {
+    const KEPT: usize = 1 << 16;
+    let at = shard as usize;
+    if at >= KEPT {
+        return HeaderValue::from(shard);
+    }
+    if values.len() <= at {
+        values.resize(at + 1, None);
+    }
+    values[at]
+        .get_or_insert_with(|| HeaderValue::from(shard))
+        .clone()
 }
 
 /// The publish an acknowledgement answers, when it is one of the window's, with what the
@@ -1272,6 +1360,73 @@ mod tests {
         }
     }
 
+    /// The JSON-free reading of the usual acknowledgement says what the JSON reading says,
+    /// and leaves everything else to it.
+    #[test]
+    fn plain_acknowledgements_are_read_without_json_and_agree_with_it() {
+        let plain: [(&[u8], bool); 4] = [
+            (br#"{"stream":"SITEBUCKET","seq":42}"#, false),
+            (br#"{"stream":"S","seq":0}"#, false),
+            (
+                br#"{"stream":"S","seq":18446744073709551615,"duplicate":true}"#,
+                true,
+            ),
+            (br#"{"stream":"a-b_c","seq":7,"duplicate":true}"#, true),
+        ];
+        for (ack, duplicate) in plain {
+            assert_eq!(plain_ack(ack), Some(duplicate), "{ack:?}");
+            assert_eq!(ack_outcome(None, None, ack), Ok(duplicate), "{ack:?}");
+        }
+        // Not the plain form: read as JSON, with the same outcome JSON gives.
+        let others: [(&[u8], Option<bool>); 10] = [
+            (br#"{"stream":"S","seq":1,"duplicate":false}"#, Some(false)),
+            (br#"{"stream":"S","domain":"hub","seq":1}"#, Some(false)),
+            (br#"{"seq":1,"stream":"S"}"#, Some(false)),
+            (br#"{"stream":"S\"x","seq":1}"#, Some(false)),
+            (br#"{"stream":"S","seq":01}"#, None),
+            (br#"{"stream":"S","seq":18446744073709551616}"#, None),
+            (br#"{"stream":"S","seq":}"#, None),
+            (br#"{"stream":"S","seq":1} "#, Some(false)),
+            (br#"{"stream":"S","seq":1"#, None),
+            (
+                br#"{"stream":"S","seq":1,"error":{"code":1,"description":"x"}}"#,
+                None,
+            ),
+        ];
+        for (ack, outcome) in others {
+            assert_eq!(plain_ack(ack), None, "{ack:?}");
+            assert_eq!(ack_outcome(None, None, ack).ok(), outcome, "{ack:?}");
+        }
+        // A status wins over a body that looks like an acknowledgement.
+        assert!(ack_outcome(Some(503), None, br#"{"stream":"S","seq":1}"#).is_err());
+    }
+
+    /// Subjects carved from the arena are the parts joined, across the end of a block too,
+    /// and each keeps its bytes while later ones are carved.
+    #[test]
+    fn subjects_are_carved_whole_across_blocks() {
+        let mut arena = SubjectArena::default();
+        let inbox = "_INBOX.abcdef.";
+        let mut kept = Vec::new();
+        for n in 0..2_000u64 {
+            let subject = arena.subject(&[inbox.as_bytes(), decimal(n, &mut [0; 20])]);
+            assert_eq!(subject.as_str(), format!("{inbox}{n}"));
+            kept.push(subject);
+        }
+        for (n, subject) in kept.iter().enumerate() {
+            assert_eq!(subject.as_str(), format!("{inbox}{n}"));
+        }
+        let long = "x".repeat(SubjectArena::BLOCK + 5);
+        assert_eq!(arena.subject(&[long.as_bytes()]).as_str(), long);
+        assert_eq!(arena.subject(&[b"a.", b"b"]).as_str(), "a.b");
+        assert_eq!(decimal(0, &mut [0; 20]), b"0");
+        assert_eq!(decimal(u64::MAX, &mut [0; 20]), b"18446744073709551615");
+        let mut values = Vec::new();
+        assert_eq!(shard_value(&mut values, 63).as_str(), "63");
+        assert_eq!(shard_value(&mut values, 63).as_str(), "63");
+        assert_eq!(shard_value(&mut values, u32::MAX).as_str(), "4294967295");
+    }
+
     #[test]
     fn the_user_comes_from_the_envelope() {
         assert_eq!(for_user(br#"{"for_user":1888,"message":{}}"#), Some(1888));
@@ -1365,20 +1520,39 @@ mod nats_tests {
         stream.info().await.expect("its info").state.messages
     }
 
-    /// Every message is acknowledged once stored, a re-publish of the same bytes is a
-    /// duplicate the stream drops, and what is held drains to nothing.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_message_is_acknowledged_and_repeats_are_duplicates() {
+    /// A fresh `nats-server`, a client of it (reconnecting every 50 ms once it is lost), and
+    /// a publisher on it into stream `SBT` (subjects `sbt.>`) with `max_in_flight`
+    /// publishes in flight, a worker named `t`, and `ack_timeout` for an ack (the
+    /// default's 5 s when `None`).
+    async fn publisher_on_a_fresh_server(
+        max_in_flight: usize,
+        ack_timeout: Option<Duration>,
+    ) -> (NatsServer, async_nats::Client, Publisher, Arc<Metrics>) {
         let server = NatsServer::start();
-        let client = async_nats::connect(&server.url).await.expect("connect");
+        let client = async_nats::ConnectOptions::new()
+            .reconnect_delay_callback(|_| Duration::from_millis(50))
+            .connect(&server.url)
+            .await
+            .expect("connect");
         let mut config = OutputConfig::new("t");
         config.stream = "SBT".into();
         config.subject_prefix = "sbt".into();
-        config.max_in_flight = 16;
+        config.max_in_flight = max_in_flight;
+        if let Some(timeout) = ack_timeout {
+            config.ack_timeout = timeout;
+        }
         let metrics = Arc::new(Metrics::default());
         let publisher = Publisher::start(client.clone(), config, metrics.clone())
             .await
             .expect("publisher");
+        (server, client, publisher, metrics)
+    }
+
+    /// Every message is acknowledged once stored, a re-publish of the same bytes is a
+    /// duplicate the stream drops, and what is held drains to nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_message_is_acknowledged_and_repeats_are_duplicates() {
+        let (_server, client, publisher, metrics) = publisher_on_a_fresh_server(16, None).await;
         let sender = publisher.sender();
         for n in 0..2000 {
             sender.send(envelope(7 + (n % 5) as u64, n));
@@ -1400,21 +1574,8 @@ mod nats_tests {
     /// lost, none left held.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn publishes_whose_answers_are_lost_are_sent_again_until_acknowledged() {
-        let mut server = NatsServer::start();
-        let client = async_nats::ConnectOptions::new()
-            .reconnect_delay_callback(|_| Duration::from_millis(50))
-            .connect(&server.url)
-            .await
-            .expect("connect");
-        let mut config = OutputConfig::new("t");
-        config.stream = "SBT".into();
-        config.subject_prefix = "sbt".into();
-        config.max_in_flight = 8;
-        config.ack_timeout = Duration::from_millis(500);
-        let metrics = Arc::new(Metrics::default());
-        let publisher = Publisher::start(client.clone(), config, metrics.clone())
-            .await
-            .expect("publisher");
+        let (mut server, client, publisher, metrics) =
+            publisher_on_a_fresh_server(8, Some(Duration::from_millis(500))).await;
         let sender = publisher.sender();
         for n in 0..200 {
             sender.send(envelope(3, n));
@@ -1434,15 +1595,8 @@ mod nats_tests {
     /// delivered once a stream takes it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_responders_is_an_error_retried_until_a_stream_takes_the_subject() {
-        let server = NatsServer::start();
-        let client = async_nats::connect(&server.url).await.expect("connect");
-        let mut config = OutputConfig::new("t");
-        config.stream = "SBT".into();
-        config.subject_prefix = "sbt".into();
-        let metrics = Arc::new(Metrics::default());
-        let publisher = Publisher::start(client.clone(), config, metrics.clone())
-            .await
-            .expect("publisher");
+        let (_server, client, publisher, metrics) =
+            publisher_on_a_fresh_server(OutputConfig::new("t").max_in_flight, None).await;
         let js = async_nats::jetstream::new(client.clone());
         js.delete_stream("SBT").await.expect("delete the stream");
         let sender = publisher.sender();

@@ -102,6 +102,10 @@ enum Command {
 /// (leases, publishing, metrics) with its streams on a runtime of their own (the tokio
 /// driver's) and one thread applying assignments to them.
 ///
+/// That runtime needs no more than one worker thread: `sitebucket fleet` gives it one. On a
+/// multi-thread runtime, the publisher's hand-overs to the NATS client's connection task
+/// can bounce between its threads, which costs wake-ups and context switches per message.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use sitebucket_fleet::{FleetWorker, FleetWorkerConfig};
