@@ -1259,9 +1259,11 @@ fn check_against_serde(bytes: &[u8]) -> Result<bool, TestCaseError> {
     if let Some(fast) = &fast {
         prop_assert_eq!(Ok(fast), reference.as_ref(), "{:?}", shown);
     } else if reference.is_ok() {
-        prop_assert_eq!(
-            scanned,
-            Err(scan::Reject::TooDeep),
+        // Only input outside `IgnoredAny`'s grammar goes to the serde decoder and decodes
+        // there: nesting too deep for the scanner, or a control byte in a key that serde_json
+        // reads as bytes (the keys of a notice's object, which `IgnoredAny` would refuse).
+        prop_assert!(
+            scanned == Err(scan::Reject::TooDeep) || !serde_accepts(bytes),
             "not decided: {:?}",
             shown
         );
@@ -1418,6 +1420,11 @@ fn the_scanner_agrees_with_serde_json_on_edge_cases() {
         b"{\"event\":\"\xff\"}".to_vec(),
         b"{\"event\":\"e\",\"target_object\":\"\xff\"}".to_vec(),
         b"\xef\xbb\xbf{}".to_vec(),
+        // Control bytes in keys: refused in skipped objects, let through in the keys of the
+        // objects decoded (as serde_json reads them, as bytes).
+        b"{\"id\":1,\"te\nxt\":\"t\",\"text\":\"u\"}".to_vec(),
+        b"{\"warning\":{\"co\nde\":\"X\",\"message\":\"m\"}}".to_vec(),
+        b"{\"id\":1,\"text\":\"t\",\"user\":{\"i\td\":1}}".to_vec(),
         // Nesting around the scanner's limit, and far beyond it.
         deep(scan::MAX_DEPTH as usize).into_bytes(),
         deep(scan::MAX_DEPTH as usize + 1).into_bytes(),
