@@ -152,7 +152,14 @@ fn ci() -> Result<(), String> {
 fn fuzz(args: Vec<String>) -> Result<(), String> {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
-    const TARGETS: [&str; 5] = ["framer", "chunked", "response_head", "gzip_body", "stream"];
+    const TARGETS: [&str; 6] = [
+        "framer",
+        "chunked",
+        "response_head",
+        "gzip_body",
+        "stream",
+        "message",
+    ];
     let mut secs: u64 = 60;
     let mut targets: Vec<String> = Vec::new();
     let mut args = args.into_iter();

@@ -156,6 +156,28 @@ pub fn parse_typed(messages: &[Bytes]) -> usize {
     ok
 }
 
+/// Every message through the serde decoder the typed `Message` had before its own scanner
+/// (`Message::from_slice_serde`, kept as the reference); returns how many decoded.
+pub fn parse_typed_serde(messages: &[Bytes]) -> usize {
+    messages
+        .iter()
+        .filter(|m| {
+            sitebucket_proto::message::Message::from_slice_serde(m)
+                .map(|message| std::hint::black_box(message).kind())
+                .is_ok()
+        })
+        .count()
+}
+
+/// Every message checked by the crate's own JSON scanner (`RawJson::new`: the same check as
+/// [`parse_ignored`], nothing kept); returns how many passed.
+pub fn parse_validated(messages: &[Bytes]) -> usize {
+    messages
+        .iter()
+        .filter(|m| sitebucket_proto::message::RawJson::new(m).is_ok())
+        .count()
+}
+
 /// Every message into a `serde_json::Value`; returns how many decoded.
 pub fn parse_value(messages: &[Bytes]) -> usize {
     messages
@@ -249,9 +271,84 @@ mod tests {
         assert_eq!(parse_typed(&messages), messages.len());
         assert_eq!(parse_value(&messages), messages.len());
         assert_eq!(parse_ignored(&messages), messages.len());
+        assert_eq!(parse_validated(&messages), messages.len());
+        assert_eq!(parse_typed_serde(&messages), messages.len());
         let broken = [Bytes::from_static(b"{\"for_user\":1,")];
         assert_eq!(parse_typed(&broken), 0);
         assert_eq!(parse_value(&broken), 0);
         assert_eq!(parse_ignored(&broken), 0);
+        assert_eq!(parse_validated(&broken), 0);
+        assert_eq!(parse_typed_serde(&broken), 0);
+    }
+
+    /// The typed decoder's own scanner against its serde reference, on the bench stream's
+    /// messages (and the test server's other kinds) and on seeded mutations of them: the same
+    /// `Message` or the same error, and `RawJson::new` accepts what `IgnoredAny` accepts.
+    #[test]
+    fn the_scanner_decodes_the_stream_and_its_mutations_as_serde_does() {
+        use sitebucket_proto::message::{Message, RawJson};
+        use sitebucket_testserver::corpus::Corpus;
+
+        let mut corpus = Corpus::new(13);
+        let mut messages = BenchStream::generate(13, 1 << 20).messages;
+        for _ in 0..8 {
+            messages.push(corpus.delete());
+            messages.push(corpus.scrub_geo());
+            messages.push(corpus.limit());
+            messages.push(corpus.direct_message());
+            messages.push(corpus.event());
+            messages.push(corpus.friends_preamble(1, false));
+            messages.push(corpus.friends_preamble(2, true));
+        }
+        let same = |bytes: &[u8], what: &str| {
+            assert_eq!(
+                Message::from_slice(bytes),
+                Message::from_slice_serde(bytes),
+                "{what}: {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert_eq!(
+                RawJson::new(bytes).is_ok(),
+                serde_json::from_slice::<IgnoredAny>(bytes).is_ok(),
+                "{what}: {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        };
+        const MEANINGFUL: &[u8] = b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsn/u\x00\x1f\xc3\xff";
+        let mut rng = stream::SplitMix64::new(20_261_207);
+        let mut below = |n: usize| rng.below(n.max(1) as u64) as usize;
+        let (mut valid, mut rejected) = (0, 0);
+        for (index, message) in messages.iter().enumerate() {
+            same(message, &format!("message {index}"));
+            for round in 0..20 {
+                let mut bytes = message.clone();
+                for _ in 0..1 + below(3) {
+                    let len = bytes.len();
+                    let byte = if below(4) == 0 {
+                        below(256) as u8
+                    } else {
+                        MEANINGFUL[below(MEANINGFUL.len())]
+                    };
+                    match below(4) {
+                        0 if len > 0 => bytes[below(len)] = byte,
+                        1 => bytes.truncate(below(len + 1)),
+                        2 => bytes.insert(below(len + 1), byte),
+                        _ if len > 0 => {
+                            bytes.remove(below(len));
+                        }
+                        _ => {}
+                    }
+                }
+                same(&bytes, &format!("message {index} mutation {round}"));
+                match Message::from_slice(&bytes) {
+                    Ok(_) => valid += 1,
+                    Err(_) => rejected += 1,
+                }
+            }
+        }
+        assert!(
+            valid > 500 && rejected > 500,
+            "{valid} valid, {rejected} rejected"
+        );
     }
 }

@@ -19,12 +19,17 @@
 //!
 //! # Performance and borrowing
 //!
-//! Decoding is a single pass over the bytes with hand-written serde visitors: keys are
-//! matched as they come, values the message kind does not need are skipped with
-//! [`IgnoredAny`], and nothing is built into a [`serde_json::Value`]. Strings are
-//! [`Cow`]s that borrow from the input unless they contain escapes, which must be decoded
-//! (`"caf\u00e9"`, `"\r\n"`). Sub-objects kept whole (an event's `target_object`) are borrowed
-//! [`RawValue`]s.
+//! Decoding is a single pass over the bytes with a validating JSON scanner of this crate's
+//! own: it checks exactly what serde_json checks when it skips a value into [`IgnoredAny`],
+//! but scans strings eight bytes at a time and builds nothing. Keys are matched as they come,
+//! the few values a kind needs (ids, `created_at`, …) are read from their bytes, values it
+//! does not need are only checked, and nothing is built into a [`serde_json::Value`]; a rarer
+//! value (a notice, an event's users) is read by serde code on that value's bytes. Invalid
+//! input is handed to a decoder made of serde_json visitors alone, which gives the error with
+//! serde_json's wording and position (the two decoders give the same answer for every input;
+//! the tests compare them). Strings are [`Cow`]s that borrow from the input unless they contain
+//! escapes, which must be decoded (`"caf\u00e9"`, `"\r\n"`). Sub-objects kept whole (an
+//! event's `target_object`) are borrowed [`RawValue`]s.
 //!
 //! A tweet's text, its author ([`Tweet::user_id`], [`Tweet::user_screen_name`]) and the
 //! original of a retweet ([`Tweet::retweeted_status_id`]) are kept as [`RawJson`] and read
@@ -37,10 +42,9 @@
 //! `"\ud800"`, bytes that are not UTF-8) answers `None` (such a string used to fail the
 //! whole message).
 //!
-//! A [`Tweet`] has no raw copy of itself: the decoder reads the tweet's fields while it scans
-//! it, and serde_json cannot also hand back the span it just scanned, so a raw copy would cost
-//! a second pass over every tweet — the commonest and largest message. Keep the message bytes
-//! instead (a [`Parser`](crate::parser::Parser) receives them as [`bytes::Bytes`]) and use
+//! A [`Tweet`] has no raw copy of itself (for a message that went through the serde decoder it
+//! would cost a second pass over every tweet, the commonest and largest message). Keep the
+//! message bytes instead (a [`Parser`](crate::parser::Parser) receives them as [`bytes::Bytes`]) and use
 //! [`raw_at`] or your own serde type on them for anything else. The rare kinds that do carry
 //! their raw JSON ([`UserMessage::Unknown`], [`DirectMessage::raw`]) pay for that with a second
 //! scan of the same message.
@@ -355,6 +359,11 @@ impl<'a> RawJson<'a> {
     /// Raw JSON from text that holds exactly one JSON value (whitespace around it allowed,
     /// and kept), checked as the decoder checks a value: its syntax, not its UTF-8.
     pub fn new(json: &'a [u8]) -> Result<Self, ParseError> {
+        if scan::validate(json).is_ok() {
+            return Ok(RawJson(Cow::Borrowed(json)));
+        }
+        // Let serde_json say what is wrong, and where (or accept nesting too deep for the
+        // scanner).
         let mut deserializer = serde_json::Deserializer::from_slice(json);
         IgnoredAny::deserialize(&mut deserializer)
             .and_then(|_| deserializer.end())
@@ -618,20 +627,27 @@ impl<'a> Message<'a> {
     /// accessors deal with it. Skipped values may nest to any depth: serde_json skips them
     /// without recursion.
     pub fn from_slice(bytes: &'a [u8]) -> Result<Message<'a>, ParseError> {
+        match scan::message(bytes) {
+            Some(message) => Ok(message),
+            None => Self::from_slice_serde(bytes),
+        }
+    }
+
+    /// The reference decoder: [`Message::from_slice`] through serde_json's visitors alone.
+    ///
+    /// `from_slice` scans the message with a JSON scanner of its own and falls back to this
+    /// decoder for anything it does not decide itself (every error included, so that errors
+    /// keep serde_json's wording and position). Both give the same answer for every input —
+    /// the tests compare them on generated and mutated messages — and this one is slower;
+    /// it is public for those tests and for benchmarks, not for use.
+    #[doc(hidden)]
+    pub fn from_slice_serde(bytes: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let top = deserializer
             .deserialize_any(TopVisitor { input: bytes })
             .and_then(|top| deserializer.end().map(|()| top))
             .map_err(|error| ParseError::from_json(&error, bytes))?;
-        Ok(match top {
-            Top::Control(control) => Message::Control(control),
-            Top::Disconnect(disconnect) => Message::Disconnect(disconnect),
-            Top::ForUser { for_user, inner } => Message::ForUser {
-                for_user,
-                message: finish(bytes, &["message"], inner)?,
-            },
-            Top::Unwrapped(inner) => Message::Unwrapped(finish(bytes, &[], inner)?),
-        })
+        assemble(bytes, top)
     }
 
     /// A short static name of the message's kind, for counting and logging: `"control"`,
@@ -1464,6 +1480,19 @@ struct DmFields<'a> {
     recipient_id: Option<u64>,
 }
 
+/// The message from what the first pass found at the top level.
+fn assemble<'a>(bytes: &'a [u8], top: Top<'a>) -> Result<Message<'a>, ParseError> {
+    Ok(match top {
+        Top::Control(control) => Message::Control(control),
+        Top::Disconnect(disconnect) => Message::Disconnect(disconnect),
+        Top::ForUser { for_user, inner } => Message::ForUser {
+            for_user,
+            message: finish(bytes, &["message"], inner)?,
+        },
+        Top::Unwrapped(inner) => Message::Unwrapped(finish(bytes, &[], inner)?),
+    })
+}
+
 /// Turns a first-pass result into a [`UserMessage`], scanning the bytes again for the raw
 /// JSON that unknown objects and direct messages carry. `prefix` is the path of the payload
 /// (`[]` unwrapped, `["message"]` in an envelope).
@@ -1648,49 +1677,64 @@ impl<'a> Fields<'a> {
                 }
                 continue;
             }
-            match field {
-                Field::ForUser if top => f.for_user = lenient(&mut map)?,
-                Field::Message if top => f.message = Some(map.next_value_seed(InnerSeed(input))?),
-                Field::Control if top => f.control = lenient(&mut map)?,
-                Field::Disconnect if top => f.disconnect = lenient(&mut map)?,
-                Field::Warning => f.warning = lenient(&mut map)?,
-                Field::Limit => f.limit = lenient(&mut map)?,
-                Field::Delete => f.delete = lenient(&mut map)?,
-                Field::ScrubGeo => f.scrub_geo = lenient(&mut map)?,
-                Field::StatusWithheld => f.status_withheld = lenient(&mut map)?,
-                Field::UserWithheld => f.user_withheld = lenient(&mut map)?,
-                Field::DirectMessage => f.direct_message = lenient(&mut map)?,
-                Field::Friends => f.friends = id_list(map.next_value::<&'a RawValue>()?),
-                Field::FriendsStr => f.friends_str = id_list(map.next_value::<&'a RawValue>()?),
-                Field::Event => f.event = lenient(&mut map)?,
-                Field::Target => f.target = lenient(&mut map)?,
-                Field::TargetObject => f.target_object = Some(map.next_value::<&'a RawValue>()?),
-                Field::CreatedAt => f.created_at = lenient(&mut map)?,
-                Field::Id => f.id = lenient(&mut map)?,
-                Field::IdStr => f.id_str = lenient(&mut map)?,
-                Field::ExtendedTweet => {
-                    let extended: Option<ExtendedTweet<'a>> = lenient(&mut map)?;
-                    f.extended_full_text = extended.and_then(|e| e.full_text);
-                }
-                Field::InReplyToStatusId => f.in_reply_to_status_id = lenient(&mut map)?,
-                Field::InReplyToStatusIdStr => f.in_reply_to_status_id_str = lenient(&mut map)?,
-                Field::QuotedStatusId => f.quoted_status_id = lenient(&mut map)?,
-                Field::QuotedStatusIdStr => f.quoted_status_id_str = lenient(&mut map)?,
-                // Read only when the tweet has no `quoted_status_id[_str]` (see resolve).
-                Field::QuotedStatus => f.quoted_status = Some(map.next_value::<&'a RawValue>()?),
-                Field::TimestampMs => f.timestamp_ms = lenient(&mut map)?,
-                Field::DmParty => {
-                    f.dm_parties.accept(&key, &mut map)?;
-                    f.has_sender_or_recipient = true;
-                }
-                _ => skip_value(&mut map)?,
-            }
+            f.value(field, &key, top, &mut map, input)?;
         }
         if let Some((span, start)) = pending {
             f.put_span(
                 span,
                 value_end(input, start).and_then(|end| input.get(start..end)),
             );
+        }
+        Ok(())
+    }
+
+    /// Reads the value of one entry that is not kept by its span (see [`Field::span`]):
+    /// `key` is the entry's key, decoded, and `map` is positioned before its value.
+    fn value<A: MapAccess<'a>>(
+        &mut self,
+        field: Field,
+        key: &[u8],
+        top: bool,
+        map: &mut A,
+        input: &'a [u8],
+    ) -> Result<(), A::Error> {
+        let f = self;
+        match field {
+            Field::ForUser if top => f.for_user = lenient(map)?,
+            Field::Message if top => f.message = Some(map.next_value_seed(InnerSeed(input))?),
+            Field::Control if top => f.control = lenient(map)?,
+            Field::Disconnect if top => f.disconnect = lenient(map)?,
+            Field::Warning => f.warning = lenient(map)?,
+            Field::Limit => f.limit = lenient(map)?,
+            Field::Delete => f.delete = lenient(map)?,
+            Field::ScrubGeo => f.scrub_geo = lenient(map)?,
+            Field::StatusWithheld => f.status_withheld = lenient(map)?,
+            Field::UserWithheld => f.user_withheld = lenient(map)?,
+            Field::DirectMessage => f.direct_message = lenient(map)?,
+            Field::Friends => f.friends = id_list(map.next_value::<&'a RawValue>()?),
+            Field::FriendsStr => f.friends_str = id_list(map.next_value::<&'a RawValue>()?),
+            Field::Event => f.event = lenient(map)?,
+            Field::Target => f.target = lenient(map)?,
+            Field::TargetObject => f.target_object = Some(map.next_value::<&'a RawValue>()?),
+            Field::CreatedAt => f.created_at = lenient(map)?,
+            Field::Id => f.id = lenient(map)?,
+            Field::IdStr => f.id_str = lenient(map)?,
+            Field::ExtendedTweet => {
+                let extended: Option<ExtendedTweet<'a>> = lenient(map)?;
+                f.extended_full_text = extended.and_then(|e| e.full_text);
+            }
+            Field::InReplyToStatusId => f.in_reply_to_status_id = lenient(map)?,
+            Field::InReplyToStatusIdStr => f.in_reply_to_status_id_str = lenient(map)?,
+            Field::QuotedStatusId => f.quoted_status_id = lenient(map)?,
+            Field::QuotedStatusIdStr => f.quoted_status_id_str = lenient(map)?,
+            // Read only when the tweet has no `quoted_status_id[_str]` (see resolve).
+            Field::QuotedStatus => f.quoted_status = Some(map.next_value::<&'a RawValue>()?),
+            Field::TimestampMs => f.timestamp_ms = lenient(map)?,
+            Field::DmParty => {
+                f.dm_parties.accept(key, map)?;
+                f.has_sender_or_recipient = true;
+            }
+            _ => skip_value(map)?,
         }
         Ok(())
     }
@@ -2307,9 +2351,11 @@ impl Field {
             25 => &[(b"in_reply_to_status_id_str", F::InReplyToStatusIdStr)],
             _ => &[],
         };
+        // The names are short and of the key's length: compare them byte by byte inline,
+        // not through a `memcmp` call each.
         candidates
             .iter()
-            .find(|(name, _)| *name == key)
+            .find(|(name, _)| name.iter().zip(key).all(|(a, b)| a == b))
             .map_or(F::Other, |(_, field)| *field)
     }
 
@@ -2772,6 +2818,8 @@ impl<'de> Visitor<'de> for RawAtVisitor<'_> {
         Ok(None)
     }
 }
+
+mod scan;
 
 #[cfg(test)]
 mod tests;

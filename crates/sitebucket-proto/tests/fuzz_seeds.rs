@@ -88,6 +88,19 @@ fn every_target_has_a_seed_directory_and_no_stray_directory_exists() {
 }
 
 #[test]
+fn message_seeds() {
+    let results = replay("message", fuzz_logic::message);
+    assert!(
+        results.iter().any(|(_, decoded)| *decoded),
+        "a seed that decodes"
+    );
+    assert!(
+        results.iter().any(|(_, decoded)| !*decoded),
+        "a seed that fails"
+    );
+}
+
+#[test]
 fn framer_seeds() {
     let results = replay("framer", fuzz_logic::framer);
     let realistic = find(&results, "scenario-");

@@ -1029,3 +1029,101 @@ fn every_fixture_message_owned_and_serialized() {
         assert_eq!(serde_json::to_string(&message).unwrap(), json);
     }
 }
+
+/// A seeded source of mutations (SplitMix64).
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// A byte that means something to JSON, or any byte.
+    fn byte(&mut self) -> u8 {
+        const MEANINGFUL: &[u8] = b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsn/u\x00\x1f\xc3\xff";
+        if self.below(4) == 0 {
+            self.next() as u8
+        } else {
+            MEANINGFUL[self.below(MEANINGFUL.len())]
+        }
+    }
+
+    /// `message` with one to three bytes set, inserted or removed, or cut short.
+    fn mutate(&mut self, message: &[u8]) -> Vec<u8> {
+        let mut bytes = message.to_vec();
+        for _ in 0..1 + self.below(3) {
+            let len = bytes.len();
+            match self.below(4) {
+                0 if len > 0 => {
+                    let at = self.below(len);
+                    bytes[at] = self.byte();
+                }
+                1 => bytes.truncate(self.below(len + 1)),
+                2 => {
+                    let at = self.below(len + 1);
+                    let byte = self.byte();
+                    bytes.insert(at, byte);
+                }
+                _ if len > 0 => {
+                    bytes.remove(self.below(len));
+                }
+                _ => {}
+            }
+        }
+        bytes
+    }
+}
+
+/// `from_slice` (the crate's own scanner) and `from_slice_serde` (serde_json's visitors, the
+/// reference) give the same answer, errors included, and `RawJson::new` accepts what
+/// `serde_json` accepts into `IgnoredAny`.
+fn assert_same_as_serde(bytes: &[u8], what: &dyn std::fmt::Display) {
+    assert_eq!(
+        Message::from_slice(bytes),
+        Message::from_slice_serde(bytes),
+        "{what}: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+    assert_eq!(
+        sitebucket_proto::message::RawJson::new(bytes).is_ok(),
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok(),
+        "{what}: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+}
+
+#[test]
+fn every_fixture_message_and_its_mutations_decode_as_the_serde_decoder_does() {
+    let mut mutator = Mutator(20_261_207);
+    let (mut valid, mut rejected) = (0, 0);
+    for (path, how, _) in cases() {
+        let bytes = read(path);
+        for (index, message) in split(&bytes, how).into_iter().enumerate() {
+            assert_same_as_serde(message, &format_args!("{path} message {index}"));
+            for round in 0..100 {
+                let mutated = mutator.mutate(message);
+                assert_same_as_serde(
+                    &mutated,
+                    &format_args!("{path} message {index} mutation {round}"),
+                );
+                match Message::from_slice(&mutated) {
+                    Ok(_) => valid += 1,
+                    Err(_) => rejected += 1,
+                }
+            }
+        }
+    }
+    // Both sides are exercised: mutations that keep the JSON valid and ones that break it.
+    assert!(
+        valid > 1_000 && rejected > 1_000,
+        "{valid} valid, {rejected} rejected"
+    );
+}

@@ -2,12 +2,14 @@
 //! quick A/B timing on a noisy machine.
 //!
 //! ```text
-//! bench-parse [typed|ignored|value|ab|adapters] [--mib N] [--rounds R] [--threads T]
+//! bench-parse [typed|typed-serde|validate|ignored|value|ab|adapters] [--mib N] [--rounds R] [--threads T]
 //! ```
 //!
 //! Builds the bench stream's first `N` MiB of messages (default 8, the same seed as
 //! `cargo xtask bench`) and runs one parser over them `R` times (default 1): `typed`
-//! (`DefaultParser` into the typed `Message`), `ignored` (`serde_json` into `IgnoredAny`) or
+//! (`DefaultParser` into the typed `Message`), `typed-serde` (the same `Message` through the
+//! serde decoder it used before its own scanner, `Message::from_slice_serde`), `validate`
+//! (that scanner's check alone, `RawJson::new`), `ignored` (`serde_json` into `IgnoredAny`) or
 //! `value` (`serde_json::Value`). One parser per process is what a profiler wants:
 //!
 //! ```text
@@ -18,7 +20,8 @@
 //! the ratio of each pair of rounds (`ignored` time ÷ `typed` time, the
 //! `default_parser_vs_ignored_any` figure): median, min and max, timed by the process's CPU
 //! time (`getrusage`, so time spent waiting for a core on a loaded machine is not counted) and
-//! by the wall clock.
+//! by the wall clock. It times `typed-serde` and `validate` in the same rounds and prints
+//! their ratios to `ignored` too.
 //!
 //! `adapters` measures what handing messages to other threads costs: round by round (default
 //! 10 rounds) it runs the typed parser inline, in a `ThreadedParser` and in a `ParallelParser`
@@ -56,6 +59,8 @@ fn main() {
     let mode = args.mode().unwrap_or("typed");
     let parse: fn(&[Bytes]) -> usize = match mode {
         "typed" => inproc::parse_typed,
+        "typed-serde" => inproc::parse_typed_serde,
+        "validate" => inproc::parse_validated,
         "ignored" => inproc::parse_ignored,
         "value" => inproc::parse_value,
         "ab" => return ab(&messages, payload, args.get("--rounds", 20)),
@@ -67,7 +72,9 @@ fn main() {
             )
         }
         other => {
-            eprintln!("unknown mode {other:?}: typed, ignored, value, ab or adapters");
+            eprintln!(
+                "unknown mode {other:?}: typed, typed-serde, validate, ignored, value, ab or adapters"
+            );
             std::process::exit(2)
         }
     };
@@ -84,7 +91,8 @@ fn main() {
     }
 }
 
-/// Alternates the typed parser and `IgnoredAny`, and prints the ratio of each pair of rounds.
+/// Alternates the typed parser and `IgnoredAny` (and the reference decoder and the scanner's
+/// check alone), and prints the ratio of each round's `IgnoredAny` time to each.
 fn ab(messages: &[Bytes], payload: usize, rounds: usize) {
     let time = |parse: fn(&[Bytes]) -> usize| {
         let (wall, cpu) = (Instant::now(), os::cpu_time());
@@ -96,13 +104,23 @@ fn ab(messages: &[Bytes], payload: usize, rounds: usize) {
         )
     };
     let (mut wall_ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
-    let mut best = [f64::MAX; 2];
+    let (mut serde_ratios, mut validate_ratios) = (Vec::new(), Vec::new());
+    let mut best = [f64::MAX; 4];
     for _ in 0..rounds.max(1) {
         let typed = time(inproc::parse_typed);
         let ignored = time(inproc::parse_ignored);
-        best = [best[0].min(typed.1), best[1].min(ignored.1)];
+        let serde = time(inproc::parse_typed_serde);
+        let validate = time(inproc::parse_validated);
+        best = [
+            best[0].min(typed.1),
+            best[1].min(ignored.1),
+            best[2].min(serde.1),
+            best[3].min(validate.1),
+        ];
         wall_ratios.push(ignored.0 / typed.0);
         cpu_ratios.push(ignored.1 / typed.1);
+        serde_ratios.push(ignored.1 / serde.1);
+        validate_ratios.push(ignored.1 / validate.1);
     }
     let summary = |ratios: &mut Vec<f64>| {
         ratios.sort_by(f64::total_cmp);
@@ -113,14 +131,22 @@ fn ab(messages: &[Bytes], payload: usize, rounds: usize) {
             ratios[ratios.len() - 1]
         )
     };
+    let rate = |secs: f64| payload as f64 / secs / 1e6;
     println!(
         "ab: {} rounds of {} messages; ignored/typed by CPU time {}, by wall time {}; fastest CPU rounds: typed {:.0} MB/s, ignored {:.0} MB/s",
         cpu_ratios.len(),
         messages.len(),
         summary(&mut cpu_ratios),
         summary(&mut wall_ratios),
-        payload as f64 / best[0] / 1e6,
-        payload as f64 / best[1] / 1e6,
+        rate(best[0]),
+        rate(best[1]),
+    );
+    println!(
+        "ab: ignored/typed-serde by CPU time {}; ignored/validate {}; fastest CPU rounds: typed-serde {:.0} MB/s, validate {:.0} MB/s",
+        summary(&mut serde_ratios),
+        summary(&mut validate_ratios),
+        rate(best[2]),
+        rate(best[3]),
     );
 }
 

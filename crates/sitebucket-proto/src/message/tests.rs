@@ -1222,3 +1222,322 @@ fn owned_messages_equal_the_borrowed_ones_and_outlive_their_bytes() {
         assert_eq!(serde_json::to_string(&owned).unwrap(), json);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The scanner against serde_json (differential tests)
+// ---------------------------------------------------------------------------------------------
+
+/// serde_json's verdict on `bytes` as one value skipped into `IgnoredAny`.
+fn serde_accepts(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<IgnoredAny>(bytes).is_ok()
+}
+
+/// The scanner and the decoder against serde_json on `bytes`: the scanner accepts exactly
+/// what serde_json accepts (unless the nesting is too deep for it), the decoder's answer is
+/// the serde decoder's, errors included, and the scanner decides every message the serde
+/// decoder accepts. Returns whether the scanner's decoder decided it.
+fn check_against_serde(bytes: &[u8]) -> Result<bool, TestCaseError> {
+    let shown = String::from_utf8_lossy(bytes);
+    let scanned = scan::validate(bytes);
+    if scanned != Err(scan::Reject::TooDeep) {
+        prop_assert_eq!(
+            scanned.is_ok(),
+            serde_accepts(bytes),
+            "validate {:?}",
+            shown
+        );
+    }
+    prop_assert_eq!(
+        RawJson::new(bytes).is_ok(),
+        serde_accepts(bytes),
+        "RawJson::new {:?}",
+        shown
+    );
+    let reference = Message::from_slice_serde(bytes);
+    prop_assert_eq!(&Message::from_slice(bytes), &reference, "{:?}", shown);
+    let fast = scan::message(bytes);
+    if let Some(fast) = &fast {
+        prop_assert_eq!(Ok(fast), reference.as_ref(), "{:?}", shown);
+    } else if reference.is_ok() {
+        // Only input outside `IgnoredAny`'s grammar goes to the serde decoder and decodes
+        // there: nesting too deep for the scanner, or a control byte in a key that serde_json
+        // reads as bytes (the keys of a notice's object, which `IgnoredAny` would refuse).
+        prop_assert!(
+            scanned == Err(scan::Reject::TooDeep) || !serde_accepts(bytes),
+            "not decided: {:?}",
+            shown
+        );
+    }
+    Ok(fast.is_some())
+}
+
+#[test]
+fn the_scanner_agrees_with_serde_json_on_edge_cases() {
+    let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let inputs: Vec<Vec<u8>> = [
+        // Numbers.
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "01",
+        "-01",
+        "00",
+        "1.",
+        "1.5",
+        "1.e5",
+        ".5",
+        "-",
+        "+1",
+        "1e",
+        "1e+",
+        "1e-5",
+        "1E5",
+        "1e5.5",
+        "1.5e",
+        "0.0e00",
+        "-a",
+        "1x",
+        "2]",
+        "18446744073709551616",
+        "1e400",
+        "-1e400",
+        "[01]",
+        "[1.]",
+        "[-]",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":-}",
+        // Literals.
+        "true",
+        "false",
+        "null",
+        "tru",
+        "nul",
+        "fals",
+        "nulll",
+        "True",
+        "[true,false,null]",
+        "[nul]",
+        "[t]",
+        // Strings and escapes.
+        "\"\"",
+        "\"a\"",
+        "\"\\\"\"",
+        "\"\\\\\"",
+        "\"\\/\"",
+        "\"\\b\\f\\n\\r\\t\"",
+        "\"\\u0041\"",
+        "\"\\u00e9\"",
+        "\"\\uD800\"",
+        "\"\\udc00\\ud800\"",
+        "\"\\u12G4\"",
+        "\"\\u12\"",
+        "\"\\u\"",
+        "\"\\x\"",
+        "\"\\'\"",
+        "\"\\",
+        "\"abc",
+        "\"abcdefghijklmnop",
+        "\"a\tb\"",
+        "\"a\nb\"",
+        "\"a\u{7f}b\"",
+        "\"a\u{1f}b\"",
+        "\"0123456\u{0}\"",
+        "\"01234567\\\"89abcdef\"",
+        "\"01234567890123456789\\u0041x\"",
+        // Structure.
+        "",
+        " ",
+        "{",
+        "}",
+        "[",
+        "]",
+        "{}",
+        "[]",
+        " {} ",
+        "{} x",
+        "{}{}",
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{\"a\" 1}",
+        "{\"a\":1 \"b\":2}",
+        "{1:2}",
+        "{a:1}",
+        "{'a':1}",
+        "[1]]",
+        "[[1]",
+        "{\"a\":[}",
+        "{\"a\":{]}",
+        "[{]}",
+        "\t\r\n{}\n",
+        "{\"a\" : 1 , \"b\" : [ 1 , 2 ] }",
+        "\u{feff}{}",
+        "{\"a\":1}\u{0}",
+        "/*c*/{}",
+        // Messages.
+        r#"{"for_user":1,"message":{"id":1,"text":"t"}}"#,
+        r#"{"for_user":1,"message":{"id":1,"text":"t"},}"#,
+        r#"{"for_user":1,"message":{"id":1,"text":"t"}"#,
+        r#"{"for_user":"1","message":{"id":"01","text":"t","id_str":"+5"}}"#,
+        r#"{"for_user":1,"message":[{"id":1,"text":"t"}]}"#,
+        r#"{"for_user":1,"message":1e400}"#,
+        r#"{"id":1e400,"text":"t"}"#,
+        r#"{"id":123456789012345678901,"text":"t"}"#,
+        r#"{"id":-5,"text":"t","created_at":"\u00e9"}"#,
+        r#"{"id":1,"text":"t","created_at":"\ud800"}"#,
+        r#"{"t\u0065xt":"t","\u0069d":7}"#,
+        r#"{"te\u0078t":"a\"b","id":1,"us\u0065r":{"id":2}}"#,
+        r#"{"friends":[1,2,3]}"#,
+        r#"{"friends_str":["1","2"]}"#,
+        r#"{"event":"favorite","source":{"id":1},"target":{"id_str":"2"},"target_object":{}}"#,
+        r#"{"delete":{"status":{"id":1,"user_id":2}}}"#,
+        r#"{"limit":{"track":5}}"#,
+        r#"{"warning":{"code":"FALLING_BEHIND","percent_full":60}}"#,
+        r#"{"direct_message":{"id":1,"text":"hi","sender_id":2}}"#,
+        r#"{"id":1,"text":"hi","sender":{"id":2},"recipient_id":3}"#,
+        r#"{"control":{"control_uri":"/1.1/site/c/abc"}}"#,
+        r#"{"disconnect":{"code":6,"stream_name":"s","reason":"r"}}"#,
+        r#"{"id":1,"text":"t","quoted_status":{"id_str":"9"},"extended_tweet":{"full_text":"ft"}}"#,
+        r#"{"id":1,"text":"t","for_user":2,"message":3}"#,
+        r#"{"id":1,"text":"t","text":"u","id":2}"#,
+        r#"[{"id":1,"text":"t"}]"#,
+        r#""{\"id\":1}""#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .chain([
+        // Bytes that are not UTF-8, in skipped and in decoded strings and in keys.
+        b"\"\xff\"".to_vec(),
+        b"{\"id\":1,\"text\":\"\xff\",\"x\":\"\xc3\"}".to_vec(),
+        b"{\"id\":1,\"text\":\"t\",\"created_at\":\"\xff\"}".to_vec(),
+        b"{\"id\":1,\"text\":\"t\",\"\xff\":1}".to_vec(),
+        b"{\"event\":\"\xff\"}".to_vec(),
+        b"{\"event\":\"e\",\"target_object\":\"\xff\"}".to_vec(),
+        b"\xef\xbb\xbf{}".to_vec(),
+        // Control bytes in keys: refused in skipped objects, let through in the keys of the
+        // objects decoded (as serde_json reads them, as bytes).
+        b"{\"id\":1,\"te\nxt\":\"t\",\"text\":\"u\"}".to_vec(),
+        b"{\"warning\":{\"co\nde\":\"X\",\"message\":\"m\"}}".to_vec(),
+        b"{\"id\":1,\"text\":\"t\",\"user\":{\"i\td\":1}}".to_vec(),
+        // Nesting around the scanner's limit, and far beyond it.
+        deep(scan::MAX_DEPTH as usize).into_bytes(),
+        deep(scan::MAX_DEPTH as usize + 1).into_bytes(),
+        deep(10_000).into_bytes(),
+        format!(
+            "{{\"id\":1,\"text\":\"t\",\"e\":{}}}",
+            deep(scan::MAX_DEPTH as usize + 5)
+        )
+        .into_bytes(),
+        format!(
+            "{{\"id\":1,\"text\":\"t\",\"e\":{}]}}",
+            deep(scan::MAX_DEPTH as usize + 5)
+        )
+        .into_bytes(),
+        format!("[{}", deep(200)).into_bytes(),
+    ])
+    .collect();
+    for input in &inputs {
+        check_against_serde(input).unwrap_or_else(|error| panic!("{error}"));
+    }
+    // The scanner decides the valid messages itself.
+    let message = br#"{"for_user":1,"message":{"id":1,"text":"t"}}"#;
+    assert_eq!(
+        check_against_serde(message).map_err(|e| e.to_string()),
+        Ok(true)
+    );
+}
+
+/// One of the ways [`mutated`] changes a message.
+#[derive(Clone, Debug)]
+enum Mutation {
+    /// The byte at this position (modulo the length) becomes this one.
+    Set(usize, u8),
+    /// The message ends before this position.
+    Truncate(usize),
+    /// This byte goes in at this position.
+    Insert(usize, u8),
+    /// The byte at this position goes.
+    Remove(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    // Mostly bytes that mean something to JSON, else any byte.
+    let byte = prop_oneof![
+        3 => prop::sample::select(b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsn/bu\x00\x1f\x7f\xc3\xff".to_vec()),
+        1 => any::<u8>(),
+    ];
+    prop_oneof![
+        (any::<usize>(), byte.clone()).prop_map(|(at, byte)| Mutation::Set(at, byte)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), byte).prop_map(|(at, byte)| Mutation::Insert(at, byte)),
+        any::<usize>().prop_map(Mutation::Remove),
+    ]
+}
+
+fn mutated(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for mutation in mutations {
+        let len = bytes.len();
+        match *mutation {
+            Mutation::Set(at, byte) if len > 0 => bytes[at % len] = byte,
+            Mutation::Truncate(at) => bytes.truncate(at % (len + 1)),
+            Mutation::Insert(at, byte) => bytes.insert(at % (len + 1), byte),
+            Mutation::Remove(at) if len > 0 => {
+                bytes.remove(at % len);
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+proptest! {
+    // Cheap cases (about 0.1 ms each in a debug build): many of them.
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn the_scanner_agrees_with_serde_json_on_generated_json(
+        value in json_value(),
+        pretty in any::<bool>(),
+        wrapped in any::<bool>(),
+        mutations in prop::collection::vec(mutation(), 0..4),
+    ) {
+        let value = if wrapped { serde_json::json!({"for_user": 7, "message": value}) } else { value };
+        let bytes = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }
+            .expect("serializable");
+        let decided = check_against_serde(&mutated(bytes, &mutations))?;
+        if mutations.is_empty() && value.is_object() {
+            prop_assert!(decided, "the scanner decides every valid object");
+        }
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_serde_json_on_mutated_tweets(
+        id in any::<u64>(),
+        text in any::<String>(),
+        user in json_value(),
+        wrapped in any::<bool>(),
+        mutations in prop::collection::vec(mutation(), 1..4),
+    ) {
+        let tweet = serde_json::json!({
+            "created_at": "Wed Apr 06 19:13:37 +0000 2011",
+            "id": id,
+            "id_str": id.to_string(),
+            "text": text,
+            "source": "<a href=\"http://x\" rel=\"nofollow\">x</a>",
+            "in_reply_to_status_id": null,
+            "user": user,
+            "entities": {"hashtags": [], "urls": [{"indices": [0, 23], "url": "https://t.co/x"}]},
+            "timestamp_ms": "1302117217000",
+        });
+        let top = if wrapped { serde_json::json!({"for_user": "12", "message": tweet}) } else { tweet };
+        let bytes = serde_json::to_vec(&top).expect("serializable");
+        prop_assert!(check_against_serde(&bytes)?, "the scanner decides the tweet itself");
+        check_against_serde(&mutated(bytes, &mutations))?;
+    }
+}

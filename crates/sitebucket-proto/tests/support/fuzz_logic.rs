@@ -44,7 +44,14 @@ use sitebucket_proto::{
 use sitebucket_proto::{BackoffPolicy, FailureKind, Jitter, SquaredBackoff};
 
 /// The names of the fuzz targets, which are also the seed directories.
-pub const TARGETS: [&str; 5] = ["framer", "chunked", "response_head", "gzip_body", "stream"];
+pub const TARGETS: [&str; 6] = [
+    "framer",
+    "chunked",
+    "response_head",
+    "gzip_body",
+    "stream",
+    "message",
+];
 
 /// Runs the target called `name` on `data`; `false` if there is no such target.
 pub fn run_target(name: &str, data: &[u8]) -> bool {
@@ -63,6 +70,9 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         }
         "stream" => {
             stream(data);
+        }
+        "message" => {
+            message(data);
         }
         _ => return false,
     }
@@ -1330,4 +1340,15 @@ impl Harness<'_> {
             _ => {}
         }
     }
+}
+
+/// `message`: [`Message::from_slice`](sitebucket_proto::message::Message::from_slice) (the
+/// crate's own JSON scanner) gives exactly what its serde reference gives, the same message
+/// or the same error, and never panics. Returns whether the input decoded.
+pub fn message(data: &[u8]) -> bool {
+    use sitebucket_proto::message::Message;
+    let fast = Message::from_slice(data);
+    let reference = Message::from_slice_serde(data);
+    assert_eq!(fast, reference, "{:?}", String::from_utf8_lossy(data));
+    fast.is_ok()
 }
