@@ -253,7 +253,7 @@ fn main() {
                 "MB/s",
                 "serde_json_ignored_any",
                 b,
-                Target::Ratio(Op::AtLeast, 0.5),
+                Target::Ratio(Op::AtLeast, 0.75),
             )
         }),
         "parse_ignored_any",
