@@ -617,6 +617,7 @@ impl Output {
             &nats.subject,
             message,
             sitebucket_fleet::DEFAULT_SHARDS,
+            nats.sender.id_key(),
         );
         if nats.gated {
             nats.sender.send(outgoing);

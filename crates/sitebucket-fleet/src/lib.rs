@@ -31,6 +31,6 @@ pub use nats::{
     open_follows, parse_servers, Assignment, Buckets, FleetConfig, FleetError, FollowSet, Sink,
     Worker,
 };
-pub use output::{Outgoing, OutputConfig, PublishSender, Publisher};
+pub use output::{IdKey, Outgoing, OutputConfig, PublishSender, Publisher};
 pub use status::FleetStatus;
 pub use worker::{reconnect_kind, FleetWorker, FleetWorkerConfig};

@@ -252,7 +252,7 @@ pub async fn open_follows(
     open_bucket(js, bucket, Duration::ZERO, replicas).await
 }
 
-async fn open_bucket(
+pub(crate) async fn open_bucket(
     js: &jetstream::Context,
     bucket: &str,
     max_age: Duration,

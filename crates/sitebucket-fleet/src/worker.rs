@@ -36,10 +36,10 @@ use sitebucket_thread::{Monitor, Observer};
 use sitebucket_tokio::TokioDriver;
 use tokio::task::JoinHandle;
 
-use crate::lease::{Shard, StopReason};
+use crate::lease::{shard_of, Shard, StopReason};
 use crate::metrics::{serve_metrics, Metrics};
 use crate::nats::{Assignment, FleetConfig, FleetError, Worker};
-use crate::output::{Outgoing, OutputConfig, PublishSender, Publisher};
+use crate::output::{for_user, Outgoing, OutputConfig, PublishSender, Publisher};
 
 /// Everything a [`FleetWorker`] needs.
 #[derive(Clone, Debug)]
@@ -439,15 +439,23 @@ impl Parser for GatedPublisher {
         self.metrics
             .bytes_in
             .fetch_add(message.len() as u64, Ordering::Relaxed);
-        let outgoing = Outgoing::new(&self.prefix, message, self.shards);
-        if let Some(shard) = outgoing.shard {
-            if !self.gate.is_open(shard) {
+        // The gate first: a message of a shard not held is dropped before its id is made.
+        let user = for_user(&message);
+        if let Some(user) = user {
+            if !self.gate.is_open(shard_of(user, self.shards)) {
                 self.metrics
                     .dropped_not_held
                     .fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
+        let outgoing = Outgoing::for_user(
+            &self.prefix,
+            message,
+            user,
+            self.shards,
+            self.sender.id_key(),
+        );
         // Never blocks: a full publisher pauses the streams' read gate instead.
         self.sender.send(outgoing);
     }
