@@ -83,6 +83,16 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Whether an environment variable tunes the allocator in use: `_RJEM_MALLOC_CONF` for the
+/// compiled-in (prefixed) jemalloc, glibc's tunables and `MALLOC_*` variables otherwise.
+fn tunes(jemalloc: bool, key: &str) -> bool {
+    if jemalloc {
+        key == "_RJEM_MALLOC_CONF"
+    } else {
+        key.starts_with("MALLOC_") || key == "GLIBC_TUNABLES"
+    }
+}
+
 /// Which allocator the client's memory figures describe: RSS depends on it as much as on the
 /// client (glibc's malloc keeps freed pages that a decaying allocator such as jemalloc
 /// returns), so a run says which one it measured. `jemalloc` is whether the soak was built
@@ -94,9 +104,7 @@ pub fn allocator(jemalloc: bool, env: impl IntoIterator<Item = (String, String)>
     for (key, value) in env {
         if key == "LD_PRELOAD" && !value.trim().is_empty() {
             preload = Some(value);
-        } else if jemalloc && key == "_RJEM_MALLOC_CONF" {
-            tuning.push(format!("{key}={value}"));
-        } else if !jemalloc && (key.starts_with("MALLOC_") || key == "GLIBC_TUNABLES") {
+        } else if tunes(jemalloc, &key) {
             tuning.push(format!("{key}={value}"));
         }
     }
