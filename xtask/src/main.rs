@@ -17,7 +17,7 @@ fn main() {
         Some("soak") => soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | demo | msrv-check | bench [--quick] [--only SECTION] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H] | soak --minutes N --streams K --driver D [--seed S]>"
+                "usage: cargo xtask <ci | demo | msrv-check | bench [--quick] [--only SECTION] | fuzz [--secs N] [--target T]... | sim --seeds N [--start S] [--hours H] | soak --minutes N --streams K --driver D [--seed S] [--allocator jemalloc|system]>"
             );
             exit(2);
         }
@@ -471,25 +471,39 @@ fn bench(args: &[String]) -> Result<(), String> {
     run_figures(None)
 }
 
-/// `cargo xtask soak --minutes N --streams K --driver thread|mio|smol|tokio [--seed S]`: the soak
-/// (see `crates/sitebucket-soak`), built in release mode. One client process runs K streams
-/// through the `Monitor` for N minutes against a child server process that injects seeded
-/// faults on every connection; it prints a progress line every 10 s, then a table, the
-/// check of every message and every reconnect, and writes a plot and logs under
-/// `target/soak/`. Exits non-zero when a target is missed.
+/// `cargo xtask soak --minutes N --streams K --driver thread|mio|smol|tokio [--seed S]
+/// [--allocator jemalloc|system]`: the soak (see `crates/sitebucket-soak`), built in release
+/// mode. One client process runs K streams through the `Monitor` for N minutes against a child
+/// server process that injects seeded faults on every connection; it prints a progress line
+/// every 10 s, then a table, the check of every message and every reconnect, and writes a plot
+/// and logs under `target/soak/`. Exits non-zero when a target is missed. The client runs on
+/// jemalloc, as the `sitebucket` binary does, unless `--allocator system` asks for the system's.
 fn soak(args: &[String]) -> Result<(), String> {
-    const USAGE: &str =
-        "usage: cargo xtask soak --minutes N --streams K --driver thread|mio|smol|tokio [--seed S]";
+    const USAGE: &str = "usage: cargo xtask soak --minutes N --streams K --driver thread|mio|smol|tokio [--seed S] [--allocator jemalloc|system]";
     let mut given = Vec::new();
+    let mut passed = Vec::new();
+    let mut system_allocator = false;
     for pair in args.chunks(2) {
         let [flag, value] = pair else {
             return Err(format!("{} needs a value; {USAGE}", pair[0]));
         };
+        if flag == "--allocator" {
+            system_allocator = match value.as_str() {
+                "jemalloc" => false,
+                "system" => true,
+                other => {
+                    return Err(format!(
+                        "--allocator is jemalloc or system, not {other:?}; {USAGE}"
+                    ));
+                }
+            };
+            continue;
+        }
         if !["--minutes", "--streams", "--driver", "--seed"].contains(&flag.as_str()) {
             return Err(format!("unknown option {flag}; {USAGE}"));
         }
         given.push(flag.as_str());
-        let _ = value;
+        passed.extend([flag.clone(), value.clone()]);
     }
     for required in ["--minutes", "--streams", "--driver"] {
         if !given.contains(&required) {
@@ -510,11 +524,14 @@ fn soak(args: &[String]) -> Result<(), String> {
         "sitebucket-soak",
         "--bin",
         "soak",
-        "--",
-        "run",
-    ])
-    .args(args)
-    .arg("--out")
-    .arg(target.join("soak"));
+    ]);
+    if system_allocator {
+        soak.arg("--no-default-features");
+    }
+    soak.arg("--")
+        .arg("run")
+        .args(passed)
+        .arg("--out")
+        .arg(target.join("soak"));
     run(soak)
 }

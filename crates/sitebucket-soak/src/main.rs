@@ -2,7 +2,7 @@
 //! injecting server (`soak serve ...`). Run it through `cargo xtask soak`; see the crate
 //! docs and `--help`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -32,33 +32,42 @@ const USAGE: &str = "usage: soak [run] --minutes N --streams K --driver thread|m
 /// a process a few seconds old is still growing into its steady state.
 const JUDGE_RESOURCES_AFTER: f64 = 120.0;
 
-/// Counts the bytes the process holds live, then defers to the system allocator: each
-/// sample reports the live heap beside RSS, telling a leak (both grow) from an allocator
-/// keeping freed pages (RSS grows, the heap does not).
+/// Counts the bytes the process holds live, then defers to [`INNER`]: each sample reports
+/// the live heap beside RSS, telling a leak (both grow) from an allocator keeping freed pages
+/// (RSS grows, the heap does not).
 struct Counting;
+
+/// The allocator under the count: jemalloc, as the `sitebucket` binary ships (the default
+/// `jemalloc` feature), or the system's (`cargo xtask soak --allocator system`).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+const INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(not(all(feature = "jemalloc", not(target_env = "msvc"))))]
+const INNER: std::alloc::System = std::alloc::System;
+/// Whether [`INNER`] is jemalloc, for the line that says what the memory figures describe.
+const JEMALLOC: bool = cfg!(all(feature = "jemalloc", not(target_env = "msvc")));
 
 static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 
 #[allow(unsafe_code)]
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract is `System`'s; the counter has no effect on memory.
+// SAFETY: every method forwards to `INNER` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is `INNER`'s; the counter has no effect on memory.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
+        let p = INNER.alloc(layout);
         if !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
         }
         p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
+        let p = INNER.alloc_zeroed(layout);
         if !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
         }
         p
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
+        let p = INNER.realloc(ptr, layout, new_size);
         if !p.is_null() {
             LIVE_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
             LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
@@ -66,7 +75,7 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
+        INNER.dealloc(ptr, layout);
         LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
     }
 }
@@ -719,7 +728,7 @@ fn run_with<D: Driver>(driver: D, a: &Args) -> Result<bool, String> {
     );
     println!(
         "soak: memory figures are of {}",
-        sample::allocator(std::env::vars())
+        sample::allocator(JEMALLOC, std::env::vars())
     );
     println!(
         "soak: Twitter's waits scaled down: network {:?} steps to {:?}, HTTP {:?} to {:?}, 420/429 {:?} to {:?}, stall {:?}, trust after {:?}, 420 forgotten after {:?}",

@@ -83,23 +83,36 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// Which allocator the client's memory figures describe, from its environment: RSS depends on
-/// it as much as on the client (glibc's malloc keeps freed pages that a decaying allocator
-/// such as jemalloc returns), so a run says which one it measured.
-pub fn allocator(env: impl IntoIterator<Item = (String, String)>) -> String {
+/// Whether an environment variable tunes the allocator in use: `_RJEM_MALLOC_CONF` for the
+/// compiled-in (prefixed) jemalloc, glibc's tunables and `MALLOC_*` variables otherwise.
+fn tunes(jemalloc: bool, key: &str) -> bool {
+    if jemalloc {
+        key == "_RJEM_MALLOC_CONF"
+    } else {
+        key.starts_with("MALLOC_") || key == "GLIBC_TUNABLES"
+    }
+}
+
+/// Which allocator the client's memory figures describe: RSS depends on it as much as on the
+/// client (glibc's malloc keeps freed pages that a decaying allocator such as jemalloc
+/// returns), so a run says which one it measured. `jemalloc` is whether the soak was built
+/// with jemalloc compiled in (its default `jemalloc` feature, like the `sitebucket` binary);
+/// otherwise the process's environment says what replaced or tuned the system allocator.
+pub fn allocator(jemalloc: bool, env: impl IntoIterator<Item = (String, String)>) -> String {
     let mut preload = None;
     let mut tuning = Vec::new();
     for (key, value) in env {
         if key == "LD_PRELOAD" && !value.trim().is_empty() {
             preload = Some(value);
-        } else if key.starts_with("MALLOC_") || key == "GLIBC_TUNABLES" {
+        } else if tunes(jemalloc, &key) {
             tuning.push(format!("{key}={value}"));
         }
     }
     tuning.sort();
-    let mut said = match preload {
-        Some(preload) => format!("LD_PRELOAD={preload} (the system allocator replaced)"),
-        None => "the system allocator (glibc malloc on Linux)".to_string(),
+    let mut said = match (jemalloc, preload) {
+        (true, _) => "jemalloc, compiled in as in the `sitebucket` binary".to_string(),
+        (false, Some(preload)) => format!("LD_PRELOAD={preload} (the system allocator replaced)"),
+        (false, None) => "the system allocator (glibc malloc on Linux)".to_string(),
     };
     if !tuning.is_empty() {
         said.push_str(", tuned by ");
@@ -266,21 +279,49 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            allocator(env(&[("HOME", "/root")])),
+            allocator(false, env(&[("HOME", "/root")])),
             "the system allocator (glibc malloc on Linux)"
         );
         assert_eq!(
-            allocator(env(&[
-                ("MALLOC_ARENA_MAX", "1"),
-                ("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"),
-                ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
-            ])),
+            allocator(
+                false,
+                env(&[
+                    ("MALLOC_ARENA_MAX", "1"),
+                    ("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"),
+                    ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+                ])
+            ),
             "LD_PRELOAD=/usr/lib/libjemalloc.so.2 (the system allocator replaced), tuned by \
              GLIBC_TUNABLES=glibc.malloc.trim_threshold=0 MALLOC_ARENA_MAX=1"
         );
         assert_eq!(
-            allocator(env(&[("LD_PRELOAD", " ")])),
+            allocator(false, env(&[("LD_PRELOAD", " ")])),
             "the system allocator (glibc malloc on Linux)"
+        );
+    }
+
+    #[test]
+    fn the_allocator_line_names_compiled_in_jemalloc_and_only_its_tuning() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            allocator(
+                true,
+                env(&[
+                    ("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0"),
+                    ("HOME", "/")
+                ])
+            ),
+            "jemalloc, compiled in as in the `sitebucket` binary"
+        );
+        assert_eq!(
+            allocator(true, env(&[("_RJEM_MALLOC_CONF", "narenas:1")])),
+            "jemalloc, compiled in as in the `sitebucket` binary, tuned by \
+             _RJEM_MALLOC_CONF=narenas:1"
         );
     }
     use super::*;
