@@ -630,8 +630,8 @@ pub(crate) struct ListenArgs {
 
     /// Publish every message to NATS JetStream instead of printing it:
     /// nats://HOST:PORT/SUBJECT (subjects SUBJECT.msg.<for_user> and SUBJECT.stream.<kind>,
-    /// the stream SUBJECT upper-cased created if missing, Nats-Msg-Id from the user and the
-    /// bytes). Reading pauses while NATS is behind; at the end what is held is drained.
+    /// the stream SUBJECT upper-cased created if missing, Nats-Msg-Id a keyed hash of the user
+    /// and the bytes, its key in the bucket sitebucket-ids). Reading pauses while NATS is behind; at the end what is held is drained.
     #[arg(long, value_name = "URL", value_parser = crate::sink::parse_sink)]
     pub sink: Option<crate::sink::SinkUrl>,
 

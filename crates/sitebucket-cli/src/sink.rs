@@ -1,7 +1,8 @@
 //! `listen --sink nats://HOST:PORT/SUBJECT`: every message published to JetStream instead of
 //! printed, the way a fleet worker publishes (see `sitebucket_fleet::output`): subjects
-//! `SUBJECT.msg.<for_user>` and `SUBJECT.stream.<kind>`, the raw bytes, `Nats-Msg-Id` from the
-//! user and the bytes, a bounded number in flight and held (beyond it the streams' read gate
+//! `SUBJECT.msg.<for_user>` and `SUBJECT.stream.<kind>`, the raw bytes, `Nats-Msg-Id` a keyed
+//! hash of the user and the bytes (the stream's key in the bucket `sitebucket-ids`, shared with
+//! a fleet publishing into the same stream), a bounded number in flight and held (beyond it the streams' read gate
 //! pauses on the smol and tokio drivers; on the thread and mio drivers the reader waits).
 //! The stream (`SUBJECT` upper-cased, `.` and `-` as `_`) is created if missing. At the end
 //! of the run what is held is drained to NATS.
