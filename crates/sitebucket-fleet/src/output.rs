@@ -765,40 +765,76 @@ async fn stream_id_key(
     stream: &str,
 ) -> Result<IdKey, FleetError> {
     let bucket = &config.id_key_bucket;
-    let store = crate::nats::open_bucket(js, bucket, Duration::ZERO, config.replicas).await?;
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(50);
+    // Several publishers starting at once on a cluster race to create the bucket, and one
+    // just created may have no leader yet (a timeout): tried again for ID_KEY_PATIENCE.
+    let store = loop {
+        match crate::nats::open_bucket(js, bucket, Duration::ZERO, config.replicas).await {
+            Ok(store) => break store,
+            Err(error) if started.elapsed() >= ID_KEY_PATIENCE => return Err(error),
+            Err(error) => tracing::debug!("{error}; trying again"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(1));
+    };
     let name = id_key_name(stream);
     let failed = |error: async_nats::Error| FleetError::Bucket {
         bucket: bucket.clone(),
         error,
     };
     // Created by another publisher between a read and a create: read again (a key is never
-    // updated, so a few rounds settle it; more mean the key is being deleted meanwhile).
-    for _ in 0..3 {
-        if let Some(value) = store.get(&name).await.map_err(|e| failed(e.into()))? {
-            return IdKey::parse(&value).map_err(|why| {
-                failed(
-                    format!(
-                        "the key {name:?} should hold the message-id key of the stream                          {stream:?} but holds {why}. Delete it only if no publisher uses it:                          the message ids of the stream change with it"
+    // updated). An engine error (a bucket just created on a cluster, with no leader yet;
+    // another publisher's create racing this one) is tried again for up to ID_KEY_PATIENCE;
+    // a value that is not a key is an error at once.
+    loop {
+        let error: async_nats::Error = match store.get(&name).await {
+            Ok(Some(value)) => {
+                return IdKey::parse(&value).map_err(|why| {
+                    failed(
+                        format!(
+                            "the key {name:?} should hold the message-id key of the stream \
+                             {stream:?} but holds {why}. Delete it only if no publisher uses \
+                             it: the message ids of the stream change with it"
+                        )
+                        .into(),
                     )
-                    .into(),
-                )
-            });
-        }
-        let key = IdKey::random().map_err(|why| failed(why.into()))?;
-        match store.create(&name, key.to_value().into()).await {
-            Ok(_) => {
-                tracing::info!("made the message-id key of the stream {stream} ({bucket}/{name})");
-                return Ok(key);
+                });
             }
-            Err(error)
-                if error.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {}
-            Err(error) => return Err(failed(error.into())),
+            Ok(None) => {
+                let key = IdKey::random().map_err(|why| failed(why.into()))?;
+                match store.create(&name, key.to_value().into()).await {
+                    Ok(_) => {
+                        tracing::info!(
+                            "made the message-id key of the stream {stream} ({bucket}/{name})"
+                        );
+                        return Ok(key);
+                    }
+                    // Stored by another publisher meanwhile: read it.
+                    Err(error)
+                        if error.kind()
+                            == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists =>
+                    {
+                        continue;
+                    }
+                    Err(error) => error.into(),
+                }
+            }
+            Err(error) => error.into(),
+        };
+        if started.elapsed() >= ID_KEY_PATIENCE {
+            return Err(failed(
+                format!("cannot read or store the message-id key {name:?}: {error}").into(),
+            ));
         }
+        tracing::debug!("the message-id key {name:?}: {error}; trying again");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(1));
     }
-    Err(failed(
-        format!("the key {name:?} of the stream {stream:?} keeps changing: it is created and deleted meanwhile").into(),
-    ))
 }
+
+/// How long [`stream_id_key`] keeps trying through engine errors.
+const ID_KEY_PATIENCE: Duration = Duration::from_secs(20);
 
 /// The publishes awaiting their acknowledgement, by sequence number: publish `n` is sent with
 /// the reply subject `<inbox>.<n>`, and its acknowledgement arrives on the publisher's one
