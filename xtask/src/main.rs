@@ -152,14 +152,21 @@ fn ci() -> Result<(), String> {
 fn fuzz(args: Vec<String>) -> Result<(), String> {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
-    const TARGETS: [&str; 6] = [
-        "framer",
-        "chunked",
-        "response_head",
-        "gzip_body",
-        "stream",
-        "message",
-    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("xtask has no parent directory")?
+        .to_path_buf();
+    // The targets are the files of fuzz/fuzz_targets (the proto crate's `fuzz_seeds` test
+    // checks that its replay list names the same ones).
+    let target_dir = root.join("fuzz/fuzz_targets");
+    let mut known: Vec<String> = std::fs::read_dir(&target_dir)
+        .map_err(|e| format!("reading {}: {e}", target_dir.display()))?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .collect();
+    known.sort();
     let mut secs: u64 = 60;
     let mut targets: Vec<String> = Vec::new();
     let mut args = args.into_iter();
@@ -173,8 +180,8 @@ fn fuzz(args: Vec<String>) -> Result<(), String> {
             }
             "--target" => {
                 let value = args.next().ok_or("--target needs a name")?;
-                if !TARGETS.contains(&value.as_str()) {
-                    return Err(format!("unknown target {value:?}; targets: {TARGETS:?}"));
+                if !known.contains(&value) {
+                    return Err(format!("unknown target {value:?}; targets: {known:?}"));
                 }
                 targets.push(value);
             }
@@ -182,12 +189,8 @@ fn fuzz(args: Vec<String>) -> Result<(), String> {
         }
     }
     if targets.is_empty() {
-        targets = TARGETS.iter().map(|t| t.to_string()).collect();
+        targets = known;
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("xtask has no parent directory")?
-        .to_path_buf();
     // `+nightly` is understood by rustup's `cargo` proxy, so call `cargo` from PATH, without
     // the variables this (stable) cargo set for us; the fuzz build lives in fuzz/target.
     let rustup_cargo = || {

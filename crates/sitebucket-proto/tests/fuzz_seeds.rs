@@ -70,14 +70,31 @@ fn find<'a, T>(results: &'a [(String, T)], prefix: &str) -> Vec<&'a T> {
     found
 }
 
-#[test]
-fn every_target_has_a_seed_directory_and_no_stray_directory_exists() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
-    let mut dirs: Vec<String> = std::fs::read_dir(&root)
+/// The names in a directory of the fuzz crate, with `suffix` cut off, sorted.
+fn names_in(dir: &str, suffix: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz")
+        .join(dir);
+    let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|name| name.strip_suffix(suffix).map(str::to_owned))
         .collect();
-    dirs.sort();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_replayed_targets_are_the_fuzz_crates_targets() {
+    // `cargo xtask fuzz` runs what fuzz/fuzz_targets holds; this replays TARGETS.
+    let mut targets: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
+    targets.sort();
+    assert_eq!(names_in("fuzz_targets", ".rs"), targets);
+}
+
+#[test]
+fn every_target_has_a_seed_directory_and_no_stray_directory_exists() {
+    let dirs = names_in("seeds", "");
     let mut targets: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
     targets.sort();
     assert_eq!(dirs, targets);
