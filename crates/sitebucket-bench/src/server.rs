@@ -55,6 +55,8 @@ pub struct Firehose {
     gated: bool,
     /// How many times [`Firehose::go`] was called, and its change.
     gos: Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
+    /// Messages per second each connection is paced to, if set (see [`Firehose::paced`]).
+    rate: Option<u64>,
 }
 
 impl Firehose {
@@ -92,7 +94,41 @@ impl Firehose {
             arrived: Arc::default(),
             gated: false,
             gos: Arc::default(),
+            rate: None,
         }
+    }
+
+    /// Paces every connection to about `messages_per_s` (by bytes: the segment's wire bytes
+    /// per message), written in slices of a millisecond's worth, instead of as fast as the
+    /// client reads: two clients of different speeds then read the same stream at the same
+    /// rate, in reads of the same size. A client slower than the rate falls behind it.
+    pub fn paced(mut self, messages_per_s: Option<u64>) -> Self {
+        self.rate = messages_per_s.filter(|&rate| rate > 0);
+        self
+    }
+
+    /// Writes `bytes` at the paced rate, from `start` when `sent` bytes had gone before.
+    fn write_paced(
+        &self,
+        socket: &mut TcpStream,
+        bytes: &[u8],
+        rate: u64,
+        start: std::time::Instant,
+        sent: &mut u64,
+    ) -> io::Result<()> {
+        let per_message = self.segment.len() as f64 / self.segment_messages.max(1) as f64;
+        let bytes_per_s = rate as f64 * per_message;
+        let slice = ((bytes_per_s / 1000.0) as usize).max(1);
+        for piece in bytes.chunks(slice) {
+            let due = start + std::time::Duration::from_secs_f64(*sent as f64 / bytes_per_s);
+            let now = std::time::Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            socket.write_all(piece)?;
+            *sent += piece.len() as u64;
+        }
+        Ok(())
     }
 
     /// Holds every connection after the response head until [`go`](Self::go) is called
@@ -199,8 +235,18 @@ impl Firehose {
         if self.gated {
             self.wait_for_go(on_wait);
         }
-        for _ in 0..self.repeats {
-            socket.write_all(&self.segment)?;
+        match self.rate {
+            None => {
+                for _ in 0..self.repeats {
+                    socket.write_all(&self.segment)?;
+                }
+            }
+            Some(rate) => {
+                let (start, mut sent) = (std::time::Instant::now(), 0);
+                for _ in 0..self.repeats {
+                    self.write_paced(&mut socket, &self.segment, rate, start, &mut sent)?;
+                }
+            }
         }
         socket.write_all(&self.last)?;
         socket.flush()?;
@@ -472,6 +518,35 @@ mod tests {
         assert_eq!(counts.messages as u64, firehose.messages());
         assert_eq!(counts.keep_alives as u64, firehose.keep_alives());
         assert!(firehose.body_bytes() >= 1 << 20);
+    }
+
+    #[test]
+    fn a_paced_firehose_sends_the_same_stream_no_faster_than_its_rate() {
+        let firehose = Arc::new(Firehose::new(21, 256 * 1024, 256 * 1024));
+        // A quarter of a second's worth of messages at this rate.
+        let rate = (firehose.messages() * 4).max(1);
+        let paced = Arc::new(Firehose::new(21, 256 * 1024, 256 * 1024).paced(Some(rate)));
+        let (listener, addr) = bind_loopback().unwrap();
+        std::thread::spawn({
+            let paced = paced.clone();
+            move || paced.run(listener)
+        });
+        let started = std::time::Instant::now();
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET /1.1/site.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut wire = Vec::new();
+        client.read_to_end(&mut wire).unwrap();
+        let took = started.elapsed();
+        assert_eq!(wire.len() as u64, firehose.wire_bytes());
+        let counts = inproc::pipeline(&wire, Framing::Crlf, 65536);
+        assert_eq!(counts.messages as u64, firehose.messages());
+        // The last slice is due a millisecond's worth before the end: at least 240 ms.
+        assert!(
+            took >= std::time::Duration::from_millis(240),
+            "paced to a quarter of a second, sent in {took:?}"
+        );
     }
 
     #[test]

@@ -51,6 +51,9 @@ const SHARDS: u64 = 64;
 const FAILOVER_TTL: Duration = Duration::from_secs(3);
 /// Users of the failover runs: the black-box test's.
 const FAILOVER_USERS: usize = 2_000;
+/// The paced rounds' rate, messages per second: what the worker sustains with room to spare
+/// on a loaded 2-core machine (it reaches about 30,000 there), a tenth of what stdout can.
+const PACED_RATE: u64 = 10_000;
 /// How long a client may take for the whole stream before the round gives up.
 const ROUND_LIMIT: Duration = Duration::from_secs(180);
 /// How long a client gets to start up before the gate opens.
@@ -99,7 +102,8 @@ fn main() {
         );
         return;
     }
-    throughput(&bin, &sitebucket, &plan);
+    throughput(&bin, &sitebucket, &plan, None);
+    throughput(&bin, &sitebucket, &plan, Some(PACED_RATE));
     failover(&sitebucket, &plan);
 }
 
@@ -114,11 +118,16 @@ struct GatedServer {
 }
 
 impl GatedServer {
-    fn start(bin: &Path, bytes: u64) -> Self {
+    fn start(bin: &Path, bytes: u64, rate: Option<u64>) -> Self {
         let bytes = bytes.to_string();
-        let mut child = Command::new(bin.join("bench-server"))
+        let mut command = Command::new(bin.join("bench-server"));
+        command
             .args(["firehose", "--seed", &SEED.to_string()])
-            .args(["--segment-bytes", &bytes, "--bytes", &bytes, "--gate"])
+            .args(["--segment-bytes", &bytes, "--bytes", &bytes, "--gate"]);
+        if let Some(rate) = rate {
+            command.args(["--rate", &rate.to_string()]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -474,11 +483,20 @@ fn listed(values: &[f64]) -> String {
         .join(" ")
 }
 
-fn throughput(bin: &Path, sitebucket: &Path, plan: &Plan) {
-    let mut server = GatedServer::start(bin, plan.bytes);
+/// CPU per message and messages per second, stdout against one worker into JetStream, round
+/// by round on the same server: as fast as each goes (`rate` `None`), or both paced to
+/// `rate` messages per second (figures named `..._paced`), so that both read the same stream
+/// at the same rate in reads of the same size.
+fn throughput(bin: &Path, sitebucket: &Path, plan: &Plan, rate: Option<u64>) {
+    let mut server = GatedServer::start(bin, plan.bytes, rate);
+    let (how, suffix) = match rate {
+        None => ("as fast as each goes".to_owned(), ""),
+        Some(rate) => (format!("both paced to {rate} msgs/s"), "_paced"),
+    };
+    let name = |base: &str| format!("{base}{suffix}");
     let expected = server.messages;
     println!(
-        "# fleet: {expected} messages of the bench stream (one segment, every message once), one `sitebucket listen --driver tokio` to a counted pipe vs one `sitebucket fleet` worker into a fresh nats-server -js (file store); CPU of the client process from the first message to the last (per-thread schedstat), median of {} rounds",
+        "# fleet{suffix}: {expected} messages of the bench stream (one segment, every message once), {how}, one `sitebucket listen --driver tokio` to a counted pipe vs one `sitebucket fleet` worker into a fresh nats-server -js (file store); CPU of the client process from the first message to the last (per-thread schedstat), median of {} rounds",
         plan.rounds
     );
     let (mut stdout_ns, mut fleet_ns, mut nats_ns) = (Vec::new(), Vec::new(), Vec::new());
@@ -498,18 +516,27 @@ fn throughput(bin: &Path, sitebucket: &Path, plan: &Plan) {
             }
         }
     }
-    println!("# fleet stdout ns/msg by round: {}", listed(&stdout_ns));
-    println!("# fleet jetstream ns/msg by round: {}", listed(&fleet_ns));
-    println!("# fleet nats-server ns/msg by round: {}", listed(&nats_ns));
     println!(
-        "# fleet msgs/s by round, stdout: {}; jetstream: {}",
+        "# fleet{suffix} stdout ns/msg by round: {}",
+        listed(&stdout_ns)
+    );
+    println!(
+        "# fleet{suffix} jetstream ns/msg by round: {}",
+        listed(&fleet_ns)
+    );
+    println!(
+        "# fleet{suffix} nats-server ns/msg by round: {}",
+        listed(&nats_ns)
+    );
+    println!(
+        "# fleet{suffix} msgs/s by round, stdout: {}; jetstream: {}",
         listed(&stdout_rate),
         listed(&fleet_rate)
     );
     println!(
         "{}",
         Figure::new(
-            "fleet_jetstream_messages_stored",
+            &name("fleet_jetstream_messages_stored"),
             stored_min as f64,
             "msgs",
             "messages_sent",
@@ -518,17 +545,17 @@ fn throughput(bin: &Path, sitebucket: &Path, plan: &Plan) {
         )
     );
     if fleet_ns.is_empty() {
-        println!("# fleet: CPU per message not measured: no round stored every message");
+        println!("# fleet{suffix}: CPU per message not measured: no round stored every message");
         return;
     }
     let stdout_cpu = median(&stdout_ns);
     println!(
         "{}",
         Figure::new(
-            "fleet_jetstream_cpu_per_message",
+            &name("fleet_jetstream_cpu_per_message"),
             median(&fleet_ns),
             "ns/msg",
-            "listen_stdout_tokio_cpu_per_message",
+            &name("listen_stdout_tokio_cpu_per_message"),
             stdout_cpu,
             Target::Ratio(Op::AtMost, 2.0),
         )
@@ -536,10 +563,10 @@ fn throughput(bin: &Path, sitebucket: &Path, plan: &Plan) {
     println!(
         "{}",
         Figure::new(
-            "fleet_jetstream_msgs_per_s",
+            &name("fleet_jetstream_msgs_per_s"),
             median(&fleet_rate),
             "msgs/s",
-            "listen_stdout_tokio_msgs_per_s",
+            &name("listen_stdout_tokio_msgs_per_s"),
             median(&stdout_rate),
             Target::Reported,
         )
@@ -547,10 +574,10 @@ fn throughput(bin: &Path, sitebucket: &Path, plan: &Plan) {
     println!(
         "{}",
         Figure::new(
-            "fleet_nats_server_cpu_per_message",
+            &name("fleet_nats_server_cpu_per_message"),
             median(&nats_ns),
             "ns/msg",
-            "listen_stdout_tokio_cpu_per_message",
+            &name("listen_stdout_tokio_cpu_per_message"),
             stdout_cpu,
             Target::Reported,
         )

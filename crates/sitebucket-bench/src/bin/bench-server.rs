@@ -1,7 +1,7 @@
 //! The loopback server of the out-of-process figures (a separate process from the client).
 //!
 //! ```text
-//! bench-server firehose [--seed S] [--segment-bytes B] [--bytes N] [--notsent-lowat BYTES] [--together N] [--gate]
+//! bench-server firehose [--seed S] [--segment-bytes B] [--bytes N] [--notsent-lowat BYTES] [--together N] [--gate] [--rate MSGS_PER_S]
 //! bench-server idle [--tls --ca-out PATH]
 //! ```
 //!
@@ -9,6 +9,7 @@
 //! standard input closes, so the process that started it never has to kill it. With `--gate`,
 //! every connection waits after the response head, printing `waiting` on stdout, until a
 //! line `go` arrives on standard input (each `go` releases the connections waiting then).
+//! With `--rate`, every connection is paced to about that many messages per second.
 
 use std::io::{BufRead, Write};
 use std::sync::{Arc, OnceLock};
@@ -54,7 +55,8 @@ fn main() {
                         .map(|_| args.get("--notsent-lowat", 0)),
                 )
                 .together(args.get("--together", 1))
-                .gated(args.has("--gate")),
+                .gated(args.has("--gate"))
+                .paced(args.value("--rate").map(|_| args.get("--rate", 0u64))),
             );
             let _ = gate.set(firehose.clone());
             announce(&format!(
