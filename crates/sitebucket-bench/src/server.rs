@@ -498,21 +498,29 @@ mod tests {
     use rustls::pki_types::pem::PemObject;
     use sitebucket_proto::Framing;
 
-    #[test]
-    fn the_firehose_sends_its_budget_as_a_valid_stream() {
-        let firehose = Arc::new(Firehose::new(21, 256 * 1024, 1 << 20));
-        assert_eq!(firehose.repeats, 4);
+    /// Serves `firehose` on loopback, makes one request and reads the whole answer: the bytes
+    /// and how long they took from the connect.
+    fn fetch_once(firehose: &Arc<Firehose>) -> (Vec<u8>, std::time::Duration) {
         let (listener, addr) = bind_loopback().unwrap();
         std::thread::spawn({
             let firehose = firehose.clone();
             move || firehose.run(listener)
         });
+        let started = std::time::Instant::now();
         let mut client = TcpStream::connect(addr).unwrap();
         client
             .write_all(b"GET /1.1/site.json HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut wire = Vec::new();
         client.read_to_end(&mut wire).unwrap();
+        (wire, started.elapsed())
+    }
+
+    #[test]
+    fn the_firehose_sends_its_budget_as_a_valid_stream() {
+        let firehose = Arc::new(Firehose::new(21, 256 * 1024, 1 << 20));
+        assert_eq!(firehose.repeats, 4);
+        let (wire, _) = fetch_once(&firehose);
         assert_eq!(wire.len() as u64, firehose.wire_bytes());
         let counts = inproc::pipeline(&wire, Framing::Crlf, 65536);
         assert_eq!(counts.messages as u64, firehose.messages());
@@ -526,20 +534,10 @@ mod tests {
         // A quarter of a second's worth of messages at this rate.
         let rate = (firehose.messages() * 4).max(1);
         let paced = Arc::new(Firehose::new(21, 256 * 1024, 256 * 1024).paced(Some(rate)));
-        let (listener, addr) = bind_loopback().unwrap();
-        std::thread::spawn({
-            let paced = paced.clone();
-            move || paced.run(listener)
-        });
-        let started = std::time::Instant::now();
-        let mut client = TcpStream::connect(addr).unwrap();
-        client
-            .write_all(b"GET /1.1/site.json HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut wire = Vec::new();
-        client.read_to_end(&mut wire).unwrap();
-        let took = started.elapsed();
+        let (unpaced_wire, _) = fetch_once(&firehose);
+        let (wire, took) = fetch_once(&paced);
         assert_eq!(wire.len() as u64, firehose.wire_bytes());
+        assert!(wire == unpaced_wire, "pacing changed the bytes sent");
         let counts = inproc::pipeline(&wire, Framing::Crlf, 65536);
         assert_eq!(counts.messages as u64, firehose.messages());
         // The last slice is due a millisecond's worth before the end: at least 240 ms.
