@@ -269,15 +269,18 @@ pub fn svg(samples: &[Sample], title: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// An environment of these pairs, as `std::env::vars` gives it.
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 
     #[test]
     fn the_allocator_line_names_a_preload_and_tuning() {
-        let env = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>()
-        };
         assert_eq!(
             allocator(false, env(&[("HOME", "/root")])),
             "the system allocator (glibc malloc on Linux)"
@@ -302,12 +305,6 @@ mod tests {
 
     #[test]
     fn the_allocator_line_names_compiled_in_jemalloc_and_only_its_tuning() {
-        let env = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>()
-        };
         assert_eq!(
             allocator(
                 true,
@@ -324,7 +321,6 @@ mod tests {
              _RJEM_MALLOC_CONF=narenas:1"
         );
     }
-    use super::*;
 
     fn run(rss: impl Fn(u64) -> u64, fds: impl Fn(u64) -> u64, threads: u64) -> ResourceVerdict {
         let samples: Vec<Sample> = (0..20)
