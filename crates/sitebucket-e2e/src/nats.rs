@@ -106,8 +106,9 @@ impl NatsServer {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// Starts the server again (after [`kill`](Self::kill)) on the same port and store, and
-    /// waits until it listens.
+    /// Starts the server again on the same port and store, and waits until it listens: a
+    /// server still running is killed first (SIGKILL, as [`kill`](Self::kill)), so the one
+    /// that answers afterwards is always the new process.
     pub fn restart(&mut self) {
         self.try_restart().unwrap_or_else(|why| panic!("{why}"));
     }
@@ -116,6 +117,9 @@ impl NatsServer {
     /// server exited, e.g. because its port was taken, or did not listen within 10 s; its
     /// log's tail is in the message).
     pub fn try_restart(&mut self) -> Result<(), String> {
+        // Without this, a running server would keep the port, the new process would exit,
+        // and the old one would answer the wait below and outlive the test.
+        self.kill();
         let log = self.store.join("server.log");
         let child = Command::new("nats-server")
             .args([
@@ -331,5 +335,31 @@ impl NatsCluster {
             }
         }
         seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether process `pid` still exists (a reaped child does not).
+    fn alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    #[test]
+    fn a_restart_of_a_running_server_replaces_the_process_and_a_drop_leaves_none() {
+        let mut server = NatsServer::start();
+        let first = server.pid().expect("running");
+        server.restart();
+        let second = server.pid().expect("running again");
+        assert!(
+            !alive(first),
+            "the first nats-server ({first}) outlived the restart"
+        );
+        assert!(server.is_running(), "the new nats-server exited");
+        assert!(TcpStream::connect(("127.0.0.1", server.port())).is_ok());
+        drop(server);
+        assert!(!alive(second), "nats-server ({second}) outlived its handle");
     }
 }

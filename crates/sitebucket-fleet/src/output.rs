@@ -1923,7 +1923,13 @@ mod nats_tests {
         drop(other);
 
         drop(client);
+        let before = server.pid();
         tokio::task::block_in_place(|| server.restart());
+        let before = before.expect("running");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{before}")).exists(),
+            "the nats-server before the restart still runs: the key would not have been reloaded"
+        );
         let client = connect(&server.url).await;
         let (again, _) = publisher_into(&client, "a", "SBT", "sbt")
             .await
