@@ -765,18 +765,16 @@ async fn stream_id_key(
     stream: &str,
 ) -> Result<IdKey, FleetError> {
     let bucket = &config.id_key_bucket;
-    let started = Instant::now();
-    let mut wait = Duration::from_millis(50);
+    let mut patience = Patience::new();
     // Several publishers starting at once on a cluster race to create the bucket, and one
     // just created may have no leader yet (a timeout): tried again for ID_KEY_PATIENCE.
     let store = loop {
         match crate::nats::open_bucket(js, bucket, Duration::ZERO, config.replicas).await {
             Ok(store) => break store,
-            Err(error) if started.elapsed() >= ID_KEY_PATIENCE => return Err(error),
+            Err(error) if patience.is_spent() => return Err(error),
             Err(error) => tracing::debug!("{error}; trying again"),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(1));
+        patience.wait().await;
     };
     let name = id_key_name(stream);
     let failed = |error: async_nats::Error| FleetError::Bucket {
@@ -822,19 +820,45 @@ async fn stream_id_key(
             }
             Err(error) => error.into(),
         };
-        if started.elapsed() >= ID_KEY_PATIENCE {
+        if patience.is_spent() {
             return Err(failed(
                 format!("cannot read or store the message-id key {name:?}: {error}").into(),
             ));
         }
         tracing::debug!("the message-id key {name:?}: {error}; trying again");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(1));
+        patience.wait().await;
     }
 }
 
 /// How long [`stream_id_key`] keeps trying through engine errors.
 const ID_KEY_PATIENCE: Duration = Duration::from_secs(20);
+
+/// [`stream_id_key`]'s tries through engine errors: for [`ID_KEY_PATIENCE`] from the first,
+/// 50 ms apart, doubling up to 1 s.
+struct Patience {
+    started: Instant,
+    next_wait: Duration,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Patience {
+            started: Instant::now(),
+            next_wait: Duration::from_millis(50),
+        }
+    }
+
+    /// Whether the time for tries is over.
+    fn is_spent(&self) -> bool {
+        self.started.elapsed() >= ID_KEY_PATIENCE
+    }
+
+    /// Sleeps before the next try.
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next_wait).await;
+        self.next_wait = (self.next_wait * 2).min(Duration::from_secs(1));
+    }
+}
 
 /// The publishes awaiting their acknowledgement, by sequence number: publish `n` is sent with
 /// the reply subject `<inbox>.<n>`, and its acknowledgement arrives on the publisher's one
